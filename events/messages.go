@@ -1,0 +1,325 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Status is an instance's health as PROTOCOL.md names it.
+type Status string
+
+// The statuses of PROTOCOL.md. Deregistered appears only in health events.
+const (
+	Passing      Status = "passing"
+	Warning      Status = "warning"
+	Critical     Status = "critical"
+	Deregistered Status = "deregistered"
+)
+
+// Valid reports whether s is a status an instance record may hold.
+func (s Status) Valid() bool { return s == Passing || s == Warning || s == Critical }
+
+// DefaultWeight is an announce's weight when it states none.
+const DefaultWeight = 100
+
+// MaxWeight bounds Announce.Weight and RouteConfig.Weights.
+const MaxWeight = 10000
+
+// Endpoint is one request endpoint of an instance.
+type Endpoint struct {
+	Name string `json:"name"`
+}
+
+// Announce is what an instance publishes on P.announce.<service>.
+type Announce struct {
+	ID        string            `json:"id"`
+	Service   string            `json:"service"`
+	Version   string            `json:"version,omitempty"`
+	Endpoints []Endpoint        `json:"endpoints"`
+	Weight    int               `json:"weight"`
+	AZ        string            `json:"az,omitempty"`
+	Hostname  string            `json:"hostname,omitempty"`
+	Metadata  map[string]string `json:"metadata,omitempty"`
+	TS        time.Time         `json:"ts,omitzero"`
+}
+
+// Validate checks the fields PROTOCOL.md constrains.
+func (a *Announce) Validate() error {
+	if err := requireID(a.ID); err != nil {
+		return err
+	}
+	if err := requireService(a.Service); err != nil {
+		return err
+	}
+	if a.Endpoints == nil {
+		return invalid("endpoints is required")
+	}
+	if len(a.Endpoints) == 0 {
+		return invalid("endpoints is empty; an instance serves at least one endpoint")
+	}
+	seen := make(map[string]bool, len(a.Endpoints))
+	for i, ep := range a.Endpoints {
+		if err := ValidateEndpoint(ep.Name); err != nil {
+			return fmt.Errorf("endpoints[%d]: %w", i, err)
+		}
+		if seen[ep.Name] {
+			return invalid("endpoints[%d]: endpoint %q is listed twice", i, ep.Name)
+		}
+		seen[ep.Name] = true
+	}
+	if a.Weight < 0 || a.Weight > MaxWeight {
+		return invalid("weight %d is out of range 0..%d", a.Weight, MaxWeight)
+	}
+	return nil
+}
+
+// EndpointNames returns the names of a's endpoints.
+func (a *Announce) EndpointNames() []string {
+	names := make([]string, len(a.Endpoints))
+	for i, ep := range a.Endpoints {
+		names[i] = ep.Name
+	}
+	return names
+}
+
+// Deregister is what an instance publishes on P.deregister.<service>.
+type Deregister struct {
+	ID      string `json:"id"`
+	Service string `json:"service"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// Validate checks the fields PROTOCOL.md constrains.
+func (d *Deregister) Validate() error {
+	if err := requireID(d.ID); err != nil {
+		return err
+	}
+	return requireService(d.Service)
+}
+
+// Heartbeat is what a discovery node sends on P.hb.<id>.
+type Heartbeat struct {
+	Node string    `json:"node"`
+	Seq  uint64    `json:"seq"`
+	TS   time.Time `json:"ts,omitzero"`
+}
+
+// HeartbeatReply is an instance's answer to a Heartbeat.
+type HeartbeatReply struct {
+	ID       string `json:"id"`
+	Status   Status `json:"status"`
+	Inflight int    `json:"inflight"`
+	Capacity int    `json:"capacity,omitempty"`
+}
+
+// Validate checks a reply's status; an empty status counts as passing, since
+// the reply itself is the sign of life.
+func (r *HeartbeatReply) Validate() error {
+	if r.Status != "" && !r.Status.Valid() {
+		return invalid("status %q is not passing, warning or critical", r.Status)
+	}
+	if r.Inflight < 0 || r.Capacity < 0 {
+		return invalid("inflight and capacity must not be negative")
+	}
+	return nil
+}
+
+// InstanceRecord is the value of hail_instances <service>.<id>.
+type InstanceRecord struct {
+	Announce
+	Status       Status    `json:"status"`
+	Node         string    `json:"node"`
+	RegisteredAt time.Time `json:"registered_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+// Key is the record's key in hail_instances.
+func (r *InstanceRecord) Key() string { return InstanceKey(r.Service, r.ID) }
+
+// Validate checks a record read back from KV, which anyone may have written.
+func (r *InstanceRecord) Validate() error {
+	if err := r.Announce.Validate(); err != nil {
+		return err
+	}
+	if !r.Status.Valid() {
+		return invalid("status %q is not passing, warning or critical", r.Status)
+	}
+	return nil
+}
+
+// InstanceKey is the hail_instances key of an instance.
+func InstanceKey(service, id string) string { return service + "." + id }
+
+// HealthEvent is published on P.health.<service>.<id> on every transition.
+type HealthEvent struct {
+	ID       string    `json:"id"`
+	Service  string    `json:"service"`
+	Status   Status    `json:"status"`
+	Previous Status    `json:"previous"`
+	Reason   string    `json:"reason,omitempty"`
+	Node     string    `json:"node"`
+	TS       time.Time `json:"ts"`
+}
+
+// NodeRecord is the value of hail_nodes <node-id>.
+type NodeRecord struct {
+	ID        string    `json:"id"`
+	AZ        string    `json:"az,omitempty"`
+	Hostname  string    `json:"hostname,omitempty"`
+	StartedAt time.Time `json:"started_at"`
+	TS        time.Time `json:"ts"`
+}
+
+// Ack answers an announce or deregister sent as a request.
+type Ack struct {
+	OK   bool   `json:"ok"`
+	ID   string `json:"id,omitempty"`
+	Node string `json:"node,omitempty"`
+}
+
+// ErrorBody is the body of an error reply; the same text and code travel in
+// the Nats-Service-Error headers.
+type ErrorBody struct {
+	OK    bool   `json:"ok"`
+	Error string `json:"error"`
+	Code  int    `json:"code"`
+}
+
+// ServiceSummary is one row of the P.discovery.services answer.
+type ServiceSummary struct {
+	Service   string `json:"service"`
+	Instances int    `json:"instances"`
+	Passing   int    `json:"passing"`
+}
+
+// InstancesQuery is the request of P.discovery.instances.
+type InstancesQuery struct {
+	Service string `json:"service,omitempty"`
+	Status  Status `json:"status,omitempty"`
+}
+
+// Validate checks the optional filters.
+func (q *InstancesQuery) Validate() error {
+	if q.Service != "" {
+		if err := ValidateService(q.Service); err != nil {
+			return fmt.Errorf("service: %w", err)
+		}
+	}
+	if q.Status != "" && !q.Status.Valid() {
+		return invalid("status %q is not passing, warning or critical", q.Status)
+	}
+	return nil
+}
+
+func requireID(id string) error {
+	if id == "" {
+		return invalid("id is required")
+	}
+	return ValidateID(id)
+}
+
+func requireService(s string) error {
+	if s == "" {
+		return invalid("service is required")
+	}
+	return ValidateService(s)
+}
+
+// Validator is a message that can check itself after decoding.
+type Validator interface {
+	Validate() error
+}
+
+// Decode parses a JSON message of the named kind into v and validates it
+// when v is a Validator. Every error wraps ErrInvalid and says which kind of
+// message and which field was wrong.
+func Decode(kind string, data []byte, v any) error {
+	if len(data) > MaxPayload {
+		return fmt.Errorf("%s: %w", kind, invalid("payload of %d bytes exceeds the %d-byte limit", len(data), MaxPayload))
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return fmt.Errorf("%s: %w", kind, invalid("payload is empty; want a JSON object"))
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%s: %w", kind, invalid("malformed JSON: %s", jsonProblem(err)))
+	}
+	if val, ok := v.(Validator); ok {
+		if err := val.Validate(); err != nil {
+			return fmt.Errorf("%s: %w", kind, err)
+		}
+	}
+	return nil
+}
+
+// jsonProblem rewords encoding/json's errors to name the field in JSON terms.
+func jsonProblem(err error) string {
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) && typeErr.Field != "" {
+		return fmt.Sprintf("field %q: got JSON %s, want %s", typeErr.Field, typeErr.Value, jsonType(typeErr.Type.Kind().String()))
+	}
+	var syntaxErr *json.SyntaxError
+	if errors.As(err, &syntaxErr) {
+		return fmt.Sprintf("%s (at byte %d)", syntaxErr.Error(), syntaxErr.Offset)
+	}
+	return err.Error()
+}
+
+func jsonType(kind string) string {
+	switch kind {
+	case "int", "int64", "uint64", "int32", "uint32", "uint":
+		return "an integer"
+	case "string":
+		return "a string"
+	case "slice":
+		return "an array"
+	case "map", "struct":
+		return "an object"
+	case "bool":
+		return "true or false"
+	default:
+		return kind
+	}
+}
+
+// DecodeAnnounce parses and validates an Announce; a missing weight is
+// DefaultWeight.
+func DecodeAnnounce(data []byte) (Announce, error) {
+	a := Announce{Weight: DefaultWeight}
+	err := Decode("announce", data, &a)
+	return a, err
+}
+
+// DecodeDeregister parses and validates a Deregister.
+func DecodeDeregister(data []byte) (Deregister, error) {
+	var d Deregister
+	err := Decode("deregister", data, &d)
+	return d, err
+}
+
+// DecodeInstanceRecord parses and validates a hail_instances value.
+func DecodeInstanceRecord(data []byte) (InstanceRecord, error) {
+	r := InstanceRecord{Announce: Announce{Weight: DefaultWeight}}
+	err := Decode("instance record", data, &r)
+	return r, err
+}
+
+// DecodeHeartbeatReply parses and validates an instance's heartbeat reply.
+func DecodeHeartbeatReply(data []byte) (HeartbeatReply, error) {
+	var r HeartbeatReply
+	err := Decode("heartbeat reply", data, &r)
+	return r, err
+}
+
+// DecodeInstancesQuery parses a P.discovery.instances request; an empty body
+// asks for everything.
+func DecodeInstancesQuery(data []byte) (InstancesQuery, error) {
+	var q InstancesQuery
+	if len(bytes.TrimSpace(data)) == 0 {
+		return q, nil
+	}
+	err := Decode("instances query", data, &q)
+	return q, err
+}

@@ -1,0 +1,189 @@
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDecodeAnnounce(t *testing.T) {
+	const ok = `{"id":"` + testID + `","service":"echo","endpoints":[{"name":"say"}]}`
+	tests := []struct {
+		name, in, wantErr string
+		wantWeight        int
+	}{
+		{"minimal gets default weight", ok, "", DefaultWeight},
+		{"drain", `{"id":"` + testID + `","service":"echo","endpoints":[{"name":"say"}],"weight":0}`, "", 0},
+		{"unknown fields ignored", `{"id":"` + testID + `","service":"echo","endpoints":[{"name":"say"}],"new":{"a":1}}`, "", DefaultWeight},
+		{"malformed", `{"id":`, "malformed JSON", 0},
+		{"empty", ``, "payload is empty", 0},
+		{"array", `[]`, "malformed JSON", 0},
+		{"missing id", `{"service":"echo","endpoints":[{"name":"say"}]}`, "id is required", 0},
+		{"bad id", `{"id":"abc","service":"echo","endpoints":[{"name":"say"}]}`, "canonical UUID", 0},
+		{"missing service", `{"id":"` + testID + `","endpoints":[{"name":"say"}]}`, "service is required", 0},
+		{"wildcard service", `{"id":"` + testID + `","service":"ec.*","endpoints":[{"name":"say"}]}`, "wildcard", 0},
+		{"missing endpoints", `{"id":"` + testID + `","service":"echo"}`, "endpoints is required", 0},
+		{"bad endpoint", `{"id":"` + testID + `","service":"echo","endpoints":[{"name":"a b"}]}`, "endpoints[0]", 0},
+		{"duplicate endpoint", `{"id":"` + testID + `","service":"echo","endpoints":[{"name":"a"},{"name":"a"}]}`, "listed twice", 0},
+		{"weight type", `{"id":"` + testID + `","service":"echo","endpoints":[{"name":"say"}],"weight":"x"}`, `field "weight"`, 0},
+		{"weight range", `{"id":"` + testID + `","service":"echo","endpoints":[{"name":"say"}],"weight":10001}`, "out of range", 0},
+		{"oversized", `{"id":"` + testID + `","service":"echo","endpoints":[{"name":"say"}],"metadata":{"x":"` + strings.Repeat("y", MaxPayload) + `"}}`, "exceeds the 65536-byte limit", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, err := DecodeAnnounce([]byte(tt.in))
+			checkErr(t, err, tt.wantErr)
+			if err == nil && a.Weight != tt.wantWeight {
+				t.Errorf("weight = %d, want %d", a.Weight, tt.wantWeight)
+			}
+			if err != nil && !strings.HasPrefix(err.Error(), "announce: ") {
+				t.Errorf("error %q does not name the message kind", err)
+			}
+		})
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	ts := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	ann := Announce{ID: testID, Service: "echo", Version: "1.4.0", Endpoints: []Endpoint{{Name: "say"}},
+		Weight: 0, AZ: "eu-west-1a", Hostname: "web-3", Metadata: map[string]string{"team": "edge"}, TS: ts}
+	tests := []struct {
+		name   string
+		in     any
+		decode func([]byte) (any, error)
+	}{
+		{"announce", ann, func(b []byte) (any, error) { return DecodeAnnounce(b) }},
+		{"deregister", Deregister{ID: testID, Service: "echo", Reason: "shutdown"}, func(b []byte) (any, error) { return DecodeDeregister(b) }},
+		{"record", InstanceRecord{Announce: ann, Status: Critical, Node: testNode, RegisteredAt: ts, UpdatedAt: ts.Add(time.Second)},
+			func(b []byte) (any, error) { return DecodeInstanceRecord(b) }},
+		{"reply", HeartbeatReply{ID: testID, Status: Warning, Inflight: 3, Capacity: 64}, func(b []byte) (any, error) { return DecodeHeartbeatReply(b) }},
+		{"route", RouteConfig{Strategy: "hash", HashHeader: "X-User", Retries: 2, TimeoutMS: 500, RetryOnTimeout: true, Weights: map[string]int{testID: 5}},
+			func(b []byte) (any, error) { return DecodeRouteConfig(b) }},
+		{"query", InstancesQuery{Service: "echo", Status: Passing}, func(b []byte) (any, error) { return DecodeInstancesQuery(b) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data, err := json.Marshal(tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := tt.decode(data)
+			if err != nil {
+				t.Fatalf("decode %s: %v", data, err)
+			}
+			if !reflect.DeepEqual(got, tt.in) {
+				t.Errorf("round trip of %s:\n got %+v\nwant %+v", data, got, tt.in)
+			}
+		})
+	}
+}
+
+func TestRecordFlattensAnnounce(t *testing.T) {
+	rec := InstanceRecord{Announce: Announce{ID: testID, Service: "echo", Endpoints: []Endpoint{{Name: "say"}}, Weight: 7}, Status: Passing}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"id", "service", "endpoints", "weight", "status", "node", "registered_at", "updated_at"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("record JSON %s lacks top-level %q", data, k)
+		}
+	}
+	if rec.Key() != "echo."+testID {
+		t.Errorf("Key() = %q", rec.Key())
+	}
+}
+
+func TestHealthEventKeepsEmptyPrevious(t *testing.T) {
+	data, _ := json.Marshal(HealthEvent{ID: testID, Service: "echo", Status: Passing})
+	if !strings.Contains(string(data), `"previous":""`) {
+		t.Errorf("registration event %s lacks previous", data)
+	}
+}
+
+func TestRouteConfigValidate(t *testing.T) {
+	tests := []struct{ in, wantErr string }{
+		{`{}`, ""},
+		{`{"strategy":"p2c_ewma","retries":3,"timeout_ms":100}`, ""},
+		{`{"strategy":"fastest"}`, "not one of"},
+		{`{"retries":-1}`, "retries"},
+		{`{"weights":{"web":1}}`, "not an instance id"},
+		{`{"weights":{"` + testID + `":-5}}`, "out of range"},
+		{`{"strategy":`, "malformed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			_, err := DecodeRouteConfig([]byte(tt.in))
+			checkErr(t, err, tt.wantErr)
+		})
+	}
+}
+
+func TestDecodeInstancesQueryEmpty(t *testing.T) {
+	for _, in := range []string{"", " ", "{}"} {
+		q, err := DecodeInstancesQuery([]byte(in))
+		if err != nil || q != (InstancesQuery{}) {
+			t.Errorf("DecodeInstancesQuery(%q) = %+v, %v", in, q, err)
+		}
+	}
+	if _, err := DecodeInstancesQuery([]byte(`{"status":"up"}`)); !errors.Is(err, ErrInvalid) {
+		t.Errorf("bad status: got %v", err)
+	}
+}
+
+func FuzzDecodeAnnounce(f *testing.F) {
+	f.Add([]byte(`{"id":"` + testID + `","service":"echo","endpoints":[{"name":"say"}],"weight":5}`))
+	f.Add([]byte(`{"id":1}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a, err := DecodeAnnounce(data)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v does not wrap ErrInvalid", err)
+			}
+			return
+		}
+		if err := a.Validate(); err != nil {
+			t.Fatalf("accepted announce fails Validate: %v", err)
+		}
+		out, err := json.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := DecodeAnnounce(out)
+		if err != nil || !reflect.DeepEqual(a, b) {
+			t.Fatalf("re-decode of %s: %+v, %v; want %+v", out, b, err, a)
+		}
+	})
+}
+
+func FuzzDecodeRouteConfig(f *testing.F) {
+	f.Add([]byte(`{"strategy":"hash","weights":{"` + testID + `":1}}`))
+	f.Add([]byte(`{"retries":"x"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := DecodeRouteConfig(data)
+		if err != nil {
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("accepted config fails Validate: %v", err)
+		}
+	})
+}
+
+func FuzzDecodeDeregister(f *testing.F) {
+	f.Add([]byte(`{"id":"` + testID + `","service":"echo"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, err := DecodeDeregister(data)
+		if err == nil && d.Validate() != nil {
+			t.Fatalf("accepted deregister fails Validate")
+		}
+	})
+}

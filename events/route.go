@@ -1,0 +1,57 @@
+package events
+
+import (
+	"slices"
+	"strings"
+)
+
+// Strategies a RouteConfig may name.
+var Strategies = []string{"weighted", "hash", "round_robin", "random", "least_conn", "p2c_ewma"}
+
+// DefaultStrategy is used when a route names none.
+const DefaultStrategy = "weighted"
+
+// RouteConfigKey is the hail_config key of a service's route.
+func RouteConfigKey(service string) string { return "route." + service }
+
+// RouteConfig is the value of hail_config route.<service>.
+type RouteConfig struct {
+	Strategy       string         `json:"strategy,omitempty"`
+	HashHeader     string         `json:"hash_header,omitempty"`
+	Retries        int            `json:"retries,omitempty"`
+	TimeoutMS      int            `json:"timeout_ms,omitempty"`
+	RetryOnTimeout bool           `json:"retry_on_timeout,omitempty"`
+	Weights        map[string]int `json:"weights,omitempty"`
+}
+
+// Validate checks a route config; an invalid one must never replace a good one.
+func (c *RouteConfig) Validate() error {
+	if c.Strategy != "" && !slices.Contains(Strategies, c.Strategy) {
+		return invalid("strategy %q is not one of %s", c.Strategy, strings.Join(Strategies, ", "))
+	}
+	if strings.ContainsAny(c.HashHeader, " \t\r\n:") {
+		return invalid("hash_header %q is not a valid header name", c.HashHeader)
+	}
+	if c.Retries < 0 || c.Retries > 10 {
+		return invalid("retries %d is out of range 0..10", c.Retries)
+	}
+	if c.TimeoutMS < 0 || c.TimeoutMS > 600_000 {
+		return invalid("timeout_ms %d is out of range 0..600000", c.TimeoutMS)
+	}
+	for id, w := range c.Weights {
+		if err := ValidateID(id); err != nil {
+			return invalid("weights: key %q is not an instance id", truncate(id))
+		}
+		if w < 0 || w > MaxWeight {
+			return invalid("weights[%q]: %d is out of range 0..%d", id, w, MaxWeight)
+		}
+	}
+	return nil
+}
+
+// DecodeRouteConfig parses and validates a hail_config route value.
+func DecodeRouteConfig(data []byte) (RouteConfig, error) {
+	var c RouteConfig
+	err := Decode("route config", data, &c)
+	return c, err
+}

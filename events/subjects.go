@@ -1,0 +1,194 @@
+package events
+
+import (
+	"fmt"
+	"strings"
+)
+
+// DefaultPrefix is the subject prefix P of PROTOCOL.md.
+const DefaultPrefix = "hail"
+
+// Subjects builds and parses the subjects of PROTOCOL.md under one prefix.
+// The zero value uses DefaultPrefix.
+type Subjects struct {
+	Prefix string
+}
+
+// NewSubjects returns Subjects for prefix after checking that the prefix is
+// made of plain subject tokens (no wildcards, no empty tokens).
+func NewSubjects(prefix string) (Subjects, error) {
+	if prefix == "" {
+		return Subjects{}, invalid("subject prefix is empty")
+	}
+	for tok := range strings.SplitSeq(prefix, ".") {
+		if err := ValidateEndpoint(tok); err != nil {
+			return Subjects{}, invalid("subject prefix %q: each token must be A-Z a-z 0-9 _ -", prefix)
+		}
+	}
+	return Subjects{Prefix: prefix}, nil
+}
+
+func (s Subjects) p() string {
+	if s.Prefix == "" {
+		return DefaultPrefix
+	}
+	return s.Prefix
+}
+
+// Announce is P.announce.<service>.
+func (s Subjects) Announce(service string) string { return s.p() + ".announce." + service }
+
+// AnnounceAll matches every announce.
+func (s Subjects) AnnounceAll() string { return s.p() + ".announce.>" }
+
+// Deregister is P.deregister.<service>.
+func (s Subjects) Deregister(service string) string { return s.p() + ".deregister." + service }
+
+// DeregisterAll matches every deregister.
+func (s Subjects) DeregisterAll() string { return s.p() + ".deregister.>" }
+
+// Heartbeat is P.hb.<id>.
+func (s Subjects) Heartbeat(id string) string { return s.p() + ".hb." + id }
+
+// Health is P.health.<service>.<id>.
+func (s Subjects) Health(service, id string) string { return s.p() + ".health." + service + "." + id }
+
+// HealthAll matches every health event.
+func (s Subjects) HealthAll() string { return s.p() + ".health.>" }
+
+// Discover is P.discover.
+func (s Subjects) Discover() string { return s.p() + ".discover" }
+
+// Svc is P.svc.<service>.<endpoint>, served by the queue group QueueGroup(service).
+func (s Subjects) Svc(service, endpoint string) string {
+	return s.p() + ".svc." + service + "." + endpoint
+}
+
+// QueueGroup is the queue group every instance of service joins.
+func (s Subjects) QueueGroup(service string) string { return s.p() + "." + service }
+
+// Inst is P.inst.<id>.<endpoint>.
+func (s Subjects) Inst(id, endpoint string) string { return s.p() + ".inst." + id + "." + endpoint }
+
+// Route is P.route.<service>.<endpoint>.
+func (s Subjects) Route(service, endpoint string) string {
+	return s.p() + ".route." + service + "." + endpoint
+}
+
+// RouteAll matches every routed request.
+func (s Subjects) RouteAll() string { return s.p() + ".route.>" }
+
+// DiscoveryServices is P.discovery.services.
+func (s Subjects) DiscoveryServices() string { return s.p() + ".discovery.services" }
+
+// DiscoveryInstances is P.discovery.instances.
+func (s Subjects) DiscoveryInstances() string { return s.p() + ".discovery.instances" }
+
+// DiscoveryQueue is the queue group the discovery nodes share, so that one
+// node handles each announce, deregister and query.
+func (s Subjects) DiscoveryQueue() string { return s.p() + ".discovery" }
+
+// rest returns what follows P.<kind>. in subject.
+func (s Subjects) rest(subject, kind string) (string, error) {
+	pre := s.p() + "." + kind + "."
+	if !strings.HasPrefix(subject, pre) {
+		return "", invalid("subject %q does not start with %q", truncate(subject), pre)
+	}
+	return subject[len(pre):], nil
+}
+
+// splitLast splits rest at its last dot: everything before it and the last token.
+func splitLast(subject, rest, what string) (string, string, error) {
+	i := strings.LastIndexByte(rest, '.')
+	if i < 0 {
+		return "", "", invalid("subject %q has no %s token", truncate(subject), what)
+	}
+	return rest[:i], rest[i+1:], nil
+}
+
+// ParseAnnounce returns the service of P.announce.<service>.
+func (s Subjects) ParseAnnounce(subject string) (string, error) {
+	return s.parseService(subject, "announce")
+}
+
+// ParseDeregister returns the service of P.deregister.<service>.
+func (s Subjects) ParseDeregister(subject string) (string, error) {
+	return s.parseService(subject, "deregister")
+}
+
+func (s Subjects) parseService(subject, kind string) (string, error) {
+	service, err := s.rest(subject, kind)
+	if err != nil {
+		return "", err
+	}
+	if err := ValidateService(service); err != nil {
+		return "", fmt.Errorf("subject %q: %w", truncate(subject), err)
+	}
+	return service, nil
+}
+
+// ParseHeartbeat returns the id of P.hb.<id>.
+func (s Subjects) ParseHeartbeat(subject string) (string, error) {
+	id, err := s.rest(subject, "hb")
+	if err != nil {
+		return "", err
+	}
+	if err := ValidateID(id); err != nil {
+		return "", fmt.Errorf("subject %q: %w", truncate(subject), err)
+	}
+	return id, nil
+}
+
+// ParseHealth returns the service and id of P.health.<service>.<id>.
+func (s Subjects) ParseHealth(subject string) (service, id string, err error) {
+	return s.parseServiceLast(subject, "health", "id", ValidateID)
+}
+
+// ParseSvc returns the service and endpoint of P.svc.<service>.<endpoint>.
+func (s Subjects) ParseSvc(subject string) (service, endpoint string, err error) {
+	return s.parseServiceLast(subject, "svc", "endpoint", ValidateEndpoint)
+}
+
+// ParseRoute returns the service and endpoint of P.route.<service>.<endpoint>.
+func (s Subjects) ParseRoute(subject string) (service, endpoint string, err error) {
+	return s.parseServiceLast(subject, "route", "endpoint", ValidateEndpoint)
+}
+
+// ParseInst returns the id and endpoint of P.inst.<id>.<endpoint>.
+func (s Subjects) ParseInst(subject string) (id, endpoint string, err error) {
+	rest, err := s.rest(subject, "inst")
+	if err != nil {
+		return "", "", err
+	}
+	id, endpoint, err = splitLast(subject, rest, "endpoint")
+	if err != nil {
+		return "", "", err
+	}
+	if err := ValidateID(id); err != nil {
+		return "", "", fmt.Errorf("subject %q: %w", truncate(subject), err)
+	}
+	if err := ValidateEndpoint(endpoint); err != nil {
+		return "", "", fmt.Errorf("subject %q: %w", truncate(subject), err)
+	}
+	return id, endpoint, nil
+}
+
+// parseServiceLast parses P.<kind>.<service>.<last>: a service may hold
+// dots, so the last token is split off first.
+func (s Subjects) parseServiceLast(subject, kind, what string, check func(string) error) (string, string, error) {
+	rest, err := s.rest(subject, kind)
+	if err != nil {
+		return "", "", err
+	}
+	service, last, err := splitLast(subject, rest, what)
+	if err != nil {
+		return "", "", err
+	}
+	if err := ValidateService(service); err != nil {
+		return "", "", fmt.Errorf("subject %q: %w", truncate(subject), err)
+	}
+	if err := check(last); err != nil {
+		return "", "", fmt.Errorf("subject %q: %w", truncate(subject), err)
+	}
+	return service, last, nil
+}

@@ -1,0 +1,162 @@
+package schemas_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/schemas"
+)
+
+func load(t testing.TB) *schemas.Set {
+	t.Helper()
+	set, err := schemas.Load()
+	if err != nil {
+		t.Fatalf("load schemas: %v", err)
+	}
+	return set
+}
+
+func samples(t *testing.T, kind, name string) map[string][]byte {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join("testdata", kind, name, "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string][]byte, len(paths))
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[filepath.Base(p)] = data
+	}
+	return out
+}
+
+// goDecoders are the Go rules for the messages discovery and the router read
+// from outside; they must agree with the schemas on every golden sample.
+var goDecoders = map[string]func([]byte) error{
+	schemas.Announce:       func(b []byte) error { _, err := events.DecodeAnnounce(b); return err },
+	schemas.Deregister:     func(b []byte) error { _, err := events.DecodeDeregister(b); return err },
+	schemas.HeartbeatReply: func(b []byte) error { _, err := events.DecodeHeartbeatReply(b); return err },
+	schemas.InstanceRecord: func(b []byte) error { _, err := events.DecodeInstanceRecord(b); return err },
+	schemas.RouteConfig:    func(b []byte) error { _, err := events.DecodeRouteConfig(b); return err },
+	schemas.InstancesQuery: func(b []byte) error { _, err := events.DecodeInstancesQuery(b); return err },
+}
+
+func TestGoldenSamples(t *testing.T) {
+	set := load(t)
+	for _, name := range set.Names() {
+		if name == "defs" {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			valid, invalid := samples(t, "valid", name), samples(t, "invalid", name)
+			if len(valid) == 0 || len(invalid) == 0 {
+				t.Fatalf("schema %s needs at least one valid and one invalid sample, have %d and %d", name, len(valid), len(invalid))
+			}
+			decode := goDecoders[name]
+			for file, data := range valid {
+				if err := set.Validate(name, data); err != nil {
+					t.Errorf("valid/%s/%s rejected by schema: %v", name, file, err)
+				}
+				if decode != nil {
+					if err := decode(data); err != nil {
+						t.Errorf("valid/%s/%s rejected by Go rules: %v", name, file, err)
+					}
+				}
+			}
+			for file, data := range invalid {
+				if err := set.Validate(name, data); err == nil {
+					t.Errorf("invalid/%s/%s accepted by schema", name, file)
+				}
+				if decode != nil {
+					if err := decode(data); err == nil {
+						t.Errorf("invalid/%s/%s accepted by Go rules", name, file)
+					}
+				}
+			}
+		})
+	}
+}
+
+// Messages the Go types produce must validate against their schemas.
+func TestGoMessagesValidate(t *testing.T) {
+	set := load(t)
+	ann, err := events.DecodeAnnounce([]byte(`{"id":"0190f1b6-3c4d-7e8f-9a0b-1c2d3e4f5a6b","service":"echo","endpoints":[{"name":"say"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := events.InstanceRecord{Announce: ann, Status: events.Passing, Node: "5b3e6a52-9d0c-4b8a-a1f2-3c4d5e6f7a8b"}
+	tests := []struct {
+		schema string
+		msg    any
+	}{
+		{schemas.Announce, ann},
+		{schemas.InstanceRecord, rec},
+		{schemas.Instances, []events.InstanceRecord{rec}},
+		{schemas.Ack, events.Ack{OK: true, ID: ann.ID, Node: rec.Node}},
+		{schemas.Error, events.ErrorBody{Error: "bad", Code: 400}},
+		{schemas.HealthEvent, events.HealthEvent{ID: ann.ID, Service: "echo", Status: events.Passing, Node: rec.Node}},
+		{schemas.Heartbeat, events.Heartbeat{Node: rec.Node, Seq: 1}},
+		{schemas.HeartbeatReply, events.HeartbeatReply{ID: ann.ID, Status: events.Passing}},
+		{schemas.NodeRecord, events.NodeRecord{ID: rec.Node}},
+		{schemas.Services, []events.ServiceSummary{{Service: "echo", Instances: 1, Passing: 1}}},
+		{schemas.RouteConfig, events.RouteConfig{Strategy: "hash"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.schema, func(t *testing.T) {
+			data, err := json.Marshal(tt.msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := set.Validate(tt.schema, data); err != nil {
+				t.Errorf("%s: %v\n%s", tt.schema, err, data)
+			}
+		})
+	}
+}
+
+func TestValidateErrorNamesField(t *testing.T) {
+	set := load(t)
+	err := set.Validate(schemas.Announce, []byte(`{"id":"nope","service":"echo","endpoints":[{"name":"say"}]}`))
+	if err == nil || !strings.Contains(err.Error(), "/id") {
+		t.Fatalf("got %v, want an error naming /id", err)
+	}
+	if strings.Contains(err.Error(), schemas.BaseURL) {
+		t.Errorf("error %q carries schema URLs", err)
+	}
+}
+
+// Whatever the Go decoder accepts, once encoded again, the schema accepts:
+// discovery never stores a record its own schema would reject.
+func FuzzAnnounceAcceptedIsSchemaValid(f *testing.F) {
+	for _, kind := range []string{"valid", "invalid"} {
+		paths, _ := filepath.Glob(filepath.Join("testdata", kind, "announce", "*.json"))
+		for _, p := range paths {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(data)
+		}
+	}
+	set := load(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a, err := events.DecodeAnnounce(data)
+		if err != nil {
+			return
+		}
+		out, err := json.Marshal(a)
+		if err != nil {
+			t.Fatalf("encode accepted announce: %v", err)
+		}
+		if err := set.Validate(schemas.Announce, out); err != nil {
+			t.Fatalf("Go accepted %q but its encoding %s fails the schema: %v", data, out, err)
+		}
+	})
+}
