@@ -1,0 +1,153 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hailsd/hail/bus"
+	"github.com/hailsd/hail/bus/bustest"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func TestEnsureBucketsSingleServer(t *testing.T) {
+	s := bustest.RunServer(t)
+	nc := bustest.Connect(t, s.ClientURL())
+	ctx := t.Context()
+	b, err := bus.EnsureBuckets(ctx, nc, bus.BucketOptions{NodeTTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Replicas != 1 {
+		t.Errorf("replicas = %d, want 1 on a single server", b.Replicas)
+	}
+	// Running it again (a second node starting) must succeed and keep data.
+	if _, err := b.Instances.Put(ctx, "echo.x", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	b2, err := bus.EnsureBuckets(ctx, nc, bus.BucketOptions{NodeTTL: time.Second})
+	if err != nil {
+		t.Fatalf("second EnsureBuckets: %v", err)
+	}
+	if _, err := b2.Instances.Get(ctx, "echo.x"); err != nil {
+		t.Errorf("record lost by second EnsureBuckets: %v", err)
+	}
+	for _, kv := range []jetstream.KeyValue{b.Instances, b.Nodes, b.Config} {
+		st, err := kv.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.History() > 1 && kv.Bucket() != bus.ConfigBucket {
+			t.Errorf("%s history = %d, want 1", kv.Bucket(), st.History())
+		}
+	}
+}
+
+// An entry in hail_nodes lapses once its node stops refreshing it.
+func TestNodeEntryLapses(t *testing.T) {
+	s := bustest.RunServer(t)
+	nc := bustest.Connect(t, s.ClientURL())
+	ctx := t.Context()
+	b, err := bus.EnsureBuckets(ctx, nc, bus.BucketOptions{NodeTTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := b.Nodes.WatchAll(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if _, err := b.Nodes.Put(ctx, "n1", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	// Refreshing keeps it alive past one TTL.
+	put := time.Now()
+	for time.Since(put) < 1500*time.Millisecond {
+		if _, err := b.Nodes.Put(ctx, "n1", []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Nodes.Get(ctx, "n1"); err != nil {
+			t.Fatalf("refreshed entry gone: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond) // the refresh cadence under test
+	}
+	// Then it lapses, and watchers are told.
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case e := <-w.Updates():
+			if e != nil && e.Key() == "n1" && e.Operation() != jetstream.KeyValuePut {
+				if _, err := b.Nodes.Get(ctx, "n1"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+					t.Errorf("after marker Get = %v, want not found", err)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatal("no lapse marker for an unrefreshed node entry within 5s")
+		}
+	}
+}
+
+func TestClusterBucketsHaveThreeReplicas(t *testing.T) {
+	c := bustest.RunCluster(t, 3)
+	nc := bustest.Connect(t, c.URLs())
+	b := bustest.Buckets(t, nc)
+	if b.Replicas != 3 {
+		t.Fatalf("replicas = %d, want 3", b.Replicas)
+	}
+	ctx := t.Context()
+	st, err := b.Instances.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.Replicas; got != 3 {
+		t.Errorf("stream replicas = %d", got)
+	}
+	if _, err := b.Instances.Put(ctx, "echo.a", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestClusterRestartKeepsData(t *testing.T) {
+	c := bustest.RunCluster(t, 3)
+	nc := bustest.Connect(t, c.URLs())
+	b := bustest.Buckets(t, nc)
+	ctx := t.Context()
+	if _, err := b.Instances.Put(ctx, "echo.a", []byte(`{"v":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	c.Stop(0)
+	bustest.Eventually(t, 10*time.Second, func() error {
+		_, err := b.Instances.Put(ctx, "echo.b", []byte(`{}`))
+		return err
+	})
+	if err := c.Restart(0); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := c.WaitReady(wctx); err != nil {
+		t.Fatal(err)
+	}
+	bustest.Eventually(t, 10*time.Second, func() error {
+		e, err := b.Instances.Get(ctx, "echo.a")
+		if err != nil {
+			return err
+		}
+		if string(e.Value()) != `{"v":1}` {
+			return fmt.Errorf("value %s", e.Value())
+		}
+		return nil
+	})
+}
+
+func TestBackoffBounded(t *testing.T) {
+	for a := range 20 {
+		d := bus.Backoff(a)
+		if d <= 0 || d > 2*time.Second {
+			t.Fatalf("Backoff(%d) = %v", a, d)
+		}
+	}
+}

@@ -1,0 +1,89 @@
+// Package bustest starts real NATS servers for tests: one embedded JetStream
+// server, or an in-process cluster, each torn down with the test.
+package bustest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hailsd/hail/bus"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// RunServer starts a single JetStream server on a free loopback port.
+func RunServer(t testing.TB) *server.Server {
+	t.Helper()
+	s, err := bus.StartServer(bus.ServerOptions{Name: "test", Port: -1, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("start NATS server: %v", err)
+	}
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	return s
+}
+
+// RunCluster starts an n-node JetStream cluster and waits until it is ready.
+func RunCluster(t testing.TB, n int) *bus.Cluster {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := bus.StartCluster(ctx, "hailtest", n, t.TempDir())
+	if err != nil {
+		t.Fatalf("start %d-node cluster: %v", n, err)
+	}
+	t.Cleanup(c.Shutdown)
+	return c
+}
+
+// Connect opens a client connection that is closed with the test.
+func Connect(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", url, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// Buckets creates the hail buckets through nc.
+func Buckets(t testing.TB, nc *nats.Conn) *bus.Buckets {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := bus.EnsureBuckets(ctx, nc, bus.BucketOptions{})
+	if err != nil {
+		t.Fatalf("ensure buckets: %v", err)
+	}
+	return b
+}
+
+// Eventually polls check until it returns nil or timeout passes, then fails
+// the test with the last error. This is nats-server's checkFor: a deadline
+// on an observable condition instead of a sleep.
+func Eventually(t testing.TB, timeout time.Duration, check func() error) {
+	t.Helper()
+	if err := Poll(timeout, check); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Poll is Eventually without a test: it returns the last error after timeout.
+func Poll(timeout time.Duration, check func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after %v: %w", timeout, err)
+		}
+		time.Sleep(10 * time.Millisecond) // the polling interval, not a synchronisation
+	}
+}

@@ -1,0 +1,239 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// ServerOptions describes an embedded NATS server with JetStream.
+type ServerOptions struct {
+	Name     string // server name; required and unique in a cluster
+	Host     string // client listen host; default 127.0.0.1
+	Port     int    // client port; -1 picks a free one
+	StoreDir string // JetStream storage
+	// Cluster, when Cluster.Name is set, joins the server to a cluster.
+	Cluster ClusterOptions
+	// HTTPPort enables the monitoring endpoint when > 0.
+	HTTPPort int
+	// Logger receives the server's own log; nil keeps it quiet.
+	Logger *slog.Logger
+}
+
+// ClusterOptions places a server in a cluster.
+type ClusterOptions struct {
+	Name   string
+	Host   string
+	Port   int
+	Routes []string // nats-route://host:port of every peer
+}
+
+// StartServer starts an embedded server and waits until it accepts clients.
+func StartServer(o ServerOptions) (*server.Server, error) {
+	host := o.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	opts := &server.Options{
+		ServerName: o.Name,
+		Host:       host,
+		Port:       o.Port,
+		HTTPPort:   o.HTTPPort,
+		JetStream:  true,
+		StoreDir:   o.StoreDir,
+		NoSigs:     true,
+		NoLog:      o.Logger == nil,
+	}
+	if o.Cluster.Name != "" {
+		opts.Cluster = server.ClusterOpts{Name: o.Cluster.Name, Host: o.Cluster.Host, Port: o.Cluster.Port}
+		for _, r := range o.Cluster.Routes {
+			u, err := url.Parse(r)
+			if err != nil {
+				return nil, fmt.Errorf("route %q: %w", r, err)
+			}
+			opts.Routes = append(opts.Routes, u)
+		}
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("new NATS server: %w", err)
+	}
+	if o.Logger != nil {
+		s.SetLoggerV2(serverLog{o.Logger.With("component", "nats-server")}, false, false, false)
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		return nil, errors.New("NATS server not ready for connections after 10s")
+	}
+	return s, nil
+}
+
+// serverLog adapts slog to the server's logger.
+type serverLog struct{ l *slog.Logger }
+
+func (s serverLog) Noticef(f string, v ...any) { s.l.Info(fmt.Sprintf(f, v...)) }
+func (s serverLog) Warnf(f string, v ...any)   { s.l.Warn(fmt.Sprintf(f, v...)) }
+func (s serverLog) Fatalf(f string, v ...any)  { s.l.Error(fmt.Sprintf(f, v...)) }
+func (s serverLog) Errorf(f string, v ...any)  { s.l.Error(fmt.Sprintf(f, v...)) }
+func (s serverLog) Debugf(f string, v ...any)  { s.l.Debug(fmt.Sprintf(f, v...)) }
+func (s serverLog) Tracef(f string, v ...any)  { s.l.Debug(fmt.Sprintf(f, v...)) }
+
+// Cluster is an in-process cluster of JetStream servers on loopback. Its
+// ports are fixed when it is made, so a stopped server can be restarted on
+// the same addresses with its store intact.
+type Cluster struct {
+	Servers []*server.Server
+	opts    []ServerOptions
+}
+
+// StartCluster starts n servers named <name>-0..n-1 with stores under dir and
+// waits until JetStream has a meta leader that every server follows.
+func StartCluster(ctx context.Context, name string, n int, dir string) (*Cluster, error) {
+	ports, err := freePorts(2 * n)
+	if err != nil {
+		return nil, err
+	}
+	routes := make([]string, n)
+	for i := range n {
+		routes[i] = "nats-route://127.0.0.1:" + strconv.Itoa(ports[n+i])
+	}
+	c := &Cluster{}
+	for i := range n {
+		o := ServerOptions{
+			Name:     fmt.Sprintf("%s-%d", name, i),
+			Port:     ports[i],
+			StoreDir: filepath.Join(dir, strconv.Itoa(i)),
+			Cluster:  ClusterOptions{Name: name, Host: "127.0.0.1", Port: ports[n+i], Routes: routes},
+		}
+		s, err := StartServer(o)
+		if err != nil {
+			c.Shutdown()
+			return nil, fmt.Errorf("start %s: %w", o.Name, err)
+		}
+		c.Servers = append(c.Servers, s)
+		c.opts = append(c.opts, o)
+	}
+	if err := c.WaitReady(ctx); err != nil {
+		c.Shutdown()
+		return nil, err
+	}
+	return c, nil
+}
+
+// URLs is a comma-separated client URL list of every server.
+func (c *Cluster) URLs() string {
+	u := ""
+	for i, o := range c.opts {
+		if i > 0 {
+			u += ","
+		}
+		u += "nats://127.0.0.1:" + strconv.Itoa(o.Port)
+	}
+	return u
+}
+
+// Stop shuts server i down and waits until it is gone.
+func (c *Cluster) Stop(i int) {
+	s := c.Servers[i]
+	if s == nil {
+		return
+	}
+	s.Shutdown()
+	s.WaitForShutdown()
+	c.Servers[i] = nil
+}
+
+// Restart starts server i again on its old ports and store.
+func (c *Cluster) Restart(i int) error {
+	c.Stop(i)
+	s, err := StartServer(c.opts[i])
+	if err != nil {
+		return fmt.Errorf("restart %s: %w", c.opts[i].Name, err)
+	}
+	c.Servers[i] = s
+	return nil
+}
+
+// Shutdown stops every server.
+func (c *Cluster) Shutdown() {
+	for i := range c.Servers {
+		c.Stop(i)
+	}
+}
+
+// WaitReady waits until the running servers agree on a JetStream meta
+// leader and a client can reach the JetStream API. Elections usually take
+// under a second but can take several, so this waits on the servers' own
+// state instead of sleeping.
+func (c *Cluster) WaitReady(ctx context.Context) error {
+	for {
+		if err := c.ready(ctx); err == nil {
+			return nil
+		} else if ctx.Err() != nil {
+			return fmt.Errorf("cluster not ready: %w (last: %v)", ctx.Err(), err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Cluster) ready(ctx context.Context) error {
+	leaders := 0
+	for _, s := range c.Servers {
+		if s == nil {
+			continue
+		}
+		if !s.JetStreamIsCurrent() {
+			return fmt.Errorf("%s is not current with the meta leader", s.Name())
+		}
+		if s.JetStreamIsLeader() {
+			leaders++
+		}
+	}
+	if leaders != 1 {
+		return fmt.Errorf("%d meta leaders", leaders)
+	}
+	nc, err := nats.Connect(c.URLs(), nats.Timeout(time.Second))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	reqCtx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, err = nc.RequestWithContext(reqCtx, "$JS.API.INFO", nil)
+	return err
+}
+
+// freePorts reserves n distinct loopback ports. They are released before
+// the servers bind them; a collision in between is possible but rare, and
+// surfaces as a start error rather than a hang.
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("reserve port: %w", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
