@@ -1,0 +1,217 @@
+package heartbeat
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hailsd/hail/events"
+	"github.com/nats-io/nats.go"
+)
+
+// Errors a Result may carry.
+var (
+	// ErrNoResponders: nothing is subscribed to the instance's heartbeat
+	// subject; the server said so at once.
+	ErrNoResponders = errors.New("no responders")
+	// ErrTimeout: no answer within the reply timeout.
+	ErrTimeout = errors.New("no reply within timeout")
+	// ErrBadReply: something answered, but not with a HeartbeatReply for
+	// this instance.
+	ErrBadReply = errors.New("bad heartbeat reply")
+)
+
+// Result is one instance's answer to one heartbeat.
+type Result struct {
+	ID    string
+	Reply events.HeartbeatReply // valid when Err is nil
+	Err   error
+	RTT   time.Duration // time to the answer, or to the no-responders notice
+}
+
+// Verdict turns a result into what the judge needs.
+func (r Result) Verdict() Verdict {
+	if r.Err != nil {
+		return Verdict{}
+	}
+	return Verdict{Answered: true, Reported: r.Reply.Status}
+}
+
+// Tracker heartbeats many instances at once. Each round publishes every
+// heartbeat up front with a reply subject under one wildcard inbox and then
+// collects answers as they come, so one slow or dead instance costs the
+// others nothing and a round over a thousand instances costs one
+// subscription, not a thousand requests.
+type Tracker struct {
+	nc       *nats.Conn
+	subjects events.Subjects
+	node     string
+	timeout  time.Duration
+	inbox    string
+	sub      *nats.Subscription
+	seq      atomic.Uint64
+	cur      atomic.Pointer[round]
+	closed   sync.Once
+}
+
+type round struct {
+	seq       uint64
+	ids       []string
+	start     time.Time
+	mu        sync.Mutex
+	results   []Result
+	answered  []bool
+	remaining int
+	done      chan struct{}
+	over      bool
+}
+
+// NewTracker subscribes the tracker's reply inbox on nc. node is the
+// discovery node's id, sent in every heartbeat.
+func NewTracker(nc *nats.Conn, subjects events.Subjects, node string, timeout time.Duration) (*Tracker, error) {
+	t := &Tracker{nc: nc, subjects: subjects, node: node, timeout: timeout, inbox: nc.NewRespInbox()}
+	sub, err := nc.Subscribe(t.inbox+".>", t.onReply)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe heartbeat inbox: %w", err)
+	}
+	// A round of thousands of answers arrives in a burst.
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		return nil, fmt.Errorf("heartbeat inbox limits: %w", err)
+	}
+	t.sub = sub
+	return t, nil
+}
+
+// Close unsubscribes the inbox; safe to call twice.
+func (t *Tracker) Close() error {
+	var err error
+	t.closed.Do(func() { err = t.sub.Unsubscribe() })
+	return err
+}
+
+// Round heartbeats every id once and returns one result per id, in order,
+// after all have answered or the timeout has passed. Rounds must not
+// overlap; Run calls them one after another.
+func (t *Tracker) Round(ctx context.Context, ids []string) []Result {
+	n := len(ids)
+	r := &round{
+		seq:       t.seq.Add(1),
+		ids:       ids,
+		results:   make([]Result, n),
+		answered:  make([]bool, n),
+		remaining: n,
+		done:      make(chan struct{}),
+	}
+	if n == 0 {
+		return nil
+	}
+	// The beat is the same for every instance, so it is encoded once.
+	payload, err := json.Marshal(events.Heartbeat{Node: t.node, Seq: r.seq, TS: time.Now().UTC()})
+	if err != nil {
+		panic(fmt.Sprintf("encode heartbeat: %v", err)) // a struct of plain fields always encodes
+	}
+	t.cur.Store(r)
+	defer t.cur.CompareAndSwap(r, nil)
+	prefix := t.inbox + "." + strconv.FormatUint(r.seq, 10) + "."
+	r.start = time.Now()
+	for i, id := range ids {
+		msg := &nats.Msg{Subject: t.subjects.Heartbeat(id), Reply: prefix + strconv.Itoa(i), Data: payload}
+		if err := t.nc.PublishMsg(msg); err != nil {
+			r.finish(i, Result{ID: id, Err: fmt.Errorf("publish heartbeat: %w", err)})
+		}
+	}
+	timer := time.NewTimer(t.timeout)
+	defer timer.Stop()
+	select {
+	case <-r.done:
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.over = true
+	for i, ok := range r.answered {
+		if !ok {
+			r.results[i] = Result{ID: ids[i], Err: ErrTimeout, RTT: time.Since(r.start)}
+		}
+	}
+	return r.results
+}
+
+func (t *Tracker) onReply(m *nats.Msg) {
+	r := t.cur.Load()
+	if r == nil {
+		return
+	}
+	rest, ok := strings.CutPrefix(m.Subject, t.inbox+".")
+	if !ok {
+		return
+	}
+	seqText, idxText, ok := strings.Cut(rest, ".")
+	if !ok {
+		return
+	}
+	seq, err1 := strconv.ParseUint(seqText, 10, 64)
+	idx, err2 := strconv.Atoi(idxText)
+	if err1 != nil || err2 != nil || seq != r.seq || idx < 0 || idx >= len(r.ids) {
+		return // a late answer to an earlier round
+	}
+	id := r.ids[idx]
+	res := Result{ID: id, RTT: time.Since(r.start)}
+	switch {
+	case len(m.Data) == 0 && m.Header.Get("Status") == "503":
+		res.Err = ErrNoResponders
+	default:
+		reply, err := events.DecodeHeartbeatReply(m.Data)
+		switch {
+		case err != nil:
+			res.Err = fmt.Errorf("%w: %v", ErrBadReply, err)
+		case reply.ID != "" && reply.ID != id:
+			res.Err = fmt.Errorf("%w: answered by %s", ErrBadReply, reply.ID)
+		default:
+			res.Reply = reply
+		}
+	}
+	r.finish(idx, res)
+}
+
+func (r *round) finish(idx int, res Result) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.over || r.answered[idx] {
+		return
+	}
+	r.answered[idx] = true
+	r.results[idx] = res
+	r.remaining--
+	if r.remaining == 0 {
+		close(r.done)
+	}
+}
+
+// Run heartbeats targets() every interval until ctx ends and hands each
+// round's results to handle, on the Run goroutine. The first round starts
+// at once.
+func (t *Tracker) Run(ctx context.Context, interval time.Duration, targets func() []string, handle func(time.Time, []Result)) {
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		start := time.Now()
+		results := t.Round(ctx, targets())
+		if ctx.Err() != nil {
+			return
+		}
+		handle(start, results)
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}

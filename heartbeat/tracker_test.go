@@ -1,0 +1,225 @@
+package heartbeat_test
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/heartbeat"
+	"github.com/nats-io/nats.go"
+)
+
+func newIDs(n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = uuid.NewString()
+	}
+	return ids
+}
+
+func TestRoundOutcomes(t *testing.T) {
+	s := bustest.RunServer(t)
+	tnc := bustest.Connect(t, s.ClientURL())
+	inc := bustest.Connect(t, s.ClientURL())
+	var subjects events.Subjects
+	ids := newIDs(4) // 0 answers, 1 reports warning, 2 hangs, 3 absent
+	node := uuid.NewString()
+
+	var seen sync.Map
+	_, err := heartbeat.Respond(inc, subjects, ids[0], func() events.HeartbeatReply {
+		return events.HeartbeatReply{Status: events.Passing, Inflight: 2, Capacity: 8}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := heartbeat.Respond(inc, subjects, ids[1], func() events.HeartbeatReply {
+		return events.HeartbeatReply{Status: events.Warning}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// A subscriber that never answers, and records the beat it saw.
+	if _, err := inc.Subscribe(subjects.Heartbeat(ids[2]), func(m *nats.Msg) {
+		var hb events.Heartbeat
+		if err := events.Decode("heartbeat", m.Data, &hb); err == nil {
+			seen.Store("hb", hb)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := inc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	tr, err := heartbeat.NewTracker(tnc, subjects, node, 300*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	results := tr.Round(t.Context(), ids)
+	if len(results) != len(ids) {
+		t.Fatalf("%d results for %d ids", len(results), len(ids))
+	}
+	for i, r := range results {
+		if r.ID != ids[i] {
+			t.Errorf("result %d is for %s, want %s", i, r.ID, ids[i])
+		}
+	}
+	if r := results[0]; r.Err != nil || r.Reply.Inflight != 2 || r.Reply.Capacity != 8 || r.Reply.Status != events.Passing {
+		t.Errorf("answering instance: %+v", r)
+	}
+	if r := results[1]; r.Err != nil || r.Verdict() != (heartbeat.Verdict{Answered: true, Reported: events.Warning}) {
+		t.Errorf("warning instance: %+v", r)
+	}
+	if r := results[2]; !errors.Is(r.Err, heartbeat.ErrTimeout) {
+		t.Errorf("hanging instance: %+v, want timeout", r)
+	}
+	if r := results[3]; !errors.Is(r.Err, heartbeat.ErrNoResponders) {
+		t.Errorf("absent instance: %+v, want no responders", r)
+	}
+	v, ok := seen.Load("hb")
+	if !ok {
+		t.Fatal("hanging instance saw no heartbeat")
+	}
+	if hb := v.(events.Heartbeat); hb.Node != node || hb.Seq == 0 {
+		t.Errorf("heartbeat = %+v", hb)
+	}
+}
+
+// A slow instance must not delay the answer of the others: the round ends
+// as soon as everyone who will answer has, and the others' RTTs are short.
+func TestSlowInstanceDoesNotDelayOthers(t *testing.T) {
+	s := bustest.RunServer(t)
+	tnc := bustest.Connect(t, s.ClientURL())
+	inc := bustest.Connect(t, s.ClientURL())
+	slowNC := bustest.Connect(t, s.ClientURL())
+	var subjects events.Subjects
+	ids := newIDs(50)
+	release := make(chan struct{})
+	for _, id := range ids[1:] {
+		if _, err := heartbeat.Respond(inc, subjects, id, func() events.HeartbeatReply { return events.HeartbeatReply{} }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The slow one answers only when released, after the round is over.
+	if _, err := slowNC.Subscribe(subjects.Heartbeat(ids[0]), func(m *nats.Msg) {
+		<-release
+		m.Respond([]byte(`{"status":"passing"}`))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer close(release)
+	inc.Flush()
+	slowNC.Flush()
+	tr, err := heartbeat.NewTracker(tnc, subjects, uuid.NewString(), 400*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	results := tr.Round(t.Context(), ids)
+	if !errors.Is(results[0].Err, heartbeat.ErrTimeout) {
+		t.Errorf("slow instance: %+v", results[0])
+	}
+	for _, r := range results[1:] {
+		if r.Err != nil {
+			t.Fatalf("instance %s: %v", r.ID, r.Err)
+		}
+		// Each fast answer was collected on arrival, not at the round's end.
+		if r.RTT >= 400*time.Millisecond {
+			t.Fatalf("fast instance RTT %v reached the slow one's timeout", r.RTT)
+		}
+	}
+}
+
+func TestBadReplies(t *testing.T) {
+	s := bustest.RunServer(t)
+	tnc := bustest.Connect(t, s.ClientURL())
+	inc := bustest.Connect(t, s.ClientURL())
+	var subjects events.Subjects
+	ids := newIDs(2)
+	inc.Subscribe(subjects.Heartbeat(ids[0]), func(m *nats.Msg) { m.Respond([]byte("not json")) })
+	inc.Subscribe(subjects.Heartbeat(ids[1]), func(m *nats.Msg) {
+		m.Respond(fmt.Appendf(nil, `{"id":%q,"status":"passing"}`, ids[0]))
+	})
+	inc.Flush()
+	tr, err := heartbeat.NewTracker(tnc, subjects, uuid.NewString(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	for i, r := range tr.Round(t.Context(), ids) {
+		if !errors.Is(r.Err, heartbeat.ErrBadReply) {
+			t.Errorf("result %d: %v, want bad reply", i, r.Err)
+		}
+	}
+}
+
+func TestResponderLastBeat(t *testing.T) {
+	s := bustest.RunServer(t)
+	nc := bustest.Connect(t, s.ClientURL())
+	id := uuid.NewString()
+	r, err := heartbeat.Respond(nc, events.Subjects{}, id, func() events.HeartbeatReply { return events.HeartbeatReply{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.LastBeat().IsZero() {
+		t.Fatal("LastBeat set before any beat")
+	}
+	before := time.Now()
+	msg, err := nc.Request(events.Subjects{}.Heartbeat(id), []byte(`{"node":"x","seq":1}`), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply, err := events.DecodeHeartbeatReply(msg.Data)
+	if err != nil || reply.ID != id {
+		t.Fatalf("reply %s: %v", msg.Data, err)
+	}
+	if r.LastBeat().Before(before) {
+		t.Errorf("LastBeat %v not updated", r.LastBeat())
+	}
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.Request(events.Subjects{}.Heartbeat(id), nil, time.Second); !errors.Is(err, nats.ErrNoResponders) {
+		t.Errorf("after Stop: %v, want no responders", err)
+	}
+}
+
+// BenchmarkTrackerRound measures one heartbeat round over 1,000 instances
+// answering from another connection on an embedded server.
+func BenchmarkTrackerRound(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
+			s := bustest.RunServer(b)
+			tnc := bustest.Connect(b, s.ClientURL())
+			inc := bustest.Connect(b, s.ClientURL())
+			ids := newIDs(n)
+			for _, id := range ids {
+				if _, err := heartbeat.Respond(inc, events.Subjects{}, id, func() events.HeartbeatReply {
+					return events.HeartbeatReply{Status: events.Passing}
+				}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			inc.Flush()
+			tr, err := heartbeat.NewTracker(tnc, events.Subjects{}, uuid.NewString(), 5*time.Second)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer tr.Close()
+			b.ReportAllocs()
+			for b.Loop() {
+				for _, r := range tr.Round(b.Context(), ids) {
+					if r.Err != nil {
+						b.Fatal(r.Err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/instance")
+		})
+	}
+}
