@@ -1,0 +1,76 @@
+// Package discovery is a hail discovery node: it takes announces and
+// deregisters, heartbeats the instances it owns, judges their health,
+// records transitions in hail_instances, publishes health events, and
+// answers registry queries from memory.
+package discovery
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/heartbeat"
+)
+
+// Config of a node. Zero fields take PROTOCOL.md's defaults.
+type Config struct {
+	NodeID            string // default: a new UUID per start
+	AZ                string
+	Hostname          string
+	Subjects          events.Subjects
+	HeartbeatInterval time.Duration        // default 1s
+	HeartbeatTimeout  time.Duration        // default 500ms
+	Thresholds        heartbeat.Thresholds // default 3 missed, 1 answered
+	DeregisterAfter   time.Duration        // time critical before removal; default 60s
+	Logger            *slog.Logger
+	Metrics           *metrics.Set
+}
+
+func (c *Config) setDefaults() {
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = time.Second
+	}
+	if c.HeartbeatTimeout == 0 {
+		c.HeartbeatTimeout = 500 * time.Millisecond
+	}
+	if c.Thresholds.FailuresToCritical == 0 {
+		c.Thresholds.FailuresToCritical = heartbeat.DefaultThresholds.FailuresToCritical
+	}
+	if c.Thresholds.SuccessesToPassing == 0 {
+		c.Thresholds.SuccessesToPassing = heartbeat.DefaultThresholds.SuccessesToPassing
+	}
+	if c.DeregisterAfter == 0 {
+		c.DeregisterAfter = 60 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.NewSet()
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.NodeID != "" {
+		if err := events.ValidateID(c.NodeID); err != nil {
+			errs = append(errs, fmt.Errorf("node id: %w", err))
+		}
+	}
+	if c.HeartbeatInterval < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("heartbeat interval %v is below 10ms", c.HeartbeatInterval))
+	}
+	if c.HeartbeatTimeout <= 0 || c.HeartbeatTimeout >= c.HeartbeatInterval {
+		errs = append(errs, fmt.Errorf("heartbeat timeout %v must be above 0 and below the interval %v", c.HeartbeatTimeout, c.HeartbeatInterval))
+	}
+	if c.Thresholds.FailuresToCritical < 1 || c.Thresholds.SuccessesToPassing < 1 {
+		errs = append(errs, errors.New("heartbeat thresholds must be at least 1"))
+	}
+	if c.DeregisterAfter < 0 {
+		errs = append(errs, fmt.Errorf("deregister after %v is negative", c.DeregisterAfter))
+	}
+	return errors.Join(errs...)
+}

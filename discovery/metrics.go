@@ -1,0 +1,55 @@
+package discovery
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/hailsd/hail/events"
+)
+
+// nodeMetrics are the node's series in its program's metrics set. Labels
+// are bounded: reasons, outcomes and statuses, never an instance id.
+type nodeMetrics struct {
+	set        *metrics.Set
+	heartbeats *metrics.Counter
+	missed     *metrics.Counter
+	kvErrors   *metrics.Counter
+	rtt        *metrics.Histogram
+	owned      atomic.Int64
+}
+
+func newNodeMetrics(set *metrics.Set, n *Node) *nodeMetrics {
+	m := &nodeMetrics{
+		set:        set,
+		heartbeats: set.GetOrCreateCounter("hail_discovery_heartbeats_sent_total"),
+		missed:     set.GetOrCreateCounter("hail_discovery_heartbeats_missed_total"),
+		kvErrors:   set.GetOrCreateCounter("hail_discovery_kv_errors_total"),
+		rtt:        set.GetOrCreateHistogram("hail_discovery_heartbeat_rtt_seconds"),
+	}
+	set.GetOrCreateGauge("hail_discovery_owned_instances", func() float64 { return float64(m.owned.Load()) })
+	set.GetOrCreateGauge("hail_discovery_registry_instances", func() float64 { return float64(n.reg.Len()) })
+	set.GetOrCreateGauge("hail_discovery_ready", func() float64 {
+		if n.Ready() {
+			return 1
+		}
+		return 0
+	})
+	return m
+}
+
+func (m *nodeMetrics) rejected(reason string) *metrics.Counter {
+	return m.set.GetOrCreateCounter(fmt.Sprintf(`hail_discovery_rejected_total{reason=%q}`, reason))
+}
+
+func (m *nodeMetrics) announces(outcome string) *metrics.Counter {
+	return m.set.GetOrCreateCounter(fmt.Sprintf(`hail_discovery_announces_total{outcome=%q}`, outcome))
+}
+
+func (m *nodeMetrics) kvWrites(op string) *metrics.Counter {
+	return m.set.GetOrCreateCounter(fmt.Sprintf(`hail_discovery_kv_writes_total{op=%q}`, op))
+}
+
+func (m *nodeMetrics) transitions(to events.Status) *metrics.Counter {
+	return m.set.GetOrCreateCounter(fmt.Sprintf(`hail_discovery_transitions_total{status=%q}`, to))
+}

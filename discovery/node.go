@@ -1,0 +1,705 @@
+package discovery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hailsd/hail/bus"
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/heartbeat"
+	"github.com/hailsd/hail/registry"
+	"github.com/hailsd/hail/schemas"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+)
+
+// kvTimeout bounds one KV operation, so a stalled JetStream cannot stall the
+// node's loop for longer than a few heartbeat rounds.
+const kvTimeout = 2 * time.Second
+
+// Node is one discovery node. All registry state it owns is touched only by
+// its loop goroutine: NATS callbacks, the KV watch and the heartbeat tracker
+// hand their work to the loop, so there are no locks around the state and
+// the order of events is the order they are applied in.
+type Node struct {
+	cfg       Config
+	id        string
+	nc        *nats.Conn
+	kv        *bus.Buckets
+	log       *slog.Logger
+	reg       *registry.Registry
+	schemas   *schemas.Set
+	m         *nodeMetrics
+	startedAt time.Time
+
+	work    chan func(context.Context)
+	ready   atomic.Bool
+	targets atomic.Pointer[[]string]
+
+	// Loop-owned.
+	owned map[string]*tracked // by KV key
+	byID  map[string]*tracked
+}
+
+// tracked is what the node knows of one instance it owns.
+type tracked struct {
+	rec           events.InstanceRecord
+	rev           uint64 // KV revision rec was read or written at
+	judge         heartbeat.State
+	criticalSince time.Time
+	rtt           time.Duration
+}
+
+// New makes a node; Run starts it.
+func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("discovery config: %w", err)
+	}
+	if cfg.NodeID == "" {
+		cfg.NodeID = uuid.NewString()
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname, _ = os.Hostname()
+	}
+	set, err := schemas.Load()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:     cfg,
+		id:      cfg.NodeID,
+		nc:      nc,
+		kv:      kv,
+		log:     cfg.Logger.With("component", "discovery", "node_id", cfg.NodeID),
+		reg:     registry.New(),
+		schemas: set,
+		work:    make(chan func(context.Context), 1024),
+		owned:   map[string]*tracked{},
+		byID:    map[string]*tracked{},
+	}
+	n.m = newNodeMetrics(cfg.Metrics, n)
+	empty := []string{}
+	n.targets.Store(&empty)
+	return n, nil
+}
+
+// ID is the node's id.
+func (n *Node) ID() string { return n.id }
+
+// Ready reports whether the node is subscribed, serving, and registered in
+// hail_nodes.
+func (n *Node) Ready() bool { return n.ready.Load() }
+
+// Registry is the node's view of the region, for an admin page or tests.
+func (n *Node) Registry() *registry.Registry { return n.reg }
+
+// Run serves until ctx ends, then leaves: it stops taking messages, removes
+// its hail_nodes entry and returns.
+func (n *Node) Run(ctx context.Context) error {
+	n.startedAt = time.Now().UTC()
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	w, err := n.kv.Instances.WatchAll(watchCtx)
+	if err != nil {
+		return fmt.Errorf("watch bucket %s: %w", bus.InstancesBucket, err)
+	}
+	defer w.Stop()
+	// The records already in KV are adopted before any announce is taken,
+	// so a restarted node resumes heartbeating them instead of treating
+	// their announces as new registrations.
+	if err := n.loadInitial(ctx, w); err != nil {
+		return err
+	}
+	tr, err := heartbeat.NewTracker(n.nc, n.cfg.Subjects, n.id, n.cfg.HeartbeatTimeout)
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return n.loop(gctx) })
+	g.Go(func() error { return n.forwardWatch(gctx, w) })
+	g.Go(func() error {
+		tr.Run(gctx, n.cfg.HeartbeatInterval, n.targetIDs, func(start time.Time, rs []heartbeat.Result) {
+			n.submit(gctx, func(ctx context.Context) { n.handleRound(ctx, start, rs) })
+		})
+		return nil
+	})
+
+	subs, err := n.subscribe(gctx)
+	if err != nil {
+		return errors.Join(err, g.Wait())
+	}
+	if err := n.nc.Flush(); err != nil {
+		n.log.Warn("flush subscriptions", "err", err)
+	}
+	// An entry in hail_nodes means "ready", so it is written only now.
+	if err := n.putNodeRecord(gctx); err != nil {
+		n.log.Warn("register node", "err", err)
+	}
+	n.ready.Store(true)
+	if err := n.nc.Publish(n.cfg.Subjects.Discover(), []byte("{}")); err != nil {
+		n.log.Warn("publish discover", "err", err)
+	}
+	n.log.Info("discovery node serving", "instances", len(n.targetIDs()), "interval", n.cfg.HeartbeatInterval)
+
+	<-gctx.Done()
+	n.ready.Store(false)
+	for _, s := range subs {
+		_ = s.Unsubscribe()
+	}
+	err = g.Wait()
+	leaveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), kvTimeout)
+	defer cancel()
+	if derr := n.kv.Nodes.Delete(leaveCtx, n.id); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
+		n.log.Warn("remove node entry", "err", derr)
+	}
+	n.log.Info("discovery node stopped")
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (n *Node) loadInitial(ctx context.Context, w jetstream.KeyWatcher) error {
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return fmt.Errorf("watch bucket %s closed while loading", bus.InstancesBucket)
+			}
+			if e == nil {
+				n.publishTargets()
+				return nil
+			}
+			n.applyWatch(ctx, e)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (n *Node) forwardWatch(ctx context.Context, w jetstream.KeyWatcher) error {
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("watch bucket %s closed", bus.InstancesBucket)
+			}
+			if e != nil {
+				n.submit(ctx, func(ctx context.Context) { n.applyWatch(ctx, e) })
+			}
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// submit hands f to the loop; it gives up when ctx ends.
+func (n *Node) submit(ctx context.Context, f func(context.Context)) {
+	select {
+	case n.work <- f:
+	case <-ctx.Done():
+	}
+}
+
+func (n *Node) loop(ctx context.Context) error {
+	refresh := time.NewTicker(n.cfg.HeartbeatInterval)
+	defer refresh.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case f := <-n.work:
+			f(ctx)
+		case <-refresh.C:
+			if n.ready.Load() {
+				if err := n.putNodeRecord(ctx); err != nil {
+					n.log.Warn("refresh node entry", "err", err)
+				}
+			}
+		}
+	}
+}
+
+func (n *Node) subscribe(ctx context.Context) ([]*nats.Subscription, error) {
+	s := n.cfg.Subjects
+	queue := s.DiscoveryQueue()
+	handlers := []struct {
+		subject string
+		h       nats.MsgHandler
+	}{
+		{s.AnnounceAll(), func(m *nats.Msg) { n.submit(ctx, func(ctx context.Context) { n.handleAnnounce(ctx, m) }) }},
+		{s.DeregisterAll(), func(m *nats.Msg) { n.submit(ctx, func(ctx context.Context) { n.handleDeregister(ctx, m) }) }},
+		{s.DiscoveryServices(), n.handleServices},
+		{s.DiscoveryInstances(), n.handleInstances},
+	}
+	subs := make([]*nats.Subscription, 0, len(handlers))
+	for _, h := range handlers {
+		sub, err := n.nc.QueueSubscribe(h.subject, queue, h.h)
+		if err != nil {
+			for _, s := range subs {
+				_ = s.Unsubscribe()
+			}
+			return nil, fmt.Errorf("subscribe %s: %w", h.subject, err)
+		}
+		subs = append(subs, sub)
+	}
+	return subs, nil
+}
+
+func (n *Node) putNodeRecord(ctx context.Context) error {
+	data, err := json.Marshal(events.NodeRecord{
+		ID: n.id, AZ: n.cfg.AZ, Hostname: n.cfg.Hostname, StartedAt: n.startedAt, TS: time.Now().UTC(),
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, kvTimeout)
+	defer cancel()
+	if _, err := n.kv.Nodes.Put(ctx, n.id, data); err != nil {
+		n.m.kvErrors.Inc()
+		return fmt.Errorf("put %s %s: %w", bus.NodesBucket, n.id, err)
+	}
+	return nil
+}
+
+// targetIDs is the tracker's view of what to heartbeat: a snapshot the
+// loop republishes whenever ownership changes.
+func (n *Node) targetIDs() []string { return *n.targets.Load() }
+
+func (n *Node) publishTargets() {
+	ids := slices.Collect(maps.Keys(n.byID))
+	n.targets.Store(&ids)
+	n.m.owned.Store(int64(len(ids)))
+}
+
+func (n *Node) track(rec events.InstanceRecord, rev uint64) *tracked {
+	t := &tracked{rec: rec, rev: rev, judge: heartbeat.State{Status: rec.Status}}
+	if rec.Status == events.Critical {
+		// The time it went critical is not stored; its last update is
+		// the best the record tells.
+		t.criticalSince = rec.UpdatedAt
+	}
+	n.owned[rec.Key()] = t
+	n.byID[rec.ID] = t
+	n.publishTargets()
+	return t
+}
+
+func (n *Node) untrack(t *tracked) {
+	delete(n.owned, t.rec.Key())
+	if n.byID[t.rec.ID] == t {
+		delete(n.byID, t.rec.ID)
+	}
+	n.publishTargets()
+}
+
+// applyWatch takes in a change to hail_instances seen through the watch:
+// the echo of the node's own write (ignored by revision), or a change made
+// by someone else (an operator's `nats kv put`, or the records found at
+// start-up).
+func (n *Node) applyWatch(ctx context.Context, e jetstream.KeyValueEntry) {
+	key, rev := e.Key(), e.Revision()
+	t := n.owned[key]
+	if e.Operation() != jetstream.KeyValuePut {
+		n.reg.Delete(key, rev)
+		if t != nil && t.rev < rev {
+			n.untrack(t)
+		}
+		return
+	}
+	if t != nil && t.rev >= rev {
+		return
+	}
+	rec, err := events.DecodeInstanceRecord(e.Value())
+	if err == nil && rec.Key() != key {
+		err = fmt.Errorf("record for %s stored under key %s", rec.Key(), key)
+	}
+	if err != nil {
+		n.m.rejected(reasonBadRecord).Inc()
+		n.log.Warn("ignoring invalid registry record", "key", key, "revision", rev, "err", err)
+		return
+	}
+	n.reg.Put(rec, rev)
+	if t != nil {
+		t.rec, t.rev = rec, rev
+		if rec.Status != t.judge.Status {
+			t.judge = heartbeat.State{Status: rec.Status}
+		}
+		return
+	}
+	t = n.track(rec, rev)
+	if rec.Node != n.id {
+		// Adopted from a node that is gone: record the new owner.
+		n.update(ctx, t, func(*events.InstanceRecord) {})
+	}
+}
+
+// The reasons rejected input is counted under.
+const (
+	reasonTooLarge   = "too_large"
+	reasonSubject    = "bad_subject"
+	reasonMalformed  = "malformed"
+	reasonInvalid    = "invalid"
+	reasonSchema     = "schema"
+	reasonMismatch   = "service_mismatch"
+	reasonBadQuery   = "bad_query"
+	reasonKV         = "kv_error"
+	reasonBadRecord  = "bad_record"
+	reasonBadReply   = "bad_reply"
+)
+
+// decodeControl runs every check PROTOCOL.md puts on an announce or
+// deregister: size, subject, JSON, field rules, schema, and that the body's
+// service is the subject's.
+func (n *Node) decodeControl(m *nats.Msg, kind, schema string, parseSubject func(string) (string, error), v interface {
+	events.Validator
+	service() string
+}) (string, error) {
+	if len(m.Data) > events.MaxPayload {
+		return reasonTooLarge, fmt.Errorf("%s: payload of %d bytes exceeds the %d-byte limit", kind, len(m.Data), events.MaxPayload)
+	}
+	service, err := parseSubject(m.Subject)
+	if err != nil {
+		return reasonSubject, fmt.Errorf("%s: %w", kind, err)
+	}
+	if err := events.Decode(kind, m.Data, v); err != nil {
+		if !json.Valid(m.Data) {
+			return reasonMalformed, err
+		}
+		return reasonInvalid, err
+	}
+	if err := n.schemas.Validate(schema, m.Data); err != nil {
+		return reasonSchema, err
+	}
+	if v.service() != service {
+		return reasonMismatch, fmt.Errorf("%s: service %q in the body differs from %q in the subject", kind, v.service(), service)
+	}
+	return "", nil
+}
+
+type announceMsg struct{ events.Announce }
+
+func (a *announceMsg) service() string { return a.Service }
+
+type deregisterMsg struct{ events.Deregister }
+
+func (d *deregisterMsg) service() string { return d.Service }
+
+func (n *Node) handleAnnounce(ctx context.Context, m *nats.Msg) {
+	a := &announceMsg{events.Announce{Weight: events.DefaultWeight}}
+	if reason, err := n.decodeControl(m, "announce", schemas.Announce, n.cfg.Subjects.ParseAnnounce, a); err != nil {
+		n.reject(m, reason, err)
+		return
+	}
+	key := events.InstanceKey(a.Service, a.ID)
+	t := n.owned[key]
+	if t == nil {
+		var err error
+		if t, err = n.register(ctx, a.Announce); err != nil {
+			n.fail(m, err)
+			return
+		}
+		if t == nil {
+			n.ack(m, a.ID)
+			return
+		}
+	}
+	if sameAnnounce(t.rec.Announce, a.Announce) {
+		n.m.announces("unchanged").Inc()
+		n.ack(m, a.ID)
+		return
+	}
+	if err := n.update(ctx, t, func(r *events.InstanceRecord) { r.Announce = a.Announce }); err != nil {
+		n.fail(m, err)
+		return
+	}
+	n.m.announces("updated").Inc()
+	n.log.Info("instance updated", "service", a.Service, "instance_id", a.ID, "version", a.Version, "weight", a.Weight)
+	n.ack(m, a.ID)
+}
+
+// register records a new instance as passing: its announce is a sign of
+// life. If the key exists already (the watch has not delivered it yet), it
+// adopts the stored record and returns it for the caller to update; it
+// returns nil when the new record was created.
+func (n *Node) register(ctx context.Context, a events.Announce) (*tracked, error) {
+	now := time.Now().UTC()
+	rec := events.InstanceRecord{Announce: a, Status: events.Passing, Node: n.id, RegisteredAt: now, UpdatedAt: now}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return nil, fmt.Errorf("encode record: %w", err)
+	}
+	kctx, cancel := context.WithTimeout(ctx, kvTimeout)
+	defer cancel()
+	rev, err := n.kv.Instances.Create(kctx, rec.Key(), data)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		e, gerr := n.kv.Instances.Get(kctx, rec.Key())
+		if gerr != nil {
+			n.m.kvErrors.Inc()
+			return nil, fmt.Errorf("read existing record %s: %w", rec.Key(), gerr)
+		}
+		cur, derr := events.DecodeInstanceRecord(e.Value())
+		if derr != nil {
+			return nil, fmt.Errorf("existing record %s: %w", rec.Key(), derr)
+		}
+		n.reg.Put(cur, e.Revision())
+		return n.track(cur, e.Revision()), nil
+	}
+	if err != nil {
+		n.m.kvErrors.Inc()
+		return nil, fmt.Errorf("create record %s: %w", rec.Key(), err)
+	}
+	n.m.kvWrites("create").Inc()
+	n.reg.Put(rec, rev)
+	n.track(rec, rev)
+	n.m.announces("registered").Inc()
+	n.publishHealth(rec, "", "registered")
+	n.log.Info("instance registered", "service", a.Service, "instance_id", a.ID, "version", a.Version, "weight", a.Weight)
+	return nil, nil
+}
+
+// update writes t's record changed by mutate, checked against the revision
+// the node last saw. On a conflict it reloads the record and applies
+// mutate once more, so two writers that briefly disagree never overwrite
+// each other blindly.
+func (n *Node) update(ctx context.Context, t *tracked, mutate func(*events.InstanceRecord)) error {
+	key := t.rec.Key()
+	kctx, cancel := context.WithTimeout(ctx, kvTimeout)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		rec := t.rec
+		mutate(&rec)
+		rec.Node = n.id
+		rec.UpdatedAt = time.Now().UTC()
+		data, err := json.Marshal(rec)
+		if err != nil {
+			return fmt.Errorf("encode record: %w", err)
+		}
+		rev, err := n.kv.Instances.Update(kctx, key, data, t.rev)
+		if err == nil {
+			n.m.kvWrites("update").Inc()
+			t.rec, t.rev = rec, rev
+			n.reg.Put(rec, rev)
+			return nil
+		}
+		if attempt > 0 || !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			n.m.kvErrors.Inc()
+			return fmt.Errorf("update record %s: %w", key, err)
+		}
+		e, gerr := n.kv.Instances.Get(kctx, key)
+		if errors.Is(gerr, jetstream.ErrKeyNotFound) {
+			n.untrack(t)
+			return fmt.Errorf("update record %s: it was deleted", key)
+		}
+		if gerr != nil {
+			n.m.kvErrors.Inc()
+			return fmt.Errorf("reload record %s after conflict: %w", key, gerr)
+		}
+		cur, derr := events.DecodeInstanceRecord(e.Value())
+		if derr != nil {
+			return fmt.Errorf("reload record %s after conflict: %w", key, derr)
+		}
+		t.rec, t.rev = cur, e.Revision()
+	}
+}
+
+func sameAnnounce(a, b events.Announce) bool {
+	return a.Version == b.Version && a.Weight == b.Weight && a.AZ == b.AZ && a.Hostname == b.Hostname &&
+		slices.Equal(a.Endpoints, b.Endpoints) && maps.Equal(a.Metadata, b.Metadata)
+}
+
+func (n *Node) handleDeregister(ctx context.Context, m *nats.Msg) {
+	d := &deregisterMsg{}
+	if reason, err := n.decodeControl(m, "deregister", schemas.Deregister, n.cfg.Subjects.ParseDeregister, d); err != nil {
+		n.reject(m, reason, err)
+		return
+	}
+	reason := d.Reason
+	if reason == "" {
+		reason = "deregistered"
+	}
+	key := events.InstanceKey(d.Service, d.ID)
+	t := n.owned[key]
+	if t == nil {
+		// Unknown here: nothing to remove, and deregistering is idempotent.
+		n.ack(m, d.ID)
+		return
+	}
+	if err := n.remove(ctx, t, reason); err != nil {
+		n.fail(m, err)
+		return
+	}
+	n.ack(m, d.ID)
+}
+
+// remove deletes t's record and publishes its deregistered event.
+func (n *Node) remove(ctx context.Context, t *tracked, reason string) error {
+	key := t.rec.Key()
+	kctx, cancel := context.WithTimeout(ctx, kvTimeout)
+	defer cancel()
+	if err := n.kv.Instances.Delete(kctx, key); err != nil {
+		n.m.kvErrors.Inc()
+		return fmt.Errorf("delete record %s: %w", key, err)
+	}
+	n.m.kvWrites("delete").Inc()
+	n.reg.Delete(key, t.rev)
+	n.untrack(t)
+	prev := t.rec.Status
+	t.rec.Status = events.Deregistered
+	n.publishHealth(t.rec, prev, reason)
+	n.log.Info("instance deregistered", "service", t.rec.Service, "instance_id", t.rec.ID, "reason", reason)
+	return nil
+}
+
+// handleRound judges one heartbeat round and writes what changed.
+func (n *Node) handleRound(ctx context.Context, start time.Time, results []heartbeat.Result) {
+	for _, r := range results {
+		t := n.byID[r.ID]
+		if t == nil {
+			continue // deregistered while the round ran
+		}
+		n.m.heartbeats.Inc()
+		if r.Err != nil {
+			n.m.missed.Inc()
+			if errors.Is(r.Err, heartbeat.ErrBadReply) {
+				n.m.rejected(reasonBadReply).Inc()
+			}
+		} else {
+			t.rtt = r.RTT
+			n.m.rtt.Update(r.RTT.Seconds())
+		}
+		next, why := heartbeat.Judge(t.judge, r.Verdict(), n.cfg.Thresholds)
+		if next.Status != t.judge.Status {
+			if r.Err != nil {
+				why = fmt.Sprintf("%s (last: %v)", why, r.Err)
+			}
+			if err := n.transition(ctx, t, next.Status, why); err != nil {
+				// The judge keeps the old status, so the next round
+				// tries the transition again.
+				n.log.Error("record transition", "service", t.rec.Service, "instance_id", t.rec.ID, "status", next.Status, "err", err)
+				next.Status = t.judge.Status
+			}
+		}
+		t.judge = next
+		if t.judge.Status == events.Critical && !t.criticalSince.IsZero() && start.Sub(t.criticalSince) >= n.cfg.DeregisterAfter {
+			reason := fmt.Sprintf("critical for %v", n.cfg.DeregisterAfter)
+			if err := n.remove(ctx, t, reason); err != nil {
+				n.log.Error("remove critical instance", "service", t.rec.Service, "instance_id", t.rec.ID, "err", err)
+			}
+		}
+	}
+}
+
+func (n *Node) transition(ctx context.Context, t *tracked, status events.Status, reason string) error {
+	prev := t.rec.Status
+	if err := n.update(ctx, t, func(r *events.InstanceRecord) { r.Status = status }); err != nil {
+		return err
+	}
+	if status == events.Critical {
+		t.criticalSince = time.Now()
+	} else {
+		t.criticalSince = time.Time{}
+	}
+	n.m.transitions(status).Inc()
+	n.publishHealth(t.rec, prev, reason)
+	n.log.Info("instance health changed", "service", t.rec.Service, "instance_id", t.rec.ID, "status", status, "previous", prev, "reason", reason)
+	return nil
+}
+
+func (n *Node) publishHealth(rec events.InstanceRecord, prev events.Status, reason string) {
+	ev := events.HealthEvent{
+		ID: rec.ID, Service: rec.Service, Status: rec.Status, Previous: prev,
+		Reason: reason, Node: n.id, TS: time.Now().UTC(),
+	}
+	data, err := json.Marshal(ev)
+	if err == nil {
+		err = n.nc.Publish(n.cfg.Subjects.Health(rec.Service, rec.ID), data)
+	}
+	if err != nil {
+		n.log.Warn("publish health event", "service", rec.Service, "instance_id", rec.ID, "err", err)
+	}
+}
+
+func (n *Node) handleServices(m *nats.Msg) {
+	if len(m.Data) > events.MaxPayload {
+		n.reject(m, reasonTooLarge, fmt.Errorf("services query: payload of %d bytes exceeds the %d-byte limit", len(m.Data), events.MaxPayload))
+		return
+	}
+	n.respondJSON(m, n.reg.Services())
+}
+
+func (n *Node) handleInstances(m *nats.Msg) {
+	q, err := events.DecodeInstancesQuery(m.Data)
+	if err != nil {
+		n.reject(m, reasonBadQuery, err)
+		return
+	}
+	n.respondJSON(m, n.reg.Instances(q))
+}
+
+func (n *Node) respondJSON(m *nats.Msg, v any) {
+	if m.Reply == "" {
+		return
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		n.fail(m, fmt.Errorf("encode answer: %w", err))
+		return
+	}
+	if err := m.Respond(data); err != nil {
+		n.log.Warn("answer query", "subject", m.Subject, "err", err)
+	}
+}
+
+func (n *Node) ack(m *nats.Msg, id string) {
+	if m.Reply == "" {
+		return
+	}
+	data, _ := json.Marshal(events.Ack{OK: true, ID: id, Node: n.id}) // plain fields always encode
+	if err := m.Respond(data); err != nil {
+		n.log.Warn("acknowledge", "subject", m.Subject, "err", err)
+	}
+}
+
+// reject answers bad input with a 400 that says what was wrong, counts it,
+// and logs it; the registry is untouched.
+func (n *Node) reject(m *nats.Msg, reason string, err error) {
+	n.m.rejected(reason).Inc()
+	n.log.Warn("rejected message", "subject", truncate(m.Subject), "reason", reason, "err", err)
+	if m.Reply != "" {
+		_ = m.RespondMsg(events.ErrorMsg(events.CodeBadRequest, err.Error()))
+	}
+}
+
+// fail answers a request the node could not carry out through no fault of
+// the sender's (KV unavailable): a 503, so the sender tries again.
+func (n *Node) fail(m *nats.Msg, err error) {
+	n.m.rejected(reasonKV).Inc()
+	n.log.Error("request failed", "subject", truncate(m.Subject), "err", err)
+	if m.Reply != "" {
+		_ = m.RespondMsg(events.ErrorMsg(events.CodeUnavailable, err.Error()))
+	}
+}
+
+func truncate(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "..."
+	}
+	return s
+}

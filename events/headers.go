@@ -1,0 +1,53 @@
+package events
+
+import (
+	"encoding/json"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Headers of PROTOCOL.md.
+const (
+	HeaderKey              = "Hail-Key"
+	HeaderInstance         = "Hail-Instance"
+	HeaderServiceError     = "Nats-Service-Error"
+	HeaderServiceErrorCode = "Nats-Service-Error-Code"
+)
+
+// Error codes of PROTOCOL.md, HTTP-like as in the NATS micro convention.
+const (
+	CodeBadRequest  = 400
+	CodeNotFound    = 404
+	CodeInternal    = 500
+	CodeUnavailable = 503
+	CodeTimeout     = 504
+)
+
+// ErrorMsg is an error reply: the text and code in the NATS micro headers,
+// and the same as an ErrorBody for clients that read only the payload (the
+// `nats` CLI prints both).
+func ErrorMsg(code int, text string) *nats.Msg {
+	body, _ := json.Marshal(ErrorBody{Error: text, Code: code}) // plain fields always encode
+	m := nats.NewMsg("")
+	m.Header.Set(HeaderServiceError, text)
+	m.Header.Set(HeaderServiceErrorCode, strconv.Itoa(code))
+	m.Data = body
+	return m
+}
+
+// ReplyError reads an error reply; ok is false for a normal reply.
+func ReplyError(m *nats.Msg) (code int, text string, ok bool) {
+	if m == nil || m.Header == nil {
+		return 0, "", false
+	}
+	c := m.Header.Get(HeaderServiceErrorCode)
+	if c == "" {
+		return 0, "", false
+	}
+	code, err := strconv.Atoi(c)
+	if err != nil {
+		code = CodeInternal
+	}
+	return code, m.Header.Get(HeaderServiceError), true
+}

@@ -1,0 +1,436 @@
+// Package instance is the SDK a Go service uses to join hail: it announces
+// the service, serves its endpoints on the queue-group and per-instance
+// subjects, answers heartbeats, announces again when discovery loses sight
+// of it, and leaves cleanly: deregister, stop taking requests, finish the
+// ones in flight, close.
+package instance
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/heartbeat"
+	"github.com/nats-io/nats.go"
+)
+
+// Config describes an instance. Service is required.
+type Config struct {
+	Service  string
+	Version  string
+	Weight   int  // 1..10000; 0 means events.DefaultWeight
+	Drain    bool // announce weight 0: registered, but no new traffic
+	AZ       string
+	Hostname string // default os.Hostname()
+	Metadata map[string]string
+	// Subjects sets the prefix; the zero value is "hail".
+	Subjects events.Subjects
+	// HeartbeatInterval is discovery's heartbeat interval (default 1s);
+	// the instance announces again after 3 of them without a heartbeat.
+	HeartbeatInterval time.Duration
+	// Capacity bounds requests handled at once (default 64); further
+	// requests wait in the subscription, and the figure is reported in
+	// heartbeat replies.
+	Capacity int
+	// DrainTimeout bounds how long Shutdown waits for requests in flight
+	// (default 10s).
+	DrainTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// Handler serves one request. The returned bytes are the reply; an error is
+// sent as an error reply (an *Error keeps its code, anything else is 500).
+// ctx ends when the instance gives up waiting for it at shutdown.
+type Handler func(ctx context.Context, req *nats.Msg) ([]byte, error)
+
+// Error is a handler error with a code for the caller.
+type Error struct {
+	Code    int
+	Message string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Message) }
+
+// Instance is one running member of a service.
+type Instance struct {
+	cfg      Config
+	nc       *nats.Conn
+	id       string
+	log      *slog.Logger
+	handlers map[string]Handler
+	order    []string
+
+	mu        sync.Mutex
+	started   bool
+	stopped   bool
+	subs      []*nats.Subscription
+	control   []*nats.Subscription
+	responder *heartbeat.Responder
+	weight    int
+	stop      context.CancelFunc
+	loopDone  chan struct{}
+
+	status       atomic.Value // events.Status
+	inflight     atomic.Int64
+	sem          chan struct{}
+	work         sync.WaitGroup
+	handlerCtx   context.Context
+	cancelWork   context.CancelFunc
+	announceNow  chan struct{}
+	lastAnnounce atomic.Int64
+}
+
+// New makes an instance with a fresh UUIDv7 id; nothing is sent until Start.
+func New(nc *nats.Conn, cfg Config) (*Instance, error) {
+	if err := events.ValidateService(cfg.Service); err != nil {
+		return nil, fmt.Errorf("new instance: %w", err)
+	}
+	if cfg.Weight < 0 || cfg.Weight > events.MaxWeight {
+		return nil, fmt.Errorf("new instance: weight %d is out of range 0..%d", cfg.Weight, events.MaxWeight)
+	}
+	if cfg.Weight == 0 {
+		cfg.Weight = events.DefaultWeight
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = time.Second
+	}
+	if cfg.Capacity <= 0 {
+		cfg.Capacity = 64
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 10 * time.Second
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname, _ = os.Hostname()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, fmt.Errorf("new instance id: %w", err)
+	}
+	i := &Instance{
+		cfg:         cfg,
+		nc:          nc,
+		id:          id.String(),
+		handlers:    map[string]Handler{},
+		sem:         make(chan struct{}, cfg.Capacity),
+		announceNow: make(chan struct{}, 1),
+	}
+	i.weight = cfg.Weight
+	if cfg.Drain {
+		i.weight = 0
+	}
+	i.log = cfg.Logger.With("component", "instance", "service", cfg.Service, "instance_id", i.id)
+	i.status.Store(events.Passing)
+	i.handlerCtx, i.cancelWork = context.WithCancel(context.Background())
+	return i, nil
+}
+
+// ID is the instance's hail id.
+func (i *Instance) ID() string { return i.id }
+
+// Inflight is how many requests are being handled now.
+func (i *Instance) Inflight() int { return int(i.inflight.Load()) }
+
+// Handle registers h for endpoint; call it before Start.
+func (i *Instance) Handle(endpoint string, h Handler) error {
+	if err := events.ValidateEndpoint(endpoint); err != nil {
+		return fmt.Errorf("handle: %w", err)
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.started {
+		return errors.New("handle: instance already started")
+	}
+	if _, dup := i.handlers[endpoint]; dup {
+		return fmt.Errorf("handle: endpoint %q registered twice", endpoint)
+	}
+	i.handlers[endpoint] = h
+	i.order = append(i.order, endpoint)
+	return nil
+}
+
+// SetStatus sets the status reported in heartbeat replies, for a local
+// health check that knows the instance is degraded.
+func (i *Instance) SetStatus(s events.Status) {
+	if s.Valid() {
+		i.status.Store(s)
+	}
+}
+
+// SetWeight changes the weight and announces it (0 drains).
+func (i *Instance) SetWeight(w int) error {
+	if w < 0 || w > events.MaxWeight {
+		return fmt.Errorf("weight %d is out of range 0..%d", w, events.MaxWeight)
+	}
+	i.mu.Lock()
+	i.weight = w
+	i.mu.Unlock()
+	i.triggerAnnounce()
+	return nil
+}
+
+// Announce is the message this instance announces with.
+func (i *Instance) Announce() events.Announce {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	eps := make([]events.Endpoint, len(i.order))
+	for k, name := range i.order {
+		eps[k] = events.Endpoint{Name: name}
+	}
+	return events.Announce{
+		ID: i.id, Service: i.cfg.Service, Version: i.cfg.Version, Endpoints: eps,
+		Weight: i.weight, AZ: i.cfg.AZ, Hostname: i.cfg.Hostname, Metadata: i.cfg.Metadata,
+		TS: time.Now().UTC(),
+	}
+}
+
+// Start subscribes the endpoints and heartbeats and announces. An absent
+// discovery is not an error: the instance keeps announcing until it is
+// heartbeated.
+func (i *Instance) Start(ctx context.Context) error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.started {
+		return errors.New("start: instance already started")
+	}
+	if len(i.handlers) == 0 {
+		return errors.New("start: no endpoints; call Handle first")
+	}
+	i.started = true
+	s := i.cfg.Subjects
+	for _, ep := range i.order {
+		h := i.serve(i.handlers[ep])
+		svc, err := i.nc.QueueSubscribe(s.Svc(i.cfg.Service, ep), s.QueueGroup(i.cfg.Service), h)
+		if err != nil {
+			return fmt.Errorf("subscribe %s: %w", ep, err)
+		}
+		inst, err := i.nc.Subscribe(s.Inst(i.id, ep), h)
+		if err != nil {
+			return fmt.Errorf("subscribe %s: %w", ep, err)
+		}
+		i.subs = append(i.subs, svc, inst)
+	}
+	r, err := heartbeat.Respond(i.nc, s, i.id, i.report)
+	if err != nil {
+		return err
+	}
+	i.responder = r
+	disc, err := i.nc.Subscribe(s.Discover(), func(*nats.Msg) { i.triggerAnnounce() })
+	if err != nil {
+		return fmt.Errorf("subscribe discover: %w", err)
+	}
+	i.control = append(i.control, disc)
+	if err := i.nc.Flush(); err != nil {
+		return fmt.Errorf("flush subscriptions: %w", err)
+	}
+	loopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	i.stop = stop
+	i.loopDone = make(chan struct{})
+	go i.announceLoop(loopCtx)
+	i.triggerAnnounce()
+	i.log.Info("instance started", "endpoints", i.order, "weight", i.weight)
+	return nil
+}
+
+func (i *Instance) report() events.HeartbeatReply {
+	return events.HeartbeatReply{
+		Status:   i.status.Load().(events.Status),
+		Inflight: int(i.inflight.Load()),
+		Capacity: i.cfg.Capacity,
+	}
+}
+
+func (i *Instance) triggerAnnounce() {
+	select {
+	case i.announceNow <- struct{}{}:
+	default:
+	}
+}
+
+// announceLoop announces on demand and whenever discovery has not
+// heartbeated the instance for three intervals: discovery lost its record,
+// or restarted without it, or was not there when the instance started.
+func (i *Instance) announceLoop(ctx context.Context) {
+	defer close(i.loopDone)
+	interval := i.cfg.HeartbeatInterval
+	ticker := time.NewTicker(interval / 2)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-i.announceNow:
+			i.announce(ctx)
+		case <-ticker.C:
+			last := max(i.responder.LastBeat().UnixNano(), i.lastAnnounce.Load())
+			if time.Since(time.Unix(0, last)) > 3*interval {
+				i.announce(ctx)
+			}
+		}
+	}
+}
+
+func (i *Instance) announce(ctx context.Context) {
+	i.lastAnnounce.Store(time.Now().UnixNano())
+	data, err := json.Marshal(i.Announce())
+	if err != nil {
+		i.log.Error("encode announce", "err", err)
+		return
+	}
+	reqCtx, cancel := context.WithTimeout(ctx, i.cfg.HeartbeatInterval)
+	defer cancel()
+	reply, err := i.nc.RequestWithContext(reqCtx, i.cfg.Subjects.Announce(i.cfg.Service), data)
+	switch {
+	case err != nil:
+		i.log.Debug("announce not acknowledged; will announce again", "err", err)
+	default:
+		if code, text, isErr := events.ReplyError(reply); isErr {
+			i.log.Error("announce rejected", "code", code, "err", text)
+			return
+		}
+		i.log.Debug("announced")
+	}
+}
+
+func (i *Instance) serve(h Handler) nats.MsgHandler {
+	return func(m *nats.Msg) {
+		// At capacity this blocks the subscription, so requests queue at
+		// this instance (and show in its in-flight figure) instead of
+		// multiplying goroutines.
+		i.sem <- struct{}{}
+		i.inflight.Add(1)
+		i.work.Add(1)
+		go func() {
+			defer func() {
+				i.inflight.Add(-1)
+				<-i.sem
+				i.work.Done()
+			}()
+			data, err := h(i.handlerCtx, m)
+			if m.Reply == "" {
+				return
+			}
+			var out *nats.Msg
+			if err != nil {
+				var herr *Error
+				if errors.As(err, &herr) {
+					out = events.ErrorMsg(herr.Code, herr.Message)
+				} else {
+					out = events.ErrorMsg(events.CodeInternal, err.Error())
+				}
+			} else {
+				out = nats.NewMsg("")
+				out.Data = data
+			}
+			out.Header.Set(events.HeaderInstance, i.id)
+			if err := m.RespondMsg(out); err != nil {
+				i.log.Debug("reply lost", "err", err)
+			}
+		}()
+	}
+}
+
+// Shutdown leaves the service: it deregisters, stops taking requests,
+// waits for the ones in flight (at most DrainTimeout or until ctx ends),
+// then stops answering heartbeats. Safe to call more than once.
+func (i *Instance) Shutdown(ctx context.Context) error {
+	i.mu.Lock()
+	if !i.started || i.stopped {
+		i.mu.Unlock()
+		return nil
+	}
+	i.stopped = true
+	i.stop()
+	i.mu.Unlock()
+	<-i.loopDone
+
+	var errs []error
+	if err := i.deregister(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, i.cfg.DrainTimeout)
+	defer cancel()
+	if err := i.drain(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	for _, sub := range i.control {
+		if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			errs = append(errs, fmt.Errorf("unsubscribe %s: %w", sub.Subject, err))
+		}
+	}
+	if err := i.responder.Stop(); err != nil {
+		errs = append(errs, err)
+	}
+	i.cancelWork()
+	i.log.Info("instance stopped")
+	return errors.Join(errs...)
+}
+
+func (i *Instance) deregister(ctx context.Context) error {
+	data, err := json.Marshal(events.Deregister{ID: i.id, Service: i.cfg.Service, Reason: "shutdown"})
+	if err != nil {
+		return fmt.Errorf("encode deregister: %w", err)
+	}
+	subject := i.cfg.Subjects.Deregister(i.cfg.Service)
+	reqCtx, cancel := context.WithTimeout(ctx, i.cfg.HeartbeatInterval)
+	defer cancel()
+	reply, err := i.nc.RequestWithContext(reqCtx, subject, data)
+	if err != nil {
+		// Discovery is away; a plain publish still reaches it if it
+		// returns before the heartbeats would have found us gone.
+		if perr := i.nc.Publish(subject, data); perr != nil {
+			return fmt.Errorf("deregister: %w", perr)
+		}
+		i.log.Warn("deregister not acknowledged", "err", err)
+		return nil
+	}
+	if code, text, isErr := events.ReplyError(reply); isErr {
+		return fmt.Errorf("deregister rejected: %d %s", code, text)
+	}
+	return nil
+}
+
+// drain stops the endpoint subscriptions, lets the server-side queue empty
+// into the handlers, and waits for the handlers to finish.
+func (i *Instance) drain(ctx context.Context) error {
+	closed := make([]<-chan nats.SubStatus, 0, len(i.subs))
+	for _, sub := range i.subs {
+		ch := sub.StatusChanged(nats.SubscriptionClosed)
+		if err := sub.Drain(); err != nil {
+			if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription) {
+				continue
+			}
+			return fmt.Errorf("drain %s: %w", sub.Subject, err)
+		}
+		closed = append(closed, ch)
+	}
+	for _, ch := range closed {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("drain subscriptions: %w", ctx.Err())
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		i.work.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for %d requests in flight: %w", i.inflight.Load(), ctx.Err())
+	}
+}

@@ -1,0 +1,135 @@
+// Package registry is an in-memory view of hail_instances: what discovery
+// nodes answer queries from and what routers route by. It is fed by a KV
+// watch and, on a discovery node, by the node's own writes as they happen,
+// so revisions decide which of two reports of a key is newer.
+package registry
+
+import (
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/hailsd/hail/events"
+)
+
+// Registry is safe for concurrent use.
+type Registry struct {
+	mu      sync.RWMutex
+	records map[string]entry
+	// gone remembers the last revision of deleted keys, so a watch that
+	// delivers an older put after the delete does not bring a record back.
+	gone map[string]uint64
+}
+
+type entry struct {
+	rec events.InstanceRecord
+	rev uint64
+}
+
+// New returns an empty registry.
+func New() *Registry {
+	return &Registry{records: map[string]entry{}, gone: map[string]uint64{}}
+}
+
+// Put stores rec at revision rev unless the registry already holds that
+// key at rev or later. It reports whether rec was stored.
+func (r *Registry) Put(rec events.InstanceRecord, rev uint64) bool {
+	key := rec.Key()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cur, ok := r.records[key]; ok && cur.rev >= rev {
+		return false
+	}
+	if g, ok := r.gone[key]; ok {
+		if g >= rev {
+			return false
+		}
+		delete(r.gone, key)
+	}
+	r.records[key] = entry{rec: rec, rev: rev}
+	return true
+}
+
+// Delete removes key as of revision rev: a put at rev or earlier arriving
+// later is ignored. It reports whether a record was removed.
+func (r *Registry) Delete(key string, rev uint64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cur, ok := r.records[key]
+	if ok && cur.rev > rev {
+		return false
+	}
+	delete(r.records, key)
+	r.gone[key] = max(rev, cur.rev)
+	return ok
+}
+
+// Forget drops tombstones at or below rev: once a watch has delivered rev,
+// no older put for those keys can arrive.
+func (r *Registry) Forget(rev uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, g := range r.gone {
+		if g <= rev {
+			delete(r.gone, k)
+		}
+	}
+}
+
+// Get returns the record under key.
+func (r *Registry) Get(key string) (events.InstanceRecord, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	e, ok := r.records[key]
+	return e.rec, ok
+}
+
+// Len is the number of records.
+func (r *Registry) Len() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.records)
+}
+
+// Instances returns the records that match q, ordered by key.
+func (r *Registry) Instances(q events.InstancesQuery) []events.InstanceRecord {
+	r.mu.RLock()
+	out := make([]events.InstanceRecord, 0, len(r.records))
+	for _, e := range r.records {
+		if q.Service != "" && e.rec.Service != q.Service {
+			continue
+		}
+		if q.Status != "" && e.rec.Status != q.Status {
+			continue
+		}
+		out = append(out, e.rec)
+	}
+	r.mu.RUnlock()
+	slices.SortFunc(out, func(a, b events.InstanceRecord) int { return strings.Compare(a.Key(), b.Key()) })
+	return out
+}
+
+// Services counts each service's instances and passing instances, ordered
+// by service.
+func (r *Registry) Services() []events.ServiceSummary {
+	r.mu.RLock()
+	byName := map[string]*events.ServiceSummary{}
+	for _, e := range r.records {
+		s, ok := byName[e.rec.Service]
+		if !ok {
+			s = &events.ServiceSummary{Service: e.rec.Service}
+			byName[e.rec.Service] = s
+		}
+		s.Instances++
+		if e.rec.Status == events.Passing {
+			s.Passing++
+		}
+	}
+	r.mu.RUnlock()
+	out := make([]events.ServiceSummary, 0, len(byName))
+	for _, s := range byName {
+		out = append(out, *s)
+	}
+	slices.SortFunc(out, func(a, b events.ServiceSummary) int { return strings.Compare(a.Service, b.Service) })
+	return out
+}
