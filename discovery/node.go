@@ -352,16 +352,16 @@ func (n *Node) applyWatch(ctx context.Context, e jetstream.KeyValueEntry) {
 
 // The reasons rejected input is counted under.
 const (
-	reasonTooLarge   = "too_large"
-	reasonSubject    = "bad_subject"
-	reasonMalformed  = "malformed"
-	reasonInvalid    = "invalid"
-	reasonSchema     = "schema"
-	reasonMismatch   = "service_mismatch"
-	reasonBadQuery   = "bad_query"
-	reasonKV         = "kv_error"
-	reasonBadRecord  = "bad_record"
-	reasonBadReply   = "bad_reply"
+	reasonTooLarge  = "too_large"
+	reasonSubject   = "bad_subject"
+	reasonMalformed = "malformed"
+	reasonInvalid   = "invalid"
+	reasonSchema    = "schema"
+	reasonMismatch  = "service_mismatch"
+	reasonBadQuery  = "bad_query"
+	reasonKV        = "kv_error"
+	reasonBadRecord = "bad_record"
+	reasonBadReply  = "bad_reply"
 )
 
 // decodeControl runs every check PROTOCOL.md puts on an announce or
