@@ -108,7 +108,9 @@ func (n *Node) Registry() *registry.Registry { return n.reg }
 // its hail_nodes entry and returns.
 func (n *Node) Run(ctx context.Context) error {
 	n.startedAt = time.Now().UTC()
-	watchCtx, stopWatch := context.WithCancel(ctx)
+	// The watch outlives the loop: it is stopped only after every goroutine
+	// reading it has returned, so its closing always means trouble.
+	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWatch()
 	w, err := n.kv.Instances.WatchAll(watchCtx)
 	if err != nil {
