@@ -130,7 +130,9 @@ func TestHandlerErrorsAndHeartbeatLoad(t *testing.T) {
 	inc := bustest.Connect(t, e.url)
 	release := make(chan struct{})
 	inst := newInstance(t, inc, instance.Config{Service: "echo", Capacity: 8}, map[string]instance.Handler{
-		"fail": func(context.Context, *nats.Msg) ([]byte, error) { return nil, &instance.Error{Code: 409, Message: "busy elsewhere"} },
+		"fail": func(context.Context, *nats.Msg) ([]byte, error) {
+			return nil, &instance.Error{Code: 409, Message: "busy elsewhere"}
+		},
 		"oops": func(context.Context, *nats.Msg) ([]byte, error) { return nil, errors.New("disk on fire") },
 		"hold": func(context.Context, *nats.Msg) ([]byte, error) { <-release; return nil, nil },
 	})
