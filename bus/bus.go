@@ -96,3 +96,22 @@ func Connect(ctx context.Context, o ConnectOptions) (*nats.Conn, error) {
 		return nil, fmt.Errorf("connect to %s: %w", o.URL, ctx.Err())
 	}
 }
+
+// Drain drains nc (subscriptions finish what they hold, publishes are
+// flushed) and waits up to timeout for it to close, then closes it anyway.
+func Drain(nc *nats.Conn, timeout time.Duration) {
+	if nc == nil || nc.IsClosed() {
+		return
+	}
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return
+	}
+	select {
+	case <-closed:
+	case <-time.After(timeout):
+		nc.Close()
+	}
+}

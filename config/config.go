@@ -1,0 +1,179 @@
+// Package config loads a hail program's configuration in one order for
+// every program: the defaults in its Config struct, then a YAML file, then
+// HAIL_* environment variables, then command-line flags. Every key of the
+// struct gets an environment variable and a flag derived from its name:
+// nats.url is HAIL_NATS_URL and --nats-url.
+package config
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/confmap"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/providers/structs"
+	"github.com/knadh/koanf/v2"
+)
+
+// EnvPrefix starts every environment variable hail reads.
+const EnvPrefix = "HAIL_"
+
+// FileEnv names the config file when --config is not given.
+const FileEnv = EnvPrefix + "CONFIG"
+
+// ErrHelp is returned when the arguments asked for help; the usage has
+// been written.
+var ErrHelp = flag.ErrHelp
+
+// Options are the program's surroundings, passed in so tests can set them.
+type Options struct {
+	Name   string   // program name, for usage
+	Args   []string // command-line arguments without the program name
+	Getenv func(string) string
+	Output io.Writer // usage and flag errors
+}
+
+// Result says what else the command line asked for.
+type Result struct {
+	// File is the config file that was loaded, if any.
+	File string
+	// PrintConfig is set by --print-config.
+	PrintConfig bool
+}
+
+// Validator is implemented by configs that check themselves.
+type Validator interface {
+	Validate() error
+}
+
+// EnvName is the environment variable of a key.
+func EnvName(key string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// FlagName is the flag of a key.
+func FlagName(key string) string {
+	return strings.NewReplacer(".", "-", "_", "-").Replace(key)
+}
+
+// Load fills cfg, a pointer to a struct with koanf tags already holding
+// the defaults, and validates it.
+func Load(cfg any, o Options) (Result, error) {
+	var res Result
+	k := koanf.New(".")
+	if err := k.Load(structs.Provider(cfg, "koanf"), nil); err != nil {
+		return res, fmt.Errorf("load defaults: %w", err)
+	}
+	defaults := k.All()
+	keys := slices.Sorted(maps.Keys(defaults))
+
+	fs := flag.NewFlagSet(o.Name, flag.ContinueOnError)
+	if o.Output != nil {
+		fs.SetOutput(o.Output)
+	} else {
+		fs.SetOutput(io.Discard)
+	}
+	configFile := fs.String("config", "", "YAML config file (env "+FileEnv+")")
+	fs.BoolVar(&res.PrintConfig, "print-config", false, "print the merged config and exit")
+	byFlag := make(map[string]string, len(keys))
+	for _, key := range keys {
+		name := FlagName(key)
+		byFlag[name] = key
+		fs.String(name, "", fmt.Sprintf("%s (env %s, default %v)", key, EnvName(key), defaults[key]))
+	}
+	if err := fs.Parse(o.Args); err != nil {
+		return res, err
+	}
+	if fs.NArg() > 0 {
+		return res, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+
+	getenv := o.Getenv
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	res.File = *configFile
+	if res.File == "" {
+		res.File = getenv(FileEnv)
+	}
+	if res.File != "" {
+		fk := koanf.New(".")
+		if err := fk.Load(file.Provider(res.File), yaml.Parser()); err != nil {
+			return res, fmt.Errorf("config file %s: %w", res.File, err)
+		}
+		for _, key := range fk.Keys() {
+			if _, ok := defaults[key]; !ok {
+				return res, fmt.Errorf("config file %s: unknown key %q", res.File, key)
+			}
+		}
+		if err := k.Merge(fk); err != nil {
+			return res, fmt.Errorf("config file %s: %w", res.File, err)
+		}
+	}
+
+	env := map[string]any{}
+	for _, key := range keys {
+		if v, ok := lookup(getenv, EnvName(key)); ok {
+			env[key] = v
+		}
+	}
+	if err := k.Load(confmap.Provider(env, "."), nil); err != nil {
+		return res, fmt.Errorf("load environment: %w", err)
+	}
+	flags := map[string]any{}
+	fs.Visit(func(f *flag.Flag) {
+		if key, ok := byFlag[f.Name]; ok {
+			flags[key] = f.Value.String()
+		}
+	})
+	if err := k.Load(confmap.Provider(flags, "."), nil); err != nil {
+		return res, fmt.Errorf("load flags: %w", err)
+	}
+	if err := k.UnmarshalWithConf("", cfg, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
+		return res, fmt.Errorf("config: %w", err)
+	}
+	if v, ok := cfg.(Validator); ok {
+		if err := v.Validate(); err != nil {
+			return res, fmt.Errorf("config: %w", err)
+		}
+	}
+	return res, nil
+}
+
+// lookup treats an empty variable as unset, as a shell's `VAR= cmd` means.
+func lookup(getenv func(string) string, name string) (string, bool) {
+	v := getenv(name)
+	return v, v != ""
+}
+
+// Print writes cfg as the YAML a config file would hold.
+func Print(w io.Writer, cfg any) error {
+	k := koanf.New(".")
+	if err := k.Load(structs.Provider(cfg, "koanf"), nil); err != nil {
+		return err
+	}
+	// Durations print as text ("1s"), as they are written in files.
+	for key, v := range k.All() {
+		if s, ok := v.(fmt.Stringer); ok {
+			if err := k.Set(key, s.String()); err != nil {
+				return err
+			}
+		}
+	}
+	out, err := k.Marshal(yaml.Parser())
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(out)
+	return err
+}
+
+// FieldError names the config key that is wrong.
+func FieldError(key, format string, args ...any) error {
+	return fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...))
+}

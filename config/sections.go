@@ -1,0 +1,80 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strings"
+)
+
+// NATS is the connection section every program has.
+type NATS struct {
+	// URL of the NATS server(s), comma-separated. Default nats://127.0.0.1:4222.
+	URL string `koanf:"url"`
+}
+
+// DefaultNATSURL is where hail looks for NATS unless told otherwise.
+const DefaultNATSURL = "nats://127.0.0.1:4222"
+
+// Validate checks every URL in the list.
+func (n NATS) Validate() error {
+	if n.URL == "" {
+		return FieldError("nats.url", "is empty")
+	}
+	for _, u := range strings.Split(n.URL, ",") {
+		p, err := url.Parse(strings.TrimSpace(u))
+		if err != nil || p.Host == "" {
+			return FieldError("nats.url", "%q is not a URL like nats://host:4222", u)
+		}
+	}
+	return nil
+}
+
+// Log is the logging section every program has.
+type Log struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `koanf:"level"`
+	// Format is text or json. Default text.
+	Format string `koanf:"format"`
+}
+
+// Validate checks level and format.
+func (l Log) Validate() error {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(l.Level)); err != nil {
+		return FieldError("log.level", "%q is not debug, info, warn or error", l.Level)
+	}
+	if l.Format != "text" && l.Format != "json" {
+		return FieldError("log.format", "%q is not text or json", l.Format)
+	}
+	return nil
+}
+
+// Logger builds the program's logger writing to w.
+func (l Log) Logger(w io.Writer) (*slog.Logger, error) {
+	if err := l.Validate(); err != nil {
+		return nil, err
+	}
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(l.Level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if l.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+// DefaultLog is info-level text.
+var DefaultLog = Log{Level: "info", Format: "text"}
+
+// HostPort returns the host:port of the first URL in a NATS URL list, for
+// a program that serves NATS itself at that address.
+func (n NATS) HostPort() (string, error) {
+	first := strings.TrimSpace(strings.Split(n.URL, ",")[0])
+	u, err := url.Parse(first)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("nats.url: %q is not a URL like nats://host:4222", first)
+	}
+	return u.Host, nil
+}

@@ -1,0 +1,229 @@
+// Command dev runs a whole hail stack in one process: an embedded NATS
+// server with JetStream, a discovery node and echo instances.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/hailsd/hail/admin"
+	"github.com/hailsd/hail/bus"
+	"github.com/hailsd/hail/config"
+	"github.com/hailsd/hail/discovery"
+	"github.com/hailsd/hail/echo"
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/instance"
+	"github.com/nats-io/nats.go"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// Config is the dev stack's configuration.
+type Config struct {
+	// NATS.URL is where the embedded server listens. Default nats://127.0.0.1:4222.
+	NATS config.NATS `koanf:"nats"`
+	// StoreDir keeps JetStream data across runs; empty uses a temporary
+	// directory removed on exit. Default empty.
+	StoreDir string `koanf:"store_dir"`
+	// Echo is how many echo instances to run. Default 3.
+	Echo int `koanf:"echo"`
+	// HTTP.Addr serves the discovery node's /metrics, /healthz and /readyz;
+	// empty serves none. Default 127.0.0.1:8080.
+	HTTP HTTPConfig `koanf:"http"`
+	Log  config.Log `koanf:"log"`
+}
+
+// HTTPConfig is where the stack's HTTP endpoints are served.
+type HTTPConfig struct {
+	Addr string `koanf:"addr"`
+}
+
+func defaults() *Config {
+	return &Config{NATS: config.NATS{URL: config.DefaultNATSURL}, Echo: 3, HTTP: HTTPConfig{Addr: "127.0.0.1:8080"}, Log: config.DefaultLog}
+}
+
+// Validate names every wrong field.
+func (c *Config) Validate() error {
+	errs := []error{c.NATS.Validate(), c.Log.Validate()}
+	if c.Echo < 0 || c.Echo > 1000 {
+		errs = append(errs, config.FieldError("echo", "%d is out of range 0..1000", c.Echo))
+	}
+	return errors.Join(errs...)
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
+	cfg := defaults()
+	res, err := config.Load(cfg, config.Options{Name: "dev", Args: args, Getenv: getenv, Output: out})
+	if errors.Is(err, config.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if res.PrintConfig {
+		return config.Print(out, cfg)
+	}
+	log, err := cfg.Log.Logger(out)
+	if err != nil {
+		return err
+	}
+	hostport, err := cfg.NATS.HostPort()
+	if err != nil {
+		return err
+	}
+	host, portText, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return fmt.Errorf("nats.url: %w", err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		return fmt.Errorf("nats.url: port %q: %w", portText, err)
+	}
+	storeDir := cfg.StoreDir
+	if storeDir == "" {
+		if storeDir, err = os.MkdirTemp("", "hail-dev-"); err != nil {
+			return fmt.Errorf("make store dir: %w", err)
+		}
+		defer os.RemoveAll(storeDir)
+	}
+
+	srv, err := bus.StartServer(bus.ServerOptions{Name: "hail-dev", Host: host, Port: port, StoreDir: storeDir})
+	if err != nil {
+		return fmt.Errorf("embedded NATS at %s: %w", hostport, err)
+	}
+	defer func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	}()
+	url := srv.ClientURL()
+
+	nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: url, Name: "hail-discovery", Logger: log})
+	if err != nil {
+		return err
+	}
+	defer bus.Drain(nc, 5*time.Second)
+	kv, err := bus.EnsureBuckets(ctx, nc, bus.BucketOptions{})
+	if err != nil {
+		return err
+	}
+	set := metrics.NewSet()
+	node, err := discovery.New(nc, kv, discovery.Config{Logger: log, Metrics: set})
+	if err != nil {
+		return err
+	}
+	// The node outlives the echo instances, so their deregistrations are
+	// recorded before it stops.
+	nodeCtx, stopNode := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopNode()
+	nodeDone := make(chan error, 1)
+	go func() { nodeDone <- node.Run(nodeCtx) }()
+	if cfg.HTTP.Addr != "" {
+		if _, err := admin.Serve(ctx, cfg.HTTP.Addr, admin.Handler(set, node.Ready), log); err != nil {
+			log.Warn("no HTTP endpoints", "err", err)
+		}
+	}
+	if err := waitReady(ctx, node, nodeDone); err != nil {
+		return err
+	}
+
+	var insts []*instance.Instance
+	var conns []*nats.Conn
+	defer func() {
+		for _, c := range conns {
+			bus.Drain(c, 5*time.Second)
+		}
+	}()
+	for i := range cfg.Echo {
+		enc, err := bus.Connect(ctx, bus.ConnectOptions{URL: url, Name: fmt.Sprintf("hail-echo-%d", i+1), Logger: log})
+		if err != nil {
+			return err
+		}
+		conns = append(conns, enc)
+		inst, err := instance.New(enc, instance.Config{Service: "echo", Version: "1.0.0", AZ: fmt.Sprintf("dev-%c", 'a'+i%3), Logger: log})
+		if err != nil {
+			return err
+		}
+		if err := echo.Register(inst); err != nil {
+			return err
+		}
+		if err := inst.Start(ctx); err != nil {
+			return err
+		}
+		insts = append(insts, inst)
+	}
+	printWelcome(out, url, storeDir, node.ID(), len(insts), cfg.HTTP.Addr)
+
+	select {
+	case <-ctx.Done():
+	case err := <-nodeDone:
+		return fmt.Errorf("discovery node stopped: %w", err)
+	}
+	fmt.Fprintln(out, "stopping hail dev stack")
+	for _, inst := range insts {
+		if err := inst.Shutdown(context.WithoutCancel(ctx)); err != nil {
+			log.Warn("echo shutdown", "instance_id", inst.ID(), "err", err)
+		}
+	}
+	stopNode()
+	return <-nodeDone
+}
+
+func waitReady(ctx context.Context, node *discovery.Node, done <-chan error) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for !node.Ready() {
+		select {
+		case err := <-done:
+			return fmt.Errorf("discovery node stopped before it was ready: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+func printWelcome(w io.Writer, url, storeDir, nodeID string, echoes int, httpAddr string) {
+	s := ""
+	if url != config.DefaultNATSURL {
+		s = " -s " + url
+	}
+	fmt.Fprintf(w, `
+hail dev stack is up
+  NATS        %s (JetStream data in %s)
+  discovery   node %s
+  echo        %d instances of service "echo"
+`, url, storeDir, nodeID, echoes)
+	if httpAddr != "" {
+		fmt.Fprintf(w, "  metrics     http://%s/metrics\n", httpAddr)
+	}
+	fmt.Fprintf(w, `
+Try, with the nats CLI:
+  nats%[1]s kv ls %[2]s
+  nats%[1]s kv get %[2]s echo.<id>
+  nats%[1]s kv watch %[2]s
+  nats%[1]s request %[3]s hi
+  nats%[1]s request %[4]s '{}'
+  nats%[1]s request %[5]s '{"service":"echo"}'
+  nats%[1]s sub '%[6]s'
+Ctrl-C stops everything.
+
+`, s, bus.InstancesBucket, events.Subjects{}.Svc("echo", "say"), events.Subjects{}.DiscoveryServices(),
+		events.Subjects{}.DiscoveryInstances(), events.Subjects{}.HealthAll())
+}

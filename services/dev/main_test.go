@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/internal/testlog"
+	"github.com/hailsd/hail/events"
+	"github.com/nats-io/nats.go"
+)
+
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// The dev stack comes up with three registered echo instances that answer
+// on the queue-group subject, and deregisters them when stopped.
+func TestDevStack(t *testing.T) {
+	url := fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out testlog.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--nats-url", url, "--http-addr", ""}, func(string) string { return "" }, &out)
+	}()
+	var nc *nats.Conn
+	bustest.Eventually(t, 15*time.Second, func() error {
+		if !strings.Contains(out.String(), "hail dev stack is up") {
+			return fmt.Errorf("not up yet")
+		}
+		var err error
+		nc, err = nats.Connect(url)
+		return err
+	})
+	defer nc.Close()
+	kv := bustest.Buckets(t, nc)
+	var keys []string
+	bustest.Eventually(t, 5*time.Second, func() error {
+		lister, err := kv.Instances.ListKeys(ctx)
+		if err != nil {
+			return err
+		}
+		keys = keys[:0]
+		for k := range lister.Keys() {
+			keys = append(keys, k)
+		}
+		if len(keys) != 3 {
+			return fmt.Errorf("keys %v, want 3", keys)
+		}
+		return nil
+	})
+	for _, k := range keys {
+		if !strings.HasPrefix(k, "echo.") {
+			t.Errorf("key %s", k)
+		}
+	}
+	m, err := nc.Request("hail.svc.echo.say", []byte("hi"), 2*time.Second)
+	if err != nil || string(m.Data) != "hi" || m.Header.Get(events.HeaderInstance) == "" {
+		t.Fatalf("echo.say: %v %v", m, err)
+	}
+	m, err = nc.Request("hail.discovery.services", []byte("{}"), 2*time.Second)
+	var svcs []events.ServiceSummary
+	if err != nil || json.Unmarshal(m.Data, &svcs) != nil || len(svcs) != 1 || svcs[0].Passing != 3 {
+		t.Errorf("services: %s %v", m.Data, err)
+	}
+	for _, want := range []string{"nats -s " + url + " kv ls hail_instances", "request hail.svc.echo.say hi"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("welcome lacks %q", want)
+		}
+	}
+	dereg := make(chan struct{}, 3)
+	nc.Subscribe("hail.health.>", func(m *nats.Msg) {
+		if strings.Contains(string(m.Data), `"deregistered"`) {
+			dereg <- struct{}{}
+		}
+	})
+	nc.Flush()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("dev stack did not stop")
+	}
+	if len(dereg) != 3 {
+		t.Errorf("%d deregistered events at shutdown, want 3", len(dereg))
+	}
+}

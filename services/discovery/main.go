@@ -1,0 +1,188 @@
+// Command discovery runs a hail discovery node.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/hailsd/hail/admin"
+	"github.com/hailsd/hail/bus"
+	"github.com/hailsd/hail/config"
+	"github.com/hailsd/hail/discovery"
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/heartbeat"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// Config is the discovery node's configuration.
+type Config struct {
+	NATS config.NATS `koanf:"nats"`
+	// Prefix of every hail subject. Default hail.
+	Prefix    string          `koanf:"prefix"`
+	Node      NodeConfig      `koanf:"node"`
+	Heartbeat HeartbeatConfig `koanf:"heartbeat"`
+	// DeregisterAfter is how long an instance stays critical before its
+	// record is removed. Default 60s.
+	DeregisterAfter time.Duration `koanf:"deregister_after"`
+	KV              KVConfig      `koanf:"kv"`
+	HTTP            HTTPConfig    `koanf:"http"`
+	Log             config.Log    `koanf:"log"`
+}
+
+// NodeConfig describes this node.
+type NodeConfig struct {
+	// ID is the node's UUID. Default: a new one each start.
+	ID string `koanf:"id"`
+	// AZ is the node's availability zone. Default empty.
+	AZ string `koanf:"az"`
+	// Hostname recorded in hail_nodes. Default the OS hostname.
+	Hostname string `koanf:"hostname"`
+	// TTL is how long the node's hail_nodes entry outlives its last
+	// refresh. Default 3s.
+	TTL time.Duration `koanf:"ttl"`
+}
+
+// HeartbeatConfig is PROTOCOL.md's timing.
+type HeartbeatConfig struct {
+	// Interval between heartbeats. Default 1s.
+	Interval time.Duration `koanf:"interval"`
+	// Timeout for a heartbeat reply. Default 500ms.
+	Timeout time.Duration `koanf:"timeout"`
+	// MissedToCritical heartbeats in a row make an instance critical. Default 3.
+	MissedToCritical int `koanf:"missed_to_critical"`
+	// AnsweredToPassing heartbeats in a row bring it back. Default 1.
+	AnsweredToPassing int `koanf:"answered_to_passing"`
+}
+
+// KVConfig tunes the buckets.
+type KVConfig struct {
+	// Replicas of each bucket; 0 means min(3, cluster size). Default 0.
+	Replicas int `koanf:"replicas"`
+}
+
+// HTTPConfig is where /metrics, /healthz and /readyz are served.
+type HTTPConfig struct {
+	// Addr to listen on, like 127.0.0.1:8081; empty serves no HTTP. Default empty.
+	Addr string `koanf:"addr"`
+}
+
+func defaults() *Config {
+	return &Config{
+		NATS:            config.NATS{URL: config.DefaultNATSURL},
+		Prefix:          events.DefaultPrefix,
+		Node:            NodeConfig{TTL: bus.DefaultNodeTTL},
+		Heartbeat:       HeartbeatConfig{Interval: time.Second, Timeout: 500 * time.Millisecond, MissedToCritical: 3, AnsweredToPassing: 1},
+		DeregisterAfter: 60 * time.Second,
+		Log:             config.DefaultLog,
+	}
+}
+
+// Validate checks every field and names the ones that are wrong.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	add(c.NATS.Validate())
+	add(c.Log.Validate())
+	if _, err := events.NewSubjects(c.Prefix); err != nil {
+		add(config.FieldError("prefix", "%v", err))
+	}
+	if c.Node.ID != "" {
+		if err := events.ValidateID(c.Node.ID); err != nil {
+			add(config.FieldError("node.id", "%v", err))
+		}
+	}
+	if c.Node.TTL < time.Second {
+		add(config.FieldError("node.ttl", "%v is below 1s", c.Node.TTL))
+	}
+	if c.Heartbeat.Interval < 10*time.Millisecond {
+		add(config.FieldError("heartbeat.interval", "%v is below 10ms", c.Heartbeat.Interval))
+	}
+	if c.Heartbeat.Timeout <= 0 || c.Heartbeat.Timeout >= c.Heartbeat.Interval {
+		add(config.FieldError("heartbeat.timeout", "%v must be above 0 and below heartbeat.interval (%v)", c.Heartbeat.Timeout, c.Heartbeat.Interval))
+	}
+	if c.Heartbeat.MissedToCritical < 1 {
+		add(config.FieldError("heartbeat.missed_to_critical", "%d is below 1", c.Heartbeat.MissedToCritical))
+	}
+	if c.Heartbeat.AnsweredToPassing < 1 {
+		add(config.FieldError("heartbeat.answered_to_passing", "%d is below 1", c.Heartbeat.AnsweredToPassing))
+	}
+	if c.DeregisterAfter < 0 {
+		add(config.FieldError("deregister_after", "%v is negative", c.DeregisterAfter))
+	}
+	if c.KV.Replicas < 0 || c.KV.Replicas > 5 {
+		add(config.FieldError("kv.replicas", "%d is out of range 0..5", c.KV.Replicas))
+	}
+	return errors.Join(errs...)
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
+	cfg := defaults()
+	res, err := config.Load(cfg, config.Options{Name: "discovery", Args: args, Getenv: getenv, Output: out})
+	if errors.Is(err, config.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if res.PrintConfig {
+		return config.Print(out, cfg)
+	}
+	log, err := cfg.Log.Logger(out)
+	if err != nil {
+		return err
+	}
+	if res.File != "" {
+		log.Info("loaded config file", "file", res.File)
+	}
+	nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: cfg.NATS.URL, Name: "hail-discovery", Logger: log})
+	if err != nil {
+		return err
+	}
+	defer bus.Drain(nc, 5*time.Second)
+	kv, err := bus.EnsureBuckets(ctx, nc, bus.BucketOptions{Replicas: cfg.KV.Replicas, NodeTTL: cfg.Node.TTL})
+	if err != nil {
+		return err
+	}
+	set := metrics.NewSet()
+	node, err := discovery.New(nc, kv, discovery.Config{
+		NodeID:            cfg.Node.ID,
+		AZ:                cfg.Node.AZ,
+		Hostname:          cfg.Node.Hostname,
+		Subjects:          events.Subjects{Prefix: cfg.Prefix},
+		HeartbeatInterval: cfg.Heartbeat.Interval,
+		HeartbeatTimeout:  cfg.Heartbeat.Timeout,
+		Thresholds:        heartbeat.Thresholds{FailuresToCritical: cfg.Heartbeat.MissedToCritical, SuccessesToPassing: cfg.Heartbeat.AnsweredToPassing},
+		DeregisterAfter:   cfg.DeregisterAfter,
+		Logger:            log,
+		Metrics:           set,
+	})
+	if err != nil {
+		return err
+	}
+	if cfg.HTTP.Addr != "" {
+		ready := func() bool { return node.Ready() && nc.IsConnected() }
+		if _, err := admin.Serve(ctx, cfg.HTTP.Addr, admin.Handler(set, ready), log); err != nil {
+			return err
+		}
+	}
+	return node.Run(ctx)
+}

@@ -1,0 +1,123 @@
+// Command echo runs instances of hail's example service.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hailsd/hail/bus"
+	"github.com/hailsd/hail/config"
+	"github.com/hailsd/hail/echo"
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/instance"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// Config is the echo service's configuration.
+type Config struct {
+	NATS config.NATS `koanf:"nats"`
+	// Prefix of every hail subject. Default hail.
+	Prefix string `koanf:"prefix"`
+	// Name of the service. Default echo.
+	Name string `koanf:"name"`
+	// Version announced. Default 1.0.0.
+	Version string `koanf:"version"`
+	// Weight announced, 0..10000; 0 drains. Default 100.
+	Weight int `koanf:"weight"`
+	// AZ announced. Default empty.
+	AZ string `koanf:"az"`
+	// Capacity is how many requests one instance handles at once. Default 64.
+	Capacity int `koanf:"capacity"`
+	// HeartbeatInterval is discovery's; the instance announces again after
+	// three of them without a heartbeat. Default 1s.
+	HeartbeatInterval time.Duration `koanf:"heartbeat_interval"`
+	// DrainTimeout bounds the wait for requests in flight at shutdown. Default 10s.
+	DrainTimeout time.Duration `koanf:"drain_timeout"`
+	Log          config.Log    `koanf:"log"`
+}
+
+func defaults() *Config {
+	return &Config{
+		NATS: config.NATS{URL: config.DefaultNATSURL}, Prefix: events.DefaultPrefix,
+		Name: "echo", Version: "1.0.0", Weight: events.DefaultWeight, Capacity: 64,
+		HeartbeatInterval: time.Second, DrainTimeout: 10 * time.Second, Log: config.DefaultLog,
+	}
+}
+
+// Validate names every wrong field.
+func (c *Config) Validate() error {
+	var errs []error
+	errs = append(errs, c.NATS.Validate(), c.Log.Validate())
+	if _, err := events.NewSubjects(c.Prefix); err != nil {
+		errs = append(errs, config.FieldError("prefix", "%v", err))
+	}
+	if err := events.ValidateService(c.Name); err != nil {
+		errs = append(errs, config.FieldError("name", "%v", err))
+	}
+	if c.Weight < 0 || c.Weight > events.MaxWeight {
+		errs = append(errs, config.FieldError("weight", "%d is out of range 0..%d", c.Weight, events.MaxWeight))
+	}
+	if c.Capacity < 1 {
+		errs = append(errs, config.FieldError("capacity", "%d is below 1", c.Capacity))
+	}
+	if c.HeartbeatInterval < 10*time.Millisecond {
+		errs = append(errs, config.FieldError("heartbeat_interval", "%v is below 10ms", c.HeartbeatInterval))
+	}
+	if c.DrainTimeout <= 0 {
+		errs = append(errs, config.FieldError("drain_timeout", "%v is not positive", c.DrainTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
+	cfg := defaults()
+	res, err := config.Load(cfg, config.Options{Name: "echo", Args: args, Getenv: getenv, Output: out})
+	if errors.Is(err, config.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if res.PrintConfig {
+		return config.Print(out, cfg)
+	}
+	log, err := cfg.Log.Logger(out)
+	if err != nil {
+		return err
+	}
+	nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: cfg.NATS.URL, Name: "hail-" + cfg.Name, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer bus.Drain(nc, 5*time.Second)
+	inst, err := instance.New(nc, instance.Config{
+		Service: cfg.Name, Version: cfg.Version, Weight: cfg.Weight, Drain: cfg.Weight == 0, AZ: cfg.AZ,
+		Subjects: events.Subjects{Prefix: cfg.Prefix}, HeartbeatInterval: cfg.HeartbeatInterval,
+		Capacity: cfg.Capacity, DrainTimeout: cfg.DrainTimeout, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := echo.Register(inst); err != nil {
+		return err
+	}
+	if err := inst.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return inst.Shutdown(context.WithoutCancel(ctx))
+}
