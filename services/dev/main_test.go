@@ -10,11 +10,10 @@ import (
 	"time"
 
 	"github.com/hailsd/hail/bus/bustest"
-	"github.com/hailsd/hail/internal/testlog"
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/internal/testlog"
 	"github.com/nats-io/nats.go"
 )
-
 
 func freePort(t *testing.T) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -13,10 +13,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hailsd/hail/bus/bustest"
-	"github.com/hailsd/hail/internal/testlog"
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/internal/testlog"
 )
-
 
 func envFrom(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 

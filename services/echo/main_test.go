@@ -8,11 +8,10 @@ import (
 	"time"
 
 	"github.com/hailsd/hail/bus/bustest"
-	"github.com/hailsd/hail/internal/testlog"
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/internal/testlog"
 	"github.com/nats-io/nats.go"
 )
-
 
 func TestRunAnnouncesWithFlags(t *testing.T) {
 	s := bustest.RunServer(t)
