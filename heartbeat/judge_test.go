@@ -79,11 +79,23 @@ func TestJudgeReasonCountsMisses(t *testing.T) {
 	}
 }
 
+// BenchmarkJudge measures one result: the steady case (a healthy instance
+// answering) and a flapping one that changes status every few results.
 func BenchmarkJudge(b *testing.B) {
-	verdicts := []Verdict{answer, miss, answer, miss, miss, miss, answer, warning}
-	s := State{Status: events.Passing}
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		s, _ = Judge(s, verdicts[i%len(verdicts)], DefaultThresholds)
+	cases := []struct {
+		name     string
+		verdicts []Verdict
+	}{
+		{"steady", []Verdict{answer}},
+		{"flapping", []Verdict{answer, miss, answer, miss, miss, miss, answer, warning}},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			s := State{Status: events.Passing}
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				s, _ = Judge(s, c.verdicts[i%len(c.verdicts)], DefaultThresholds)
+			}
+		})
 	}
 }

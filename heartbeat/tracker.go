@@ -167,6 +167,9 @@ func (t *Tracker) onReply(m *nats.Msg) {
 	switch {
 	case len(m.Data) == 0 && m.Header.Get("Status") == "503":
 		res.Err = ErrNoResponders
+	case len(m.Data) == 0:
+		// A bare reply is still a sign of life; it just reports nothing.
+		res.Reply = events.HeartbeatReply{ID: id, Status: events.Passing}
 	default:
 		reply, err := events.DecodeHeartbeatReply(m.Data)
 		switch {

@@ -135,6 +135,26 @@ func TestSlowInstanceDoesNotDelayOthers(t *testing.T) {
 	}
 }
 
+func TestBareReplyCountsAsAnswered(t *testing.T) {
+	s := bustest.RunServer(t)
+	tnc := bustest.Connect(t, s.ClientURL())
+	inc := bustest.Connect(t, s.ClientURL())
+	ids := newIDs(2)
+	inc.Subscribe(events.Subjects{}.Heartbeat(ids[0]), func(m *nats.Msg) { m.Respond(nil) })
+	inc.Subscribe(events.Subjects{}.Heartbeat(ids[1]), func(m *nats.Msg) { m.Respond([]byte("{}")) })
+	inc.Flush()
+	tr, err := heartbeat.NewTracker(tnc, events.Subjects{}, uuid.NewString(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	for i, r := range tr.Round(t.Context(), ids) {
+		if r.Err != nil || r.Verdict() != (heartbeat.Verdict{Answered: true, Reported: events.Passing}) && r.Verdict() != (heartbeat.Verdict{Answered: true}) {
+			t.Errorf("result %d: %+v, want answered", i, r)
+		}
+	}
+}
+
 func TestBadReplies(t *testing.T) {
 	s := bustest.RunServer(t)
 	tnc := bustest.Connect(t, s.ClientURL())
@@ -189,23 +209,26 @@ func TestResponderLastBeat(t *testing.T) {
 	}
 }
 
-// BenchmarkTrackerRound measures one heartbeat round over 1,000 instances
-// answering from another connection on an embedded server.
-func BenchmarkTrackerRound(b *testing.B) {
+// BenchmarkFanOut measures one heartbeat round over n instances answering
+// from another connection on an embedded server: the tracker's single
+// inbox against the plain NATS way, one concurrent Request per instance.
+//
+//	go test -run '^$' -bench FanOut -benchtime 3s ./heartbeat/
+func BenchmarkFanOut(b *testing.B) {
 	for _, n := range []int{100, 1000} {
-		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
-			s := bustest.RunServer(b)
-			tnc := bustest.Connect(b, s.ClientURL())
-			inc := bustest.Connect(b, s.ClientURL())
-			ids := newIDs(n)
-			for _, id := range ids {
-				if _, err := heartbeat.Respond(inc, events.Subjects{}, id, func() events.HeartbeatReply {
-					return events.HeartbeatReply{Status: events.Passing}
-				}); err != nil {
-					b.Fatal(err)
-				}
+		s := bustest.RunServer(b)
+		tnc := bustest.Connect(b, s.ClientURL())
+		inc := bustest.Connect(b, s.ClientURL())
+		ids := newIDs(n)
+		for _, id := range ids {
+			if _, err := heartbeat.Respond(inc, events.Subjects{}, id, func() events.HeartbeatReply {
+				return events.HeartbeatReply{Status: events.Passing}
+			}); err != nil {
+				b.Fatal(err)
 			}
-			inc.Flush()
+		}
+		inc.Flush()
+		b.Run(fmt.Sprintf("tracker/instances=%d", n), func(b *testing.B) {
 			tr, err := heartbeat.NewTracker(tnc, events.Subjects{}, uuid.NewString(), 5*time.Second)
 			if err != nil {
 				b.Fatal(err)
@@ -218,6 +241,22 @@ func BenchmarkTrackerRound(b *testing.B) {
 						b.Fatal(r.Err)
 					}
 				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/instance")
+		})
+		b.Run(fmt.Sprintf("plain_requests/instances=%d", n), func(b *testing.B) {
+			payload := []byte(`{"node":"bench","seq":1}`)
+			b.ReportAllocs()
+			for b.Loop() {
+				var wg sync.WaitGroup
+				for _, id := range ids {
+					wg.Go(func() {
+						if _, err := tnc.Request(events.Subjects{}.Heartbeat(id), payload, 5*time.Second); err != nil {
+							b.Error(err)
+						}
+					})
+				}
+				wg.Wait()
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/instance")
 		})

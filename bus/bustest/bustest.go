@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hailsd/hail/bus"
+	"github.com/hailsd/hail/bus/embedded"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
@@ -16,7 +17,7 @@ import (
 // RunServer starts a single JetStream server on a free loopback port.
 func RunServer(t testing.TB) *server.Server {
 	t.Helper()
-	s, err := bus.StartServer(bus.ServerOptions{Name: "test", Port: -1, StoreDir: t.TempDir()})
+	s, err := embedded.StartServer(embedded.ServerOptions{Name: "test", Port: -1, StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("start NATS server: %v", err)
 	}
@@ -28,11 +29,11 @@ func RunServer(t testing.TB) *server.Server {
 }
 
 // RunCluster starts an n-node JetStream cluster and waits until it is ready.
-func RunCluster(t testing.TB, n int) *bus.Cluster {
+func RunCluster(t testing.TB, n int) *embedded.Cluster {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := bus.StartCluster(ctx, "hailtest", n, t.TempDir())
+	c, err := embedded.StartCluster(ctx, "hailtest", n, t.TempDir())
 	if err != nil {
 		t.Fatalf("start %d-node cluster: %v", n, err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/hailsd/hail/admin"
 	"github.com/hailsd/hail/bus"
+	"github.com/hailsd/hail/bus/embedded"
 	"github.com/hailsd/hail/config"
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/echo"
@@ -103,7 +104,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		defer os.RemoveAll(storeDir)
 	}
 
-	srv, err := bus.StartServer(bus.ServerOptions{Name: "hail-dev", Host: host, Port: port, StoreDir: storeDir})
+	srv, err := embedded.StartServer(embedded.ServerOptions{Name: "hail-dev", Host: host, Port: port, StoreDir: storeDir})
 	if err != nil {
 		return fmt.Errorf("embedded NATS at %s: %w", hostport, err)
 	}

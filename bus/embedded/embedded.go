@@ -1,4 +1,8 @@
-package bus
+// Package embedded runs NATS servers with JetStream inside a hail process:
+// one for the dev stack, an in-process cluster for tests of the region. It
+// is apart from package bus so that programs which only connect do not
+// link the server.
+package embedded
 
 import (
 	"context"
