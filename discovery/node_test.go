@@ -109,6 +109,19 @@ func (f *fake) announce() []byte {
 	return fmt.Appendf(nil, `{"id":%q,"service":%q,"version":"1.0.0","endpoints":[{"name":"say"}],"weight":100}`, f.id, f.service)
 }
 
+func (f *fake) deregister() []byte {
+	return fmt.Appendf(nil, `{"id":%q,"service":%q,"reason":"shutdown"}`, f.id, f.service)
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
 func (e *env) request(subject string, data []byte) *nats.Msg {
 	e.t.Helper()
 	m, err := e.nc.Request(subject, data, 2*time.Second)

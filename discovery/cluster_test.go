@@ -1,0 +1,66 @@
+package discovery_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/discovery"
+	"github.com/hailsd/hail/events"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// On a 3-node cluster the buckets have three replicas and the spine works
+// the same: register, judge, deregister, with revision-checked writes on a
+// replicated stream (whose conflict error differs from a single server's).
+func TestNodeOnCluster(t *testing.T) {
+	c := bustest.RunCluster(t, 3)
+	nc := bustest.Connect(t, c.URLs())
+	kv := bustest.Buckets(t, nc)
+	if kv.Replicas != 3 {
+		t.Fatalf("replicas %d", kv.Replicas)
+	}
+	e := &env{t: t, url: c.URLs(), nc: nc, kv: kv}
+	e.startNode(discovery.Config{HeartbeatInterval: 100 * time.Millisecond, HeartbeatTimeout: 50 * time.Millisecond})
+	h := e.watchHealth()
+	f := e.fake("echo")
+	e.mustAnnounce(f)
+	h.wait(t, f.id, events.Passing, time.Second)
+	f.silent.Store(true)
+	h.wait(t, f.id, events.Critical, 2*time.Second)
+	f.silent.Store(false)
+	h.wait(t, f.id, events.Passing, 2*time.Second)
+
+	// An operator's edit is kept: whether the node sees it through the
+	// watch first or learns of it from a failed CAS update, its own
+	// transition lands on top of it (the conflict path itself is
+	// TestUpdateRetriesOnConflict).
+	key := events.InstanceKey("echo", f.id)
+	entry, err := kv.Instances.Get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := events.DecodeInstanceRecord(entry.Value())
+	if _, err := kv.Instances.Update(context.Background(), key, entry.Value(), entry.Revision()-1); !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		t.Errorf("stale update on R3: %v, want ErrKeyRevisionMismatch", err)
+	}
+	rec.Metadata = map[string]string{"edited": "by operator"}
+	if _, err := kv.Instances.Put(context.Background(), key, mustJSON(t, rec)); err != nil {
+		t.Fatal(err)
+	}
+	f.silent.Store(true)
+	h.wait(t, f.id, events.Critical, 2*time.Second)
+	got, err := e.record(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != events.Critical || got.Metadata["edited"] != "by operator" {
+		t.Errorf("record after conflicting edit: %+v", got)
+	}
+	e.request(subjects.Deregister("echo"), f.deregister())
+	if _, err := e.record(key); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("after deregister: %v", err)
+	}
+}

@@ -1,0 +1,67 @@
+package discovery
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/events"
+)
+
+// A write against a stale revision fails, and update re-reads the record,
+// applies its change on top of the newer one and writes again.
+func TestUpdateRetriesOnConflict(t *testing.T) {
+	for _, servers := range []int{1, 3} {
+		t.Run(map[int]string{1: "single server", 3: "R3 cluster"}[servers], func(t *testing.T) {
+			url := ""
+			if servers == 1 {
+				url = bustest.RunServer(t).ClientURL()
+			} else {
+				url = bustest.RunCluster(t, 3).URLs()
+			}
+			nc := bustest.Connect(t, url)
+			kv := bustest.Buckets(t, nc)
+			n, err := New(nc, kv, Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			rec := events.InstanceRecord{
+				Announce: events.Announce{ID: uuid.NewString(), Service: "echo", Endpoints: []events.Endpoint{{Name: "say"}}, Weight: 100},
+				Status:   events.Passing,
+			}
+			data, _ := json.Marshal(rec)
+			rev, err := kv.Instances.Create(ctx, rec.Key(), data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := n.track(rec, rev)
+			// Someone else writes in between.
+			edited := rec
+			edited.Version = "9.9.9"
+			data, _ = json.Marshal(edited)
+			if _, err := kv.Instances.Put(ctx, rec.Key(), data); err != nil {
+				t.Fatal(err)
+			}
+			if err := n.update(ctx, tr, func(r *events.InstanceRecord) { r.Status = events.Critical }); err != nil {
+				t.Fatalf("update after conflict: %v", err)
+			}
+			entry, err := kv.Instances.Get(ctx, rec.Key())
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := events.DecodeInstanceRecord(entry.Value())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Version != "9.9.9" || got.Status != events.Critical || got.Node != n.ID() {
+				t.Errorf("record after conflict: %+v", got)
+			}
+			if entry.Revision() != tr.rev || entry.Revision() != rev+2 {
+				t.Errorf("revision %d, tracked %d, created at %d", entry.Revision(), tr.rev, rev)
+			}
+		})
+	}
+}
