@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -77,4 +78,32 @@ func (n NATS) HostPort() (string, error) {
 		return "", fmt.Errorf("nats.url: %q is not a URL like nats://host:4222", first)
 	}
 	return u.Host, nil
+}
+
+// Program is a program's config: it names its log section.
+type Program interface {
+	Logging() Log
+}
+
+// Start is the start of every program's run: load cfg, and unless the
+// command line asked only for help or for the merged config (then written
+// to out, and done is true), build the logger.
+func Start(cfg Program, name string, args []string, getenv func(string) string, out io.Writer) (log *slog.Logger, done bool, err error) {
+	res, err := Load(cfg, Options{Name: name, Args: args, Getenv: getenv, Output: out})
+	switch {
+	case errors.Is(err, ErrHelp):
+		return nil, true, nil
+	case err != nil:
+		return nil, false, err
+	case res.PrintConfig:
+		return nil, true, Print(out, cfg)
+	}
+	log, err = cfg.Logging().Logger(out)
+	if err != nil {
+		return nil, false, err
+	}
+	if res.File != "" {
+		log.Info("loaded config file", "file", res.File)
+	}
+	return log, false, nil
 }

@@ -55,6 +55,9 @@ type HTTPConfig struct {
 	Addr string `koanf:"addr"`
 }
 
+// Logging is the log section.
+func (c *Config) Logging() config.Log { return c.Log }
+
 func defaults() *Config {
 	return &Config{NATS: config.NATS{URL: config.DefaultNATSURL}, Echo: 3, HTTP: HTTPConfig{Addr: "127.0.0.1:8080"}, Log: config.DefaultLog}
 }
@@ -70,18 +73,8 @@ func (c *Config) Validate() error {
 
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
 	cfg := defaults()
-	res, err := config.Load(cfg, config.Options{Name: "dev", Args: args, Getenv: getenv, Output: out})
-	if errors.Is(err, config.ErrHelp) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if res.PrintConfig {
-		return config.Print(out, cfg)
-	}
-	log, err := cfg.Log.Logger(out)
-	if err != nil {
+	log, done, err := config.Start(cfg, "dev", args, getenv, out)
+	if done || err != nil {
 		return err
 	}
 	hostport, err := cfg.NATS.HostPort()

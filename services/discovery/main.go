@@ -81,6 +81,9 @@ type HTTPConfig struct {
 	Addr string `koanf:"addr"`
 }
 
+// Logging is the log section.
+func (c *Config) Logging() config.Log { return c.Log }
+
 func defaults() *Config {
 	return &Config{
 		NATS:            config.NATS{URL: config.DefaultNATSURL},
@@ -136,22 +139,9 @@ func (c *Config) Validate() error {
 
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
 	cfg := defaults()
-	res, err := config.Load(cfg, config.Options{Name: "discovery", Args: args, Getenv: getenv, Output: out})
-	if errors.Is(err, config.ErrHelp) {
-		return nil
-	}
-	if err != nil {
+	log, done, err := config.Start(cfg, "discovery", args, getenv, out)
+	if done || err != nil {
 		return err
-	}
-	if res.PrintConfig {
-		return config.Print(out, cfg)
-	}
-	log, err := cfg.Log.Logger(out)
-	if err != nil {
-		return err
-	}
-	if res.File != "" {
-		log.Info("loaded config file", "file", res.File)
 	}
 	nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: cfg.NATS.URL, Name: "hail-discovery", Logger: log})
 	if err != nil {

@@ -50,6 +50,9 @@ type Config struct {
 	Log          config.Log    `koanf:"log"`
 }
 
+// Logging is the log section.
+func (c *Config) Logging() config.Log { return c.Log }
+
 func defaults() *Config {
 	return &Config{
 		NATS: config.NATS{URL: config.DefaultNATSURL}, Prefix: events.DefaultPrefix,
@@ -85,18 +88,8 @@ func (c *Config) Validate() error {
 
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
 	cfg := defaults()
-	res, err := config.Load(cfg, config.Options{Name: "echo", Args: args, Getenv: getenv, Output: out})
-	if errors.Is(err, config.ErrHelp) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if res.PrintConfig {
-		return config.Print(out, cfg)
-	}
-	log, err := cfg.Log.Logger(out)
-	if err != nil {
+	log, done, err := config.Start(cfg, "echo", args, getenv, out)
+	if done || err != nil {
 		return err
 	}
 	nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: cfg.NATS.URL, Name: "hail-" + cfg.Name, Logger: log})
