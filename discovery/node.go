@@ -121,6 +121,9 @@ func (n *Node) Run(ctx context.Context) error {
 	// so a restarted node resumes heartbeating them instead of treating
 	// their announces as new registrations.
 	if err := n.loadInitial(ctx, w); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return err
 	}
 	tr, err := heartbeat.NewTracker(n.nc, n.cfg.Subjects, n.id, n.cfg.HeartbeatTimeout)
@@ -129,7 +132,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	defer tr.Close()
 
-	g, gctx := errgroup.WithContext(ctx)
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error { return n.loop(gctx) })
 	g.Go(func() error { return n.forwardWatch(gctx, w) })
 	g.Go(func() error {
@@ -141,6 +146,7 @@ func (n *Node) Run(ctx context.Context) error {
 
 	subs, err := n.subscribe(gctx)
 	if err != nil {
+		stopRun()
 		return errors.Join(err, g.Wait())
 	}
 	if err := n.nc.Flush(); err != nil {

@@ -207,7 +207,28 @@ func (i *Instance) Start(ctx context.Context) error {
 	if len(i.handlers) == 0 {
 		return errors.New("start: no endpoints; call Handle first")
 	}
+	if err := i.subscribe(); err != nil {
+		// Leave nothing half-subscribed; Start may be called again.
+		for _, sub := range append(i.subs, i.control...) {
+			_ = sub.Unsubscribe()
+		}
+		if i.responder != nil {
+			_ = i.responder.Stop()
+		}
+		i.subs, i.control, i.responder = nil, nil, nil
+		return fmt.Errorf("start: %w", err)
+	}
 	i.started = true
+	loopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	i.stop = stop
+	i.loopDone = make(chan struct{})
+	go i.announceLoop(loopCtx)
+	i.triggerAnnounce()
+	i.log.Info("instance started", "endpoints", i.order, "weight", i.weight)
+	return nil
+}
+
+func (i *Instance) subscribe() error {
 	s := i.cfg.Subjects
 	for _, ep := range i.order {
 		h := i.serve(i.handlers[ep])
@@ -215,11 +236,12 @@ func (i *Instance) Start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("subscribe %s: %w", ep, err)
 		}
+		i.subs = append(i.subs, svc)
 		inst, err := i.nc.Subscribe(s.Inst(i.id, ep), h)
 		if err != nil {
 			return fmt.Errorf("subscribe %s: %w", ep, err)
 		}
-		i.subs = append(i.subs, svc, inst)
+		i.subs = append(i.subs, inst)
 	}
 	r, err := heartbeat.Respond(i.nc, s, i.id, i.report)
 	if err != nil {
@@ -234,12 +256,6 @@ func (i *Instance) Start(ctx context.Context) error {
 	if err := i.nc.Flush(); err != nil {
 		return fmt.Errorf("flush subscriptions: %w", err)
 	}
-	loopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	i.stop = stop
-	i.loopDone = make(chan struct{})
-	go i.announceLoop(loopCtx)
-	i.triggerAnnounce()
-	i.log.Info("instance started", "endpoints", i.order, "weight", i.weight)
 	return nil
 }
 

@@ -329,3 +329,22 @@ func TestConfigErrors(t *testing.T) {
 		t.Error("Start without endpoints accepted")
 	}
 }
+
+func TestStartOnClosedConnectionLeavesNothing(t *testing.T) {
+	e := newEnv(t)
+	nc := bustest.Connect(t, e.url)
+	inst, err := instance.New(nc, instance.Config{Service: "echo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := inst.Handle("say", echoHandler); err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	if err := inst.Start(t.Context()); err == nil {
+		t.Fatal("Start on a closed connection succeeded")
+	}
+	if err := inst.Shutdown(t.Context()); err != nil {
+		t.Errorf("Shutdown after a failed Start: %v", err)
+	}
+}
