@@ -15,6 +15,7 @@ type nodeMetrics struct {
 	heartbeats *metrics.Counter
 	missed     *metrics.Counter
 	kvErrors   *metrics.Counter
+	void       *metrics.Counter
 	rtt        *metrics.Histogram
 	owned      atomic.Int64
 }
@@ -25,6 +26,7 @@ func newNodeMetrics(set *metrics.Set, n *Node) *nodeMetrics {
 		heartbeats: set.GetOrCreateCounter("hail_discovery_heartbeats_sent_total"),
 		missed:     set.GetOrCreateCounter("hail_discovery_heartbeats_missed_total"),
 		kvErrors:   set.GetOrCreateCounter("hail_discovery_kv_errors_total"),
+		void:       set.GetOrCreateCounter("hail_discovery_heartbeats_void_total"),
 		rtt:        set.GetOrCreateHistogram("hail_discovery_heartbeat_rtt_seconds"),
 	}
 	set.GetOrCreateGauge("hail_discovery_owned_instances", func() float64 { return float64(m.owned.Load()) })

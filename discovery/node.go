@@ -136,6 +136,7 @@ func (n *Node) Run(ctx context.Context) error {
 	defer stopRun()
 	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error { return n.loop(gctx) })
+	g.Go(func() error { return n.refreshNodeRecord(gctx) })
 	g.Go(func() error { return n.forwardWatch(gctx, w) })
 	g.Go(func() error {
 		tr.Run(gctx, n.cfg.HeartbeatInterval, n.targetIDs, func(start time.Time, rs []heartbeat.Result) {
@@ -226,15 +227,26 @@ func (n *Node) submit(ctx context.Context, f func(context.Context)) {
 }
 
 func (n *Node) loop(ctx context.Context) error {
-	refresh := time.NewTicker(n.cfg.HeartbeatInterval)
-	defer refresh.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case f := <-n.work:
 			f(ctx)
-		case <-refresh.C:
+		}
+	}
+}
+
+// refreshNodeRecord keeps the node's hail_nodes entry alive. It runs apart
+// from the loop so that a stalled KV delays the entry, not the judging.
+func (n *Node) refreshNodeRecord(ctx context.Context) error {
+	t := time.NewTicker(n.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
 			if n.ready.Load() {
 				if err := n.putNodeRecord(ctx); err != nil {
 					n.log.Warn("refresh node entry", "err", err)
@@ -581,6 +593,12 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 		t := n.byID[r.ID]
 		if t == nil {
 			continue // deregistered while the round ran
+		}
+		if r.Void() {
+			// This node was cut off, not the instance: judging the
+			// silence would flap every instance it owns.
+			n.m.void.Inc()
+			continue
 		}
 		n.m.heartbeats.Inc()
 		if r.Err != nil {

@@ -25,6 +25,9 @@ var (
 	// ErrBadReply: something answered, but not with a HeartbeatReply for
 	// this instance.
 	ErrBadReply = errors.New("bad heartbeat reply")
+	// ErrDisconnected: the tracker's own connection was down during the
+	// round, so silence says nothing about the instance.
+	ErrDisconnected = errors.New("tracker disconnected during the round")
 )
 
 // Result is one instance's answer to one heartbeat.
@@ -34,6 +37,10 @@ type Result struct {
 	Err   error
 	RTT   time.Duration // time to the answer, or to the no-responders notice
 }
+
+// Void reports a result that must not be judged: the tracker, not the
+// instance, was cut off.
+func (r Result) Void() bool { return errors.Is(r.Err, ErrDisconnected) }
 
 // Verdict turns a result into what the judge needs.
 func (r Result) Verdict() Verdict {
@@ -116,6 +123,7 @@ func (t *Tracker) Round(ctx context.Context, ids []string) []Result {
 	if err != nil {
 		panic(fmt.Sprintf("encode heartbeat: %v", err)) // a struct of plain fields always encodes
 	}
+	connected, reconnects := t.nc.IsConnected(), t.nc.Stats().Reconnects
 	t.cur.Store(r)
 	defer t.cur.CompareAndSwap(r, nil)
 	prefix := t.inbox + "." + strconv.FormatUint(r.seq, 10) + "."
@@ -136,9 +144,13 @@ func (t *Tracker) Round(ctx context.Context, ids []string) []Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.over = true
+	silence := ErrTimeout
+	if !connected || !t.nc.IsConnected() || t.nc.Stats().Reconnects != reconnects {
+		silence = ErrDisconnected
+	}
 	for i, ok := range r.answered {
 		if !ok {
-			r.results[i] = Result{ID: ids[i], Err: ErrTimeout, RTT: time.Since(r.start)}
+			r.results[i] = Result{ID: ids[i], Err: silence, RTT: time.Since(r.start)}
 		}
 	}
 	return r.results

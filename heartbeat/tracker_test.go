@@ -262,3 +262,32 @@ func BenchmarkFanOut(b *testing.B) {
 		})
 	}
 }
+
+// While the tracker's own server is gone, silence is the tracker's fault:
+// results say so and are void, not timeouts.
+func TestRoundWhileDisconnectedIsVoid(t *testing.T) {
+	s := bustest.RunServer(t)
+	tnc := bustest.Connect(t, s.ClientURL(), nats.MaxReconnects(-1))
+	ids := newIDs(3)
+	tr, err := heartbeat.NewTracker(tnc, events.Subjects{}, uuid.NewString(), 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	s.Shutdown()
+	s.WaitForShutdown()
+	bustest.Eventually(t, 5*time.Second, func() error {
+		if tnc.IsConnected() {
+			return errors.New("still connected")
+		}
+		return nil
+	})
+	for _, r := range tr.Round(t.Context(), ids) {
+		if !errors.Is(r.Err, heartbeat.ErrDisconnected) || !r.Void() {
+			t.Errorf("result %+v, want void", r)
+		}
+		if r.Verdict() != (heartbeat.Verdict{}) {
+			t.Errorf("verdict of a void result: %+v", r.Verdict())
+		}
+	}
+}

@@ -1,0 +1,74 @@
+package discovery_test
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/bus/embedded"
+	"github.com/hailsd/hail/discovery"
+	"github.com/hailsd/hail/events"
+	"github.com/nats-io/nats.go"
+)
+
+// The NATS server restarts (same store) while the node and its instances
+// are connected to it. The node's rounds during the outage are void: no
+// instance goes critical because the node could not reach anyone.
+func TestServerRestartDoesNotFlap(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	opts := embedded.ServerOptions{Name: "restart", Port: port, StoreDir: t.TempDir()}
+	s, err := embedded.StartServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown() })
+	url := s.ClientURL()
+	nc := bustest.Connect(t, url, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	e := &env{t: t, url: url, nc: nc, kv: bustest.Buckets(t, nc)}
+	var cfg discovery.Config
+	cfg.HeartbeatInterval, cfg.HeartbeatTimeout = 100*time.Millisecond, 50*time.Millisecond
+	cfg.Metrics = newMetricsSet()
+	e.startNode(cfg)
+	var fs []*fake
+	for range 3 {
+		f := e.fake("echo")
+		e.mustAnnounce(f)
+		fs = append(fs, f)
+	}
+
+	s.Shutdown()
+	s.WaitForShutdown()
+	// At least four void rounds: more than enough misses to go critical
+	// had they been judged.
+	bustest.Eventually(t, 10*time.Second, func() error {
+		if v := counter(cfg.Metrics, "hail_discovery_heartbeats_void_total"); v < 4*3 {
+			return fmt.Errorf("%v void results", v)
+		}
+		return nil
+	})
+	if s, err = embedded.StartServer(opts); err != nil {
+		t.Fatal(err)
+	}
+	beats := fs[0].beats.Load()
+	bustest.Eventually(t, 10*time.Second, func() error {
+		if fs[0].beats.Load() < beats+5 {
+			return errors.New("waiting for five rounds after the restart")
+		}
+		return nil
+	})
+	if text := metricsText(cfg.Metrics); strings.Contains(text, `transitions_total{status="critical"}`) {
+		t.Errorf("instances went critical over the node's own outage:\n%s", text)
+	}
+	for _, f := range fs {
+		e.waitStatus(events.InstanceKey("echo", f.id), events.Passing, time.Second)
+	}
+}
