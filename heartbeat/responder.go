@@ -2,6 +2,7 @@ package heartbeat
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -51,7 +52,7 @@ func (r *Responder) LastBeat() time.Time {
 
 // Stop unsubscribes.
 func (r *Responder) Stop() error {
-	if err := r.sub.Unsubscribe(); err != nil && err != nats.ErrConnectionClosed && err != nats.ErrBadSubscription {
+	if err := r.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
 		return fmt.Errorf("stop heartbeat responder: %w", err)
 	}
 	return nil
