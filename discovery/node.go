@@ -688,6 +688,10 @@ func (n *Node) respondJSON(m *nats.Msg, v any) {
 		n.fail(m, fmt.Errorf("encode answer: %w", err))
 		return
 	}
+	if max := n.nc.MaxPayload(); int64(len(data)) > max {
+		n.reject(m, reasonTooLarge, fmt.Errorf("answer of %d bytes exceeds the server's max payload of %d; filter by service or status", len(data), max))
+		return
+	}
 	if err := m.Respond(data); err != nil {
 		n.log.Warn("answer query", "subject", m.Subject, "err", err)
 	}

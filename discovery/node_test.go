@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/bus/embedded"
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/events"
 	"github.com/nats-io/nats.go"
@@ -581,5 +582,60 @@ func TestQuietRegistryWritesNothing(t *testing.T) {
 	})
 	if last := seq(); last != first {
 		t.Errorf("%d KV writes during 40 quiet heartbeat rounds over 10 instances", last-first)
+	}
+}
+
+// An operator's garbage in hail_instances is refused: the node keeps the
+// last good record, counts the problem and keeps serving.
+func TestBadRecordInKVIgnored(t *testing.T) {
+	e := newEnv(t)
+	var cfg discovery.Config
+	cfg.Metrics = newMetricsSet()
+	e.startNode(cfg)
+	f := e.fake("echo")
+	e.mustAnnounce(f)
+	key := events.InstanceKey("echo", f.id)
+	for _, bad := range []string{`not json`, `{"id":"x"}`, fmt.Sprintf(`{"id":%q,"service":"other","endpoints":[{"name":"a"}],"status":"passing"}`, f.id)} {
+		if _, err := e.kv.Instances.Put(context.Background(), key, []byte(bad)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bustest.Eventually(t, 2*time.Second, func() error {
+		if v := counter(cfg.Metrics, `hail_discovery_rejected_total{reason="bad_record"}`); v != 3 {
+			return fmt.Errorf("%v bad records counted", v)
+		}
+		return nil
+	})
+	var recs []events.InstanceRecord
+	m := e.request(subjects.DiscoveryInstances(), []byte(`{"service":"echo"}`))
+	if err := json.Unmarshal(m.Data, &recs); err != nil || len(recs) != 1 || recs[0].ID != f.id || recs[0].Status != events.Passing {
+		t.Errorf("after garbage, instances = %s", m.Data)
+	}
+	other := e.fake("echo")
+	e.mustAnnounce(other)
+}
+
+// An answer the server could not carry is refused with a message that
+// says how to narrow the query, instead of leaving the caller to time out.
+func TestAnswerOverMaxPayload(t *testing.T) {
+	s, err := embedded.StartServer(embedded.ServerOptions{Name: "small", Port: -1, StoreDir: t.TempDir(), MaxPayload: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	nc := bustest.Connect(t, s.ClientURL())
+	e := &env{t: t, url: s.ClientURL(), nc: nc, kv: bustest.Buckets(t, nc)}
+	e.startNode(discovery.Config{})
+	for range 20 {
+		e.mustAnnounce(e.fake("echo"))
+	}
+	m := e.request(subjects.DiscoveryInstances(), nil)
+	code, text, isErr := events.ReplyError(m)
+	if !isErr || code != 400 || !strings.Contains(text, "max payload") {
+		t.Errorf("got %d %q (error %v)", code, text, isErr)
+	}
+	m = e.request(subjects.DiscoveryServices(), nil)
+	if _, _, isErr := events.ReplyError(m); isErr {
+		t.Errorf("services: %s", m.Data)
 	}
 }

@@ -29,6 +29,8 @@ type ServerOptions struct {
 	Cluster ClusterOptions
 	// HTTPPort enables the monitoring endpoint when > 0.
 	HTTPPort int
+	// MaxPayload overrides the server's 1 MiB message limit when > 0.
+	MaxPayload int32
 	// Logger receives the server's own log; nil keeps it quiet.
 	Logger *slog.Logger
 }
@@ -56,6 +58,7 @@ func StartServer(o ServerOptions) (*server.Server, error) {
 		StoreDir:   o.StoreDir,
 		NoSigs:     true,
 		NoLog:      o.Logger == nil,
+		MaxPayload: o.MaxPayload,
 	}
 	if o.Cluster.Name != "" {
 		opts.Cluster = server.ClusterOpts{Name: o.Cluster.Name, Host: o.Cluster.Host, Port: o.Cluster.Port}
