@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -78,7 +79,12 @@ func TestRunMetricsEndpoint(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out testlog.Buffer
-	addr := "127.0.0.1:18481"
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"--nats-url", s.ClientURL(), "--http-addr", addr}, envFrom(nil), &out)
