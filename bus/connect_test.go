@@ -1,0 +1,86 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hailsd/hail/bus"
+	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/bus/embedded"
+	"github.com/hailsd/hail/internal/testlog"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// A program started before its NATS server waits for it (as in a compose
+// stack), and once connected logs every disconnect and reconnect.
+func TestConnectWaitsAndLogsReconnects(t *testing.T) {
+	opts := embedded.ServerOptions{Name: "later", Port: freePort(t), StoreDir: t.TempDir()}
+	url := "nats://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.Port))
+	var logs testlog.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+
+	connected := make(chan error, 1)
+	go func() {
+		nc, err := bus.Connect(t.Context(), bus.ConnectOptions{URL: url, Name: "test", Logger: log})
+		if err == nil {
+			t.Cleanup(nc.Close)
+		}
+		connected <- err
+	}()
+	bustest.Eventually(t, 5*time.Second, func() error {
+		if !strings.Contains(logs.String(), "waiting for NATS") {
+			return errors.New("not waiting yet")
+		}
+		return nil
+	})
+	s, err := embedded.StartServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-connected:
+		if err != nil {
+			t.Fatalf("Connect: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Connect did not return once the server was up")
+	}
+	s.Shutdown()
+	s.WaitForShutdown()
+	if s, err = embedded.StartServer(opts); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown()
+	bustest.Eventually(t, 10*time.Second, func() error {
+		for _, want := range []string{"disconnected from NATS", "reconnected to NATS"} {
+			if !strings.Contains(logs.String(), want) {
+				return errors.New("log lacks " + want)
+			}
+		}
+		return nil
+	})
+}
+
+func TestConnectGivesUpWithContext(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := bus.Connect(ctx, bus.ConnectOptions{URL: "nats://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("got %v, want the context's deadline", err)
+	}
+}
