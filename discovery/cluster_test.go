@@ -2,7 +2,9 @@ package discovery_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -63,4 +65,78 @@ func TestNodeOnCluster(t *testing.T) {
 	if _, err := e.record(key); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Errorf("after deregister: %v", err)
 	}
+}
+
+// Many instances change in the same round (a rack goes dark, then comes
+// back; a node restarts and claims every record): every transition is
+// written and announced once, and a restart flaps none of them.
+func TestMassTransitionsOnCluster(t *testing.T) {
+	const n = 100
+	c := bustest.RunCluster(t, 3)
+	nc := bustest.Connect(t, c.URLs())
+	e := &env{t: t, url: c.URLs(), nc: nc, kv: bustest.Buckets(t, nc)}
+	cfg := discovery.Config{HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: 100 * time.Millisecond}
+	_, stop := e.startNode(cfg)
+	var fs []*fake
+	for range n {
+		f := e.fake("echo")
+		e.mustAnnounce(f)
+		fs = append(fs, f)
+	}
+	h := e.watchHealth()
+	count := func(status events.Status, want int) {
+		t.Helper()
+		seen := map[string]bool{}
+		deadline := time.After(10 * time.Second)
+		for len(seen) < want {
+			select {
+			case ev := <-h.ch:
+				if ev.Status != status {
+					t.Fatalf("unexpected %+v while waiting for %s", ev, status)
+				}
+				if seen[ev.ID] {
+					t.Fatalf("two %s events for %s", status, ev.ID)
+				}
+				seen[ev.ID] = true
+			case <-deadline:
+				t.Fatalf("%d of %d %s events", len(seen), want, status)
+			}
+		}
+	}
+	for _, f := range fs {
+		f.silent.Store(true)
+	}
+	count(events.Critical, n)
+	for _, f := range fs {
+		f.silent.Store(false)
+	}
+	count(events.Passing, n)
+
+	stop()
+	n2, _ := e.startNode(cfg)
+	bustest.Eventually(t, 10*time.Second, func() error {
+		m := e.request(subjects.DiscoveryInstances(), []byte(`{"service":"echo","status":"passing"}`))
+		var recs []events.InstanceRecord
+		if err := json.Unmarshal(m.Data, &recs); err != nil {
+			return err
+		}
+		claimed := 0
+		for _, r := range recs {
+			if r.Node == n2.ID() {
+				claimed++
+			}
+		}
+		if claimed != n {
+			return fmt.Errorf("%d of %d passing records claimed by the new node", claimed, n)
+		}
+		return nil
+	})
+	beats := fs[0].beats.Load()
+	bustest.Eventually(t, 5*time.Second, func() error {
+		if fs[0].beats.Load() < beats+4 {
+			return errors.New("waiting for four rounds")
+		}
+		return nil
+	})
+	h.none(t, events.Critical, events.Deregistered, events.Passing)
 }

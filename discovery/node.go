@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,8 +48,9 @@ type Node struct {
 	targets atomic.Pointer[[]string]
 
 	// Loop-owned.
-	owned map[string]*tracked // by KV key
-	byID  map[string]*tracked
+	owned     map[string]*tracked // by KV key
+	byID      map[string]*tracked
+	unclaimed []*tracked // adopted, not yet rewritten with this node as owner
 }
 
 // tracked is what the node knows of one instance it owns.
@@ -190,6 +192,7 @@ func (n *Node) loadInitial(ctx context.Context, w jetstream.KeyWatcher) error {
 			}
 			if e == nil {
 				n.publishTargets()
+				n.claim(ctx)
 				return nil
 			}
 			n.applyWatch(ctx, e)
@@ -210,7 +213,10 @@ func (n *Node) forwardWatch(ctx context.Context, w jetstream.KeyWatcher) error {
 				return fmt.Errorf("watch bucket %s closed", bus.InstancesBucket)
 			}
 			if e != nil {
-				n.submit(ctx, func(ctx context.Context) { n.applyWatch(ctx, e) })
+				n.submit(ctx, func(ctx context.Context) {
+					n.applyWatch(ctx, e)
+					n.claim(ctx)
+				})
 			}
 		case <-ctx.Done():
 			return nil
@@ -365,8 +371,24 @@ func (n *Node) applyWatch(ctx context.Context, e jetstream.KeyValueEntry) {
 	}
 	t = n.track(rec, rev)
 	if rec.Node != n.id {
-		// Adopted from a node that is gone: record the new owner.
-		n.update(ctx, t, func(*events.InstanceRecord) {})
+		// Adopted from a node that is gone: claim it in the next batch.
+		n.unclaimed = append(n.unclaimed, t)
+	}
+}
+
+// claim records this node as the owner of the records it adopted, all at
+// once: after a restart that is every record in the bucket.
+func (n *Node) claim(ctx context.Context) {
+	if len(n.unclaimed) == 0 {
+		return
+	}
+	ts := n.unclaimed
+	n.unclaimed = nil
+	noop := func(*tracked) func(*events.InstanceRecord) { return func(*events.InstanceRecord) {} }
+	for i, err := range n.updateAll(ctx, ts, noop) {
+		if err != nil {
+			n.log.Warn("claim adopted record", "key", ts[i].rec.Key(), "err", err)
+		}
 	}
 }
 
@@ -495,48 +517,100 @@ func (n *Node) register(ctx context.Context, a events.Announce) (*tracked, error
 }
 
 // update writes t's record changed by mutate, checked against the revision
-// the node last saw. On a conflict it reloads the record and applies
-// mutate once more, so two writers that briefly disagree never overwrite
-// each other blindly.
+// the node last saw, and records the outcome.
 func (n *Node) update(ctx context.Context, t *tracked, mutate func(*events.InstanceRecord)) error {
-	key := t.rec.Key()
+	return n.apply(t, n.write(ctx, t.rec, t.rev, mutate))
+}
+
+// written is the outcome of a write, for apply.
+type written struct {
+	rec  events.InstanceRecord
+	rev  uint64
+	gone bool // the key was deleted by someone else
+	err  error
+}
+
+// write is the I/O half of update: it stores rec changed by mutate at
+// revision rev. On a conflict it reloads the record and applies mutate
+// once more, so two writers that briefly disagree never overwrite each
+// other blindly. It touches no node state, so many can run at once.
+func (n *Node) write(ctx context.Context, rec events.InstanceRecord, rev uint64, mutate func(*events.InstanceRecord)) written {
+	key := rec.Key()
 	kctx, cancel := context.WithTimeout(ctx, kvTimeout)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
-		rec := t.rec
-		mutate(&rec)
-		rec.Node = n.id
-		rec.UpdatedAt = time.Now().UTC()
-		data, err := json.Marshal(rec)
+		next := rec
+		mutate(&next)
+		next.Node = n.id
+		next.UpdatedAt = time.Now().UTC()
+		data, err := json.Marshal(next)
 		if err != nil {
-			return fmt.Errorf("encode record: %w", err)
+			return written{err: fmt.Errorf("encode record: %w", err)}
 		}
-		rev, err := n.kv.Instances.Update(kctx, key, data, t.rev)
+		newRev, err := n.kv.Instances.Update(kctx, key, data, rev)
 		if err == nil {
 			n.m.kvWrites("update").Inc()
-			t.rec, t.rev = rec, rev
-			n.reg.Put(rec, rev)
-			return nil
+			return written{rec: next, rev: newRev}
 		}
 		if attempt > 0 || !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			n.m.kvErrors.Inc()
-			return fmt.Errorf("update record %s: %w", key, err)
+			return written{err: fmt.Errorf("update record %s: %w", key, err)}
 		}
 		e, gerr := n.kv.Instances.Get(kctx, key)
 		if errors.Is(gerr, jetstream.ErrKeyNotFound) {
-			n.untrack(t)
-			return fmt.Errorf("update record %s: it was deleted", key)
+			return written{gone: true, err: fmt.Errorf("update record %s: it was deleted", key)}
 		}
 		if gerr != nil {
 			n.m.kvErrors.Inc()
-			return fmt.Errorf("reload record %s after conflict: %w", key, gerr)
+			return written{err: fmt.Errorf("reload record %s after conflict: %w", key, gerr)}
 		}
 		cur, derr := events.DecodeInstanceRecord(e.Value())
 		if derr != nil {
-			return fmt.Errorf("reload record %s after conflict: %w", key, derr)
+			return written{err: fmt.Errorf("reload record %s after conflict: %w", key, derr)}
 		}
-		t.rec, t.rev = cur, e.Revision()
+		rec, rev = cur, e.Revision()
 	}
+}
+
+// apply records a write's outcome in the node's state; loop only.
+func (n *Node) apply(t *tracked, w written) error {
+	if w.gone {
+		n.untrack(t)
+	}
+	if w.err != nil {
+		return w.err
+	}
+	t.rec, t.rev = w.rec, w.rev
+	n.reg.Put(w.rec, w.rev)
+	return nil
+}
+
+// maxParallelWrites bounds the KV writes one batch has in flight: enough
+// to hide a replicated stream's round trip, few enough not to swamp it.
+const maxParallelWrites = 32
+
+// updateAll writes every t's record changed by its mutate at once and
+// applies the outcomes in order. A round in which many instances change
+// (a rack fails, a restarted node adopts its records) costs about one KV
+// round trip per maxParallelWrites records instead of one per record.
+func (n *Node) updateAll(ctx context.Context, ts []*tracked, mutate func(*tracked) func(*events.InstanceRecord)) []error {
+	outs := make([]written, len(ts))
+	sem := make(chan struct{}, maxParallelWrites)
+	var wg sync.WaitGroup
+	for i, t := range ts {
+		rec, rev, m := t.rec, t.rev, mutate(t)
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			outs[i] = n.write(ctx, rec, rev, m)
+		})
+	}
+	wg.Wait()
+	errs := make([]error, len(ts))
+	for i, t := range ts {
+		errs[i] = n.apply(t, outs[i])
+	}
+	return errs
 }
 
 func sameAnnounce(a, b events.Announce) bool {
@@ -587,8 +661,16 @@ func (n *Node) remove(ctx context.Context, t *tracked, reason string) error {
 	return nil
 }
 
-// handleRound judges one heartbeat round and writes what changed.
+// handleRound judges one heartbeat round and writes what changed, all
+// transitions of the round at once.
 func (n *Node) handleRound(ctx context.Context, start time.Time, results []heartbeat.Result) {
+	type change struct {
+		next heartbeat.State
+		prev events.Status // the stored status the event reports as previous
+		why  string
+	}
+	var judged, changed []*tracked
+	changes := map[*tracked]change{}
 	for _, r := range results {
 		t := n.byID[r.ID]
 		if t == nil {
@@ -611,18 +693,48 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 			n.m.rtt.Update(r.RTT.Seconds())
 		}
 		next, why := heartbeat.Judge(t.judge, r.Verdict(), n.cfg.Thresholds)
-		if next.Status != t.judge.Status {
-			if r.Err != nil {
-				why = fmt.Sprintf("%s (last: %v)", why, r.Err)
-			}
-			if err := n.transition(ctx, t, next.Status, why); err != nil {
-				// The judge keeps the old status, so the next round
-				// tries the transition again.
-				n.log.Error("record transition", "service", t.rec.Service, "instance_id", t.rec.ID, "status", next.Status, "err", err)
-				next.Status = t.judge.Status
-			}
+		judged = append(judged, t)
+		if next.Status == t.judge.Status {
+			t.judge = next
+			continue
 		}
-		t.judge = next
+		if r.Err != nil {
+			why = fmt.Sprintf("%s (last: %v)", why, r.Err)
+		}
+		changed = append(changed, t)
+		changes[t] = change{next: next, prev: t.rec.Status, why: why}
+	}
+
+	errs := n.updateAll(ctx, changed, func(t *tracked) func(*events.InstanceRecord) {
+		status := changes[t].next.Status
+		return func(r *events.InstanceRecord) { r.Status = status }
+	})
+	for i, t := range changed {
+		c := changes[t]
+		prev := c.prev
+		if errs[i] != nil {
+			// The judge keeps the old status, so the next round tries
+			// the transition again.
+			n.log.Error("record transition", "service", t.rec.Service, "instance_id", t.rec.ID, "status", c.next.Status, "err", errs[i])
+			c.next.Status = t.judge.Status
+			t.judge = c.next
+			continue
+		}
+		t.judge = c.next
+		if c.next.Status == events.Critical {
+			t.criticalSince = time.Now()
+		} else {
+			t.criticalSince = time.Time{}
+		}
+		n.m.transitions(c.next.Status).Inc()
+		n.publishHealth(t.rec, prev, c.why)
+		n.log.Info("instance health changed", "service", t.rec.Service, "instance_id", t.rec.ID, "status", c.next.Status, "previous", prev, "reason", c.why)
+	}
+
+	for _, t := range judged {
+		if n.owned[t.rec.Key()] != t {
+			continue // gone during the writes
+		}
 		if t.judge.Status == events.Critical && !t.criticalSince.IsZero() && start.Sub(t.criticalSince) >= n.cfg.DeregisterAfter {
 			reason := fmt.Sprintf("critical for %v", n.cfg.DeregisterAfter)
 			if err := n.remove(ctx, t, reason); err != nil {
@@ -630,22 +742,6 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 			}
 		}
 	}
-}
-
-func (n *Node) transition(ctx context.Context, t *tracked, status events.Status, reason string) error {
-	prev := t.rec.Status
-	if err := n.update(ctx, t, func(r *events.InstanceRecord) { r.Status = status }); err != nil {
-		return err
-	}
-	if status == events.Critical {
-		t.criticalSince = time.Now()
-	} else {
-		t.criticalSince = time.Time{}
-	}
-	n.m.transitions(status).Inc()
-	n.publishHealth(t.rec, prev, reason)
-	n.log.Info("instance health changed", "service", t.rec.Service, "instance_id", t.rec.ID, "status", status, "previous", prev, "reason", reason)
-	return nil
 }
 
 func (n *Node) publishHealth(rec events.InstanceRecord, prev events.Status, reason string) {
