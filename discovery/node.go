@@ -413,8 +413,8 @@ func (n *Node) decodeControl(m *nats.Msg, kind, schema string, parseSubject func
 	events.Validator
 	service() string
 }) (string, error) {
-	if len(m.Data) > events.MaxPayload {
-		return reasonTooLarge, fmt.Errorf("%s: payload of %d bytes exceeds the %d-byte limit", kind, len(m.Data), events.MaxPayload)
+	if err := events.CheckSize(kind, m.Data); err != nil {
+		return reasonTooLarge, err
 	}
 	service, err := parseSubject(m.Subject)
 	if err != nil {
@@ -759,8 +759,8 @@ func (n *Node) publishHealth(rec events.InstanceRecord, prev events.Status, reas
 }
 
 func (n *Node) handleServices(m *nats.Msg) {
-	if len(m.Data) > events.MaxPayload {
-		n.reject(m, reasonTooLarge, fmt.Errorf("services query: payload of %d bytes exceeds the %d-byte limit", len(m.Data), events.MaxPayload))
+	if err := events.CheckSize("services query", m.Data); err != nil {
+		n.reject(m, reasonTooLarge, err)
 		return
 	}
 	n.respondJSON(m, n.reg.Services())

@@ -233,12 +233,20 @@ type Validator interface {
 	Validate() error
 }
 
+// CheckSize refuses a control message over MaxPayload.
+func CheckSize(kind string, data []byte) error {
+	if len(data) > MaxPayload {
+		return fmt.Errorf("%s: %w", kind, invalid("payload of %d bytes exceeds the %d-byte limit", len(data), MaxPayload))
+	}
+	return nil
+}
+
 // Decode parses a JSON message of the named kind into v and validates it
 // when v is a Validator. Every error wraps ErrInvalid and says which kind of
 // message and which field was wrong.
 func Decode(kind string, data []byte, v any) error {
-	if len(data) > MaxPayload {
-		return fmt.Errorf("%s: %w", kind, invalid("payload of %d bytes exceeds the %d-byte limit", len(data), MaxPayload))
+	if err := CheckSize(kind, data); err != nil {
+		return err
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return fmt.Errorf("%s: %w", kind, invalid("payload is empty; want a JSON object"))
