@@ -59,7 +59,6 @@ type tracked struct {
 	rev           uint64 // KV revision rec was read or written at
 	judge         heartbeat.State
 	criticalSince time.Time
-	rtt           time.Duration
 }
 
 // New makes a node; Run starts it.
@@ -102,9 +101,6 @@ func (n *Node) ID() string { return n.id }
 // Ready reports whether the node is subscribed, serving, and registered in
 // hail_nodes.
 func (n *Node) Ready() bool { return n.ready.Load() }
-
-// Registry is the node's view of the region, for an admin page or tests.
-func (n *Node) Registry() *registry.Registry { return n.reg }
 
 // Run serves until ctx ends, then leaves: it stops taking messages, removes
 // its hail_nodes entry and returns.
@@ -361,19 +357,27 @@ func (n *Node) applyWatch(ctx context.Context, e jetstream.KeyValueEntry) {
 		n.log.Warn("ignoring invalid registry record", "key", key, "revision", rev, "err", err)
 		return
 	}
-	n.reg.Put(rec, rev)
 	if t != nil {
+		n.reg.Put(rec, rev)
 		t.rec, t.rev = rec, rev
 		if rec.Status != t.judge.Status {
 			t.judge = heartbeat.State{Status: rec.Status}
 		}
 		return
 	}
-	t = n.track(rec, rev)
+	n.adopt(rec, rev)
+}
+
+// adopt takes over a record found in KV: from the watch (at start-up, all
+// of them) or when an announce finds its key already there. A record
+// another node wrote is claimed in the next batch.
+func (n *Node) adopt(rec events.InstanceRecord, rev uint64) *tracked {
+	n.reg.Put(rec, rev)
+	t := n.track(rec, rev)
 	if rec.Node != n.id {
-		// Adopted from a node that is gone: claim it in the next batch.
 		n.unclaimed = append(n.unclaimed, t)
 	}
+	return t
 }
 
 // claim records this node as the owner of the records it adopted, all at
@@ -384,8 +388,11 @@ func (n *Node) claim(ctx context.Context) {
 	}
 	ts := n.unclaimed
 	n.unclaimed = nil
-	noop := func(*tracked) func(*events.InstanceRecord) { return func(*events.InstanceRecord) {} }
-	for i, err := range n.updateAll(ctx, ts, noop) {
+	jobs := make([]job, len(ts))
+	for i, t := range ts {
+		jobs[i] = job{t: t, mutate: func(*events.InstanceRecord) {}} // write sets the owner
+	}
+	for i, err := range n.updateAll(ctx, jobs) {
 		if err != nil {
 			n.log.Warn("claim adopted record", "key", ts[i].rec.Key(), "err", err)
 		}
@@ -449,18 +456,19 @@ func (n *Node) handleAnnounce(ctx context.Context, m *nats.Msg) {
 		n.reject(m, reason, err)
 		return
 	}
-	key := events.InstanceKey(a.Service, a.ID)
-	t := n.owned[key]
+	t := n.owned[events.InstanceKey(a.Service, a.ID)]
 	if t == nil {
+		var created bool
 		var err error
-		if t, err = n.register(ctx, a.Announce); err != nil {
+		if t, created, err = n.register(ctx, a.Announce); err != nil {
 			n.fail(m, err)
 			return
 		}
-		if t == nil {
+		if created {
 			n.ack(m, a.ID)
 			return
 		}
+		n.claim(ctx)
 	}
 	if sameAnnounce(t.rec.Announce, a.Announce) {
 		n.m.announces("unchanged").Inc()
@@ -478,14 +486,14 @@ func (n *Node) handleAnnounce(ctx context.Context, m *nats.Msg) {
 
 // register records a new instance as passing: its announce is a sign of
 // life. If the key exists already (the watch has not delivered it yet), it
-// adopts the stored record and returns it for the caller to update; it
-// returns nil when the new record was created.
-func (n *Node) register(ctx context.Context, a events.Announce) (*tracked, error) {
+// adopts the stored record instead and reports created false, for the
+// caller to update it with the announce.
+func (n *Node) register(ctx context.Context, a events.Announce) (t *tracked, created bool, err error) {
 	now := time.Now().UTC()
 	rec := events.InstanceRecord{Announce: a, Status: events.Passing, Node: n.id, RegisteredAt: now, UpdatedAt: now}
 	data, err := json.Marshal(rec)
 	if err != nil {
-		return nil, fmt.Errorf("encode record: %w", err)
+		return nil, false, fmt.Errorf("encode record: %w", err)
 	}
 	kctx, cancel := context.WithTimeout(ctx, kvTimeout)
 	defer cancel()
@@ -494,26 +502,25 @@ func (n *Node) register(ctx context.Context, a events.Announce) (*tracked, error
 		e, gerr := n.kv.Instances.Get(kctx, rec.Key())
 		if gerr != nil {
 			n.m.kvErrors.Inc()
-			return nil, fmt.Errorf("read existing record %s: %w", rec.Key(), gerr)
+			return nil, false, fmt.Errorf("read existing record %s: %w", rec.Key(), gerr)
 		}
 		cur, derr := events.DecodeInstanceRecord(e.Value())
 		if derr != nil {
-			return nil, fmt.Errorf("existing record %s: %w", rec.Key(), derr)
+			return nil, false, fmt.Errorf("existing record %s: %w", rec.Key(), derr)
 		}
-		n.reg.Put(cur, e.Revision())
-		return n.track(cur, e.Revision()), nil
+		return n.adopt(cur, e.Revision()), false, nil
 	}
 	if err != nil {
 		n.m.kvErrors.Inc()
-		return nil, fmt.Errorf("create record %s: %w", rec.Key(), err)
+		return nil, false, fmt.Errorf("create record %s: %w", rec.Key(), err)
 	}
 	n.m.kvWrites("create").Inc()
 	n.reg.Put(rec, rev)
-	n.track(rec, rev)
+	t = n.track(rec, rev)
 	n.m.announces("registered").Inc()
 	n.publishHealth(rec, "", "registered")
 	n.log.Info("instance registered", "service", a.Service, "instance_id", a.ID, "version", a.Version, "weight", a.Weight)
-	return nil, nil
+	return t, true, nil
 }
 
 // update writes t's record changed by mutate, checked against the revision
@@ -589,26 +596,32 @@ func (n *Node) apply(t *tracked, w written) error {
 // to hide a replicated stream's round trip, few enough not to swamp it.
 const maxParallelWrites = 32
 
-// updateAll writes every t's record changed by its mutate at once and
-// applies the outcomes in order. A round in which many instances change
-// (a rack fails, a restarted node adopts its records) costs about one KV
-// round trip per maxParallelWrites records instead of one per record.
-func (n *Node) updateAll(ctx context.Context, ts []*tracked, mutate func(*tracked) func(*events.InstanceRecord)) []error {
-	outs := make([]written, len(ts))
+// job is one record for updateAll to change.
+type job struct {
+	t      *tracked
+	mutate func(*events.InstanceRecord)
+}
+
+// updateAll runs every job's write at once and applies the outcomes in
+// order. A round in which many instances change (a rack fails, a restarted
+// node claims its records) costs about one KV round trip per
+// maxParallelWrites records instead of one per record.
+func (n *Node) updateAll(ctx context.Context, jobs []job) []error {
+	outs := make([]written, len(jobs))
 	sem := make(chan struct{}, maxParallelWrites)
 	var wg sync.WaitGroup
-	for i, t := range ts {
-		rec, rev, m := t.rec, t.rev, mutate(t)
+	for i, j := range jobs {
+		rec, rev := j.t.rec, j.t.rev
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			outs[i] = n.write(ctx, rec, rev, m)
+			outs[i] = n.write(ctx, rec, rev, j.mutate)
 		})
 	}
 	wg.Wait()
-	errs := make([]error, len(ts))
-	for i, t := range ts {
-		errs[i] = n.apply(t, outs[i])
+	errs := make([]error, len(jobs))
+	for i, j := range jobs {
+		errs[i] = n.apply(j.t, outs[i])
 	}
 	return errs
 }
@@ -665,12 +678,13 @@ func (n *Node) remove(ctx context.Context, t *tracked, reason string) error {
 // transitions of the round at once.
 func (n *Node) handleRound(ctx context.Context, start time.Time, results []heartbeat.Result) {
 	type change struct {
+		t    *tracked
 		next heartbeat.State
 		prev events.Status // the stored status the event reports as previous
 		why  string
 	}
-	var judged, changed []*tracked
-	changes := map[*tracked]change{}
+	var judged []*tracked
+	var changes []change
 	for _, r := range results {
 		t := n.byID[r.ID]
 		if t == nil {
@@ -689,7 +703,6 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 				n.m.rejected(reasonBadReply).Inc()
 			}
 		} else {
-			t.rtt = r.RTT
 			n.m.rtt.Update(r.RTT.Seconds())
 		}
 		next, why := heartbeat.Judge(t.judge, r.Verdict(), n.cfg.Thresholds)
@@ -701,17 +714,17 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 		if r.Err != nil {
 			why = fmt.Sprintf("%s (last: %v)", why, r.Err)
 		}
-		changed = append(changed, t)
-		changes[t] = change{next: next, prev: t.rec.Status, why: why}
+		changes = append(changes, change{t: t, next: next, prev: t.rec.Status, why: why})
 	}
 
-	errs := n.updateAll(ctx, changed, func(t *tracked) func(*events.InstanceRecord) {
-		status := changes[t].next.Status
-		return func(r *events.InstanceRecord) { r.Status = status }
-	})
-	for i, t := range changed {
-		c := changes[t]
-		prev := c.prev
+	jobs := make([]job, len(changes))
+	for i, c := range changes {
+		status := c.next.Status
+		jobs[i] = job{t: c.t, mutate: func(r *events.InstanceRecord) { r.Status = status }}
+	}
+	errs := n.updateAll(ctx, jobs)
+	for i, c := range changes {
+		t, prev := c.t, c.prev
 		if errs[i] != nil {
 			// The judge keeps the old status, so the next round tries
 			// the transition again.

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/events"
+	"github.com/nats-io/nats.go"
 )
 
 // A write against a stale revision fails, and update re-reads the record,
@@ -63,5 +64,37 @@ func TestUpdateRetriesOnConflict(t *testing.T) {
 				t.Errorf("revision %d, tracked %d, created at %d", entry.Revision(), tr.rev, rev)
 			}
 		})
+	}
+}
+
+// An announce whose key another node already wrote (the watch has not
+// delivered it yet) adopts that record and claims it, as adoption through
+// the watch does.
+func TestAnnounceAdoptsExistingRecord(t *testing.T) {
+	nc := bustest.Connect(t, bustest.RunServer(t).ClientURL())
+	kv := bustest.Buckets(t, nc)
+	n, err := New(nc, kv, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a := events.Announce{ID: uuid.NewString(), Service: "echo", Endpoints: []events.Endpoint{{Name: "say"}}, Weight: 100}
+	other := events.InstanceRecord{Announce: a, Status: events.Passing, Node: uuid.NewString()}
+	data, _ := json.Marshal(other)
+	if _, err := kv.Instances.Create(ctx, other.Key(), data); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(a)
+	n.handleAnnounce(ctx, &nats.Msg{Subject: "hail.announce.echo", Data: body})
+	entry, err := kv.Instances.Get(ctx, other.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := events.DecodeInstanceRecord(entry.Value())
+	if got.Node != n.ID() || got.Status != events.Passing {
+		t.Errorf("record after announce: node %s status %s, want node %s passing", got.Node, got.Status, n.ID())
+	}
+	if n.owned[other.Key()] == nil {
+		t.Error("announced instance not tracked")
 	}
 }
