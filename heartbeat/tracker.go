@@ -60,7 +60,7 @@ type Tracker struct {
 	subjects events.Subjects
 	node     string
 	timeout  time.Duration
-	inbox    string
+	inbox    string // reply subjects are <inbox>.<seq>.<index>
 	sub      *nats.Subscription
 	seq      atomic.Uint64
 	cur      atomic.Pointer[round]
@@ -82,8 +82,8 @@ type round struct {
 // NewTracker subscribes the tracker's reply inbox on nc. node is the
 // discovery node's id, sent in every heartbeat.
 func NewTracker(nc *nats.Conn, subjects events.Subjects, node string, timeout time.Duration) (*Tracker, error) {
-	t := &Tracker{nc: nc, subjects: subjects, node: node, timeout: timeout, inbox: nc.NewRespInbox()}
-	sub, err := nc.Subscribe(t.inbox+".>", t.onReply)
+	t := &Tracker{nc: nc, subjects: subjects, node: node, timeout: timeout, inbox: nc.NewRespInbox() + "."}
+	sub, err := nc.Subscribe(t.inbox+">", t.onReply)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe heartbeat inbox: %w", err)
 	}
@@ -107,6 +107,9 @@ func (t *Tracker) Close() error {
 // overlap; Run calls them one after another.
 func (t *Tracker) Round(ctx context.Context, ids []string) []Result {
 	n := len(ids)
+	if n == 0 {
+		return nil
+	}
 	r := &round{
 		seq:       t.seq.Add(1),
 		ids:       ids,
@@ -115,19 +118,16 @@ func (t *Tracker) Round(ctx context.Context, ids []string) []Result {
 		remaining: n,
 		done:      make(chan struct{}),
 	}
-	if n == 0 {
-		return nil
-	}
 	// The beat is the same for every instance, so it is encoded once.
 	payload, err := json.Marshal(events.Heartbeat{Node: t.node, Seq: r.seq, TS: time.Now().UTC()})
 	if err != nil {
 		panic(fmt.Sprintf("encode heartbeat: %v", err)) // a struct of plain fields always encodes
 	}
 	connected, reconnects := t.nc.IsConnected(), t.nc.Stats().Reconnects
+	prefix := t.inbox + strconv.FormatUint(r.seq, 10) + "."
+	r.start = time.Now() // before the round is visible to onReply, which reads it
 	t.cur.Store(r)
 	defer t.cur.CompareAndSwap(r, nil)
-	prefix := t.inbox + "." + strconv.FormatUint(r.seq, 10) + "."
-	r.start = time.Now()
 	for i, id := range ids {
 		msg := &nats.Msg{Subject: t.subjects.Heartbeat(id), Reply: prefix + strconv.Itoa(i), Data: payload}
 		if err := t.nc.PublishMsg(msg); err != nil {
@@ -161,7 +161,7 @@ func (t *Tracker) onReply(m *nats.Msg) {
 	if r == nil {
 		return
 	}
-	rest, ok := strings.CutPrefix(m.Subject, t.inbox+".")
+	rest, ok := strings.CutPrefix(m.Subject, t.inbox)
 	if !ok {
 		return
 	}
