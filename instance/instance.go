@@ -71,8 +71,8 @@ type Instance struct {
 	mu        sync.Mutex
 	started   bool
 	stopped   bool
-	subs      []*nats.Subscription
-	control   []*nats.Subscription
+	subs      []*nats.Subscription // endpoint subscriptions, drained at shutdown
+	discover  *nats.Subscription
 	responder *heartbeat.Responder
 	weight    int
 	stop      context.CancelFunc
@@ -138,9 +138,6 @@ func New(nc *nats.Conn, cfg Config) (*Instance, error) {
 
 // ID is the instance's hail id.
 func (i *Instance) ID() string { return i.id }
-
-// Inflight is how many requests are being handled now.
-func (i *Instance) Inflight() int { return int(i.inflight.Load()) }
 
 // Handle registers h for endpoint; call it before Start.
 func (i *Instance) Handle(endpoint string, h Handler) error {
@@ -209,13 +206,16 @@ func (i *Instance) Start(ctx context.Context) error {
 	}
 	if err := i.subscribe(); err != nil {
 		// Leave nothing half-subscribed; Start may be called again.
-		for _, sub := range append(i.subs, i.control...) {
+		for _, sub := range i.subs {
 			_ = sub.Unsubscribe()
+		}
+		if i.discover != nil {
+			_ = i.discover.Unsubscribe()
 		}
 		if i.responder != nil {
 			_ = i.responder.Stop()
 		}
-		i.subs, i.control, i.responder = nil, nil, nil
+		i.subs, i.discover, i.responder = nil, nil, nil
 		return fmt.Errorf("start: %w", err)
 	}
 	i.started = true
@@ -252,7 +252,7 @@ func (i *Instance) subscribe() error {
 	if err != nil {
 		return fmt.Errorf("subscribe discover: %w", err)
 	}
-	i.control = append(i.control, disc)
+	i.discover = disc
 	if err := i.nc.Flush(); err != nil {
 		return fmt.Errorf("flush subscriptions: %w", err)
 	}
@@ -380,10 +380,8 @@ func (i *Instance) Shutdown(ctx context.Context) error {
 	if err := i.drain(ctx); err != nil {
 		errs = append(errs, err)
 	}
-	for _, sub := range i.control {
-		if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-			errs = append(errs, fmt.Errorf("unsubscribe %s: %w", sub.Subject, err))
-		}
+	if err := i.discover.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		errs = append(errs, fmt.Errorf("unsubscribe %s: %w", i.discover.Subject, err))
 	}
 	if err := i.responder.Stop(); err != nil {
 		errs = append(errs, err)
