@@ -2,8 +2,8 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -57,8 +57,8 @@ func EnsureBuckets(ctx context.Context, nc *nats.Conn, o BucketOptions) (*Bucket
 	if o.Replicas <= 0 {
 		candidates = []int{1}
 		if nc.ConnectedClusterName() != "" {
-			// A cluster smaller than three answers R3 with "insufficient
-			// resources"; fall back one step at a time.
+			// A cluster smaller than three refuses R3; fall back one
+			// step at a time.
 			candidates = []int{3, 2, 1}
 		}
 	}
@@ -69,11 +69,31 @@ func EnsureBuckets(ctx context.Context, nc *nats.Conn, o BucketOptions) (*Bucket
 			return b, nil
 		}
 		lastErr = err
-		if !strings.Contains(err.Error(), "insufficient resources") && !strings.Contains(err.Error(), "replicas") {
+		if !tooFewServers(err) {
 			break
 		}
 	}
 	return nil, lastErr
+}
+
+// JetStream error codes that mean "not that many replicas here".
+const (
+	codeNoPeers               jetstream.ErrorCode = 10005
+	codeInsufficientResources jetstream.ErrorCode = 10023
+	codeReplicasNotSupported  jetstream.ErrorCode = 10074
+)
+
+// tooFewServers reports an error that fewer replicas may avoid.
+func tooFewServers(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode {
+	case codeNoPeers, codeInsufficientResources, codeReplicasNotSupported:
+		return true
+	}
+	return false
 }
 
 func ensure(ctx context.Context, js jetstream.JetStream, replicas int, nodeTTL time.Duration) (*Buckets, error) {

@@ -151,3 +151,14 @@ func TestBackoffBounded(t *testing.T) {
 		}
 	}
 }
+
+// A two-server cluster cannot hold three replicas; auto mode settles on
+// two instead of failing.
+func TestBucketsFallBackOnSmallCluster(t *testing.T) {
+	c := bustest.RunCluster(t, 2)
+	nc := bustest.Connect(t, c.URLs())
+	b := bustest.Buckets(t, nc)
+	if b.Replicas != 2 {
+		t.Errorf("replicas = %d on a 2-server cluster, want 2", b.Replicas)
+	}
+}
