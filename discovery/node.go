@@ -45,6 +45,7 @@ type Node struct {
 
 	work    chan func(context.Context)
 	ready   atomic.Bool
+	serving chan struct{} // closed when the node first becomes ready
 	targets atomic.Pointer[[]string]
 
 	// Loop-owned.
@@ -86,6 +87,7 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 		reg:     registry.New(),
 		schemas: set,
 		work:    make(chan func(context.Context), 1024),
+		serving: make(chan struct{}),
 		owned:   map[string]*tracked{},
 		byID:    map[string]*tracked{},
 	}
@@ -102,8 +104,12 @@ func (n *Node) ID() string { return n.id }
 // hail_nodes.
 func (n *Node) Ready() bool { return n.ready.Load() }
 
+// Serving is closed once the node is first ready.
+func (n *Node) Serving() <-chan struct{} { return n.serving }
+
 // Run serves until ctx ends, then leaves: it stops taking messages, removes
-// its hail_nodes entry and returns.
+// its hail_nodes entry and returns. A node runs once; start a new one to
+// serve again.
 func (n *Node) Run(ctx context.Context) error {
 	n.startedAt = time.Now().UTC()
 	// The watch outlives the loop: it is stopped only after every goroutine
@@ -156,6 +162,7 @@ func (n *Node) Run(ctx context.Context) error {
 		n.log.Warn("register node", "err", err)
 	}
 	n.ready.Store(true)
+	close(n.serving)
 	if err := n.nc.Publish(n.cfg.Subjects.Discover(), []byte("{}")); err != nil {
 		n.log.Warn("publish discover", "err", err)
 	}

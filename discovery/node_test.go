@@ -72,12 +72,14 @@ func (e *env) startNode(cfg discovery.Config) (n *discovery.Node, stop func()) {
 		})
 	}
 	e.t.Cleanup(stop)
-	bustest.Eventually(e.t, 10*time.Second, func() error {
-		if !n.Ready() {
-			return errors.New("node not ready")
-		}
-		return nil
-	})
+	select {
+	case <-n.Serving():
+	case err := <-done:
+		done <- err // for the cleanup that waits on it
+		e.t.Fatalf("node stopped before serving: %v", err)
+	case <-time.After(10 * time.Second):
+		e.t.Fatal("node not serving within 10s")
+	}
 	return n, stop
 }
 

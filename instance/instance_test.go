@@ -48,12 +48,14 @@ func (e *env) startNode(t *testing.T, interval time.Duration) {
 			t.Errorf("node: %v", err)
 		}
 	})
-	bustest.Eventually(t, 10*time.Second, func() error {
-		if !n.Ready() {
-			return errors.New("node not ready")
-		}
-		return nil
-	})
+	select {
+	case <-n.Serving():
+	case err := <-done:
+		done <- err // for the cleanup that waits on it
+		t.Fatalf("node stopped before serving: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("node not serving within 10s")
+	}
 }
 
 func (e *env) status(id, service string) (events.Status, error) {

@@ -132,8 +132,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 			log.Warn("no HTTP endpoints", "err", err)
 		}
 	}
-	if err := waitReady(ctx, node, nodeDone); err != nil {
-		return err
+	select {
+	case <-node.Serving():
+	case err := <-nodeDone:
+		return fmt.Errorf("discovery node stopped before it was ready: %w", err)
+	case <-ctx.Done():
+		stopNode()
+		return <-nodeDone
 	}
 
 	var insts []*instance.Instance
@@ -176,21 +181,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	}
 	stopNode()
 	return <-nodeDone
-}
-
-func waitReady(ctx context.Context, node *discovery.Node, done <-chan error) error {
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for !node.Ready() {
-		select {
-		case err := <-done:
-			return fmt.Errorf("discovery node stopped before it was ready: %w", err)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-	return nil
 }
 
 func printWelcome(w io.Writer, url, storeDir, nodeID string, echoes int, httpAddr string) {
