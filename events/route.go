@@ -14,13 +14,18 @@ const DefaultStrategy = "weighted"
 // RouteConfigKey is the hail_config key of a service's route.
 func RouteConfigKey(service string) string { return "route." + service }
 
-// RouteConfig is the value of hail_config route.<service>.
+// RouteConfig is the value of hail_config route.<service>. A field left
+// out takes the router's default.
 type RouteConfig struct {
-	Strategy       string         `json:"strategy,omitempty"`
-	HashHeader     string         `json:"hash_header,omitempty"`
-	Retries        int            `json:"retries,omitempty"`
-	TimeoutMS      int            `json:"timeout_ms,omitempty"`
-	RetryOnTimeout bool           `json:"retry_on_timeout,omitempty"`
+	Strategy   string `json:"strategy,omitempty"`
+	HashHeader string `json:"hash_header,omitempty"`
+	// Retries is a pointer because 0 ("never retry") differs from unset.
+	Retries        *int `json:"retries,omitempty"`
+	TimeoutMS      int  `json:"timeout_ms,omitempty"`
+	RetryOnTimeout bool `json:"retry_on_timeout,omitempty"`
+	// HashLoadFactor bounds the hash strategy's load per instance at this
+	// multiple of the mean (1 < f <= 10); this repository's addition.
+	HashLoadFactor float64        `json:"hash_load_factor,omitempty"`
 	Weights        map[string]int `json:"weights,omitempty"`
 }
 
@@ -32,8 +37,11 @@ func (c *RouteConfig) Validate() error {
 	if strings.ContainsAny(c.HashHeader, " \t\r\n:") {
 		return invalid("hash_header %q is not a valid header name", c.HashHeader)
 	}
-	if c.Retries < 0 || c.Retries > 10 {
-		return invalid("retries %d is out of range 0..10", c.Retries)
+	if c.Retries != nil && (*c.Retries < 0 || *c.Retries > 10) {
+		return invalid("retries %d is out of range 0..10", *c.Retries)
+	}
+	if c.HashLoadFactor != 0 && (c.HashLoadFactor <= 1 || c.HashLoadFactor > 10) {
+		return invalid("hash_load_factor %g is out of range (1, 10]", c.HashLoadFactor)
 	}
 	if c.TimeoutMS < 0 || c.TimeoutMS > 600_000 {
 		return invalid("timeout_ms %d is out of range 0..600000", c.TimeoutMS)

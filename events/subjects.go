@@ -88,6 +88,9 @@ func (s Subjects) DiscoveryInstances() string { return s.p() + ".discovery.insta
 // node handles each announce, deregister and query.
 func (s Subjects) DiscoveryQueue() string { return s.p() + ".discovery" }
 
+// RouterQueue is the queue group routers share on RouteAll.
+func (s Subjects) RouterQueue() string { return s.p() + ".router" }
+
 // rest returns what follows P.<kind>. in subject.
 func (s Subjects) rest(subject, kind string) (string, error) {
 	pre := s.p() + "." + kind + "."

@@ -1,0 +1,194 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hailsd/hail/events"
+)
+
+// Config configures a Router.
+type Config struct {
+	Table TableConfig
+	// Workers is how many subscriptions share P.route.> (each delivers on
+	// its own goroutine); default GOMAXPROCS.
+	Workers int
+	// MaxInflight bounds the routed calls in progress; default 4096.
+	MaxInflight int
+	// DrainTimeout bounds the wait for calls in progress at shutdown;
+	// default 10s.
+	DrainTimeout time.Duration
+}
+
+// Router answers requests on P.route.<service>.<endpoint> by forwarding
+// them to one instance. Several routers share the queue group
+// P.router, so each request is routed once.
+type Router struct {
+	nc    *nats.Conn
+	cfg   Config
+	log   *slog.Logger
+	table *Table
+	fwd   *Forwarder
+	ready atomic.Bool
+	bad   *endpointStats
+}
+
+// New makes a router on nc.
+func New(nc *nats.Conn, cfg Config) (*Router, error) {
+	if cfg.Workers <= 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 10 * time.Second
+	}
+	t, err := NewTable(nc, cfg.Table)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Table = t.cfg
+	return &Router{nc: nc, cfg: cfg, log: t.cfg.Logger.With("component", "router"), table: t,
+		bad: t.m.endpoint(unknownLabel, unknownLabel)}, nil
+}
+
+// Table is the router's routing table.
+func (r *Router) Table() *Table { return r.table }
+
+// Ready reports whether the router is loaded and taking requests.
+func (r *Router) Ready() bool { return r.ready.Load() }
+
+// Run loads the table, takes requests until ctx ends, then stops taking
+// them and lets the calls in progress finish.
+func (r *Router) Run(ctx context.Context) error {
+	fwd, err := NewForwarder(r.nc, r.table, ForwarderConfig{
+		Subjects: r.cfg.Table.Subjects, MaxInflight: r.cfg.MaxInflight, Logger: r.cfg.Table.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	r.fwd = fwd
+	tableCtx, stopTable := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopTable()
+	g, gctx := errgroup.WithContext(tableCtx)
+	g.Go(func() error { return r.table.Run(gctx) })
+
+	var subs []*nats.Subscription
+	select {
+	case <-r.table.Ready():
+		subs, err = r.subscribe()
+	case <-ctx.Done():
+	case <-gctx.Done():
+	}
+	if err == nil && ctx.Err() == nil && gctx.Err() == nil {
+		r.ready.Store(true)
+		r.log.Info("router serving", "subject", r.cfg.Table.Subjects.RouteAll(), "workers", len(subs))
+		select {
+		case <-ctx.Done():
+		case <-gctx.Done():
+		}
+	}
+	r.ready.Store(false)
+	// Stop taking requests (what the server already delivered is still
+	// routed), let the calls finish, then stop the table they read.
+	errs := []error{err}
+	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.DrainTimeout)
+	defer cancel()
+	errs = append(errs, drain(drainCtx, subs))
+	errs = append(errs, fwd.Close(drainCtx))
+	stopTable()
+	if terr := g.Wait(); terr != nil && !errors.Is(terr, context.Canceled) {
+		errs = append(errs, terr)
+	}
+	r.log.Info("router stopped")
+	return errors.Join(errs...)
+}
+
+// drain stops subs taking messages and waits until what they hold has
+// been handled.
+func drain(ctx context.Context, subs []*nats.Subscription) error {
+	var errs []error
+	closed := make([]<-chan nats.SubStatus, 0, len(subs))
+	for _, s := range subs {
+		ch := s.StatusChanged(nats.SubscriptionClosed)
+		if err := s.Drain(); err != nil {
+			if !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
+				errs = append(errs, fmt.Errorf("drain %s: %w", s.Subject, err))
+			}
+			continue
+		}
+		closed = append(closed, ch)
+	}
+	for _, ch := range closed {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return errors.Join(append(errs, fmt.Errorf("drain route subscriptions: %w", ctx.Err()))...)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Router) subscribe() ([]*nats.Subscription, error) {
+	subject, queue := r.cfg.Table.Subjects.RouteAll(), r.cfg.Table.Subjects.RouterQueue()
+	subs := make([]*nats.Subscription, 0, r.cfg.Workers)
+	for range r.cfg.Workers {
+		s, err := r.nc.QueueSubscribe(subject, queue, r.handle)
+		if err != nil {
+			for _, s := range subs {
+				_ = s.Unsubscribe()
+			}
+			return nil, fmt.Errorf("subscribe %s: %w", subject, err)
+		}
+		// The forwarder bounds what is in progress; beyond that requests
+		// wait here rather than be dropped.
+		if err := s.SetPendingLimits(-1, 256<<20); err != nil {
+			return nil, fmt.Errorf("subscription limits: %w", err)
+		}
+		subs = append(subs, s)
+	}
+	if err := r.nc.Flush(); err != nil {
+		return nil, fmt.Errorf("flush subscriptions: %w", err)
+	}
+	return subs, nil
+}
+
+func (r *Router) handle(m *nats.Msg) {
+	service, endpoint, err := r.cfg.Table.Subjects.ParseRoute(m.Subject)
+	if err != nil {
+		r.bad.outcome[outcomeBadRequest].Inc()
+		if m.Reply != "" {
+			respond(r.nc, m.Reply, events.ErrorMsg(events.CodeBadRequest, err.Error()))
+		}
+		return
+	}
+	var done func(*nats.Msg, error)
+	if reply := m.Reply; reply != "" {
+		done = func(out *nats.Msg, err error) {
+			if err != nil {
+				out = errorMsg(err)
+			}
+			respond(r.nc, reply, out)
+		}
+	}
+	r.fwd.Forward(service, endpoint, m, time.Time{}, done)
+}
+
+func errorMsg(err error) *nats.Msg {
+	var rerr *Error
+	if errors.As(err, &rerr) {
+		return events.ErrorMsg(rerr.Code, rerr.Message)
+	}
+	return events.ErrorMsg(events.CodeInternal, err.Error())
+}
+
+func respond(nc *nats.Conn, reply string, m *nats.Msg) {
+	m.Subject = reply
+	_ = nc.PublishMsg(m) // the caller's own timeout covers a lost reply
+}

@@ -1,0 +1,160 @@
+package router
+
+import (
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Ejection is passive outlier detection: an instance that did not answer
+// (no responders, or a timeout) is taken out of this router's picks at
+// once, for Base doubling with each ejection in a row up to Max, with
+// jitter. It comes back when that time is up or when the registry reports
+// it passing again after a spell out of passing. At most MaxShare of a
+// service's instances (and always at least one) are out at a time, so a
+// router that is itself cut off cannot eject a whole service.
+type Ejection struct {
+	Base     time.Duration // default 30s
+	Max      time.Duration // default 5m
+	MaxShare float64       // default 0.5
+}
+
+func (e *Ejection) setDefaults() {
+	if e.Base <= 0 {
+		e.Base = 30 * time.Second
+	}
+	if e.Max < e.Base {
+		e.Max = max(e.Base, 5*time.Minute)
+	}
+	if e.MaxShare <= 0 || e.MaxShare > 1 {
+		e.MaxShare = 0.5
+	}
+}
+
+// Budget bounds retries so that an outage does not multiply load (Finagle's
+// and Linkerd's retry budget): each request earns Ratio of a retry, and
+// MinPerSecond retries a second are always allowed.
+type Budget struct {
+	Ratio        float64 // default 0.2
+	MinPerSecond float64 // default 10
+}
+
+func (b *Budget) setDefaults() {
+	if b.Ratio <= 0 {
+		b.Ratio = 0.2
+	}
+	if b.MinPerSecond <= 0 {
+		b.MinPerSecond = 10
+	}
+}
+
+// serviceState is what a service's successive views share.
+type serviceState struct {
+	ej       Ejection
+	inflight atomic.Int64
+	pickable atomic.Int64
+	ejected  atomic.Int64
+	budget   retryBudget
+}
+
+func newServiceState(e Ejection, b Budget) *serviceState {
+	s := &serviceState{ej: e}
+	s.budget.init(b)
+	return s
+}
+
+// eject takes t out for a while; it reports false when the share of the
+// service already out forbids it.
+func (s *serviceState) eject(t *Target) bool {
+	limit := max(1, int64(s.ej.MaxShare*float64(s.pickable.Load())))
+	if s.ejected.Add(1) > limit {
+		s.ejected.Add(-1)
+		return false
+	}
+	l := t.load
+	if !l.ejected.CompareAndSwap(false, true) {
+		s.ejected.Add(-1)
+		return true // already out
+	}
+	l.mu.Lock()
+	d := s.ej.Base << min(l.streak, 10)
+	l.streak++
+	l.mu.Unlock()
+	d = min(d, s.ej.Max)
+	// ±20% so that routers that saw the same failure do not all come back
+	// at once.
+	d = time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+	time.AfterFunc(d, func() { s.lift(l) })
+	return true
+}
+
+// lift brings l back if it is out.
+func (s *serviceState) lift(l *Load) {
+	if l.ejected.CompareAndSwap(true, false) {
+		s.ejected.Add(-1)
+	}
+}
+
+func (l *Load) resetStreak() {
+	l.mu.Lock()
+	l.streak = 0
+	l.mu.Unlock()
+}
+
+// retryBudget holds retry tokens in thousandths.
+type retryBudget struct {
+	tokens atomic.Int64
+	earn   int64
+	cap    int64
+
+	mu        sync.Mutex
+	last      time.Time
+	perSecond float64
+}
+
+func (b *retryBudget) init(c Budget) {
+	b.earn = int64(c.Ratio * 1000)
+	b.perSecond = c.MinPerSecond
+	// Ten seconds' worth of the floor: a long calm does not bank enough
+	// to let a sudden outage double the load.
+	b.cap = int64(c.MinPerSecond*10*1000) + 1000
+	b.tokens.Store(b.cap)
+	b.last = time.Now()
+}
+
+// deposit is called for every request.
+func (b *retryBudget) deposit() {
+	for {
+		cur := b.tokens.Load()
+		if cur >= b.cap || b.tokens.CompareAndSwap(cur, min(b.cap, cur+b.earn)) {
+			return
+		}
+	}
+}
+
+// withdraw takes one retry, reporting false when the budget is spent.
+func (b *retryBudget) withdraw() bool {
+	b.mu.Lock()
+	now := time.Now()
+	refill := int64(now.Sub(b.last).Seconds() * b.perSecond * 1000)
+	if refill > 0 {
+		b.last = now
+		for {
+			cur := b.tokens.Load()
+			if b.tokens.CompareAndSwap(cur, min(b.cap, cur+refill)) {
+				break
+			}
+		}
+	}
+	b.mu.Unlock()
+	for {
+		cur := b.tokens.Load()
+		if cur < 1000 {
+			return false
+		}
+		if b.tokens.CompareAndSwap(cur, cur-1000) {
+			return true
+		}
+	}
+}

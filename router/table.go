@@ -1,0 +1,488 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hailsd/hail/bus"
+	"github.com/hailsd/hail/events"
+)
+
+// TableConfig configures a Table.
+type TableConfig struct {
+	Subjects events.Subjects
+	Defaults Defaults
+	Ejection Ejection
+	Budget   Budget
+	Logger   *slog.Logger
+	// Metrics receives the table's and the forwarder's metrics; nil makes
+	// a private set.
+	Metrics *metrics.Set
+}
+
+func (c *TableConfig) setDefaults() {
+	if c.Defaults == (Defaults{}) {
+		c.Defaults = DefaultDefaults()
+	}
+	c.Ejection.setDefaults()
+	c.Budget.setDefaults()
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.NewSet()
+	}
+}
+
+// Table is the routing table: for each service, the route in force and a
+// picker per endpoint over the instances that may take requests. It is
+// built from a KV watch of hail_instances (ordered, from the initial values
+// on), the health events (which can only take an instance out, sooner), and
+// a watch of hail_config routes. Lookups read an immutable snapshot and
+// never block.
+type Table struct {
+	nc  *nats.Conn
+	cfg TableConfig
+	log *slog.Logger
+	m   *tableMetrics
+
+	views atomic.Pointer[map[string]*View]
+	ready chan struct{}
+
+	// Owned by the loop in Run.
+	services map[string]*service
+	dirty    map[string]bool
+}
+
+// View is one service as the router sees it at one moment.
+type View struct {
+	Service   string
+	Route     Route
+	endpoints map[string]*Endpoint
+	state     *serviceState
+}
+
+// Endpoint is one endpoint of a service.
+type Endpoint struct {
+	Name string
+	// Picker is nil when the endpoint is known but no instance may take
+	// a request now.
+	Picker Picker
+	stats  *endpointStats
+}
+
+// Endpoint returns the endpoint called name, or nil if no instance of the
+// service has it.
+func (v *View) Endpoint(name string) *Endpoint { return v.endpoints[name] }
+
+// service is the loop's working state of one service.
+type service struct {
+	name    string
+	records map[string]events.InstanceRecord // by id
+	// down holds ids a health event took out; the next KV revision of
+	// the instance, which is at least as new, decides again.
+	down     map[string]bool
+	loads    map[string]*Load
+	route    events.RouteConfig
+	hasRoute bool
+	state    *serviceState
+}
+
+// NewTable makes a table; Run fills and maintains it.
+func NewTable(nc *nats.Conn, cfg TableConfig) (*Table, error) {
+	cfg.setDefaults()
+	if err := cfg.Defaults.Validate(); err != nil {
+		return nil, fmt.Errorf("route defaults: %w", err)
+	}
+	t := &Table{
+		nc: nc, cfg: cfg, log: cfg.Logger.With("component", "table"),
+		ready: make(chan struct{}), services: map[string]*service{}, dirty: map[string]bool{},
+	}
+	t.m = newTableMetrics(cfg.Metrics, t)
+	empty := map[string]*View{}
+	t.views.Store(&empty)
+	return t, nil
+}
+
+// Ready is closed once the table holds the registry's and hail_config's
+// contents as of start-up.
+func (t *Table) Ready() <-chan struct{} { return t.ready }
+
+// View returns the service's current view, or nil if no instance of it is
+// registered.
+func (t *Table) View(service string) *View { return (*t.views.Load())[service] }
+
+// Services lists the services in the table, sorted.
+func (t *Table) Services() []string {
+	m := *t.views.Load()
+	out := make([]string, 0, len(m))
+	for s := range m {
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
+}
+
+type healthDown struct {
+	service, id string
+	ts          time.Time
+}
+
+// Run opens the buckets (waiting for discovery to create them), watches
+// them and keeps the table current until ctx ends.
+func (t *Table) Run(ctx context.Context) error {
+	inst, conf, err := t.openBuckets(ctx)
+	if err != nil {
+		return err
+	}
+	// Watchers stop with the context, which also closes their channels.
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	iw, err := inst.WatchAll(wctx)
+	if err != nil {
+		return fmt.Errorf("watch bucket %s: %w", bus.InstancesBucket, err)
+	}
+	defer func() { _ = iw.Stop() }()
+	cw, err := conf.Watch(wctx, events.RouteConfigKey(">"))
+	if err != nil {
+		return fmt.Errorf("watch bucket %s: %w", bus.ConfigBucket, err)
+	}
+	defer func() { _ = cw.Stop() }()
+
+	downs := make(chan healthDown, 1024)
+	sub, err := t.nc.Subscribe(t.cfg.Subjects.HealthAll(), func(m *nats.Msg) { t.onHealth(m, downs) })
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", t.cfg.Subjects.HealthAll(), err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+
+	instUpdates, confUpdates := iw.Updates(), cw.Updates()
+	instLoaded, confLoaded := false, false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-instUpdates:
+			if !ok {
+				return t.watchClosed(ctx, bus.InstancesBucket)
+			}
+			if e == nil {
+				instLoaded = true
+			} else {
+				t.applyInstance(e)
+			}
+		case e, ok := <-confUpdates:
+			if !ok {
+				return t.watchClosed(ctx, bus.ConfigBucket)
+			}
+			if e == nil {
+				confLoaded = true
+			} else {
+				t.applyRoute(e)
+			}
+		case d := <-downs:
+			t.applyDown(d)
+		}
+		// Coalesce a burst (start-up, a mass transition) into one rebuild
+		// per service: rebuild only once nothing more is waiting.
+		if len(instUpdates) > 0 || len(confUpdates) > 0 || len(downs) > 0 {
+			continue
+		}
+		if !instLoaded || !confLoaded {
+			continue
+		}
+		t.publish()
+		select {
+		case <-t.ready:
+		default:
+			t.log.Info("routing table loaded", "services", len(t.services))
+			close(t.ready)
+		}
+	}
+}
+
+func (t *Table) watchClosed(ctx context.Context, bucket string) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("watch bucket %s closed", bucket)
+}
+
+// openBuckets waits for hail_instances and hail_config: discovery nodes
+// create them, and a router may well start first.
+func (t *Table) openBuckets(ctx context.Context) (jetstream.KeyValue, jetstream.KeyValue, error) {
+	js, err := jetstream.New(t.nc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	delay := 100 * time.Millisecond
+	for waited := false; ; waited = true {
+		inst, ierr := js.KeyValue(ctx, bus.InstancesBucket)
+		conf, cerr := js.KeyValue(ctx, bus.ConfigBucket)
+		if ierr == nil && cerr == nil {
+			if waited {
+				t.log.Info("buckets found")
+			}
+			return inst, conf, nil
+		}
+		if !waited {
+			t.log.Warn("waiting for the registry buckets (is a discovery node running?)", "err", errors.Join(ierr, cerr))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
+}
+
+// splitKey splits a hail_instances key into service and id: the id is
+// the last token.
+func splitKey(key string) (service, id string, ok bool) {
+	i := strings.LastIndexByte(key, '.')
+	if i <= 0 {
+		return "", "", false
+	}
+	return key[:i], key[i+1:], true
+}
+
+func (t *Table) service(name string) *service {
+	s := t.services[name]
+	if s == nil {
+		s = &service{
+			name: name, records: map[string]events.InstanceRecord{}, down: map[string]bool{},
+			loads: map[string]*Load{}, state: newServiceState(t.cfg.Ejection, t.cfg.Budget),
+		}
+		t.services[name] = s
+	}
+	return s
+}
+
+func (t *Table) applyInstance(e jetstream.KeyValueEntry) {
+	name, id, ok := splitKey(e.Key())
+	if !ok {
+		t.m.badRecords.Inc()
+		t.log.Warn("ignoring registry key that is not <service>.<id>", "key", e.Key())
+		return
+	}
+	if e.Operation() != jetstream.KeyValuePut {
+		s := t.services[name]
+		if s == nil {
+			return
+		}
+		delete(s.records, id)
+		delete(s.down, id)
+		if l := s.loads[id]; l != nil {
+			s.state.lift(l)
+			delete(s.loads, id)
+		}
+		t.dirty[name] = true
+		return
+	}
+	rec, err := events.DecodeInstanceRecord(e.Value())
+	if err == nil && rec.Key() != e.Key() {
+		err = fmt.Errorf("record for %s stored under key %s", rec.Key(), e.Key())
+	}
+	if err != nil {
+		// The last good record of the key, if any, stays in force.
+		t.m.badRecords.Inc()
+		t.log.Warn("ignoring invalid registry record", "key", e.Key(), "revision", e.Revision(), "err", err)
+		return
+	}
+	s := t.service(name)
+	prev, had := s.records[id]
+	s.records[id] = rec
+	delete(s.down, id)
+	if rec.Status == events.Passing && (!had || prev.Status != events.Passing) {
+		// Healthy again (or new): whatever passive detection saw before
+		// is forgotten.
+		if l := s.loads[id]; l != nil {
+			s.state.lift(l)
+			l.resetStreak()
+		}
+	}
+	t.dirty[name] = true
+}
+
+func (t *Table) applyRoute(e jetstream.KeyValueEntry) {
+	name := strings.TrimPrefix(e.Key(), events.RouteConfigKey(""))
+	if err := events.ValidateService(name); err != nil {
+		t.m.badRoutes.Inc()
+		t.log.Warn("ignoring route for an invalid service name", "key", e.Key(), "err", err)
+		return
+	}
+	s := t.service(name)
+	if e.Operation() != jetstream.KeyValuePut {
+		s.route, s.hasRoute = events.RouteConfig{}, false
+		t.log.Info("route removed; defaults apply", "service", name)
+		t.dirty[name] = true
+		return
+	}
+	c, err := events.DecodeRouteConfig(e.Value())
+	if err != nil {
+		t.m.badRoutes.Inc()
+		t.log.Error("route config rejected; the last good one stays", "service", name, "revision", e.Revision(), "err", err)
+		return
+	}
+	s.route, s.hasRoute = c, true
+	t.log.Info("route config applied", "service", name, "revision", e.Revision(), "strategy", c.Strategy)
+	t.dirty[name] = true
+}
+
+func (t *Table) onHealth(m *nats.Msg, downs chan<- healthDown) {
+	var ev events.HealthEvent
+	if err := events.Decode("health event", m.Data, &ev); err != nil {
+		t.m.badEvents.Inc()
+		t.log.Debug("ignoring invalid health event", "subject", m.Subject, "err", err)
+		return
+	}
+	if ev.Status != events.Critical && ev.Status != events.Deregistered {
+		// Only the registry brings an instance in: a record must exist
+		// before anything is sent to it.
+		return
+	}
+	select {
+	case downs <- healthDown{service: ev.Service, id: ev.ID, ts: ev.TS}:
+	default:
+		// The KV watch brings the same news a moment later.
+	}
+}
+
+func (t *Table) applyDown(d healthDown) {
+	s := t.services[d.service]
+	if s == nil {
+		return
+	}
+	rec, ok := s.records[d.id]
+	if !ok || rec.Status == events.Critical || rec.UpdatedAt.After(d.ts) {
+		return // gone, already out, or the record is newer than the event
+	}
+	s.down[d.id] = true
+	t.dirty[d.service] = true
+}
+
+// publish rebuilds the dirty services' views and swaps the map.
+func (t *Table) publish() {
+	if len(t.dirty) == 0 {
+		return
+	}
+	old := *t.views.Load()
+	next := make(map[string]*View, len(old)+len(t.dirty))
+	for k, v := range old {
+		next[k] = v
+	}
+	for name := range t.dirty {
+		s := t.services[name]
+		if s == nil || len(s.records) == 0 {
+			delete(next, name)
+			if s != nil && !s.hasRoute {
+				delete(t.services, name)
+			}
+			continue
+		}
+		next[name] = t.build(s)
+	}
+	clear(t.dirty)
+	t.views.Store(&next)
+}
+
+// build makes a service's view: the targets that may take requests and a
+// picker per endpoint over those that serve it.
+func (t *Table) build(s *service) *View {
+	route := t.cfg.Defaults.resolve(s.route)
+	v := &View{Service: s.name, Route: route, endpoints: map[string]*Endpoint{}, state: s.state}
+	byEndpoint := map[string][]*Target{}
+	ids := make([]string, 0, len(s.records))
+	for id := range s.records {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	pickable := 0
+	for _, id := range ids {
+		rec := s.records[id]
+		for _, ep := range rec.Endpoints {
+			if _, ok := byEndpoint[ep.Name]; !ok {
+				byEndpoint[ep.Name] = nil
+			}
+		}
+		w := t.weight(rec, route, s.down[id])
+		if w <= 0 {
+			continue
+		}
+		l := s.loads[id]
+		if l == nil {
+			l = newLoad(&s.state.inflight)
+			s.loads[id] = l
+		}
+		pickable++
+		target := &Target{ID: id, Weight: w, load: l}
+		for _, ep := range rec.Endpoints {
+			byEndpoint[ep.Name] = append(byEndpoint[ep.Name], target)
+		}
+	}
+	s.state.pickable.Store(int64(pickable))
+	// Endpoints served by the same instances share one picker, so weights
+	// and rotations hold across them.
+	shared := map[string]Picker{}
+	for name, targets := range byEndpoint {
+		e := &Endpoint{Name: name, stats: t.m.endpoint(s.name, name)}
+		v.endpoints[name] = e
+		if len(targets) == 0 {
+			continue
+		}
+		sig := signature(targets)
+		p, ok := shared[sig]
+		if !ok {
+			var err error
+			p, err = NewPicker(route.Strategy, targets, route.HashLoadFactor)
+			if err != nil {
+				// Validated routes name known strategies; this is a bug.
+				t.log.Error("build picker", "service", s.name, "err", err)
+				continue
+			}
+			shared[sig] = p
+		}
+		e.Picker = p
+	}
+	return v
+}
+
+// weight is the weight an instance is picked by, 0 for none.
+func (t *Table) weight(rec events.InstanceRecord, route Route, down bool) int {
+	if down {
+		return 0
+	}
+	w := rec.Weight
+	if o, ok := route.Weights[rec.ID]; ok {
+		w = o
+	}
+	switch rec.Status {
+	case events.Passing:
+		return w
+	case events.Warning:
+		if w == 0 || t.cfg.Defaults.WarningWeight == 0 {
+			return 0
+		}
+		return max(1, int(float64(w)*t.cfg.Defaults.WarningWeight))
+	}
+	return 0
+}
+
+func signature(targets []*Target) string {
+	var b strings.Builder
+	for _, t := range targets {
+		b.WriteString(t.ID)
+	}
+	return b.String()
+}
