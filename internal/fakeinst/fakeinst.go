@@ -1,0 +1,148 @@
+// Package fakeinst is a service instance that speaks PROTOCOL.md by hand,
+// with no SDK behind it, for tests of discovery and routing: what a hidden
+// test or a non-Go service would do.
+package fakeinst
+
+import (
+	"encoding/json"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+
+	"github.com/hailsd/hail/events"
+)
+
+// Options describe an instance.
+type Options struct {
+	Service   string
+	Endpoints []string // default ["say"]
+	Weight    int      // default 100
+	Drain     bool     // announce weight 0
+	// Delay is how long each request takes before its reply.
+	Delay time.Duration
+}
+
+// Instance is one fake instance on its own connection.
+type Instance struct {
+	ID  string
+	t   testing.TB
+	nc  *nats.Conn
+	sub events.Subjects
+	o   Options
+
+	delay    atomic.Int64
+	served   atomic.Int64
+	inflight atomic.Int64
+	peak     atomic.Int64
+}
+
+// Start connects, subscribes the instance's subjects, announces it and
+// waits for discovery's acknowledgement.
+func Start(t testing.TB, url string, o Options) *Instance {
+	t.Helper()
+	if o.Weight == 0 {
+		o.Weight = 100
+	}
+	if o.Drain {
+		o.Weight = 0
+	}
+	if len(o.Endpoints) == 0 {
+		o.Endpoints = []string{"say"}
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("fake instance: connect: %v", err)
+	}
+	i := &Instance{ID: uuid.NewString(), t: t, nc: nc, o: o}
+	i.delay.Store(int64(o.Delay))
+	t.Cleanup(nc.Close)
+	subs := map[string]nats.MsgHandler{i.sub.Heartbeat(i.ID): i.beat}
+	for _, ep := range o.Endpoints {
+		subs[i.sub.Inst(i.ID, ep)] = i.serve
+	}
+	for subject, h := range subs {
+		if _, err := nc.Subscribe(subject, h); err != nil {
+			t.Fatalf("fake instance: subscribe %s: %v", subject, err)
+		}
+	}
+	for _, ep := range o.Endpoints {
+		if _, err := nc.QueueSubscribe(i.sub.Svc(o.Service, ep), i.sub.QueueGroup(o.Service), i.serve); err != nil {
+			t.Fatalf("fake instance: subscribe: %v", err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	i.Announce()
+	return i
+}
+
+// Announce (again) with the current options.
+func (i *Instance) Announce() {
+	i.t.Helper()
+	eps := make([]events.Endpoint, len(i.o.Endpoints))
+	for k, ep := range i.o.Endpoints {
+		eps[k] = events.Endpoint{Name: ep}
+	}
+	data, err := json.Marshal(events.Announce{ID: i.ID, Service: i.o.Service, Endpoints: eps, Weight: i.o.Weight})
+	if err != nil {
+		i.t.Fatal(err)
+	}
+	reply, err := i.nc.Request(i.sub.Announce(i.o.Service), data, 5*time.Second)
+	if err != nil {
+		i.t.Fatalf("fake instance: announce: %v", err)
+	}
+	if code, text, isErr := events.ReplyError(reply); isErr {
+		i.t.Fatalf("fake instance: announce refused: %d %s", code, text)
+	}
+}
+
+// SetWeight announces a new weight.
+func (i *Instance) SetWeight(w int) {
+	i.o.Weight = w
+	i.Announce()
+}
+
+// SetDelay changes how long requests take.
+func (i *Instance) SetDelay(d time.Duration) { i.delay.Store(int64(d)) }
+
+// Kill closes the instance's connection at once: no deregister, no reply
+// to what it holds.
+func (i *Instance) Kill() { i.nc.Close() }
+
+// Served is how many requests it answered.
+func (i *Instance) Served() int64 { return i.served.Load() }
+
+// Peak is the most requests it held at once.
+func (i *Instance) Peak() int64 { return i.peak.Load() }
+
+// Inflight is how many requests it holds now.
+func (i *Instance) Inflight() int64 { return i.inflight.Load() }
+
+func (i *Instance) beat(m *nats.Msg) {
+	_ = m.Respond([]byte(`{"id":"` + i.ID + `","status":"passing"}`))
+}
+
+// serve replies with the instance's id after the delay.
+func (i *Instance) serve(m *nats.Msg) {
+	n := i.inflight.Add(1)
+	for {
+		p := i.peak.Load()
+		if n <= p || i.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	reply := func() {
+		i.inflight.Add(-1)
+		i.served.Add(1)
+		_ = m.Respond([]byte(i.ID))
+	}
+	if d := time.Duration(i.delay.Load()); d > 0 {
+		time.AfterFunc(d, reply)
+		return
+	}
+	reply()
+}

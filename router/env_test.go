@@ -1,0 +1,206 @@
+package router_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/nats-io/nats.go"
+
+	"github.com/hailsd/hail/bus"
+	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/discovery"
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/internal/fakeinst"
+	"github.com/hailsd/hail/router"
+)
+
+var subjects events.Subjects
+
+// env is a NATS server with a discovery node and a router, each on its
+// own connection, and a caller's connection.
+type env struct {
+	t       *testing.T
+	url     string
+	nc      *nats.Conn
+	kv      *bus.Buckets
+	router  *router.Router
+	metrics *metrics.Set
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	s := bustest.RunServer(t)
+	e := &env{t: t, url: s.ClientURL(), metrics: metrics.NewSet()}
+	e.nc = bustest.Connect(t, e.url)
+	e.kv = bustest.Buckets(t, e.nc)
+	e.startDiscovery()
+	e.router = e.startRouter(router.Config{Table: router.TableConfig{Metrics: e.metrics}})
+	return e
+}
+
+func (e *env) startDiscovery() {
+	e.t.Helper()
+	nc := bustest.Connect(e.t, e.url)
+	n, err := discovery.New(nc, e.kv, discovery.Config{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.run("discovery", n.Run)
+	select {
+	case <-n.Serving():
+	case <-time.After(10 * time.Second):
+		e.t.Fatal("discovery not serving within 10s")
+	}
+}
+
+func (e *env) startRouter(cfg router.Config) *router.Router {
+	e.t.Helper()
+	nc := bustest.Connect(e.t, e.url)
+	r, err := router.New(nc, cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.run("router", r.Run)
+	bustest.Eventually(e.t, 10*time.Second, func() error {
+		if !r.Ready() {
+			return fmt.Errorf("router not ready")
+		}
+		return nil
+	})
+	return r
+}
+
+// run runs f until the test ends and checks it returns no error.
+func (e *env) run(name string, f func(context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f(ctx) }()
+	e.t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				e.t.Errorf("%s: %v", name, err)
+			}
+		case <-time.After(15 * time.Second):
+			e.t.Errorf("%s did not stop within 15s", name)
+		}
+	})
+}
+
+func (e *env) instance(o fakeinst.Options) *fakeinst.Instance {
+	e.t.Helper()
+	if o.Service == "" {
+		o.Service = "echo"
+	}
+	return fakeinst.Start(e.t, e.url, o)
+}
+
+// routable waits until the router offers n instances of service for say.
+func (e *env) routable(service string, n int) {
+	e.t.Helper()
+	bustest.Eventually(e.t, 10*time.Second, func() error {
+		got := map[string]bool{}
+		for range 20 * n {
+			m, err := e.nc.Request(subjects.Route(service, "say"), nil, 2*time.Second)
+			if err != nil {
+				return err
+			}
+			if code, text, isErr := events.ReplyError(m); isErr {
+				return fmt.Errorf("%d %s", code, text)
+			}
+			got[string(m.Data)] = true
+		}
+		if len(got) != n {
+			return fmt.Errorf("%d instances answered, want %d", len(got), n)
+		}
+		return nil
+	})
+}
+
+// load sends requests from workers goroutines until stop is closed, and
+// counts replies by answering instance and errors by code.
+type load struct {
+	mu     sync.Mutex
+	by     map[string]int
+	errors map[string]int
+	total  int
+	wg     sync.WaitGroup
+	stop   chan struct{}
+}
+
+func (e *env) load(workers int, subject string, header nats.Header, timeout time.Duration) *load {
+	l := &load{by: map[string]int{}, errors: map[string]int{}, stop: make(chan struct{})}
+	for range workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				m, err := e.nc.RequestMsg(&nats.Msg{Subject: subject, Header: header}, timeout)
+				l.mu.Lock()
+				l.total++
+				switch {
+				case err != nil:
+					l.errors[err.Error()]++
+				default:
+					if code, text, isErr := events.ReplyError(m); isErr {
+						l.errors[fmt.Sprintf("%d %s", code, text)]++
+					} else {
+						l.by[string(m.Data)]++
+					}
+				}
+				l.mu.Unlock()
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) finish() {
+	close(l.stop)
+	l.wg.Wait()
+}
+
+func (l *load) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.total
+}
+
+func (l *load) errorList() string {
+	var b strings.Builder
+	for k, v := range l.errors {
+		fmt.Fprintf(&b, "%dx %s; ", v, k)
+	}
+	return b.String()
+}
+
+func (e *env) putRoute(service, value string) {
+	e.t.Helper()
+	if _, err := e.kv.Config.Put(e.t.Context(), events.RouteConfigKey(service), []byte(value)); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) counter(name string) float64 {
+	var b strings.Builder
+	e.metrics.WritePrometheus(&b)
+	for line := range strings.Lines(b.String()) {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			var v float64
+			fmt.Sscan(rest, &v)
+			return v
+		}
+	}
+	return 0
+}
