@@ -135,6 +135,10 @@ type load struct {
 }
 
 func (e *env) load(workers int, subject string, header nats.Header, timeout time.Duration) *load {
+	return e.loadMsg(workers, &nats.Msg{Subject: subject, Header: header}, timeout)
+}
+
+func (e *env) loadMsg(workers int, req *nats.Msg, timeout time.Duration) *load {
 	l := &load{by: map[string]int{}, errors: map[string]int{}, stop: make(chan struct{})}
 	for range workers {
 		l.wg.Add(1)
@@ -146,7 +150,7 @@ func (e *env) load(workers int, subject string, header nats.Header, timeout time
 					return
 				default:
 				}
-				m, err := e.nc.RequestMsg(&nats.Msg{Subject: subject, Header: header}, timeout)
+				m, err := e.nc.RequestMsg(&nats.Msg{Subject: req.Subject, Header: req.Header, Data: req.Data}, timeout)
 				l.mu.Lock()
 				l.total++
 				switch {

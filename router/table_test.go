@@ -1,0 +1,108 @@
+package router_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/internal/fakeinst"
+)
+
+// pickable is how many instances the router offers for echo.say now.
+func (e *env) pickable() int {
+	v := e.router.Table().View("echo")
+	if v == nil || v.Endpoint("say") == nil || v.Endpoint("say").Picker == nil {
+		return 0
+	}
+	seen := map[string]bool{}
+	for range 50 {
+		tg, err := v.Endpoint("say").Picker.Pick("", nil)
+		if err != nil {
+			return len(seen)
+		}
+		tg.Done(0, false)
+		seen[tg.ID] = true
+	}
+	return len(seen)
+}
+
+func TestHealthEventTakesInstanceOutAtOnce(t *testing.T) {
+	e := newEnv(t)
+	a := e.instance(fakeinst.Options{})
+	e.instance(fakeinst.Options{})
+	e.routable("echo", 2)
+	// A critical event (newer than the record) takes a out before any
+	// KV change...
+	ev, _ := json.Marshal(events.HealthEvent{ID: a.ID, Service: "echo", Status: events.Critical,
+		Previous: events.Passing, Node: uuid.NewString(), TS: time.Now().UTC()})
+	if err := e.nc.Publish(subjects.Health("echo", a.ID), ev); err != nil {
+		t.Fatal(err)
+	}
+	bustest.Eventually(t, 2*time.Second, func() error {
+		if n := e.pickable(); n != 1 {
+			return fmt.Errorf("%d pickable", n)
+		}
+		return nil
+	})
+	// ...and the next revision of its record, newer than the event,
+	// decides again.
+	a.SetWeight(150)
+	bustest.Eventually(t, 2*time.Second, func() error {
+		if n := e.pickable(); n != 2 {
+			return fmt.Errorf("%d pickable", n)
+		}
+		return nil
+	})
+	// A stale event (older than the record) changes nothing.
+	ev, _ = json.Marshal(events.HealthEvent{ID: a.ID, Service: "echo", Status: events.Critical,
+		Previous: events.Passing, Node: uuid.NewString(), TS: time.Now().Add(-time.Hour).UTC()})
+	if err := e.nc.Publish(subjects.Health("echo", a.ID), ev); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.nc.Publish(subjects.Health("echo", a.ID), []byte("{garbage")); err != nil {
+		t.Fatal(err)
+	}
+	bustest.Eventually(t, 2*time.Second, func() error {
+		if e.counter(`hail_router_rejected_total{reason="bad_event"}`) != 1 {
+			return errors.New("bad event not counted")
+		}
+		return nil
+	})
+	if n := e.pickable(); n != 2 {
+		t.Fatalf("%d pickable after a stale event, want 2", n)
+	}
+}
+
+func TestBadRecordKeepsRouting(t *testing.T) {
+	e := newEnv(t)
+	a := e.instance(fakeinst.Options{})
+	e.routable("echo", 1)
+	for _, v := range []string{`{not json`, `{"id":"x"}`} {
+		if _, err := e.kv.Instances.Put(t.Context(), "echo."+uuid.NewString(), []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Garbage over a live record: the last good one stays in force.
+	if _, err := e.kv.Instances.Put(t.Context(), "echo."+a.ID, []byte(`[]`)); err != nil {
+		t.Fatal(err)
+	}
+	bustest.Eventually(t, 2*time.Second, func() error {
+		if got := e.counter(`hail_router_rejected_total{reason="bad_record"}`); got != 3 {
+			return fmt.Errorf("%v bad records counted", got)
+		}
+		return nil
+	})
+	m, err := e.nc.Request(subjects.Route("echo", "say"), nil, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m.Data) != a.ID {
+		t.Fatalf("reply %q", m.Data)
+	}
+}
