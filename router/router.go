@@ -37,8 +37,9 @@ type Router struct {
 	log   *slog.Logger
 	table *Table
 	fwd   *Forwarder
-	ready atomic.Bool
-	bad   *endpointStats
+	ready   atomic.Bool
+	serving chan struct{}
+	bad     *endpointStats
 }
 
 // New makes a router on nc.
@@ -55,7 +56,7 @@ func New(nc *nats.Conn, cfg Config) (*Router, error) {
 	}
 	cfg.Table = t.cfg
 	return &Router{nc: nc, cfg: cfg, log: t.cfg.Logger.With("component", "router"), table: t,
-		bad: t.m.endpoint(unknownLabel, unknownLabel)}, nil
+		serving: make(chan struct{}), bad: t.m.endpoint(unknownLabel, unknownLabel)}, nil
 }
 
 // Table is the router's routing table.
@@ -63,6 +64,9 @@ func (r *Router) Table() *Table { return r.table }
 
 // Ready reports whether the router is loaded and taking requests.
 func (r *Router) Ready() bool { return r.ready.Load() }
+
+// Serving is closed once the router first takes requests.
+func (r *Router) Serving() <-chan struct{} { return r.serving }
 
 // Run loads the table, takes requests until ctx ends, then stops taking
 // them and lets the calls in progress finish.
@@ -88,6 +92,7 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 	if err == nil && ctx.Err() == nil && gctx.Err() == nil {
 		r.ready.Store(true)
+		close(r.serving)
 		r.log.Info("router serving", "subject", r.cfg.Table.Subjects.RouteAll(), "workers", len(subs))
 		select {
 		case <-ctx.Done():

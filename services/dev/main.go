@@ -1,5 +1,5 @@
 // Command dev runs a whole hail stack in one process: an embedded NATS
-// server with JetStream, a discovery node and echo instances.
+// server with JetStream, a discovery node, a router and echo instances.
 package main
 
 import (
@@ -23,6 +23,7 @@ import (
 	"github.com/hailsd/hail/echo"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/instance"
+	"github.com/hailsd/hail/router"
 	"github.com/nats-io/nats.go"
 )
 
@@ -127,11 +128,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	defer stopNode()
 	nodeDone := make(chan error, 1)
 	go func() { nodeDone <- node.Run(nodeCtx) }()
-	if cfg.HTTP.Addr != "" {
-		if _, err := admin.Serve(ctx, cfg.HTTP.Addr, admin.Handler(set, node.Ready), log); err != nil {
-			log.Warn("no HTTP endpoints", "err", err)
-		}
-	}
 	select {
 	case <-node.Serving():
 	case err := <-nodeDone:
@@ -139,6 +135,39 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	case <-ctx.Done():
 		stopNode()
 		return <-nodeDone
+	}
+
+	// The router, like the node, outlives the echo instances, so that
+	// their graceful exit is routed around.
+	rnc, err := bus.Connect(ctx, bus.ConnectOptions{URL: url, Name: "hail-router", Logger: log})
+	if err != nil {
+		return err
+	}
+	defer bus.Drain(rnc, 5*time.Second)
+	rt, err := router.New(rnc, router.Config{Table: router.TableConfig{Logger: log, Metrics: set}})
+	if err != nil {
+		return err
+	}
+	routerCtx, stopRouter := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRouter()
+	routerDone := make(chan error, 1)
+	go func() { routerDone <- rt.Run(routerCtx) }()
+	if cfg.HTTP.Addr != "" {
+		ready := func() bool { return node.Ready() && rt.Ready() }
+		if _, err := admin.Serve(ctx, cfg.HTTP.Addr, admin.Handler(set, ready), log); err != nil {
+			log.Warn("no HTTP endpoints", "err", err)
+		}
+	}
+
+	select {
+	case <-rt.Serving():
+	case err := <-routerDone:
+		stopNode()
+		return errors.Join(fmt.Errorf("router stopped before it was ready: %w", err), <-nodeDone)
+	case <-ctx.Done():
+		stopRouter()
+		stopNode()
+		return errors.Join(<-routerDone, <-nodeDone)
 	}
 
 	var insts []*instance.Instance
@@ -168,10 +197,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	}
 	printWelcome(out, url, storeDir, node.ID(), len(insts), cfg.HTTP.Addr)
 
+	var failed error
 	select {
 	case <-ctx.Done():
 	case err := <-nodeDone:
-		return fmt.Errorf("discovery node stopped: %w", err)
+		nodeDone <- err
+		failed = fmt.Errorf("discovery node stopped: %w", err)
+	case err := <-routerDone:
+		routerDone <- err
+		failed = fmt.Errorf("router stopped: %w", err)
 	}
 	fmt.Fprintln(out, "stopping hail dev stack")
 	for _, inst := range insts {
@@ -179,8 +213,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 			log.Warn("echo shutdown", "instance_id", inst.ID(), "err", err)
 		}
 	}
+	stopRouter()
 	stopNode()
-	return <-nodeDone
+	return errors.Join(failed, <-routerDone, <-nodeDone)
 }
 
 func printWelcome(w io.Writer, url, storeDir, nodeID string, echoes int, httpAddr string) {
@@ -192,8 +227,9 @@ func printWelcome(w io.Writer, url, storeDir, nodeID string, echoes int, httpAdd
 hail dev stack is up
   NATS        %s (JetStream data in %s)
   discovery   node %s
+  router      %s
   echo        %d instances of service "echo"
-`, url, storeDir, nodeID, echoes)
+`, url, storeDir, nodeID, events.Subjects{}.RouteAll(), echoes)
 	if httpAddr != "" {
 		fmt.Fprintf(w, "  metrics     http://%s/metrics\n", httpAddr)
 	}
@@ -202,6 +238,8 @@ Try, with the nats CLI:
   nats%[1]s kv ls %[2]s
   nats%[1]s kv get %[2]s echo.<id>
   nats%[1]s kv watch %[2]s
+  nats%[1]s request %[7]s hi
+  nats%[1]s kv put %[8]s %[9]s '{"strategy":"round_robin"}'
   nats%[1]s request %[3]s hi
   nats%[1]s request %[4]s '{}'
   nats%[1]s request %[5]s '{"service":"echo"}'
@@ -209,5 +247,6 @@ Try, with the nats CLI:
 Ctrl-C stops everything.
 
 `, s, bus.InstancesBucket, events.Subjects{}.Svc("echo", "say"), events.Subjects{}.DiscoveryServices(),
-		events.Subjects{}.DiscoveryInstances(), events.Subjects{}.HealthAll())
+		events.Subjects{}.DiscoveryInstances(), events.Subjects{}.HealthAll(), events.Subjects{}.Route("echo", "say"),
+		bus.ConfigBucket, events.RouteConfigKey("echo"))
 }

@@ -70,12 +70,23 @@ func TestDevStack(t *testing.T) {
 	if err != nil || string(m.Data) != "hi" || m.Header.Get(events.HeaderInstance) == "" {
 		t.Fatalf("echo.say: %v %v", m, err)
 	}
+	// Through the router; its table follows the registry within moments.
+	bustest.Eventually(t, 5*time.Second, func() error {
+		m, err := nc.Request("hail.route.echo.say", []byte("hi"), 2*time.Second)
+		if err != nil {
+			return err
+		}
+		if string(m.Data) != "hi" || m.Header.Get(events.HeaderInstance) == "" {
+			return fmt.Errorf("routed reply %q %v", m.Data, m.Header)
+		}
+		return nil
+	})
 	m, err = nc.Request("hail.discovery.services", []byte("{}"), 2*time.Second)
 	var svcs []events.ServiceSummary
 	if err != nil || json.Unmarshal(m.Data, &svcs) != nil || len(svcs) != 1 || svcs[0].Passing != 3 {
 		t.Errorf("services: %s %v", m.Data, err)
 	}
-	for _, want := range []string{"nats -s " + url + " kv ls hail_instances", "request hail.svc.echo.say hi"} {
+	for _, want := range []string{"nats -s " + url + " kv ls hail_instances", "request hail.svc.echo.say hi", "request hail.route.echo.say hi", "kv put hail_config route.echo"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("welcome lacks %q", want)
 		}

@@ -1,0 +1,208 @@
+// Command router routes requests on hail.route.<service>.<endpoint> to one
+// healthy instance of the service.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/hailsd/hail/admin"
+	"github.com/hailsd/hail/bus"
+	"github.com/hailsd/hail/config"
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/router"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// Config is the router's configuration.
+type Config struct {
+	NATS config.NATS `koanf:"nats"`
+	// Prefix of every hail subject. Default hail.
+	Prefix string      `koanf:"prefix"`
+	Route  RouteConfig `koanf:"route"`
+	// Ejection is passive outlier detection.
+	Ejection EjectionConfig `koanf:"ejection"`
+	// Workers is how many subscriptions share hail.route.>. Default 0:
+	// one per CPU.
+	Workers int `koanf:"workers"`
+	// MaxInflight bounds routed calls in progress. Default 4096.
+	MaxInflight int `koanf:"max_inflight"`
+	// DrainTimeout bounds the wait for calls in progress at shutdown.
+	// Default 10s.
+	DrainTimeout time.Duration `koanf:"drain_timeout"`
+	HTTP         HTTPConfig    `koanf:"http"`
+	Log          config.Log    `koanf:"log"`
+}
+
+// RouteConfig holds the defaults a hail_config route.<service> overrides.
+type RouteConfig struct {
+	// Strategy when a route names none. Default weighted.
+	Strategy string `koanf:"strategy"`
+	// Timeout of a whole routed call, retries included. Default 5s.
+	Timeout time.Duration `koanf:"timeout"`
+	// Retries after no responders. Default 2.
+	Retries int `koanf:"retries"`
+	// HashLoadFactor bounds the hash strategy's in-flight requests per
+	// instance at this multiple of the mean. Default 1.25.
+	HashLoadFactor float64 `koanf:"hash_load_factor"`
+	// WarningWeight is the fraction of its weight a warning instance
+	// keeps; 0 routes nothing to warning instances. Default 0.1.
+	WarningWeight float64 `koanf:"warning_weight"`
+	// RetryBudget is the retries each request earns. Default 0.2.
+	RetryBudget float64 `koanf:"retry_budget"`
+	// MinRetriesPerSecond are allowed whatever the budget. Default 10.
+	MinRetriesPerSecond float64 `koanf:"min_retries_per_second"`
+}
+
+// EjectionConfig is passive outlier detection.
+type EjectionConfig struct {
+	// Base time out for an instance that did not answer; doubled per
+	// ejection in a row. Default 30s.
+	Base time.Duration `koanf:"base"`
+	// Max time out. Default 5m.
+	Max time.Duration `koanf:"max"`
+	// MaxShare of a service's instances out at once. Default 0.5.
+	MaxShare float64 `koanf:"max_share"`
+}
+
+// HTTPConfig is where /metrics, /healthz and /readyz are served.
+type HTTPConfig struct {
+	// Addr to listen on, like 127.0.0.1:8082; empty serves no HTTP. Default empty.
+	Addr string `koanf:"addr"`
+}
+
+// Logging is the log section.
+func (c *Config) Logging() config.Log { return c.Log }
+
+func defaults() *Config {
+	d := router.DefaultDefaults()
+	return &Config{
+		NATS:   config.NATS{URL: config.DefaultNATSURL},
+		Prefix: events.DefaultPrefix,
+		Route: RouteConfig{Strategy: d.Strategy, Timeout: d.Timeout, Retries: d.Retries, HashLoadFactor: d.HashLoadFactor,
+			WarningWeight: d.WarningWeight, RetryBudget: 0.2, MinRetriesPerSecond: 10},
+		Ejection:     EjectionConfig{Base: 30 * time.Second, Max: 5 * time.Minute, MaxShare: 0.5},
+		MaxInflight:  4096,
+		DrainTimeout: 10 * time.Second,
+		Log:          config.DefaultLog,
+	}
+}
+
+func (c *Config) defaults() router.Defaults {
+	return router.Defaults{Strategy: c.Route.Strategy, Timeout: c.Route.Timeout, Retries: c.Route.Retries,
+		HashLoadFactor: c.Route.HashLoadFactor, WarningWeight: c.Route.WarningWeight}
+}
+
+// Validate checks every field and names the ones that are wrong.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	add(c.NATS.Validate())
+	add(c.Log.Validate())
+	if _, err := events.NewSubjects(c.Prefix); err != nil {
+		add(config.FieldError("prefix", "%v", err))
+	}
+	if !slices.Contains(events.Strategies, c.Route.Strategy) {
+		add(config.FieldError("route.strategy", "%q is not one of %s", c.Route.Strategy, strings.Join(events.Strategies, ", ")))
+	}
+	if c.Route.Timeout <= 0 || c.Route.Timeout > 10*time.Minute {
+		add(config.FieldError("route.timeout", "%v is out of range (0, 10m]", c.Route.Timeout))
+	}
+	if c.Route.Retries < 0 || c.Route.Retries > 10 {
+		add(config.FieldError("route.retries", "%d is out of range 0..10", c.Route.Retries))
+	}
+	if c.Route.HashLoadFactor <= 1 || c.Route.HashLoadFactor > 10 {
+		add(config.FieldError("route.hash_load_factor", "%g is out of range (1, 10]", c.Route.HashLoadFactor))
+	}
+	if c.Route.WarningWeight < 0 || c.Route.WarningWeight > 1 {
+		add(config.FieldError("route.warning_weight", "%g is out of range 0..1", c.Route.WarningWeight))
+	}
+	if c.Route.RetryBudget <= 0 || c.Route.RetryBudget > 1 {
+		add(config.FieldError("route.retry_budget", "%g is out of range (0, 1]", c.Route.RetryBudget))
+	}
+	if c.Route.MinRetriesPerSecond <= 0 {
+		add(config.FieldError("route.min_retries_per_second", "%g must be positive", c.Route.MinRetriesPerSecond))
+	}
+	if c.Ejection.Base <= 0 {
+		add(config.FieldError("ejection.base", "%v must be positive", c.Ejection.Base))
+	}
+	if c.Ejection.Max < c.Ejection.Base {
+		add(config.FieldError("ejection.max", "%v is below ejection.base (%v)", c.Ejection.Max, c.Ejection.Base))
+	}
+	if c.Ejection.MaxShare <= 0 || c.Ejection.MaxShare > 1 {
+		add(config.FieldError("ejection.max_share", "%g is out of range (0, 1]", c.Ejection.MaxShare))
+	}
+	if c.Workers < 0 || c.Workers > 256 {
+		add(config.FieldError("workers", "%d is out of range 0..256", c.Workers))
+	}
+	if c.MaxInflight < 1 {
+		add(config.FieldError("max_inflight", "%d is below 1", c.MaxInflight))
+	}
+	if c.DrainTimeout <= 0 {
+		add(config.FieldError("drain_timeout", "%v must be positive", c.DrainTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// routerConfig is the router package's view of c.
+func (c *Config) routerConfig(set *metrics.Set, log *slog.Logger) router.Config {
+	return router.Config{
+		Table: router.TableConfig{
+			Subjects: events.Subjects{Prefix: c.Prefix},
+			Defaults: c.defaults(),
+			Ejection: router.Ejection{Base: c.Ejection.Base, Max: c.Ejection.Max, MaxShare: c.Ejection.MaxShare},
+			Budget:   router.Budget{Ratio: c.Route.RetryBudget, MinPerSecond: c.Route.MinRetriesPerSecond},
+			Logger:   log,
+			Metrics:  set,
+		},
+		Workers: c.Workers, MaxInflight: c.MaxInflight, DrainTimeout: c.DrainTimeout,
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
+	cfg := defaults()
+	log, done, err := config.Start(cfg, "router", args, getenv, out)
+	if done || err != nil {
+		return err
+	}
+	nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: cfg.NATS.URL, Name: "hail-router", Logger: log})
+	if err != nil {
+		return err
+	}
+	defer bus.Drain(nc, 5*time.Second)
+	set := metrics.NewSet()
+	r, err := router.New(nc, cfg.routerConfig(set, log))
+	if err != nil {
+		return err
+	}
+	if cfg.HTTP.Addr != "" {
+		ready := func() bool { return r.Ready() && nc.IsConnected() }
+		if _, err := admin.Serve(ctx, cfg.HTTP.Addr, admin.Handler(set, ready), log); err != nil {
+			return err
+		}
+	}
+	return r.Run(ctx)
+}

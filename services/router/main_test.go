@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/discovery"
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/internal/fakeinst"
+	"github.com/hailsd/hail/internal/testlog"
+)
+
+func envFrom(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// The program as the hidden tests start it: HAIL_NATS_URL only. It starts
+// before any discovery node has made the buckets, and waits for them.
+func TestRunRoutesThroughEnv(t *testing.T) {
+	s := bustest.RunServer(t)
+	nc := bustest.Connect(t, s.ClientURL())
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out testlog.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--http-addr", addr}, envFrom(map[string]string{"HAIL_NATS_URL": s.ClientURL()}), &out)
+	}()
+	bustest.Eventually(t, 5*time.Second, func() error {
+		if !strings.Contains(out.String(), "waiting for the registry buckets") {
+			return fmt.Errorf("router does not say it waits:\n%s", out.String())
+		}
+		return nil
+	})
+
+	node, err := discovery.New(bustest.Connect(t, s.ClientURL()), bustest.Buckets(t, nc), discovery.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeCtx, stopNode := context.WithCancel(context.Background())
+	nodeDone := make(chan error, 1)
+	go func() { nodeDone <- node.Run(nodeCtx) }()
+	defer func() {
+		stopNode()
+		<-nodeDone
+	}()
+	select {
+	case <-node.Serving():
+	case <-time.After(10 * time.Second):
+		t.Fatal("discovery not serving within 10s")
+	}
+	inst := fakeinst.Start(t, s.ClientURL(), fakeinst.Options{Service: "echo"})
+
+	bustest.Eventually(t, 10*time.Second, func() error {
+		m, err := nc.Request("hail.route.echo.say", []byte("hi"), time.Second)
+		if err != nil {
+			return err
+		}
+		if code, text, isErr := events.ReplyError(m); isErr {
+			return fmt.Errorf("%d %s", code, text)
+		}
+		if string(m.Data) != inst.ID {
+			return fmt.Errorf("reply %q", m.Data)
+		}
+		return nil
+	})
+	m, err := nc.Request("hail.route.nosuch.say", nil, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := events.ReplyError(m); code != events.CodeNotFound {
+		t.Fatalf("unknown service: code %d, want 404", code)
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`hail_router_requests_total{service="echo",endpoint="say",outcome="ok"}`,
+		`hail_router_requests_total{service="_unknown",endpoint="_unknown",outcome="not_found"} 1`,
+		`hail_router_request_duration_seconds_bucket{service="echo"`,
+		"process_cpu_seconds_total",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v\n%s", err, out.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+	for _, want := range []string{"router serving", "router stopped"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestConfigErrorsNameField(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--route-strategy", "fastest"}, nil, "route.strategy"},
+		{nil, map[string]string{"HAIL_ROUTE_TIMEOUT": "soon"}, "route.timeout"},
+		{[]string{"--route-hash-load-factor", "1"}, nil, "route.hash_load_factor"},
+		{[]string{"--ejection-max-share", "2"}, nil, "ejection.max_share"},
+		{[]string{"--prefix", "hail.>"}, nil, "prefix"},
+		{[]string{"--route-retries", "-1"}, nil, "route.retries"},
+	}
+	for _, tt := range tests {
+		err := run(context.Background(), tt.args, envFrom(tt.env), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("run(%v, %v) = %v, want an error naming %s", tt.args, tt.env, err, tt.want)
+		}
+	}
+}
+
+func TestPrintConfig(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"--print-config", "--route-strategy", "p2c_ewma"}, envFrom(map[string]string{"HAIL_ROUTE_RETRIES": "3"}), &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"strategy: p2c_ewma", "retries: 3", "timeout: 5s", "hash_load_factor: 1.25"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("printed config lacks %q:\n%s", want, out.String())
+		}
+	}
+}
