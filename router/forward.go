@@ -172,7 +172,7 @@ func (c *call) oneWay() {
 	}
 	m := &nats.Msg{Subject: c.f.cfg.Subjects.Inst(t.ID, c.endpoint), Header: c.in.Header, Data: c.in.Data}
 	err = c.f.nc.PublishMsg(m)
-	t.Done(0, err != nil)
+	t.Done(Result{Failed: err != nil})
 	c.finish(c.ep.stats, outcomeNoReply)
 }
 
@@ -243,7 +243,7 @@ func (c *call) attempt() {
 			return // the timer got there first
 		}
 		c.timer.Stop()
-		t.Done(0, false)
+		t.Done(Result{})
 		c.fail(c.ep.stats, outcomeUnavailable, &Error{events.CodeUnavailable, fmt.Sprintf("router cannot send: %v", err)})
 	}
 }
@@ -276,14 +276,15 @@ func (f *Forwarder) onReply(m *nats.Msg) {
 		return // after its timeout, or a duplicate
 	}
 	c.timer.Stop()
-	latency := time.Since(c.sent)
+	now := time.Now()
+	latency := now.Sub(c.sent)
 	if len(m.Data) == 0 && m.Header.Get(statusHeader) == noResponders {
-		c.target.Done(latency, true)
+		c.target.Done(Result{Latency: latency, Failed: true, At: now})
 		c.retry(false)
 		return
 	}
 	code, _, isErr := events.ReplyError(m)
-	c.target.Done(latency, isErr && code >= 500)
+	c.target.Done(Result{Latency: latency, Failed: isErr && code >= 500, At: now})
 	out := &nats.Msg{Header: m.Header, Data: m.Data}
 	if out.Header == nil {
 		out.Header = nats.Header{}
@@ -300,7 +301,8 @@ func (f *Forwarder) expire(token uint64) {
 	if c == nil {
 		return
 	}
-	c.target.Done(time.Since(c.sent), true)
+	now := time.Now()
+	c.target.Done(Result{Latency: now.Sub(c.sent), Failed: true, At: now})
 	c.retry(true)
 }
 

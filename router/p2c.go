@@ -1,9 +1,6 @@
 package router
 
-import (
-	"math/rand/v2"
-	"time"
-)
+import "math/rand/v2"
 
 // p2c is the power of two choices (Mitzenmacher): draw two different
 // targets at random and take the cheaper. It avoids the herd that "always
@@ -11,7 +8,7 @@ import (
 // cost of two loads per pick. least_conn and p2c_ewma differ only in cost.
 type p2c struct {
 	targets []*Target
-	cost    func(t *Target, now time.Time) float64
+	cost    func(t *Target) float64
 }
 
 func (p *p2c) Pick(_ string, avoid func(*Target) bool) (*Target, error) {
@@ -36,8 +33,7 @@ func (p *p2c) Pick(_ string, avoid func(*Target) bool) (*Target, error) {
 		a, b := ts[i], ts[j]
 		switch okA, okB := ok(a), ok(b); {
 		case okA && okB:
-			now := time.Now()
-			if p.cost(b, now) < p.cost(a, now) {
+			if p.cost(b) < p.cost(a) {
 				a = b
 			}
 		case okB:

@@ -6,6 +6,7 @@ package router
 
 import (
 	"errors"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,7 +39,7 @@ type Target struct {
 // NewTarget makes a target with its own load; tests and benchmarks use it,
 // the table shares one Load per instance across pickers.
 func NewTarget(id string, weight int) *Target {
-	return &Target{ID: id, Weight: weight, load: newLoad(nil)}
+	return &Target{ID: id, Weight: weight, load: newLoad(nil, nil)}
 }
 
 // Inflight is the number of requests this router has sent to the target
@@ -69,14 +70,27 @@ func (t *Target) tryAcquire(limit int64) bool {
 	}
 }
 
-// Done ends an attempt: latency is how long it took, failed whether the
-// instance failed it (no reply, or an error it should not have given).
-func (t *Target) Done(latency time.Duration, failed bool) {
+// Result is how an attempt on a target ended.
+type Result struct {
+	Latency time.Duration
+	// Failed is true when the instance failed the attempt: no reply, or
+	// an error reply it should not have given (5xx).
+	Failed bool
+	// At is when the attempt ended; zero means now. The forwarder has the
+	// time already, and reading the clock costs more than a pick.
+	At time.Time
+}
+
+// Done ends an attempt on t.
+func (t *Target) Done(r Result) {
 	t.load.inflight.Add(-1)
 	if t.load.total != nil {
 		t.load.total.Add(-1)
 	}
-	t.load.observe(latency, failed)
+	if r.At.IsZero() {
+		r.At = time.Now()
+	}
+	t.load.observe(r)
 }
 
 // ejected reports whether passive outlier detection has taken the target
@@ -90,14 +104,28 @@ type Load struct {
 	// total is the service's in-flight sum, for the hash strategy's bound.
 	total   *atomic.Int64
 	ejected atomic.Bool
+	// clock is when the last attempt on any instance of the service
+	// ended (Unix ns): a clock for decaying latencies that costs no
+	// system call on the pick path.
+	clock *atomic.Int64
+
+	// ewma (float64 bits, nanoseconds, peak-sensitive) and stamp (Unix ns
+	// of its last sample, 0 for none) are written under mu and read
+	// without it: a pick may see one a sample newer than the other,
+	// which moves a cost by one sample at most.
+	ewma  atomic.Uint64
+	stamp atomic.Int64
 
 	mu     sync.Mutex
-	ewma   float64 // nanoseconds, peak-sensitive
-	stamp  time.Time
 	streak int // ejections in a row, for backoff
 }
 
-func newLoad(total *atomic.Int64) *Load { return &Load{total: total} }
+func newLoad(total, clock *atomic.Int64) *Load {
+	if clock == nil {
+		clock = new(atomic.Int64)
+	}
+	return &Load{total: total, clock: clock}
+}
 
 // Latency-aware selection (Finagle's and Linkerd's peak EWMA).
 const (
@@ -112,34 +140,38 @@ const (
 	unknownLatency = 5 * time.Millisecond
 )
 
-func (l *Load) observe(latency time.Duration, failed bool) {
-	sample := float64(latency)
-	if failed {
+func (l *Load) observe(r Result) {
+	sample := float64(r.Latency)
+	if r.Failed {
 		sample = max(sample, float64(failurePenalty))
 	}
-	now := time.Now()
+	now := r.At.UnixNano()
+	if now > l.clock.Load() {
+		l.clock.Store(now) // racing stores all hold recent times
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !failed {
+	if !r.Failed {
 		l.streak = 0
 	}
-	if l.stamp.IsZero() || sample > l.ewma {
+	stamp, ewma := l.stamp.Load(), math.Float64frombits(l.ewma.Load())
+	if stamp == 0 || sample > ewma {
 		// Peak sensitivity: a slow reply counts in full at once.
-		l.ewma = sample
+		ewma = sample
 	} else {
-		w := decayWeight(now.Sub(l.stamp))
-		l.ewma = l.ewma*w + sample*(1-w)
+		w := decayWeight(time.Duration(now - stamp))
+		ewma = ewma*w + sample*(1-w)
 	}
-	l.stamp = now
+	l.ewma.Store(math.Float64bits(ewma))
+	l.stamp.Store(max(stamp, now))
 }
 
-// latency is the EWMA as of now, decayed over the time without samples so
-// that an instance once slow gets tried again.
-func (l *Load) latency(now time.Time) float64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.stamp.IsZero() {
+// latency is the EWMA decayed over the time since its last sample (by the
+// service's clock), so that an instance once slow gets tried again.
+func (l *Load) latency() float64 {
+	stamp := l.stamp.Load()
+	if stamp == 0 {
 		return float64(unknownLatency)
 	}
-	return l.ewma * decayWeight(now.Sub(l.stamp))
+	return math.Float64frombits(l.ewma.Load()) * decayWeight(time.Duration(l.clock.Load()-stamp))
 }

@@ -35,7 +35,7 @@ func pickN(t testing.TB, p Picker, ts []*Target, n int, key func(i int) string) 
 		if err != nil {
 			t.Fatalf("pick %d: %v", i, err)
 		}
-		got.Done(time.Millisecond, false)
+		got.Done(Result{Latency: time.Millisecond})
 		counts[idx[got]]++
 	}
 	return counts
@@ -118,7 +118,7 @@ func TestLeastConnFavoursFewerInflight(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got.Done(0, false)
+		got.Done(Result{})
 		if got != ts[1] {
 			t.Fatalf("pick %d went to the busy target", i)
 		}
@@ -139,7 +139,7 @@ func TestP2CEWMAAvoidsSlow(t *testing.T) {
 		if got == slow {
 			lat = 20 * time.Millisecond
 		}
-		got.Done(lat, false)
+		got.Done(Result{Latency: lat})
 		for j, x := range ts {
 			if x == got {
 				counts[j]++
@@ -160,15 +160,15 @@ func TestP2CEWMAPenalisesFastFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got == ts[0] {
-			got.Done(100*time.Microsecond, true) // fails fast
+			got.Done(Result{Latency: 100 * time.Microsecond, Failed: true}) // fails fast
 		} else {
-			got.Done(5*time.Millisecond, false)
+			got.Done(Result{Latency: 5 * time.Millisecond})
 		}
 	}
 	var failing int
 	for range 1000 {
 		got, _ := p.Pick("", nil)
-		got.Done(0, false)
+		got.Done(Result{})
 		if got == ts[0] {
 			failing++
 		}
@@ -193,7 +193,7 @@ func TestPickersHonourAvoidAndEjection(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				got.Done(0, false)
+				got.Done(Result{})
 				if got != ts[2] {
 					t.Fatalf("pick %d: %s, want the only usable target", i, got.ID)
 				}
@@ -225,7 +225,7 @@ func TestHashStableAndMinimalMove(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got.Done(0, false)
+		got.Done(Result{})
 		return got.ID
 	}
 	ring := newHashRing(ts, 1.25, newWeighted(ts))
@@ -303,7 +303,7 @@ func TestHashBoundedLoad(t *testing.T) {
 		}
 	}
 	for _, x := range held {
-		x.Done(0, false)
+		x.Done(Result{})
 	}
 }
 
@@ -316,5 +316,18 @@ func TestHashWithoutKeyIsWeighted(t *testing.T) {
 	counts := pickN(t, p, ts, 600, nil)
 	if counts[0] != 100 || counts[1] != 200 || counts[2] != 300 {
 		t.Fatalf("picks without a key: %v, want [100 200 300]", counts)
+	}
+}
+
+func TestRandomWeighted(t *testing.T) {
+	ts := targets(100, 200, 300, 1)
+	const n = 60000
+	counts := pickN(t, newRandom(ts), ts, n, nil)
+	for i, w := range []int{100, 200, 300, 1} {
+		p := float64(w) / 601
+		sd := math.Sqrt(n * p * (1 - p))
+		if math.Abs(float64(counts[i])-n*p) > 5*sd {
+			t.Errorf("target %d (weight %d): %d picks, want %.0f ± %.0f", i, w, counts[i], n*p, 5*sd)
+		}
 	}
 }

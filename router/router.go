@@ -32,11 +32,11 @@ type Config struct {
 // them to one instance. Several routers share the queue group
 // P.router, so each request is routed once.
 type Router struct {
-	nc    *nats.Conn
-	cfg   Config
-	log   *slog.Logger
-	table *Table
-	fwd   *Forwarder
+	nc      *nats.Conn
+	cfg     Config
+	log     *slog.Logger
+	table   *Table
+	fwd     *Forwarder
 	ready   atomic.Bool
 	serving chan struct{}
 	bad     *endpointStats

@@ -53,6 +53,7 @@ func (b *Budget) setDefaults() {
 type serviceState struct {
 	ej       Ejection
 	inflight atomic.Int64
+	clock    atomic.Int64
 	pickable atomic.Int64
 	ejected  atomic.Int64
 	budget   retryBudget

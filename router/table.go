@@ -422,7 +422,7 @@ func (t *Table) build(s *service) *View {
 		}
 		l := s.loads[id]
 		if l == nil {
-			l = newLoad(&s.state.inflight)
+			l = newLoad(&s.state.inflight, &s.state.clock)
 			s.loads[id] = l
 		}
 		pickable++

@@ -12,6 +12,7 @@ import (
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/internal/fakeinst"
+	"github.com/hailsd/hail/router"
 )
 
 // pickable is how many instances the router offers for echo.say now.
@@ -26,7 +27,7 @@ func (e *env) pickable() int {
 		if err != nil {
 			return len(seen)
 		}
-		tg.Done(0, false)
+		tg.Done(router.Result{})
 		seen[tg.ID] = true
 	}
 	return len(seen)
