@@ -28,6 +28,11 @@ func (n NATS) Validate() error {
 		if err != nil || p.Host == "" {
 			return FieldError("nats.url", "%q is not a URL like nats://host:4222", u)
 		}
+		switch p.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			return FieldError("nats.url", "%q: scheme %q is not nats, tls, ws or wss", u, p.Scheme)
+		}
 	}
 	return nil
 }

@@ -1,0 +1,339 @@
+// Package bench measures hail's request path side by side with plain NATS
+// request-reply, in one run, with the same payload, concurrency and
+// instances: plain NATS to the service's queue group (the limit), through
+// a router (hail.route.*), and client-side routing (router.Client).
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hailsd/hail/bus"
+	"github.com/hailsd/hail/bus/embedded"
+	"github.com/hailsd/hail/discovery"
+	"github.com/hailsd/hail/echo"
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/instance"
+	"github.com/hailsd/hail/router"
+)
+
+// Modes, in the order they are measured.
+const (
+	ModePlain  = "plain"
+	ModeRouter = "router"
+	ModeClient = "client"
+)
+
+// Modes lists every mode.
+var Modes = []string{ModePlain, ModeRouter, ModeClient}
+
+// Config is one benchmark run.
+type Config struct {
+	// URL of a NATS server with JetStream; empty starts an embedded one.
+	URL         string
+	Instances   int           // echo instances; default 3
+	Concurrency int           // requests in flight; default 32
+	Payload     int           // bytes per request; default 128
+	Duration    time.Duration // measured time per mode; default 3s
+	Warmup      time.Duration // unmeasured time per mode first; default 500ms
+	Logger      *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Instances <= 0 {
+		c.Instances = 3
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 32
+	}
+	if c.Payload <= 0 {
+		c.Payload = 128
+	}
+	if c.Duration <= 0 {
+		c.Duration = 3 * time.Second
+	}
+	if c.Warmup <= 0 {
+		c.Warmup = 500 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Result is one mode's figures.
+type Result struct {
+	Mode       string
+	Requests   int
+	Errors     int
+	Throughput float64 // requests per second
+	P50, P99   time.Duration
+}
+
+// Stack is everything a run needs: a NATS server (unless given), a
+// discovery node, echo instances, a router, a client and a caller's
+// connection, each with its own connection as in production.
+type Stack struct {
+	cfg    Config
+	caller *nats.Conn
+	client *router.Client
+	stop   []func()
+}
+
+// Start brings the stack up and waits until every mode answers.
+func Start(ctx context.Context, cfg Config) (*Stack, error) {
+	cfg.setDefaults()
+	s := &Stack{cfg: cfg}
+	if err := s.start(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Stack) start(ctx context.Context) error {
+	url := s.cfg.URL
+	if url == "" {
+		dir, err := os.MkdirTemp("", "hail-bench-")
+		if err != nil {
+			return err
+		}
+		srv, err := embedded.StartServer(embedded.ServerOptions{Name: "hail-bench", Port: -1, StoreDir: dir})
+		if err != nil {
+			return err
+		}
+		s.stop = append(s.stop, func() { srv.Shutdown(); srv.WaitForShutdown(); _ = os.RemoveAll(dir) })
+		url = srv.ClientURL()
+	}
+	connect := func(name string) (*nats.Conn, error) {
+		nc, err := nats.Connect(url, nats.Name(name))
+		if err != nil {
+			return nil, fmt.Errorf("connect %s: %w", name, err)
+		}
+		s.stop = append(s.stop, nc.Close)
+		return nc, nil
+	}
+	dnc, err := connect("bench-discovery")
+	if err != nil {
+		return err
+	}
+	kv, err := bus.EnsureBuckets(ctx, dnc, bus.BucketOptions{})
+	if err != nil {
+		return err
+	}
+	node, err := discovery.New(dnc, kv, discovery.Config{Logger: s.cfg.Logger})
+	if err != nil {
+		return err
+	}
+	s.run(node.Run)
+	select {
+	case <-node.Serving():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	for i := range s.cfg.Instances {
+		nc, err := connect(fmt.Sprintf("bench-echo-%d", i))
+		if err != nil {
+			return err
+		}
+		inst, err := instance.New(nc, instance.Config{Service: "echo", Capacity: 1024, Logger: s.cfg.Logger})
+		if err != nil {
+			return err
+		}
+		if err := echo.Register(inst); err != nil {
+			return err
+		}
+		if err := inst.Start(ctx); err != nil {
+			return err
+		}
+		s.stop = append(s.stop, func() { _ = inst.Shutdown(context.Background()) })
+	}
+	rnc, err := connect("bench-router")
+	if err != nil {
+		return err
+	}
+	rt, err := router.New(rnc, router.Config{Table: router.TableConfig{Logger: s.cfg.Logger}})
+	if err != nil {
+		return err
+	}
+	s.run(rt.Run)
+	cnc, err := connect("bench-client")
+	if err != nil {
+		return err
+	}
+	if s.client, err = router.NewClient(ctx, cnc, router.Config{Table: router.TableConfig{Logger: s.cfg.Logger}}); err != nil {
+		return err
+	}
+	s.stop = append(s.stop, func() { _ = s.client.Close(context.Background()) })
+	if s.caller, err = connect("bench-caller"); err != nil {
+		return err
+	}
+	// Every mode must reach every instance before anything is measured.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, mode := range Modes {
+		do := s.request(mode, make([]byte, s.cfg.Payload))
+		for seen := map[string]bool{}; len(seen) < s.cfg.Instances; {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("mode %s reached %d of %d instances within 30s", mode, len(seen), s.cfg.Instances)
+			}
+			m, err := do(ctx)
+			if err == nil {
+				seen[m.Header.Get(events.HeaderInstance)] = true
+			}
+		}
+	}
+	return nil
+}
+
+// run runs f until Close.
+func (s *Stack) run(f func(context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = f(ctx)
+	}()
+	s.stop = append(s.stop, func() { cancel(); <-done })
+}
+
+// Close stops everything, last started first.
+func (s *Stack) Close() {
+	for i := len(s.stop) - 1; i >= 0; i-- {
+		s.stop[i]()
+	}
+	s.stop = nil
+}
+
+// request returns one mode's way of sending a request.
+func (s *Stack) request(mode string, payload []byte) func(context.Context) (*nats.Msg, error) {
+	var sub events.Subjects
+	check := func(m *nats.Msg, err error) (*nats.Msg, error) {
+		if err != nil {
+			return nil, err
+		}
+		if code, text, isErr := events.ReplyError(m); isErr {
+			return nil, fmt.Errorf("%d %s", code, text)
+		}
+		return m, nil
+	}
+	switch mode {
+	case ModePlain:
+		return func(context.Context) (*nats.Msg, error) {
+			return check(s.caller.Request(sub.Svc("echo", "say"), payload, 5*time.Second))
+		}
+	case ModeRouter:
+		return func(context.Context) (*nats.Msg, error) {
+			return check(s.caller.Request(sub.Route("echo", "say"), payload, 5*time.Second))
+		}
+	case ModeClient:
+		return func(ctx context.Context) (*nats.Msg, error) {
+			return check(s.client.Request(ctx, "echo", "say", payload))
+		}
+	}
+	return func(context.Context) (*nats.Msg, error) { return nil, fmt.Errorf("unknown mode %q", mode) }
+}
+
+// Measure sends requests of one mode from Concurrency goroutines: for d,
+// or n requests in all when n > 0.
+func (s *Stack) Measure(ctx context.Context, mode string, d time.Duration, n int) (Result, error) {
+	do := s.request(mode, make([]byte, s.cfg.Payload))
+	var (
+		sent   atomic.Int64
+		errs   atomic.Int64
+		mu     sync.Mutex
+		lats   []time.Duration
+		stopAt = time.Now().Add(d)
+	)
+	more := func() bool {
+		if n > 0 {
+			return sent.Add(1) <= int64(n)
+		}
+		return time.Now().Before(stopAt)
+	}
+	start := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	for range s.cfg.Concurrency {
+		g.Go(func() error {
+			var mine []time.Duration
+			for more() && gctx.Err() == nil {
+				t := time.Now()
+				if _, err := do(gctx); err != nil {
+					errs.Add(1)
+					continue
+				}
+				mine = append(mine, time.Since(t))
+			}
+			mu.Lock()
+			lats = append(lats, mine...)
+			mu.Unlock()
+			return nil
+		})
+	}
+	_ = g.Wait()
+	elapsed := time.Since(start)
+	if len(lats) == 0 {
+		return Result{}, errors.New("no request succeeded")
+	}
+	slices.Sort(lats)
+	return Result{
+		Mode: mode, Requests: len(lats), Errors: int(errs.Load()),
+		Throughput: float64(len(lats)) / elapsed.Seconds(),
+		P50:        lats[len(lats)/2], P99: lats[len(lats)*99/100],
+	}, ctx.Err()
+}
+
+// Run starts a stack and measures every mode, each after a warm-up.
+func Run(ctx context.Context, cfg Config) ([]Result, error) {
+	cfg.setDefaults()
+	s, err := Start(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	var out []Result
+	for _, mode := range Modes {
+		if _, err := s.Measure(ctx, mode, cfg.Warmup, 0); err != nil {
+			return nil, fmt.Errorf("warm up %s: %w", mode, err)
+		}
+		r, err := s.Measure(ctx, mode, cfg.Duration, 0)
+		if err != nil {
+			return nil, fmt.Errorf("measure %s: %w", mode, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// Write prints results as a Markdown table with each mode's ratio to plain
+// NATS.
+func Write(w io.Writer, cfg Config, results []Result) {
+	cfg.setDefaults()
+	fmt.Fprintf(w, "%d echo instances, %d requests in flight, %d-byte payload, %s per mode\n\n",
+		cfg.Instances, cfg.Concurrency, cfg.Payload, cfg.Duration)
+	fmt.Fprintln(w, "| path | req/s | × plain | p50 | p99 | errors |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
+	var base float64
+	for _, r := range results {
+		if r.Mode == ModePlain {
+			base = r.Throughput
+		}
+	}
+	for _, r := range results {
+		ratio := "-"
+		if base > 0 {
+			ratio = fmt.Sprintf("%.2f", r.Throughput/base)
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %s | %d |\n", r.Mode, r.Throughput, ratio,
+			r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Errors)
+	}
+}

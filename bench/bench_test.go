@@ -1,0 +1,53 @@
+package bench
+
+import (
+	"testing"
+	"time"
+)
+
+// BenchmarkRequest is the go test -bench entry of the side-by-side
+// measurement: b.N requests, 32 in flight, per path. Besides ns/op it
+// reports req/s, p50 and p99.
+func BenchmarkRequest(b *testing.B) {
+	s, err := Start(b.Context(), Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	for _, mode := range Modes {
+		b.Run(mode, func(b *testing.B) {
+			if _, err := s.Measure(b.Context(), mode, 200*time.Millisecond, 0); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			r, err := s.Measure(b.Context(), mode, 0, b.N)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if r.Errors > 0 {
+				b.Errorf("%d requests failed", r.Errors)
+			}
+			b.ReportMetric(r.Throughput, "req/s")
+			b.ReportMetric(float64(r.P50.Microseconds()), "p50-µs")
+			b.ReportMetric(float64(r.P99.Microseconds()), "p99-µs")
+		})
+	}
+}
+
+// TestRunShort checks that every path answers without error; the figures
+// belong to the benchmark.
+func TestRunShort(t *testing.T) {
+	cfg := Config{Duration: 200 * time.Millisecond, Warmup: 50 * time.Millisecond, Concurrency: 4}
+	results, err := Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != len(Modes) {
+		t.Fatalf("%d results, want %d", len(results), len(Modes))
+	}
+	for _, r := range results {
+		if r.Requests == 0 || r.Errors != 0 {
+			t.Errorf("%s: %d requests, %d errors", r.Mode, r.Requests, r.Errors)
+		}
+	}
+}

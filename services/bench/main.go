@@ -1,0 +1,95 @@
+// Command bench measures plain NATS request-reply, routing through a
+// router, and client-side routing side by side in one run, and prints a
+// Markdown table with each path's ratio to plain NATS.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hailsd/hail/bench"
+	"github.com/hailsd/hail/config"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// Config is one benchmark run.
+type Config struct {
+	// NATS.URL of a server with JetStream; empty starts an embedded one.
+	// Default empty.
+	NATS config.NATS `koanf:"nats"`
+	// Instances of the echo service. Default 3.
+	Instances int `koanf:"instances"`
+	// Concurrency is the requests in flight. Default 32.
+	Concurrency int `koanf:"concurrency"`
+	// Payload bytes per request. Default 128.
+	Payload int `koanf:"payload"`
+	// Duration measured per path. Default 5s.
+	Duration time.Duration `koanf:"duration"`
+	// Warmup per path before measuring. Default 1s.
+	Warmup time.Duration `koanf:"warmup"`
+	Log    config.Log    `koanf:"log"`
+}
+
+// Logging is the log section.
+func (c *Config) Logging() config.Log { return c.Log }
+
+func defaults() *Config {
+	log := config.DefaultLog
+	log.Level = "warn"
+	return &Config{Instances: 3, Concurrency: 32, Payload: 128, Duration: 5 * time.Second, Warmup: time.Second, Log: log}
+}
+
+// Validate names every wrong field.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.NATS.URL != "" {
+		errs = append(errs, c.NATS.Validate())
+	}
+	errs = append(errs, c.Log.Validate())
+	if c.Instances < 1 || c.Instances > 100 {
+		errs = append(errs, config.FieldError("instances", "%d is out of range 1..100", c.Instances))
+	}
+	if c.Concurrency < 1 || c.Concurrency > 4096 {
+		errs = append(errs, config.FieldError("concurrency", "%d is out of range 1..4096", c.Concurrency))
+	}
+	if c.Payload < 1 || c.Payload > 1<<20 {
+		errs = append(errs, config.FieldError("payload", "%d is out of range 1..1048576", c.Payload))
+	}
+	if c.Duration <= 0 {
+		errs = append(errs, config.FieldError("duration", "%v must be positive", c.Duration))
+	}
+	if c.Warmup <= 0 {
+		errs = append(errs, config.FieldError("warmup", "%v must be positive", c.Warmup))
+	}
+	return errors.Join(errs...)
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
+	cfg := defaults()
+	log, done, err := config.Start(cfg, "bench", args, getenv, out)
+	if done || err != nil {
+		return err
+	}
+	bc := bench.Config{URL: cfg.NATS.URL, Instances: cfg.Instances, Concurrency: cfg.Concurrency,
+		Payload: cfg.Payload, Duration: cfg.Duration, Warmup: cfg.Warmup, Logger: log}
+	results, err := bench.Run(ctx, bc)
+	if err != nil {
+		return err
+	}
+	bench.Write(out, bc, results)
+	return nil
+}
