@@ -171,10 +171,10 @@ func (s *Stack) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if s.client, err = router.NewClient(ctx, cnc, router.Config{Table: router.TableConfig{Logger: s.cfg.Logger}}); err != nil {
+	if s.client, err = router.NewClient(ctx, cnc, router.TableConfig{Logger: s.cfg.Logger}); err != nil {
 		return err
 	}
-	s.stop = append(s.stop, func() { _ = s.client.Close(context.Background()) })
+	s.stop = append(s.stop, func() { _ = s.client.Close() })
 	if s.caller, err = connect("bench-caller"); err != nil {
 		return err
 	}

@@ -2,44 +2,47 @@ package router
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/hailsd/hail/events"
 )
 
 // Client is client-side routing for Go callers: the router's table,
 // strategies and retries in the caller's process, sending straight to
-// P.inst.<id>.<endpoint> and so saving the hop through a router.
+// P.inst.<id>.<endpoint> and so saving the hop through a router. Each
+// request blocks its caller's goroutine, like nc.Request.
 type Client struct {
+	nc     *nats.Conn
 	table  *Table
-	fwd    *Forwarder
+	log    *slog.Logger
 	cancel context.CancelFunc
 	g      *errgroup.Group
 }
 
 // NewClient starts a client on nc and waits until its table is loaded (or
 // ctx ends). Close it when done.
-func NewClient(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) {
-	t, err := NewTable(nc, cfg.Table)
-	if err != nil {
-		return nil, err
-	}
-	fwd, err := NewForwarder(nc, t, ForwarderConfig{Subjects: t.cfg.Subjects, MaxInflight: cfg.MaxInflight, Logger: t.cfg.Logger})
+func NewClient(ctx context.Context, nc *nats.Conn, cfg TableConfig) (*Client, error) {
+	t, err := NewTable(nc, cfg)
 	if err != nil {
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error { return t.Run(gctx) })
-	c := &Client{table: t, fwd: fwd, cancel: cancel, g: g}
+	c := &Client{nc: nc, table: t, log: t.cfg.Logger.With("component", "client"), cancel: cancel, g: g}
 	select {
 	case <-t.Ready():
 		return c, nil
 	case <-gctx.Done():
-		return nil, fmt.Errorf("routing table: %w", c.Close(context.WithoutCancel(ctx)))
+		return nil, fmt.Errorf("routing table: %w", c.Close())
 	case <-ctx.Done():
-		return nil, fmt.Errorf("wait for routing table: %w", c.Close(context.WithoutCancel(ctx)))
+		return nil, fmt.Errorf("wait for routing table: %w", errors.Join(ctx.Err(), c.Close()))
 	}
 }
 
@@ -57,28 +60,54 @@ func (c *Client) Request(ctx context.Context, service, endpoint string, data []b
 // headers included; a routing failure is an *Error. The call ends with ctx
 // or the route's timeout, whichever is first.
 func (c *Client) RequestMsg(ctx context.Context, service, endpoint string, m *nats.Msg) (*nats.Msg, error) {
-	type result struct {
-		m   *nats.Msg
-		err error
-	}
-	ch := make(chan result, 1)
+	return roundTrip(ctx, c.nc, c.table, c.log, service, endpoint, m)
+}
+
+// roundTrip routes m with requests that block the calling goroutine.
+func roundTrip(ctx context.Context, nc *nats.Conn, table *Table, log *slog.Logger, service, endpoint string, m *nats.Msg) (*nats.Msg, error) {
 	deadline, _ := ctx.Deadline()
-	c.fwd.Forward(service, endpoint, m, deadline, func(r *nats.Msg, err error) { ch <- result{r, err} })
-	select {
-	case r := <-ch:
-		return r.m, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	call, rerr := newCall(table, log, service, endpoint, m, deadline)
+	if rerr != nil {
+		call.end(outcomeOf(rerr))
+		return nil, rerr
+	}
+	for {
+		t, timeout, rerr := call.next()
+		if rerr != nil {
+			call.end(outcomeOf(rerr))
+			return nil, rerr
+		}
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		reply, err := nc.RequestMsgWithContext(actx, &nats.Msg{Subject: call.subject(), Header: m.Header, Data: m.Data})
+		cancel()
+		now := time.Now()
+		switch {
+		case err == nil:
+			out := call.answered(reply, now)
+			call.end(outcomeOK)
+			return out, nil
+		case ctx.Err() != nil:
+			// The caller gave up; that says nothing about the instance.
+			t.Done(Result{Latency: now.Sub(call.sent), At: now})
+			call.end(outcomeCanceled)
+			return nil, ctx.Err()
+		case errors.Is(err, nats.ErrNoResponders), errors.Is(err, context.DeadlineExceeded):
+			retry, rerr := call.unanswered(errors.Is(err, context.DeadlineExceeded), now)
+			if !retry {
+				call.end(outcomeOf(rerr))
+				return nil, rerr
+			}
+		default:
+			t.Done(Result{Latency: now.Sub(call.sent), At: now})
+			rerr := &Error{events.CodeUnavailable, fmt.Sprintf("request %s: %v", call.subject(), err)}
+			call.end(outcomeOf(rerr))
+			return nil, rerr
+		}
 	}
 }
 
-// Close stops the client, letting calls in progress end first (until ctx
-// ends). Safe to call twice.
-func (c *Client) Close(ctx context.Context) error {
-	err := c.fwd.Close(ctx)
+// Close stops the client's table. Safe to call twice.
+func (c *Client) Close() error {
 	c.cancel()
-	if werr := c.g.Wait(); werr != nil && err == nil {
-		err = werr
-	}
-	return err
+	return c.g.Wait()
 }

@@ -15,10 +15,11 @@ const (
 	outcomeUnavailable = "unavailable" // 503: no instance could take it
 	outcomeTimeout     = "timeout"     // 504: an instance took it and did not answer
 	outcomeNoReply     = "no_reply"    // the caller asked for no reply
+	outcomeCanceled    = "canceled"    // a Client's caller gave up first
 	unknownLabel       = "_unknown"    // a service or endpoint label for names not in the table
 )
 
-var outcomes = []string{outcomeOK, outcomeBadRequest, outcomeNotFound, outcomeUnavailable, outcomeTimeout, outcomeNoReply}
+var outcomes = []string{outcomeOK, outcomeBadRequest, outcomeNotFound, outcomeUnavailable, outcomeTimeout, outcomeNoReply, outcomeCanceled}
 
 type tableMetrics struct {
 	set        *metrics.Set

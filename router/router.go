@@ -71,9 +71,7 @@ func (r *Router) Serving() <-chan struct{} { return r.serving }
 // Run loads the table, takes requests until ctx ends, then stops taking
 // them and lets the calls in progress finish.
 func (r *Router) Run(ctx context.Context) error {
-	fwd, err := NewForwarder(r.nc, r.table, ForwarderConfig{
-		Subjects: r.cfg.Table.Subjects, MaxInflight: r.cfg.MaxInflight, Logger: r.cfg.Table.Logger,
-	})
+	fwd, err := NewForwarder(r.nc, r.table, ForwarderConfig{MaxInflight: r.cfg.MaxInflight, Logger: r.cfg.Table.Logger})
 	if err != nil {
 		return err
 	}

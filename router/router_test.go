@@ -219,11 +219,11 @@ func TestClientSideRouting(t *testing.T) {
 	e := newEnv(t)
 	a := e.instance(fakeinst.Options{})
 	e.routable("echo", 1)
-	c, err := router.NewClient(t.Context(), bustest.Connect(t, e.url), router.Config{})
+	c, err := router.NewClient(t.Context(), bustest.Connect(t, e.url), router.TableConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close(t.Context())
+	defer c.Close()
 	m, err := c.Request(t.Context(), "echo", "say", []byte("hi"))
 	if err != nil {
 		t.Fatal(err)
