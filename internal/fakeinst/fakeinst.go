@@ -33,6 +33,7 @@ type Instance struct {
 	sub events.Subjects
 	o   Options
 
+	silent   atomic.Bool
 	delay    atomic.Int64
 	served   atomic.Int64
 	inflight atomic.Int64
@@ -122,7 +123,17 @@ func (i *Instance) Peak() int64 { return i.peak.Load() }
 // Inflight is how many requests it holds now.
 func (i *Instance) Inflight() int64 { return i.inflight.Load() }
 
+// Silence stops answering heartbeats (the instance still serves), so
+// discovery soon records it critical; Speak resumes.
+func (i *Instance) Silence() { i.silent.Store(true) }
+
+// Speak answers heartbeats again.
+func (i *Instance) Speak() { i.silent.Store(false) }
+
 func (i *Instance) beat(m *nats.Msg) {
+	if i.silent.Load() {
+		return
+	}
 	_ = m.Respond([]byte(`{"id":"` + i.ID + `","status":"passing"}`))
 }
 
