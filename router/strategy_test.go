@@ -2,8 +2,8 @@ package router_test
 
 import (
 	"errors"
-	"math/rand/v2"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
