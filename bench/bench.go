@@ -6,7 +6,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -47,6 +46,10 @@ type Config struct {
 	Payload     int           // bytes per request; default 128
 	Duration    time.Duration // measured time per mode; default 3s
 	Warmup      time.Duration // unmeasured time per mode first; default 500ms
+	// Rounds splits each mode's Duration into turns taken in rotation
+	// (plain, router, client, plain, ...), so drift in the machine's load
+	// falls on every mode alike; default 5.
+	Rounds int
 	Logger      *slog.Logger
 }
 
@@ -65,6 +68,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Warmup <= 0 {
 		c.Warmup = 500 * time.Millisecond
+	}
+	if c.Rounds <= 0 {
+		c.Rounds = 5
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -246,12 +252,38 @@ func (s *Stack) request(mode string, payload []byte) func(context.Context) (*nat
 // Measure sends requests of one mode from Concurrency goroutines: for d,
 // or n requests in all when n > 0.
 func (s *Stack) Measure(ctx context.Context, mode string, d time.Duration, n int) (Result, error) {
+	var t tally
+	if err := s.measure(ctx, mode, d, n, &t); err != nil {
+		return Result{}, err
+	}
+	return t.result(mode)
+}
+
+// tally accumulates one mode's turns.
+type tally struct {
+	lats    []time.Duration
+	errors  int
+	elapsed time.Duration
+}
+
+func (t *tally) result(mode string) (Result, error) {
+	if len(t.lats) == 0 {
+		return Result{}, fmt.Errorf("%s: no request succeeded", mode)
+	}
+	slices.Sort(t.lats)
+	return Result{
+		Mode: mode, Requests: len(t.lats), Errors: t.errors,
+		Throughput: float64(len(t.lats)) / t.elapsed.Seconds(),
+		P50:        t.lats[len(t.lats)/2], P99: t.lats[len(t.lats)*99/100],
+	}, nil
+}
+
+func (s *Stack) measure(ctx context.Context, mode string, d time.Duration, n int, into *tally) error {
 	do := s.request(mode, make([]byte, s.cfg.Payload))
 	var (
 		sent   atomic.Int64
 		errs   atomic.Int64
 		mu     sync.Mutex
-		lats   []time.Duration
 		stopAt = time.Now().Add(d)
 	)
 	more := func() bool {
@@ -274,25 +306,19 @@ func (s *Stack) Measure(ctx context.Context, mode string, d time.Duration, n int
 				mine = append(mine, time.Since(t))
 			}
 			mu.Lock()
-			lats = append(lats, mine...)
+			into.lats = append(into.lats, mine...)
 			mu.Unlock()
 			return nil
 		})
 	}
 	_ = g.Wait()
-	elapsed := time.Since(start)
-	if len(lats) == 0 {
-		return Result{}, errors.New("no request succeeded")
-	}
-	slices.Sort(lats)
-	return Result{
-		Mode: mode, Requests: len(lats), Errors: int(errs.Load()),
-		Throughput: float64(len(lats)) / elapsed.Seconds(),
-		P50:        lats[len(lats)/2], P99: lats[len(lats)*99/100],
-	}, ctx.Err()
+	into.elapsed += time.Since(start)
+	into.errors += int(errs.Load())
+	return ctx.Err()
 }
 
-// Run starts a stack and measures every mode, each after a warm-up.
+// Run starts a stack, warms every mode up, then measures the modes in
+// rotation.
 func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	cfg.setDefaults()
 	s, err := Start(ctx, cfg)
@@ -300,16 +326,24 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		return nil, err
 	}
 	defer s.Close()
-	var out []Result
 	for _, mode := range Modes {
-		if _, err := s.Measure(ctx, mode, cfg.Warmup, 0); err != nil {
+		if err := s.measure(ctx, mode, cfg.Warmup, 0, &tally{}); err != nil {
 			return nil, fmt.Errorf("warm up %s: %w", mode, err)
 		}
-		r, err := s.Measure(ctx, mode, cfg.Duration, 0)
-		if err != nil {
-			return nil, fmt.Errorf("measure %s: %w", mode, err)
+	}
+	tallies := make([]tally, len(Modes))
+	for range cfg.Rounds {
+		for i, mode := range Modes {
+			if err := s.measure(ctx, mode, cfg.Duration/time.Duration(cfg.Rounds), 0, &tallies[i]); err != nil {
+				return nil, fmt.Errorf("measure %s: %w", mode, err)
+			}
 		}
-		out = append(out, r)
+	}
+	out := make([]Result, len(Modes))
+	for i, mode := range Modes {
+		if out[i], err = tallies[i].result(mode); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
@@ -318,8 +352,8 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 // NATS.
 func Write(w io.Writer, cfg Config, results []Result) {
 	cfg.setDefaults()
-	fmt.Fprintf(w, "%d echo instances, %d requests in flight, %d-byte payload, %s per mode\n\n",
-		cfg.Instances, cfg.Concurrency, cfg.Payload, cfg.Duration)
+	fmt.Fprintf(w, "%d echo instances, %d requests in flight, %d-byte payload, %s per mode in %d turns\n\n",
+		cfg.Instances, cfg.Concurrency, cfg.Payload, cfg.Duration, cfg.Rounds)
 	fmt.Fprintln(w, "| path | req/s | × plain | p50 | p99 | errors |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
 	var base float64

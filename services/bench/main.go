@@ -37,10 +37,13 @@ type Config struct {
 	Concurrency int `koanf:"concurrency"`
 	// Payload bytes per request. Default 128.
 	Payload int `koanf:"payload"`
-	// Duration measured per path. Default 5s.
+	// Duration measured per path. Default 10s.
 	Duration time.Duration `koanf:"duration"`
 	// Warmup per path before measuring. Default 1s.
 	Warmup time.Duration `koanf:"warmup"`
+	// Rounds: each path's duration is measured in this many turns, the
+	// paths taking turns. Default 10.
+	Rounds int `koanf:"rounds"`
 	Log    config.Log    `koanf:"log"`
 }
 
@@ -50,7 +53,7 @@ func (c *Config) Logging() config.Log { return c.Log }
 func defaults() *Config {
 	log := config.DefaultLog
 	log.Level = "warn"
-	return &Config{Instances: 3, Concurrency: 32, Payload: 128, Duration: 5 * time.Second, Warmup: time.Second, Log: log}
+	return &Config{Instances: 3, Concurrency: 32, Payload: 128, Duration: 10 * time.Second, Warmup: time.Second, Rounds: 10, Log: log}
 }
 
 // Validate names every wrong field.
@@ -72,6 +75,9 @@ func (c *Config) Validate() error {
 	if c.Duration <= 0 {
 		errs = append(errs, config.FieldError("duration", "%v must be positive", c.Duration))
 	}
+	if c.Rounds < 1 || c.Rounds > 1000 {
+		errs = append(errs, config.FieldError("rounds", "%d is out of range 1..1000", c.Rounds))
+	}
 	if c.Warmup <= 0 {
 		errs = append(errs, config.FieldError("warmup", "%v must be positive", c.Warmup))
 	}
@@ -85,7 +91,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		return err
 	}
 	bc := bench.Config{URL: cfg.NATS.URL, Instances: cfg.Instances, Concurrency: cfg.Concurrency,
-		Payload: cfg.Payload, Duration: cfg.Duration, Warmup: cfg.Warmup, Logger: log}
+		Payload: cfg.Payload, Duration: cfg.Duration, Warmup: cfg.Warmup, Rounds: cfg.Rounds, Logger: log}
 	results, err := bench.Run(ctx, bc)
 	if err != nil {
 		return err

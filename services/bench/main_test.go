@@ -10,7 +10,7 @@ import (
 
 func TestRunPrintsTable(t *testing.T) {
 	var out bytes.Buffer
-	args := []string{"--duration", "200ms", "--warmup", "50ms", "--concurrency", "4"}
+	args := []string{"--duration", "200ms", "--warmup", "50ms", "--concurrency", "4", "--rounds", "2"}
 	if err := run(context.Background(), args, func(string) string { return "" }, &out); err != nil {
 		t.Fatal(err)
 	}
