@@ -20,8 +20,9 @@ import (
 // key walks on along the ring. So a hot key spills to its neighbours
 // instead of piling up on one instance.
 type hashRing struct {
-	points []uint64 // sorted
-	owners []int32  // owners[i] is the target of points[i]
+	// points, sorted by hash, each with its owner: one cache line holds
+	// both, which a lookup on a large ring notices.
+	points []point
 	// index[b] is the first point whose top indexBits bits are >= b, so a
 	// lookup binary-searches a few points instead of the whole ring.
 	index    []int32
@@ -29,6 +30,11 @@ type hashRing struct {
 	share    []float64 // weight / total weight
 	factor   float64
 	fallback Picker
+}
+
+type point struct {
+	hash  uint64
+	owner int32
 }
 
 const (
@@ -49,10 +55,6 @@ func newHashRing(targets []*Target, factor float64, fallback Picker) *hashRing {
 	for _, t := range targets {
 		total += float64(t.Weight)
 	}
-	type point struct {
-		hash  uint64
-		owner int32
-	}
 	var pts []point
 	for i, t := range targets {
 		h.share[i] = float64(t.Weight) / total
@@ -68,11 +70,7 @@ func newHashRing(targets []*Target, factor float64, fallback Picker) *hashRing {
 		// in every process.
 		return cmp.Compare(targets[a.owner].ID, targets[b.owner].ID)
 	})
-	h.points = make([]uint64, len(pts))
-	h.owners = make([]int32, len(pts))
-	for i, p := range pts {
-		h.points[i], h.owners[i] = p.hash, p.owner
-	}
+	h.points = pts
 	h.index = make([]int32, 1<<indexBits+1)
 	j := 0
 	for b := range 1 << indexBits {
@@ -89,7 +87,7 @@ func newHashRing(targets []*Target, factor float64, fallback Picker) *hashRing {
 func (h *hashRing) first(x uint64) int {
 	b := x >> (64 - indexBits)
 	lo, hi := int(h.index[b]), int(h.index[b+1])
-	i, _ := slices.BinarySearch(h.points[lo:hi], x)
+	i, _ := slices.BinarySearchFunc(h.points[lo:hi], x, func(p point, x uint64) int { return cmp.Compare(p.hash, x) })
 	i += lo
 	if i == len(h.points) {
 		i = 0
@@ -111,7 +109,7 @@ func (h *hashRing) Pick(key string, avoid func(*Target) bool) (*Target, error) {
 	}
 	var best *Target
 	for range len(h.points) {
-		ti := h.owners[i]
+		ti := h.points[i].owner
 		t := h.targets[ti]
 		if i++; i == len(h.points) {
 			i = 0
