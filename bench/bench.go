@@ -50,7 +50,7 @@ type Config struct {
 	// (plain, router, client, plain, ...), so drift in the machine's load
 	// falls on every mode alike; default 5.
 	Rounds int
-	Logger      *slog.Logger
+	Logger *slog.Logger
 }
 
 func (c *Config) setDefaults() {

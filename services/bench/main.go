@@ -43,8 +43,8 @@ type Config struct {
 	Warmup time.Duration `koanf:"warmup"`
 	// Rounds: each path's duration is measured in this many turns, the
 	// paths taking turns. Default 10.
-	Rounds int `koanf:"rounds"`
-	Log    config.Log    `koanf:"log"`
+	Rounds int        `koanf:"rounds"`
+	Log    config.Log `koanf:"log"`
 }
 
 // Logging is the log section.
