@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/hailsd/hail/events"
 )
 
 // ForwarderConfig configures a Forwarder.
@@ -150,7 +152,7 @@ func (f *Forwarder) attempt(c *call) {
 		}
 		c.timer.Stop()
 		t.Done(Result{})
-		f.fail(c, &Error{503, fmt.Sprintf("router cannot send: %v", err)})
+		f.fail(c, &Error{events.CodeUnavailable, fmt.Sprintf("router cannot send: %v", err)})
 	}
 }
 
