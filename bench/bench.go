@@ -152,14 +152,8 @@ func (s *Stack) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		inst, err := instance.New(nc, instance.Config{Service: "echo", Capacity: 1024, Logger: s.cfg.Logger})
+		inst, err := echo.Start(ctx, nc, instance.Config{Service: "echo", Capacity: 1024, Logger: s.cfg.Logger})
 		if err != nil {
-			return err
-		}
-		if err := echo.Register(inst); err != nil {
-			return err
-		}
-		if err := inst.Start(ctx); err != nil {
 			return err
 		}
 		s.stop = append(s.stop, func() { _ = inst.Shutdown(context.Background()) })

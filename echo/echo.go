@@ -17,6 +17,22 @@ import (
 // MaxSlow bounds how long "slow" may be asked to wait.
 const MaxSlow = time.Minute
 
+// Start makes an instance of the echo service on nc, with its endpoints,
+// and starts it.
+func Start(ctx context.Context, nc *nats.Conn, cfg instance.Config) (*instance.Instance, error) {
+	inst, err := instance.New(nc, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := Register(inst); err != nil {
+		return nil, err
+	}
+	if err := inst.Start(ctx); err != nil {
+		return nil, err
+	}
+	return inst, nil
+}
+
 // Register adds the endpoints to inst.
 func Register(inst *instance.Instance) error {
 	if err := inst.Handle("say", Say); err != nil {

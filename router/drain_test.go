@@ -19,14 +19,8 @@ func TestGracefulDrainUnderLoad(t *testing.T) {
 	e := newEnv(t)
 	var insts []*instance.Instance
 	for range 3 {
-		inst, err := instance.New(bustest.Connect(t, e.url), instance.Config{Service: "echo"})
+		inst, err := echo.Start(t.Context(), bustest.Connect(t, e.url), instance.Config{Service: "echo"})
 		if err != nil {
-			t.Fatal(err)
-		}
-		if err := echo.Register(inst); err != nil {
-			t.Fatal(err)
-		}
-		if err := inst.Start(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = inst.Shutdown(t.Context()) })

@@ -183,14 +183,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 			return err
 		}
 		conns = append(conns, enc)
-		inst, err := instance.New(enc, instance.Config{Service: "echo", Version: "1.0.0", AZ: fmt.Sprintf("dev-%c", 'a'+i%3), Logger: log})
+		inst, err := echo.Start(ctx, enc, instance.Config{Service: "echo", Version: "1.0.0", AZ: fmt.Sprintf("dev-%c", 'a'+i%3), Logger: log})
 		if err != nil {
-			return err
-		}
-		if err := echo.Register(inst); err != nil {
-			return err
-		}
-		if err := inst.Start(ctx); err != nil {
 			return err
 		}
 		insts = append(insts, inst)

@@ -97,18 +97,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		return err
 	}
 	defer bus.Drain(nc, 5*time.Second)
-	inst, err := instance.New(nc, instance.Config{
+	inst, err := echo.Start(ctx, nc, instance.Config{
 		Service: cfg.Name, Version: cfg.Version, Weight: cfg.Weight, Drain: cfg.Weight == 0, AZ: cfg.AZ,
 		Subjects: events.Subjects{Prefix: cfg.Prefix}, HeartbeatInterval: cfg.HeartbeatInterval,
 		Capacity: cfg.Capacity, DrainTimeout: cfg.DrainTimeout, Logger: log,
 	})
 	if err != nil {
-		return err
-	}
-	if err := echo.Register(inst); err != nil {
-		return err
-	}
-	if err := inst.Start(ctx); err != nil {
 		return err
 	}
 	<-ctx.Done()
