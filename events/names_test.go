@@ -1,6 +1,7 @@
 package events
 
 import (
+	"fmt"
 	"errors"
 	"strings"
 	"testing"
@@ -143,4 +144,29 @@ func FuzzValidateID(f *testing.F) {
 			t.Fatalf("accepted %q", s)
 		}
 	})
+}
+
+func TestOwnerRendezvous(t *testing.T) {
+	nodes := []string{"n1", "n2", "n3"}
+	counts := map[string]int{}
+	for i := range 3000 {
+		id := fmt.Sprintf("inst-%d", i)
+		o := Owner(nodes, id)
+		counts[o]++
+		if o2 := Owner([]string{"n3", "n1", "n2"}, id); o2 != o {
+			t.Fatalf("owner depends on order: %s vs %s", o, o2)
+		}
+		// n2 leaving moves only what n2 owned.
+		if after := Owner([]string{"n1", "n3"}, id); o != "n2" && after != o {
+			t.Fatalf("%s moved from %s to %s when n2 left", id, o, after)
+		}
+	}
+	for _, n := range nodes {
+		if counts[n] < 900 || counts[n] > 1100 {
+			t.Errorf("node %s owns %d of 3000", n, counts[n])
+		}
+	}
+	if Owner(nil, "x") != "" {
+		t.Error("owner among no nodes")
+	}
 }

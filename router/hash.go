@@ -5,6 +5,8 @@ import (
 	"math"
 	"slices"
 	"strconv"
+
+	"github.com/hailsd/hail/events"
 )
 
 // hashRing is consistent hashing with bounded loads (Mirrokni, Thorup and
@@ -14,7 +16,7 @@ import (
 // hashes; a key goes to the owner of the first point at or after its own
 // hash. The points of a target depend only on its id, so a target leaving
 // moves only the keys it held, and every router process builds the same
-// ring (FNV-1a, no per-process seed). With a load factor c, a target takes
+// ring (events.Hash64, no per-process seed). With a load factor c, a target takes
 // a key only while its in-flight count is below c times its weighted share
 // of the service's in-flight requests (this one included); otherwise the
 // key walks on along the ring. So a hot key spills to its neighbours
@@ -59,7 +61,7 @@ func newHashRing(targets []*Target, factor float64, fallback Picker) *hashRing {
 	for i, t := range targets {
 		h.share[i] = float64(t.Weight) / total
 		for v := range min(vnodesPerWeight*t.Weight, maxVnodes) {
-			pts = append(pts, point{hash64(t.ID + "#" + strconv.Itoa(v)), int32(i)})
+			pts = append(pts, point{events.Hash64(t.ID + "#" + strconv.Itoa(v)), int32(i)})
 		}
 	}
 	slices.SortFunc(pts, func(a, b point) int {
@@ -102,7 +104,7 @@ func (h *hashRing) Pick(key string, avoid func(*Target) bool) (*Target, error) {
 	if len(h.points) == 0 {
 		return nil, ErrNoInstance
 	}
-	i := h.first(hash64(key))
+	i := h.first(events.Hash64(key))
 	var total int64
 	if l := h.targets[0].load.total; l != nil {
 		total = l.Load()
@@ -142,24 +144,4 @@ func (h *hashRing) Pick(key string, avoid func(*Target) bool) (*Target, error) {
 // request no target holds more than c times its share of the mean.
 func (h *hashRing) limit(ti int32, total int64) int64 {
 	return max(1, int64(math.Floor(h.factor*float64(total+1)*h.share[ti])))
-}
-
-// hash64 is FNV-1a with murmur3's finalizer: FNV alone spreads similar
-// keys ("user-1", "user-2") poorly over the ring's high bits.
-func hash64(s string) uint64 {
-	const (
-		offset = 14695981039346656037
-		prime  = 1099511628211
-	)
-	h := uint64(offset)
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i])
-		h *= prime
-	}
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	h ^= h >> 33
-	return h
 }
