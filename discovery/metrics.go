@@ -17,7 +17,11 @@ type nodeMetrics struct {
 	kvErrors   *metrics.Counter
 	void       *metrics.Counter
 	rtt        *metrics.Histogram
+	rebalances *metrics.Counter
+	preserved  *metrics.Counter
 	owned      atomic.Int64
+	members    atomic.Int64
+	preserving atomic.Bool
 }
 
 func newNodeMetrics(set *metrics.Set, n *Node) *nodeMetrics {
@@ -28,7 +32,17 @@ func newNodeMetrics(set *metrics.Set, n *Node) *nodeMetrics {
 		kvErrors:   set.GetOrCreateCounter("hail_discovery_kv_errors_total"),
 		void:       set.GetOrCreateCounter("hail_discovery_heartbeats_void_total"),
 		rtt:        set.GetOrCreateHistogram("hail_discovery_heartbeat_rtt_seconds"),
+		rebalances: set.GetOrCreateCounter("hail_discovery_rebalances_total"),
+		preserved:  set.GetOrCreateCounter("hail_discovery_self_preservation_rounds_total"),
 	}
+	m.members.Store(1)
+	set.GetOrCreateGauge("hail_discovery_nodes", func() float64 { return float64(m.members.Load()) })
+	set.GetOrCreateGauge("hail_discovery_self_preservation", func() float64 {
+		if m.preserving.Load() {
+			return 1
+		}
+		return 0
+	})
 	set.GetOrCreateGauge("hail_discovery_owned_instances", func() float64 { return float64(m.owned.Load()) })
 	set.GetOrCreateGauge("hail_discovery_registry_instances", func() float64 { return float64(n.reg.Len()) })
 	set.GetOrCreateGauge("hail_discovery_ready", func() float64 {

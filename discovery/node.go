@@ -52,6 +52,12 @@ type Node struct {
 	owned     map[string]*tracked // by KV key
 	byID      map[string]*tracked
 	unclaimed []*tracked // adopted, not yet rewritten with this node as owner
+	// members are the live discovery nodes (hail_nodes), this one always
+	// among them; memberIDs is the same, sorted, for Owner.
+	members   map[string]bool
+	memberIDs []string
+	// preserving is true while the node is in self-preservation.
+	preserving bool
 }
 
 // tracked is what the node knows of one instance it owns.
@@ -90,7 +96,9 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 		serving: make(chan struct{}),
 		owned:   map[string]*tracked{},
 		byID:    map[string]*tracked{},
+		members: map[string]bool{cfg.NodeID: true},
 	}
+	n.memberIDs = []string{cfg.NodeID}
 	n.m = newNodeMetrics(cfg.Metrics, n)
 	empty := []string{}
 	n.targets.Store(&empty)
@@ -116,15 +124,20 @@ func (n *Node) Run(ctx context.Context) error {
 	// reading it has returned, so its closing always means trouble.
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWatch()
+	nw, err := n.kv.Nodes.WatchAll(watchCtx)
+	if err != nil {
+		return fmt.Errorf("watch bucket %s: %w", bus.NodesBucket, err)
+	}
+	defer func() { _ = nw.Stop() }()
 	w, err := n.kv.Instances.WatchAll(watchCtx)
 	if err != nil {
 		return fmt.Errorf("watch bucket %s: %w", bus.InstancesBucket, err)
 	}
-	defer w.Stop()
-	// The records already in KV are adopted before any announce is taken,
-	// so a restarted node resumes heartbeating them instead of treating
-	// their announces as new registrations.
-	if err := n.loadInitial(ctx, w); err != nil {
+	defer func() { _ = w.Stop() }()
+	// The live nodes, then the records already in KV, are loaded before
+	// any announce is taken, so a restarted node resumes heartbeating its
+	// share instead of treating their announces as new registrations.
+	if err := n.loadInitial(ctx, nw, w); err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting
 		}
@@ -142,6 +155,7 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { return n.loop(gctx) })
 	g.Go(func() error { return n.refreshNodeRecord(gctx) })
 	g.Go(func() error { return n.forwardWatch(gctx, w) })
+	g.Go(func() error { return n.forwardNodes(gctx, nw) })
 	g.Go(func() error {
 		tr.Run(gctx, n.cfg.HeartbeatInterval, n.targetIDs, func(start time.Time, rs []heartbeat.Result) {
 			n.submit(gctx, func(ctx context.Context) { n.handleRound(ctx, start, rs) })
@@ -186,7 +200,23 @@ func (n *Node) Run(ctx context.Context) error {
 	return err
 }
 
-func (n *Node) loadInitial(ctx context.Context, w jetstream.KeyWatcher) error {
+func (n *Node) loadInitial(ctx context.Context, nw, w jetstream.KeyWatcher) error {
+	for loaded := false; !loaded; {
+		select {
+		case e, ok := <-nw.Updates():
+			if !ok {
+				return fmt.Errorf("watch bucket %s closed while loading", bus.NodesBucket)
+			}
+			if e == nil {
+				loaded = true
+				break
+			}
+			n.applyNode(e)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	n.log.Info("live discovery nodes", "nodes", len(n.memberIDs))
 	for {
 		select {
 		case e, ok := <-w.Updates():
@@ -203,6 +233,80 @@ func (n *Node) loadInitial(ctx context.Context, w jetstream.KeyWatcher) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// forwardNodes hands membership changes to the loop.
+func (n *Node) forwardNodes(ctx context.Context, nw jetstream.KeyWatcher) error {
+	for {
+		select {
+		case e, ok := <-nw.Updates():
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("watch bucket %s closed", bus.NodesBucket)
+			}
+			if e != nil {
+				n.submit(ctx, func(ctx context.Context) {
+					if n.applyNode(e) {
+						n.rebalance(ctx)
+					}
+				})
+			}
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// applyNode takes in a change to hail_nodes and reports whether the set of
+// live nodes changed. This node counts as live whatever its entry says:
+// it is running.
+func (n *Node) applyNode(e jetstream.KeyValueEntry) bool {
+	id := e.Key()
+	live := e.Operation() == jetstream.KeyValuePut
+	if id == n.id || n.members[id] == live {
+		return false
+	}
+	if live {
+		n.members[id] = true
+		n.log.Info("discovery node joined", "peer", id)
+	} else {
+		delete(n.members, id)
+		n.log.Info("discovery node left", "peer", id)
+	}
+	n.memberIDs = slices.Sorted(maps.Keys(n.members))
+	n.m.members.Store(int64(len(n.memberIDs)))
+	return true
+}
+
+// owns reports whether this node owns the instance among the live nodes.
+func (n *Node) owns(id string) bool { return events.Owner(n.memberIDs, id) == n.id }
+
+// rebalance follows a change of the live nodes: the node takes over the
+// records it now owns (keeping their status, so a healthy instance does not
+// flap) and lets go of those another node now owns (that node claims
+// them).
+func (n *Node) rebalance(ctx context.Context) {
+	var gained, lost int
+	for _, t := range slices.Collect(maps.Values(n.owned)) {
+		if !n.owns(t.rec.ID) {
+			n.untrack(t)
+			lost++
+		}
+	}
+	n.reg.Each(func(rec events.InstanceRecord, rev uint64) {
+		if n.owned[rec.Key()] == nil && n.owns(rec.ID) {
+			n.adopt(rec, rev)
+			gained++
+		}
+	})
+	if gained > 0 || lost > 0 {
+		n.log.Info("ownership rebalanced", "nodes", len(n.memberIDs), "gained", gained, "released", lost, "owned", len(n.owned))
+		n.m.rebalances.Inc()
+	}
+	n.publishTargets()
+	n.claim(ctx)
 }
 
 func (n *Node) forwardWatch(ctx context.Context, w jetstream.KeyWatcher) error {
@@ -372,6 +476,9 @@ func (n *Node) applyWatch(ctx context.Context, e jetstream.KeyValueEntry) {
 		}
 		return
 	}
+	if !n.reg.Put(rec, rev) || !n.owns(rec.ID) {
+		return // older than what the node knows, or another node's
+	}
 	n.adopt(rec, rev)
 }
 
@@ -387,6 +494,9 @@ func (n *Node) adopt(rec events.InstanceRecord, rev uint64) *tracked {
 	return t
 }
 
+// setOwner is the mutation of a claim: the node writes itself as owner.
+func (n *Node) setOwner(r *events.InstanceRecord) { r.Node = n.id }
+
 // claim records this node as the owner of the records it adopted, all at
 // once: after a restart that is every record in the bucket.
 func (n *Node) claim(ctx context.Context) {
@@ -397,7 +507,7 @@ func (n *Node) claim(ctx context.Context) {
 	n.unclaimed = nil
 	jobs := make([]job, len(ts))
 	for i, t := range ts {
-		jobs[i] = job{t: t, mutate: func(*events.InstanceRecord) {}} // write sets the owner
+		jobs[i] = job{t: t, mutate: n.setOwner}
 	}
 	for i, err := range n.updateAll(ctx, jobs) {
 		if err != nil {
@@ -463,19 +573,32 @@ func (n *Node) handleAnnounce(ctx context.Context, m *nats.Msg) {
 		n.reject(m, reason, err)
 		return
 	}
-	t := n.owned[events.InstanceKey(a.Service, a.ID)]
+	key := events.InstanceKey(a.Service, a.ID)
+	t := n.owned[key]
 	if t == nil {
-		var created bool
-		var err error
-		if t, created, err = n.register(ctx, a.Announce); err != nil {
+		if _, _, known := n.reg.GetRev(key); !known {
+			var created bool
+			var err error
+			if t, created, err = n.register(ctx, a.Announce); err != nil {
+				n.fail(m, err)
+				return
+			}
+			if created {
+				n.ack(m, a.ID)
+				return
+			}
+			n.claim(ctx)
+		}
+	}
+	if t == nil {
+		// Another node owns it: this node updates the record for it,
+		// revision-checked, and leaves the owner field alone.
+		if err := n.updateForeign(ctx, key, a.Announce); err != nil {
 			n.fail(m, err)
 			return
 		}
-		if created {
-			n.ack(m, a.ID)
-			return
-		}
-		n.claim(ctx)
+		n.ack(m, a.ID)
+		return
 	}
 	if sameAnnounce(t.rec.Announce, a.Announce) {
 		n.m.announces("unchanged").Inc()
@@ -497,7 +620,8 @@ func (n *Node) handleAnnounce(ctx context.Context, m *nats.Msg) {
 // caller to update it with the announce.
 func (n *Node) register(ctx context.Context, a events.Announce) (t *tracked, created bool, err error) {
 	now := time.Now().UTC()
-	rec := events.InstanceRecord{Announce: a, Status: events.Passing, Node: n.id, RegisteredAt: now, UpdatedAt: now}
+	owner := events.Owner(n.memberIDs, a.ID)
+	rec := events.InstanceRecord{Announce: a, Status: events.Passing, Node: owner, RegisteredAt: now, UpdatedAt: now}
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return nil, false, fmt.Errorf("encode record: %w", err)
@@ -515,6 +639,10 @@ func (n *Node) register(ctx context.Context, a events.Announce) (t *tracked, cre
 		if derr != nil {
 			return nil, false, fmt.Errorf("existing record %s: %w", rec.Key(), derr)
 		}
+		n.reg.Put(cur, e.Revision())
+		if !n.owns(cur.ID) {
+			return nil, false, nil
+		}
 		return n.adopt(cur, e.Revision()), false, nil
 	}
 	if err != nil {
@@ -523,17 +651,19 @@ func (n *Node) register(ctx context.Context, a events.Announce) (t *tracked, cre
 	}
 	n.m.kvWrites("create").Inc()
 	n.reg.Put(rec, rev)
-	t = n.track(rec, rev)
+	if owner == n.id {
+		t = n.track(rec, rev)
+	}
 	n.m.announces("registered").Inc()
 	n.publishHealth(rec, "", "registered")
 	n.log.Info("instance registered", "service", a.Service, "instance_id", a.ID, "version", a.Version, "weight", a.Weight)
 	return t, true, nil
 }
 
-// update writes t's record changed by mutate, checked against the revision
-// the node last saw, and records the outcome.
+// update writes t's record changed by mutate, with this node as owner,
+// checked against the revision the node last saw, and records the outcome.
 func (n *Node) update(ctx context.Context, t *tracked, mutate func(*events.InstanceRecord)) error {
-	return n.apply(t, n.write(ctx, t.rec, t.rev, mutate))
+	return n.apply(t, n.write(ctx, t.rec, t.rev, func(r *events.InstanceRecord) { mutate(r); n.setOwner(r) }))
 }
 
 // written is the outcome of a write, for apply.
@@ -544,7 +674,8 @@ type written struct {
 	err  error
 }
 
-// write is the I/O half of update: it stores rec changed by mutate at
+// write is the I/O half of update: it stores rec changed by mutate (which
+// sets the owner field when the writer owns the record) at
 // revision rev. On a conflict it reloads the record and applies mutate
 // once more, so two writers that briefly disagree never overwrite each
 // other blindly. It touches no node state, so many can run at once.
@@ -555,7 +686,6 @@ func (n *Node) write(ctx context.Context, rec events.InstanceRecord, rev uint64,
 	for attempt := 0; ; attempt++ {
 		next := rec
 		mutate(&next)
-		next.Node = n.id
 		next.UpdatedAt = time.Now().UTC()
 		data, err := json.Marshal(next)
 		if err != nil {
@@ -633,6 +763,23 @@ func (n *Node) updateAll(ctx context.Context, jobs []job) []error {
 	return errs
 }
 
+// updateForeign applies an announce to a record another node owns.
+func (n *Node) updateForeign(ctx context.Context, key string, a events.Announce) error {
+	rec, rev, _ := n.reg.GetRev(key)
+	if sameAnnounce(rec.Announce, a) {
+		n.m.announces("unchanged").Inc()
+		return nil
+	}
+	w := n.write(ctx, rec, rev, func(r *events.InstanceRecord) { r.Announce = a })
+	if w.err != nil {
+		return w.err
+	}
+	n.reg.Put(w.rec, w.rev)
+	n.m.announces("updated").Inc()
+	n.log.Info("instance updated", "service", a.Service, "instance_id", a.ID, "version", a.Version, "weight", a.Weight, "owner", rec.Node)
+	return nil
+}
+
 func sameAnnounce(a, b events.Announce) bool {
 	return a.Version == b.Version && a.Weight == b.Weight && a.AZ == b.AZ && a.Hostname == b.Hostname &&
 		slices.Equal(a.Endpoints, b.Endpoints) && maps.Equal(a.Metadata, b.Metadata)
@@ -651,9 +798,14 @@ func (n *Node) handleDeregister(ctx context.Context, m *nats.Msg) {
 	key := events.InstanceKey(d.Service, d.ID)
 	t := n.owned[key]
 	if t == nil {
-		// Unknown here: nothing to remove, and deregistering is idempotent.
-		n.ack(m, d.ID)
-		return
+		rec, rev, known := n.reg.GetRev(key)
+		if !known {
+			// Unknown: nothing to remove, and deregistering is idempotent.
+			n.ack(m, d.ID)
+			return
+		}
+		// Another node owns it; leaving needs no owner's say.
+		t = &tracked{rec: rec, rev: rev}
 	}
 	if err := n.remove(ctx, t, reason); err != nil {
 		n.fail(m, err)
@@ -673,7 +825,9 @@ func (n *Node) remove(ctx context.Context, t *tracked, reason string) error {
 	}
 	n.m.kvWrites("delete").Inc()
 	n.reg.Delete(key, t.rev)
-	n.untrack(t)
+	if n.owned[key] == t {
+		n.untrack(t)
+	}
 	prev := t.rec.Status
 	t.rec.Status = events.Deregistered
 	n.publishHealth(t.rec, prev, reason)
@@ -727,7 +881,7 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 	jobs := make([]job, len(changes))
 	for i, c := range changes {
 		status := c.next.Status
-		jobs[i] = job{t: c.t, mutate: func(r *events.InstanceRecord) { r.Status = status }}
+		jobs[i] = job{t: c.t, mutate: func(r *events.InstanceRecord) { r.Status = status; n.setOwner(r) }}
 	}
 	errs := n.updateAll(ctx, jobs)
 	for i, c := range changes {

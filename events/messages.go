@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -199,6 +200,21 @@ type ServiceSummary struct {
 type InstancesQuery struct {
 	Service string `json:"service,omitempty"`
 	Status  Status `json:"status,omitempty"`
+	// The filters below are this repository's additions. ServicePrefix
+	// matches services whose name starts with it ("com.example" matches
+	// "com.example.login"); Version and AZ match exactly.
+	ServicePrefix string `json:"service_prefix,omitempty"`
+	Version       string `json:"version,omitempty"`
+	AZ            string `json:"az,omitempty"`
+}
+
+// Match reports whether rec passes every filter of q.
+func (q *InstancesQuery) Match(rec InstanceRecord) bool {
+	return (q.Service == "" || rec.Service == q.Service) &&
+		(q.Status == "" || rec.Status == q.Status) &&
+		strings.HasPrefix(rec.Service, q.ServicePrefix) &&
+		(q.Version == "" || rec.Version == q.Version) &&
+		(q.AZ == "" || rec.AZ == q.AZ)
 }
 
 // Validate checks the optional filters.
@@ -206,6 +222,14 @@ func (q *InstancesQuery) Validate() error {
 	if q.Service != "" {
 		if err := ValidateService(q.Service); err != nil {
 			return fmt.Errorf("service: %w", err)
+		}
+	}
+	if len(q.ServicePrefix) > MaxServiceLen {
+		return invalid("service_prefix is %d bytes, longer than a service name may be (%d)", len(q.ServicePrefix), MaxServiceLen)
+	}
+	for i := 0; i < len(q.ServicePrefix); i++ {
+		if c := q.ServicePrefix[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return invalid("service_prefix %q: %s cannot appear in a service name", truncate(q.ServicePrefix), describe(c))
 		}
 	}
 	if q.Status != "" && !q.Status.Valid() {

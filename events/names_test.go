@@ -1,8 +1,8 @@
 package events
 
 import (
-	"fmt"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )

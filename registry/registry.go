@@ -78,10 +78,30 @@ func (r *Registry) Forget(rev uint64) {
 
 // Get returns the record under key.
 func (r *Registry) Get(key string) (events.InstanceRecord, bool) {
+	rec, _, ok := r.GetRev(key)
+	return rec, ok
+}
+
+// GetRev returns the record under key and its revision.
+func (r *Registry) GetRev(key string) (events.InstanceRecord, uint64, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	e, ok := r.records[key]
-	return e.rec, ok
+	return e.rec, e.rev, ok
+}
+
+// Each calls f for every record with its revision, in no order, on a
+// snapshot taken first (f may call the registry).
+func (r *Registry) Each(f func(rec events.InstanceRecord, rev uint64)) {
+	r.mu.RLock()
+	all := make([]entry, 0, len(r.records))
+	for _, e := range r.records {
+		all = append(all, e)
+	}
+	r.mu.RUnlock()
+	for _, e := range all {
+		f(e.rec, e.rev)
+	}
 }
 
 // Len is the number of records.
@@ -96,10 +116,7 @@ func (r *Registry) Instances(q events.InstancesQuery) []events.InstanceRecord {
 	r.mu.RLock()
 	out := make([]events.InstanceRecord, 0, len(r.records))
 	for _, e := range r.records {
-		if q.Service != "" && e.rec.Service != q.Service {
-			continue
-		}
-		if q.Status != "" && e.rec.Status != q.Status {
+		if !q.Match(e.rec) {
 			continue
 		}
 		out = append(out, e.rec)
