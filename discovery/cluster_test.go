@@ -75,7 +75,10 @@ func TestMassTransitionsOnCluster(t *testing.T) {
 	c := bustest.RunCluster(t, 3)
 	nc := bustest.Connect(t, c.URLs())
 	e := &env{t: t, url: c.URLs(), nc: nc, kv: bustest.Buckets(t, nc)}
-	cfg := discovery.Config{HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: 100 * time.Millisecond}
+	cfg := discovery.Config{HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: 100 * time.Millisecond,
+		// Every instance falling silent at once is what self-preservation
+		// exists for; this test is about writing the transitions.
+		SelfPreservation: discovery.SelfPreservation{Share: 1}}
 	_, stop := e.startNode(cfg)
 	var fs []*fake
 	for range n {

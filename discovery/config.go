@@ -25,11 +25,27 @@ type Config struct {
 	HeartbeatTimeout  time.Duration        // default 500ms
 	Thresholds        heartbeat.Thresholds // default 3 missed, 1 answered
 	DeregisterAfter   time.Duration        // time critical before removal; default 60s
+	SelfPreservation  SelfPreservation
 	Logger            *slog.Logger
 	Metrics           *metrics.Set
 }
 
+// SelfPreservation is Eureka's idea: when more than Share of the
+// instances a node owns that answered until now stop answering in the same
+// round, and at least MinFailures of them, the node takes it for its own
+// fault (it is cut off, not they) and judges nothing that round.
+type SelfPreservation struct {
+	Share       float64 // default 0.5
+	MinFailures int     // default 3
+}
+
 func (c *Config) setDefaults() {
+	if c.SelfPreservation.Share == 0 {
+		c.SelfPreservation.Share = 0.5
+	}
+	if c.SelfPreservation.MinFailures == 0 {
+		c.SelfPreservation.MinFailures = 3
+	}
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = time.Second
 	}
@@ -68,6 +84,12 @@ func (c *Config) validate() error {
 	}
 	if c.Thresholds.FailuresToCritical < 1 || c.Thresholds.SuccessesToPassing < 1 {
 		errs = append(errs, errors.New("heartbeat thresholds must be at least 1"))
+	}
+	if c.SelfPreservation.Share <= 0 || c.SelfPreservation.Share > 1 {
+		errs = append(errs, fmt.Errorf("self-preservation share %g is out of range (0, 1]", c.SelfPreservation.Share))
+	}
+	if c.SelfPreservation.MinFailures < 1 {
+		errs = append(errs, fmt.Errorf("self-preservation min failures %d is below 1", c.SelfPreservation.MinFailures))
 	}
 	if c.DeregisterAfter < 0 {
 		errs = append(errs, fmt.Errorf("deregister after %v is negative", c.DeregisterAfter))

@@ -844,6 +844,9 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 		prev events.Status // the stored status the event reports as previous
 		why  string
 	}
+	if n.selfPreserve(results) {
+		return
+	}
 	var judged []*tracked
 	var changes []change
 	for _, r := range results {
@@ -854,7 +857,6 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 		if r.Void() {
 			// This node was cut off, not the instance: judging the
 			// silence would flap every instance it owns.
-			n.m.void.Inc()
 			continue
 		}
 		n.m.heartbeats.Inc()
@@ -915,6 +917,68 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 				n.log.Error("remove critical instance", "service", t.rec.Service, "instance_id", t.rec.ID, "err", err)
 			}
 		}
+	}
+}
+
+// selfPreserve decides whether a round is this node's fault rather than
+// its instances': too many that answered until now fell silent at once
+// (see SelfPreservation), or the node was disconnected. It says so on
+// entering and leaving that state.
+func (n *Node) selfPreserve(results []heartbeat.Result) bool {
+	var answering, fresh, void int
+	for _, r := range results {
+		t := n.byID[r.ID]
+		if t == nil {
+			continue
+		}
+		if r.Void() {
+			void++
+			n.m.void.Inc()
+			continue
+		}
+		if t.judge.Failures == 0 && t.judge.Status != events.Critical {
+			answering++
+			if r.Err != nil {
+				fresh++
+			}
+		}
+	}
+	sp := n.cfg.SelfPreservation
+	reason := ""
+	switch {
+	case void > 0 && void == len(results):
+		reason = "lost its NATS connection"
+	case fresh >= sp.MinFailures && float64(fresh) > sp.Share*float64(answering):
+		reason = fmt.Sprintf("%d of %d answering instances fell silent in one round", fresh, answering)
+	}
+	if reason != "" {
+		n.m.preserved.Inc()
+		if !n.preserving {
+			n.preserving = true
+			n.m.preserving.Store(true)
+			n.log.Warn("self-preservation: judging nothing while this node seems cut off", "reason", reason)
+			n.publishNode(events.NodeSelfPreservation, reason)
+		}
+		return true
+	}
+	if n.preserving {
+		n.preserving = false
+		n.m.preserving.Store(false)
+		n.log.Info("self-preservation over: instances answer again")
+		n.publishNode(events.NodeNormal, "instances answer again")
+	}
+	return false
+}
+
+// publishNode publishes a node event: on entering and leaving
+// self-preservation.
+func (n *Node) publishNode(state, reason string) {
+	data, err := json.Marshal(events.NodeEvent{Node: n.id, State: state, Reason: reason, TS: time.Now().UTC()})
+	if err == nil {
+		err = n.nc.Publish(n.cfg.Subjects.NodeEvent(n.id), data)
+	}
+	if err != nil {
+		n.log.Warn("publish node event", "state", state, "err", err)
 	}
 }
 

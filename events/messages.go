@@ -165,6 +165,21 @@ type HealthEvent struct {
 	TS       time.Time `json:"ts"`
 }
 
+// NodeEvent is what a discovery node publishes on P.node.<node-id> about
+// itself; this repository's addition.
+type NodeEvent struct {
+	Node   string    `json:"node"`
+	State  string    `json:"state"` // NodeSelfPreservation or NodeNormal
+	Reason string    `json:"reason,omitempty"`
+	TS     time.Time `json:"ts"`
+}
+
+// NodeEvent states.
+const (
+	NodeSelfPreservation = "self_preservation"
+	NodeNormal           = "normal"
+)
+
 // NodeRecord is the value of hail_nodes <node-id>.
 type NodeRecord struct {
 	ID        string    `json:"id"`

@@ -88,6 +88,12 @@ func (s Subjects) DiscoveryInstances() string { return s.p() + ".discovery.insta
 // node handles each announce, deregister and query.
 func (s Subjects) DiscoveryQueue() string { return s.p() + ".discovery" }
 
+// NodeEvent is where discovery node id says what it is doing (events.NodeEvent).
+func (s Subjects) NodeEvent(id string) string { return s.p() + ".node." + id }
+
+// NodeEventAll matches every node event.
+func (s Subjects) NodeEventAll() string { return s.p() + ".node.>" }
+
 // RouterQueue is the queue group routers share on RouteAll.
 func (s Subjects) RouterQueue() string { return s.p() + ".router" }
 
