@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hailsd/hail/events"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -21,11 +22,22 @@ const (
 // its last refresh.
 const DefaultNodeTTL = 3 * time.Second
 
-// Buckets are the region's KV buckets.
+// EventsStream keeps the health and node events for replay
+// (`nats stream view HAIL_EVENTS`).
+const EventsStream = "HAIL_EVENTS"
+
+// Bounds of EventsStream.
+const (
+	EventsMaxAge   = 7 * 24 * time.Hour
+	EventsMaxBytes = 256 << 20
+)
+
+// Buckets are the region's KV buckets and its event stream.
 type Buckets struct {
 	Instances jetstream.KeyValue
 	Nodes     jetstream.KeyValue
 	Config    jetstream.KeyValue
+	Events    jetstream.Stream
 	Replicas  int
 }
 
@@ -36,6 +48,9 @@ type BucketOptions struct {
 	// NodeTTL is how long a hail_nodes entry lives unrefreshed; default
 	// DefaultNodeTTL.
 	NodeTTL time.Duration
+	// Subjects names what EventsStream captures; the zero value is the
+	// "hail" prefix.
+	Subjects events.Subjects
 }
 
 // EnsureBuckets creates the buckets of PROTOCOL.md, or updates them to this
@@ -64,7 +79,7 @@ func EnsureBuckets(ctx context.Context, nc *nats.Conn, o BucketOptions) (*Bucket
 	}
 	var lastErr error
 	for _, r := range candidates {
-		b, err := ensure(ctx, js, r, ttl)
+		b, err := ensure(ctx, js, r, ttl, o.Subjects)
 		if err == nil {
 			return b, nil
 		}
@@ -96,7 +111,7 @@ func tooFewServers(err error) bool {
 	return false
 }
 
-func ensure(ctx context.Context, js jetstream.JetStream, replicas int, nodeTTL time.Duration) (*Buckets, error) {
+func ensure(ctx context.Context, js jetstream.JetStream, replicas int, nodeTTL time.Duration, subjects events.Subjects) (*Buckets, error) {
 	cfgs := []jetstream.KeyValueConfig{
 		{Bucket: InstancesBucket, Description: "hail registry: <service>.<id> -> InstanceRecord", History: 1, Replicas: replicas},
 		{Bucket: NodesBucket, Description: "hail live discovery nodes: <node-id> -> NodeRecord", History: 1, Replicas: replicas,
@@ -111,5 +126,17 @@ func ensure(ctx context.Context, js jetstream.JetStream, replicas int, nodeTTL t
 		}
 		kvs[i] = kv
 	}
-	return &Buckets{Instances: kvs[0], Nodes: kvs[1], Config: kvs[2], Replicas: replicas}, nil
+	ev, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        EventsStream,
+		Description: "hail health and node events, for replay",
+		Subjects:    []string{subjects.HealthAll(), subjects.NodeEventAll()},
+		MaxAge:      EventsMaxAge,
+		MaxBytes:    EventsMaxBytes,
+		Discard:     jetstream.DiscardOld,
+		Replicas:    replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create or update stream %s (replicas %d): %w", EventsStream, replicas, err)
+	}
+	return &Buckets{Instances: kvs[0], Nodes: kvs[1], Config: kvs[2], Events: ev, Replicas: replicas}, nil
 }

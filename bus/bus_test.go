@@ -34,6 +34,20 @@ func TestEnsureBucketsSingleServer(t *testing.T) {
 	if _, err := b2.Instances.Get(ctx, "echo.x"); err != nil {
 		t.Errorf("record lost by second EnsureBuckets: %v", err)
 	}
+	// Health and node events are kept for replay.
+	if err := nc.Publish("hail.health.echo.x", []byte(`{"status":"passing"}`)); err != nil {
+		t.Fatal(err)
+	}
+	bustest.Eventually(t, 2*time.Second, func() error {
+		info, err := b.Events.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs != 1 || info.Config.MaxAge != bus.EventsMaxAge {
+			return fmt.Errorf("%s holds %d messages, max age %v", bus.EventsStream, info.State.Msgs, info.Config.MaxAge)
+		}
+		return nil
+	})
 	for _, kv := range []jetstream.KeyValue{b.Instances, b.Nodes, b.Config} {
 		st, err := kv.Status(ctx)
 		if err != nil {
@@ -104,6 +118,13 @@ func TestClusterBucketsHaveThreeReplicas(t *testing.T) {
 	}
 	if got := st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.Replicas; got != 3 {
 		t.Errorf("stream replicas = %d", got)
+	}
+	info, err := b.Events.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Config.Replicas != 3 {
+		t.Errorf("%s replicas = %d", bus.EventsStream, info.Config.Replicas)
 	}
 	if _, err := b.Instances.Put(ctx, "echo.a", []byte("{}")); err != nil {
 		t.Fatal(err)

@@ -148,7 +148,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		return err
 	}
 	defer bus.Drain(nc, 5*time.Second)
-	kv, err := bus.EnsureBuckets(ctx, nc, bus.BucketOptions{Replicas: cfg.KV.Replicas, NodeTTL: cfg.Node.TTL})
+	kv, err := bus.EnsureBuckets(ctx, nc, bus.BucketOptions{Replicas: cfg.KV.Replicas, NodeTTL: cfg.Node.TTL, Subjects: events.Subjects{Prefix: cfg.Prefix}})
 	if err != nil {
 		return err
 	}
