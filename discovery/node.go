@@ -58,6 +58,7 @@ type Node struct {
 	memberIDs []string
 	// preserving is true while the node is in self-preservation.
 	preserving bool
+	tracker    *heartbeat.Tracker
 }
 
 // tracked is what the node knows of one instance it owns.
@@ -148,6 +149,7 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 	defer tr.Close()
+	n.tracker = tr
 
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
@@ -306,6 +308,10 @@ func (n *Node) rebalance(ctx context.Context) {
 		n.m.rebalances.Inc()
 	}
 	n.publishTargets()
+	if gained > 0 && n.tracker != nil {
+		// Instances taken over have gone a while without a heartbeat.
+		n.tracker.Kick()
+	}
 	n.claim(ctx)
 }
 

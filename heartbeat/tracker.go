@@ -65,6 +65,7 @@ type Tracker struct {
 	seq      atomic.Uint64
 	cur      atomic.Pointer[round]
 	closed   sync.Once
+	kick     chan struct{}
 }
 
 type round struct {
@@ -82,7 +83,7 @@ type round struct {
 // NewTracker subscribes the tracker's reply inbox on nc. node is the
 // discovery node's id, sent in every heartbeat.
 func NewTracker(nc *nats.Conn, subjects events.Subjects, node string, timeout time.Duration) (*Tracker, error) {
-	t := &Tracker{nc: nc, subjects: subjects, node: node, timeout: timeout, inbox: nc.NewRespInbox() + "."}
+	t := &Tracker{nc: nc, subjects: subjects, node: node, timeout: timeout, inbox: nc.NewRespInbox() + ".", kick: make(chan struct{}, 1)}
 	sub, err := nc.Subscribe(t.inbox+">", t.onReply)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe heartbeat inbox: %w", err)
@@ -227,6 +228,17 @@ func (t *Tracker) Run(ctx context.Context, interval time.Duration, targets func(
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
+		case <-t.kick:
+			ticker.Reset(interval)
 		}
+	}
+}
+
+// Kick makes Run start its next round now instead of at the next tick: a
+// node that has just taken instances over heartbeats them at once.
+func (t *Tracker) Kick() {
+	select {
+	case t.kick <- struct{}{}:
+	default: // a kick is pending already
 	}
 }

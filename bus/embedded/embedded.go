@@ -149,6 +149,19 @@ func (c *Cluster) URLs() string {
 	return u
 }
 
+// ClientURL is server i's client URL followed by the others', so a client
+// that connects with it (and nats.DontRandomize) starts on server i and
+// fails over to the rest.
+func (c *Cluster) ClientURL(i int) string {
+	u := "nats://127.0.0.1:" + strconv.Itoa(c.opts[i].Port)
+	for j, o := range c.opts {
+		if j != i {
+			u += ",nats://127.0.0.1:" + strconv.Itoa(o.Port)
+		}
+	}
+	return u
+}
+
 // Stop shuts server i down and waits until it is gone.
 func (c *Cluster) Stop(i int) {
 	s := c.Servers[i]
