@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/bus/bustest"
@@ -392,5 +393,161 @@ func TestRegionNodeRestartRebalances(t *testing.T) {
 				t.Errorf("record of %s names node %s, heartbeated by %s", id, rec.Node, node)
 			}
 		}
+	}
+}
+
+// streamLeader is the index of the server leading the hail_instances
+// stream.
+func (r *region) streamLeader() int {
+	r.t.Helper()
+	st, err := r.kv.Instances.Status(r.t.Context())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	leader := st.(*jetstream.KeyValueBucketStatus).StreamInfo().Cluster.Leader
+	for i, s := range r.c.Servers {
+		if s != nil && s.Name() == leader {
+			return i
+		}
+	}
+	r.t.Fatalf("leader %q is not a server of the cluster", leader)
+	return -1
+}
+
+// One of three NATS servers (the one leading the registry's stream) is
+// killed: KV writes succeed again within 2 s, no registration is lost,
+// queries still answer, and no instance flaps.
+func TestRegionNATSServerKilled(t *testing.T) {
+	r := newRegion(t, discovery.Config{})
+	for i := range 3 {
+		r.start(i, "")
+	}
+	f := r.fleet(300)
+	r.settled(f, 2*time.Second)
+	h := r.watchHealth()
+	dead := r.streamLeader()
+	// The test's own client must not be on the server that dies.
+	nc := bustest.Connect(t, r.c.ClientURL((dead+1)%3), nats.DontRandomize())
+	kv, err := bus.EnsureBuckets(t.Context(), nc, bus.BucketOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	r.c.Stop(dead)
+	var writable time.Duration
+	bustest.Eventually(t, 10*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), 250*time.Millisecond)
+		defer cancel()
+		if _, err := kv.Config.Put(ctx, "probe", []byte("x")); err != nil {
+			return err
+		}
+		writable = time.Since(t0)
+		return nil
+	})
+	t.Logf("server %d (stream leader) killed; KV writable again after %s", dead, writable.Round(time.Millisecond))
+	if writable > 2*time.Second {
+		t.Errorf("KV writable again after %s, want within 2s", writable)
+	}
+	keys, err := kv.Instances.ListKeys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for range keys.Keys() {
+		n++
+	}
+	if n != 300 {
+		t.Errorf("%d of 300 registrations after the server died", n)
+	}
+	bustest.Eventually(t, 5*time.Second, func() error {
+		m, err := nc.Request(subjects.DiscoveryServices(), []byte("{}"), time.Second)
+		if err != nil {
+			return err
+		}
+		var svcs []events.ServiceSummary
+		if err := json.Unmarshal(m.Data, &svcs); err != nil {
+			return fmt.Errorf("services answer %s: %w", m.Data, err)
+		}
+		if len(svcs) != 1 || svcs[0].Instances != 300 {
+			return fmt.Errorf("services: %s", m.Data)
+		}
+		return nil
+	})
+	// Every instance is heartbeated by one node again (clients of the dead
+	// server reconnected), and nothing went critical.
+	r.settled(f, 2*time.Second)
+	h.none(t, events.Critical, events.Deregistered)
+}
+
+// A node cut off from its instances while they keep answering the other
+// nodes (here: they ignore its heartbeats) declares none of them critical.
+func TestRegionSelfPreservation(t *testing.T) {
+	set := newMetricsSet()
+	r := newRegion(t, discovery.Config{})
+	r.start(0, "")
+	r.start(1, "")
+	r.cfg.Metrics = set
+	cut := r.start(2, "")
+	f := r.fleet(300)
+	owners := byOwner(f, r.settled(f, 2*time.Second))
+	h := r.watchHealth()
+	nodeEvents := make(chan events.NodeEvent, 16)
+	sub, err := r.nc.Subscribe(subjects.NodeEventAll(), func(m *nats.Msg) {
+		var ev events.NodeEvent
+		if json.Unmarshal(m.Data, &ev) == nil {
+			nodeEvents <- ev
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	for _, in := range f.insts {
+		in.mu.Lock()
+		in.refuse[cut.n.ID()] = true
+		in.mu.Unlock()
+	}
+	select {
+	case ev := <-nodeEvents:
+		if ev.Node != cut.n.ID() || ev.State != events.NodeSelfPreservation {
+			t.Fatalf("node event %+v", ev)
+		}
+		t.Logf("node event: %+v", ev)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no self-preservation event within 5s")
+	}
+	// Well past the 3 misses that would make them critical.
+	bustest.Eventually(t, 10*time.Second, func() error {
+		if v := counter(set, "hail_discovery_self_preservation_rounds_total"); v < 5 {
+			return fmt.Errorf("%v rounds in self-preservation", v)
+		}
+		return nil
+	})
+	if v := counter(set, "hail_discovery_self_preservation"); v != 1 {
+		t.Errorf("self-preservation gauge %v", v)
+	}
+	h.none(t, events.Critical, events.Deregistered)
+	for _, id := range cut.owned(owners)[:10] {
+		e, err := r.kv.Instances.Get(t.Context(), events.InstanceKey("echo", id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec, _ := events.DecodeInstanceRecord(e.Value()); rec.Status != events.Passing {
+			t.Errorf("%s is %s", id, rec.Status)
+		}
+	}
+	// Answering again ends it.
+	for _, in := range f.insts {
+		in.mu.Lock()
+		delete(in.refuse, cut.n.ID())
+		in.mu.Unlock()
+	}
+	select {
+	case ev := <-nodeEvents:
+		if ev.State != events.NodeNormal {
+			t.Fatalf("node event %+v", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("self-preservation did not end within 5s")
 	}
 }
