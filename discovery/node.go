@@ -44,6 +44,7 @@ type Node struct {
 	startedAt time.Time
 
 	work    chan func(context.Context)
+	refresh chan struct{}
 	ready   atomic.Bool
 	serving chan struct{} // closed when the node first becomes ready
 	targets atomic.Pointer[[]string]
@@ -94,6 +95,7 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 		reg:     registry.New(),
 		schemas: set,
 		work:    make(chan func(context.Context), 1024),
+		refresh: make(chan struct{}, 1),
 		serving: make(chan struct{}),
 		owned:   map[string]*tracked{},
 		byID:    map[string]*tracked{},
@@ -129,7 +131,6 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watch bucket %s: %w", bus.NodesBucket, err)
 	}
-	defer func() { _ = nw.Stop() }()
 	w, err := n.kv.Instances.WatchAll(watchCtx)
 	if err != nil {
 		return fmt.Errorf("watch bucket %s: %w", bus.InstancesBucket, err)
@@ -237,8 +238,18 @@ func (n *Node) loadInitial(ctx context.Context, nw, w jetstream.KeyWatcher) erro
 	}
 }
 
-// forwardNodes hands membership changes to the loop.
+// forwardNodes hands membership changes to the loop. Every live node,
+// this one included, refreshes its entry each interval, so a watch that
+// delivers nothing for several intervals has stalled (its consumer sits on a
+// server this node can no longer reach, which nats.go notices only after
+// 10 s): the watch is made anew, and its initial values replace the
+// membership.
 func (n *Node) forwardNodes(ctx context.Context, nw jetstream.KeyWatcher) error {
+	stallAfter := 3 * n.cfg.HeartbeatInterval
+	quiet := time.NewTimer(stallAfter)
+	defer quiet.Stop()
+	defer func() { _ = nw.Stop() }()
+	var replay map[string]bool // non-nil while a new watch replays the bucket
 	for {
 		select {
 		case e, ok := <-nw.Updates():
@@ -248,17 +259,73 @@ func (n *Node) forwardNodes(ctx context.Context, nw jetstream.KeyWatcher) error 
 				}
 				return fmt.Errorf("watch bucket %s closed", bus.NodesBucket)
 			}
-			if e != nil {
+			quiet.Reset(stallAfter)
+			switch {
+			case replay != nil && e == nil:
+				live := replay
+				replay = nil
+				n.submit(ctx, func(ctx context.Context) {
+					if n.replaceMembers(live) {
+						n.rebalance(ctx)
+					}
+				})
+			case replay != nil:
+				if e.Operation() == jetstream.KeyValuePut {
+					replay[e.Key()] = true
+				} else {
+					delete(replay, e.Key())
+				}
+			case e != nil:
 				n.submit(ctx, func(ctx context.Context) {
 					if n.applyNode(e) {
 						n.rebalance(ctx)
 					}
 				})
 			}
+		case <-quiet.C:
+			// Even alone the node sees its own refreshes, so silence
+			// means the watch (or the bucket) is stuck.
+			quiet.Reset(stallAfter)
+			// The watch lives as long as ctx, so no shorter context here
+			// (the JetStream API bounds the call by its own timeout).
+			fresh, err := n.kv.Nodes.WatchAll(ctx)
+			if err != nil {
+				n.log.Warn("renew stalled watch", "bucket", bus.NodesBucket, "err", err)
+				continue
+			}
+			n.log.Warn("watch of live nodes stalled; renewed it", "bucket", bus.NodesBucket)
+			_ = nw.Stop()
+			nw, replay = fresh, map[string]bool{}
 		case <-ctx.Done():
 			return nil
 		}
 	}
+}
+
+// replaceMembers sets the live nodes to live (this node always among
+// them) and reports whether that changed anything.
+func (n *Node) replaceMembers(live map[string]bool) bool {
+	next := map[string]bool{n.id: true}
+	for id := range live {
+		next[id] = true
+	}
+	if maps.Equal(next, n.members) {
+		return false
+	}
+	for id := range n.members {
+		if !next[id] {
+			n.log.Info("discovery node left", "peer", id)
+		}
+	}
+	for id := range next {
+		if !n.members[id] {
+			n.log.Info("discovery node joined", "peer", id)
+		}
+	}
+	n.members = next
+	n.memberIDs = slices.Sorted(maps.Keys(n.members))
+	n.m.members.Store(int64(len(n.memberIDs)))
+	return true
 }
 
 // applyNode takes in a change to hail_nodes and reports whether the set of
@@ -267,7 +334,16 @@ func (n *Node) forwardNodes(ctx context.Context, nw jetstream.KeyWatcher) error 
 func (n *Node) applyNode(e jetstream.KeyValueEntry) bool {
 	id := e.Key()
 	live := e.Operation() == jetstream.KeyValuePut
-	if id == n.id || n.members[id] == live {
+	if id == n.id {
+		if !live && n.ready.Load() {
+			// Its entry lapsed (the bucket had no leader for longer
+			// than the TTL, say): say at once that it is alive, so
+			// peers that saw it go take it back within moments.
+			n.refreshNow()
+		}
+		return false
+	}
+	if n.members[id] == live {
 		return false
 	}
 	if live {
@@ -356,6 +432,14 @@ func (n *Node) loop(ctx context.Context) error {
 	}
 }
 
+// refreshNow asks refreshNodeRecord for a refresh before its next tick.
+func (n *Node) refreshNow() {
+	select {
+	case n.refresh <- struct{}{}:
+	default:
+	}
+}
+
 // refreshNodeRecord keeps the node's hail_nodes entry alive. It runs apart
 // from the loop so that a stalled KV delays the entry, not the judging.
 func (n *Node) refreshNodeRecord(ctx context.Context) error {
@@ -365,6 +449,12 @@ func (n *Node) refreshNodeRecord(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-n.refresh:
+			if n.ready.Load() {
+				if err := n.putNodeRecord(ctx); err != nil {
+					n.log.Warn("refresh node entry", "err", err)
+				}
+			}
 		case <-t.C:
 			if n.ready.Load() {
 				if err := n.putNodeRecord(ctx); err != nil {

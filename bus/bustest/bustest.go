@@ -41,6 +41,20 @@ func RunCluster(t testing.TB, n int) *embedded.Cluster {
 	return c
 }
 
+// RunPartitionableCluster is RunCluster with route proxies, so that the
+// test can Cut a server off from the others and Heal it.
+func RunPartitionableCluster(t testing.TB, n int) *embedded.Cluster {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := embedded.StartPartitionableCluster(ctx, "hailtest", n, t.TempDir())
+	if err != nil {
+		t.Fatalf("start %d-node cluster: %v", n, err)
+	}
+	t.Cleanup(c.Shutdown)
+	return c
+}
+
 // Connect opens a client connection that is closed with the test.
 func Connect(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
 	t.Helper()

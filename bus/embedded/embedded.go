@@ -101,26 +101,68 @@ func (s serverLog) Tracef(f string, v ...any)  { s.l.Debug(fmt.Sprintf(f, v...))
 type Cluster struct {
 	Servers []*server.Server
 	opts    []ServerOptions
+	// proxies[i][j] carries server i's route to server j, when the cluster
+	// was started partitionable.
+	proxies [][]*proxy
 }
 
 // StartCluster starts n servers named <name>-0..n-1 with stores under dir and
 // waits until JetStream has a meta leader that every server follows.
 func StartCluster(ctx context.Context, name string, n int, dir string) (*Cluster, error) {
+	return startCluster(ctx, name, n, dir, false)
+}
+
+// StartPartitionableCluster is StartCluster with every route between two
+// servers carried by a TCP proxy, so that Cut can partition a server off.
+func StartPartitionableCluster(ctx context.Context, name string, n int, dir string) (*Cluster, error) {
+	return startCluster(ctx, name, n, dir, true)
+}
+
+func startCluster(ctx context.Context, name string, n int, dir string, proxied bool) (*Cluster, error) {
 	ports, err := freePorts(2 * n)
 	if err != nil {
 		return nil, err
 	}
-	routes := make([]string, n)
-	for i := range n {
-		routes[i] = "nats-route://127.0.0.1:" + strconv.Itoa(ports[n+i])
-	}
 	c := &Cluster{}
+	routesOf := func(int) []string {
+		routes := make([]string, n)
+		for j := range n {
+			routes[j] = "nats-route://127.0.0.1:" + strconv.Itoa(ports[n+j])
+		}
+		return routes
+	}
+	if proxied {
+		c.proxies = make([][]*proxy, n)
+		for i := range n {
+			c.proxies[i] = make([]*proxy, n)
+			for j := range n {
+				if i == j {
+					continue
+				}
+				p, err := newProxy("127.0.0.1:" + strconv.Itoa(ports[n+j]))
+				if err != nil {
+					c.Shutdown()
+					return nil, fmt.Errorf("route proxy: %w", err)
+				}
+				c.proxies[i][j] = p
+			}
+		}
+		routesOf = func(i int) []string {
+			var routes []string
+			for j, p := range c.proxies[i] {
+				if j != i {
+					routes = append(routes, "nats-route://"+p.addr())
+				}
+			}
+			return routes
+		}
+	}
 	for i := range n {
 		o := ServerOptions{
 			Name:     fmt.Sprintf("%s-%d", name, i),
 			Port:     ports[i],
 			StoreDir: filepath.Join(dir, strconv.Itoa(i)),
-			Cluster:  ClusterOptions{Name: name, Host: "127.0.0.1", Port: ports[n+i], Routes: routes},
+			Cluster:  ClusterOptions{Name: name, Host: "127.0.0.1", Port: ports[n+i], Routes: routesOf(i)},
 		}
 		s, err := StartServer(o)
 		if err != nil {
@@ -184,10 +226,38 @@ func (c *Cluster) Restart(i int) error {
 	return nil
 }
 
+// Cut partitions server i from the others: every route between them is
+// dropped and refused until Heal. Clients of server i stay connected to
+// it. Only for a cluster made by StartPartitionableCluster.
+func (c *Cluster) Cut(i int) { c.setCut(i, true) }
+
+// Heal undoes Cut.
+func (c *Cluster) Heal(i int) { c.setCut(i, false) }
+
+func (c *Cluster) setCut(i int, cut bool) {
+	if c.proxies == nil {
+		panic("embedded: Cut on a cluster without route proxies")
+	}
+	for j := range c.proxies {
+		if j == i {
+			continue
+		}
+		c.proxies[i][j].setCut(cut)
+		c.proxies[j][i].setCut(cut)
+	}
+}
+
 // Shutdown stops every server.
 func (c *Cluster) Shutdown() {
 	for i := range c.Servers {
 		c.Stop(i)
+	}
+	for _, ps := range c.proxies {
+		for _, p := range ps {
+			if p != nil {
+				p.close()
+			}
+		}
 	}
 }
 
