@@ -310,6 +310,16 @@ func takeover(t *testing.T, f *fleet, ids []string, gone []string, t0 time.Time,
 
 func (m *member) owned(owners map[string][]string) []string { return owners[m.n.ID()] }
 
+// lastSeq is the registry stream's last sequence: its writes so far.
+func (r *region) lastSeq() uint64 {
+	r.t.Helper()
+	st, err := r.kv.Instances.Status(r.t.Context())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return st.(*jetstream.KeyValueBucketStatus).StreamInfo().State.LastSeq
+}
+
 // The owner of about 100 of 300 instances is killed: every one of them is
 // heartbeated again within node TTL + 1 interval, and none goes critical.
 func TestRegionOwnerKilled(t *testing.T) {
@@ -322,13 +332,18 @@ func TestRegionOwnerKilled(t *testing.T) {
 	h := r.watchHealth()
 	victim := r.nodes[0]
 	ids := victim.owned(owners)
+	seq := r.lastSeq()
 	t0 := time.Now()
 	victim.crash()
 	worst := takeover(t, f, ids, []string{victim.n.ID()}, t0, bus.DefaultNodeTTL+time.Second)
-	t.Logf("killed node owned %d instances; all heartbeated again within %s", len(ids), worst.Round(time.Millisecond))
 	// Four more rounds: had anything gone missing, it would show now.
 	r.settled(f, 4*time.Second)
 	h.none(t, events.Critical, events.Deregistered)
+	writes := r.lastSeq() - seq
+	t.Logf("killed node owned %d instances; all heartbeated again within %s; %d KV writes (the new owners' claims)", len(ids), worst.Round(time.Millisecond), writes)
+	if writes > uint64(len(ids)) {
+		t.Errorf("%d KV writes to take over %d instances", writes, len(ids))
+	}
 }
 
 // Two of three nodes die with 1,000 instances registered: the survivor
@@ -349,13 +364,18 @@ func TestRegionTwoOfThreeKilled(t *testing.T) {
 		ids = append(ids, m.owned(owners)...)
 		gone = append(gone, m.n.ID())
 	}
+	seq := r.lastSeq()
 	t0 := time.Now()
 	r.nodes[0].crash()
 	r.nodes[1].crash()
 	worst := takeover(t, f, ids, gone, t0, bus.DefaultNodeTTL+time.Second)
-	t.Logf("two killed nodes owned %d of 1000 instances; all heartbeated again within %s", len(ids), worst.Round(time.Millisecond))
 	r.settled(f, 4*time.Second)
 	h.none(t, events.Critical, events.Deregistered)
+	writes := r.lastSeq() - seq
+	t.Logf("two killed nodes owned %d of 1000 instances; all heartbeated again within %s; %d KV writes", len(ids), worst.Round(time.Millisecond), writes)
+	if writes > uint64(len(ids)) {
+		t.Errorf("%d KV writes to take over %d instances", writes, len(ids))
+	}
 	owners = byOwner(f, r.settled(f, 2*time.Second))
 	if got := len(r.nodes[2].owned(owners)); got != 1000 {
 		t.Errorf("survivor owns %d of 1000", got)
