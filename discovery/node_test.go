@@ -465,9 +465,15 @@ func TestQueries(t *testing.T) {
 	if len(svcs) != 2 || svcs[0] != want[0] || svcs[1] != want[1] {
 		t.Errorf("services = %+v, want %+v", svcs, want)
 	}
-	m = e.request(subjects.DiscoveryInstances(), []byte(`{"service":"x.*"}`))
-	if code, _, _ := events.ReplyError(m); code != 400 {
-		t.Errorf("wildcard query: code %d, %s", code, m.Data)
+	m = e.request(subjects.DiscoveryInstances(), []byte(`{"service_prefix":"com.example"}`))
+	if err := json.Unmarshal(m.Data, &recs); err != nil || len(recs) != 1 || recs[0].Service != "com.example.y" {
+		t.Errorf("service_prefix com.example: %s", m.Data)
+	}
+	for _, q := range []string{`{"service":"x.*"}`, `{"service_prefix":"x>"}`} {
+		m = e.request(subjects.DiscoveryInstances(), []byte(q))
+		if code, _, _ := events.ReplyError(m); code != 400 {
+			t.Errorf("query %s: code %d, %s", q, code, m.Data)
+		}
 	}
 }
 

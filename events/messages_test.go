@@ -187,3 +187,26 @@ func FuzzDecodeDeregister(f *testing.F) {
 		}
 	})
 }
+
+func TestInstancesQueryMatch(t *testing.T) {
+	rec := InstanceRecord{Announce: Announce{ID: testID, Service: "com.example.login", Version: "1.2.0", AZ: "eu-west-1a"}, Status: Warning}
+	tests := []struct {
+		q    InstancesQuery
+		want bool
+	}{
+		{InstancesQuery{}, true},
+		{InstancesQuery{Service: "com.example.login"}, true},
+		{InstancesQuery{Service: "com.example"}, false},
+		{InstancesQuery{ServicePrefix: "com.example"}, true},
+		{InstancesQuery{ServicePrefix: "com.other"}, false},
+		{InstancesQuery{Version: "1.2.0", AZ: "eu-west-1a", Status: Warning}, true},
+		{InstancesQuery{Version: "1.2"}, false},
+		{InstancesQuery{AZ: "eu-west-1b"}, false},
+		{InstancesQuery{Status: Passing}, false},
+	}
+	for _, tt := range tests {
+		if got := tt.q.Match(rec); got != tt.want {
+			t.Errorf("%+v.Match = %v, want %v", tt.q, got, tt.want)
+		}
+	}
+}

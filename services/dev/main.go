@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -45,6 +46,8 @@ type Config struct {
 	StoreDir string `koanf:"store_dir"`
 	// Echo is how many echo instances to run. Default 3.
 	Echo int `koanf:"echo"`
+	// Discovery is how many discovery nodes to run. Default 1.
+	Discovery int `koanf:"discovery"`
 	// HTTP.Addr serves the discovery node's /metrics, /healthz and /readyz;
 	// empty serves none. Default 127.0.0.1:8080.
 	HTTP HTTPConfig `koanf:"http"`
@@ -60,7 +63,7 @@ type HTTPConfig struct {
 func (c *Config) Logging() config.Log { return c.Log }
 
 func defaults() *Config {
-	return &Config{NATS: config.NATS{URL: config.DefaultNATSURL}, Echo: 3, HTTP: HTTPConfig{Addr: "127.0.0.1:8080"}, Log: config.DefaultLog}
+	return &Config{NATS: config.NATS{URL: config.DefaultNATSURL}, Echo: 3, Discovery: 1, HTTP: HTTPConfig{Addr: "127.0.0.1:8080"}, Log: config.DefaultLog}
 }
 
 // Validate names every wrong field.
@@ -68,6 +71,9 @@ func (c *Config) Validate() error {
 	errs := []error{c.NATS.Validate(), c.Log.Validate()}
 	if c.Echo < 0 || c.Echo > 1000 {
 		errs = append(errs, config.FieldError("echo", "%d is out of range 0..1000", c.Echo))
+	}
+	if c.Discovery < 1 || c.Discovery > 9 {
+		errs = append(errs, config.FieldError("discovery", "%d is out of range 1..9", c.Discovery))
 	}
 	return errors.Join(errs...)
 }
@@ -108,37 +114,44 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	}()
 	url := srv.ClientURL()
 
-	nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: url, Name: "hail-discovery", Logger: log})
-	if err != nil {
-		return err
-	}
-	defer bus.Drain(nc, 5*time.Second)
-	kv, err := bus.EnsureBuckets(ctx, nc, bus.BucketOptions{})
-	if err != nil {
-		return err
-	}
+	// Discovery nodes and the router outlive the echo instances, so that
+	// the instances' deregistrations are recorded and their exit routed
+	// around before those stop.
 	set := metrics.NewSet()
-	node, err := discovery.New(nc, kv, discovery.Config{Logger: log, Metrics: set})
-	if err != nil {
-		return err
-	}
-	// The node outlives the echo instances, so their deregistrations are
-	// recorded before it stops.
-	nodeCtx, stopNode := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopNode()
-	nodeDone := make(chan error, 1)
-	go func() { nodeDone <- node.Run(nodeCtx) }()
-	select {
-	case <-node.Serving():
-	case err := <-nodeDone:
-		return fmt.Errorf("discovery node stopped before it was ready: %w", err)
-	case <-ctx.Done():
-		stopNode()
-		return <-nodeDone
+	stopped := make(chan error, 1)
+	var comps []*component
+	defer func() {
+		for _, c := range comps {
+			_ = c.stop()
+		}
+	}()
+	var nodes []*discovery.Node
+	for i := range cfg.Discovery {
+		nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: url, Name: fmt.Sprintf("hail-discovery-%d", i+1), Logger: log})
+		if err != nil {
+			return err
+		}
+		defer bus.Drain(nc, 5*time.Second)
+		kv, err := bus.EnsureBuckets(ctx, nc, bus.BucketOptions{})
+		if err != nil {
+			return err
+		}
+		nodeSet := set // the first node's metrics are served; the others' kept apart
+		if i > 0 {
+			nodeSet = metrics.NewSet()
+		}
+		node, err := discovery.New(nc, kv, discovery.Config{Logger: log, Metrics: nodeSet})
+		if err != nil {
+			return err
+		}
+		c := start(ctx, node.Run, stopped)
+		comps = append(comps, c)
+		if err := c.wait(ctx, node.Serving(), "discovery node"); err != nil {
+			return err
+		}
+		nodes = append(nodes, node)
 	}
 
-	// The router, like the node, outlives the echo instances, so that
-	// their graceful exit is routed around.
 	rnc, err := bus.Connect(ctx, bus.ConnectOptions{URL: url, Name: "hail-router", Logger: log})
 	if err != nil {
 		return err
@@ -148,26 +161,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	if err != nil {
 		return err
 	}
-	routerCtx, stopRouter := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopRouter()
-	routerDone := make(chan error, 1)
-	go func() { routerDone <- rt.Run(routerCtx) }()
+	rc := start(ctx, rt.Run, stopped)
+	comps = append(comps, rc)
 	if cfg.HTTP.Addr != "" {
-		ready := func() bool { return node.Ready() && rt.Ready() }
+		ready := func() bool { return nodes[0].Ready() && rt.Ready() }
 		if _, err := admin.Serve(ctx, cfg.HTTP.Addr, admin.Handler(set, ready), log); err != nil {
 			log.Warn("no HTTP endpoints", "err", err)
 		}
 	}
-
-	select {
-	case <-rt.Serving():
-	case err := <-routerDone:
-		stopNode()
-		return errors.Join(fmt.Errorf("router stopped before it was ready: %w", err), <-nodeDone)
-	case <-ctx.Done():
-		stopRouter()
-		stopNode()
-		return errors.Join(<-routerDone, <-nodeDone)
+	if err := rc.wait(ctx, rt.Serving(), "router"); err != nil {
+		return err
 	}
 
 	var insts []*instance.Instance
@@ -189,17 +192,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		}
 		insts = append(insts, inst)
 	}
-	printWelcome(out, url, storeDir, node.ID(), len(insts), cfg.HTTP.Addr)
+	ids := make([]string, len(nodes))
+	for i, n := range nodes {
+		ids[i] = n.ID()
+	}
+	printWelcome(out, url, storeDir, ids, len(insts), cfg.HTTP.Addr)
 
 	var failed error
 	select {
 	case <-ctx.Done():
-	case err := <-nodeDone:
-		nodeDone <- err
-		failed = fmt.Errorf("discovery node stopped: %w", err)
-	case err := <-routerDone:
-		routerDone <- err
-		failed = fmt.Errorf("router stopped: %w", err)
+	case err := <-stopped:
+		failed = fmt.Errorf("a part of the stack stopped on its own: %w", err)
 	}
 	fmt.Fprintln(out, "stopping hail dev stack")
 	for _, inst := range insts {
@@ -207,12 +210,60 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 			log.Warn("echo shutdown", "instance_id", inst.ID(), "err", err)
 		}
 	}
-	stopRouter()
-	stopNode()
-	return errors.Join(failed, <-routerDone, <-nodeDone)
+	errs := []error{failed}
+	for i := len(comps) - 1; i >= 0; i-- {
+		errs = append(errs, comps[i].stop())
+	}
+	comps = nil
+	return errors.Join(errs...)
 }
 
-func printWelcome(w io.Writer, url, storeDir, nodeID string, echoes int, httpAddr string) {
+// component is a part of the stack running until stopped.
+type component struct {
+	cancel context.CancelFunc
+	ended  chan struct{}
+	err    error // set before ended is closed
+}
+
+// start runs f on a context of its own (the stack stops its parts in
+// order, not all at once when ctx ends); if f returns by itself, its
+// error is sent on stopped.
+func start(ctx context.Context, f func(context.Context) error, stopped chan<- error) *component {
+	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c := &component{cancel: cancel, ended: make(chan struct{})}
+	go func() {
+		c.err = f(cctx)
+		close(c.ended)
+		if cctx.Err() == nil {
+			select {
+			case stopped <- c.err:
+			default:
+			}
+		}
+	}()
+	return c
+}
+
+// wait waits until ready is closed, the component ends, or ctx ends.
+func (c *component) wait(ctx context.Context, ready <-chan struct{}, what string) error {
+	select {
+	case <-ready:
+		return nil
+	case <-c.ended:
+		return fmt.Errorf("%s stopped before it was ready: %w", what, c.err)
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+// stop ends the component and returns what it returned; safe twice.
+func (c *component) stop() error {
+	c.cancel()
+	<-c.ended
+	return c.err
+}
+
+func printWelcome(w io.Writer, url, storeDir string, nodeIDs []string, echoes int, httpAddr string) {
 	s := ""
 	if url != config.DefaultNATSURL {
 		s = " -s " + url
@@ -220,10 +271,10 @@ func printWelcome(w io.Writer, url, storeDir, nodeID string, echoes int, httpAdd
 	fmt.Fprintf(w, `
 hail dev stack is up
   NATS        %s (JetStream data in %s)
-  discovery   node %s
+  discovery   %d node(s): %s
   router      %s
   echo        %d instances of service "echo"
-`, url, storeDir, nodeID, events.Subjects{}.RouteAll(), echoes)
+`, url, storeDir, len(nodeIDs), strings.Join(nodeIDs, ", "), events.Subjects{}.RouteAll(), echoes)
 	if httpAddr != "" {
 		fmt.Fprintf(w, "  metrics     http://%s/metrics\n", httpAddr)
 	}

@@ -111,3 +111,65 @@ func TestDevStack(t *testing.T) {
 		t.Errorf("%d deregistered events at shutdown, want 3", len(dereg))
 	}
 }
+
+// --discovery 3 runs a region of three nodes sharing the instances.
+func TestDevStackRegion(t *testing.T) {
+	url := fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out testlog.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--nats-url", url, "--http-addr", "", "--discovery", "3", "--echo", "12"}, func(string) string { return "" }, &out)
+	}()
+	bustest.Eventually(t, 15*time.Second, func() error {
+		if !strings.Contains(out.String(), "hail dev stack is up") {
+			return fmt.Errorf("not up yet")
+		}
+		return nil
+	})
+	nc := bustest.Connect(t, url)
+	kv := bustest.Buckets(t, nc)
+	nodes := map[string]bool{}
+	lister, err := kv.Nodes.ListKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range lister.Keys() {
+		nodes[k] = true
+	}
+	if len(nodes) != 3 {
+		t.Fatalf("hail_nodes: %v, want 3 nodes", nodes)
+	}
+	// Ownership settles on the rendezvous owner of each instance.
+	bustest.Eventually(t, 10*time.Second, func() error {
+		m, err := nc.Request("hail.discovery.instances", []byte(`{"service":"echo"}`), 2*time.Second)
+		if err != nil {
+			return err
+		}
+		var recs []events.InstanceRecord
+		if err := json.Unmarshal(m.Data, &recs); err != nil {
+			return err
+		}
+		owners := map[string]int{}
+		for _, r := range recs {
+			if !nodes[r.Node] {
+				return fmt.Errorf("%s owned by %q", r.ID, r.Node)
+			}
+			owners[r.Node]++
+		}
+		if len(recs) != 12 || len(owners) < 2 {
+			return fmt.Errorf("%d records, owners %v", len(recs), owners)
+		}
+		return nil
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("dev stack did not stop")
+	}
+}

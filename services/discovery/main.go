@@ -38,10 +38,11 @@ type Config struct {
 	Heartbeat HeartbeatConfig `koanf:"heartbeat"`
 	// DeregisterAfter is how long an instance stays critical before its
 	// record is removed. Default 60s.
-	DeregisterAfter time.Duration `koanf:"deregister_after"`
-	KV              KVConfig      `koanf:"kv"`
-	HTTP            HTTPConfig    `koanf:"http"`
-	Log             config.Log    `koanf:"log"`
+	DeregisterAfter  time.Duration          `koanf:"deregister_after"`
+	SelfPreservation SelfPreservationConfig `koanf:"self_preservation"`
+	KV               KVConfig               `koanf:"kv"`
+	HTTP             HTTPConfig             `koanf:"http"`
+	Log              config.Log             `koanf:"log"`
 }
 
 // NodeConfig describes this node.
@@ -69,6 +70,16 @@ type HeartbeatConfig struct {
 	AnsweredToPassing int `koanf:"answered_to_passing"`
 }
 
+// SelfPreservationConfig: when more than Share of the answering instances
+// a node owns fall silent in one round, and at least MinFailures, the node
+// blames itself and judges nothing that round.
+type SelfPreservationConfig struct {
+	// Share of answering instances. Default 0.5.
+	Share float64 `koanf:"share"`
+	// MinFailures in the round. Default 3.
+	MinFailures int `koanf:"min_failures"`
+}
+
 // KVConfig tunes the buckets.
 type KVConfig struct {
 	// Replicas of each bucket; 0 means min(3, cluster size). Default 0.
@@ -86,12 +97,13 @@ func (c *Config) Logging() config.Log { return c.Log }
 
 func defaults() *Config {
 	return &Config{
-		NATS:            config.NATS{URL: config.DefaultNATSURL},
-		Prefix:          events.DefaultPrefix,
-		Node:            NodeConfig{TTL: bus.DefaultNodeTTL},
-		Heartbeat:       HeartbeatConfig{Interval: time.Second, Timeout: 500 * time.Millisecond, MissedToCritical: 3, AnsweredToPassing: 1},
-		DeregisterAfter: 60 * time.Second,
-		Log:             config.DefaultLog,
+		NATS:             config.NATS{URL: config.DefaultNATSURL},
+		Prefix:           events.DefaultPrefix,
+		Node:             NodeConfig{TTL: bus.DefaultNodeTTL},
+		Heartbeat:        HeartbeatConfig{Interval: time.Second, Timeout: 500 * time.Millisecond, MissedToCritical: 3, AnsweredToPassing: 1},
+		DeregisterAfter:  60 * time.Second,
+		SelfPreservation: SelfPreservationConfig{Share: 0.5, MinFailures: 3},
+		Log:              config.DefaultLog,
 	}
 }
 
@@ -131,6 +143,12 @@ func (c *Config) Validate() error {
 	if c.DeregisterAfter < 0 {
 		add(config.FieldError("deregister_after", "%v is negative", c.DeregisterAfter))
 	}
+	if c.SelfPreservation.Share <= 0 || c.SelfPreservation.Share > 1 {
+		add(config.FieldError("self_preservation.share", "%g is out of range (0, 1]", c.SelfPreservation.Share))
+	}
+	if c.SelfPreservation.MinFailures < 1 {
+		add(config.FieldError("self_preservation.min_failures", "%d is below 1", c.SelfPreservation.MinFailures))
+	}
 	if c.KV.Replicas < 0 || c.KV.Replicas > 5 {
 		add(config.FieldError("kv.replicas", "%d is out of range 0..5", c.KV.Replicas))
 	}
@@ -162,6 +180,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		HeartbeatTimeout:  cfg.Heartbeat.Timeout,
 		Thresholds:        heartbeat.Thresholds{FailuresToCritical: cfg.Heartbeat.MissedToCritical, SuccessesToPassing: cfg.Heartbeat.AnsweredToPassing},
 		DeregisterAfter:   cfg.DeregisterAfter,
+		SelfPreservation:  discovery.SelfPreservation{Share: cfg.SelfPreservation.Share, MinFailures: cfg.SelfPreservation.MinFailures},
 		Logger:            log,
 		Metrics:           set,
 	})
