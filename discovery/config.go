@@ -31,12 +31,13 @@ type Config struct {
 }
 
 // SelfPreservation is Eureka's idea: when more than Share of the
-// instances a node owns that answered until now stop answering in the same
-// round, and at least MinFailures of them, the node takes it for its own
-// fault (it is cut off, not they) and judges nothing that round.
+// instances a node owns that are not critical are failing their
+// heartbeats at once, and at least MinFailures of them, the node takes it
+// for its own fault (it is cut off, not they) and judges nothing that
+// round.
 type SelfPreservation struct {
 	Share       float64 // default 0.5
-	MinFailures int     // default 3
+	MinFailures int     // default 5
 }
 
 func (c *Config) setDefaults() {
@@ -44,7 +45,7 @@ func (c *Config) setDefaults() {
 		c.SelfPreservation.Share = 0.5
 	}
 	if c.SelfPreservation.MinFailures == 0 {
-		c.SelfPreservation.MinFailures = 3
+		c.SelfPreservation.MinFailures = 5
 	}
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = time.Second

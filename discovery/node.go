@@ -1017,11 +1017,14 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 }
 
 // selfPreserve decides whether a round is this node's fault rather than
-// its instances': too many that answered until now fell silent at once
-// (see SelfPreservation), or the node was disconnected. It says so on
-// entering and leaving that state.
+// its instances': more than the set share of the instances it owns that
+// are not critical are failing (see SelfPreservation), or the node was
+// disconnected. Counting every failing instance that is not critical yet,
+// not only those that fell silent this round, catches an outage that
+// spreads over the rounds it takes to go critical. It says so on entering
+// and leaving that state.
 func (n *Node) selfPreserve(results []heartbeat.Result) bool {
-	var answering, fresh, void int
+	var live, failing, void int
 	for _, r := range results {
 		t := n.byID[r.ID]
 		if t == nil {
@@ -1032,11 +1035,12 @@ func (n *Node) selfPreserve(results []heartbeat.Result) bool {
 			n.m.void.Inc()
 			continue
 		}
-		if t.judge.Failures == 0 && t.judge.Status != events.Critical {
-			answering++
-			if r.Err != nil {
-				fresh++
-			}
+		if t.judge.Status == events.Critical {
+			continue
+		}
+		live++
+		if r.Err != nil {
+			failing++
 		}
 	}
 	sp := n.cfg.SelfPreservation
@@ -1044,8 +1048,8 @@ func (n *Node) selfPreserve(results []heartbeat.Result) bool {
 	switch {
 	case void > 0 && void == len(results):
 		reason = "lost its NATS connection"
-	case fresh >= sp.MinFailures && float64(fresh) > sp.Share*float64(answering):
-		reason = fmt.Sprintf("%d of %d answering instances fell silent in one round", fresh, answering)
+	case failing >= sp.MinFailures && float64(failing) > sp.Share*float64(live):
+		reason = fmt.Sprintf("%d of %d live instances failing at once", failing, live)
 	}
 	if reason != "" {
 		n.m.preserved.Inc()

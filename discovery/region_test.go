@@ -617,6 +617,7 @@ func TestRegionPartition(t *testing.T) {
 		_, err := r.kv.Config.Put(ctx, "probe", []byte("x"))
 		return err
 	})
+	writable := time.Since(t0)
 	// ...the cut-off node's entry lapses and its share moves...
 	bustest.Eventually(t, 30*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
@@ -670,8 +671,8 @@ collect:
 		}
 		return nil
 	})
-	t.Logf("cut at 0; node entry gone from the majority after %s; %d of %d instances on the cut-off server critical on the majority side by %s",
-		lapsed.Round(time.Millisecond), len(critical), len(onCut), last.Round(time.Millisecond))
+	t.Logf("cut at 0; majority writable after %s; node entry gone from the majority after %s; %d of %d instances on the cut-off server critical on the majority side by %s",
+		writable.Round(time.Millisecond), lapsed.Round(time.Millisecond), len(critical), len(onCut), last.Round(time.Millisecond))
 
 	healed := time.Now()
 	c.Heal(2)

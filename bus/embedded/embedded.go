@@ -41,6 +41,10 @@ type ClusterOptions struct {
 	Host   string
 	Port   int
 	Routes []string // nats-route://host:port of every peer
+	// Advertise is the route address the server gossips to its peers
+	// (default: its listen address). Peers that learn of it connect
+	// there directly ("implicit routes").
+	Advertise string
 }
 
 // StartServer starts an embedded server and waits until it accepts clients.
@@ -61,7 +65,7 @@ func StartServer(o ServerOptions) (*server.Server, error) {
 		MaxPayload: o.MaxPayload,
 	}
 	if o.Cluster.Name != "" {
-		opts.Cluster = server.ClusterOpts{Name: o.Cluster.Name, Host: o.Cluster.Host, Port: o.Cluster.Port}
+		opts.Cluster = server.ClusterOpts{Name: o.Cluster.Name, Host: o.Cluster.Host, Port: o.Cluster.Port, Advertise: o.Cluster.Advertise}
 		for _, r := range o.Cluster.Routes {
 			u, err := url.Parse(r)
 			if err != nil {
@@ -163,6 +167,12 @@ func startCluster(ctx context.Context, name string, n int, dir string, proxied b
 			Port:     ports[i],
 			StoreDir: filepath.Join(dir, strconv.Itoa(i)),
 			Cluster:  ClusterOptions{Name: name, Host: "127.0.0.1", Port: ports[n+i], Routes: routesOf(i)},
+		}
+		if proxied {
+			// Every route is configured, through its proxy. A server
+			// must not learn a peer's real address by gossip and connect
+			// around the proxy, so what it learns leads nowhere.
+			o.Cluster.Advertise = "127.0.0.1:1"
 		}
 		s, err := StartServer(o)
 		if err != nil {

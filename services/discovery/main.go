@@ -70,13 +70,13 @@ type HeartbeatConfig struct {
 	AnsweredToPassing int `koanf:"answered_to_passing"`
 }
 
-// SelfPreservationConfig: when more than Share of the answering instances
-// a node owns fall silent in one round, and at least MinFailures, the node
-// blames itself and judges nothing that round.
+// SelfPreservationConfig: when more than Share of the instances a node
+// owns that are not critical are failing at once, and at least
+// MinFailures, the node blames itself and judges nothing that round.
 type SelfPreservationConfig struct {
-	// Share of answering instances. Default 0.5.
+	// Share of the instances not critical. Default 0.5.
 	Share float64 `koanf:"share"`
-	// MinFailures in the round. Default 3.
+	// MinFailures failing at once. Default 5.
 	MinFailures int `koanf:"min_failures"`
 }
 
@@ -102,7 +102,7 @@ func defaults() *Config {
 		Node:             NodeConfig{TTL: bus.DefaultNodeTTL},
 		Heartbeat:        HeartbeatConfig{Interval: time.Second, Timeout: 500 * time.Millisecond, MissedToCritical: 3, AnsweredToPassing: 1},
 		DeregisterAfter:  60 * time.Second,
-		SelfPreservation: SelfPreservationConfig{Share: 0.5, MinFailures: 3},
+		SelfPreservation: SelfPreservationConfig{Share: 0.5, MinFailures: 5},
 		Log:              config.DefaultLog,
 	}
 }
