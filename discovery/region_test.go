@@ -228,15 +228,23 @@ func (r *region) settled(f *fleet, window time.Duration) time.Time {
 	return t0
 }
 
-// 3 nodes, 300 instances: each instance has one owner and receives one
-// heartbeat per interval.
-func TestRegionOneHeartbeatPerInterval(t *testing.T) {
+// threeNodes starts a region of three nodes, one per server, with n
+// instances, and returns it once ownership has settled, with the start of
+// the settled window.
+func threeNodes(t *testing.T, n int) (*region, *fleet, time.Time) {
+	t.Helper()
 	r := newRegion(t, discovery.Config{})
 	for i := range 3 {
 		r.start(i, "")
 	}
-	f := r.fleet(300)
-	r.settled(f, 2*time.Second)
+	f := r.fleet(n)
+	return r, f, r.settled(f, 2*time.Second)
+}
+
+// 3 nodes, 300 instances: each instance has one owner and receives one
+// heartbeat per interval.
+func TestRegionOneHeartbeatPerInterval(t *testing.T) {
+	_, f, _ := threeNodes(t, 300)
 
 	t0 := time.Now()
 	<-time.After(5 * time.Second) // the measurement window
@@ -323,12 +331,8 @@ func (r *region) lastSeq() uint64 {
 // The owner of about 100 of 300 instances is killed: every one of them is
 // heartbeated again within node TTL + 1 interval, and none goes critical.
 func TestRegionOwnerKilled(t *testing.T) {
-	r := newRegion(t, discovery.Config{})
-	for i := range 3 {
-		r.start(i, "")
-	}
-	f := r.fleet(300)
-	owners := byOwner(f, r.settled(f, 2*time.Second))
+	r, f, settledAt := threeNodes(t, 300)
+	owners := byOwner(f, settledAt)
 	h := r.watchHealth()
 	victim := r.nodes[0]
 	ids := victim.owned(owners)
@@ -352,12 +356,8 @@ func TestRegionTwoOfThreeKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("1,000 instances; run without -short")
 	}
-	r := newRegion(t, discovery.Config{})
-	for i := range 3 {
-		r.start(i, "")
-	}
-	f := r.fleet(1000)
-	owners := byOwner(f, r.settled(f, 2*time.Second))
+	r, f, settledAt := threeNodes(t, 1000)
+	owners := byOwner(f, settledAt)
 	h := r.watchHealth()
 	var ids, gone []string
 	for _, m := range r.nodes[:2] {
@@ -385,12 +385,7 @@ func TestRegionTwoOfThreeKilled(t *testing.T) {
 // A node stopped and started again (KV intact) rebalances ownership with
 // no critical or deregistered event for live instances.
 func TestRegionNodeRestartRebalances(t *testing.T) {
-	r := newRegion(t, discovery.Config{})
-	for i := range 3 {
-		r.start(i, "")
-	}
-	f := r.fleet(300)
-	r.settled(f, 2*time.Second)
+	r, f, _ := threeNodes(t, 300)
 	h := r.watchHealth()
 	old := r.nodes[1]
 	old.stop(t)
@@ -441,12 +436,7 @@ func (r *region) streamLeader() int {
 // killed: KV writes succeed again within 2 s, no registration is lost,
 // queries still answer, and no instance flaps.
 func TestRegionNATSServerKilled(t *testing.T) {
-	r := newRegion(t, discovery.Config{})
-	for i := range 3 {
-		r.start(i, "")
-	}
-	f := r.fleet(300)
-	r.settled(f, 2*time.Second)
+	r, f, _ := threeNodes(t, 300)
 	h := r.watchHealth()
 	dead := r.streamLeader()
 	// The test's own client must not be on the server that dies.
