@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/hailsd/hail/events"
@@ -79,7 +81,7 @@ func EnsureBuckets(ctx context.Context, nc *nats.Conn, o BucketOptions) (*Bucket
 	}
 	var lastErr error
 	for _, r := range candidates {
-		b, err := ensure(ctx, js, r, ttl, o.Subjects)
+		b, err := ensure(ctx, js, r, ttl, o.Subjects, o.Replicas <= 0)
 		if err == nil {
 			return b, nil
 		}
@@ -111,7 +113,7 @@ func tooFewServers(err error) bool {
 	return false
 }
 
-func ensure(ctx context.Context, js jetstream.JetStream, replicas int, nodeTTL time.Duration, subjects events.Subjects) (*Buckets, error) {
+func ensure(ctx context.Context, js jetstream.JetStream, replicas int, nodeTTL time.Duration, subjects events.Subjects, keepReplicas bool) (*Buckets, error) {
 	cfgs := []jetstream.KeyValueConfig{
 		{Bucket: InstancesBucket, Description: "hail registry: <service>.<id> -> InstanceRecord", History: 1, Replicas: replicas},
 		{Bucket: NodesBucket, Description: "hail live discovery nodes: <node-id> -> NodeRecord", History: 1, Replicas: replicas,
@@ -120,13 +122,13 @@ func ensure(ctx context.Context, js jetstream.JetStream, replicas int, nodeTTL t
 	}
 	kvs := make([]jetstream.KeyValue, len(cfgs))
 	for i, cfg := range cfgs {
-		kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+		kv, err := retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return ensureKV(ctx, js, cfg, keepReplicas) })
 		if err != nil {
 			return nil, fmt.Errorf("create or update bucket %s (replicas %d): %w", cfg.Bucket, replicas, err)
 		}
 		kvs[i] = kv
 	}
-	ev, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	scfg := jetstream.StreamConfig{
 		Name:        EventsStream,
 		Description: "hail health and node events, for replay",
 		Subjects:    []string{subjects.HealthAll(), subjects.NodeEventAll()},
@@ -134,9 +136,102 @@ func ensure(ctx context.Context, js jetstream.JetStream, replicas int, nodeTTL t
 		MaxBytes:    EventsMaxBytes,
 		Discard:     jetstream.DiscardOld,
 		Replicas:    replicas,
-	})
+	}
+	ev, err := retry(ctx, func(ctx context.Context) (jetstream.Stream, error) { return ensureStream(ctx, js, scfg, keepReplicas) })
 	if err != nil {
 		return nil, fmt.Errorf("create or update stream %s (replicas %d): %w", EventsStream, replicas, err)
 	}
-	return &Buckets{Instances: kvs[0], Nodes: kvs[1], Config: kvs[2], Events: ev, Replicas: replicas}, nil
+	st, err := retry(ctx, func(ctx context.Context) (jetstream.KeyValueStatus, error) { return kvs[0].Status(ctx) })
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s status: %w", InstancesBucket, err)
+	}
+	actual := st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.Replicas
+	return &Buckets{Instances: kvs[0], Nodes: kvs[1], Config: kvs[2], Events: ev, Replicas: actual}, nil
+}
+
+// attemptTimeout bounds one JetStream API call of EnsureBuckets.
+const attemptTimeout = 5 * time.Second
+
+// retry runs f with a bounded context until it succeeds, fails for good,
+// or ctx ends. Several nodes starting at once on a fresh cluster race to
+// create the same streams, and a request that meets a stream being made
+// can go unanswered or be refused for a moment; the next attempt finds the
+// stream made.
+func retry[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	delay := 50 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		v, err := f(actx)
+		cancel()
+		if err == nil || !transient(err) || ctx.Err() != nil {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(delay/2 + rand.N(delay)):
+		}
+		delay = min(2*delay, time.Second)
+	}
+}
+
+// JetStream error codes that a later attempt may not meet.
+const (
+	codeClusterUnavailable jetstream.ErrorCode = 10008
+	codeStreamNameInUse    jetstream.ErrorCode = 10058
+)
+
+func transient(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode == codeClusterUnavailable || apiErr.ErrorCode == codeStreamNameInUse
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrBucketExists) ||
+		errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) || errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
+// ensureKV opens a bucket, creates it when missing, and updates it only
+// when its settings differ from cfg: nodes that agree write nothing.
+// keepReplicas leaves an existing bucket's replica count alone.
+func ensureKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, keepReplicas bool) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return js.CreateKeyValue(ctx, cfg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	have := st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config
+	if keepReplicas {
+		cfg.Replicas = have.Replicas
+	}
+	if have.MaxMsgsPerSubject == int64(max(cfg.History, 1)) && have.MaxAge == cfg.TTL &&
+		have.SubjectDeleteMarkerTTL == cfg.LimitMarkerTTL && have.Replicas == cfg.Replicas {
+		return kv, nil
+	}
+	return js.UpdateKeyValue(ctx, cfg)
+}
+
+// ensureStream is ensureKV for a plain stream.
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, keepReplicas bool) (jetstream.Stream, error) {
+	st, err := js.Stream(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return js.CreateStream(ctx, cfg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	have := st.CachedInfo().Config
+	if keepReplicas {
+		cfg.Replicas = have.Replicas
+	}
+	if slices.Equal(have.Subjects, cfg.Subjects) && have.MaxAge == cfg.MaxAge && have.MaxBytes == cfg.MaxBytes && have.Replicas == cfg.Replicas {
+		return st, nil
+	}
+	return js.UpdateStream(ctx, cfg)
 }

