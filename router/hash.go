@@ -140,8 +140,13 @@ func (h *hashRing) Pick(key string, avoid func(*Target) bool) (*Target, error) {
 }
 
 // limit is target ti's in-flight bound with total requests already in
-// flight: floor(c * (total+1) * share), at least 1, so that after this
-// request no target holds more than c times its share of the mean.
+// flight: floor(c * (total+1) * share), so that after this request no
+// target holds more than c times its share of the mean. It is never below
+// minLimit: under light traffic two requests whose keys share a home
+// instance both go there, instead of the second moving for a bound that
+// means little at one request per instance.
 func (h *hashRing) limit(ti int32, total int64) int64 {
-	return max(1, int64(math.Floor(h.factor*float64(total+1)*h.share[ti])))
+	return max(minLimit, int64(math.Floor(h.factor*float64(total+1)*h.share[ti])))
 }
+
+const minLimit = 2

@@ -297,7 +297,7 @@ func TestHashBoundedLoad(t *testing.T) {
 		for _, x := range ts {
 			// Counts are whole: while every target is at its bound the
 			// next request must still go somewhere.
-			if float64(x.Inflight()) > math.Ceil(1.25*mean) {
+			if float64(x.Inflight()) > max(minLimit, math.Ceil(1.25*mean)) {
 				t.Fatalf("after %d picks %s holds %d in flight, mean %.2f", i+1, x.ID, x.Inflight(), mean)
 			}
 		}
@@ -329,5 +329,34 @@ func TestRandomWeighted(t *testing.T) {
 		if math.Abs(float64(counts[i])-n*p) > 5*sd {
 			t.Errorf("target %d (weight %d): %d picks, want %.0f ± %.0f", i, w, counts[i], n*p, 5*sd)
 		}
+	}
+}
+
+func TestHashLightLoadStaysHome(t *testing.T) {
+	ts := targets(100, 100, 100, 100, 100, 100, 100, 100, 100, 100)
+	var total atomic.Int64
+	for _, x := range ts {
+		x.load.total = &total
+	}
+	ring := newHashRing(ts, 1.25, nil)
+	// Two keys with the same home instance.
+	home := map[*Target]string{}
+	var a, b string
+	for i := 0; b == ""; i++ {
+		k := fmt.Sprintf("k-%d", i)
+		got, err := ring.Pick(k, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got.Done(Result{})
+		if other, ok := home[got]; ok {
+			a, b = other, k
+		}
+		home[got] = k
+	}
+	first, _ := ring.Pick(a, nil) // held in flight
+	second, _ := ring.Pick(b, nil)
+	if first != second {
+		t.Fatalf("with one request in flight, key %s left its home instance", b)
 	}
 }
