@@ -805,8 +805,13 @@ func (n *Node) write(ctx context.Context, rec events.InstanceRecord, rev uint64,
 			return written{err: fmt.Errorf("reload record %s after conflict: %w", key, gerr)}
 		}
 		cur, derr := events.DecodeInstanceRecord(e.Value())
-		if derr != nil {
-			return written{err: fmt.Errorf("reload record %s after conflict: %w", key, derr)}
+		if derr != nil || cur.Key() != key {
+			// Someone put garbage over the record: the last good one,
+			// changed as intended, goes back over it.
+			n.m.rejected(reasonBadRecord).Inc()
+			n.log.Warn("replacing an invalid record with the last good one", "key", key, "revision", e.Revision(), "err", derr)
+			rev = e.Revision()
+			continue
 		}
 		rec, rev = cur, e.Revision()
 	}

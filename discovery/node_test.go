@@ -623,6 +623,10 @@ func TestBadRecordInKVIgnored(t *testing.T) {
 	}
 	other := e.fake("echo")
 	e.mustAnnounce(other)
+	// The next transition writes the last good record, changed, back
+	// over the garbage.
+	f.silent.Store(true)
+	e.waitStatus(key, events.Critical, 10*time.Second)
 }
 
 // An answer the server could not carry is refused with a message that
