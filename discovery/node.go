@@ -624,6 +624,7 @@ const (
 	reasonKV        = "kv_error"
 	reasonBadRecord = "bad_record"
 	reasonBadReply  = "bad_reply"
+	reasonIDTaken   = "id_taken"
 )
 
 // decodeControl runs every check PROTOCOL.md puts on an announce or
@@ -667,6 +668,10 @@ func (n *Node) handleAnnounce(ctx context.Context, m *nats.Msg) {
 	a := &announceMsg{events.Announce{Weight: events.DefaultWeight}}
 	if reason, err := n.decodeControl(m, "announce", schemas.Announce, n.cfg.Subjects.ParseAnnounce, a); err != nil {
 		n.reject(m, reason, err)
+		return
+	}
+	if other, taken := n.reg.OtherService(a.ID, a.Service); taken {
+		n.reject(m, reasonIDTaken, fmt.Errorf("announce: id %s is registered under service %q; an id names one instance of one service", a.ID, other))
 		return
 	}
 	key := events.InstanceKey(a.Service, a.ID)

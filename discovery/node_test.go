@@ -653,3 +653,21 @@ func TestAnswerOverMaxPayload(t *testing.T) {
 		t.Errorf("services: %s", m.Data)
 	}
 }
+
+// An id names one instance of one service: announcing it under a second
+// service is refused, and the first registration stays.
+func TestIDUnderTwoServicesRefused(t *testing.T) {
+	e := newEnv(t)
+	e.startNode(discovery.Config{})
+	f := e.fake("echo")
+	e.mustAnnounce(f)
+	m := e.request(subjects.Announce("other"), fmt.Appendf(nil, `{"id":%q,"service":"other","endpoints":[{"name":"say"}]}`, f.id))
+	code, text, isErr := events.ReplyError(m)
+	if !isErr || code != 400 || !strings.Contains(text, `registered under service "echo"`) {
+		t.Fatalf("reply %d %q, want a 400 naming service echo", code, text)
+	}
+	if _, err := e.record(events.InstanceKey("other", f.id)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("record under the second service: %v", err)
+	}
+	e.waitStatus(events.InstanceKey("echo", f.id), events.Passing, time.Second)
+}

@@ -19,6 +19,9 @@ type Registry struct {
 	// gone remembers the last revision of deleted keys, so a watch that
 	// delivers an older put after the delete does not bring a record back.
 	gone map[string]uint64
+	// services holds the services each instance id is registered under
+	// (normally one).
+	services map[string][]string
 }
 
 type entry struct {
@@ -28,7 +31,7 @@ type entry struct {
 
 // New returns an empty registry.
 func New() *Registry {
-	return &Registry{records: map[string]entry{}, gone: map[string]uint64{}}
+	return &Registry{records: map[string]entry{}, gone: map[string]uint64{}, services: map[string][]string{}}
 }
 
 // Put stores rec at revision rev unless the registry already holds that
@@ -46,6 +49,9 @@ func (r *Registry) Put(rec events.InstanceRecord, rev uint64) bool {
 		}
 		delete(r.gone, key)
 	}
+	if _, had := r.records[key]; !had {
+		r.services[rec.ID] = append(r.services[rec.ID], rec.Service)
+	}
 	r.records[key] = entry{rec: rec, rev: rev}
 	return true
 }
@@ -61,7 +67,28 @@ func (r *Registry) Delete(key string, rev uint64) bool {
 	}
 	delete(r.records, key)
 	r.gone[key] = max(rev, cur.rev)
+	if ok {
+		svcs := slices.DeleteFunc(r.services[cur.rec.ID], func(s string) bool { return s == cur.rec.Service })
+		if len(svcs) == 0 {
+			delete(r.services, cur.rec.ID)
+		} else {
+			r.services[cur.rec.ID] = svcs
+		}
+	}
 	return ok
+}
+
+// OtherService returns a service other than service that id is
+// registered under, if any: an id names one instance of one service.
+func (r *Registry) OtherService(id, service string) (string, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, s := range r.services[id] {
+		if s != service {
+			return s, true
+		}
+	}
+	return "", false
 }
 
 // Forget drops tombstones at or below rev: once a watch has delivered rev,

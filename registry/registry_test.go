@@ -84,3 +84,23 @@ func TestQueries(t *testing.T) {
 		t.Errorf("Services() = %+v, want %+v", svcs, want)
 	}
 }
+
+func TestOtherService(t *testing.T) {
+	r := New()
+	const id = "0190f1b6-3c4d-7e8f-9a0b-1c2d3e4f5a6b"
+	rec := func(svc string) events.InstanceRecord {
+		return events.InstanceRecord{Announce: events.Announce{ID: id, Service: svc}}
+	}
+	r.Put(rec("a"), 1)
+	if _, taken := r.OtherService(id, "a"); taken {
+		t.Error("its own service counts as another")
+	}
+	if s, taken := r.OtherService(id, "b"); !taken || s != "a" {
+		t.Errorf("OtherService(b) = %q, %v; want a", s, taken)
+	}
+	r.Put(rec("a"), 2) // an update adds nothing
+	r.Delete(events.InstanceKey("a", id), 3)
+	if _, taken := r.OtherService(id, "b"); taken {
+		t.Error("a deleted record still holds its id")
+	}
+}
