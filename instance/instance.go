@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -248,7 +249,12 @@ func (i *Instance) subscribe() error {
 		return err
 	}
 	i.responder = r
-	disc, err := i.nc.Subscribe(s.Discover(), func(*nats.Msg) { i.triggerAnnounce() })
+	disc, err := i.nc.Subscribe(s.Discover(), func(*nats.Msg) {
+		// Every instance hears the same discover: spread the announces
+		// over up to half an interval (at most a second) instead of all
+		// landing at once.
+		time.AfterFunc(rand.N(min(i.cfg.HeartbeatInterval/2, time.Second)+1), i.triggerAnnounce)
+	})
 	if err != nil {
 		return fmt.Errorf("subscribe discover: %w", err)
 	}
