@@ -24,27 +24,53 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// devStack is a dev stack run by a test.
+type devStack struct {
+	url    string
+	out    *testlog.Buffer
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startDev runs the dev stack with args on a free port and waits until it
+// says it is up.
+func startDev(t *testing.T, args ...string) *devStack {
+	t.Helper()
+	d := &devStack{url: fmt.Sprintf("nats://127.0.0.1:%d", freePort(t)), out: &testlog.Buffer{}, done: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	t.Cleanup(cancel)
+	args = append([]string{"--nats-url", d.url, "--http-addr", ""}, args...)
+	go func() { d.done <- run(ctx, args, func(string) string { return "" }, d.out) }()
+	bustest.Eventually(t, 15*time.Second, func() error {
+		if !strings.Contains(d.out.String(), "hail dev stack is up") {
+			return fmt.Errorf("not up yet")
+		}
+		return nil
+	})
+	return d
+}
+
+// stop ends the stack and checks that run returned no error.
+func (d *devStack) stop(t *testing.T) {
+	t.Helper()
+	d.cancel()
+	select {
+	case err := <-d.done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("dev stack did not stop")
+	}
+}
+
 // The dev stack comes up with three registered echo instances that answer
 // on the queue-group subject, and deregisters them when stopped.
 func TestDevStack(t *testing.T) {
-	url := fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out testlog.Buffer
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"--nats-url", url, "--http-addr", ""}, func(string) string { return "" }, &out)
-	}()
-	var nc *nats.Conn
-	bustest.Eventually(t, 15*time.Second, func() error {
-		if !strings.Contains(out.String(), "hail dev stack is up") {
-			return fmt.Errorf("not up yet")
-		}
-		var err error
-		nc, err = nats.Connect(url)
-		return err
-	})
-	defer nc.Close()
+	d := startDev(t)
+	url, out, ctx := d.url, d.out, t.Context()
+	nc := bustest.Connect(t, url)
 	kv := bustest.Buckets(t, nc)
 	var keys []string
 	bustest.Eventually(t, 5*time.Second, func() error {
@@ -98,15 +124,7 @@ func TestDevStack(t *testing.T) {
 		}
 	})
 	nc.Flush()
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("dev stack did not stop")
-	}
+	d.stop(t)
 	if len(dereg) != 3 {
 		t.Errorf("%d deregistered events at shutdown, want 3", len(dereg))
 	}
@@ -114,21 +132,9 @@ func TestDevStack(t *testing.T) {
 
 // --discovery 3 runs a region of three nodes sharing the instances.
 func TestDevStackRegion(t *testing.T) {
-	url := fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out testlog.Buffer
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"--nats-url", url, "--http-addr", "", "--discovery", "3", "--echo", "12"}, func(string) string { return "" }, &out)
-	}()
-	bustest.Eventually(t, 15*time.Second, func() error {
-		if !strings.Contains(out.String(), "hail dev stack is up") {
-			return fmt.Errorf("not up yet")
-		}
-		return nil
-	})
-	nc := bustest.Connect(t, url)
+	d := startDev(t, "--discovery", "3", "--echo", "12")
+	ctx := t.Context()
+	nc := bustest.Connect(t, d.url)
 	kv := bustest.Buckets(t, nc)
 	nodes := map[string]bool{}
 	lister, err := kv.Nodes.ListKeys(ctx)
@@ -163,13 +169,5 @@ func TestDevStackRegion(t *testing.T) {
 		}
 		return nil
 	})
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("dev stack did not stop")
-	}
+	d.stop(t)
 }
