@@ -305,27 +305,9 @@ func (n *Node) forwardNodes(ctx context.Context, nw jetstream.KeyWatcher) error 
 // replaceMembers sets the live nodes to live (this node always among
 // them) and reports whether that changed anything.
 func (n *Node) replaceMembers(live map[string]bool) bool {
-	next := map[string]bool{n.id: true}
-	for id := range live {
-		next[id] = true
-	}
-	if maps.Equal(next, n.members) {
-		return false
-	}
-	for id := range n.members {
-		if !next[id] {
-			n.log.Info("discovery node left", "peer", id)
-		}
-	}
-	for id := range next {
-		if !n.members[id] {
-			n.log.Info("discovery node joined", "peer", id)
-		}
-	}
-	n.members = next
-	n.memberIDs = slices.Sorted(maps.Keys(n.members))
-	n.m.members.Store(int64(len(n.memberIDs)))
-	return true
+	next := maps.Clone(live)
+	next[n.id] = true
+	return n.setMembers(next)
 }
 
 // applyNode takes in a change to hail_nodes and reports whether the set of
@@ -343,17 +325,33 @@ func (n *Node) applyNode(e jetstream.KeyValueEntry) bool {
 		}
 		return false
 	}
-	if n.members[id] == live {
+	next := maps.Clone(n.members)
+	if live {
+		next[id] = true
+	} else {
+		delete(next, id)
+	}
+	return n.setMembers(next)
+}
+
+// setMembers makes next the live nodes, saying who joined and left, and
+// reports whether anything changed.
+func (n *Node) setMembers(next map[string]bool) bool {
+	if maps.Equal(next, n.members) {
 		return false
 	}
-	if live {
-		n.members[id] = true
-		n.log.Info("discovery node joined", "peer", id)
-	} else {
-		delete(n.members, id)
-		n.log.Info("discovery node left", "peer", id)
+	for id := range n.members {
+		if !next[id] {
+			n.log.Info("discovery node left", "peer", id)
+		}
 	}
-	n.memberIDs = slices.Sorted(maps.Keys(n.members))
+	for id := range next {
+		if !n.members[id] {
+			n.log.Info("discovery node joined", "peer", id)
+		}
+	}
+	n.members = next
+	n.memberIDs = slices.Sorted(maps.Keys(next))
 	n.m.members.Store(int64(len(n.memberIDs)))
 	return true
 }
@@ -675,57 +673,67 @@ func (n *Node) handleAnnounce(ctx context.Context, m *nats.Msg) {
 		return
 	}
 	key := events.InstanceKey(a.Service, a.ID)
-	t := n.owned[key]
-	if t == nil {
-		if _, _, known := n.reg.GetRev(key); !known {
-			var created bool
-			var err error
-			if t, created, err = n.register(ctx, a.Announce); err != nil {
-				n.fail(m, err)
-				return
-			}
-			if created {
-				n.ack(m, a.ID)
-				return
-			}
-			n.claim(ctx)
-		}
-	}
-	if t == nil {
-		// Another node owns it: this node updates the record for it,
-		// revision-checked, and leaves the owner field alone.
-		if err := n.updateForeign(ctx, key, a.Announce); err != nil {
+	if _, _, known := n.reg.GetRev(key); !known && n.owned[key] == nil {
+		created, err := n.register(ctx, a.Announce)
+		if err != nil {
 			n.fail(m, err)
 			return
 		}
-		n.ack(m, a.ID)
-		return
+		if created {
+			n.ack(m, a.ID)
+			return
+		}
+		n.claim(ctx)
 	}
-	if sameAnnounce(t.rec.Announce, a.Announce) {
-		n.m.announces("unchanged").Inc()
-		n.ack(m, a.ID)
-		return
-	}
-	if err := n.update(ctx, t, func(r *events.InstanceRecord) { r.Announce = a.Announce }); err != nil {
+	if err := n.reannounce(ctx, key, a.Announce); err != nil {
 		n.fail(m, err)
 		return
 	}
-	n.m.announces("updated").Inc()
-	n.log.Info("instance updated", "service", a.Service, "instance_id", a.ID, "version", a.Version, "weight", a.Weight)
 	n.ack(m, a.ID)
 }
 
-// register records a new instance as passing: its announce is a sign of
-// life. If the key exists already (the watch has not delivered it yet), it
-// adopts the stored record instead and reports created false, for the
+// reannounce applies an announce to an existing record. The owner writes
+// itself as owner too; another node leaves the owner field alone. Both
+// writes are revision-checked.
+func (n *Node) reannounce(ctx context.Context, key string, a events.Announce) error {
+	t := n.owned[key]
+	rec, rev, _ := n.reg.GetRev(key)
+	if t != nil {
+		rec, rev = t.rec, t.rev
+	}
+	if sameAnnounce(rec.Announce, a) {
+		n.m.announces("unchanged").Inc()
+		return nil
+	}
+	mutate := func(r *events.InstanceRecord) { r.Announce = a }
+	if t != nil {
+		if err := n.update(ctx, t, mutate); err != nil {
+			return err
+		}
+	} else {
+		w := n.write(ctx, rec, rev, mutate)
+		if w.err != nil {
+			return w.err
+		}
+		n.reg.Put(w.rec, w.rev)
+	}
+	n.m.announces("updated").Inc()
+	n.log.Info("instance updated", "service", a.Service, "instance_id", a.ID, "version", a.Version, "weight", a.Weight, "owner", rec.Node)
+	return nil
+}
+
+// register records a new instance as passing, with its owner in the node
+// field: its announce is a sign of life. If the key exists already (the
+// watch has not delivered it yet), it takes the stored record in instead
+// (adopting it if this node owns it) and reports created false, for the
 // caller to update it with the announce.
-func (n *Node) register(ctx context.Context, a events.Announce) (t *tracked, created bool, err error) {
+func (n *Node) register(ctx context.Context, a events.Announce) (created bool, err error) {
 	now := time.Now().UTC()
 	owner := events.Owner(n.memberIDs, a.ID)
 	rec := events.InstanceRecord{Announce: a, Status: events.Passing, Node: owner, RegisteredAt: now, UpdatedAt: now}
 	data, err := json.Marshal(rec)
 	if err != nil {
-		return nil, false, fmt.Errorf("encode record: %w", err)
+		return false, fmt.Errorf("encode record: %w", err)
 	}
 	kctx, cancel := context.WithTimeout(ctx, kvTimeout)
 	defer cancel()
@@ -734,31 +742,31 @@ func (n *Node) register(ctx context.Context, a events.Announce) (t *tracked, cre
 		e, gerr := n.kv.Instances.Get(kctx, rec.Key())
 		if gerr != nil {
 			n.m.kvErrors.Inc()
-			return nil, false, fmt.Errorf("read existing record %s: %w", rec.Key(), gerr)
+			return false, fmt.Errorf("read existing record %s: %w", rec.Key(), gerr)
 		}
 		cur, derr := events.DecodeInstanceRecord(e.Value())
 		if derr != nil {
-			return nil, false, fmt.Errorf("existing record %s: %w", rec.Key(), derr)
+			return false, fmt.Errorf("existing record %s: %w", rec.Key(), derr)
 		}
 		n.reg.Put(cur, e.Revision())
-		if !n.owns(cur.ID) {
-			return nil, false, nil
+		if n.owns(cur.ID) {
+			n.adopt(cur, e.Revision())
 		}
-		return n.adopt(cur, e.Revision()), false, nil
+		return false, nil
 	}
 	if err != nil {
 		n.m.kvErrors.Inc()
-		return nil, false, fmt.Errorf("create record %s: %w", rec.Key(), err)
+		return false, fmt.Errorf("create record %s: %w", rec.Key(), err)
 	}
 	n.m.kvWrites("create").Inc()
 	n.reg.Put(rec, rev)
 	if owner == n.id {
-		t = n.track(rec, rev)
+		n.track(rec, rev)
 	}
 	n.m.announces("registered").Inc()
 	n.publishHealth(rec, "", "registered")
 	n.log.Info("instance registered", "service", a.Service, "instance_id", a.ID, "version", a.Version, "weight", a.Weight)
-	return t, true, nil
+	return true, nil
 }
 
 // update writes t's record changed by mutate, with this node as owner,
@@ -869,23 +877,6 @@ func (n *Node) updateAll(ctx context.Context, jobs []job) []error {
 	return errs
 }
 
-// updateForeign applies an announce to a record another node owns.
-func (n *Node) updateForeign(ctx context.Context, key string, a events.Announce) error {
-	rec, rev, _ := n.reg.GetRev(key)
-	if sameAnnounce(rec.Announce, a) {
-		n.m.announces("unchanged").Inc()
-		return nil
-	}
-	w := n.write(ctx, rec, rev, func(r *events.InstanceRecord) { r.Announce = a })
-	if w.err != nil {
-		return w.err
-	}
-	n.reg.Put(w.rec, w.rev)
-	n.m.announces("updated").Inc()
-	n.log.Info("instance updated", "service", a.Service, "instance_id", a.ID, "version", a.Version, "weight", a.Weight, "owner", rec.Node)
-	return nil
-}
-
 func sameAnnounce(a, b events.Announce) bool {
 	return a.Version == b.Version && a.Weight == b.Weight && a.AZ == b.AZ && a.Hostname == b.Hostname &&
 		slices.Equal(a.Endpoints, b.Endpoints) && maps.Equal(a.Metadata, b.Metadata)
@@ -901,28 +892,24 @@ func (n *Node) handleDeregister(ctx context.Context, m *nats.Msg) {
 	if reason == "" {
 		reason = "deregistered"
 	}
-	key := events.InstanceKey(d.Service, d.ID)
-	t := n.owned[key]
-	if t == nil {
-		rec, rev, known := n.reg.GetRev(key)
-		if !known {
-			// Unknown: nothing to remove, and deregistering is idempotent.
-			n.ack(m, d.ID)
-			return
-		}
-		// Another node owns it; leaving needs no owner's say.
-		t = &tracked{rec: rec, rev: rev}
+	rec, rev, known := n.reg.GetRev(events.InstanceKey(d.Service, d.ID))
+	if !known {
+		// Unknown: nothing to remove, and deregistering is idempotent.
+		n.ack(m, d.ID)
+		return
 	}
-	if err := n.remove(ctx, t, reason); err != nil {
+	// Whoever owns it, leaving needs no owner's say.
+	if err := n.remove(ctx, rec, rev, reason); err != nil {
 		n.fail(m, err)
 		return
 	}
 	n.ack(m, d.ID)
 }
 
-// remove deletes t's record and publishes its deregistered event.
-func (n *Node) remove(ctx context.Context, t *tracked, reason string) error {
-	key := t.rec.Key()
+// remove deletes rec (last seen at rev), stops tracking it if this node
+// owns it, and publishes its deregistered event.
+func (n *Node) remove(ctx context.Context, rec events.InstanceRecord, rev uint64, reason string) error {
+	key := rec.Key()
 	kctx, cancel := context.WithTimeout(ctx, kvTimeout)
 	defer cancel()
 	if err := n.kv.Instances.Delete(kctx, key); err != nil {
@@ -930,14 +917,14 @@ func (n *Node) remove(ctx context.Context, t *tracked, reason string) error {
 		return fmt.Errorf("delete record %s: %w", key, err)
 	}
 	n.m.kvWrites("delete").Inc()
-	n.reg.Delete(key, t.rev)
-	if n.owned[key] == t {
+	n.reg.Delete(key, rev)
+	if t := n.owned[key]; t != nil {
 		n.untrack(t)
 	}
-	prev := t.rec.Status
-	t.rec.Status = events.Deregistered
-	n.publishHealth(t.rec, prev, reason)
-	n.log.Info("instance deregistered", "service", t.rec.Service, "instance_id", t.rec.ID, "reason", reason)
+	prev := rec.Status
+	rec.Status = events.Deregistered
+	n.publishHealth(rec, prev, reason)
+	n.log.Info("instance deregistered", "service", rec.Service, "instance_id", rec.ID, "reason", reason)
 	return nil
 }
 
@@ -1019,7 +1006,7 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 		}
 		if t.judge.Status == events.Critical && !t.criticalSince.IsZero() && start.Sub(t.criticalSince) >= n.cfg.DeregisterAfter {
 			reason := fmt.Sprintf("critical for %v", n.cfg.DeregisterAfter)
-			if err := n.remove(ctx, t, reason); err != nil {
+			if err := n.remove(ctx, t.rec, t.rev, reason); err != nil {
 				n.log.Error("remove critical instance", "service", t.rec.Service, "instance_id", t.rec.ID, "err", err)
 			}
 		}
