@@ -43,8 +43,8 @@ type call struct {
 	target *Target
 	sent   time.Time
 
-	// Set by the Forwarder.
-	fwd   *Forwarder
+	// Set by the forwarder.
+	fwd   *forwarder
 	done  func(*nats.Msg, error)
 	timer *time.Timer
 }
@@ -95,7 +95,8 @@ func (c *call) next() (*Target, time.Duration, *Error) {
 			}
 		}
 	}
-	remaining := time.Until(c.deadline)
+	now := time.Now()
+	remaining := c.deadline.Sub(now)
 	if remaining <= 0 {
 		return nil, 0, &Error{events.CodeTimeout,
 			fmt.Sprintf("%s.%s: no reply within %s after %d attempts", c.service, c.endpoint, c.view.Route.Timeout, c.attempts)}
@@ -114,7 +115,7 @@ func (c *call) next() (*Target, time.Duration, *Error) {
 	}
 	c.attempts++
 	c.target = t
-	c.sent = time.Now()
+	c.sent = now
 	timeout := remaining
 	if c.view.Route.RetryOnTimeout {
 		// Share what is left among the attempts still allowed, so a

@@ -16,19 +16,19 @@ import (
 	"github.com/hailsd/hail/events"
 )
 
-// ForwarderConfig configures a Forwarder.
-type ForwarderConfig struct {
+// forwarderConfig configures a Forwarder.
+type forwarderConfig struct {
 	// MaxInflight bounds the calls in progress; Forward blocks beyond it
 	// (back-pressure on the caller's subscription). Default 4096.
 	MaxInflight int
 	Logger      *slog.Logger
 }
 
-// Forwarder sends requests to instances picked from a Table and retries
+// forwarder sends requests to instances picked from a Table and retries
 // when an instance turns out to be gone. It runs no goroutine per request:
 // replies, no-responders notices and timeouts arrive as callbacks on one
 // wildcard inbox, keyed by a token in the reply subject.
-type Forwarder struct {
+type forwarder struct {
 	nc    *nats.Conn
 	table *Table
 	log   *slog.Logger
@@ -42,15 +42,15 @@ type Forwarder struct {
 	pending map[uint64]*call
 }
 
-// NewForwarder subscribes the forwarder's reply inbox on nc.
-func NewForwarder(nc *nats.Conn, table *Table, cfg ForwarderConfig) (*Forwarder, error) {
+// newForwarder subscribes the forwarder's reply inbox on nc.
+func newForwarder(nc *nats.Conn, table *Table, cfg forwarderConfig) (*forwarder, error) {
 	if cfg.MaxInflight <= 0 {
 		cfg.MaxInflight = 4096
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	f := &Forwarder{
+	f := &forwarder{
 		nc: nc, table: table, log: cfg.Logger.With("component", "forwarder"),
 		inbox: nc.NewRespInbox() + ".", sem: make(chan struct{}, cfg.MaxInflight), pending: map[uint64]*call{},
 	}
@@ -69,7 +69,7 @@ func NewForwarder(nc *nats.Conn, table *Table, cfg ForwarderConfig) (*Forwarder,
 
 // Close waits for the calls in progress (until ctx ends) and unsubscribes
 // the inbox. Safe to call twice.
-func (f *Forwarder) Close(ctx context.Context) error {
+func (f *forwarder) Close(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		f.calls.Wait()
@@ -87,7 +87,7 @@ func (f *Forwarder) Close(ctx context.Context) error {
 	return err
 }
 
-func (f *Forwarder) release() {
+func (f *forwarder) release() {
 	<-f.sem
 	f.calls.Done()
 }
@@ -98,7 +98,7 @@ func (f *Forwarder) release() {
 // deadline if that is earlier and not zero. done runs on a NATS callback
 // goroutine and must not block. A nil done sends in one way: to one
 // instance, without retry, as a publish.
-func (f *Forwarder) Forward(service, endpoint string, in *nats.Msg, deadline time.Time, done func(*nats.Msg, error)) {
+func (f *forwarder) Forward(service, endpoint string, in *nats.Msg, deadline time.Time, done func(*nats.Msg, error)) {
 	f.sem <- struct{}{}
 	f.calls.Add(1)
 	c, err := newCall(f.table, f.log, service, endpoint, in, deadline)
@@ -113,7 +113,7 @@ func (f *Forwarder) Forward(service, endpoint string, in *nats.Msg, deadline tim
 	}
 }
 
-func (f *Forwarder) fail(c *call, err *Error) {
+func (f *forwarder) fail(c *call, err *Error) {
 	if c.done != nil {
 		c.done(nil, err)
 	}
@@ -121,7 +121,7 @@ func (f *Forwarder) fail(c *call, err *Error) {
 }
 
 // oneWay sends a request nobody waits for: no retry is possible.
-func (f *Forwarder) oneWay(c *call) {
+func (f *forwarder) oneWay(c *call) {
 	t, _, err := c.next()
 	if err != nil {
 		f.fail(c, err)
@@ -132,7 +132,7 @@ func (f *Forwarder) oneWay(c *call) {
 	c.end(outcomeNoReply)
 }
 
-func (f *Forwarder) attempt(c *call) {
+func (f *forwarder) attempt(c *call) {
 	t, timeout, rerr := c.next()
 	if rerr != nil {
 		f.fail(c, rerr)
@@ -158,7 +158,7 @@ func (f *Forwarder) attempt(c *call) {
 
 // take removes and returns the pending call of token, or nil if another
 // path (reply or timer) already took it.
-func (f *Forwarder) take(token uint64) *call {
+func (f *forwarder) take(token uint64) *call {
 	f.mu.Lock()
 	c := f.pending[token]
 	delete(f.pending, token)
@@ -173,7 +173,7 @@ const (
 	noResponders = "503"
 )
 
-func (f *Forwarder) onReply(m *nats.Msg) {
+func (f *forwarder) onReply(m *nats.Msg) {
 	i := strings.LastIndexByte(m.Subject, '.')
 	token, err := strconv.ParseUint(m.Subject[i+1:], 36, 64)
 	if err != nil {
@@ -193,13 +193,13 @@ func (f *Forwarder) onReply(m *nats.Msg) {
 	c.end(outcomeOK)
 }
 
-func (f *Forwarder) expire(token uint64) {
+func (f *forwarder) expire(token uint64) {
 	if c := f.take(token); c != nil {
 		f.unanswered(c, true, time.Now())
 	}
 }
 
-func (f *Forwarder) unanswered(c *call, timedOut bool, now time.Time) {
+func (f *forwarder) unanswered(c *call, timedOut bool, now time.Time) {
 	retry, err := c.unanswered(timedOut, now)
 	if retry {
 		f.attempt(c)

@@ -36,9 +36,9 @@ type Target struct {
 	load   *Load
 }
 
-// NewTarget makes a target with its own load; tests and benchmarks use it,
+// newTarget makes a target with its own load, for tests and benchmarks;
 // the table shares one Load per instance across pickers.
-func NewTarget(id string, weight int) *Target {
+func newTarget(id string, weight int) *Target {
 	return &Target{ID: id, Weight: weight, load: newLoad(nil, nil)}
 }
 

@@ -13,7 +13,7 @@ import (
 func targets(weights ...int) []*Target {
 	ts := make([]*Target, len(weights))
 	for i, w := range weights {
-		ts[i] = NewTarget(fmt.Sprintf("00000000-0000-4000-8000-%012d", i), w)
+		ts[i] = newTarget(fmt.Sprintf("00000000-0000-4000-8000-%012d", i), w)
 	}
 	return ts
 }

@@ -36,7 +36,7 @@ type Router struct {
 	cfg     Config
 	log     *slog.Logger
 	table   *Table
-	fwd     *Forwarder
+	fwd     *forwarder
 	ready   atomic.Bool
 	serving chan struct{}
 	bad     *endpointStats
@@ -71,7 +71,7 @@ func (r *Router) Serving() <-chan struct{} { return r.serving }
 // Run loads the table, takes requests until ctx ends, then stops taking
 // them and lets the calls in progress finish.
 func (r *Router) Run(ctx context.Context) error {
-	fwd, err := NewForwarder(r.nc, r.table, ForwarderConfig{MaxInflight: r.cfg.MaxInflight, Logger: r.cfg.Table.Logger})
+	fwd, err := newForwarder(r.nc, r.table, forwarderConfig{MaxInflight: r.cfg.MaxInflight, Logger: r.cfg.Table.Logger})
 	if err != nil {
 		return err
 	}

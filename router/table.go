@@ -31,8 +31,21 @@ type TableConfig struct {
 }
 
 func (c *TableConfig) setDefaults() {
+	d := DefaultDefaults()
 	if c.Defaults == (Defaults{}) {
-		c.Defaults = DefaultDefaults()
+		c.Defaults = d
+	}
+	// Fields with no meaningful zero take their default one by one, so
+	// a caller can set the strategy alone. (0 retries and a 0 warning
+	// weight mean something, so they are taken as given.)
+	if c.Defaults.Strategy == "" {
+		c.Defaults.Strategy = d.Strategy
+	}
+	if c.Defaults.Timeout == 0 {
+		c.Defaults.Timeout = d.Timeout
+	}
+	if c.Defaults.HashLoadFactor == 0 {
+		c.Defaults.HashLoadFactor = d.HashLoadFactor
 	}
 	c.Ejection.setDefaults()
 	c.Budget.setDefaults()
@@ -121,17 +134,6 @@ func (t *Table) Ready() <-chan struct{} { return t.ready }
 // View returns the service's current view, or nil if no instance of it is
 // registered.
 func (t *Table) View(service string) *View { return (*t.views.Load())[service] }
-
-// Services lists the services in the table, sorted.
-func (t *Table) Services() []string {
-	m := *t.views.Load()
-	out := make([]string, 0, len(m))
-	for s := range m {
-		out = append(out, s)
-	}
-	slices.Sort(out)
-	return out
-}
 
 type healthDown struct {
 	service, id string

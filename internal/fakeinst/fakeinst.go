@@ -34,7 +34,6 @@ type Instance struct {
 	o   Options
 
 	silent   atomic.Bool
-	delay    atomic.Int64
 	served   atomic.Int64
 	inflight atomic.Int64
 	peak     atomic.Int64
@@ -58,7 +57,6 @@ func Start(t testing.TB, url string, o Options) *Instance {
 		t.Fatalf("fake instance: connect: %v", err)
 	}
 	i := &Instance{ID: uuid.NewString(), t: t, nc: nc, o: o}
-	i.delay.Store(int64(o.Delay))
 	t.Cleanup(nc.Close)
 	subs := map[string]nats.MsgHandler{i.sub.Heartbeat(i.ID): i.beat}
 	for _, ep := range o.Endpoints {
@@ -107,9 +105,6 @@ func (i *Instance) SetWeight(w int) {
 	i.Announce()
 }
 
-// SetDelay changes how long requests take.
-func (i *Instance) SetDelay(d time.Duration) { i.delay.Store(int64(d)) }
-
 // Kill closes the instance's connection at once: no deregister, no reply
 // to what it holds.
 func (i *Instance) Kill() { i.nc.Close() }
@@ -124,11 +119,8 @@ func (i *Instance) Peak() int64 { return i.peak.Load() }
 func (i *Instance) Inflight() int64 { return i.inflight.Load() }
 
 // Silence stops answering heartbeats (the instance still serves), so
-// discovery soon records it critical; Speak resumes.
+// discovery soon records it critical.
 func (i *Instance) Silence() { i.silent.Store(true) }
-
-// Speak answers heartbeats again.
-func (i *Instance) Speak() { i.silent.Store(false) }
 
 func (i *Instance) beat(m *nats.Msg) {
 	if i.silent.Load() {
@@ -151,7 +143,7 @@ func (i *Instance) serve(m *nats.Msg) {
 		i.served.Add(1)
 		_ = m.Respond([]byte(i.ID))
 	}
-	if d := time.Duration(i.delay.Load()); d > 0 {
+	if d := i.o.Delay; d > 0 {
 		time.AfterFunc(d, reply)
 		return
 	}

@@ -1,0 +1,19 @@
+package router
+
+import (
+	"testing"
+	"time"
+)
+
+// A caller setting the strategy alone gets the other defaults, not a
+// zero timeout refused by Validate.
+func TestDefaultsFilledPerField(t *testing.T) {
+	tbl, err := NewTable(nil, TableConfig{Defaults: Defaults{Strategy: "hash"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := tbl.cfg.Defaults
+	if got.Strategy != "hash" || got.Timeout != 5*time.Second || got.HashLoadFactor != 1.25 {
+		t.Errorf("defaults %+v", got)
+	}
+}
