@@ -37,6 +37,12 @@ func (n NATS) Validate() error {
 	return nil
 }
 
+// HTTP is where a program serves /metrics, /healthz and /readyz.
+type HTTP struct {
+	// Addr to listen on, like 127.0.0.1:8081; empty serves no HTTP.
+	Addr string `koanf:"addr"`
+}
+
 // Log is the logging section every program has.
 type Log struct {
 	// Level is debug, info, warn or error. Default info.

@@ -50,20 +50,15 @@ type Config struct {
 	Discovery int `koanf:"discovery"`
 	// HTTP.Addr serves the discovery node's /metrics, /healthz and /readyz;
 	// empty serves none. Default 127.0.0.1:8080.
-	HTTP HTTPConfig `koanf:"http"`
-	Log  config.Log `koanf:"log"`
-}
-
-// HTTPConfig is where the stack's HTTP endpoints are served.
-type HTTPConfig struct {
-	Addr string `koanf:"addr"`
+	HTTP config.HTTP `koanf:"http"`
+	Log  config.Log  `koanf:"log"`
 }
 
 // Logging is the log section.
 func (c *Config) Logging() config.Log { return c.Log }
 
 func defaults() *Config {
-	return &Config{NATS: config.NATS{URL: config.DefaultNATSURL}, Echo: 3, Discovery: 1, HTTP: HTTPConfig{Addr: "127.0.0.1:8080"}, Log: config.DefaultLog}
+	return &Config{NATS: config.NATS{URL: config.DefaultNATSURL}, Echo: 3, Discovery: 1, HTTP: config.HTTP{Addr: "127.0.0.1:8080"}, Log: config.DefaultLog}
 }
 
 // Validate names every wrong field.

@@ -41,7 +41,7 @@ type Config struct {
 	DeregisterAfter  time.Duration          `koanf:"deregister_after"`
 	SelfPreservation SelfPreservationConfig `koanf:"self_preservation"`
 	KV               KVConfig               `koanf:"kv"`
-	HTTP             HTTPConfig             `koanf:"http"`
+	HTTP             config.HTTP            `koanf:"http"`
 	Log              config.Log             `koanf:"log"`
 }
 
@@ -84,12 +84,6 @@ type SelfPreservationConfig struct {
 type KVConfig struct {
 	// Replicas of each bucket; 0 means min(3, cluster size). Default 0.
 	Replicas int `koanf:"replicas"`
-}
-
-// HTTPConfig is where /metrics, /healthz and /readyz are served.
-type HTTPConfig struct {
-	// Addr to listen on, like 127.0.0.1:8081; empty serves no HTTP. Default empty.
-	Addr string `koanf:"addr"`
 }
 
 // Logging is the log section.

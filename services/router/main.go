@@ -49,7 +49,7 @@ type Config struct {
 	// DrainTimeout bounds the wait for calls in progress at shutdown.
 	// Default 10s.
 	DrainTimeout time.Duration `koanf:"drain_timeout"`
-	HTTP         HTTPConfig    `koanf:"http"`
+	HTTP         config.HTTP   `koanf:"http"`
 	Log          config.Log    `koanf:"log"`
 }
 
@@ -82,12 +82,6 @@ type EjectionConfig struct {
 	Max time.Duration `koanf:"max"`
 	// MaxShare of a service's instances out at once. Default 0.5.
 	MaxShare float64 `koanf:"max_share"`
-}
-
-// HTTPConfig is where /metrics, /healthz and /readyz are served.
-type HTTPConfig struct {
-	// Addr to listen on, like 127.0.0.1:8082; empty serves no HTTP. Default empty.
-	Addr string `koanf:"addr"`
 }
 
 // Logging is the log section.
