@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/heartbeat"
 	"github.com/nats-io/nats.go"
@@ -424,23 +425,8 @@ func (i *Instance) deregister(ctx context.Context) error {
 // drain stops the endpoint subscriptions, lets the server-side queue empty
 // into the handlers, and waits for the handlers to finish.
 func (i *Instance) drain(ctx context.Context) error {
-	closed := make([]<-chan nats.SubStatus, 0, len(i.subs))
-	for _, sub := range i.subs {
-		ch := sub.StatusChanged(nats.SubscriptionClosed)
-		if err := sub.Drain(); err != nil {
-			if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription) {
-				continue
-			}
-			return fmt.Errorf("drain %s: %w", sub.Subject, err)
-		}
-		closed = append(closed, ch)
-	}
-	for _, ch := range closed {
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("drain subscriptions: %w", ctx.Err())
-		}
+	if err := bus.DrainSubscriptions(ctx, i.subs); err != nil {
+		return err
 	}
 	done := make(chan struct{})
 	go func() {

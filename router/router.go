@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/events"
 )
 
@@ -103,38 +104,13 @@ func (r *Router) Run(ctx context.Context) error {
 	errs := []error{err}
 	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.DrainTimeout)
 	defer cancel()
-	errs = append(errs, drain(drainCtx, subs))
+	errs = append(errs, bus.DrainSubscriptions(drainCtx, subs))
 	errs = append(errs, fwd.Close(drainCtx))
 	stopTable()
 	if terr := g.Wait(); terr != nil && !errors.Is(terr, context.Canceled) {
 		errs = append(errs, terr)
 	}
 	r.log.Info("router stopped")
-	return errors.Join(errs...)
-}
-
-// drain stops subs taking messages and waits until what they hold has
-// been handled.
-func drain(ctx context.Context, subs []*nats.Subscription) error {
-	var errs []error
-	closed := make([]<-chan nats.SubStatus, 0, len(subs))
-	for _, s := range subs {
-		ch := s.StatusChanged(nats.SubscriptionClosed)
-		if err := s.Drain(); err != nil {
-			if !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
-				errs = append(errs, fmt.Errorf("drain %s: %w", s.Subject, err))
-			}
-			continue
-		}
-		closed = append(closed, ch)
-	}
-	for _, ch := range closed {
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return errors.Join(append(errs, fmt.Errorf("drain route subscriptions: %w", ctx.Err()))...)
-		}
-	}
 	return errors.Join(errs...)
 }
 
