@@ -211,3 +211,30 @@ func TestHashBoundedLoadUnderZipf(t *testing.T) {
 		}
 	}
 }
+
+// A warning instance keeps the router's warning weight (0.1 by default)
+// of its weight; a passing one all of it.
+func TestWarningInstanceGetsAFraction(t *testing.T) {
+	e := newEnv(t)
+	warn := e.instance(fakeinst.Options{Status: events.Warning})
+	ok := e.instance(fakeinst.Options{})
+	bustest.Eventually(t, 5*time.Second, func() error {
+		rec, err := e.kv.Instances.Get(t.Context(), events.InstanceKey("echo", warn.ID))
+		if err != nil {
+			return err
+		}
+		if r, _ := events.DecodeInstanceRecord(rec.Value()); r.Status != events.Warning {
+			return fmt.Errorf("status %s", r.Status)
+		}
+		return nil
+	})
+	e.routable("echo", 2)
+	before := map[string]int64{warn.ID: warn.Served(), ok.ID: ok.Served()}
+	for range 1100 {
+		e.ask(nil)
+	}
+	// Weights 10 and 100: the cycle gives the warning instance 1 in 11.
+	if got := warn.Served() - before[warn.ID]; got < 80 || got > 120 {
+		t.Errorf("warning instance served %d of 1100, want about 100", got)
+	}
+}

@@ -23,6 +23,8 @@ type Options struct {
 	Drain     bool     // announce weight 0
 	// Delay is how long each request takes before its reply.
 	Delay time.Duration
+	// Status is what it reports in heartbeat replies; default passing.
+	Status events.Status
 }
 
 // Instance is one fake instance on its own connection.
@@ -48,6 +50,9 @@ func Start(t testing.TB, url string, o Options) *Instance {
 	}
 	if o.Drain {
 		o.Weight = 0
+	}
+	if o.Status == "" {
+		o.Status = events.Passing
 	}
 	if len(o.Endpoints) == 0 {
 		o.Endpoints = []string{"say"}
@@ -126,7 +131,7 @@ func (i *Instance) beat(m *nats.Msg) {
 	if i.silent.Load() {
 		return
 	}
-	_ = m.Respond([]byte(`{"id":"` + i.ID + `","status":"passing"}`))
+	_ = m.Respond([]byte(`{"id":"` + i.ID + `","status":"` + string(i.o.Status) + `"}`))
 }
 
 // serve replies with the instance's id after the delay.
