@@ -46,9 +46,6 @@ func NewClient(ctx context.Context, nc *nats.Conn, cfg TableConfig) (*Client, er
 	}
 }
 
-// Table is the client's routing table.
-func (c *Client) Table() *Table { return c.table }
-
 // Request sends data to one instance of service's endpoint.
 func (c *Client) Request(ctx context.Context, service, endpoint string, data []byte) (*nats.Msg, error) {
 	return c.RequestMsg(ctx, service, endpoint, &nats.Msg{Data: data})
