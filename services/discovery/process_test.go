@@ -36,6 +36,24 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
+// flaps delivers every critical or deregistered event seen on nc.
+func flaps(t *testing.T, nc *nats.Conn) <-chan events.HealthEvent {
+	t.Helper()
+	bad := make(chan events.HealthEvent, 100)
+	if _, err := nc.Subscribe("hail.health.>", func(m *nats.Msg) {
+		var ev events.HealthEvent
+		if json.Unmarshal(m.Data, &ev) == nil && (ev.Status == events.Critical || ev.Status == events.Deregistered) {
+			bad <- ev
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return bad
+}
+
 type process struct {
 	cmd *exec.Cmd
 	out *testlog.Buffer
@@ -91,14 +109,7 @@ func TestProcessRestartKeepsInstances(t *testing.T) {
 	s := bustest.RunServer(t)
 	nc := bustest.Connect(t, s.ClientURL())
 
-	bad := make(chan events.HealthEvent, 100)
-	nc.Subscribe("hail.health.>", func(m *nats.Msg) {
-		var ev events.HealthEvent
-		json.Unmarshal(m.Data, &ev)
-		if ev.Status == events.Critical || ev.Status == events.Deregistered {
-			bad <- ev
-		}
-	})
+	bad := flaps(t, nc)
 	ids := []string{uuid.NewString(), uuid.NewString(), uuid.NewString()}
 	for _, id := range ids {
 		nc.Subscribe("hail.hb."+id, func(m *nats.Msg) {
@@ -173,14 +184,7 @@ func TestProcessRegion(t *testing.T) {
 	bin := buildBinary(t)
 	c := bustest.RunCluster(t, 3)
 	nc := bustest.Connect(t, c.URLs())
-	bad := make(chan events.HealthEvent, 100)
-	nc.Subscribe("hail.health.>", func(m *nats.Msg) {
-		var ev events.HealthEvent
-		json.Unmarshal(m.Data, &ev)
-		if ev.Status == events.Critical || ev.Status == events.Deregistered {
-			bad <- ev
-		}
-	})
+	bad := flaps(t, nc)
 	var procs []*process
 	for i := range 3 {
 		procs = append(procs, startProcess(t, bin, c.ClientURL(i)))
