@@ -147,15 +147,12 @@ func (t *Table) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Watchers stop with the context, which also closes their channels.
-	wctx, stop := context.WithCancel(ctx)
-	defer stop()
-	iw, err := inst.WatchAll(wctx)
+	iw, err := inst.WatchAll(ctx)
 	if err != nil {
 		return fmt.Errorf("watch bucket %s: %w", bus.InstancesBucket, err)
 	}
 	defer func() { _ = iw.Stop() }()
-	cw, err := conf.Watch(wctx, events.RouteConfigKey(">"))
+	cw, err := conf.Watch(ctx, events.RouteConfigKey(">"))
 	if err != nil {
 		return fmt.Errorf("watch bucket %s: %w", bus.ConfigBucket, err)
 	}
