@@ -103,59 +103,44 @@ func (l *Load) resetStreak() {
 	l.mu.Unlock()
 }
 
-// retryBudget holds retry tokens in thousandths.
+// retryBudget holds retry tokens: each request earns a share of one, and
+// time adds the floor rate.
 type retryBudget struct {
-	tokens atomic.Int64
-	earn   int64
-	cap    int64
-
 	mu        sync.Mutex
-	last      time.Time
+	tokens    float64
+	earn      float64
+	cap       float64
 	perSecond float64
+	last      time.Time
 }
 
 func (b *retryBudget) init(c Budget) {
-	b.earn = int64(c.Ratio * 1000)
+	b.earn = c.Ratio
 	b.perSecond = c.MinPerSecond
 	// Ten seconds' worth of the floor: a long calm does not bank enough
 	// to let a sudden outage double the load.
-	b.cap = int64(c.MinPerSecond*10*1000) + 1000
-	b.tokens.Store(b.cap)
+	b.cap = c.MinPerSecond*10 + 1
+	b.tokens = b.cap
 	b.last = time.Now()
 }
 
 // deposit is called for every request.
 func (b *retryBudget) deposit() {
-	for {
-		cur := b.tokens.Load()
-		if cur >= b.cap || b.tokens.CompareAndSwap(cur, min(b.cap, cur+b.earn)) {
-			return
-		}
-	}
+	b.mu.Lock()
+	b.tokens = min(b.cap, b.tokens+b.earn)
+	b.mu.Unlock()
 }
 
 // withdraw takes one retry, reporting false when the budget is spent.
 func (b *retryBudget) withdraw() bool {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	now := time.Now()
-	refill := int64(now.Sub(b.last).Seconds() * b.perSecond * 1000)
-	if refill > 0 {
-		b.last = now
-		for {
-			cur := b.tokens.Load()
-			if b.tokens.CompareAndSwap(cur, min(b.cap, cur+refill)) {
-				break
-			}
-		}
+	b.tokens = min(b.cap, b.tokens+now.Sub(b.last).Seconds()*b.perSecond)
+	b.last = now
+	if b.tokens < 1 {
+		return false
 	}
-	b.mu.Unlock()
-	for {
-		cur := b.tokens.Load()
-		if cur < 1000 {
-			return false
-		}
-		if b.tokens.CompareAndSwap(cur, cur-1000) {
-			return true
-		}
-	}
+	b.tokens--
+	return true
 }
