@@ -5,7 +5,6 @@ package bus
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -115,30 +114,4 @@ func Drain(nc *nats.Conn, timeout time.Duration) {
 	case <-time.After(timeout):
 		nc.Close()
 	}
-}
-
-// DrainSubscriptions stops subs taking messages and waits, until ctx ends,
-// until the messages they already hold have been handled. One already
-// closed, or on a closed connection, counts as drained.
-func DrainSubscriptions(ctx context.Context, subs []*nats.Subscription) error {
-	var errs []error
-	closed := make([]<-chan nats.SubStatus, 0, len(subs))
-	for _, s := range subs {
-		ch := s.StatusChanged(nats.SubscriptionClosed)
-		if err := s.Drain(); err != nil {
-			if !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
-				errs = append(errs, fmt.Errorf("drain %s: %w", s.Subject, err))
-			}
-			continue
-		}
-		closed = append(closed, ch)
-	}
-	for _, ch := range closed {
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return errors.Join(append(errs, fmt.Errorf("drain subscriptions: %w", ctx.Err()))...)
-		}
-	}
-	return errors.Join(errs...)
 }

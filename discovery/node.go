@@ -21,6 +21,7 @@ import (
 	"github.com/hailsd/hail/schemas"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -166,7 +167,7 @@ func (n *Node) Run(ctx context.Context) error {
 		return nil
 	})
 
-	subs, err := n.subscribe(gctx)
+	svc, err := n.subscribe(gctx)
 	if err != nil {
 		stopRun()
 		return errors.Join(err, g.Wait())
@@ -187,8 +188,8 @@ func (n *Node) Run(ctx context.Context) error {
 
 	<-gctx.Done()
 	n.ready.Store(false)
-	for _, s := range subs {
-		_ = s.Unsubscribe()
+	if err := svc.Close(); err != nil {
+		n.log.Warn("stop taking messages", "err", err)
 	}
 	err = g.Wait()
 	leaveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), kvTimeout)
@@ -463,30 +464,26 @@ func (n *Node) refreshNodeRecord(ctx context.Context) error {
 	}
 }
 
-func (n *Node) subscribe(ctx context.Context) ([]*nats.Subscription, error) {
+// subscribe serves the node's subjects as the NATS micro service
+// hail-discovery (queue group P.discovery), its id in the metadata.
+func (n *Node) subscribe(ctx context.Context) (*bus.Service, error) {
 	s := n.cfg.Subjects
 	queue := s.DiscoveryQueue()
-	handlers := []struct {
-		subject string
-		h       nats.MsgHandler
-	}{
-		{s.AnnounceAll(), func(m *nats.Msg) { n.submit(ctx, func(ctx context.Context) { n.handleAnnounce(ctx, m) }) }},
-		{s.DeregisterAll(), func(m *nats.Msg) { n.submit(ctx, func(ctx context.Context) { n.handleDeregister(ctx, m) }) }},
-		{s.DiscoveryServices(), n.handleServices},
-		{s.DiscoveryInstances(), n.handleInstances},
-	}
-	subs := make([]*nats.Subscription, 0, len(handlers))
-	for _, h := range handlers {
-		sub, err := n.nc.QueueSubscribe(h.subject, queue, h.h)
-		if err != nil {
-			for _, s := range subs {
-				_ = s.Unsubscribe()
-			}
-			return nil, fmt.Errorf("subscribe %s: %w", h.subject, err)
-		}
-		subs = append(subs, sub)
-	}
-	return subs, nil
+	return bus.AddService(n.nc, micro.Config{
+		Name:        "hail-discovery",
+		Version:     events.Version,
+		Description: "hail discovery node: registrations, heartbeats, registry queries",
+		Metadata:    map[string]string{"node_id": n.id, "az": n.cfg.AZ, "hostname": n.cfg.Hostname},
+	}, []bus.Endpoint{
+		{Name: "announce", Subject: s.AnnounceAll(), Queue: queue, Handler: func(m *nats.Msg) {
+			n.submit(ctx, func(ctx context.Context) { n.handleAnnounce(ctx, m) })
+		}},
+		{Name: "deregister", Subject: s.DeregisterAll(), Queue: queue, Handler: func(m *nats.Msg) {
+			n.submit(ctx, func(ctx context.Context) { n.handleDeregister(ctx, m) })
+		}},
+		{Name: "services", Subject: s.DiscoveryServices(), Queue: queue, Handler: n.handleServices},
+		{Name: "instances", Subject: s.DiscoveryInstances(), Queue: queue, Handler: n.handleInstances},
+	})
 }
 
 func (n *Node) putNodeRecord(ctx context.Context) error {
@@ -1123,7 +1120,7 @@ func (n *Node) respondJSON(m *nats.Msg, v any) {
 		n.reject(m, reasonTooLarge, fmt.Errorf("answer of %d bytes exceeds the server's max payload of %d; filter by service or status", len(data), max))
 		return
 	}
-	if err := m.Respond(data); err != nil {
+	if err := n.nc.Publish(m.Reply, data); err != nil {
 		n.log.Warn("answer query", "subject", m.Subject, "err", err)
 	}
 }
@@ -1133,7 +1130,7 @@ func (n *Node) ack(m *nats.Msg, id string) {
 		return
 	}
 	data, _ := json.Marshal(events.Ack{OK: true, ID: id, Node: n.id}) // plain fields always encode
-	if err := m.Respond(data); err != nil {
+	if err := n.nc.Publish(m.Reply, data); err != nil {
 		n.log.Warn("acknowledge", "subject", m.Subject, "err", err)
 	}
 }
@@ -1144,7 +1141,7 @@ func (n *Node) reject(m *nats.Msg, reason string, err error) {
 	n.m.rejected(reason).Inc()
 	n.log.Warn("rejected message", "subject", truncate(m.Subject), "reason", reason, "err", err)
 	if m.Reply != "" {
-		_ = m.RespondMsg(events.ErrorMsg(events.CodeBadRequest, err.Error()))
+		n.replyMsg(m, events.ErrorMsg(events.CodeBadRequest, err.Error()))
 	}
 }
 
@@ -1154,8 +1151,15 @@ func (n *Node) fail(m *nats.Msg, err error) {
 	n.m.rejected(reasonKV).Inc()
 	n.log.Error("request failed", "subject", truncate(m.Subject), "err", err)
 	if m.Reply != "" {
-		_ = m.RespondMsg(events.ErrorMsg(events.CodeUnavailable, err.Error()))
+		n.replyMsg(m, events.ErrorMsg(events.CodeUnavailable, err.Error()))
 	}
+}
+
+// replyMsg sends out to m's reply subject (m comes from a micro endpoint
+// and is not bound to a subscription, so m.RespondMsg cannot).
+func (n *Node) replyMsg(m *nats.Msg, out *nats.Msg) {
+	out.Subject = m.Reply
+	_ = n.nc.PublishMsg(out) // the sender's own timeout covers a lost reply
 }
 
 func truncate(s string) string {

@@ -22,6 +22,7 @@ import (
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/heartbeat"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 )
 
 // Config describes an instance. Service is required.
@@ -53,6 +54,13 @@ type Config struct {
 // ctx ends when the instance gives up waiting for it at shutdown.
 type Handler func(ctx context.Context, req *nats.Msg) ([]byte, error)
 
+// Metadata keys of the instance's NATS micro service: micro makes its own
+// ids and allows no dots in names, so the hail id and service ride here.
+const (
+	MetaID      = "hail_id"
+	MetaService = "hail_service"
+)
+
 // Error is a handler error with a code for the caller.
 type Error struct {
 	Code    int
@@ -73,7 +81,7 @@ type Instance struct {
 	mu        sync.Mutex
 	started   bool
 	stopped   bool
-	subs      []*nats.Subscription // endpoint subscriptions, drained at shutdown
+	svc       *bus.Service // the endpoints, as a NATS micro service; drained at shutdown
 	discover  *nats.Subscription
 	responder *heartbeat.Responder
 	weight    int
@@ -208,8 +216,8 @@ func (i *Instance) Start(ctx context.Context) error {
 	}
 	if err := i.subscribe(); err != nil {
 		// Leave nothing half-subscribed; Start may be called again.
-		for _, sub := range i.subs {
-			_ = sub.Unsubscribe()
+		if i.svc != nil {
+			_ = i.svc.Stop(context.WithoutCancel(ctx))
 		}
 		if i.discover != nil {
 			_ = i.discover.Unsubscribe()
@@ -217,7 +225,7 @@ func (i *Instance) Start(ctx context.Context) error {
 		if i.responder != nil {
 			_ = i.responder.Stop()
 		}
-		i.subs, i.discover, i.responder = nil, nil, nil
+		i.svc, i.discover, i.responder = nil, nil, nil
 		return fmt.Errorf("start: %w", err)
 	}
 	i.started = true
@@ -232,19 +240,25 @@ func (i *Instance) Start(ctx context.Context) error {
 
 func (i *Instance) subscribe() error {
 	s := i.cfg.Subjects
+	// Each endpoint twice: the service's queue group and this instance's
+	// own subject (what routers send to); micro shows both under its name.
+	eps := make([]bus.Endpoint, 0, 2*len(i.order))
 	for _, ep := range i.order {
 		h := i.serve(i.handlers[ep])
-		svc, err := i.nc.QueueSubscribe(s.Svc(i.cfg.Service, ep), s.QueueGroup(i.cfg.Service), h)
-		if err != nil {
-			return fmt.Errorf("subscribe %s: %w", ep, err)
-		}
-		i.subs = append(i.subs, svc)
-		inst, err := i.nc.Subscribe(s.Inst(i.id, ep), h)
-		if err != nil {
-			return fmt.Errorf("subscribe %s: %w", ep, err)
-		}
-		i.subs = append(i.subs, inst)
+		eps = append(eps,
+			bus.Endpoint{Name: ep, Subject: s.Svc(i.cfg.Service, ep), Queue: s.QueueGroup(i.cfg.Service), Handler: h},
+			bus.Endpoint{Name: ep, Subject: s.Inst(i.id, ep), Handler: h})
 	}
+	svc, err := bus.AddService(i.nc, micro.Config{
+		Name:        bus.MicroName(i.cfg.Service),
+		Version:     i.cfg.Version,
+		Description: "hail instance of " + i.cfg.Service,
+		Metadata:    map[string]string{MetaID: i.id, MetaService: i.cfg.Service, "az": i.cfg.AZ},
+	}, eps)
+	if err != nil {
+		return err
+	}
+	i.svc = svc
 	r, err := heartbeat.Respond(i.nc, s, i.id, i.report)
 	if err != nil {
 		return err
@@ -357,7 +371,8 @@ func (i *Instance) serve(h Handler) nats.MsgHandler {
 				out.Data = data
 			}
 			out.Header.Set(events.HeaderInstance, i.id)
-			if err := m.RespondMsg(out); err != nil {
+			out.Subject = m.Reply
+			if err := i.nc.PublishMsg(out); err != nil {
 				i.log.Debug("reply lost", "err", err)
 			}
 		}()
@@ -425,7 +440,7 @@ func (i *Instance) deregister(ctx context.Context) error {
 // drain stops the endpoint subscriptions, lets the server-side queue empty
 // into the handlers, and waits for the handlers to finish.
 func (i *Instance) drain(ctx context.Context) error {
-	if err := bus.DrainSubscriptions(ctx, i.subs); err != nil {
+	if err := i.svc.Stop(ctx); err != nil {
 		return err
 	}
 	done := make(chan struct{})

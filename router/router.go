@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hailsd/hail/bus"
@@ -82,17 +83,17 @@ func (r *Router) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(tableCtx)
 	g.Go(func() error { return r.table.Run(gctx) })
 
-	var subs []*nats.Subscription
+	var svc *bus.Service
 	select {
 	case <-r.table.Ready():
-		subs, err = r.subscribe()
+		svc, err = r.subscribe()
 	case <-ctx.Done():
 	case <-gctx.Done():
 	}
 	if err == nil && ctx.Err() == nil && gctx.Err() == nil {
 		r.ready.Store(true)
 		close(r.serving)
-		r.log.Info("router serving", "subject", r.cfg.Table.Subjects.RouteAll(), "workers", len(subs))
+		r.log.Info("router serving", "subject", r.cfg.Table.Subjects.RouteAll(), "workers", r.cfg.Workers)
 		select {
 		case <-ctx.Done():
 		case <-gctx.Done():
@@ -104,7 +105,9 @@ func (r *Router) Run(ctx context.Context) error {
 	errs := []error{err}
 	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.DrainTimeout)
 	defer cancel()
-	errs = append(errs, bus.DrainSubscriptions(drainCtx, subs))
+	if svc != nil {
+		errs = append(errs, svc.Stop(drainCtx))
+	}
 	errs = append(errs, fwd.Close(drainCtx))
 	stopTable()
 	if terr := g.Wait(); terr != nil && !errors.Is(terr, context.Canceled) {
@@ -114,28 +117,28 @@ func (r *Router) Run(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (r *Router) subscribe() ([]*nats.Subscription, error) {
+// subscribe serves P.route.> as the NATS micro service hail-router, one
+// endpoint (one subscription, delivering on its own goroutine) per worker.
+func (r *Router) subscribe() (*bus.Service, error) {
 	subject, queue := r.cfg.Table.Subjects.RouteAll(), r.cfg.Table.Subjects.RouterQueue()
-	subs := make([]*nats.Subscription, 0, r.cfg.Workers)
-	for range r.cfg.Workers {
-		s, err := r.nc.QueueSubscribe(subject, queue, r.handle)
-		if err != nil {
-			for _, s := range subs {
-				_ = s.Unsubscribe()
-			}
-			return nil, fmt.Errorf("subscribe %s: %w", subject, err)
-		}
+	eps := make([]bus.Endpoint, r.cfg.Workers)
+	for i := range eps {
 		// The forwarder bounds what is in progress; beyond that requests
-		// wait here rather than be dropped.
-		if err := s.SetPendingLimits(-1, 256<<20); err != nil {
-			return nil, fmt.Errorf("subscription limits: %w", err)
-		}
-		subs = append(subs, s)
+		// wait in the subscription rather than be dropped.
+		eps[i] = bus.Endpoint{Name: fmt.Sprintf("route_%d", i+1), Subject: subject, Queue: queue, Handler: r.handle, PendingBytes: 256 << 20}
+	}
+	svc, err := bus.AddService(r.nc, micro.Config{
+		Name: "hail-router", Version: events.Version,
+		Description: "hail router: " + subject + " to one healthy instance",
+	}, eps)
+	if err != nil {
+		return nil, err
 	}
 	if err := r.nc.Flush(); err != nil {
+		_ = svc.Close()
 		return nil, fmt.Errorf("flush subscriptions: %w", err)
 	}
-	return subs, nil
+	return svc, nil
 }
 
 func (r *Router) handle(m *nats.Msg) {
