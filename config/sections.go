@@ -63,14 +63,16 @@ func (l Log) Validate() error {
 	return nil
 }
 
-// Logger builds the program's logger writing to w.
-func (l Log) Logger(w io.Writer) (*slog.Logger, error) {
+// Logger builds the program's logger writing to w, at level; Watch
+// changes level when the file's log.level changes.
+func (l Log) Logger(w io.Writer, level *slog.LevelVar) (*slog.Logger, error) {
 	if err := l.Validate(); err != nil {
 		return nil, err
 	}
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(l.Level))
-	opts := &slog.HandlerOptions{Level: lv}
+	level.Set(lv)
+	opts := &slog.HandlerOptions{Level: level}
 	if l.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
@@ -96,25 +98,38 @@ type Program interface {
 	Logging() Log
 }
 
-// Start is the start of every program's run: load cfg, and unless the
-// command line asked only for help or for the merged config (then written
-// to out, and done is true), build the logger.
-func Start(cfg Program, name string, args []string, getenv func(string) string, out io.Writer) (log *slog.Logger, done bool, err error) {
-	res, err := Load(cfg, Options{Name: name, Args: args, Getenv: getenv, Output: out})
+// Loaded is a program's loaded config: its logger, and what Watch needs
+// to load the file again.
+type Loaded struct {
+	Log *slog.Logger
+	// File is the config file, empty if none.
+	File  string
+	level *slog.LevelVar
+	opts  Options
+}
+
+// Start is the start of every program's run: load cfg and build the
+// logger. When the command line asked only for help or for the merged
+// config (then written to out), it returns nil and no error: the program
+// is done.
+func Start(cfg Program, name string, args []string, getenv func(string) string, out io.Writer) (*Loaded, error) {
+	opts := Options{Name: name, Args: args, Getenv: getenv, Output: out}
+	res, err := Load(cfg, opts)
 	switch {
 	case errors.Is(err, ErrHelp):
-		return nil, true, nil
+		return nil, nil
 	case err != nil:
-		return nil, false, err
+		return nil, err
 	case res.PrintConfig:
-		return nil, true, Print(out, cfg)
+		return nil, Print(out, cfg)
 	}
-	log, err = cfg.Logging().Logger(out)
-	if err != nil {
-		return nil, false, err
+	l := &Loaded{File: res.File, level: new(slog.LevelVar), opts: opts}
+	l.opts.Output = io.Discard // a reload parses the same flags again, silently
+	if l.Log, err = cfg.Logging().Logger(out, l.level); err != nil {
+		return nil, err
 	}
 	if res.File != "" {
-		log.Info("loaded config file", "file", res.File)
+		l.Log.Info("loaded config file", "file", res.File)
 	}
-	return log, false, nil
+	return l, nil
 }

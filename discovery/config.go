@@ -40,6 +40,21 @@ type SelfPreservation struct {
 	MinFailures int     // default 5
 }
 
+// Timing is the part of a node's config it can change while running
+// (Reconfigure): heartbeat timing and thresholds, removal, self-preservation.
+type Timing struct {
+	HeartbeatInterval time.Duration
+	HeartbeatTimeout  time.Duration
+	Thresholds        heartbeat.Thresholds
+	DeregisterAfter   time.Duration
+	SelfPreservation  SelfPreservation
+}
+
+func (c *Config) timing() Timing {
+	return Timing{HeartbeatInterval: c.HeartbeatInterval, HeartbeatTimeout: c.HeartbeatTimeout, Thresholds: c.Thresholds,
+		DeregisterAfter: c.DeregisterAfter, SelfPreservation: c.SelfPreservation}
+}
+
 func (c *Config) setDefaults() {
 	if c.SelfPreservation.Share == 0 {
 		c.SelfPreservation.Share = 0.5
@@ -77,6 +92,11 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("node id: %w", err))
 		}
 	}
+	return errors.Join(append(errs, c.timing().validate())...)
+}
+
+func (c Timing) validate() error {
+	var errs []error
 	if c.HeartbeatInterval < 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("heartbeat interval %v is below 10ms", c.HeartbeatInterval))
 	}

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"fmt"
+	"io"
 	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -45,6 +46,18 @@ func newNodeMetrics(set *metrics.Set, n *Node) *nodeMetrics {
 	})
 	set.GetOrCreateGauge("hail_discovery_owned_instances", func() float64 { return float64(m.owned.Load()) })
 	set.GetOrCreateGauge("hail_discovery_registry_instances", func() float64 { return float64(n.reg.Len()) })
+	// Written at each scrape from the registry, so a service's series go
+	// when its last instance does.
+	set.RegisterMetricsWriter(func(w io.Writer) {
+		for _, s := range n.reg.Services() {
+			for _, c := range []struct {
+				status events.Status
+				n      int
+			}{{events.Passing, s.Passing}, {events.Warning, s.Warning}, {events.Critical, s.Critical}} {
+				metrics.WriteGaugeUint64(w, fmt.Sprintf(`hail_discovery_instances{service=%q,status=%q}`, s.Service, c.status), uint64(c.n))
+			}
+		}
+	})
 	set.GetOrCreateGauge("hail_discovery_ready", func() float64 {
 		if n.Ready() {
 			return 1

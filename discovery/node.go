@@ -49,6 +49,9 @@ type Node struct {
 	ready   atomic.Bool
 	serving chan struct{} // closed when the node first becomes ready
 	targets atomic.Pointer[[]string]
+	timing  atomic.Pointer[Timing]
+	// tracker is set once Run has made it; Reconfigure reads it too.
+	tracker atomic.Pointer[heartbeat.Tracker]
 
 	// Loop-owned.
 	owned     map[string]*tracked // by KV key
@@ -60,7 +63,6 @@ type Node struct {
 	memberIDs []string
 	// preserving is true while the node is in self-preservation.
 	preserving bool
-	tracker    *heartbeat.Tracker
 }
 
 // tracked is what the node knows of one instance it owns.
@@ -103,6 +105,8 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 		members: map[string]bool{cfg.NodeID: true},
 	}
 	n.memberIDs = []string{cfg.NodeID}
+	t := cfg.timing()
+	n.timing.Store(&t)
 	n.m = newNodeMetrics(cfg.Metrics, n)
 	empty := []string{}
 	n.targets.Store(&empty)
@@ -111,6 +115,30 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 
 // ID is the node's id.
 func (n *Node) ID() string { return n.id }
+
+// Timing is the timing in force.
+func (n *Node) Timing() Timing { return *n.timing.Load() }
+
+// Reconfigure changes the node's timing while it runs: the next heartbeat
+// round uses the new interval, timeout and thresholds. An invalid t is
+// refused and the timing in force stays.
+func (n *Node) Reconfigure(t Timing) error {
+	if err := t.validate(); err != nil {
+		return fmt.Errorf("reconfigure discovery node: %w", err)
+	}
+	old := n.timing.Swap(&t)
+	if tr := n.tracker.Load(); tr != nil {
+		tr.SetTimeout(t.HeartbeatTimeout)
+	}
+	if *old != t {
+		n.log.Info("timing changed", "interval", t.HeartbeatInterval, "timeout", t.HeartbeatTimeout,
+			"missed_to_critical", t.Thresholds.FailuresToCritical, "answered_to_passing", t.Thresholds.SuccessesToPassing,
+			"deregister_after", t.DeregisterAfter)
+	}
+	return nil
+}
+
+func (n *Node) interval() time.Duration { return n.timing.Load().HeartbeatInterval }
 
 // Ready reports whether the node is subscribed, serving, and registered in
 // hail_nodes.
@@ -146,12 +174,13 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	tr, err := heartbeat.NewTracker(n.nc, n.cfg.Subjects, n.id, n.cfg.HeartbeatTimeout)
+	tr, err := heartbeat.NewTracker(n.nc, n.cfg.Subjects, n.id, n.Timing().HeartbeatTimeout)
 	if err != nil {
 		return err
 	}
 	defer tr.Close()
-	n.tracker = tr
+	n.tracker.Store(tr)
+	tr.SetTimeout(n.Timing().HeartbeatTimeout) // a Reconfigure may have come while it was made
 
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
@@ -161,7 +190,7 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { return n.forwardWatch(gctx, w) })
 	g.Go(func() error { return n.forwardNodes(gctx, nw) })
 	g.Go(func() error {
-		tr.Run(gctx, n.cfg.HeartbeatInterval, n.targetIDs, func(start time.Time, rs []heartbeat.Result) {
+		tr.Run(gctx, n.interval, n.targetIDs, func(start time.Time, rs []heartbeat.Result) {
 			n.submit(gctx, func(ctx context.Context) { n.handleRound(ctx, start, rs) })
 		})
 		return nil
@@ -184,7 +213,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := n.nc.Publish(n.cfg.Subjects.Discover(), []byte("{}")); err != nil {
 		n.log.Warn("publish discover", "err", err)
 	}
-	n.log.Info("discovery node serving", "instances", len(n.targetIDs()), "interval", n.cfg.HeartbeatInterval)
+	n.log.Info("discovery node serving", "instances", len(n.targetIDs()), "interval", n.interval())
 
 	<-gctx.Done()
 	n.ready.Store(false)
@@ -246,8 +275,8 @@ func (n *Node) loadInitial(ctx context.Context, nw, w jetstream.KeyWatcher) erro
 // 10 s): the watch is made anew, and its initial values replace the
 // membership.
 func (n *Node) forwardNodes(ctx context.Context, nw jetstream.KeyWatcher) error {
-	stallAfter := 3 * n.cfg.HeartbeatInterval
-	quiet := time.NewTimer(stallAfter)
+	stallAfter := func() time.Duration { return 3 * n.interval() }
+	quiet := time.NewTimer(stallAfter())
 	defer quiet.Stop()
 	defer func() { _ = nw.Stop() }()
 	var replay map[string]bool // non-nil while a new watch replays the bucket
@@ -260,7 +289,7 @@ func (n *Node) forwardNodes(ctx context.Context, nw jetstream.KeyWatcher) error 
 				}
 				return fmt.Errorf("watch bucket %s closed", bus.NodesBucket)
 			}
-			quiet.Reset(stallAfter)
+			quiet.Reset(stallAfter())
 			switch {
 			case replay != nil && e == nil:
 				live := replay
@@ -286,7 +315,7 @@ func (n *Node) forwardNodes(ctx context.Context, nw jetstream.KeyWatcher) error 
 		case <-quiet.C:
 			// Even alone the node sees its own refreshes, so silence
 			// means the watch (or the bucket) is stuck.
-			quiet.Reset(stallAfter)
+			quiet.Reset(stallAfter())
 			// The watch lives as long as ctx, so no shorter context here
 			// (the JetStream API bounds the call by its own timeout).
 			fresh, err := n.kv.Nodes.WatchAll(ctx)
@@ -383,9 +412,9 @@ func (n *Node) rebalance(ctx context.Context) {
 		n.m.rebalances.Inc()
 	}
 	n.publishTargets()
-	if gained > 0 && n.tracker != nil {
+	if tr := n.tracker.Load(); gained > 0 && tr != nil {
 		// Instances taken over have gone a while without a heartbeat.
-		n.tracker.Kick()
+		tr.Kick()
 	}
 	n.claim(ctx)
 }
@@ -442,9 +471,14 @@ func (n *Node) refreshNow() {
 // refreshNodeRecord keeps the node's hail_nodes entry alive. It runs apart
 // from the loop so that a stalled KV delays the entry, not the judging.
 func (n *Node) refreshNodeRecord(ctx context.Context) error {
-	t := time.NewTicker(n.cfg.HeartbeatInterval)
+	every := n.interval()
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
+		if d := n.interval(); d != every {
+			every = d
+			t.Reset(every)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -937,6 +971,7 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 	if n.selfPreserve(results) {
 		return
 	}
+	timing := n.Timing()
 	var judged []*tracked
 	var changes []change
 	for _, r := range results {
@@ -958,7 +993,7 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 		} else {
 			n.m.rtt.Update(r.RTT.Seconds())
 		}
-		next, why := heartbeat.Judge(t.judge, r.Verdict(), n.cfg.Thresholds)
+		next, why := heartbeat.Judge(t.judge, r.Verdict(), timing.Thresholds)
 		judged = append(judged, t)
 		if next.Status == t.judge.Status {
 			t.judge = next
@@ -1001,8 +1036,8 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 		if n.owned[t.rec.Key()] != t {
 			continue // gone during the writes
 		}
-		if t.judge.Status == events.Critical && !t.criticalSince.IsZero() && start.Sub(t.criticalSince) >= n.cfg.DeregisterAfter {
-			reason := fmt.Sprintf("critical for %v", n.cfg.DeregisterAfter)
+		if t.judge.Status == events.Critical && !t.criticalSince.IsZero() && start.Sub(t.criticalSince) >= timing.DeregisterAfter {
+			reason := fmt.Sprintf("critical for %v", timing.DeregisterAfter)
 			if err := n.remove(ctx, t.rec, t.rev, reason); err != nil {
 				n.log.Error("remove critical instance", "service", t.rec.Service, "instance_id", t.rec.ID, "err", err)
 			}
@@ -1037,7 +1072,7 @@ func (n *Node) selfPreserve(results []heartbeat.Result) bool {
 			failing++
 		}
 	}
-	sp := n.cfg.SelfPreservation
+	sp := n.Timing().SelfPreservation
 	reason := ""
 	switch {
 	case void > 0 && void == len(results):

@@ -209,6 +209,8 @@ type ServiceSummary struct {
 	Service   string `json:"service"`
 	Instances int    `json:"instances"`
 	Passing   int    `json:"passing"`
+	Warning   int    `json:"warning,omitempty"`
+	Critical  int    `json:"critical,omitempty"`
 }
 
 // InstancesQuery is the request of P.discovery.instances.

@@ -59,8 +59,8 @@ type Tracker struct {
 	nc       *nats.Conn
 	subjects events.Subjects
 	node     string
-	timeout  time.Duration
-	inbox    string // reply subjects are <inbox>.<seq>.<index>
+	timeout  atomic.Int64 // time.Duration; SetTimeout changes it between rounds
+	inbox    string       // reply subjects are <inbox>.<seq>.<index>
 	sub      *nats.Subscription
 	seq      atomic.Uint64
 	cur      atomic.Pointer[round]
@@ -83,7 +83,8 @@ type round struct {
 // NewTracker subscribes the tracker's reply inbox on nc. node is the
 // discovery node's id, sent in every heartbeat.
 func NewTracker(nc *nats.Conn, subjects events.Subjects, node string, timeout time.Duration) (*Tracker, error) {
-	t := &Tracker{nc: nc, subjects: subjects, node: node, timeout: timeout, inbox: nc.NewRespInbox() + ".", kick: make(chan struct{}, 1)}
+	t := &Tracker{nc: nc, subjects: subjects, node: node, inbox: nc.NewRespInbox() + ".", kick: make(chan struct{}, 1)}
+	t.timeout.Store(int64(timeout))
 	sub, err := nc.Subscribe(t.inbox+">", t.onReply)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe heartbeat inbox: %w", err)
@@ -135,7 +136,7 @@ func (t *Tracker) Round(ctx context.Context, ids []string) []Result {
 			r.finish(i, Result{ID: id, Err: fmt.Errorf("publish heartbeat: %w", err)})
 		}
 	}
-	timer := time.NewTimer(t.timeout)
+	timer := time.NewTimer(time.Duration(t.timeout.Load()))
 	defer timer.Stop()
 	select {
 	case <-r.done:
@@ -211,13 +212,21 @@ func (r *round) finish(idx int, res Result) {
 	}
 }
 
-// Run heartbeats targets() every interval until ctx ends and hands each
+// SetTimeout changes the reply timeout from the next round on.
+func (t *Tracker) SetTimeout(d time.Duration) { t.timeout.Store(int64(d)) }
+
+// Run heartbeats targets() every interval() until ctx ends and hands each
 // round's results to handle, on the Run goroutine. The first round starts
-// at once.
-func (t *Tracker) Run(ctx context.Context, interval time.Duration, targets func() []string, handle func(time.Time, []Result)) {
-	ticker := time.NewTicker(interval)
+// at once; a changed interval() takes effect from the next tick.
+func (t *Tracker) Run(ctx context.Context, interval func() time.Duration, targets func() []string, handle func(time.Time, []Result)) {
+	every := interval()
+	ticker := time.NewTicker(every)
 	defer ticker.Stop()
 	for {
+		if d := interval(); d != every {
+			every = d
+			ticker.Reset(every)
+		}
 		start := time.Now()
 		results := t.Round(ctx, targets())
 		if ctx.Err() != nil {
@@ -229,7 +238,7 @@ func (t *Tracker) Run(ctx context.Context, interval time.Duration, targets func(
 			return
 		case <-ticker.C:
 		case <-t.kick:
-			ticker.Reset(interval)
+			ticker.Reset(every)
 		}
 	}
 }

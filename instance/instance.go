@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/google/uuid"
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/events"
@@ -47,6 +48,9 @@ type Config struct {
 	// (default 10s).
 	DrainTimeout time.Duration
 	Logger       *slog.Logger
+	// Metrics, if set, receives hail_instance_requests_total{service,
+	// endpoint,outcome} and hail_instance_request_duration_seconds{service}.
+	Metrics *metrics.Set
 }
 
 // Handler serves one request. The returned bytes are the reply; an error is
@@ -123,6 +127,9 @@ func New(nc *nats.Conn, cfg Config) (*Instance, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.NewSet()
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -244,7 +251,7 @@ func (i *Instance) subscribe() error {
 	// own subject (what routers send to); micro shows both under its name.
 	eps := make([]bus.Endpoint, 0, 2*len(i.order))
 	for _, ep := range i.order {
-		h := i.serve(i.handlers[ep])
+		h := i.serve(ep, i.handlers[ep])
 		eps = append(eps,
 			bus.Endpoint{Name: ep, Subject: s.Svc(i.cfg.Service, ep), Queue: s.QueueGroup(i.cfg.Service), Handler: h},
 			bus.Endpoint{Name: ep, Subject: s.Inst(i.id, ep), Handler: h})
@@ -340,7 +347,12 @@ func (i *Instance) announce(ctx context.Context) {
 	}
 }
 
-func (i *Instance) serve(h Handler) nats.MsgHandler {
+func (i *Instance) serve(endpoint string, h Handler) nats.MsgHandler {
+	series := func(outcome string) *metrics.Counter {
+		return i.cfg.Metrics.GetOrCreateCounter(fmt.Sprintf(`hail_instance_requests_total{service=%q,endpoint=%q,outcome=%q}`, i.cfg.Service, endpoint, outcome))
+	}
+	ok, failed := series("ok"), series("error")
+	took := i.cfg.Metrics.GetOrCreateHistogram(fmt.Sprintf(`hail_instance_request_duration_seconds{service=%q}`, i.cfg.Service))
 	return func(m *nats.Msg) {
 		// At capacity this blocks the subscription, so requests queue at
 		// this instance (and show in its in-flight figure) instead of
@@ -354,7 +366,14 @@ func (i *Instance) serve(h Handler) nats.MsgHandler {
 				<-i.sem
 				i.work.Done()
 			}()
+			start := time.Now()
 			data, err := h(i.handlerCtx, m)
+			took.UpdateDuration(start)
+			if err != nil {
+				failed.Inc()
+			} else {
+				ok.Inc()
+			}
 			if m.Reply == "" {
 				return
 			}

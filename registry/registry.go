@@ -153,8 +153,7 @@ func (r *Registry) Instances(q events.InstancesQuery) []events.InstanceRecord {
 	return out
 }
 
-// Services counts each service's instances and passing instances, ordered
-// by service.
+// Services counts each service's instances by status, ordered by service.
 func (r *Registry) Services() []events.ServiceSummary {
 	r.mu.RLock()
 	byName := map[string]*events.ServiceSummary{}
@@ -165,8 +164,13 @@ func (r *Registry) Services() []events.ServiceSummary {
 			byName[e.rec.Service] = s
 		}
 		s.Instances++
-		if e.rec.Status == events.Passing {
+		switch e.rec.Status {
+		case events.Passing:
 			s.Passing++
+		case events.Warning:
+			s.Warning++
+		case events.Critical:
+			s.Critical++
 		}
 	}
 	r.mu.RUnlock()

@@ -79,7 +79,7 @@ func TestQueries(t *testing.T) {
 		})
 	}
 	svcs := r.Services()
-	want := []events.ServiceSummary{{Service: "com.example.login", Instances: 1, Passing: 1}, {Service: "echo", Instances: 2, Passing: 1}}
+	want := []events.ServiceSummary{{Service: "com.example.login", Instances: 1, Passing: 1}, {Service: "echo", Instances: 2, Passing: 1, Critical: 1}}
 	if len(svcs) != len(want) || svcs[0] != want[0] || svcs[1] != want[1] {
 		t.Errorf("Services() = %+v, want %+v", svcs, want)
 	}

@@ -69,8 +69,9 @@ type Table struct {
 	log *slog.Logger
 	m   *tableMetrics
 
-	views atomic.Pointer[map[string]*View]
-	ready chan struct{}
+	views    atomic.Pointer[map[string]*View]
+	ready    chan struct{}
+	defaults chan Defaults // SetDefaults to the loop
 
 	// Owned by the loop in Run.
 	services map[string]*service
@@ -119,7 +120,7 @@ func NewTable(nc *nats.Conn, cfg TableConfig) (*Table, error) {
 	}
 	t := &Table{
 		nc: nc, cfg: cfg, log: cfg.Logger.With("component", "table"),
-		ready: make(chan struct{}), services: map[string]*service{}, dirty: map[string]bool{},
+		ready: make(chan struct{}), defaults: make(chan Defaults, 1), services: map[string]*service{}, dirty: map[string]bool{},
 	}
 	t.m = newTableMetrics(cfg.Metrics, t)
 	empty := map[string]*View{}
@@ -134,6 +135,26 @@ func (t *Table) Ready() <-chan struct{} { return t.ready }
 // View returns the service's current view, or nil if no instance of it is
 // registered.
 func (t *Table) View(service string) *View { return (*t.views.Load())[service] }
+
+// SetDefaults replaces the route defaults while the table runs; every
+// service is rebuilt with them. Invalid defaults are refused and the ones
+// in force stay.
+func (t *Table) SetDefaults(d Defaults) error {
+	if err := d.Validate(); err != nil {
+		return fmt.Errorf("route defaults: %w", err)
+	}
+	for {
+		select {
+		case t.defaults <- d:
+			return nil
+		default:
+			select { // replace a value the loop has not taken yet
+			case <-t.defaults:
+			default:
+			}
+		}
+	}
+}
 
 type healthDown struct {
 	service, id string
@@ -191,6 +212,12 @@ func (t *Table) Run(ctx context.Context) error {
 			}
 		case d := <-downs:
 			t.applyDown(d)
+		case d := <-t.defaults:
+			t.cfg.Defaults = d
+			for name := range t.services {
+				t.dirty[name] = true
+			}
+			t.log.Info("route defaults changed", "strategy", d.Strategy, "timeout", d.Timeout, "retries", d.Retries)
 		}
 		// Coalesce a burst (start-up, a mass transition) into one rebuild
 		// per service: rebuild only once nothing more is waiting.

@@ -86,10 +86,11 @@ func (c *Config) Validate() error {
 
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
 	cfg := defaults()
-	log, done, err := config.Start(cfg, "bench", args, getenv, out)
-	if done || err != nil {
+	loaded, err := config.Start(cfg, "bench", args, getenv, out)
+	if loaded == nil || err != nil {
 		return err
 	}
+	log := loaded.Log
 	bc := bench.Config{URL: cfg.NATS.URL, Instances: cfg.Instances, Concurrency: cfg.Concurrency,
 		Payload: cfg.Payload, Duration: cfg.Duration, Warmup: cfg.Warmup, Rounds: cfg.Rounds, Logger: log}
 	results, err := bench.Run(ctx, bc)

@@ -75,10 +75,11 @@ func (c *Config) Validate() error {
 
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
 	cfg := defaults()
-	log, done, err := config.Start(cfg, "dev", args, getenv, out)
-	if done || err != nil {
+	loaded, err := config.Start(cfg, "dev", args, getenv, out)
+	if loaded == nil || err != nil {
 		return err
 	}
+	log := loaded.Log
 	hostport, err := cfg.NATS.HostPort()
 	if err != nil {
 		return err
@@ -113,6 +114,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	// the instances' deregistrations are recorded and their exit routed
 	// around before those stop.
 	set := metrics.NewSet()
+	go config.Watch[*Config]{Fresh: defaults, Metrics: set}.Run(ctx, loaded, cfg)
 	stopped := make(chan error, 1)
 	var comps []*component
 	defer func() {
@@ -181,7 +183,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 			return err
 		}
 		conns = append(conns, enc)
-		inst, err := echo.Start(ctx, enc, instance.Config{Service: "echo", Version: "1.0.0", AZ: fmt.Sprintf("dev-%c", 'a'+i%3), Logger: log})
+		inst, err := echo.Start(ctx, enc, instance.Config{Service: "echo", Version: "1.0.0", AZ: fmt.Sprintf("dev-%c", 'a'+i%3), Logger: log, Metrics: set})
 		if err != nil {
 			return err
 		}

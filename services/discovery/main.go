@@ -128,6 +128,9 @@ func (c *Config) Validate() error {
 	if c.Heartbeat.Timeout <= 0 || c.Heartbeat.Timeout >= c.Heartbeat.Interval {
 		add(config.FieldError("heartbeat.timeout", "%v must be above 0 and below heartbeat.interval (%v)", c.Heartbeat.Timeout, c.Heartbeat.Interval))
 	}
+	if c.Heartbeat.Interval >= c.Node.TTL {
+		add(config.FieldError("heartbeat.interval", "%v must be below node.ttl (%v): the node refreshes its hail_nodes entry every interval", c.Heartbeat.Interval, c.Node.TTL))
+	}
 	if c.Heartbeat.MissedToCritical < 1 {
 		add(config.FieldError("heartbeat.missed_to_critical", "%d is below 1", c.Heartbeat.MissedToCritical))
 	}
@@ -149,12 +152,28 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// reloadable are the keys a running node takes up from an edited config
+// file (log.level too).
+var reloadable = []string{"heartbeat.", "deregister_after", "self_preservation."}
+
+// timing is the part of c a running node can change.
+func (c *Config) timing() discovery.Timing {
+	return discovery.Timing{
+		HeartbeatInterval: c.Heartbeat.Interval,
+		HeartbeatTimeout:  c.Heartbeat.Timeout,
+		Thresholds:        heartbeat.Thresholds{FailuresToCritical: c.Heartbeat.MissedToCritical, SuccessesToPassing: c.Heartbeat.AnsweredToPassing},
+		DeregisterAfter:   c.DeregisterAfter,
+		SelfPreservation:  discovery.SelfPreservation{Share: c.SelfPreservation.Share, MinFailures: c.SelfPreservation.MinFailures},
+	}
+}
+
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
 	cfg := defaults()
-	log, done, err := config.Start(cfg, "discovery", args, getenv, out)
-	if done || err != nil {
+	loaded, err := config.Start(cfg, "discovery", args, getenv, out)
+	if loaded == nil || err != nil {
 		return err
 	}
+	log := loaded.Log
 	nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: cfg.NATS.URL, Name: "hail-discovery", Logger: log})
 	if err != nil {
 		return err
@@ -165,22 +184,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		return err
 	}
 	set := metrics.NewSet()
+	t := cfg.timing()
 	node, err := discovery.New(nc, kv, discovery.Config{
 		NodeID:            cfg.Node.ID,
 		AZ:                cfg.Node.AZ,
 		Hostname:          cfg.Node.Hostname,
 		Subjects:          events.Subjects{Prefix: cfg.Prefix},
-		HeartbeatInterval: cfg.Heartbeat.Interval,
-		HeartbeatTimeout:  cfg.Heartbeat.Timeout,
-		Thresholds:        heartbeat.Thresholds{FailuresToCritical: cfg.Heartbeat.MissedToCritical, SuccessesToPassing: cfg.Heartbeat.AnsweredToPassing},
-		DeregisterAfter:   cfg.DeregisterAfter,
-		SelfPreservation:  discovery.SelfPreservation{Share: cfg.SelfPreservation.Share, MinFailures: cfg.SelfPreservation.MinFailures},
+		HeartbeatInterval: t.HeartbeatInterval,
+		HeartbeatTimeout:  t.HeartbeatTimeout,
+		Thresholds:        t.Thresholds,
+		DeregisterAfter:   t.DeregisterAfter,
+		SelfPreservation:  t.SelfPreservation,
 		Logger:            log,
 		Metrics:           set,
 	})
 	if err != nil {
 		return err
 	}
+	go config.Watch[*Config]{
+		Fresh:      defaults,
+		Reloadable: reloadable,
+		Apply:      func(c *Config) error { return node.Reconfigure(c.timing()) },
+		Metrics:    set,
+	}.Run(ctx, loaded, cfg)
 	if cfg.HTTP.Addr != "" {
 		ready := func() bool { return node.Ready() && nc.IsConnected() }
 		if _, err := admin.Serve(ctx, cfg.HTTP.Addr, admin.Handler(set, ready), log); err != nil {

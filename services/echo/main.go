@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/hailsd/hail/admin"
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/config"
 	"github.com/hailsd/hail/echo"
@@ -47,6 +49,7 @@ type Config struct {
 	HeartbeatInterval time.Duration `koanf:"heartbeat_interval"`
 	// DrainTimeout bounds the wait for requests in flight at shutdown. Default 10s.
 	DrainTimeout time.Duration `koanf:"drain_timeout"`
+	HTTP         config.HTTP   `koanf:"http"`
 	Log          config.Log    `koanf:"log"`
 }
 
@@ -88,23 +91,38 @@ func (c *Config) Validate() error {
 
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
 	cfg := defaults()
-	log, done, err := config.Start(cfg, "echo", args, getenv, out)
-	if done || err != nil {
+	loaded, err := config.Start(cfg, "echo", args, getenv, out)
+	if loaded == nil || err != nil {
 		return err
 	}
+	log := loaded.Log
 	nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: cfg.NATS.URL, Name: "hail-" + cfg.Name, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer bus.Drain(nc, 5*time.Second)
+	set := metrics.NewSet()
 	inst, err := echo.Start(ctx, nc, instance.Config{
 		Service: cfg.Name, Version: cfg.Version, Weight: cfg.Weight, Drain: cfg.Weight == 0, AZ: cfg.AZ,
 		Subjects: events.Subjects{Prefix: cfg.Prefix}, HeartbeatInterval: cfg.HeartbeatInterval,
-		Capacity: cfg.Capacity, DrainTimeout: cfg.DrainTimeout, Logger: log,
+		Capacity: cfg.Capacity, DrainTimeout: cfg.DrainTimeout, Logger: log, Metrics: set,
 	})
 	if err != nil {
 		return err
 	}
+	if cfg.HTTP.Addr != "" {
+		ready := func() bool { return nc.IsConnected() }
+		if _, err := admin.Serve(ctx, cfg.HTTP.Addr, admin.Handler(set, ready), log); err != nil {
+			_ = inst.Shutdown(context.WithoutCancel(ctx))
+			return err
+		}
+	}
+	go config.Watch[*Config]{
+		Fresh:      defaults,
+		Reloadable: []string{"weight"},
+		Apply:      func(c *Config) error { return inst.SetWeight(c.Weight) },
+		Metrics:    set,
+	}.Run(ctx, loaded, cfg)
 	<-ctx.Done()
 	return inst.Shutdown(context.WithoutCancel(ctx))
 }

@@ -176,12 +176,17 @@ func (c *Config) routerConfig(set *metrics.Set, log *slog.Logger) router.Config 
 	}
 }
 
+// reloadable are the keys a running router takes up from an edited config
+// file (log.level too): the route defaults.
+var reloadable = []string{"route.strategy", "route.timeout", "route.retries", "route.hash_load_factor", "route.warning_weight"}
+
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
 	cfg := defaults()
-	log, done, err := config.Start(cfg, "router", args, getenv, out)
-	if done || err != nil {
+	loaded, err := config.Start(cfg, "router", args, getenv, out)
+	if loaded == nil || err != nil {
 		return err
 	}
+	log := loaded.Log
 	nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: cfg.NATS.URL, Name: "hail-router", Logger: log})
 	if err != nil {
 		return err
@@ -192,6 +197,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	if err != nil {
 		return err
 	}
+	go config.Watch[*Config]{
+		Fresh:      defaults,
+		Reloadable: reloadable,
+		Apply:      func(c *Config) error { return r.Table().SetDefaults(c.defaults()) },
+		Metrics:    set,
+	}.Run(ctx, loaded, cfg)
 	if cfg.HTTP.Addr != "" {
 		ready := func() bool { return r.Ready() && nc.IsConnected() }
 		if _, err := admin.Serve(ctx, cfg.HTTP.Addr, admin.Handler(set, ready), log); err != nil {
