@@ -42,12 +42,12 @@ type Watch[T Program] struct {
 // A file that does not load or validate is refused with a log line naming
 // the key, counted, and the running config stays.
 func (w Watch[T]) Run(ctx context.Context, l *Loaded, current T) {
+	applied := w.Metrics.GetOrCreateCounter(`hail_config_reloads_total{outcome="applied"}`)
+	refused := w.Metrics.GetOrCreateCounter(`hail_config_reloads_total{outcome="refused"}`)
 	if l == nil || l.File == "" {
 		return
 	}
 	log := l.Log.With("component", "config", "file", l.File)
-	applied := w.Metrics.GetOrCreateCounter(`hail_config_reloads_total{outcome="applied"}`)
-	refused := w.Metrics.GetOrCreateCounter(`hail_config_reloads_total{outcome="refused"}`)
 	last, _ := os.ReadFile(l.File)
 	tick := time.NewTicker(WatchEvery)
 	defer tick.Stop()

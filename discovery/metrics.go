@@ -37,6 +37,21 @@ func newNodeMetrics(set *metrics.Set, n *Node) *nodeMetrics {
 		preserved:  set.GetOrCreateCounter("hail_discovery_self_preservation_rounds_total"),
 	}
 	m.members.Store(1)
+	// Labelled series exist from the start, at 0, so that a dashboard or
+	// an alert on them has something to read before the first event.
+	for _, r := range []string{reasonTooLarge, reasonSubject, reasonMalformed, reasonInvalid, reasonSchema, reasonMismatch,
+		reasonBadQuery, reasonKV, reasonBadRecord, reasonBadReply, reasonIDTaken} {
+		m.rejected(r)
+	}
+	for _, st := range []events.Status{events.Passing, events.Warning, events.Critical, events.Deregistered} {
+		m.transitions(st)
+	}
+	for _, op := range []string{"create", "update", "delete"} {
+		m.kvWrites(op)
+	}
+	for _, o := range []string{"registered", "updated", "unchanged"} {
+		m.announces(o)
+	}
 	set.GetOrCreateGauge("hail_discovery_nodes", func() float64 { return float64(m.members.Load()) })
 	set.GetOrCreateGauge("hail_discovery_self_preservation", func() float64 {
 		if m.preserving.Load() {

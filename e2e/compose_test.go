@@ -1,0 +1,442 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/config"
+	"github.com/hailsd/hail/events"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.yaml.in/yaml/v3"
+)
+
+type composeFile struct {
+	Services map[string]composeService `yaml:"services"`
+	Volumes  map[string]any            `yaml:"volumes"`
+}
+
+type composeService struct {
+	Image       string            `yaml:"image"`
+	Build       any               `yaml:"build"`
+	Command     []string          `yaml:"command"`
+	Environment map[string]string `yaml:"environment"`
+	Ports       []string          `yaml:"ports"`
+	Volumes     []string          `yaml:"volumes"`
+	DependsOn   []string          `yaml:"depends_on"`
+	Profiles    []string          `yaml:"profiles"`
+}
+
+func loadCompose(t *testing.T) composeFile {
+	t.Helper()
+	data, err := os.ReadFile("../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f composeFile
+	if err := yaml.Unmarshal(data, &f); err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	return f
+}
+
+// hailServices are the compose services that run a hail program.
+func (f composeFile) hailServices() []string {
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(f.Services)) {
+		if f.Services[name].Build != nil {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func (f composeFile) byProgram(program string) []string {
+	var out []string
+	for _, name := range f.hailServices() {
+		if f.Services[name].Command[0] == program {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// listenPorts are the container ports a service listens on, read from its
+// environment.
+func (s composeService) listenPorts() map[int]bool {
+	out := map[int]bool{}
+	for k, v := range s.Environment {
+		if k == "HAIL_MONITOR_PORT" {
+			if p, err := strconv.Atoi(v); err == nil {
+				out[p] = true
+			}
+		}
+		if m := regexp.MustCompile(`^0\.0\.0\.0:(\d+)$`).FindStringSubmatch(v); m != nil {
+			p, _ := strconv.Atoi(m[1])
+			out[p] = true
+		}
+	}
+	return out
+}
+
+func TestComposeFileConsistent(t *testing.T) {
+	f := loadCompose(t)
+	dockerfile, err := os.ReadFile("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts := map[string]bool{}
+	for name, s := range f.Services {
+		for _, d := range s.DependsOn {
+			if _, ok := f.Services[d]; !ok {
+				t.Errorf("%s depends on %s, which is not a service", name, d)
+			}
+		}
+		for _, p := range s.Ports {
+			host, container, ok := strings.Cut(p, ":")
+			if !ok {
+				t.Errorf("%s: port %q is not host:container", name, p)
+				continue
+			}
+			if hosts[host] {
+				t.Errorf("%s: host port %s is published twice", name, host)
+			}
+			hosts[host] = true
+			if s.Build != nil {
+				cp, _ := strconv.Atoi(container)
+				if !s.listenPorts()[cp] {
+					t.Errorf("%s publishes container port %d, which it does not listen on (listens on %v)", name, cp, slices.Sorted(maps.Keys(s.listenPorts())))
+				}
+			}
+		}
+		for _, v := range s.Volumes {
+			src, _, _ := strings.Cut(v, ":")
+			if strings.HasPrefix(src, "./") {
+				if _, err := os.Stat(filepath.Join("..", src)); err != nil {
+					t.Errorf("%s mounts %s: %v", name, src, err)
+				}
+			} else if _, ok := f.Volumes[src]; !ok {
+				t.Errorf("%s mounts volume %s, which is not declared", name, src)
+			}
+		}
+	}
+
+	// Every hail service runs a program the Dockerfile builds, with an
+	// environment that program accepts (each HAIL_* is one of its keys,
+	// and the whole validates: --print-config exits 0).
+	for _, name := range f.hailServices() {
+		s := f.Services[name]
+		if len(s.Command) == 0 {
+			t.Errorf("%s has no command", name)
+			continue
+		}
+		program := s.Command[0]
+		if !slices.Contains(programs, program) || !strings.Contains(string(dockerfile), "./services/"+program) {
+			t.Errorf("%s runs %q, which the Dockerfile does not build", name, program)
+			continue
+		}
+		keys, err := printConfig(program, s.Environment)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		for k := range s.Environment {
+			if !keys[k] {
+				t.Errorf("%s sets %s, which is not a key of %s", name, k, program)
+			}
+		}
+	}
+
+	// The NATS cluster: one name, distinct server names, every server
+	// routing to every server at its cluster port, data on a volume.
+	natsServers := f.byProgram("nats")
+	if len(natsServers) != 3 {
+		t.Fatalf("%d NATS servers, want 3", len(natsServers))
+	}
+	clientPort := map[string]string{}
+	var want []string
+	for _, n := range natsServers {
+		env := f.Services[n].Environment
+		_, cport, _ := strings.Cut(env["HAIL_CLUSTER_LISTEN"], ":")
+		want = append(want, "nats-route://"+n+":"+cport)
+		_, clientPort[n], _ = strings.Cut(env["HAIL_LISTEN"], ":")
+	}
+	names := map[string]bool{}
+	for _, n := range natsServers {
+		env := f.Services[n].Environment
+		if env["HAIL_CLUSTER_NAME"] != f.Services[natsServers[0]].Environment["HAIL_CLUSTER_NAME"] || env["HAIL_CLUSTER_NAME"] == "" {
+			t.Errorf("%s: cluster name %q differs or is empty", n, env["HAIL_CLUSTER_NAME"])
+		}
+		if names[env["HAIL_NAME"]] {
+			t.Errorf("%s: server name %q is taken", n, env["HAIL_NAME"])
+		}
+		names[env["HAIL_NAME"]] = true
+		routes := strings.Split(env["HAIL_CLUSTER_ROUTES"], ",")
+		slices.Sort(routes)
+		if !slices.Equal(routes, want) {
+			t.Errorf("%s routes %v, want %v", n, routes, want)
+		}
+		onVolume := false
+		for _, v := range f.Services[n].Volumes {
+			_, dst, _ := strings.Cut(v, ":")
+			onVolume = onVolume || dst == env["HAIL_STORE_DIR"]
+		}
+		if !onVolume {
+			t.Errorf("%s keeps JetStream data in %s, which is not a volume", n, env["HAIL_STORE_DIR"])
+		}
+	}
+	// Every other program reaches every NATS server at its client port.
+	for _, name := range f.hailServices() {
+		url, ok := f.Services[name].Environment["HAIL_NATS_URL"]
+		if !ok {
+			continue
+		}
+		var got []string
+		for _, u := range strings.Split(url, ",") {
+			host, port, _ := strings.Cut(strings.TrimPrefix(u, "nats://"), ":")
+			if clientPort[host] != port {
+				t.Errorf("%s: %s is not a NATS server's client address", name, u)
+			}
+			got = append(got, host)
+		}
+		if slices.Sort(got); !slices.Equal(got, natsServers) {
+			t.Errorf("%s reaches %v, want all of %v", name, got, natsServers)
+		}
+	}
+	if n := len(f.byProgram("discovery")); n != 2 {
+		t.Errorf("%d discovery nodes, want 2", n)
+	}
+	if n := len(f.byProgram("router")); n != 1 {
+		t.Errorf("%d routers, want 1", n)
+	}
+	if n := len(f.byProgram("echo")); n != 3 {
+		t.Errorf("%d echo instances, want 3", n)
+	}
+
+	// Prometheus scrapes every program that serves /metrics, where it does.
+	prom, err := os.ReadFile("../deploy/prometheus.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets := map[string]bool{}
+	for _, m := range regexp.MustCompile(`"([a-z0-9-]+:\d+)"`).FindAllStringSubmatch(string(prom), -1) {
+		targets[m[1]] = true
+	}
+	for _, name := range f.hailServices() {
+		addr, ok := f.Services[name].Environment["HAIL_HTTP_ADDR"]
+		if !ok {
+			continue
+		}
+		_, port, _ := strings.Cut(addr, ":")
+		if !targets[name+":"+port] {
+			t.Errorf("prometheus.yml does not scrape %s:%s", name, port)
+		}
+		delete(targets, name+":"+port)
+	}
+	for tgt := range targets {
+		t.Errorf("prometheus.yml scrapes %s, which serves no metrics", tgt)
+	}
+}
+
+// printConfig runs program --print-config under env and returns the
+// environment variables of its keys.
+func printConfig(program string, env map[string]string) (map[string]bool, error) {
+	cmd := exec.Command(filepath.Join(bins, program), "--print-config")
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("%s --print-config with its compose environment: %v\n%s", program, err, out)
+	}
+	var tree map[string]any
+	if err := yaml.Unmarshal(out, &tree); err != nil {
+		return nil, fmt.Errorf("%s --print-config: %v", program, err)
+	}
+	keys := map[string]bool{}
+	var walk func(prefix string, m map[string]any)
+	walk = func(prefix string, m map[string]any) {
+		for k, v := range m {
+			if sub, ok := v.(map[string]any); ok {
+				walk(prefix+k+".", sub)
+				continue
+			}
+			keys[config.EnvName(prefix+k)] = true
+		}
+	}
+	walk("", tree)
+	return keys, nil
+}
+
+// The compose topology as OS processes on loopback: each service's
+// environment as written, with service host names made 127.0.0.1 and every
+// port a free one, then requests routed through it.
+func TestComposeTopologyAsProcesses(t *testing.T) {
+	f := loadCompose(t)
+	ports := map[string]int{} // "service:port" -> loopback port
+	port := func(service, p string) string {
+		key := service + ":" + p
+		if _, ok := ports[key]; !ok {
+			ports[key] = freePort(t)
+		}
+		return strconv.Itoa(ports[key])
+	}
+	addr := regexp.MustCompile(`([a-z0-9.-]+):(\d+)`)
+	envOf := func(name string) map[string]string {
+		env := map[string]string{}
+		for k, v := range f.Services[name].Environment {
+			switch k {
+			case "HAIL_STORE_DIR":
+				v = filepath.Join(t.TempDir(), "data")
+			case "HAIL_MONITOR_PORT":
+				v = port(name, v)
+			default:
+				v = addr.ReplaceAllStringFunc(v, func(s string) string {
+					m := addr.FindStringSubmatch(s)
+					host := m[1]
+					if host == "0.0.0.0" {
+						host = name
+					}
+					if _, ok := f.Services[host]; !ok {
+						return s
+					}
+					return "127.0.0.1:" + port(host, m[2])
+				})
+			}
+			env[k] = v
+		}
+		env["HAIL_LOG_LEVEL"] = "warn"
+		return env
+	}
+	procs := map[string]*process{}
+	run := func(program string) {
+		for _, name := range f.byProgram(program) {
+			procs[name] = start(t, name, program, envOf(name))
+		}
+	}
+	run("nats")
+	natsURL := envOf(f.byProgram("router")[0])["HAIL_NATS_URL"]
+	var nc *nats.Conn
+	bustest.Eventually(t, 60*time.Second, func() error {
+		for _, n := range f.byProgram("nats") {
+			if err := procs[n].exited(); err != nil {
+				return err
+			}
+		}
+		c, err := nats.Connect(natsURL)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		js, _ := jetstream.New(c)
+		if _, err := js.AccountInfo(ctx); err != nil {
+			c.Close()
+			return fmt.Errorf("JetStream not ready: %w", err)
+		}
+		nc = c
+		return nil
+	})
+	t.Cleanup(nc.Close)
+
+	run("discovery")
+	run("router")
+	run("echo")
+	httpAddr := func(name string) string { return envOf(name)["HAIL_HTTP_ADDR"] }
+	for _, name := range append(f.byProgram("discovery"), f.byProgram("router")...) {
+		waitReady(t, procs[name], httpAddr(name))
+	}
+	echoes := f.byProgram("echo")
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	bustest.Eventually(t, 30*time.Second, func() error {
+		kv, err := js.KeyValue(ctx, "hail_instances")
+		if err != nil {
+			return err
+		}
+		keys, err := kv.Keys(ctx)
+		if err != nil {
+			return err
+		}
+		if len(keys) != len(echoes) {
+			return fmt.Errorf("%d instances registered, want %d", len(keys), len(echoes))
+		}
+		return nil
+	})
+
+	answered := map[string]int{}
+	bustest.Eventually(t, 30*time.Second, func() error {
+		for range 60 {
+			m, err := nc.Request("hail.route.echo.say", []byte("hi"), 2*time.Second)
+			if err != nil {
+				return err
+			}
+			if code := m.Header.Get(events.HeaderServiceErrorCode); code != "" {
+				return fmt.Errorf("routed request failed: %s %s", code, m.Header.Get(events.HeaderServiceError))
+			}
+			answered[m.Header.Get(events.HeaderInstance)]++
+		}
+		if len(answered) != len(echoes) {
+			return fmt.Errorf("answered by %d instances, want all %d: %v", len(answered), len(echoes), answered)
+		}
+		return nil
+	})
+
+	// Every program's /metrics is Prometheus text with its series, and the
+	// router's request counter moved.
+	want := map[string][]string{
+		"discovery": {"hail_discovery_instances", "hail_discovery_heartbeats_sent_total", "hail_discovery_heartbeat_rtt_seconds_bucket", "hail_discovery_transitions_total", "hail_discovery_rejected_total", "hail_discovery_kv_errors_total", "hail_discovery_self_preservation", "process_cpu_seconds_total"},
+		"router":    {"hail_router_requests_total", "hail_router_request_duration_seconds_bucket", "hail_router_retries_total", "hail_router_ejections_total", "process_cpu_seconds_total"},
+		"echo":      {"hail_instance_requests_total", "process_cpu_seconds_total"},
+	}
+	for _, name := range f.hailServices() {
+		a := httpAddr(name)
+		if a == "" {
+			continue
+		}
+		program := f.Services[name].Command[0]
+		// A histogram has series once it has observed something: the
+		// first heartbeats are a second away.
+		bustest.Eventually(t, 10*time.Second, func() error {
+			text, err := httpGet(ctx, "http://"+a+"/metrics")
+			if err != nil {
+				return err
+			}
+			if err := checkProm(text, want[program]...); err != nil {
+				return fmt.Errorf("%s /metrics: %w", name, err)
+			}
+			if program == "router" {
+				if n := sample(text, `hail_router_requests_total{service="echo",endpoint="say",outcome="ok"}`); n < 60 {
+					return fmt.Errorf("router counted %v ok requests, want at least 60", n)
+				}
+			}
+			return nil
+		})
+	}
+
+	// One echo leaves (SIGTERM: deregister, drain); callers see no error.
+	procs[echoes[0]].stop(t)
+	for i := range 100 {
+		m, err := nc.Request("hail.route.echo.say", []byte("hi"), 5*time.Second)
+		if err != nil {
+			t.Fatalf("request %d after an instance left: %v", i, err)
+		}
+		if code := m.Header.Get(events.HeaderServiceErrorCode); code != "" {
+			t.Fatalf("request %d after an instance left: %s %s", i, code, m.Header.Get(events.HeaderServiceError))
+		}
+	}
+}

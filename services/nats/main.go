@@ -1,0 +1,143 @@
+// Command nats runs one NATS server with JetStream, embedded from
+// nats-server, alone or as a member of a cluster: the NATS of hail's
+// compose stack and of its process-topology test, so that a machine with
+// only Go can run a whole region.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/hailsd/hail/bus/embedded"
+	"github.com/hailsd/hail/config"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// Config is the server's configuration.
+type Config struct {
+	// Name of the server, unique in its cluster. Default hail-nats.
+	Name string `koanf:"name"`
+	// Listen is the client address. Default 127.0.0.1:4222.
+	Listen string `koanf:"listen"`
+	// StoreDir holds JetStream's data. Default ./nats-data.
+	StoreDir string `koanf:"store_dir"`
+	// MonitorPort serves nats-server's /healthz, /varz, /jsz; 0 serves
+	// none. Default 0.
+	MonitorPort int           `koanf:"monitor_port"`
+	Cluster     ClusterConfig `koanf:"cluster"`
+	Log         config.Log    `koanf:"log"`
+}
+
+// ClusterConfig joins the server to a cluster when Name is set.
+type ClusterConfig struct {
+	// Name of the cluster; empty runs a single server. Default empty.
+	Name string `koanf:"name"`
+	// Listen is the route address. Default 127.0.0.1:6222.
+	Listen string `koanf:"listen"`
+	// Routes are the peers, nats-route://host:port, comma-separated.
+	// Default empty.
+	Routes string `koanf:"routes"`
+	// Advertise is the route address told to peers. Default empty: the
+	// listen address.
+	Advertise string `koanf:"advertise"`
+}
+
+// Logging is the log section.
+func (c *Config) Logging() config.Log { return c.Log }
+
+func defaults() *Config {
+	return &Config{Name: "hail-nats", Listen: "127.0.0.1:4222", StoreDir: "nats-data",
+		Cluster: ClusterConfig{Listen: "127.0.0.1:6222"}, Log: config.DefaultLog}
+}
+
+// Validate names every wrong field.
+func (c *Config) Validate() error {
+	errs := []error{c.Log.Validate()}
+	if c.Name == "" || strings.ContainsAny(c.Name, " \t") {
+		errs = append(errs, config.FieldError("name", "%q must be a non-empty word", c.Name))
+	}
+	if _, _, err := hostPort(c.Listen); err != nil {
+		errs = append(errs, config.FieldError("listen", "%v", err))
+	}
+	if c.StoreDir == "" {
+		errs = append(errs, config.FieldError("store_dir", "is empty"))
+	}
+	if c.MonitorPort < 0 || c.MonitorPort > 65535 {
+		errs = append(errs, config.FieldError("monitor_port", "%d is out of range 0..65535", c.MonitorPort))
+	}
+	if c.Cluster.Name != "" {
+		if _, _, err := hostPort(c.Cluster.Listen); err != nil {
+			errs = append(errs, config.FieldError("cluster.listen", "%v", err))
+		}
+		for _, r := range c.routes() {
+			if !strings.HasPrefix(r, "nats-route://") {
+				errs = append(errs, config.FieldError("cluster.routes", "%q is not nats-route://host:port", r))
+			} else if _, _, err := hostPort(strings.TrimPrefix(r, "nats-route://")); err != nil {
+				errs = append(errs, config.FieldError("cluster.routes", "%q: %v", r, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) routes() []string {
+	var out []string
+	for _, r := range strings.Split(c.Cluster.Routes, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func hostPort(addr string) (string, int, error) {
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q is not host:port", addr)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("%q: port %q is not a number in 0..65535", addr, portText)
+	}
+	return host, port, nil
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
+	cfg := defaults()
+	loaded, err := config.Start(cfg, "nats", args, getenv, out)
+	if loaded == nil || err != nil {
+		return err
+	}
+	log := loaded.Log
+	host, port, _ := hostPort(cfg.Listen) // validated
+	o := embedded.ServerOptions{Name: cfg.Name, Host: host, Port: port, StoreDir: cfg.StoreDir, HTTPPort: cfg.MonitorPort, Logger: log}
+	if cfg.Cluster.Name != "" {
+		chost, cport, _ := hostPort(cfg.Cluster.Listen)
+		o.Cluster = embedded.ClusterOptions{Name: cfg.Cluster.Name, Host: chost, Port: cport, Routes: cfg.routes(), Advertise: cfg.Cluster.Advertise}
+	}
+	srv, err := embedded.StartServer(o)
+	if err != nil {
+		return fmt.Errorf("NATS server %s: %w", cfg.Name, err)
+	}
+	log.Info("NATS server ready", "name", cfg.Name, "url", srv.ClientURL(), "cluster", cfg.Cluster.Name)
+	<-ctx.Done()
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	return nil
+}
