@@ -1,6 +1,7 @@
-// Package admin is a hail program's HTTP side: Prometheus metrics and
-// health probes now, the operator's page later. Handlers are plain
-// http.Handlers so a middleware (auth, TLS termination) can wrap them.
+// Package admin is a hail program's HTTP side: Prometheus metrics, health
+// probes, and on discovery nodes and the dev stack the operator's page and
+// its JSON API (Region). Handlers are plain http.Handlers so a middleware
+// (auth, TLS termination) can wrap them.
 package admin
 
 import (
@@ -16,8 +17,9 @@ import (
 )
 
 // Handler serves /metrics (the program's set plus process metrics),
-// /healthz (the process is up) and /readyz (ready() is true).
-func Handler(set *metrics.Set, ready func() bool) http.Handler {
+// /healthz (the process is up), /readyz (ready() is true) and, when ui is
+// not nil, ui for every other path.
+func Handler(set *metrics.Set, ready func() bool, ui http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
@@ -34,6 +36,9 @@ func Handler(set *metrics.Set, ready func() bool) http.Handler {
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	if ui != nil {
+		mux.Handle("/", ui)
+	}
 	return mux
 }
 
@@ -45,7 +50,11 @@ func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) (
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	// Requests' contexts end when the server shuts down, so long-lived
+	// ones (the page's event stream) do not hold the shutdown up.
+	base, stopRequests := context.WithCancel(context.WithoutCancel(ctx))
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return base }}
+	srv.RegisterOnShutdown(stopRequests)
 	go func() {
 		if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 			log.Error("HTTP server stopped", "addr", l.Addr().String(), "err", err)

@@ -16,7 +16,7 @@ func TestHandler(t *testing.T) {
 	set := metrics.NewSet()
 	set.GetOrCreateCounter(`hail_test_total{outcome="ok"}`).Add(3)
 	var ready atomic.Bool
-	srv := httptest.NewServer(admin.Handler(set, ready.Load))
+	srv := httptest.NewServer(admin.Handler(set, ready.Load, nil))
 	defer srv.Close()
 	get := func(path string) (int, string) {
 		resp, err := http.Get(srv.URL + path)

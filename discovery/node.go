@@ -50,6 +50,9 @@ type Node struct {
 	serving chan struct{} // closed when the node first becomes ready
 	targets atomic.Pointer[[]string]
 	timing  atomic.Pointer[Timing]
+	// rtts is the last answered heartbeat's RTT of each owned instance,
+	// replaced after every round.
+	rtts atomic.Pointer[map[string]time.Duration]
 	// tracker is set once Run has made it; Reconfigure reads it too.
 	tracker atomic.Pointer[heartbeat.Tracker]
 
@@ -115,6 +118,42 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 
 // ID is the node's id.
 func (n *Node) ID() string { return n.id }
+
+// RTTs are the round-trip times of the last answered heartbeat of the
+// instances the node owns, by id.
+func (n *Node) RTTs() map[string]time.Duration {
+	if m := n.rtts.Load(); m != nil {
+		return *m
+	}
+	return nil
+}
+
+// recordRTTs keeps a round's answers, and the previous RTT of an instance
+// that did not answer this time.
+func (n *Node) recordRTTs(results []heartbeat.Result) {
+	prev := n.RTTs()
+	next := make(map[string]time.Duration, len(results))
+	for _, r := range results {
+		switch {
+		case r.Err == nil:
+			next[r.ID] = r.RTT
+		case prev != nil:
+			if d, ok := prev[r.ID]; ok {
+				next[r.ID] = d
+			}
+		}
+	}
+	n.rtts.Store(&next)
+}
+
+func (n *Node) handleRTT(m *nats.Msg) {
+	rtts := n.RTTs()
+	rep := events.RTTReport{Node: n.id, RTTMS: make(map[string]float64, len(rtts))}
+	for id, d := range rtts {
+		rep.RTTMS[id] = float64(d.Microseconds()) / 1000
+	}
+	n.respondJSON(m, rep)
+}
 
 // Timing is the timing in force.
 func (n *Node) Timing() Timing { return *n.timing.Load() }
@@ -517,6 +556,7 @@ func (n *Node) subscribe(ctx context.Context) (*bus.Service, error) {
 		}},
 		{Name: "services", Subject: s.DiscoveryServices(), Queue: queue, Handler: n.handleServices},
 		{Name: "instances", Subject: s.DiscoveryInstances(), Queue: queue, Handler: n.handleInstances},
+		{Name: "rtt", Subject: s.DiscoveryRTT(), Handler: n.handleRTT},
 	})
 }
 
@@ -972,6 +1012,7 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 		return
 	}
 	timing := n.Timing()
+	n.recordRTTs(results)
 	var judged []*tracked
 	var changes []change
 	for _, r := range results {

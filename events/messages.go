@@ -180,6 +180,14 @@ const (
 	NodeNormal           = "normal"
 )
 
+// RTTReport is one node's answer on P.discovery.rtt: the round-trip time
+// of the last answered heartbeat of each instance it owns, in
+// milliseconds, by instance id.
+type RTTReport struct {
+	Node  string             `json:"node"`
+	RTTMS map[string]float64 `json:"rtt_ms"`
+}
+
 // NodeRecord is the value of hail_nodes <node-id>.
 type NodeRecord struct {
 	ID        string    `json:"id"`

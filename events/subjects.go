@@ -84,6 +84,10 @@ func (s Subjects) DiscoveryServices() string { return s.p() + ".discovery.servic
 // DiscoveryInstances is P.discovery.instances.
 func (s Subjects) DiscoveryInstances() string { return s.p() + ".discovery.instances" }
 
+// DiscoveryRTT is P.discovery.rtt: every node (no queue group) answers
+// with the last heartbeat round-trip time of each instance it owns.
+func (s Subjects) DiscoveryRTT() string { return s.p() + ".discovery.rtt" }
+
 // DiscoveryQueue is the queue group the discovery nodes share, so that one
 // node handles each announce, deregister and query.
 func (s Subjects) DiscoveryQueue() string { return s.p() + ".discovery" }

@@ -123,14 +123,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		}
 	}()
 	var nodes []*discovery.Node
+	var kv *bus.Buckets
 	for i := range cfg.Discovery {
 		nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: url, Name: fmt.Sprintf("hail-discovery-%d", i+1), Logger: log})
 		if err != nil {
 			return err
 		}
 		defer bus.Drain(nc, 5*time.Second)
-		kv, err := bus.EnsureBuckets(ctx, nc, bus.BucketOptions{})
-		if err != nil {
+		if kv, err = bus.EnsureBuckets(ctx, nc, bus.BucketOptions{}); err != nil {
 			return err
 		}
 		nodeSet := set // the first node's metrics are served; the others' kept apart
@@ -161,8 +161,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	rc := start(ctx, rt.Run, stopped)
 	comps = append(comps, rc)
 	if cfg.HTTP.Addr != "" {
+		region := admin.NewRegion(rnc, kv, admin.RegionConfig{Logger: log, Metrics: set})
+		go func() {
+			if err := region.Run(ctx); err != nil {
+				log.Error("admin page stopped following the region", "err", err)
+			}
+		}()
 		ready := func() bool { return nodes[0].Ready() && rt.Ready() }
-		if _, err := admin.Serve(ctx, cfg.HTTP.Addr, admin.Handler(set, ready), log); err != nil {
+		if _, err := admin.Serve(ctx, cfg.HTTP.Addr, admin.Handler(set, ready, region.Handler()), log); err != nil {
 			log.Warn("no HTTP endpoints", "err", err)
 		}
 	}

@@ -208,8 +208,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		Metrics:    set,
 	}.Run(ctx, loaded, cfg)
 	if cfg.HTTP.Addr != "" {
+		region := admin.NewRegion(nc, kv, admin.RegionConfig{Subjects: events.Subjects{Prefix: cfg.Prefix}, Logger: log, Metrics: set})
+		go func() {
+			if err := region.Run(ctx); err != nil {
+				log.Error("admin page stopped following the region", "err", err)
+			}
+		}()
 		ready := func() bool { return node.Ready() && nc.IsConnected() }
-		if _, err := admin.Serve(ctx, cfg.HTTP.Addr, admin.Handler(set, ready), log); err != nil {
+		if _, err := admin.Serve(ctx, cfg.HTTP.Addr, admin.Handler(set, ready, region.Handler()), log); err != nil {
 			return err
 		}
 	}

@@ -112,7 +112,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	}
 	if cfg.HTTP.Addr != "" {
 		ready := func() bool { return nc.IsConnected() }
-		if _, err := admin.Serve(ctx, cfg.HTTP.Addr, admin.Handler(set, ready), log); err != nil {
+		if _, err := admin.Serve(ctx, cfg.HTTP.Addr, admin.Handler(set, ready, nil), log); err != nil {
 			_ = inst.Shutdown(context.WithoutCancel(ctx))
 			return err
 		}

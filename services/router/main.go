@@ -205,7 +205,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	}.Run(ctx, loaded, cfg)
 	if cfg.HTTP.Addr != "" {
 		ready := func() bool { return r.Ready() && nc.IsConnected() }
-		if _, err := admin.Serve(ctx, cfg.HTTP.Addr, admin.Handler(set, ready), log); err != nil {
+		if _, err := admin.Serve(ctx, cfg.HTTP.Addr, admin.Handler(set, ready, nil), log); err != nil {
 			return err
 		}
 	}

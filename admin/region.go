@@ -1,0 +1,351 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hailsd/hail/bus"
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/registry"
+)
+
+// RegionConfig configures a Region.
+type RegionConfig struct {
+	Subjects events.Subjects
+	Logger   *slog.Logger
+	// Metrics counts the page's writes and refusals:
+	// hail_admin_writes_total{outcome}.
+	Metrics *metrics.Set
+	// RTTWait bounds how long a view waits for the discovery nodes'
+	// heartbeat RTTs; default 250ms.
+	RTTWait time.Duration
+}
+
+// Region is what the admin page shows: the region's registry, discovery
+// nodes and routes, kept from watches of hail_instances, hail_nodes and
+// hail_config, and the health events, each change told to the page's live
+// subscribers.
+type Region struct {
+	nc   *nats.Conn
+	kv   *bus.Buckets
+	cfg  RegionConfig
+	log  *slog.Logger
+	reg  *registry.Registry
+	wrote, refused *metrics.Counter
+
+	mu     sync.RWMutex
+	nodes  map[string]events.NodeRecord
+	routes map[string]route // by service
+	subs   map[chan string]struct{}
+	ready  chan struct{}
+}
+
+// route is one hail_config route.<service> entry.
+type route struct {
+	Config   events.RouteConfig
+	Revision uint64
+	// Invalid says why the stored value is not a valid RouteConfig (routers
+	// ignore it); empty when it is.
+	Invalid string
+}
+
+// NewRegion makes a region view; Run keeps it current.
+func NewRegion(nc *nats.Conn, kv *bus.Buckets, cfg RegionConfig) *Region {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.NewSet()
+	}
+	if cfg.RTTWait <= 0 {
+		cfg.RTTWait = 250 * time.Millisecond
+	}
+	return &Region{
+		nc: nc, kv: kv, cfg: cfg, log: cfg.Logger.With("component", "admin"), reg: registry.New(),
+		wrote:   cfg.Metrics.GetOrCreateCounter(`hail_admin_writes_total{outcome="written"}`),
+		refused: cfg.Metrics.GetOrCreateCounter(`hail_admin_writes_total{outcome="refused"}`),
+		nodes:   map[string]events.NodeRecord{}, routes: map[string]route{}, subs: map[chan string]struct{}{},
+		ready: make(chan struct{}),
+	}
+}
+
+// Ready is closed once the three buckets have been read.
+func (r *Region) Ready() <-chan struct{} { return r.ready }
+
+// Run watches the buckets and health events until ctx ends.
+func (r *Region) Run(ctx context.Context) error {
+	iw, err := r.kv.Instances.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("watch bucket %s: %w", bus.InstancesBucket, err)
+	}
+	nw, err := r.kv.Nodes.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("watch bucket %s: %w", bus.NodesBucket, err)
+	}
+	cw, err := r.kv.Config.Watch(ctx, events.RouteConfigKey(">"))
+	if err != nil {
+		return fmt.Errorf("watch bucket %s: %w", bus.ConfigBucket, err)
+	}
+	sub, err := r.nc.Subscribe(r.cfg.Subjects.HealthAll(), func(m *nats.Msg) { r.tell("health") })
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", r.cfg.Subjects.HealthAll(), err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	var loaded sync.WaitGroup
+	loaded.Add(3)
+	go func() {
+		loaded.Wait()
+		close(r.ready)
+	}()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return r.follow(gctx, iw, &loaded, r.applyInstance) })
+	g.Go(func() error { return r.follow(gctx, nw, &loaded, r.applyNode) })
+	g.Go(func() error { return r.follow(gctx, cw, &loaded, r.applyRoute) })
+	return g.Wait()
+}
+
+// follow applies a watch's entries until ctx ends; the nil entry marks
+// the end of the initial values.
+func (r *Region) follow(ctx context.Context, w jetstream.KeyWatcher, loaded *sync.WaitGroup, apply func(jetstream.KeyValueEntry) string) error {
+	defer func() { _ = w.Stop() }()
+	initial := true
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return errors.New("admin: a KV watch closed")
+			}
+			if e == nil {
+				if initial {
+					initial = false
+					loaded.Done()
+				}
+				continue
+			}
+			if what := apply(e); what != "" && !initial {
+				r.tell(what)
+			}
+		}
+	}
+}
+
+func (r *Region) applyInstance(e jetstream.KeyValueEntry) string {
+	if e.Operation() != jetstream.KeyValuePut {
+		r.reg.Delete(e.Key(), e.Revision())
+		return "instance"
+	}
+	rec, err := events.DecodeInstanceRecord(e.Value())
+	if err != nil {
+		r.log.Warn("ignoring invalid registry record", "key", e.Key(), "err", err)
+		return ""
+	}
+	r.reg.Put(rec, e.Revision())
+	return "instance"
+}
+
+func (r *Region) applyNode(e jetstream.KeyValueEntry) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(r.nodes, e.Key())
+		return "node"
+	}
+	var rec events.NodeRecord
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		r.log.Warn("ignoring invalid node record", "key", e.Key(), "err", err)
+		return ""
+	}
+	r.nodes[e.Key()] = rec
+	return "node"
+}
+
+func (r *Region) applyRoute(e jetstream.KeyValueEntry) string {
+	service := strings.TrimPrefix(e.Key(), events.RouteConfigKey(""))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(r.routes, service)
+		return "route"
+	}
+	cfg, err := events.DecodeRouteConfig(e.Value())
+	rt := route{Config: cfg, Revision: e.Revision()}
+	if err != nil {
+		rt = route{Revision: e.Revision(), Invalid: err.Error()}
+	}
+	r.routes[service] = rt
+	return "route"
+}
+
+// Subscribe returns a channel of change kinds (instance, node, route,
+// health) and a function that ends the subscription. A slow subscriber
+// misses kinds, never blocks the region: the page refetches on any.
+func (r *Region) Subscribe() (<-chan string, func()) {
+	ch := make(chan string, 16)
+	r.mu.Lock()
+	r.subs[ch] = struct{}{}
+	r.mu.Unlock()
+	return ch, func() {
+		r.mu.Lock()
+		delete(r.subs, ch)
+		r.mu.Unlock()
+	}
+}
+
+func (r *Region) tell(what string) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for ch := range r.subs {
+		select {
+		case ch <- what:
+		default:
+		}
+	}
+}
+
+// ServiceView is one row of /api/services.
+type ServiceView struct {
+	events.ServiceSummary
+	// Strategy in force: the route's, or empty for the router's default.
+	Strategy string `json:"strategy,omitempty"`
+}
+
+// Services are the registered services, by name.
+func (r *Region) Services() []ServiceView {
+	sums := r.reg.Services()
+	out := make([]ServiceView, len(sums))
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for i, s := range sums {
+		out[i] = ServiceView{ServiceSummary: s, Strategy: r.routes[s.Service].Config.Strategy}
+	}
+	return out
+}
+
+// InstanceView is one row of /api/instances: the record as it is in
+// hail_instances, and what the page adds.
+type InstanceView struct {
+	events.InstanceRecord
+	// RTTMS is the last heartbeat's round trip in milliseconds, as the
+	// owning node reports it; absent when it has none yet.
+	RTTMS *float64 `json:"rtt_ms,omitempty"`
+	// AgeS is how long the instance has been registered, in seconds.
+	AgeS float64 `json:"age_s"`
+	// RouteWeight is the weight hail_config gives it, if any.
+	RouteWeight *int `json:"route_weight,omitempty"`
+	// Drained: it takes no new traffic (weight 0, announced or routed).
+	Drained bool `json:"drained"`
+}
+
+// Instances are the records of service (all services when empty), by key.
+func (r *Region) Instances(ctx context.Context, service string) []InstanceView {
+	recs := r.reg.Instances(events.InstancesQuery{Service: service})
+	rtts := r.RTTs(ctx)
+	now := time.Now()
+	out := make([]InstanceView, len(recs))
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for i, rec := range recs {
+		v := InstanceView{InstanceRecord: rec, AgeS: now.Sub(rec.RegisteredAt).Round(time.Second).Seconds()}
+		if d, ok := rtts[rec.ID]; ok {
+			v.RTTMS = &d
+		}
+		w, routed := r.routes[rec.Service].Config.Weights[rec.ID]
+		if routed {
+			v.RouteWeight = &w
+		}
+		v.Drained = (routed && w == 0) || (!routed && rec.Weight == 0)
+		out[i] = v
+	}
+	return out
+}
+
+// Nodes are the live discovery nodes, by id.
+func (r *Region) Nodes() []events.NodeRecord {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return slices.SortedFunc(maps.Values(r.nodes), func(a, b events.NodeRecord) int { return strings.Compare(a.ID, b.ID) })
+}
+
+// RouteView is one row of /api/routes.
+type RouteView struct {
+	Service string             `json:"service"`
+	Key     string             `json:"key"`
+	Config  events.RouteConfig `json:"config"`
+	// Invalid says why the stored value is refused by routers.
+	Invalid string `json:"invalid,omitempty"`
+}
+
+// Routes are the hail_config routes, by service.
+func (r *Region) Routes() []RouteView {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]RouteView, 0, len(r.routes))
+	for _, s := range slices.Sorted(maps.Keys(r.routes)) {
+		rt := r.routes[s]
+		out = append(out, RouteView{Service: s, Key: events.RouteConfigKey(s), Config: rt.Config, Invalid: rt.Invalid})
+	}
+	return out
+}
+
+// Route is service's route in force and whether one is stored.
+func (r *Region) Route(service string) (events.RouteConfig, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	rt, ok := r.routes[service]
+	return rt.Config, ok
+}
+
+// RTTs asks every discovery node for its instances' heartbeat RTTs (in
+// ms), waiting for as many answers as there are live nodes, at most
+// RTTWait.
+func (r *Region) RTTs(ctx context.Context) map[string]float64 {
+	want := len(r.Nodes())
+	out := map[string]float64{}
+	if want == 0 {
+		return out
+	}
+	inbox := r.nc.NewRespInbox()
+	replies := make(chan *nats.Msg, want)
+	sub, err := r.nc.ChanSubscribe(inbox, replies)
+	if err != nil {
+		return out
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := r.nc.PublishRequest(r.cfg.Subjects.DiscoveryRTT(), inbox, []byte("{}")); err != nil {
+		return out
+	}
+	timer := time.NewTimer(r.cfg.RTTWait)
+	defer timer.Stop()
+	for got := 0; got < want; got++ {
+		select {
+		case m := <-replies:
+			var rep events.RTTReport
+			if json.Unmarshal(m.Data, &rep) == nil {
+				maps.Copy(out, rep.RTTMS)
+			}
+		case <-timer.C:
+			return out
+		case <-ctx.Done():
+			return out
+		}
+	}
+	return out
+}

@@ -1,0 +1,199 @@
+package admin
+
+import (
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"io/fs"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hailsd/hail/events"
+)
+
+//go:embed web
+var web embed.FS
+
+// maxBody bounds a write request's body, as events bound a message.
+const maxBody = events.MaxPayload
+
+// Handler serves the admin page and the JSON API behind it; Handler in
+// this package mounts it next to /metrics. Every route is a plain
+// http.Handler on one mux, so a middleware (a token check, say) wraps it
+// whole.
+func (r *Region) Handler() http.Handler {
+	tmpl := template.Must(template.New("").Funcs(template.FuncMap{
+		"short": func(id string) string { return id[:min(8, len(id))] },
+		"json": func(v any) (string, error) {
+			b, err := json.Marshal(v)
+			return string(b), err
+		},
+		"ms": func(p *float64) string {
+			if p == nil {
+				return "–"
+			}
+			return strconv.FormatFloat(*p, 'f', 2, 64) + " ms"
+		},
+		"age":       func(s float64) string { return (time.Duration(s) * time.Second).String() },
+		"since":     func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
+		"routed": func(p *int) string { return derefOr(p, "") },
+	}).ParseFS(web, "web/*.html"))
+	static, _ := fs.Sub(web, "web/static") // present: embedded above
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, req *http.Request) { r.render(w, req, tmpl, "page") })
+	mux.HandleFunc("GET /ui/main", func(w http.ResponseWriter, req *http.Request) { r.render(w, req, tmpl, "main") })
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	mux.HandleFunc("GET /api/services", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, r.Services()) })
+	mux.HandleFunc("GET /api/instances", func(w http.ResponseWriter, req *http.Request) {
+		service := req.URL.Query().Get("service")
+		if service != "" {
+			if err := events.ValidateService(service); err != nil {
+				writeError(w, fmt.Errorf("%w: %w", ErrBadInput, err))
+				return
+			}
+		}
+		writeJSON(w, http.StatusOK, r.Instances(req.Context(), service))
+	})
+	mux.HandleFunc("GET /api/nodes", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, r.Nodes()) })
+	mux.HandleFunc("GET /api/routes", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, r.Routes()) })
+	putRoute := func(w http.ResponseWriter, req *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxBody))
+		if err != nil {
+			r.refused.Inc()
+			writeError(w, fmt.Errorf("%w: body: %w", ErrBadInput, err))
+			return
+		}
+		cfg, err := r.SetRoute(req.Context(), req.PathValue("service"), body)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, cfg)
+	}
+	mux.HandleFunc("PUT /api/routes/{service}", putRoute)
+	mux.HandleFunc("POST /api/routes/{service}", putRoute)
+	mux.HandleFunc("DELETE /api/routes/{service}", func(w http.ResponseWriter, req *http.Request) {
+		if err := r.DeleteRoute(req.Context(), req.PathValue("service")); err != nil {
+			writeError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	drain := func(drained bool) http.HandlerFunc {
+		return func(w http.ResponseWriter, req *http.Request) {
+			cfg, err := r.Drain(req.Context(), req.PathValue("id"), drained)
+			if err != nil {
+				writeError(w, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, cfg)
+		}
+	}
+	mux.HandleFunc("POST /api/instances/{id}/drain", drain(true))
+	mux.HandleFunc("POST /api/instances/{id}/undrain", drain(false))
+	mux.HandleFunc("GET /api/timeline", func(w http.ResponseWriter, req *http.Request) {
+		q := req.URL.Query()
+		evs, err := r.Timeline(req.Context(), q.Get("service"), q.Get("id"), 50)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, evs)
+	})
+	mux.HandleFunc("GET /api/events", r.stream)
+	return mux
+}
+
+// pageData is what the page's templates show.
+type pageData struct {
+	Services   []ServiceView
+	Selected   string
+	Instances  []InstanceView
+	Route      events.RouteConfig
+	HasRoute   bool
+	Strategies []string
+	Nodes      []events.NodeRecord
+	Routes     []RouteView
+}
+
+func (r *Region) render(w http.ResponseWriter, req *http.Request, tmpl *template.Template, name string) {
+	d := pageData{Services: r.Services(), Selected: req.URL.Query().Get("service"), Strategies: events.Strategies,
+		Nodes: r.Nodes(), Routes: r.Routes()}
+	if d.Selected == "" && len(d.Services) > 0 {
+		d.Selected = d.Services[0].Service
+	}
+	if d.Selected != "" {
+		if err := events.ValidateService(d.Selected); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		d.Instances = r.Instances(req.Context(), d.Selected)
+		d.Route, d.HasRoute = r.Route(d.Selected)
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if err := tmpl.ExecuteTemplate(w, name, d); err != nil {
+		r.log.Warn("render admin page", "err", err)
+	}
+}
+
+// stream sends a server-sent event for every change in the region until
+// the client leaves or the server stops.
+func (r *Region) stream(w http.ResponseWriter, req *http.Request) {
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return
+	}
+	changes, stop := r.Subscribe()
+	defer stop()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	fmt.Fprint(w, "retry: 1000\n\n")
+	flusher.Flush()
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	for {
+		select {
+		case <-req.Context().Done():
+			return
+		case <-keepalive.C:
+			fmt.Fprint(w, ": keepalive\n\n")
+		case what := <-changes:
+			fmt.Fprintf(w, "event: change\ndata: %s\n\n", what)
+		}
+		flusher.Flush()
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError answers with the HTTP code the error's kind calls for and
+// {"error": "..."} saying what was wrong.
+func writeError(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, ErrBadInput):
+		code = http.StatusBadRequest
+	case errors.Is(err, ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, ErrConflict):
+		code = http.StatusConflict
+	}
+	writeJSON(w, code, map[string]any{"error": err.Error(), "code": code})
+}
+
+func derefOr(p *int, or string) string {
+	if p == nil {
+		return or
+	}
+	return strconv.Itoa(*p)
+}

@@ -1,0 +1,128 @@
+// The admin page's live part: re-render on every registry change (server-
+// sent events), and steer hail_config through the JSON API.
+(function () {
+  "use strict";
+  var main = document.getElementById("main");
+  var message = document.getElementById("message");
+  var live = document.getElementById("live");
+  var formDirty = false;
+
+  function say(text, isError) {
+    message.textContent = text;
+    message.className = isError ? "error" : "ok";
+  }
+
+  var pending = null;
+  function refresh() {
+    if (pending) return;
+    pending = setTimeout(function () {
+      pending = null;
+      var service = main.dataset.service || "";
+      fetch("/ui/main?service=" + encodeURIComponent(service))
+        .then(function (r) { return r.text(); })
+        .then(function (html) {
+          // An edit in progress survives updates that do not touch it.
+          var form = document.getElementById("route-form");
+          if (formDirty && form) {
+            var keep = form.parentNode;
+            main.innerHTML = html;
+            var fresh = document.getElementById("route-form");
+            if (fresh) fresh.parentNode.replaceWith(keep);
+          } else {
+            main.innerHTML = html;
+          }
+        });
+    }, 100);
+  }
+
+  function connect() {
+    var es = new EventSource("/api/events");
+    es.onopen = function () { live.textContent = "live"; live.className = "live on"; refresh(); };
+    es.addEventListener("change", refresh);
+    es.onerror = function () { live.textContent = "reconnecting…"; live.className = "live"; };
+  }
+
+  function send(method, url, body) {
+    return fetch(url, {
+      method: method,
+      headers: body === undefined ? {} : { "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body)
+    }).then(function (r) {
+      if (r.status === 204) return null;
+      return r.json().then(function (v) {
+        if (!r.ok) throw new Error(v.error || r.statusText);
+        return v;
+      });
+    });
+  }
+
+  main.addEventListener("input", function (e) {
+    if (e.target.closest("#route-form")) formDirty = true;
+  });
+
+  main.addEventListener("submit", function (e) {
+    var form = e.target;
+    if (form.id !== "route-form") return;
+    e.preventDefault();
+    var route = JSON.parse(form.dataset.route || "{}");
+    route.strategy = form.elements.strategy.value || undefined;
+    route.hash_header = form.elements.hash_header.value || undefined;
+    var weights = {};
+    form.querySelectorAll("input.weight").forEach(function (input) {
+      if (input.value !== "") weights[input.dataset.id] = Number(input.value);
+    });
+    route.weights = Object.keys(weights).length ? weights : undefined;
+    send("PUT", "/api/routes/" + encodeURIComponent(form.dataset.service), route)
+      .then(function () { formDirty = false; say("Saved " + "route." + form.dataset.service + ".", false); refresh(); })
+      .catch(function (err) { say("Not saved: " + err.message, true); });
+  });
+
+  main.addEventListener("click", function (e) {
+    var b = e.target.closest("button");
+    if (!b) return;
+    if (b.id === "delete-route") {
+      var service = document.getElementById("route-form").dataset.service;
+      send("DELETE", "/api/routes/" + encodeURIComponent(service))
+        .then(function () { formDirty = false; say("Deleted route." + service + ": router defaults apply.", false); refresh(); })
+        .catch(function (err) { say("Not deleted: " + err.message, true); });
+    } else if (b.classList.contains("drain") || b.classList.contains("undrain")) {
+      var verb = b.classList.contains("drain") ? "drain" : "undrain";
+      send("POST", "/api/instances/" + encodeURIComponent(b.dataset.id) + "/" + verb)
+        .then(function () { say((verb === "drain" ? "Drained " : "Undrained ") + b.dataset.id + ".", false); refresh(); })
+        .catch(function (err) { say("Not changed: " + err.message, true); });
+    } else if (b.classList.contains("timeline")) {
+      toggleTimeline(b);
+    }
+  });
+
+  function toggleTimeline(b) {
+    var row = b.closest("tr");
+    var next = row.nextElementSibling;
+    if (next && next.classList.contains("timeline-row")) { next.remove(); return; }
+    fetch("/api/timeline?service=" + encodeURIComponent(b.dataset.service) + "&id=" + encodeURIComponent(b.dataset.id))
+      .then(function (r) { return r.json(); })
+      .then(function (evs) {
+        var tr = document.createElement("tr");
+        tr.className = "timeline-row";
+        var td = document.createElement("td");
+        td.colSpan = 9;
+        var ol = document.createElement("ol");
+        ol.className = "timeline";
+        (evs || []).forEach(function (ev) {
+          var li = document.createElement("li");
+          var badge = document.createElement("span");
+          badge.className = "badge " + ev.status;
+          badge.textContent = ev.status;
+          li.appendChild(badge);
+          li.appendChild(document.createTextNode(" " + new Date(ev.ts).toLocaleTimeString() + (ev.reason ? " · " + ev.reason : "")));
+          ol.appendChild(li);
+        });
+        if (!ol.children.length) ol.textContent = "No health events kept for this instance.";
+        td.appendChild(ol);
+        tr.appendChild(td);
+        row.after(tr);
+      });
+  }
+
+  connect();
+})();
