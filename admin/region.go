@@ -39,11 +39,11 @@ type RegionConfig struct {
 // hail_config, and the health events, each change told to the page's live
 // subscribers.
 type Region struct {
-	nc   *nats.Conn
-	kv   *bus.Buckets
-	cfg  RegionConfig
-	log  *slog.Logger
-	reg  *registry.Registry
+	nc             *nats.Conn
+	kv             *bus.Buckets
+	cfg            RegionConfig
+	log            *slog.Logger
+	reg            *registry.Registry
 	wrote, refused *metrics.Counter
 
 	mu     sync.RWMutex
