@@ -51,6 +51,7 @@ type Region struct {
 	routes map[string]route // by service
 	subs   map[chan string]struct{}
 	ready  chan struct{}
+	done   chan struct{} // closed when Run returns: live streams end
 }
 
 // route is one hail_config route.<service> entry.
@@ -78,7 +79,7 @@ func NewRegion(nc *nats.Conn, kv *bus.Buckets, cfg RegionConfig) *Region {
 		wrote:   cfg.Metrics.GetOrCreateCounter(`hail_admin_writes_total{outcome="written"}`),
 		refused: cfg.Metrics.GetOrCreateCounter(`hail_admin_writes_total{outcome="refused"}`),
 		nodes:   map[string]events.NodeRecord{}, routes: map[string]route{}, subs: map[chan string]struct{}{},
-		ready: make(chan struct{}),
+		ready: make(chan struct{}), done: make(chan struct{}),
 	}
 }
 
@@ -87,6 +88,7 @@ func (r *Region) Ready() <-chan struct{} { return r.ready }
 
 // Run watches the buckets and health events until ctx ends.
 func (r *Region) Run(ctx context.Context) error {
+	defer close(r.done)
 	iw, err := r.kv.Instances.WatchAll(ctx)
 	if err != nil {
 		return fmt.Errorf("watch bucket %s: %w", bus.InstancesBucket, err)
@@ -173,7 +175,13 @@ func (r *Region) applyNode(e jetstream.KeyValueEntry) string {
 		r.log.Warn("ignoring invalid node record", "key", e.Key(), "err", err)
 		return ""
 	}
+	prev, known := r.nodes[e.Key()]
 	r.nodes[e.Key()] = rec
+	// A node refreshes its entry every interval; only a node that joins or
+	// restarts is news to the page.
+	if known && prev.StartedAt.Equal(rec.StartedAt) {
+		return ""
+	}
 	return "node"
 }
 
@@ -244,7 +252,7 @@ func (r *Region) Services() []ServiceView {
 type InstanceView struct {
 	events.InstanceRecord
 	// RTTMS is the last heartbeat's round trip in milliseconds, as the
-	// owning node reports it; absent when it has none yet.
+	// owning node reports it; absent when the instance did not answer it.
 	RTTMS *float64 `json:"rtt_ms,omitempty"`
 	// AgeS is how long the instance has been registered, in seconds.
 	AgeS float64 `json:"age_s"`

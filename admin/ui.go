@@ -161,6 +161,8 @@ func (r *Region) stream(w http.ResponseWriter, req *http.Request) {
 		select {
 		case <-req.Context().Done():
 			return
+		case <-r.done:
+			return
 		case <-keepalive.C:
 			fmt.Fprint(w, ": keepalive\n\n")
 		case what := <-changes:

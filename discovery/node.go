@@ -119,8 +119,8 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 // ID is the node's id.
 func (n *Node) ID() string { return n.id }
 
-// RTTs are the round-trip times of the last answered heartbeat of the
-// instances the node owns, by id.
+// RTTs are the heartbeat round-trip times of the instances the node owns
+// that answered its last round, by id.
 func (n *Node) RTTs() map[string]time.Duration {
 	if m := n.rtts.Load(); m != nil {
 		return *m
@@ -128,19 +128,13 @@ func (n *Node) RTTs() map[string]time.Duration {
 	return nil
 }
 
-// recordRTTs keeps a round's answers, and the previous RTT of an instance
-// that did not answer this time.
+// recordRTTs keeps the RTTs of a round's answers; an instance that did
+// not answer has none.
 func (n *Node) recordRTTs(results []heartbeat.Result) {
-	prev := n.RTTs()
 	next := make(map[string]time.Duration, len(results))
 	for _, r := range results {
-		switch {
-		case r.Err == nil:
+		if r.Err == nil {
 			next[r.ID] = r.RTT
-		case prev != nil:
-			if d, ok := prev[r.ID]; ok {
-				next[r.ID] = d
-			}
 		}
 	}
 	n.rtts.Store(&next)

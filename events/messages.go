@@ -180,9 +180,9 @@ const (
 	NodeNormal           = "normal"
 )
 
-// RTTReport is one node's answer on P.discovery.rtt: the round-trip time
-// of the last answered heartbeat of each instance it owns, in
-// milliseconds, by instance id.
+// RTTReport is one node's answer on P.discovery.rtt: the heartbeat
+// round-trip time, in milliseconds, of each instance it owns that answered
+// its last round, by instance id.
 type RTTReport struct {
 	Node  string             `json:"node"`
 	RTTMS map[string]float64 `json:"rtt_ms"`

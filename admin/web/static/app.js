@@ -21,16 +21,20 @@
       fetch("/ui/main?service=" + encodeURIComponent(service))
         .then(function (r) { return r.text(); })
         .then(function (html) {
-          // An edit in progress survives updates that do not touch it.
-          var form = document.getElementById("route-form");
-          if (formDirty && form) {
-            var keep = form.parentNode;
+          var fresh = document.createElement("div");
+          fresh.innerHTML = html;
+          var ids = function (el) {
+            return Array.prototype.map.call(el.children, function (c) { return c.id; }).join(",");
+          };
+          if (!formDirty || ids(fresh) !== ids(main)) {
             main.innerHTML = html;
-            var fresh = document.getElementById("route-form");
-            if (fresh) fresh.parentNode.replaceWith(keep);
-          } else {
-            main.innerHTML = html;
+            return;
           }
+          // Section by section in place, leaving an edit in progress in the
+          // route form alone (its elements stay where they are).
+          Array.prototype.slice.call(fresh.children).forEach(function (sec) {
+            if (sec.id !== "sec-route") document.getElementById(sec.id).replaceWith(sec);
+          });
         });
     }, 100);
   }
@@ -56,9 +60,11 @@
     });
   }
 
-  main.addEventListener("input", function (e) {
+  function edited(e) {
     if (e.target.closest("#route-form")) formDirty = true;
-  });
+  }
+  main.addEventListener("input", edited);
+  main.addEventListener("change", edited);
 
   main.addEventListener("submit", function (e) {
     var form = e.target;
