@@ -65,7 +65,7 @@ func TestServerRestartDoesNotFlap(t *testing.T) {
 		}
 		return nil
 	})
-	if text := metricsText(cfg.Metrics); strings.Contains(text, `transitions_total{status="critical"}`) {
+	if text := metricsText(cfg.Metrics); !strings.Contains(text, "hail_discovery_transitions_total{status=\"critical\"} 0\n") {
 		t.Errorf("instances went critical over the node's own outage:\n%s", text)
 	}
 	for _, f := range fs {

@@ -151,8 +151,12 @@ func TestComposeFileConsistent(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 			continue
 		}
+		envs := map[string]bool{}
+		for k := range keys {
+			envs[config.EnvName(k)] = true
+		}
 		for k := range s.Environment {
-			if !keys[k] {
+			if !envs[k] {
 				t.Errorf("%s sets %s, which is not a key of %s", name, k, program)
 			}
 		}
@@ -249,8 +253,7 @@ func TestComposeFileConsistent(t *testing.T) {
 	}
 }
 
-// printConfig runs program --print-config under env and returns the
-// environment variables of its keys.
+// printConfig runs program --print-config under env and returns its keys.
 func printConfig(program string, env map[string]string) (map[string]bool, error) {
 	cmd := exec.Command(filepath.Join(bins, program), "--print-config")
 	for k, v := range env {
@@ -272,7 +275,7 @@ func printConfig(program string, env map[string]string) (map[string]bool, error)
 				walk(prefix+k+".", sub)
 				continue
 			}
-			keys[config.EnvName(prefix+k)] = true
+			keys[prefix+k] = true
 		}
 	}
 	walk("", tree)
@@ -437,6 +440,53 @@ func TestComposeTopologyAsProcesses(t *testing.T) {
 		}
 		if code := m.Header.Get(events.HeaderServiceErrorCode); code != "" {
 			t.Fatalf("request %d after an instance left: %s %s", i, code, m.Header.Get(events.HeaderServiceError))
+		}
+	}
+}
+
+// The commented example configs load as they are.
+func TestExampleConfigsLoad(t *testing.T) {
+	for _, program := range []string{"discovery", "router"} {
+		cmd := exec.Command(filepath.Join(bins, program), "--config", filepath.Join("..", "deploy", program+".yaml"), "--print-config")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("deploy/%s.yaml: %v\n%s", program, err, out)
+		}
+	}
+}
+
+// The README's configuration reference names every key of every program,
+// as --print-config lists them.
+func TestReadmeConfigReference(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(readme)
+	start := strings.Index(text, "## Configuration\n")
+	if start < 0 {
+		t.Fatal("README has no Configuration section")
+	}
+	text = text[start:]
+	if end := strings.Index(text[3:], "\n## "); end >= 0 {
+		text = text[:end+3]
+	}
+	for _, program := range programs {
+		_, section, ok := strings.Cut(text, "#### `"+program+"`\n")
+		if !ok {
+			t.Errorf("README's Configuration has no section for %s", program)
+			continue
+		}
+		if end := strings.Index(section, "\n#### "); end >= 0 {
+			section = section[:end]
+		}
+		keys, err := printConfig(program, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for key := range keys {
+			if !strings.Contains(section, "`"+key+"`") {
+				t.Errorf("README's %s section does not name %s", program, key)
+			}
 		}
 	}
 }
