@@ -16,20 +16,10 @@ import (
 	"github.com/hailsd/hail/internal/testlog"
 )
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // A program started before its NATS server waits for it (as in a compose
 // stack), and once connected logs every disconnect and reconnect.
 func TestConnectWaitsAndLogsReconnects(t *testing.T) {
-	opts := embedded.ServerOptions{Name: "later", Port: freePort(t), StoreDir: t.TempDir()}
+	opts := embedded.ServerOptions{Name: "later", Port: bustest.FreePort(t), StoreDir: t.TempDir()}
 	url := "nats://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.Port))
 	var logs testlog.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
@@ -79,7 +69,7 @@ func TestConnectWaitsAndLogsReconnects(t *testing.T) {
 func TestConnectGivesUpWithContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	_, err := bus.Connect(ctx, bus.ConnectOptions{URL: "nats://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))})
+	_, err := bus.Connect(ctx, bus.ConnectOptions{URL: "nats://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(bustest.FreePort(t)))})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("got %v, want the context's deadline", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 
@@ -143,6 +144,28 @@ func Load(cfg any, o Options) (Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// readConfigFile reads the file the arguments or environment name, before
+// Load does, so that Watch can tell a later edit; nil if there is none.
+func readConfigFile(args []string, getenv func(string) string) []byte {
+	path := ""
+	for i, a := range args { // only --config matters here; Load parses the rest
+		switch {
+		case (a == "--config" || a == "-config") && i+1 < len(args):
+			path = args[i+1]
+		case strings.HasPrefix(a, "--config="), strings.HasPrefix(a, "-config="):
+			_, path, _ = strings.Cut(a, "=")
+		}
+	}
+	if path == "" && getenv != nil {
+		path = getenv(FileEnv)
+	}
+	if path == "" {
+		return nil
+	}
+	data, _ := os.ReadFile(path) // Load reports a missing file
+	return data
 }
 
 // lookup treats an empty variable as unset, as a shell's `VAR= cmd` means.

@@ -106,6 +106,9 @@ type Loaded struct {
 	File  string
 	level *slog.LevelVar
 	opts  Options
+	// seen is the file as it was just before the config was loaded from
+	// it: an edit after that differs from it, however soon Watch starts.
+	seen []byte
 }
 
 // Start is the start of every program's run: load cfg and build the
@@ -114,6 +117,7 @@ type Loaded struct {
 // is done.
 func Start(cfg Program, name string, args []string, getenv func(string) string, out io.Writer) (*Loaded, error) {
 	opts := Options{Name: name, Args: args, Getenv: getenv, Output: out}
+	seen := readConfigFile(args, getenv)
 	res, err := Load(cfg, opts)
 	switch {
 	case errors.Is(err, ErrHelp):
@@ -123,7 +127,7 @@ func Start(cfg Program, name string, args []string, getenv func(string) string, 
 	case res.PrintConfig:
 		return nil, Print(out, cfg)
 	}
-	l := &Loaded{File: res.File, level: new(slog.LevelVar), opts: opts}
+	l := &Loaded{File: res.File, level: new(slog.LevelVar), opts: opts, seen: seen}
 	l.opts.Output = io.Discard // a reload parses the same flags again, silently
 	if l.Log, err = cfg.Logging().Logger(out, l.level); err != nil {
 		return nil, err

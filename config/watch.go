@@ -48,7 +48,7 @@ func (w Watch[T]) Run(ctx context.Context, l *Loaded, current T) {
 		return
 	}
 	log := l.Log.With("component", "config", "file", l.File)
-	last, _ := os.ReadFile(l.File)
+	last := l.seen
 	tick := time.NewTicker(WatchEvery)
 	defer tick.Stop()
 	for {

@@ -3,7 +3,6 @@ package config_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -56,21 +55,9 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 	})
 }
 
-func write(t *testing.T, path, text string) {
-	t.Helper()
-	// Written whole and renamed into place, as editors and ConfigMaps do.
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestWatchAppliesEditsAndRefusesBrokenOnes(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "hail.yaml")
-	write(t, path, "heartbeat:\n  interval: 1s\nlog:\n  level: info\n")
+	bustest.ReplaceFile(t, path, "heartbeat:\n  interval: 1s\nlog:\n  level: info\n")
 	cfg := defaults()
 	var out testlog.Buffer
 	loaded, err := config.Start(cfg, "test", []string{"--config", path}, env(map[string]string{"HAIL_NATS_URL": "nats://env:4222"}), &out)
@@ -88,7 +75,7 @@ func TestWatchAppliesEditsAndRefusesBrokenOnes(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	// A good edit: applied, with the environment still over the file.
-	write(t, path, "heartbeat:\n  interval: 250ms\nlog:\n  level: debug\n")
+	bustest.ReplaceFile(t, path, "heartbeat:\n  interval: 250ms\nlog:\n  level: debug\n")
 	waitFor(t, "the edit applied", func() bool { return got.count() == 1 })
 	if c := got.last(); c.Heartbeat.Interval != 250*time.Millisecond || c.NATS.URL != "nats://env:4222" {
 		t.Errorf("applied interval %v url %s, want 250ms and the environment's URL", c.Heartbeat.Interval, c.NATS.URL)
@@ -100,7 +87,7 @@ func TestWatchAppliesEditsAndRefusesBrokenOnes(t *testing.T) {
 	}
 
 	// A broken edit: refused with the key named, counted, nothing applied.
-	write(t, path, "heartbeat:\n  interval: -1s\n")
+	bustest.ReplaceFile(t, path, "heartbeat:\n  interval: -1s\n")
 	waitFor(t, "the refusal logged", func() bool { return strings.Contains(out.String(), "config file edit refused") })
 	if !strings.Contains(out.String(), "heartbeat.interval") {
 		t.Errorf("refusal does not name heartbeat.interval:\n%s", out.String())
@@ -110,7 +97,7 @@ func TestWatchAppliesEditsAndRefusesBrokenOnes(t *testing.T) {
 	}
 	// An unknown key and bad YAML are refused too.
 	for i, text := range []string{"heartbeat:\n  intervall: 2s\n", "heartbeat: [\n"} {
-		write(t, path, text)
+		bustest.ReplaceFile(t, path, text)
 		waitFor(t, fmt.Sprintf("refusal %d", i+2), func() bool { return counter(set, "refused") == uint64(i+2) })
 	}
 	if !strings.Contains(out.String(), `unknown key \"heartbeat.intervall\"`) {
@@ -121,7 +108,7 @@ func TestWatchAppliesEditsAndRefusesBrokenOnes(t *testing.T) {
 	}
 
 	// A key the program cannot take up live: said, not applied.
-	write(t, path, "heartbeat:\n  interval: 250ms\nlog:\n  level: debug\nprefix: other\n")
+	bustest.ReplaceFile(t, path, "heartbeat:\n  interval: 250ms\nlog:\n  level: debug\nprefix: other\n")
 	waitFor(t, "the restart warning", func() bool { return strings.Contains(out.String(), "take effect only after a restart") })
 	if !strings.Contains(out.String(), "keys=prefix") {
 		t.Errorf("restart warning does not name prefix:\n%s", out.String())

@@ -27,8 +27,8 @@ type devStack struct {
 func startDev(t *testing.T) *devStack {
 	t.Helper()
 	d := &devStack{
-		url:  "nats://127.0.0.1:" + strconv.Itoa(freePort(t)),
-		http: "127.0.0.1:" + strconv.Itoa(freePort(t)),
+		url:  "nats://127.0.0.1:" + strconv.Itoa(bustest.FreePort(t)),
+		http: "127.0.0.1:" + strconv.Itoa(bustest.FreePort(t)),
 	}
 	p := start(t, "dev", "dev", map[string]string{"HAIL_LOG_LEVEL": "warn"}, "--nats-url", d.url, "--http-addr", d.http)
 	waitReady(t, p, d.http)

@@ -291,7 +291,7 @@ func TestComposeTopologyAsProcesses(t *testing.T) {
 	port := func(service, p string) string {
 		key := service + ":" + p
 		if _, ok := ports[key]; !ok {
-			ports[key] = freePort(t)
+			ports[key] = bustest.FreePort(t)
 		}
 		return strconv.Itoa(ports[key])
 	}

@@ -5,6 +5,8 @@ package bustest
 import (
 	"context"
 	"fmt"
+	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -100,5 +102,31 @@ func Poll(timeout time.Duration, check func() error) error {
 			return fmt.Errorf("after %v: %w", timeout, err)
 		}
 		time.Sleep(10 * time.Millisecond) // the polling interval, not a synchronisation
+	}
+}
+
+// FreePort reserves a free loopback port and releases it for the test to
+// bind; another process may take it in between, which shows as a bind
+// error, not a hang.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// ReplaceFile writes text to path whole, through a temporary file renamed
+// into place, as editors and ConfigMap updates do.
+func ReplaceFile(t testing.TB, path, text string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,7 +20,7 @@ func TestConfigFileEditTakesEffect(t *testing.T) {
 	s := bustest.RunServer(t)
 	nc := bustest.Connect(t, s.ClientURL())
 	path := filepath.Join(t.TempDir(), "discovery.yaml")
-	writeFile(t, path, "heartbeat:\n  interval: 1s\n  timeout: 500ms\n")
+	bustest.ReplaceFile(t, path, "heartbeat:\n  interval: 1s\n  timeout: 500ms\n")
 	ctx, cancel := context.WithCancel(context.Background())
 	var out testlog.Buffer
 	done := make(chan error, 1)
@@ -52,7 +51,7 @@ func TestConfigFileEditTakesEffect(t *testing.T) {
 		return err
 	})
 
-	writeFile(t, path, "heartbeat:\n  interval: 200ms\n  timeout: 100ms\nlog:\n  level: debug\n")
+	bustest.ReplaceFile(t, path, "heartbeat:\n  interval: 200ms\n  timeout: 100ms\nlog:\n  level: debug\n")
 	bustest.Eventually(t, 10*time.Second, func() error {
 		if !strings.Contains(out.String(), "timing changed") {
 			return fmt.Errorf("node did not take up the new timing:\n%s", out.String())
@@ -77,7 +76,7 @@ func TestConfigFileEditTakesEffect(t *testing.T) {
 	})
 
 	// Broken: a timeout above the interval.
-	writeFile(t, path, "heartbeat:\n  interval: 200ms\n  timeout: 5s\n")
+	bustest.ReplaceFile(t, path, "heartbeat:\n  interval: 200ms\n  timeout: 5s\n")
 	bustest.Eventually(t, 10*time.Second, func() error {
 		if !strings.Contains(out.String(), "config file edit refused") {
 			return fmt.Errorf("no refusal logged")
@@ -89,16 +88,5 @@ func TestConfigFileEditTakesEffect(t *testing.T) {
 	}
 	if _, err := nc.Request("hail.announce.echo", announce, 2*time.Second); err != nil {
 		t.Errorf("node stopped serving after a broken edit: %v", err)
-	}
-}
-
-func writeFile(t *testing.T, path, text string) {
-	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
 	}
 }
