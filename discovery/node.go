@@ -1002,6 +1002,15 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 		prev events.Status // the stored status the event reports as previous
 		why  string
 	}
+	if n.log.Enabled(ctx, slog.LevelDebug) {
+		answered := 0
+		for _, r := range results {
+			if r.Err == nil {
+				answered++
+			}
+		}
+		n.log.Debug("heartbeat round", "instances", len(results), "answered", answered, "took", time.Since(start).Round(time.Microsecond))
+	}
 	if n.selfPreserve(results) {
 		return
 	}

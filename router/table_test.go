@@ -107,3 +107,33 @@ func TestBadRecordKeepsRouting(t *testing.T) {
 		t.Fatalf("reply %q", m.Data)
 	}
 }
+
+// New route defaults (the router's config file edited) rebuild every
+// service; invalid ones are refused and the old stay.
+func TestSetDefaultsRebuildsServices(t *testing.T) {
+	e := newEnv(t)
+	e.instance(fakeinst.Options{})
+	e.routable("echo", 1)
+	table := e.router.Table()
+	if got := table.View("echo").Route.Strategy; got != "weighted" {
+		t.Fatalf("strategy %q before, want weighted", got)
+	}
+	d := router.DefaultDefaults()
+	d.Strategy = "round_robin"
+	if err := table.SetDefaults(d); err != nil {
+		t.Fatal(err)
+	}
+	bustest.Eventually(t, 2*time.Second, func() error {
+		if got := table.View("echo").Route.Strategy; got != "round_robin" {
+			return fmt.Errorf("strategy %q", got)
+		}
+		return nil
+	})
+	d.Strategy = "fastest"
+	if err := table.SetDefaults(d); err == nil {
+		t.Error("invalid defaults accepted")
+	}
+	if got := table.View("echo").Route.Strategy; got != "round_robin" {
+		t.Errorf("strategy %q after a refused change, want round_robin kept", got)
+	}
+}

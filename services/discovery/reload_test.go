@@ -51,10 +51,20 @@ func TestConfigFileEditTakesEffect(t *testing.T) {
 		return err
 	})
 
+	if strings.Contains(out.String(), "heartbeat round") {
+		t.Fatal("debug lines logged at level info")
+	}
 	bustest.ReplaceFile(t, path, "heartbeat:\n  interval: 200ms\n  timeout: 100ms\nlog:\n  level: debug\n")
 	bustest.Eventually(t, 10*time.Second, func() error {
 		if !strings.Contains(out.String(), "timing changed") {
 			return fmt.Errorf("node did not take up the new timing:\n%s", out.String())
+		}
+		return nil
+	})
+	// log.level too: the node's debug lines now show.
+	bustest.Eventually(t, 10*time.Second, func() error {
+		if !strings.Contains(out.String(), "heartbeat round") {
+			return fmt.Errorf("no debug line after log.level: debug")
 		}
 		return nil
 	})
