@@ -72,9 +72,6 @@ func adapt(h nats.MsgHandler) micro.HandlerFunc {
 	}
 }
 
-// Info is what `nats micro info` shows of the service.
-func (s *Service) Info() micro.Info { return s.svc.Info() }
-
 // Close stops the endpoints taking messages; what they already hold is
 // still handled, but Close does not wait for it. Safe to call twice.
 func (s *Service) Close() error {

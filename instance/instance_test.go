@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/hailsd/hail/instance"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 )
 
 var subjects events.Subjects
@@ -348,5 +350,50 @@ func TestStartOnClosedConnectionLeavesNothing(t *testing.T) {
 	}
 	if err := inst.Shutdown(t.Context()); err != nil {
 		t.Errorf("Shutdown after a failed Start: %v", err)
+	}
+}
+
+// An instance is a NATS micro service: `nats micro info` finds it by its
+// service name (dots made underscores), its hail id in the metadata, both
+// subjects of each endpoint listed, and `nats micro stats` counts requests.
+func TestInstanceIsMicroService(t *testing.T) {
+	e := newEnv(t)
+	inst := newInstance(t, bustest.Connect(t, e.url), instance.Config{Service: "com.example.login", Version: "2.0.0-rc.1"},
+		map[string]instance.Handler{"say": echoHandler})
+	if _, err := e.nc.Request(subjects.Inst(inst.ID(), "say"), []byte("hi"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	m, err := e.nc.Request("$SRV.INFO.com_example_login", nil, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info micro.Info
+	if err := json.Unmarshal(m.Data, &info); err != nil {
+		t.Fatal(err)
+	}
+	if info.Metadata[instance.MetaID] != inst.ID() || info.Metadata[instance.MetaService] != "com.example.login" || info.Version != "2.0.0-rc.1" {
+		t.Errorf("info %+v: want hail id, service and version", info)
+	}
+	var got []string
+	for _, ep := range info.Endpoints {
+		got = append(got, ep.Name+" "+ep.Subject+" "+ep.QueueGroup)
+	}
+	want := []string{
+		"say " + subjects.Svc("com.example.login", "say") + " " + subjects.QueueGroup("com.example.login"),
+		"say " + subjects.Inst(inst.ID(), "say") + " ",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("endpoints %q, want %q", got, want)
+	}
+	m, err = e.nc.Request("$SRV.STATS.com_example_login", nil, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stats micro.Stats
+	if err := json.Unmarshal(m.Data, &stats); err != nil {
+		t.Fatal(err)
+	}
+	if len(stats.Endpoints) != 2 || stats.Endpoints[1].NumRequests != 1 {
+		t.Errorf("stats %+v: want the request on the instance's own subject counted", stats.Endpoints)
 	}
 }
