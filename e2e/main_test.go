@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 	}
 	code := func() int {
 		defer os.RemoveAll(dir)
-		args := []string{"build", "-o", dir + string(filepath.Separator)}
+		args := []string{"build", "-buildvcs=false", "-o", dir + string(filepath.Separator)}
 		for _, p := range programs {
 			args = append(args, "./services/"+p)
 		}
@@ -207,7 +207,7 @@ func natsCLIPath(t *testing.T) string {
 	t.Helper()
 	natsCLI.once.Do(func() {
 		natsCLI.path = filepath.Join(bins, "nats-cli")
-		cmd := exec.Command("go", "build", "-o", natsCLI.path, "github.com/nats-io/natscli/nats")
+		cmd := exec.Command("go", "build", "-buildvcs=false", "-o", natsCLI.path, "github.com/nats-io/natscli/nats")
 		cmd.Dir = "../tools"
 		if out, err := cmd.CombinedOutput(); err != nil {
 			natsCLI.err = fmt.Errorf("build the nats CLI from tools/go.mod: %v\n%s", err, out)

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestValidateNamesTheField(t *testing.T) {
+	tests := []struct {
+		name  string
+		edit  func(*Config)
+		field string
+	}{
+		{"listen without port", func(c *Config) { c.Listen = "127.0.0.1" }, "listen"},
+		{"listen port not a number", func(c *Config) { c.Listen = "127.0.0.1:x" }, "listen"},
+		{"empty name", func(c *Config) { c.Name = "" }, "name"},
+		{"empty store", func(c *Config) { c.StoreDir = "" }, "store_dir"},
+		{"monitor port", func(c *Config) { c.MonitorPort = 70000 }, "monitor_port"},
+		{"route scheme", func(c *Config) { c.Cluster.Name = "hail"; c.Cluster.Routes = "nats://a:6222" }, "cluster.routes"},
+		{"route port", func(c *Config) { c.Cluster.Name = "hail"; c.Cluster.Routes = "nats-route://a" }, "cluster.routes"},
+		{"cluster listen", func(c *Config) { c.Cluster.Name = "hail"; c.Cluster.Listen = ":" }, "cluster.listen"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := defaults()
+			tt.edit(c)
+			err := c.Validate()
+			if err == nil || !strings.HasPrefix(err.Error(), tt.field+":") {
+				t.Errorf("Validate() = %v, want an error naming %s", err, tt.field)
+			}
+		})
+	}
+	c := defaults()
+	c.Cluster = ClusterConfig{Name: "hail", Listen: "0.0.0.0:6222", Routes: "nats-route://nats-1:6222, nats-route://nats-2:6222"}
+	if err := c.Validate(); err != nil {
+		t.Errorf("a good cluster config: %v", err)
+	}
+}
+
+// Validate never panics, and what it accepts the server can be given.
+func FuzzValidate(f *testing.F) {
+	f.Add("127.0.0.1:4222", "hail", "0.0.0.0:6222", "nats-route://a:6222,nats-route://b:6222")
+	f.Add(":", "", "x", ",,")
+	f.Add("[::1]:4222", "c", "[::]:6222", "nats-route://[::1]:6222")
+	f.Fuzz(func(t *testing.T, listen, cluster, clusterListen, routes string) {
+		c := defaults()
+		c.Listen, c.Cluster = listen, ClusterConfig{Name: cluster, Listen: clusterListen, Routes: routes}
+		if c.Validate() != nil {
+			return
+		}
+		if _, _, err := hostPort(c.Listen); err != nil {
+			t.Fatalf("accepted listen %q: %v", c.Listen, err)
+		}
+		for _, r := range c.routes() {
+			if !strings.HasPrefix(r, "nats-route://") {
+				t.Fatalf("accepted route %q", r)
+			}
+		}
+	})
+}
