@@ -61,6 +61,10 @@ func TestServiceStopWaitsForHeldMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The subscription reaches the server before anything is published.
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	const n = 50
 	for range n {
 		if err := pub.Publish("work", nil); err != nil {
