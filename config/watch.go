@@ -36,7 +36,7 @@ type Watch[T Program] struct {
 	Metrics *metrics.Set
 }
 
-// Run follows l.File until ctx ends, starting from current. Each change
+// Run follows l.File until ctx ends; current is the config running. Each change
 // loads the whole config again in the same order as at start-up (defaults,
 // file, environment, flags), so flags and HAIL_* still win over the file.
 // A file that does not load or validate is refused with a log line naming
@@ -49,6 +49,9 @@ func (w Watch[T]) Run(ctx context.Context, l *Loaded, current T) {
 	}
 	log := l.Log.With("component", "config", "file", l.File)
 	last := l.seen
+	// inForce is what runs, key by key: a key that needs a restart keeps
+	// its old value here however often the file changes it.
+	inForce := flatten(current)
 	tick := time.NewTicker(WatchEvery)
 	defer tick.Stop()
 	for {
@@ -71,12 +74,12 @@ func (w Watch[T]) Run(ctx context.Context, l *Loaded, current T) {
 			log.Error("config file edit refused; the running config stays", "err", err)
 			continue
 		}
-		changed := Changed(current, next)
-		if len(changed) == 0 {
-			continue
-		}
+		fresh := flatten(next)
 		var now, later []string
-		for _, key := range changed {
+		for _, key := range slices.Sorted(maps.Keys(fresh)) {
+			if fresh[key] == inForce[key] {
+				continue
+			}
 			if key == "log.level" || reloadable(w.Reloadable, key) {
 				now = append(now, key)
 			} else {
@@ -101,7 +104,9 @@ func (w Watch[T]) Run(ctx context.Context, l *Loaded, current T) {
 		l.level.Set(lv)
 		applied.Inc()
 		log.Info("config reloaded", "changed", strings.Join(now, ","))
-		current = next
+		for _, key := range now {
+			inForce[key] = fresh[key]
+		}
 	}
 }
 
@@ -112,19 +117,6 @@ func reloadable(keys []string, key string) bool {
 		}
 	}
 	return false
-}
-
-// Changed lists the keys whose values differ between two configs of the
-// same type, sorted.
-func Changed(a, b any) []string {
-	fa, fb := flatten(a), flatten(b)
-	var out []string
-	for _, key := range slices.Sorted(maps.Keys(fa)) {
-		if fa[key] != fb[key] {
-			out = append(out, key)
-		}
-	}
-	return out
 }
 
 func flatten(cfg any) map[string]string {

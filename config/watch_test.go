@@ -119,6 +119,14 @@ func TestWatchAppliesEditsAndRefusesBrokenOnes(t *testing.T) {
 	if n := counter(set, "applied"); n != 1 {
 		t.Errorf("applied = %d, want 1", n)
 	}
+
+	// prefix back as it runs, and a live key changed: applied, and no
+	// restart asked for (the running prefix never changed).
+	bustest.ReplaceFile(t, path, "heartbeat:\n  interval: 300ms\nlog:\n  level: debug\n")
+	waitFor(t, "the second edit applied", func() bool { return got.count() == 2 })
+	if n := strings.Count(out.String(), "take effect only after a restart"); n != 1 {
+		t.Errorf("restart asked for %d times, want once:\n%s", n, out.String())
+	}
 }
 
 func counter(set *metrics.Set, outcome string) uint64 {
