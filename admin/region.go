@@ -48,7 +48,8 @@ type Region struct {
 
 	mu     sync.RWMutex
 	nodes  map[string]events.NodeRecord
-	routes map[string]route // by service
+	states map[string]events.NodeEvent // each node's last node event
+	routes map[string]route            // by service
 	subs   map[chan string]struct{}
 	ready  chan struct{}
 	done   chan struct{} // closed when Run returns: live streams end
@@ -78,7 +79,7 @@ func NewRegion(nc *nats.Conn, kv *bus.Buckets, cfg RegionConfig) *Region {
 		nc: nc, kv: kv, cfg: cfg, log: cfg.Logger.With("component", "admin"), reg: registry.New(),
 		wrote:   cfg.Metrics.GetOrCreateCounter(`hail_admin_writes_total{outcome="written"}`),
 		refused: cfg.Metrics.GetOrCreateCounter(`hail_admin_writes_total{outcome="refused"}`),
-		nodes:   map[string]events.NodeRecord{}, routes: map[string]route{}, subs: map[chan string]struct{}{},
+		nodes:   map[string]events.NodeRecord{}, states: map[string]events.NodeEvent{}, routes: map[string]route{}, subs: map[chan string]struct{}{},
 		ready: make(chan struct{}), done: make(chan struct{}),
 	}
 }
@@ -106,6 +107,18 @@ func (r *Region) Run(ctx context.Context) error {
 		return fmt.Errorf("subscribe %s: %w", r.cfg.Subjects.HealthAll(), err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	// Node events live, then each node's last one from the stream: a node
+	// that went into self-preservation before the page started says so.
+	nsub, err := r.nc.Subscribe(r.cfg.Subjects.NodeEventAll(), func(m *nats.Msg) { r.applyNodeEvent(m.Data, true) })
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", r.cfg.Subjects.NodeEventAll(), err)
+	}
+	defer func() { _ = nsub.Unsubscribe() }()
+	if err := r.readEvents(ctx, r.cfg.Subjects.NodeEventAll(), jetstream.DeliverLastPerSubjectPolicy, func(data []byte) {
+		r.applyNodeEvent(data, false)
+	}); err != nil {
+		r.log.Warn("read the nodes' last events", "err", err)
+	}
 	var loaded sync.WaitGroup
 	loaded.Add(3)
 	go func() {
@@ -202,6 +215,25 @@ func (r *Region) applyRoute(e jetstream.KeyValueEntry) string {
 	return "route"
 }
 
+// applyNodeEvent keeps a node's state; an older event (from the stream,
+// after a live one) does not replace a newer.
+func (r *Region) applyNodeEvent(data []byte, live bool) {
+	var ev events.NodeEvent
+	if err := json.Unmarshal(data, &ev); err != nil || ev.Node == "" {
+		return
+	}
+	r.mu.Lock()
+	if prev, ok := r.states[ev.Node]; ok && prev.TS.After(ev.TS) {
+		r.mu.Unlock()
+		return
+	}
+	r.states[ev.Node] = ev
+	r.mu.Unlock()
+	if live {
+		r.tell("node")
+	}
+}
+
 // Subscribe returns a channel of change kinds (instance, node, route,
 // health) and a function that ends the subscription. A slow subscriber
 // misses kinds, never blocks the region: the page refetches on any.
@@ -285,11 +317,30 @@ func (r *Region) Instances(ctx context.Context, service string) []InstanceView {
 	return out
 }
 
+// NodeView is one row of /api/nodes: the hail_nodes record and the
+// node's state from its last node event.
+type NodeView struct {
+	events.NodeRecord
+	// State is normal or self_preservation (judging nothing: it seems cut
+	// off); Reason says why.
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
+}
+
 // Nodes are the live discovery nodes, by id.
-func (r *Region) Nodes() []events.NodeRecord {
+func (r *Region) Nodes() []NodeView {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return slices.SortedFunc(maps.Values(r.nodes), func(a, b events.NodeRecord) int { return strings.Compare(a.ID, b.ID) })
+	out := make([]NodeView, 0, len(r.nodes))
+	for _, id := range slices.Sorted(maps.Keys(r.nodes)) {
+		v := NodeView{NodeRecord: r.nodes[id], State: events.NodeNormal}
+		// A state from before the node's latest start is not its own.
+		if ev, ok := r.states[id]; ok && !ev.TS.Before(v.StartedAt) {
+			v.State, v.Reason = ev.State, ev.Reason
+		}
+		out = append(out, v)
+	}
+	return out
 }
 
 // RouteView is one row of /api/routes.

@@ -151,39 +151,50 @@ func (r *Region) Timeline(ctx context.Context, service, id string, limit int) ([
 	if err := events.ValidateID(id); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadInput, err)
 	}
-	subject := r.cfg.Subjects.Health(service, id)
-	c, err := r.kv.Events.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", subject, err)
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", subject, err)
-	}
 	var out []events.HealthEvent
-	for left := info.NumPending; left > 0; {
-		batch, err := c.Fetch(int(min(left, 256)), jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", subject, err)
+	err := r.readEvents(ctx, r.cfg.Subjects.Health(service, id), jetstream.DeliverAllPolicy, func(data []byte) {
+		var ev events.HealthEvent
+		if json.Unmarshal(data, &ev) == nil {
+			out = append(out, ev)
 		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			var ev events.HealthEvent
-			if json.Unmarshal(m.Data(), &ev) == nil {
-				out = append(out, ev)
-			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return nil, fmt.Errorf("read %s: %w", subject, err)
-		}
-		if n == 0 {
-			break
-		}
-		left -= uint64(n)
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(out) > limit {
 		out = out[len(out)-limit:]
 	}
 	return out, nil
+}
+
+// readEvents hands f every message of HAIL_EVENTS on subject (which may
+// hold wildcards) that the delivery policy selects, oldest first.
+func (r *Region) readEvents(ctx context.Context, subject string, policy jetstream.DeliverPolicy, f func([]byte)) error {
+	c, err := r.kv.Events.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: policy})
+	if err != nil {
+		return fmt.Errorf("read %s: %w", subject, err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", subject, err)
+	}
+	for left := info.NumPending; left > 0; {
+		batch, err := c.Fetch(int(min(left, 256)), jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return fmt.Errorf("read %s: %w", subject, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			f(m.Data())
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return fmt.Errorf("read %s: %w", subject, err)
+		}
+		if n == 0 {
+			return nil
+		}
+		left -= uint64(n)
+	}
+	return nil
 }

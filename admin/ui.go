@@ -117,7 +117,7 @@ type pageData struct {
 	Route      events.RouteConfig
 	HasRoute   bool
 	Strategies []string
-	Nodes      []events.NodeRecord
+	Nodes      []NodeView
 	Routes     []RouteView
 }
 

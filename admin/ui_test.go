@@ -359,3 +359,38 @@ func TestEventStreamTellsChanges(t *testing.T) {
 	}
 	t.Fatalf("no instance change told: %v", lines.Err())
 }
+
+// A node that blames itself (most of its instances silent at once) shows
+// in self-preservation, live and, on a page started later, from the
+// HAIL_EVENTS stream.
+func TestNodeSelfPreservationShown(t *testing.T) {
+	e := newEnv(t)
+	var insts []*fakeinst.Instance
+	for range 6 {
+		insts = append(insts, fakeinst.Start(t, e.url, fakeinst.Options{Service: "echo"}))
+	}
+	for _, in := range insts {
+		in.Silence()
+	}
+	state := func(nodes []admin.NodeView) error {
+		if len(nodes) != 1 || nodes[0].State != events.NodeSelfPreservation || nodes[0].Reason == "" {
+			return fmt.Errorf("nodes = %+v", nodes)
+		}
+		return nil
+	}
+	bustest.Eventually(t, 10*time.Second, func() error {
+		var nodes []admin.NodeView
+		e.getJSON("/api/nodes", &nodes)
+		return state(nodes)
+	})
+	later := admin.NewRegion(bustest.Connect(t, e.url), e.kv, admin.RegionConfig{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- later.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	<-later.Ready()
+	bustest.Eventually(t, 5*time.Second, func() error { return state(later.Nodes()) })
+}
