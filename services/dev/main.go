@@ -279,7 +279,7 @@ hail dev stack is up
   echo        %d instances of service "echo"
 `, url, storeDir, len(nodeIDs), strings.Join(nodeIDs, ", "), events.Subjects{}.RouteAll(), echoes)
 	if httpAddr != "" {
-		fmt.Fprintf(w, "  metrics     http://%s/metrics\n", httpAddr)
+		fmt.Fprintf(w, "  admin page  http://%s/ (its API under /api/, metrics at /metrics)\n", httpAddr)
 	}
 	fmt.Fprintf(w, `
 Try, with the nats CLI:
@@ -292,6 +292,7 @@ Try, with the nats CLI:
   nats%[1]s request %[4]s '{}'
   nats%[1]s request %[5]s '{"service":"echo"}'
   nats%[1]s sub '%[6]s'
+  nats%[1]s micro ls
 Ctrl-C stops everything.
 
 `, s, bus.InstancesBucket, events.Subjects{}.Svc("echo", "say"), events.Subjects{}.DiscoveryServices(),
