@@ -167,7 +167,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 				log.Error("admin page stopped following the region", "err", err)
 			}
 		}()
-		ready := func() bool { return nodes[0].Ready() && rt.Ready() }
+		reachable := bus.Reachable(ctx, rnc, 2*time.Second)
+		ready := func() bool { return nodes[0].Ready() && rt.Ready() && reachable() }
 		if _, err := admin.Serve(ctx, cfg.HTTP.Addr, admin.Handler(set, ready, region.Handler()), log); err != nil {
 			log.Warn("no HTTP endpoints", "err", err)
 		}

@@ -214,7 +214,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 				log.Error("admin page stopped following the region", "err", err)
 			}
 		}()
-		ready := func() bool { return node.Ready() && nc.IsConnected() }
+		reachable := bus.Reachable(ctx, nc, 2*time.Second)
+		ready := func() bool { return node.Ready() && reachable() }
 		if _, err := admin.Serve(ctx, cfg.HTTP.Addr, admin.Handler(set, ready, region.Handler()), log); err != nil {
 			return err
 		}

@@ -204,7 +204,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		Metrics:    set,
 	}.Run(ctx, loaded, cfg)
 	if cfg.HTTP.Addr != "" {
-		ready := func() bool { return r.Ready() && nc.IsConnected() }
+		reachable := bus.Reachable(ctx, nc, 2*time.Second)
+		ready := func() bool { return r.Ready() && reachable() }
 		if _, err := admin.Serve(ctx, cfg.HTTP.Addr, admin.Handler(set, ready, nil), log); err != nil {
 			return err
 		}
