@@ -199,6 +199,11 @@ func TestComposeFileConsistent(t *testing.T) {
 		if !onVolume {
 			t.Errorf("%s keeps JetStream data in %s, which is not a volume", n, env["HAIL_STORE_DIR"])
 		}
+		// The programs run as nonroot: the directory a new volume copies
+		// must be theirs.
+		if !regexp.MustCompile(`(?m)^COPY .*--chown=nonroot:nonroot \S+ `+regexp.QuoteMeta(env["HAIL_STORE_DIR"])+`$`).Match(dockerfile) {
+			t.Errorf("%s: the Dockerfile does not give %s to the nonroot user", n, env["HAIL_STORE_DIR"])
+		}
 	}
 	// Every other program reaches every NATS server at its client port.
 	for _, name := range f.hailServices() {
