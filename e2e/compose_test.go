@@ -201,7 +201,7 @@ func TestComposeFileConsistent(t *testing.T) {
 		}
 		// The programs run as nonroot: the directory a new volume copies
 		// must be theirs.
-		if !regexp.MustCompile(`(?m)^COPY .*--chown=nonroot:nonroot \S+ `+regexp.QuoteMeta(env["HAIL_STORE_DIR"])+`$`).Match(dockerfile) {
+		if !regexp.MustCompile(`(?m)^COPY .*--chown=nonroot:nonroot \S+ ` + regexp.QuoteMeta(env["HAIL_STORE_DIR"]) + `$`).Match(dockerfile) {
 			t.Errorf("%s: the Dockerfile does not give %s to the nonroot user", n, env["HAIL_STORE_DIR"])
 		}
 	}
