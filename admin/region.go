@@ -126,20 +126,22 @@ func (r *Region) Run(ctx context.Context) error {
 		close(r.ready)
 	}()
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return r.follow(gctx, iw, &loaded, r.applyInstance) })
-	g.Go(func() error { return r.follow(gctx, nw, &loaded, r.applyNode) })
-	g.Go(func() error { return r.follow(gctx, cw, &loaded, r.applyRoute) })
+	g.Go(func() error { return r.follow(ctx, gctx, iw, &loaded, r.applyInstance) })
+	g.Go(func() error { return r.follow(ctx, gctx, nw, &loaded, r.applyNode) })
+	g.Go(func() error { return r.follow(ctx, gctx, cw, &loaded, r.applyRoute) })
 	return g.Wait()
 }
 
-// follow applies a watch's entries until ctx ends; the nil entry marks
-// the end of the initial values.
-func (r *Region) follow(ctx context.Context, w jetstream.KeyWatcher, loaded *sync.WaitGroup, apply func(jetstream.KeyValueEntry) string) error {
+// follow applies a watch's entries until stop ends; the nil entry marks
+// the end of the initial values. ctx is the one the watch was made with:
+// when it ends the watch closes, and ctx (not stop, derived from it and
+// cancelled a moment later) says that was the reason.
+func (r *Region) follow(ctx, stop context.Context, w jetstream.KeyWatcher, loaded *sync.WaitGroup, apply func(jetstream.KeyValueEntry) string) error {
 	defer func() { _ = w.Stop() }()
 	initial := true
 	for {
 		select {
-		case <-ctx.Done():
+		case <-stop.Done():
 			return nil
 		case e, ok := <-w.Updates():
 			if !ok {
