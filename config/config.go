@@ -6,6 +6,7 @@
 package config
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,7 +17,6 @@ import (
 
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
-	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/providers/structs"
 	"github.com/knadh/koanf/v2"
 )
@@ -43,6 +43,9 @@ type Options struct {
 type Result struct {
 	// File is the config file that was loaded, if any.
 	File string
+	// FileData is File's content as it was loaded: Watch tells an edit
+	// by comparing with it.
+	FileData []byte
 	// PrintConfig is set by --print-config.
 	PrintConfig bool
 }
@@ -103,10 +106,15 @@ func Load(cfg any, o Options) (Result, error) {
 		res.File = getenv(FileEnv)
 	}
 	if res.File != "" {
+		data, err := os.ReadFile(res.File)
+		if err != nil {
+			return res, fmt.Errorf("config file: %w", err)
+		}
 		fk := koanf.New(".")
-		if err := fk.Load(file.Provider(res.File), yaml.Parser()); err != nil {
+		if err := fk.Load(rawBytes(data), yaml.Parser()); err != nil {
 			return res, fmt.Errorf("config file %s: %w", res.File, err)
 		}
+		res.FileData = data
 		for _, key := range fk.Keys() {
 			if _, ok := defaults[key]; !ok {
 				return res, fmt.Errorf("config file %s: unknown key %q", res.File, key)
@@ -146,27 +154,12 @@ func Load(cfg any, o Options) (Result, error) {
 	return res, nil
 }
 
-// readConfigFile reads the file the arguments or environment name, before
-// Load does, so that Watch can tell a later edit; nil if there is none.
-func readConfigFile(args []string, getenv func(string) string) []byte {
-	path := ""
-	for i, a := range args { // only --config matters here; Load parses the rest
-		switch {
-		case (a == "--config" || a == "-config") && i+1 < len(args):
-			path = args[i+1]
-		case strings.HasPrefix(a, "--config="), strings.HasPrefix(a, "-config="):
-			_, path, _ = strings.Cut(a, "=")
-		}
-	}
-	if path == "" && getenv != nil {
-		path = getenv(FileEnv)
-	}
-	if path == "" {
-		return nil
-	}
-	data, _ := os.ReadFile(path) // Load reports a missing file
-	return data
-}
+// rawBytes is a koanf provider of bytes already read.
+type rawBytes []byte
+
+func (b rawBytes) ReadBytes() ([]byte, error) { return b, nil }
+
+func (b rawBytes) Read() (map[string]any, error) { return nil, errors.New("rawBytes: parse with a parser") }
 
 // lookup treats an empty variable as unset, as a shell's `VAR= cmd` means.
 func lookup(getenv func(string) string, name string) (string, bool) {

@@ -106,8 +106,8 @@ type Loaded struct {
 	File  string
 	level *slog.LevelVar
 	opts  Options
-	// seen is the file as it was just before the config was loaded from
-	// it: an edit after that differs from it, however soon Watch starts.
+	// seen is the file as the config was loaded from it: an edit after
+	// that differs from it, however soon Watch starts.
 	seen []byte
 }
 
@@ -117,7 +117,6 @@ type Loaded struct {
 // is done.
 func Start(cfg Program, name string, args []string, getenv func(string) string, out io.Writer) (*Loaded, error) {
 	opts := Options{Name: name, Args: args, Getenv: getenv, Output: out}
-	seen := readConfigFile(args, getenv)
 	res, err := Load(cfg, opts)
 	switch {
 	case errors.Is(err, ErrHelp):
@@ -127,7 +126,7 @@ func Start(cfg Program, name string, args []string, getenv func(string) string, 
 	case res.PrintConfig:
 		return nil, Print(out, cfg)
 	}
-	l := &Loaded{File: res.File, level: new(slog.LevelVar), opts: opts, seen: seen}
+	l := &Loaded{File: res.File, level: new(slog.LevelVar), opts: opts, seen: res.FileData}
 	l.opts.Output = io.Discard // a reload parses the same flags again, silently
 	if l.Log, err = cfg.Logging().Logger(out, l.level); err != nil {
 		return nil, err

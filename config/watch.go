@@ -69,11 +69,13 @@ func (w Watch[T]) Run(ctx context.Context, l *Loaded, current T) {
 		}
 		last = data
 		next := w.Fresh()
-		if _, err := Load(next, l.opts); err != nil {
+		res, err := Load(next, l.opts)
+		if err != nil {
 			refused.Inc()
 			log.Error("config file edit refused; the running config stays", "err", err)
 			continue
 		}
+		last = res.FileData // what was loaded, should the file have changed again since
 		fresh := flatten(next)
 		var now, later []string
 		for _, key := range slices.Sorted(maps.Keys(fresh)) {
