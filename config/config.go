@@ -159,7 +159,9 @@ type rawBytes []byte
 
 func (b rawBytes) ReadBytes() ([]byte, error) { return b, nil }
 
-func (b rawBytes) Read() (map[string]any, error) { return nil, errors.New("rawBytes: parse with a parser") }
+func (b rawBytes) Read() (map[string]any, error) {
+	return nil, errors.New("rawBytes: parse with a parser")
+}
 
 // lookup treats an empty variable as unset, as a shell's `VAR= cmd` means.
 func lookup(getenv func(string) string, name string) (string, bool) {
