@@ -43,7 +43,7 @@ func newEnv(t *testing.T) *env {
 	e := &env{t: t, url: s.ClientURL(), kv: kv, set: metrics.NewSet()}
 	ctx, cancel := context.WithCancel(context.Background())
 	node, err := discovery.New(bustest.Connect(t, s.ClientURL()), kv, discovery.Config{
-		HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: 100 * time.Millisecond,
+		Timing: discovery.Timing{HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: 100 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -17,17 +17,13 @@ import (
 
 // Config of a node. Zero fields take PROTOCOL.md's defaults.
 type Config struct {
-	NodeID            string // default: a new UUID per start
-	AZ                string
-	Hostname          string
-	Subjects          events.Subjects
-	HeartbeatInterval time.Duration        // default 1s
-	HeartbeatTimeout  time.Duration        // default 500ms
-	Thresholds        heartbeat.Thresholds // default 3 missed, 1 answered
-	DeregisterAfter   time.Duration        // time critical before removal; default 60s
-	SelfPreservation  SelfPreservation
-	Logger            *slog.Logger
-	Metrics           *metrics.Set
+	NodeID   string // default: a new UUID per start
+	AZ       string
+	Hostname string
+	Subjects events.Subjects
+	Timing
+	Logger  *slog.Logger
+	Metrics *metrics.Set
 }
 
 // SelfPreservation is Eureka's idea: when more than Share of the
@@ -43,16 +39,11 @@ type SelfPreservation struct {
 // Timing is the part of a node's config it can change while running
 // (Reconfigure): heartbeat timing and thresholds, removal, self-preservation.
 type Timing struct {
-	HeartbeatInterval time.Duration
-	HeartbeatTimeout  time.Duration
-	Thresholds        heartbeat.Thresholds
-	DeregisterAfter   time.Duration
+	HeartbeatInterval time.Duration        // default 1s
+	HeartbeatTimeout  time.Duration        // default 500ms
+	Thresholds        heartbeat.Thresholds // default 3 missed, 1 answered
+	DeregisterAfter   time.Duration        // time critical before removal; default 60s
 	SelfPreservation  SelfPreservation
-}
-
-func (c *Config) timing() Timing {
-	return Timing{HeartbeatInterval: c.HeartbeatInterval, HeartbeatTimeout: c.HeartbeatTimeout, Thresholds: c.Thresholds,
-		DeregisterAfter: c.DeregisterAfter, SelfPreservation: c.SelfPreservation}
 }
 
 func (c *Config) setDefaults() {
@@ -92,7 +83,7 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("node id: %w", err))
 		}
 	}
-	return errors.Join(append(errs, c.timing().validate())...)
+	return errors.Join(append(errs, c.Timing.validate())...)
 }
 
 func (c Timing) validate() error {

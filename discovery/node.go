@@ -53,8 +53,6 @@ type Node struct {
 	// rtts is the last answered heartbeat's RTT of each owned instance,
 	// replaced after every round.
 	rtts atomic.Pointer[map[string]time.Duration]
-	// tracker is set once Run has made it; Reconfigure reads it too.
-	tracker atomic.Pointer[heartbeat.Tracker]
 
 	// Loop-owned.
 	owned     map[string]*tracked // by KV key
@@ -66,6 +64,7 @@ type Node struct {
 	memberIDs []string
 	// preserving is true while the node is in self-preservation.
 	preserving bool
+	tracker    *heartbeat.Tracker
 }
 
 // tracked is what the node knows of one instance it owns.
@@ -108,7 +107,7 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 		members: map[string]bool{cfg.NodeID: true},
 	}
 	n.memberIDs = []string{cfg.NodeID}
-	t := cfg.timing()
+	t := cfg.Timing
 	n.timing.Store(&t)
 	n.m = newNodeMetrics(cfg.Metrics, n)
 	empty := []string{}
@@ -159,11 +158,7 @@ func (n *Node) Reconfigure(t Timing) error {
 	if err := t.validate(); err != nil {
 		return fmt.Errorf("reconfigure discovery node: %w", err)
 	}
-	old := n.timing.Swap(&t)
-	if tr := n.tracker.Load(); tr != nil {
-		tr.SetTimeout(t.HeartbeatTimeout)
-	}
-	if *old != t {
+	if old := n.timing.Swap(&t); *old != t {
 		n.log.Info("timing changed", "interval", t.HeartbeatInterval, "timeout", t.HeartbeatTimeout,
 			"missed_to_critical", t.Thresholds.FailuresToCritical, "answered_to_passing", t.Thresholds.SuccessesToPassing,
 			"deregister_after", t.DeregisterAfter)
@@ -207,13 +202,12 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	tr, err := heartbeat.NewTracker(n.nc, n.cfg.Subjects, n.id, n.Timing().HeartbeatTimeout)
+	tr, err := heartbeat.NewTracker(n.nc, n.cfg.Subjects, n.id, func() time.Duration { return n.Timing().HeartbeatTimeout })
 	if err != nil {
 		return err
 	}
 	defer tr.Close()
-	n.tracker.Store(tr)
-	tr.SetTimeout(n.Timing().HeartbeatTimeout) // a Reconfigure may have come while it was made
+	n.tracker = tr
 
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
@@ -445,9 +439,9 @@ func (n *Node) rebalance(ctx context.Context) {
 		n.m.rebalances.Inc()
 	}
 	n.publishTargets()
-	if tr := n.tracker.Load(); gained > 0 && tr != nil {
+	if gained > 0 && n.tracker != nil {
 		// Instances taken over have gone a while without a heartbeat.
-		tr.Kick()
+		n.tracker.Kick()
 	}
 	n.claim(ctx)
 }
@@ -1011,11 +1005,12 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 		}
 		n.log.Debug("heartbeat round", "instances", len(results), "answered", answered, "took", time.Since(start).Round(time.Microsecond))
 	}
+	// What answered is worth showing even in a round not judged.
+	n.recordRTTs(results)
 	if n.selfPreserve(results) {
 		return
 	}
 	timing := n.Timing()
-	n.recordRTTs(results)
 	var judged []*tracked
 	var changes []change
 	for _, r := range results {

@@ -59,8 +59,8 @@ type Tracker struct {
 	nc       *nats.Conn
 	subjects events.Subjects
 	node     string
-	timeout  atomic.Int64 // time.Duration; SetTimeout changes it between rounds
-	inbox    string       // reply subjects are <inbox>.<seq>.<index>
+	timeout  func() time.Duration // read at each round, so it may change between rounds
+	inbox    string               // reply subjects are <inbox>.<seq>.<index>
 	sub      *nats.Subscription
 	seq      atomic.Uint64
 	cur      atomic.Pointer[round]
@@ -81,10 +81,10 @@ type round struct {
 }
 
 // NewTracker subscribes the tracker's reply inbox on nc. node is the
-// discovery node's id, sent in every heartbeat.
-func NewTracker(nc *nats.Conn, subjects events.Subjects, node string, timeout time.Duration) (*Tracker, error) {
-	t := &Tracker{nc: nc, subjects: subjects, node: node, inbox: nc.NewRespInbox() + ".", kick: make(chan struct{}, 1)}
-	t.timeout.Store(int64(timeout))
+// discovery node's id, sent in every heartbeat; timeout() bounds the wait
+// for replies, read at the start of each round.
+func NewTracker(nc *nats.Conn, subjects events.Subjects, node string, timeout func() time.Duration) (*Tracker, error) {
+	t := &Tracker{nc: nc, subjects: subjects, node: node, timeout: timeout, inbox: nc.NewRespInbox() + ".", kick: make(chan struct{}, 1)}
 	sub, err := nc.Subscribe(t.inbox+">", t.onReply)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe heartbeat inbox: %w", err)
@@ -136,7 +136,7 @@ func (t *Tracker) Round(ctx context.Context, ids []string) []Result {
 			r.finish(i, Result{ID: id, Err: fmt.Errorf("publish heartbeat: %w", err)})
 		}
 	}
-	timer := time.NewTimer(time.Duration(t.timeout.Load()))
+	timer := time.NewTimer(t.timeout())
 	defer timer.Stop()
 	select {
 	case <-r.done:
@@ -211,9 +211,6 @@ func (r *round) finish(idx int, res Result) {
 		close(r.done)
 	}
 }
-
-// SetTimeout changes the reply timeout from the next round on.
-func (t *Tracker) SetTimeout(d time.Duration) { t.timeout.Store(int64(d)) }
 
 // Run heartbeats targets() every interval() until ctx ends and hands each
 // round's results to handle, on the Run goroutine. The first round starts

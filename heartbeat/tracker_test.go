@@ -55,7 +55,7 @@ func TestRoundOutcomes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	tr, err := heartbeat.NewTracker(tnc, subjects, node, 300*time.Millisecond)
+	tr, err := heartbeat.NewTracker(tnc, subjects, node, fixed(300*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestSlowInstanceDoesNotDelayOthers(t *testing.T) {
 	defer close(release)
 	inc.Flush()
 	slowNC.Flush()
-	tr, err := heartbeat.NewTracker(tnc, subjects, uuid.NewString(), 400*time.Millisecond)
+	tr, err := heartbeat.NewTracker(tnc, subjects, uuid.NewString(), fixed(400*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestBareReplyCountsAsAnswered(t *testing.T) {
 	inc.Subscribe(events.Subjects{}.Heartbeat(ids[0]), func(m *nats.Msg) { m.Respond(nil) })
 	inc.Subscribe(events.Subjects{}.Heartbeat(ids[1]), func(m *nats.Msg) { m.Respond([]byte("{}")) })
 	inc.Flush()
-	tr, err := heartbeat.NewTracker(tnc, events.Subjects{}, uuid.NewString(), time.Second)
+	tr, err := heartbeat.NewTracker(tnc, events.Subjects{}, uuid.NewString(), fixed(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestBadReplies(t *testing.T) {
 		m.Respond(fmt.Appendf(nil, `{"id":%q,"status":"passing"}`, ids[0]))
 	})
 	inc.Flush()
-	tr, err := heartbeat.NewTracker(tnc, subjects, uuid.NewString(), time.Second)
+	tr, err := heartbeat.NewTracker(tnc, subjects, uuid.NewString(), fixed(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +229,7 @@ func BenchmarkFanOut(b *testing.B) {
 		}
 		inc.Flush()
 		b.Run(fmt.Sprintf("tracker/instances=%d", n), func(b *testing.B) {
-			tr, err := heartbeat.NewTracker(tnc, events.Subjects{}, uuid.NewString(), 5*time.Second)
+			tr, err := heartbeat.NewTracker(tnc, events.Subjects{}, uuid.NewString(), fixed(5*time.Second))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -269,7 +269,7 @@ func TestRoundWhileDisconnectedIsVoid(t *testing.T) {
 	s := bustest.RunServer(t)
 	tnc := bustest.Connect(t, s.ClientURL(), nats.MaxReconnects(-1))
 	ids := newIDs(3)
-	tr, err := heartbeat.NewTracker(tnc, events.Subjects{}, uuid.NewString(), 100*time.Millisecond)
+	tr, err := heartbeat.NewTracker(tnc, events.Subjects{}, uuid.NewString(), fixed(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,3 +291,6 @@ func TestRoundWhileDisconnectedIsVoid(t *testing.T) {
 		}
 	}
 }
+
+// fixed is a timeout that never changes.
+func fixed(d time.Duration) func() time.Duration { return func() time.Duration { return d } }

@@ -184,19 +184,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		return err
 	}
 	set := metrics.NewSet()
-	t := cfg.timing()
 	node, err := discovery.New(nc, kv, discovery.Config{
-		NodeID:            cfg.Node.ID,
-		AZ:                cfg.Node.AZ,
-		Hostname:          cfg.Node.Hostname,
-		Subjects:          events.Subjects{Prefix: cfg.Prefix},
-		HeartbeatInterval: t.HeartbeatInterval,
-		HeartbeatTimeout:  t.HeartbeatTimeout,
-		Thresholds:        t.Thresholds,
-		DeregisterAfter:   t.DeregisterAfter,
-		SelfPreservation:  t.SelfPreservation,
-		Logger:            log,
-		Metrics:           set,
+		NodeID:   cfg.Node.ID,
+		AZ:       cfg.Node.AZ,
+		Hostname: cfg.Node.Hostname,
+		Subjects: events.Subjects{Prefix: cfg.Prefix},
+		Timing:   cfg.timing(),
+		Logger:   log,
+		Metrics:  set,
 	})
 	if err != nil {
 		return err
