@@ -378,7 +378,9 @@ func (r *Region) Route(service string) (events.RouteConfig, bool) {
 // ms), waiting for as many answers as there are live nodes, at most
 // RTTWait.
 func (r *Region) RTTs(ctx context.Context) map[string]float64 {
-	want := len(r.Nodes())
+	r.mu.RLock()
+	want := len(r.nodes)
+	r.mu.RUnlock()
 	out := map[string]float64{}
 	if want == 0 {
 		return out

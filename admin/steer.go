@@ -72,13 +72,7 @@ func (r *Region) Drain(ctx context.Context, id string, drained bool) (events.Rou
 		r.refused.Inc()
 		return events.RouteConfig{}, fmt.Errorf("%w: %w", ErrBadInput, err)
 	}
-	var rec events.InstanceRecord
-	found := false
-	r.reg.Each(func(x events.InstanceRecord, _ uint64) {
-		if x.ID == id {
-			rec, found = x, true
-		}
-	})
+	rec, found := r.reg.ByID(id)
 	if !found {
 		return events.RouteConfig{}, fmt.Errorf("%w: no instance %s is registered", ErrNotFound, id)
 	}

@@ -40,7 +40,12 @@ func (r *Region) Handler() http.Handler {
 		},
 		"age":    func(s float64) string { return (time.Duration(s) * time.Second).String() },
 		"since":  func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
-		"routed": func(p *int) string { return derefOr(p, "") },
+		"routed": func(p *int) string {
+			if p == nil {
+				return ""
+			}
+			return strconv.Itoa(*p)
+		},
 	}).ParseFS(web, "web/*.html"))
 	static, _ := fs.Sub(web, "web/static") // present: embedded above
 
@@ -191,11 +196,4 @@ func writeError(w http.ResponseWriter, err error) {
 		code = http.StatusConflict
 	}
 	writeJSON(w, code, map[string]any{"error": err.Error(), "code": code})
-}
-
-func derefOr(p *int, or string) string {
-	if p == nil {
-		return or
-	}
-	return strconv.Itoa(*p)
 }

@@ -91,6 +91,19 @@ func (r *Registry) OtherService(id, service string) (string, bool) {
 	return "", false
 }
 
+// ByID returns the record of instance id, under whichever service it is
+// registered (the first, should a bad actor have put it under several).
+func (r *Registry) ByID(id string) (events.InstanceRecord, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, s := range r.services[id] {
+		if e, ok := r.records[events.InstanceKey(s, id)]; ok {
+			return e.rec, true
+		}
+	}
+	return events.InstanceRecord{}, false
+}
+
 // Forget drops tombstones at or below rev: once a watch has delivered rev,
 // no older put for those keys can arrive.
 func (r *Registry) Forget(rev uint64) {

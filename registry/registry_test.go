@@ -104,3 +104,19 @@ func TestOtherService(t *testing.T) {
 		t.Error("a deleted record still holds its id")
 	}
 }
+
+func TestByID(t *testing.T) {
+	r := New()
+	const id = "0190f1b6-3c4d-7e8f-9a0b-1c2d3e4f5a6b"
+	if _, ok := r.ByID(id); ok {
+		t.Fatal("found in an empty registry")
+	}
+	r.Put(events.InstanceRecord{Announce: events.Announce{ID: id, Service: "echo", Weight: 7}}, 1)
+	if got, ok := r.ByID(id); !ok || got.Service != "echo" || got.Weight != 7 {
+		t.Errorf("ByID = %+v, %v; want the echo record", got, ok)
+	}
+	r.Delete(events.InstanceKey("echo", id), 2)
+	if _, ok := r.ByID(id); ok {
+		t.Error("a deleted record is still found")
+	}
+}
