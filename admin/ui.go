@@ -38,8 +38,8 @@ func (r *Region) Handler() http.Handler {
 			}
 			return strconv.FormatFloat(*p, 'f', 2, 64) + " ms"
 		},
-		"age":    func(s float64) string { return (time.Duration(s) * time.Second).String() },
-		"since":  func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
+		"age":   func(s float64) string { return (time.Duration(s) * time.Second).String() },
+		"since": func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
 		"routed": func(p *int) string {
 			if p == nil {
 				return ""
