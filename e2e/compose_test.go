@@ -18,6 +18,7 @@ import (
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/config"
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/internal/proctest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.yaml.in/yaml/v3"
@@ -328,7 +329,7 @@ func TestComposeTopologyAsProcesses(t *testing.T) {
 		env["HAIL_LOG_LEVEL"] = "warn"
 		return env
 	}
-	procs := map[string]*process{}
+	procs := map[string]*proctest.Process{}
 	run := func(program string) {
 		for _, name := range f.byProgram(program) {
 			procs[name] = start(t, name, program, envOf(name))
@@ -339,7 +340,7 @@ func TestComposeTopologyAsProcesses(t *testing.T) {
 	var nc *nats.Conn
 	bustest.Eventually(t, 60*time.Second, func() error {
 		for _, n := range f.byProgram("nats") {
-			if err := procs[n].exited(); err != nil {
+			if err := procs[n].Exited(); err != nil {
 				return err
 			}
 		}
@@ -447,7 +448,7 @@ func TestComposeTopologyAsProcesses(t *testing.T) {
 	}
 
 	// One echo leaves (SIGTERM: deregister, drain); callers see no error.
-	procs[echoes[0]].stop(t)
+	procs[echoes[0]].Stop(t)
 	for i := range 100 {
 		m, err := nc.Request("hail.route.echo.say", []byte("hi"), 5*time.Second)
 		if err != nil {

@@ -6,17 +6,15 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hailsd/hail/bus/bustest"
-	"github.com/hailsd/hail/internal/testlog"
+	"github.com/hailsd/hail/internal/proctest"
 )
 
 // programs are what the Dockerfile builds, by command name.
@@ -33,14 +31,12 @@ func TestMain(m *testing.M) {
 	}
 	code := func() int {
 		defer os.RemoveAll(dir)
-		args := []string{"build", "-buildvcs=false", "-o", dir + string(filepath.Separator)}
-		for _, p := range programs {
-			args = append(args, "./services/"+p)
+		pkgs := make([]string, len(programs))
+		for i, p := range programs {
+			pkgs[i] = "./services/" + p
 		}
-		cmd := exec.Command("go", args...)
-		cmd.Dir = ".."
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build programs: %v\n%s", err, out)
+		if err := proctest.Build("..", dir+string(filepath.Separator), pkgs...); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		bins = dir
@@ -49,75 +45,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// process is one program running for a test.
-type process struct {
-	name string
-	cmd  *exec.Cmd
-	out  *testlog.Buffer
-	done chan struct{}
-	err  error
-}
-
-// start runs program with env (HAIL_* from the test's own environment
-// left out) and stops it with SIGTERM when the test ends.
-func start(t *testing.T, name, program string, env map[string]string, args ...string) *process {
+// start runs one of the programs TestMain built; see proctest.Start.
+func start(t *testing.T, name, program string, env map[string]string, args ...string) *proctest.Process {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(bins, program), args...)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "HAIL_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	p := &process{name: name, cmd: cmd, out: &testlog.Buffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.stop(t)
-		if t.Failed() {
-			t.Logf("--- %s output:\n%s", name, p.out.String())
-		}
-	})
-	return p
-}
-
-// stop sends SIGTERM and waits for a clean exit; safe twice.
-func (p *process) stop(t *testing.T) {
-	t.Helper()
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		if p.err != nil {
-			t.Errorf("%s exited with %v after SIGTERM", p.name, p.err)
-		}
-	case <-time.After(20 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		t.Errorf("%s did not stop within 20 s of SIGTERM", p.name)
-	}
-}
-
-// exited fails the check if the process has stopped on its own.
-func (p *process) exited() error {
-	select {
-	case <-p.done:
-		return fmt.Errorf("%s exited: %v\n%s", p.name, p.err, p.out.String())
-	default:
-		return nil
-	}
+	return proctest.Start(t, name, filepath.Join(bins, program), env, args...)
 }
 
 // httpGet returns the body of a 200 answer.
@@ -142,10 +73,10 @@ func httpGet(ctx context.Context, url string) (string, error) {
 }
 
 // waitReady polls a program's /readyz until it answers 200.
-func waitReady(t *testing.T, p *process, addr string) {
+func waitReady(t *testing.T, p *proctest.Process, addr string) {
 	t.Helper()
 	bustest.Eventually(t, 60*time.Second, func() error {
-		if err := p.exited(); err != nil {
+		if err := p.Exited(); err != nil {
 			return err
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -207,10 +138,8 @@ func natsCLIPath(t *testing.T) string {
 	t.Helper()
 	natsCLI.once.Do(func() {
 		natsCLI.path = filepath.Join(bins, "nats-cli")
-		cmd := exec.Command("go", "build", "-buildvcs=false", "-o", natsCLI.path, "github.com/nats-io/natscli/nats")
-		cmd.Dir = "../tools"
-		if out, err := cmd.CombinedOutput(); err != nil {
-			natsCLI.err = fmt.Errorf("build the nats CLI from tools/go.mod: %v\n%s", err, out)
+		if err := proctest.Build("../tools", natsCLI.path, "github.com/nats-io/natscli/nats"); err != nil {
+			natsCLI.err = fmt.Errorf("build the nats CLI from tools/go.mod: %w", err)
 		}
 	})
 	if natsCLI.err != nil {

@@ -5,35 +5,37 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/events"
-	"github.com/hailsd/hail/internal/testlog"
+	"github.com/hailsd/hail/internal/proctest"
 	"github.com/nats-io/nats.go"
 )
 
-// buildBinary builds this program once per test binary run.
+// buildBinary builds this program for the test.
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs the discovery binary; skipped with -short")
 	}
 	bin := filepath.Join(t.TempDir(), "discovery")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	if err := proctest.Build(".", bin, "."); err != nil {
+		t.Fatal(err)
 	}
 	return bin
+}
+
+// startProcess runs the binary against the NATS server at url.
+func startProcess(t *testing.T, name, bin, url string) *proctest.Process {
+	t.Helper()
+	return proctest.Start(t, name, bin, map[string]string{"HAIL_NATS_URL": url})
 }
 
 // flaps delivers every critical or deregistered event seen on nc.
@@ -52,40 +54,6 @@ func flaps(t *testing.T, nc *nats.Conn) <-chan events.HealthEvent {
 		t.Fatal(err)
 	}
 	return bad
-}
-
-type process struct {
-	cmd *exec.Cmd
-	out *testlog.Buffer
-}
-
-func startProcess(t *testing.T, bin, url string) *process {
-	t.Helper()
-	p := &process{cmd: exec.Command(bin), out: &testlog.Buffer{}}
-	p.cmd.Env = append(os.Environ(), "HAIL_NATS_URL="+url)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
-	return p
-}
-
-func (p *process) stop(t *testing.T) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("discovery exited with %v\n%s", err, p.out)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("discovery did not stop on SIGTERM\n%s", p.out)
-	}
 }
 
 func nodeCount(t *testing.T, nc *nats.Conn) int {
@@ -118,7 +86,7 @@ func TestProcessRestartKeepsInstances(t *testing.T) {
 	}
 	nc.Flush()
 
-	first := startProcess(t, bin, s.ClientURL())
+	first := startProcess(t, "first", bin, s.ClientURL())
 	announce := func(id string) error {
 		m, err := nc.Request("hail.announce.echo", fmt.Appendf(nil, `{"id":%q,"service":"echo","endpoints":[{"name":"say"}]}`, id), time.Second)
 		if err != nil {
@@ -138,12 +106,12 @@ func TestProcessRestartKeepsInstances(t *testing.T) {
 	if n := nodeCount(t, nc); n != 1 {
 		t.Fatalf("%d nodes registered", n)
 	}
-	first.stop(t)
+	first.Stop(t)
 	if n := nodeCount(t, nc); n != 0 {
 		t.Errorf("a cleanly stopped node left %d entries in hail_nodes", n)
 	}
 
-	second := startProcess(t, bin, s.ClientURL())
+	second := startProcess(t, "second", bin, s.ClientURL())
 	// Ready once it is in hail_nodes; then let it run a few rounds.
 	bustest.Eventually(t, 20*time.Second, func() error {
 		if nodeCount(t, nc) != 1 {
@@ -170,10 +138,10 @@ func TestProcessRestartKeepsInstances(t *testing.T) {
 	deadline := time.After(4 * time.Second)
 	select {
 	case ev := <-bad:
-		t.Fatalf("event after restart: %+v\n%s", ev, second.out)
+		t.Fatalf("event after restart: %+v", ev)
 	case <-deadline:
 	}
-	second.stop(t)
+	second.Stop(t)
 }
 
 // Three binaries started at once on a 3-server cluster (as the hidden
@@ -185,28 +153,16 @@ func TestProcessRegion(t *testing.T) {
 	c := bustest.RunCluster(t, 3)
 	nc := bustest.Connect(t, c.URLs())
 	bad := flaps(t, nc)
-	var procs []*process
+	var procs []*proctest.Process
 	for i := range 3 {
-		procs = append(procs, startProcess(t, bin, c.ClientURL(i)))
+		procs = append(procs, startProcess(t, fmt.Sprintf("discovery-%d", i), bin, c.ClientURL(i)))
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for i, p := range procs {
-				t.Logf("process %d:\n%s", i, p.out)
-			}
-		}
-	})
-	if err := bustest.Poll(30*time.Second, func() error {
+	bustest.Eventually(t, 30*time.Second, func() error {
 		if n := nodeCount(t, nc); n != 3 {
 			return fmt.Errorf("%d nodes in hail_nodes", n)
 		}
 		return nil
-	}); err != nil {
-		for i, p := range procs {
-			t.Logf("process %d:\n%s", i, p.out)
-		}
-		t.Fatal(err)
-	}
+	})
 	type beat struct {
 		node string
 		at   time.Time
@@ -266,18 +222,15 @@ func TestProcessRegion(t *testing.T) {
 	})
 	// Kill the process on server 0; find its node id from its log.
 	victim := procs[0]
-	if err := victim.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	victim.cmd.Wait()
+	victim.Kill()
 	var orphans []string
 	for node, owned := range byNode {
-		if strings.Contains(victim.out.String(), node) {
+		if strings.Contains(victim.Output(), node) {
 			orphans = owned
 		}
 	}
 	if len(orphans) == 0 {
-		t.Fatalf("the killed node's instances not found; log:\n%s", victim.out)
+		t.Fatal("the killed node's instances not found in its log")
 	}
 	t0 := time.Now()
 	bustest.Eventually(t, 15*time.Second, func() error {
@@ -295,6 +248,6 @@ func TestProcessRegion(t *testing.T) {
 	case <-time.After(3 * time.Second):
 	}
 	for _, p := range procs[1:] {
-		p.stop(t)
+		p.Stop(t)
 	}
 }

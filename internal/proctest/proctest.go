@@ -1,0 +1,112 @@
+// Package proctest runs hail's programs as the binaries an operator runs:
+// built with go build, configured by environment and flags, stopped with
+// SIGTERM.
+package proctest
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hailsd/hail/internal/testlog"
+)
+
+// Build runs go build in dir for pkgs, writing to out (a file for one
+// package, a directory ending in a separator for several). VCS stamping is
+// off: a test's checkout may be no git work tree.
+func Build(dir, out string, pkgs ...string) error {
+	cmd := exec.Command("go", append([]string{"build", "-buildvcs=false", "-o", out}, pkgs...)...)
+	cmd.Dir = dir
+	if text, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", strings.Join(pkgs, " "), err, text)
+	}
+	return nil
+}
+
+// StopWithin bounds how long a program may take to stop after SIGTERM.
+const StopWithin = 20 * time.Second
+
+// Process is one program running for a test.
+type Process struct {
+	name string
+	cmd  *exec.Cmd
+	out  *testlog.Buffer
+	done chan struct{}
+	err  error
+}
+
+// Start runs bin with the test's environment, less any HAIL_* variable,
+// plus env. When the test ends the program is stopped (Stop) and, if the
+// test failed, its output logged.
+func Start(t testing.TB, name, bin string, env map[string]string, args ...string) *Process {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "HAIL_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	p := &Process{name: name, cmd: cmd, out: &testlog.Buffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.Stop(t)
+		if t.Failed() {
+			t.Logf("--- %s output:\n%s", name, p.Output())
+		}
+	})
+	return p
+}
+
+// Stop sends SIGTERM and fails the test unless the program exits cleanly
+// within StopWithin. A program already gone is left as it is.
+func (p *Process) Stop(t testing.TB) {
+	t.Helper()
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		if p.err != nil {
+			t.Errorf("%s exited with %v after SIGTERM", p.name, p.err)
+		}
+	case <-time.After(StopWithin):
+		p.Kill()
+		t.Errorf("%s did not stop within %v of SIGTERM", p.name, StopWithin)
+	}
+}
+
+// Kill ends the program at once, as a crash would, and waits for it.
+func (p *Process) Kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// Exited is an error, with the program's output, once it has stopped.
+func (p *Process) Exited() error {
+	select {
+	case <-p.done:
+		return fmt.Errorf("%s exited: %v\n%s", p.name, p.err, p.Output())
+	default:
+		return nil
+	}
+}
+
+// Output is what the program has written to stdout and stderr so far.
+func (p *Process) Output() string { return p.out.String() }
