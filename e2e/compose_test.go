@@ -407,22 +407,24 @@ func TestComposeTopologyAsProcesses(t *testing.T) {
 	})
 
 	// Every program's /metrics is Prometheus text with its series, and the
-	// router's request counter moved.
+	// counters of what flowed moved: routed requests, the requests each
+	// echo served, heartbeats sent.
 	want := map[string][]string{
-		"discovery": {"hail_discovery_instances", "hail_discovery_heartbeats_sent_total", "hail_discovery_transitions_total", "hail_discovery_rejected_total", "hail_discovery_kv_errors_total", "hail_discovery_self_preservation", "process_cpu_seconds_total"},
+		"discovery": {"hail_discovery_instances", "hail_discovery_heartbeats_sent_total", "hail_discovery_heartbeats_missed_total", "hail_discovery_transitions_total", "hail_discovery_rejected_total", "hail_discovery_kv_errors_total", "hail_discovery_self_preservation", "process_cpu_seconds_total"},
 		"router":    {"hail_router_requests_total", "hail_router_request_duration_seconds_bucket", "hail_router_retries_total", "hail_router_ejections_total", "process_cpu_seconds_total"},
 		"echo":      {"hail_instance_requests_total", "process_cpu_seconds_total"},
 	}
 	// A node that owns no instance (rendezvous hashing may give all three
-	// to the other) observes no heartbeat RTT; the region's nodes do.
+	// to the other) sends no heartbeat and observes no RTT; the region's
+	// nodes do.
 	bustest.Eventually(t, 10*time.Second, func() error {
 		for _, name := range f.byProgram("discovery") {
 			text, err := httpGet(ctx, "http://"+httpAddr(name)+"/metrics")
-			if err == nil && checkProm(text, "hail_discovery_heartbeat_rtt_seconds_bucket") == nil {
+			if err == nil && checkProm(text, "hail_discovery_heartbeat_rtt_seconds_bucket") == nil && sample(text, "hail_discovery_heartbeats_sent_total") > 0 {
 				return nil
 			}
 		}
-		return errors.New("no discovery node has observed a heartbeat RTT")
+		return errors.New("no discovery node has sent a heartbeat and observed its RTT")
 	})
 	for _, name := range f.hailServices() {
 		a := httpAddr(name)
@@ -438,9 +440,14 @@ func TestComposeTopologyAsProcesses(t *testing.T) {
 			if err := checkProm(text, want[program]...); err != nil {
 				return fmt.Errorf("%s /metrics: %w", name, err)
 			}
-			if program == "router" {
+			switch program {
+			case "router":
 				if n := sample(text, `hail_router_requests_total{service="echo",endpoint="say",outcome="ok"}`); n < 60 {
 					return fmt.Errorf("router counted %v ok requests, want at least 60", n)
+				}
+			case "echo": // every echo answered some of them (checked above)
+				if n := sample(text, `hail_instance_requests_total{service="echo",endpoint="say",outcome="ok"}`); n < 1 {
+					return fmt.Errorf("%s counted %v ok requests, want at least 1", name, n)
 				}
 			}
 			return nil
