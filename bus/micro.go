@@ -39,8 +39,12 @@ type Service struct {
 // micro requires SemVer and hail does not.
 func AddService(nc *nats.Conn, cfg micro.Config, eps []Endpoint) (*Service, error) {
 	if !semver.MatchString(cfg.Version) {
-		cfg.Metadata = withKey(cfg.Metadata, "version", cfg.Version)
-		cfg.Version = "0.0.0"
+		meta := maps.Clone(cfg.Metadata) // the caller's map stays as it was
+		if meta == nil {
+			meta = map[string]string{}
+		}
+		meta["version"] = cfg.Version
+		cfg.Metadata, cfg.Version = meta, "0.0.0"
 	}
 	svc, err := micro.AddService(nc, cfg)
 	if err != nil {
@@ -127,13 +131,3 @@ var semver = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((
 // no dots: com.example.login is com_example_login. The hail name is kept
 // in the metadata as "hail_service".
 func MicroName(service string) string { return strings.ReplaceAll(service, ".", "_") }
-
-// withKey is m and k=v, leaving m as it was.
-func withKey(m map[string]string, k, v string) map[string]string {
-	out := maps.Clone(m)
-	if out == nil {
-		out = map[string]string{}
-	}
-	out[k] = v
-	return out
-}
