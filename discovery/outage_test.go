@@ -3,7 +3,6 @@ package discovery_test
 import (
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -19,13 +18,7 @@ import (
 // are connected to it. The node's rounds during the outage are void: no
 // instance goes critical because the node could not reach anyone.
 func TestServerRestartDoesNotFlap(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	opts := embedded.ServerOptions{Name: "restart", Port: port, StoreDir: t.TempDir()}
+	opts := embedded.ServerOptions{Name: "restart", Port: bustest.FreePort(t), StoreDir: t.TempDir()}
 	s, err := embedded.StartServer(opts)
 	if err != nil {
 		t.Fatal(err)

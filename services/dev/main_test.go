@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -14,15 +13,6 @@ import (
 	"github.com/hailsd/hail/internal/testlog"
 	"github.com/nats-io/nats.go"
 )
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // devStack is a dev stack run by a test.
 type devStack struct {
@@ -36,7 +26,7 @@ type devStack struct {
 // says it is up.
 func startDev(t *testing.T, args ...string) *devStack {
 	t.Helper()
-	d := &devStack{url: fmt.Sprintf("nats://127.0.0.1:%d", freePort(t)), out: &testlog.Buffer{}, done: make(chan error, 1)}
+	d := &devStack{url: fmt.Sprintf("nats://127.0.0.1:%d", bustest.FreePort(t)), out: &testlog.Buffer{}, done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	t.Cleanup(cancel)

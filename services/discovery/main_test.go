@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -79,12 +78,7 @@ func TestRunMetricsEndpoint(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out testlog.Buffer
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", bustest.FreePort(t))
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"--nats-url", s.ClientURL(), "--http-addr", addr}, envFrom(nil), &out)

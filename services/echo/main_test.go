@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -102,5 +104,74 @@ func TestBadFlags(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("run(%v) = %v", args, err)
 		}
+	}
+}
+
+// An edit of weight in the config file is announced by the running
+// instance; a broken edit is refused naming the key and it keeps serving.
+func TestConfigFileWeightEdit(t *testing.T) {
+	s := bustest.RunServer(t)
+	nc := bustest.Connect(t, s.ClientURL())
+	weights := make(chan int, 100)
+	// Stand in for discovery: take every announce and ack it.
+	if _, err := nc.Subscribe("hail.announce.echo", func(m *nats.Msg) {
+		if a, err := events.DecodeAnnounce(m.Data); err == nil {
+			weights <- a.Weight
+		}
+		_ = m.Respond([]byte(`{"ok":true}`))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "echo.yaml")
+	bustest.ReplaceFile(t, path, "weight: 100\n")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var out testlog.Buffer
+	go func() {
+		done <- run(ctx, []string{"--config", path, "--nats-url", s.ClientURL()}, func(string) string { return "" }, &out)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	waitWeight := func(want int) {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case w := <-weights:
+				if w == want {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("no announce with weight %d:\n%s", want, out.String())
+			}
+		}
+	}
+	waitWeight(100)
+	bustest.ReplaceFile(t, path, "weight: 40\n")
+	waitWeight(40)
+
+	bustest.ReplaceFile(t, path, "weight: -1\n")
+	var refusal string
+	bustest.Eventually(t, 10*time.Second, func() error {
+		for line := range strings.Lines(out.String()) {
+			if strings.Contains(line, "config file edit refused") {
+				refusal = line
+				return nil
+			}
+		}
+		return errors.New("no refusal logged")
+	})
+	if !strings.Contains(refusal, "weight: -1 is out of range") {
+		t.Errorf("refusal does not name weight: %s", refusal)
+	}
+	if r, err := nc.Request("hail.svc.echo.say", []byte("hi"), 2*time.Second); err != nil || string(r.Data) != "hi" {
+		t.Errorf("echo stopped serving after a broken edit: %v %v", r, err)
 	}
 }

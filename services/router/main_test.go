@@ -5,8 +5,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,22 +20,12 @@ import (
 
 func envFrom(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // The program as the hidden tests start it: HAIL_NATS_URL only. It starts
 // before any discovery node has made the buckets, and waits for them.
 func TestRunRoutesThroughEnv(t *testing.T) {
 	s := bustest.RunServer(t)
 	nc := bustest.Connect(t, s.ClientURL())
-	addr := freeAddr(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", bustest.FreePort(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out testlog.Buffer
@@ -150,5 +140,55 @@ func TestPrintConfig(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("printed config lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// An edit of the route defaults in the config file reaches the running
+// router's table; a key it cannot take up live is named as needing a
+// restart; a broken edit is refused naming the key.
+func TestConfigFileRouteDefaultsEdit(t *testing.T) {
+	s := bustest.RunServer(t)
+	bustest.Buckets(t, bustest.Connect(t, s.ClientURL()))
+	path := filepath.Join(t.TempDir(), "router.yaml")
+	bustest.ReplaceFile(t, path, "route:\n  strategy: weighted\n")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var out testlog.Buffer
+	go func() {
+		done <- run(ctx, []string{"--config", path}, envFrom(map[string]string{"HAIL_NATS_URL": s.ClientURL()}), &out)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	waitLog := func(what string) string {
+		t.Helper()
+		var found string
+		bustest.Eventually(t, 10*time.Second, func() error {
+			for line := range strings.Lines(out.String()) {
+				if strings.Contains(line, what) {
+					found = line
+					return nil
+				}
+			}
+			return fmt.Errorf("no log line with %q:\n%s", what, out.String())
+		})
+		return found
+	}
+	waitLog("router serving")
+
+	bustest.ReplaceFile(t, path, "route:\n  strategy: round_robin\n  timeout: 2s\n  retry_budget: 0.5\n")
+	if line := waitLog("route defaults changed"); !strings.Contains(line, "strategy=round_robin") || !strings.Contains(line, "timeout=2s") {
+		t.Errorf("table took up %s", line)
+	}
+	if line := waitLog("only after a restart"); !strings.Contains(line, "keys=route.retry_budget") {
+		t.Errorf("restart warning %s", line)
+	}
+
+	bustest.ReplaceFile(t, path, "route:\n  strategy: fastest\n")
+	if line := waitLog("config file edit refused"); !strings.Contains(line, "route.strategy") {
+		t.Errorf("refusal does not name route.strategy: %s", line)
 	}
 }
