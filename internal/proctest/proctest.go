@@ -1,9 +1,10 @@
-// Package proctest runs hail's programs as the binaries an operator runs:
-// built with go build, configured by environment and flags, stopped with
-// SIGTERM.
+// Package proctest runs hail's programs for tests: as the binaries an
+// operator runs (built with go build, configured by environment and flags,
+// stopped with SIGTERM), or in process through their run function.
 package proctest
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -110,3 +111,17 @@ func (p *Process) Exited() error {
 
 // Output is what the program has written to stdout and stderr so far.
 func (p *Process) Output() string { return p.out.String() }
+
+// Go runs a program's run function in process until the test ends; then
+// its context is cancelled and an error it returns fails the test.
+func Go(t testing.TB, run func(ctx context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+}

@@ -4,6 +4,7 @@ package testlog
 
 import (
 	"bytes"
+	"strings"
 	"sync"
 )
 
@@ -24,4 +25,14 @@ func (s *Buffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Line is the first line written so far that holds substr.
+func (s *Buffer) Line(substr string) (string, bool) {
+	for line := range strings.Lines(s.String()) {
+		if strings.Contains(line, substr) {
+			return line, true
+		}
+	}
+	return "", false
 }

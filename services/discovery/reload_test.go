@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/internal/proctest"
 	"github.com/hailsd/hail/internal/testlog"
 	"github.com/nats-io/nats.go"
 )
@@ -21,17 +22,9 @@ func TestConfigFileEditTakesEffect(t *testing.T) {
 	nc := bustest.Connect(t, s.ClientURL())
 	path := filepath.Join(t.TempDir(), "discovery.yaml")
 	bustest.ReplaceFile(t, path, "heartbeat:\n  interval: 1s\n  timeout: 500ms\n")
-	ctx, cancel := context.WithCancel(context.Background())
 	var out testlog.Buffer
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"--config", path}, envFrom(map[string]string{"HAIL_NATS_URL": s.ClientURL()}), &out)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
+	proctest.Go(t, func(ctx context.Context) error {
+		return run(ctx, []string{"--config", path}, envFrom(map[string]string{"HAIL_NATS_URL": s.ClientURL()}), &out)
 	})
 
 	// A raw instance that answers every heartbeat and notes when it came.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/internal/proctest"
 	"github.com/hailsd/hail/internal/testlog"
 	"github.com/nats-io/nats.go"
 )
@@ -127,17 +128,9 @@ func TestConfigFileWeightEdit(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "echo.yaml")
 	bustest.ReplaceFile(t, path, "weight: 100\n")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
 	var out testlog.Buffer
-	go func() {
-		done <- run(ctx, []string{"--config", path, "--nats-url", s.ClientURL()}, func(string) string { return "" }, &out)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
+	proctest.Go(t, func(ctx context.Context) error {
+		return run(ctx, []string{"--config", path, "--nats-url", s.ClientURL()}, func(string) string { return "" }, &out)
 	})
 	waitWeight := func(want int) {
 		t.Helper()
@@ -160,13 +153,11 @@ func TestConfigFileWeightEdit(t *testing.T) {
 	bustest.ReplaceFile(t, path, "weight: -1\n")
 	var refusal string
 	bustest.Eventually(t, 10*time.Second, func() error {
-		for line := range strings.Lines(out.String()) {
-			if strings.Contains(line, "config file edit refused") {
-				refusal = line
-				return nil
-			}
+		var ok bool
+		if refusal, ok = out.Line("config file edit refused"); !ok {
+			return errors.New("no refusal logged")
 		}
-		return errors.New("no refusal logged")
+		return nil
 	})
 	if !strings.Contains(refusal, "weight: -1 is out of range") {
 		t.Errorf("refusal does not name weight: %s", refusal)

@@ -15,6 +15,7 @@ import (
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/internal/fakeinst"
+	"github.com/hailsd/hail/internal/proctest"
 	"github.com/hailsd/hail/internal/testlog"
 )
 
@@ -151,29 +152,19 @@ func TestConfigFileRouteDefaultsEdit(t *testing.T) {
 	bustest.Buckets(t, bustest.Connect(t, s.ClientURL()))
 	path := filepath.Join(t.TempDir(), "router.yaml")
 	bustest.ReplaceFile(t, path, "route:\n  strategy: weighted\n")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
 	var out testlog.Buffer
-	go func() {
-		done <- run(ctx, []string{"--config", path}, envFrom(map[string]string{"HAIL_NATS_URL": s.ClientURL()}), &out)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
+	proctest.Go(t, func(ctx context.Context) error {
+		return run(ctx, []string{"--config", path}, envFrom(map[string]string{"HAIL_NATS_URL": s.ClientURL()}), &out)
 	})
 	waitLog := func(what string) string {
 		t.Helper()
 		var found string
 		bustest.Eventually(t, 10*time.Second, func() error {
-			for line := range strings.Lines(out.String()) {
-				if strings.Contains(line, what) {
-					found = line
-					return nil
-				}
+			var ok bool
+			if found, ok = out.Line(what); !ok {
+				return fmt.Errorf("no log line with %q:\n%s", what, out.String())
 			}
-			return fmt.Errorf("no log line with %q:\n%s", what, out.String())
+			return nil
 		})
 		return found
 	}
