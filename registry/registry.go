@@ -1,10 +1,7 @@
-// Package registry is an in-memory view of hail_instances: what discovery
-// nodes answer queries from and what routers route by. It is fed by a KV
-// watch and, on a discovery node, by the node's own writes as they happen,
-// so revisions decide which of two reports of a key is newer.
 package registry
 
 import (
+	"container/heap"
 	"slices"
 	"strings"
 	"sync"
@@ -12,16 +9,32 @@ import (
 	"github.com/hailsd/hail/events"
 )
 
-// Registry is safe for concurrent use.
+// Registry holds the records of hail_instances by service, each with the
+// KV revision it was written at. It is safe for concurrent use.
+//
+// Two kinds of report reach it: the watch's (Apply: every change, in
+// revision order) and a writer's own (Put and Delete: a discovery node's
+// writes as they complete, ahead of their echo). Revisions decide which of
+// two reports of a key is newer. Because the watch is ordered, a writer's
+// report at or below the last revision the watch delivered is already
+// known (or superseded) and is refused; so a tombstone, which stops the
+// watch's late echo of a put from undoing a delete, is needed only until
+// the watch passes its revision, and is then dropped. Tombstones therefore
+// stay as few as the writes the watch has not caught up with, however many
+// instances come and go.
 type Registry struct {
-	mu      sync.RWMutex
-	records map[string]entry
-	// gone remembers the last revision of deleted keys, so a watch that
-	// delivers an older put after the delete does not bring a record back.
-	gone map[string]uint64
+	mu        sync.RWMutex
+	byService map[string]map[string]entry // service → id → entry
+	count     int
 	// services holds the services each instance id is registered under
 	// (normally one).
 	services map[string][]string
+	// watched is the last revision the watch delivered.
+	watched uint64
+	// gone holds the revision of keys a writer deleted that the watch has
+	// not reached yet; expiry orders them by revision for pruning.
+	gone   map[string]uint64
+	expiry tombstones
 }
 
 type entry struct {
@@ -31,51 +44,157 @@ type entry struct {
 
 // New returns an empty registry.
 func New() *Registry {
-	return &Registry{records: map[string]entry{}, gone: map[string]uint64{}, services: map[string][]string{}}
+	return &Registry{byService: map[string]map[string]entry{}, services: map[string][]string{}, gone: map[string]uint64{}}
 }
 
-// Put stores rec at revision rev unless the registry already holds that
-// key at rev or later. It reports whether rec was stored.
+// Put stores rec at revision rev, a writer's own report of its write. It
+// is refused when the registry knows the key at rev or later, when a
+// delete at rev or later is pending, or when the watch has already
+// delivered rev (what it delivered is as new). It reports whether rec was
+// stored.
 func (r *Registry) Put(rec events.InstanceRecord, rev uint64) bool {
-	key := rec.Key()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if cur, ok := r.records[key]; ok && cur.rev >= rev {
+	if rev <= r.watched {
 		return false
 	}
-	if g, ok := r.gone[key]; ok {
-		if g >= rev {
-			return false
-		}
-		delete(r.gone, key)
-	}
-	if _, had := r.records[key]; !had {
-		r.services[rec.ID] = append(r.services[rec.ID], rec.Service)
-	}
-	r.records[key] = entry{rec: rec, rev: rev}
-	return true
+	return r.put(rec, rev)
 }
 
-// Delete removes key as of revision rev: a put at rev or earlier arriving
-// later is ignored. It reports whether a record was removed.
+// Delete removes key as of revision rev, a writer's own delete: until the
+// watch passes rev, a put at rev or earlier is ignored. It reports whether
+// a record was removed.
 func (r *Registry) Delete(key string, rev uint64) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	cur, ok := r.records[key]
-	if ok && cur.rev > rev {
-		return false
-	}
-	delete(r.records, key)
-	r.gone[key] = max(rev, cur.rev)
-	if ok {
-		svcs := slices.DeleteFunc(r.services[cur.rec.ID], func(s string) bool { return s == cur.rec.Service })
-		if len(svcs) == 0 {
-			delete(r.services, cur.rec.ID)
-		} else {
-			r.services[cur.rec.ID] = svcs
+	removed, at := r.remove(key, rev)
+	if at > r.watched {
+		if g, ok := r.gone[key]; !ok || g < at {
+			r.gone[key] = at
+			heap.Push(&r.expiry, tombstone{key: key, rev: at})
 		}
 	}
-	return ok
+	return removed
+}
+
+// Apply takes in one change delivered by the watch, in revision order: a
+// put of rec (deleted false) or a delete of key. It reports whether the
+// change is news or an echo of what the registry holds (true), or older
+// than what it knows (false).
+func (r *Registry) Apply(key string, rec events.InstanceRecord, rev uint64, deleted bool) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// Tombstones the watch has now passed go after the entry is applied:
+	// the entry itself may be the echo a tombstone at rev refuses.
+	defer r.prune()
+	r.watched = max(r.watched, rev)
+	if deleted {
+		if cur, ok := r.get(key); ok && cur.rev > rev {
+			return false
+		}
+		r.remove(key, rev)
+		return true // news, or the echo of a writer's own delete
+	}
+	if cur, ok := r.get(key); ok && cur.rev == rev {
+		return true // the echo of a writer's own report
+	}
+	return r.put(rec, rev)
+}
+
+// pass records that the watch delivered rev without a change to apply
+// (an invalid entry).
+func (r *Registry) pass(rev uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.watched = max(r.watched, rev)
+	r.prune()
+}
+
+// Tombstones is the number of deletes the watch has not caught up with.
+func (r *Registry) Tombstones() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.gone)
+}
+
+// prune drops the tombstones the watch has passed: no older put for their
+// keys can arrive any more.
+func (r *Registry) prune() {
+	for r.expiry.Len() > 0 && r.expiry[0].rev <= r.watched {
+		t := heap.Pop(&r.expiry).(tombstone)
+		if r.gone[t.key] == t.rev {
+			delete(r.gone, t.key)
+		}
+	}
+}
+
+func (r *Registry) get(key string) (entry, bool) {
+	service, id, ok := splitKey(key)
+	if !ok {
+		return entry{}, false
+	}
+	e, ok := r.byService[service][id]
+	return e, ok
+}
+
+func (r *Registry) put(rec events.InstanceRecord, rev uint64) bool {
+	if g, ok := r.gone[rec.Key()]; ok && g >= rev {
+		return false
+	}
+	ids := r.byService[rec.Service]
+	cur, had := ids[rec.ID]
+	if had && cur.rev >= rev {
+		return false
+	}
+	if ids == nil {
+		ids = map[string]entry{}
+		r.byService[rec.Service] = ids
+	}
+	if !had {
+		r.services[rec.ID] = append(r.services[rec.ID], rec.Service)
+		r.count++
+	}
+	ids[rec.ID] = entry{rec: rec, rev: rev}
+	return true
+}
+
+// remove deletes key unless the registry holds it at a revision above rev;
+// it returns whether a record went and the revision the delete counts at.
+func (r *Registry) remove(key string, rev uint64) (bool, uint64) {
+	service, id, ok := splitKey(key)
+	if !ok {
+		return false, rev
+	}
+	ids := r.byService[service]
+	cur, had := ids[id]
+	if had && cur.rev > rev {
+		return false, rev
+	}
+	if !had {
+		return false, rev
+	}
+	delete(ids, id)
+	if len(ids) == 0 {
+		delete(r.byService, service)
+	}
+	r.count--
+	svcs := slices.DeleteFunc(r.services[id], func(s string) bool { return s == service })
+	if len(svcs) == 0 {
+		delete(r.services, id)
+	} else {
+		r.services[id] = svcs
+	}
+	return true, max(rev, cur.rev)
+}
+
+// splitKey splits a hail_instances key into service and id: the id is the
+// last token.
+func splitKey(key string) (service, id string, ok bool) {
+	i := strings.LastIndexByte(key, '.')
+	if i <= 0 || i == len(key)-1 {
+		return "", "", false
+	}
+	return key[:i], key[i+1:], true
 }
 
 // OtherService returns a service other than service that id is
@@ -97,23 +216,11 @@ func (r *Registry) ByID(id string) (events.InstanceRecord, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	for _, s := range r.services[id] {
-		if e, ok := r.records[events.InstanceKey(s, id)]; ok {
+		if e, ok := r.byService[s][id]; ok {
 			return e.rec, true
 		}
 	}
 	return events.InstanceRecord{}, false
-}
-
-// Forget drops tombstones at or below rev: once a watch has delivered rev,
-// no older put for those keys can arrive.
-func (r *Registry) Forget(rev uint64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for k, g := range r.gone {
-		if g <= rev {
-			delete(r.gone, k)
-		}
-	}
 }
 
 // Get returns the record under key.
@@ -126,7 +233,7 @@ func (r *Registry) Get(key string) (events.InstanceRecord, bool) {
 func (r *Registry) GetRev(key string) (events.InstanceRecord, uint64, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	e, ok := r.records[key]
+	e, ok := r.get(key)
 	return e.rec, e.rev, ok
 }
 
@@ -134,9 +241,11 @@ func (r *Registry) GetRev(key string) (events.InstanceRecord, uint64, bool) {
 // snapshot taken first (f may call the registry).
 func (r *Registry) Each(f func(rec events.InstanceRecord, rev uint64)) {
 	r.mu.RLock()
-	all := make([]entry, 0, len(r.records))
-	for _, e := range r.records {
-		all = append(all, e)
+	all := make([]entry, 0, r.count)
+	for _, ids := range r.byService {
+		for _, e := range ids {
+			all = append(all, e)
+		}
 	}
 	r.mu.RUnlock()
 	for _, e := range all {
@@ -144,53 +253,93 @@ func (r *Registry) Each(f func(rec events.InstanceRecord, rev uint64)) {
 	}
 }
 
+// Service returns the records of one service, ordered by id: a copy of that
+// service alone, however large the registry.
+func (r *Registry) Service(service string) []events.InstanceRecord {
+	r.mu.RLock()
+	ids := r.byService[service]
+	out := make([]events.InstanceRecord, 0, len(ids))
+	for _, e := range ids {
+		out = append(out, e.rec)
+	}
+	r.mu.RUnlock()
+	slices.SortFunc(out, func(a, b events.InstanceRecord) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
 // Len is the number of records.
 func (r *Registry) Len() int {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return len(r.records)
+	return r.count
 }
 
 // Instances returns the records that match q, ordered by key.
 func (r *Registry) Instances(q events.InstancesQuery) []events.InstanceRecord {
 	r.mu.RLock()
-	out := make([]events.InstanceRecord, 0, len(r.records))
-	for _, e := range r.records {
-		if !q.Match(e.rec) {
-			continue
+	var out []events.InstanceRecord
+	add := func(ids map[string]entry) {
+		for _, e := range ids {
+			if q.Match(e.rec) {
+				out = append(out, e.rec)
+			}
 		}
-		out = append(out, e.rec)
+	}
+	if q.Service != "" {
+		add(r.byService[q.Service])
+	} else {
+		out = make([]events.InstanceRecord, 0, r.count)
+		for _, ids := range r.byService {
+			add(ids)
+		}
 	}
 	r.mu.RUnlock()
 	slices.SortFunc(out, func(a, b events.InstanceRecord) int { return strings.Compare(a.Key(), b.Key()) })
+	if out == nil {
+		out = []events.InstanceRecord{}
+	}
 	return out
 }
 
 // Services counts each service's instances by status, ordered by service.
 func (r *Registry) Services() []events.ServiceSummary {
 	r.mu.RLock()
-	byName := map[string]*events.ServiceSummary{}
-	for _, e := range r.records {
-		s, ok := byName[e.rec.Service]
-		if !ok {
-			s = &events.ServiceSummary{Service: e.rec.Service}
-			byName[e.rec.Service] = s
+	out := make([]events.ServiceSummary, 0, len(r.byService))
+	for name, ids := range r.byService {
+		s := events.ServiceSummary{Service: name, Instances: len(ids)}
+		for _, e := range ids {
+			switch e.rec.Status {
+			case events.Passing:
+				s.Passing++
+			case events.Warning:
+				s.Warning++
+			case events.Critical:
+				s.Critical++
+			}
 		}
-		s.Instances++
-		switch e.rec.Status {
-		case events.Passing:
-			s.Passing++
-		case events.Warning:
-			s.Warning++
-		case events.Critical:
-			s.Critical++
-		}
+		out = append(out, s)
 	}
 	r.mu.RUnlock()
-	out := make([]events.ServiceSummary, 0, len(byName))
-	for _, s := range byName {
-		out = append(out, *s)
-	}
 	slices.SortFunc(out, func(a, b events.ServiceSummary) int { return strings.Compare(a.Service, b.Service) })
 	return out
+}
+
+// tombstone is one pending delete, ordered by revision in tombstones.
+type tombstone struct {
+	key string
+	rev uint64
+}
+
+// tombstones is a min-heap by revision (container/heap).
+type tombstones []tombstone
+
+func (h tombstones) Len() int           { return len(h) }
+func (h tombstones) Less(i, j int) bool { return h[i].rev < h[j].rev }
+func (h tombstones) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *tombstones) Push(x any)        { *h = append(*h, x.(tombstone)) }
+func (h *tombstones) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return t
 }

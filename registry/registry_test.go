@@ -39,13 +39,89 @@ func TestRevisionsOrderReports(t *testing.T) {
 	}
 }
 
-func TestForgetDropsOldTombstones(t *testing.T) {
+func TestWatchDropsTombstonesItPassed(t *testing.T) {
 	r := New()
 	r.Put(rec("echo", id1, events.Passing), 1)
 	r.Delete("echo."+id1, 1)
-	r.Forget(1)
-	if len(r.gone) != 0 {
-		t.Errorf("tombstones left: %v", r.gone)
+	if r.Tombstones() != 1 {
+		t.Fatalf("tombstones %d after a delete the watch has not reached, want 1", r.Tombstones())
+	}
+	// The watch delivers the put's echo (refused: deleted since), then
+	// the delete itself.
+	if r.Apply("echo."+id1, rec("echo", id1, events.Passing), 1, false) {
+		t.Error("the echo of a put older than the delete was taken as news")
+	}
+	if !r.Apply("echo."+id1, events.InstanceRecord{}, 2, true) {
+		t.Error("the echo of the delete was refused")
+	}
+	if len(r.gone) != 0 || r.expiry.Len() != 0 {
+		t.Errorf("tombstones left: %v (heap %d)", r.gone, r.expiry.Len())
+	}
+}
+
+// The watch is ordered, so what a writer reports at or below the revision
+// the watch has delivered is already known or superseded.
+func TestEchoRules(t *testing.T) {
+	tests := []struct {
+		name  string
+		steps func(r *Registry) bool // the last step's outcome
+		want  bool
+		state events.Status // "" when the key must be absent
+	}{
+		{"watch news is stored", func(r *Registry) bool {
+			return r.Apply("echo."+id1, rec("echo", id1, events.Passing), 3, false)
+		}, true, events.Passing},
+		{"the echo of a writer's put is no news but not stale", func(r *Registry) bool {
+			r.Put(rec("echo", id1, events.Critical), 3)
+			return r.Apply("echo."+id1, rec("echo", id1, events.Critical), 3, false)
+		}, true, events.Critical},
+		{"a writer's report the watch has passed is refused", func(r *Registry) bool {
+			r.Apply("echo."+id1, rec("echo", id1, events.Passing), 3, false)
+			r.Apply("echo."+id1, events.InstanceRecord{}, 4, true)
+			return r.Put(rec("echo", id1, events.Critical), 3)
+		}, false, ""},
+		{"a late watch echo never undoes a newer write", func(r *Registry) bool {
+			r.Put(rec("echo", id1, events.Critical), 5)
+			return r.Apply("echo."+id1, rec("echo", id1, events.Passing), 4, false)
+		}, false, events.Critical},
+		{"a watch delete older than a writer's put is refused", func(r *Registry) bool {
+			r.Put(rec("echo", id1, events.Critical), 5)
+			return r.Apply("echo."+id1, events.InstanceRecord{}, 4, true)
+		}, false, events.Critical},
+		{"the echo of a writer's delete is told", func(r *Registry) bool {
+			r.Put(rec("echo", id1, events.Critical), 5)
+			r.Delete("echo."+id1, 5)
+			return r.Apply("echo."+id1, events.InstanceRecord{}, 6, true)
+		}, true, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := New()
+			if got := tt.steps(r); got != tt.want {
+				t.Errorf("outcome %v, want %v", got, tt.want)
+			}
+			got, ok := r.Get("echo." + id1)
+			if tt.state == "" && ok {
+				t.Errorf("key present as %s, want absent", got.Status)
+			}
+			if tt.state != "" && (!ok || got.Status != tt.state) {
+				t.Errorf("key %v %s, want %s", ok, got.Status, tt.state)
+			}
+		})
+	}
+}
+
+func TestServiceIsOneServicesCopy(t *testing.T) {
+	r := New()
+	r.Put(rec("echo", id2, events.Passing), 1)
+	r.Put(rec("echo", id1, events.Passing), 2)
+	r.Put(rec("other", id3, events.Passing), 3)
+	got := r.Service("echo")
+	if len(got) != 2 || got[0].ID != id1 || got[1].ID != id2 {
+		t.Errorf("Service(echo) = %v, want %s then %s", got, id1, id2)
+	}
+	if len(r.Service("nosuch")) != 0 {
+		t.Error("an unknown service has records")
 	}
 }
 
