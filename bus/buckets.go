@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -234,4 +235,53 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 		return st, nil
 	}
 	return js.UpdateStream(ctx, cfg)
+}
+
+// OpenBuckets returns handles to the region's buckets and event stream,
+// waiting for them to exist: discovery nodes create them, and a router or
+// console may well start first. It says once that it waits, and gives up
+// only when ctx ends.
+func OpenBuckets(ctx context.Context, nc *nats.Conn, log *slog.Logger) (*Buckets, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	delay := 100 * time.Millisecond
+	for waited := false; ; waited = true {
+		b, err := lookup(ctx, js)
+		if err == nil {
+			if waited {
+				log.Info("buckets found")
+			}
+			return b, nil
+		}
+		if !waited {
+			log.Warn("waiting for the registry buckets (is a discovery node running?)", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
+}
+
+func lookup(ctx context.Context, js jetstream.JetStream) (*Buckets, error) {
+	var b Buckets
+	var errs []error
+	for name, dst := range map[string]*jetstream.KeyValue{InstancesBucket: &b.Instances, NodesBucket: &b.Nodes, ConfigBucket: &b.Config} {
+		kv, err := js.KeyValue(ctx, name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("bucket %s: %w", name, err))
+			continue
+		}
+		*dst = kv
+	}
+	ev, err := js.Stream(ctx, EventsStream)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("stream %s: %w", EventsStream, err))
+	}
+	b.Events = ev
+	return &b, errors.Join(errs...)
 }
