@@ -7,6 +7,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/registry"
 )
 
 // nodeMetrics are the node's series in its program's metrics set. Labels
@@ -25,7 +26,7 @@ type nodeMetrics struct {
 	preserving atomic.Bool
 }
 
-func newNodeMetrics(set *metrics.Set, n *Node) *nodeMetrics {
+func newNodeMetrics(set *metrics.Set, reg *registry.Registry, ready func() bool) *nodeMetrics {
 	m := &nodeMetrics{
 		set:        set,
 		heartbeats: set.GetOrCreateCounter("hail_discovery_heartbeats_sent_total"),
@@ -60,11 +61,11 @@ func newNodeMetrics(set *metrics.Set, n *Node) *nodeMetrics {
 		return 0
 	})
 	set.GetOrCreateGauge("hail_discovery_owned_instances", func() float64 { return float64(m.owned.Load()) })
-	set.GetOrCreateGauge("hail_discovery_registry_instances", func() float64 { return float64(n.reg.Len()) })
+	set.GetOrCreateGauge("hail_discovery_registry_instances", func() float64 { return float64(reg.Len()) })
 	// Written at each scrape from the registry, so a service's series go
 	// when its last instance does.
 	set.RegisterMetricsWriter(func(w io.Writer) {
-		for _, s := range n.reg.Services() {
+		for _, s := range reg.Services() {
 			for _, c := range []struct {
 				status events.Status
 				n      int
@@ -74,7 +75,7 @@ func newNodeMetrics(set *metrics.Set, n *Node) *nodeMetrics {
 		}
 	})
 	set.GetOrCreateGauge("hail_discovery_ready", func() float64 {
-		if n.Ready() {
+		if ready() {
 			return 1
 		}
 		return 0

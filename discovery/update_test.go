@@ -38,7 +38,7 @@ func TestUpdateRetriesOnConflict(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tr := n.track(rec, rev)
+			tr := n.owned.track(rec, rev)
 			// Someone else writes in between.
 			edited := rec
 			edited.Version = "9.9.9"
@@ -94,7 +94,7 @@ func TestAnnounceAdoptsExistingRecord(t *testing.T) {
 	if got.Node != n.ID() || got.Status != events.Passing {
 		t.Errorf("record after announce: node %s status %s, want node %s passing", got.Node, got.Status, n.ID())
 	}
-	if n.owned[other.Key()] == nil {
+	if n.owned.get(other.Key()) == nil {
 		t.Error("announced instance not tracked")
 	}
 }

@@ -1,0 +1,143 @@
+package discovery
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/schemas"
+)
+
+// The reasons rejected input is counted under.
+const (
+	reasonTooLarge  = "too_large"
+	reasonSubject   = "bad_subject"
+	reasonMalformed = "malformed"
+	reasonInvalid   = "invalid"
+	reasonSchema    = "schema"
+	reasonMismatch  = "service_mismatch"
+	reasonBadQuery  = "bad_query"
+	reasonKV        = "kv_error"
+	reasonBadRecord = "bad_record"
+	reasonBadReply  = "bad_reply"
+	reasonIDTaken   = "id_taken"
+)
+
+// controlDecoder runs every check PROTOCOL.md puts on an announce or
+// deregister: size, subject, JSON, field rules, schema, and that the body's
+// service is the subject's. A refusal comes with the reason it is counted
+// under.
+type controlDecoder struct {
+	subjects events.Subjects
+	schemas  *schemas.Set
+}
+
+func (d controlDecoder) announce(m *nats.Msg) (events.Announce, string, error) {
+	return decodeControl(d, m, "announce", schemas.Announce, d.subjects.ParseAnnounce, events.DecodeAnnounce,
+		func(a events.Announce) string { return a.Service })
+}
+
+func (d controlDecoder) deregister(m *nats.Msg) (events.Deregister, string, error) {
+	return decodeControl(d, m, "deregister", schemas.Deregister, d.subjects.ParseDeregister, events.DecodeDeregister,
+		func(r events.Deregister) string { return r.Service })
+}
+
+func decodeControl[T any](d controlDecoder, m *nats.Msg, kind, schema string, parseSubject func(string) (string, error),
+	decode func([]byte) (T, error), serviceOf func(T) string) (T, string, error) {
+	var zero T
+	if err := events.CheckSize(kind, m.Data); err != nil {
+		return zero, reasonTooLarge, err
+	}
+	service, err := parseSubject(m.Subject)
+	if err != nil {
+		return zero, reasonSubject, fmt.Errorf("%s: %w", kind, err)
+	}
+	v, err := decode(m.Data)
+	if err != nil {
+		if !json.Valid(m.Data) {
+			return zero, reasonMalformed, err
+		}
+		return zero, reasonInvalid, err
+	}
+	if err := d.schemas.Validate(schema, m.Data); err != nil {
+		return zero, reasonSchema, err
+	}
+	if got := serviceOf(v); got != service {
+		return zero, reasonMismatch, fmt.Errorf("%s: service %q in the body differs from %q in the subject", kind, got, service)
+	}
+	return v, "", nil
+}
+
+// replier answers requests to a node: acks, JSON answers, and errors that
+// say what was wrong, each refusal counted and logged.
+type replier struct {
+	nc   *nats.Conn
+	node string
+	log  *slog.Logger
+	m    *nodeMetrics
+}
+
+func (r replier) ack(m *nats.Msg, id string) {
+	if m.Reply == "" {
+		return
+	}
+	data, _ := json.Marshal(events.Ack{OK: true, ID: id, Node: r.node}) // plain fields always encode
+	if err := r.nc.Publish(m.Reply, data); err != nil {
+		r.log.Warn("acknowledge", "subject", m.Subject, "err", err)
+	}
+}
+
+// json answers v, or a 400 when it would not fit in one message.
+func (r replier) json(m *nats.Msg, v any) {
+	if m.Reply == "" {
+		return
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		r.fail(m, fmt.Errorf("encode answer: %w", err))
+		return
+	}
+	if max := r.nc.MaxPayload(); int64(len(data)) > max {
+		r.reject(m, reasonTooLarge, fmt.Errorf("answer of %d bytes exceeds the server's max payload of %d; filter by service or status", len(data), max))
+		return
+	}
+	if err := r.nc.Publish(m.Reply, data); err != nil {
+		r.log.Warn("answer query", "subject", m.Subject, "err", err)
+	}
+}
+
+// reject answers bad input with a 400 that says what was wrong, counts it,
+// and logs it; the registry is untouched.
+func (r replier) reject(m *nats.Msg, reason string, err error) {
+	r.m.rejected(reason).Inc()
+	r.log.Warn("rejected message", "subject", truncate(m.Subject), "reason", reason, "err", err)
+	r.send(m, events.ErrorMsg(events.CodeBadRequest, err.Error()))
+}
+
+// fail answers a request the node could not carry out through no fault of
+// the sender's (KV unavailable): a 503, so the sender tries again.
+func (r replier) fail(m *nats.Msg, err error) {
+	r.m.rejected(reasonKV).Inc()
+	r.log.Error("request failed", "subject", truncate(m.Subject), "err", err)
+	r.send(m, events.ErrorMsg(events.CodeUnavailable, err.Error()))
+}
+
+// send publishes out to m's reply subject (m comes from a micro endpoint
+// and is not bound to a subscription, so m.RespondMsg cannot).
+func (r replier) send(m *nats.Msg, out *nats.Msg) {
+	if m.Reply == "" {
+		return
+	}
+	out.Subject = m.Reply
+	_ = r.nc.PublishMsg(out) // the sender's own timeout covers a lost reply
+}
+
+func truncate(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "..."
+	}
+	return s
+}

@@ -1,0 +1,131 @@
+package discovery
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"time"
+
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/heartbeat"
+)
+
+// handleRound judges one heartbeat round (decideRound) and carries the
+// decision out: all transitions of the round written at once, their events
+// published, then the removals.
+func (n *Node) handleRound(ctx context.Context, start time.Time, results []heartbeat.Result) {
+	owned := make(map[string]instanceState, n.owned.len())
+	for _, r := range results {
+		if t := n.owned.id(r.ID); t != nil {
+			owned[r.ID] = instanceState{Judge: t.judge, CriticalSince: t.criticalSince}
+		}
+	}
+	timing := n.Timing()
+	d := decideRound(roundInput{Results: results, Owned: owned, Timing: timing, Start: start})
+	if n.log.Enabled(ctx, slog.LevelDebug) {
+		n.log.Debug("heartbeat round", "instances", len(results), "answered", len(d.RTTs), "took", time.Since(start).Round(time.Microsecond))
+	}
+	n.rtts.Store(&d.RTTs)
+	n.m.void.Add(d.Void)
+	n.selfPreservation(d.Preserve)
+	if d.Preserve != "" {
+		return
+	}
+	n.m.heartbeats.Add(d.Sent)
+	n.m.missed.Add(d.Missed)
+	n.m.rejected(reasonBadReply).Add(d.BadReplies)
+	for _, rtt := range d.RTTs {
+		n.m.rtt.Update(rtt.Seconds())
+	}
+	for id, st := range d.Judged {
+		n.owned.id(id).judge = st
+	}
+
+	ts := make([]*tracked, len(d.Transitions))
+	prevs := make([]events.Status, len(d.Transitions)) // the stored status each event reports as previous
+	for i, c := range d.Transitions {
+		ts[i] = n.owned.id(c.ID)
+		prevs[i] = ts[i].rec.Status
+	}
+	errs := n.updateAll(ctx, ts, func(i int) func(*events.InstanceRecord) {
+		status := d.Transitions[i].Next.Status
+		return func(r *events.InstanceRecord) { r.Status = status; n.setOwner(r) }
+	})
+	for i, c := range d.Transitions {
+		t, prev := ts[i], prevs[i]
+		if errs[i] != nil {
+			// The judge keeps the old status, so the next round tries
+			// the transition again.
+			n.log.Error("record transition", "service", t.rec.Service, "instance_id", t.rec.ID, "status", c.Next.Status, "err", errs[i])
+			c.Next.Status = t.judge.Status
+			t.judge = c.Next
+			continue
+		}
+		t.judge = c.Next
+		if c.Next.Status == events.Critical {
+			t.criticalSince = time.Now()
+		} else {
+			t.criticalSince = time.Time{}
+		}
+		n.m.transitions(c.Next.Status).Inc()
+		n.publishHealth(t.rec, prev, c.Why)
+		n.log.Info("instance health changed", "service", t.rec.Service, "instance_id", t.rec.ID, "status", c.Next.Status, "previous", prev, "reason", c.Why)
+	}
+
+	for _, r := range d.Removals {
+		t := n.owned.id(r.ID)
+		if t == nil {
+			continue // gone during the writes
+		}
+		if err := n.remove(ctx, t.rec, t.rev, r.Reason); err != nil {
+			n.log.Error("remove critical instance", "service", t.rec.Service, "instance_id", t.rec.ID, "err", err)
+		}
+	}
+}
+
+// selfPreservation enters or leaves self-preservation as a round's
+// decision says (reason empty: judged normally), saying so on each change.
+func (n *Node) selfPreservation(reason string) {
+	if reason != "" {
+		n.m.preserved.Inc()
+		if !n.preserving {
+			n.preserving = true
+			n.m.preserving.Store(true)
+			n.log.Warn("self-preservation: judging nothing while this node seems cut off", "reason", reason)
+			n.publishNode(events.NodeSelfPreservation, reason)
+		}
+		return
+	}
+	if n.preserving {
+		n.preserving = false
+		n.m.preserving.Store(false)
+		n.log.Info("self-preservation over: instances answer again")
+		n.publishNode(events.NodeNormal, "instances answer again")
+	}
+}
+
+// publishNode publishes a node event: on entering and leaving
+// self-preservation.
+func (n *Node) publishNode(state, reason string) {
+	data, err := json.Marshal(events.NodeEvent{Node: n.id, State: state, Reason: reason, TS: time.Now().UTC()})
+	if err == nil {
+		err = n.nc.Publish(n.cfg.Subjects.NodeEvent(n.id), data)
+	}
+	if err != nil {
+		n.log.Warn("publish node event", "state", state, "err", err)
+	}
+}
+
+func (n *Node) publishHealth(rec events.InstanceRecord, prev events.Status, reason string) {
+	ev := events.HealthEvent{
+		ID: rec.ID, Service: rec.Service, Status: rec.Status, Previous: prev,
+		Reason: reason, Node: n.id, TS: time.Now().UTC(),
+	}
+	data, err := json.Marshal(ev)
+	if err == nil {
+		err = n.nc.Publish(n.cfg.Subjects.Health(rec.Service, rec.ID), data)
+	}
+	if err != nil {
+		n.log.Warn("publish health event", "service", rec.Service, "instance_id", rec.ID, "err", err)
+	}
+}

@@ -1,0 +1,104 @@
+package discovery
+
+import (
+	"maps"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/heartbeat"
+)
+
+// tracked is what a node knows of one instance it owns.
+type tracked struct {
+	rec           events.InstanceRecord
+	rev           uint64 // KV revision rec was read or written at
+	judge         heartbeat.State
+	criticalSince time.Time
+}
+
+// ownedSet is the instances a node owns and heartbeats. It is used by the
+// node's loop alone, except targets, which the tracker reads.
+type ownedSet struct {
+	byKey     map[string]*tracked
+	byID      map[string]*tracked
+	unclaimed []*tracked // adopted, not yet rewritten with this node as owner
+	dirty     bool       // targets are behind
+	targets   atomic.Pointer[[]string]
+}
+
+func newOwnedSet() *ownedSet {
+	o := &ownedSet{byKey: map[string]*tracked{}, byID: map[string]*tracked{}}
+	o.targets.Store(&[]string{})
+	return o
+}
+
+// track starts tracking rec, read or written at rev.
+func (o *ownedSet) track(rec events.InstanceRecord, rev uint64) *tracked {
+	t := &tracked{rec: rec, rev: rev, judge: heartbeat.State{Status: rec.Status}}
+	if rec.Status == events.Critical {
+		// The time it went critical is not stored; its last update is
+		// the best the record tells.
+		t.criticalSince = rec.UpdatedAt
+	}
+	o.byKey[rec.Key()] = t
+	o.byID[rec.ID] = t
+	o.dirty = true
+	return t
+}
+
+// adopt tracks a record found in KV; one that names another owner is to be
+// claimed (takeUnclaimed).
+func (o *ownedSet) adopt(rec events.InstanceRecord, rev uint64, self string) *tracked {
+	t := o.track(rec, rev)
+	if rec.Node != self {
+		o.unclaimed = append(o.unclaimed, t)
+	}
+	return t
+}
+
+func (o *ownedSet) untrack(t *tracked) {
+	delete(o.byKey, t.rec.Key())
+	if o.byID[t.rec.ID] == t {
+		delete(o.byID, t.rec.ID)
+	}
+	o.dirty = true
+}
+
+// get returns the instance tracked under key, or nil.
+func (o *ownedSet) get(key string) *tracked { return o.byKey[key] }
+
+// id returns the instance tracked with id, or nil.
+func (o *ownedSet) id(id string) *tracked { return o.byID[id] }
+
+// holds reports whether t is still the one tracked under its key.
+func (o *ownedSet) holds(t *tracked) bool { return o.byKey[t.rec.Key()] == t }
+
+func (o *ownedSet) all() []*tracked { return slices.Collect(maps.Values(o.byKey)) }
+
+func (o *ownedSet) len() int { return len(o.byKey) }
+
+// takeUnclaimed returns the adopted instances not claimed yet, and
+// forgets them.
+func (o *ownedSet) takeUnclaimed() []*tracked {
+	ts := o.unclaimed
+	o.unclaimed = nil
+	return ts
+}
+
+// publish makes the tracked ids the tracker's targets, if they changed.
+// One snapshot per batch of changes, not per instance: a registration
+// burst tracks thousands at once.
+func (o *ownedSet) publish() bool {
+	if !o.dirty {
+		return false
+	}
+	o.dirty = false
+	ids := slices.Collect(maps.Keys(o.byID))
+	o.targets.Store(&ids)
+	return true
+}
+
+// ids is the tracker's view of what to heartbeat.
+func (o *ownedSet) ids() []string { return *o.targets.Load() }

@@ -1,0 +1,128 @@
+package discovery
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/heartbeat"
+)
+
+// instanceState is what a round's decision needs of one owned instance.
+type instanceState struct {
+	Judge         heartbeat.State
+	CriticalSince time.Time // zero unless critical
+}
+
+// roundInput is everything a heartbeat round is judged on.
+type roundInput struct {
+	Results []heartbeat.Result
+	Owned   map[string]instanceState // by id, as before the round
+	Timing  Timing
+	Start   time.Time // when the round's heartbeats went out
+}
+
+// transition is a status change to record and announce.
+type transition struct {
+	ID   string
+	Next heartbeat.State
+	Why  string
+}
+
+// removal is an instance critical for long enough to be deregistered.
+type removal struct {
+	ID     string
+	Reason string
+}
+
+// roundDecision is what a node does after one round.
+type roundDecision struct {
+	// Preserve, when not empty, is why the round is not judged at all
+	// (self-preservation): this node seems cut off, not its instances.
+	Preserve string
+	// Judged are the new judge states of instances whose status stays.
+	Judged map[string]heartbeat.State
+	// Transitions change a status; Removals follow the transitions.
+	Transitions []transition
+	Removals    []removal
+	// What the round counted, for metrics.
+	Sent, Missed, BadReplies, Void int
+	// RTTs of the instances that answered, by id, even in a round not
+	// judged: what answered is worth showing.
+	RTTs map[string]time.Duration
+}
+
+// decideRound judges one heartbeat round: a pure function of the owned
+// instances' states, the results, the timing and the round's start, like
+// heartbeat.Judge for one instance. Results for instances no longer owned
+// are ignored, and so are void ones (this node was cut off, not the
+// instance: judging the silence would flap every instance it owns).
+//
+// Self-preservation (Eureka's idea) comes first: when more than the set
+// share of the owned instances that are not critical are failing, and at
+// least the set minimum, or every result is void, the round is the node's
+// fault and nothing is judged. Counting every failing instance not yet
+// critical, not only those that fell silent this round, catches an outage
+// that spreads over the rounds it takes to go critical.
+func decideRound(in roundInput) roundDecision {
+	d := roundDecision{Judged: map[string]heartbeat.State{}, RTTs: map[string]time.Duration{}}
+	var live, failing, owned int
+	for _, r := range in.Results {
+		st, ok := in.Owned[r.ID]
+		if !ok {
+			continue
+		}
+		owned++
+		if r.Void() {
+			d.Void++
+			continue
+		}
+		if st.Judge.Status == events.Critical {
+			continue
+		}
+		live++
+		if r.Err != nil {
+			failing++
+		}
+	}
+	sp := in.Timing.SelfPreservation
+	switch {
+	case d.Void > 0 && d.Void == owned:
+		d.Preserve = "lost its NATS connection"
+	case failing >= sp.MinFailures && float64(failing) > sp.Share*float64(live):
+		d.Preserve = fmt.Sprintf("%d of %d live instances failing at once", failing, live)
+	}
+	for _, r := range in.Results {
+		st, ok := in.Owned[r.ID]
+		if !ok || r.Void() {
+			continue
+		}
+		if r.Err == nil {
+			d.RTTs[r.ID] = r.RTT
+		}
+		if d.Preserve != "" {
+			continue
+		}
+		d.Sent++
+		if r.Err != nil {
+			d.Missed++
+			if errors.Is(r.Err, heartbeat.ErrBadReply) {
+				d.BadReplies++
+			}
+		}
+		next, why := heartbeat.Judge(st.Judge, r.Verdict(), in.Timing.Thresholds)
+		if next.Status == st.Judge.Status {
+			d.Judged[r.ID] = next
+			if next.Status == events.Critical && !st.CriticalSince.IsZero() && in.Start.Sub(st.CriticalSince) >= in.Timing.DeregisterAfter {
+				d.Removals = append(d.Removals, removal{ID: r.ID, Reason: fmt.Sprintf("critical for %v", in.Timing.DeregisterAfter)})
+			}
+			continue
+		}
+		if r.Err != nil {
+			why = fmt.Sprintf("%s (last: %v)", why, r.Err)
+		}
+		d.Transitions = append(d.Transitions, transition{ID: r.ID, Next: next, Why: why})
+	}
+	return d
+}

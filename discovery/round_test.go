@@ -1,0 +1,188 @@
+package discovery
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/heartbeat"
+)
+
+// Each row is one heartbeat round: the owned instances' states before it,
+// the results, and what the node must do.
+func TestDecideRound(t *testing.T) {
+	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	timing := Timing{
+		HeartbeatInterval: time.Second, HeartbeatTimeout: 500 * time.Millisecond,
+		Thresholds: heartbeat.DefaultThresholds, DeregisterAfter: time.Minute,
+		SelfPreservation: SelfPreservation{Share: 0.5, MinFailures: 5},
+	}
+	passing := instanceState{Judge: heartbeat.State{Status: events.Passing}}
+	missedTwice := instanceState{Judge: heartbeat.State{Status: events.Passing, Failures: 2}}
+	critical := func(since time.Duration) instanceState {
+		return instanceState{Judge: heartbeat.State{Status: events.Critical}, CriticalSince: t0.Add(-since)}
+	}
+	ok := func(id string) heartbeat.Result {
+		return heartbeat.Result{ID: id, RTT: time.Millisecond, Reply: events.HeartbeatReply{ID: id, Status: events.Passing}}
+	}
+	reports := func(id string, s events.Status) heartbeat.Result {
+		r := ok(id)
+		r.Reply.Status = s
+		return r
+	}
+	miss := func(id string) heartbeat.Result {
+		return heartbeat.Result{ID: id, Err: errors.New("timeout"), RTT: 500 * time.Millisecond}
+	}
+	bad := func(id string) heartbeat.Result {
+		return heartbeat.Result{ID: id, Err: fmt.Errorf("%w: garbage", heartbeat.ErrBadReply)}
+	}
+	void := func(id string) heartbeat.Result { return heartbeat.Result{ID: id, Err: heartbeat.ErrDisconnected} }
+	ids := func(prefix string, n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("%s%d", prefix, i)
+		}
+		return out
+	}
+	each := func(names []string, f func(string) heartbeat.Result) []heartbeat.Result {
+		out := make([]heartbeat.Result, len(names))
+		for i, n := range names {
+			out[i] = f(n)
+		}
+		return out
+	}
+	allPassing := func(names ...[]string) map[string]instanceState {
+		m := map[string]instanceState{}
+		for _, ns := range names {
+			for _, n := range ns {
+				m[n] = passing
+			}
+		}
+		return m
+	}
+
+	type want struct {
+		preserve    string   // substring; "" for a judged round
+		transitions []string // "id:status"
+		removals    []string
+		sent        int
+		missed      int
+		badReplies  int
+		void        int
+		rtts        int
+	}
+	tests := []struct {
+		name    string
+		owned   map[string]instanceState
+		results []heartbeat.Result
+		want    want
+	}{
+		{"an answer keeps passing, nothing written",
+			map[string]instanceState{"a": passing}, []heartbeat.Result{ok("a")},
+			want{sent: 1, rtts: 1}},
+		{"the third miss in a row makes critical",
+			map[string]instanceState{"a": missedTwice}, []heartbeat.Result{miss("a")},
+			want{transitions: []string{"a:critical"}, sent: 1, missed: 1}},
+		{"a reported warning counts at once",
+			map[string]instanceState{"a": passing}, []heartbeat.Result{reports("a", events.Warning)},
+			want{transitions: []string{"a:warning"}, sent: 1, rtts: 1}},
+		{"an answer brings critical back",
+			map[string]instanceState{"a": critical(time.Second)}, []heartbeat.Result{ok("a")},
+			want{transitions: []string{"a:passing"}, sent: 1, rtts: 1}},
+		{"critical for deregister_after is removed",
+			map[string]instanceState{"a": critical(time.Minute), "b": critical(59 * time.Second)}, []heartbeat.Result{miss("a"), miss("b")},
+			want{removals: []string{"a"}, sent: 2, missed: 2}},
+		{"a bad reply is a miss, counted apart",
+			map[string]instanceState{"a": missedTwice}, []heartbeat.Result{bad("a")},
+			want{transitions: []string{"a:critical"}, sent: 1, missed: 1, badReplies: 1}},
+		{"results for instances no longer owned are ignored",
+			map[string]instanceState{"a": passing}, []heartbeat.Result{ok("a"), miss("gone")},
+			want{sent: 1, rtts: 1}},
+		{"every result void: the node lost NATS, nothing judged",
+			map[string]instanceState{"a": missedTwice, "b": missedTwice}, []heartbeat.Result{void("a"), void("b")},
+			want{preserve: "lost its NATS connection", void: 2}},
+		{"some void: judged without them",
+			map[string]instanceState{"a": missedTwice, "b": missedTwice}, []heartbeat.Result{void("a"), miss("b")},
+			want{transitions: []string{"b:critical"}, sent: 1, missed: 1, void: 1}},
+		{"most live instances failing at once: self-preservation",
+			allPassing(ids("f", 6), ids("o", 4)), append(each(ids("f", 6), miss), each(ids("o", 4), ok)...),
+			want{preserve: "6 of 10 live instances failing", rtts: 4}},
+		{"half failing is not more than half: judged",
+			allPassing(ids("f", 5), ids("o", 5)), append(each(ids("f", 5), miss), each(ids("o", 5), ok)...),
+			want{sent: 10, missed: 5, rtts: 5}},
+		{"below the minimum failures: judged",
+			allPassing(ids("f", 4)), each(ids("f", 4), miss),
+			want{sent: 4, missed: 4}},
+		{"critical instances do not count as live",
+			map[string]instanceState{"c0": critical(time.Second), "c1": critical(time.Second), "c2": critical(time.Second),
+				"c3": critical(time.Second), "c4": critical(time.Second), "a": passing},
+			append(each([]string{"c0", "c1", "c2", "c3", "c4"}, miss), ok("a")),
+			want{sent: 6, missed: 5, rtts: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := decideRound(roundInput{Results: tt.results, Owned: tt.owned, Timing: timing, Start: t0})
+			if (tt.want.preserve == "") != (d.Preserve == "") || !strings.Contains(d.Preserve, tt.want.preserve) {
+				t.Errorf("preserve %q, want %q", d.Preserve, tt.want.preserve)
+			}
+			var got []string
+			for _, tr := range d.Transitions {
+				got = append(got, tr.ID+":"+string(tr.Next.Status))
+				if tr.Why == "" {
+					t.Errorf("transition of %s without a reason", tr.ID)
+				}
+			}
+			if !slices.Equal(got, tt.want.transitions) {
+				t.Errorf("transitions %v, want %v", got, tt.want.transitions)
+			}
+			var removed []string
+			for _, r := range d.Removals {
+				removed = append(removed, r.ID)
+			}
+			if !slices.Equal(removed, tt.want.removals) {
+				t.Errorf("removals %v, want %v", removed, tt.want.removals)
+			}
+			if d.Sent != tt.want.sent || d.Missed != tt.want.missed || d.BadReplies != tt.want.badReplies || d.Void != tt.want.void || len(d.RTTs) != tt.want.rtts {
+				t.Errorf("counts sent %d missed %d bad %d void %d rtts %d, want %+v", d.Sent, d.Missed, d.BadReplies, d.Void, len(d.RTTs), tt.want)
+			}
+			if d.Preserve != "" && (len(d.Judged) > 0 || len(d.Transitions) > 0 || len(d.Removals) > 0) {
+				t.Error("a preserved round judged something")
+			}
+			for _, tr := range d.Transitions {
+				if _, also := d.Judged[tr.ID]; also {
+					t.Errorf("%s both judged unchanged and changed", tr.ID)
+				}
+			}
+		})
+	}
+}
+
+func TestMembers(t *testing.T) {
+	const self, a, b = "n-self", "n-a", "n-b"
+	m := newMembers(self)
+	steps := []struct {
+		name         string
+		do           func() ([]string, []string)
+		joined, left []string
+		size         int
+	}{
+		{"a joins", func() ([]string, []string) { return m.apply(a, true) }, []string{a}, nil, 2},
+		{"a again changes nothing", func() ([]string, []string) { return m.apply(a, true) }, nil, nil, 2},
+		{"its own entry going changes nothing", func() ([]string, []string) { return m.apply(self, false) }, nil, nil, 2},
+		{"a replay without a, with b", func() ([]string, []string) { return m.replace(map[string]bool{b: true}) }, []string{b}, []string{a}, 2},
+		{"b leaves", func() ([]string, []string) { return m.apply(b, false) }, nil, []string{b}, 1},
+	}
+	for _, s := range steps {
+		joined, left := s.do()
+		if !slices.Equal(joined, s.joined) || !slices.Equal(left, s.left) || m.len() != s.size {
+			t.Fatalf("%s: joined %v left %v size %d; want %v %v %d", s.name, joined, left, m.len(), s.joined, s.left, s.size)
+		}
+	}
+	if !m.owns("any-instance") {
+		t.Error("a node alone does not own every instance")
+	}
+}
