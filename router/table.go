@@ -2,10 +2,8 @@ package router
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -13,9 +11,11 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/registry"
 )
 
 // TableConfig configures a Table.
@@ -59,10 +59,10 @@ func (c *TableConfig) setDefaults() {
 
 // Table is the routing table: for each service, the route in force and a
 // picker per endpoint over the instances that may take requests. It is
-// built from a KV watch of hail_instances (ordered, from the initial values
-// on), the health events (which can only take an instance out, sooner), and
-// a watch of hail_config routes. Lookups read an immutable snapshot and
-// never block.
+// built from the registry (a registry.Follower of hail_instances: a change
+// rebuilds only its service, from that service's records), the health
+// events (which can only take an instance out, sooner), and a watch of
+// hail_config routes. Lookups read an immutable snapshot and never block.
 type Table struct {
 	nc  *nats.Conn
 	cfg TableConfig
@@ -72,6 +72,8 @@ type Table struct {
 	views    atomic.Pointer[map[string]*View]
 	ready    chan struct{}
 	defaults chan Defaults // SetDefaults to the loop
+
+	reg *registry.Follower // set by Run
 
 	// Owned by the loop in Run.
 	services map[string]*service
@@ -101,8 +103,10 @@ func (v *View) Endpoint(name string) *Endpoint { return v.endpoints[name] }
 
 // service is the loop's working state of one service.
 type service struct {
-	name    string
-	records map[string]events.InstanceRecord // by id
+	name string
+	// statuses are the last status seen of each instance, to tell one
+	// that becomes healthy again; the records are the registry's.
+	statuses map[string]events.Status
 	// down holds ids a health event took out; the next KV revision of
 	// the instance, which is at least as new, decides again.
 	down     map[string]bool
@@ -161,49 +165,61 @@ type healthDown struct {
 	ts          time.Time
 }
 
-// Run opens the buckets (waiting for discovery to create them), watches
+// Run opens the buckets (waiting for discovery to create them), follows
 // them and keeps the table current until ctx ends.
 func (t *Table) Run(ctx context.Context) error {
-	inst, conf, err := t.openBuckets(ctx)
+	b, err := bus.OpenBuckets(ctx, t.nc, t.log)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
-	iw, err := inst.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("watch bucket %s: %w", bus.InstancesBucket, err)
-	}
-	defer func() { _ = iw.Stop() }()
-	cw, err := conf.Watch(ctx, events.RouteConfigKey(">"))
+	t.reg = registry.NewFollower(b.Instances, registry.FollowConfig{Logger: t.log, Invalid: t.m.badRecords.Inc})
+	changes := make(chan registry.Change, 1024)
+	// Subscribed before the follower starts: the initial records come as
+	// changes too.
+	defer t.reg.Subscribe(func(c registry.Change) {
+		select {
+		case changes <- c:
+		case <-ctx.Done():
+		}
+	})()
+	cw, err := b.Config.Watch(ctx, events.RouteConfigKey(">"))
 	if err != nil {
 		return fmt.Errorf("watch bucket %s: %w", bus.ConfigBucket, err)
 	}
 	defer func() { _ = cw.Stop() }()
-
 	downs := make(chan healthDown, 1024)
 	sub, err := t.nc.Subscribe(t.cfg.Subjects.HealthAll(), func(m *nats.Msg) { t.onHealth(m, downs) })
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", t.cfg.Subjects.HealthAll(), err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return t.reg.Run(gctx) })
+	g.Go(func() error { return t.loop(gctx, changes, cw.Updates(), downs) })
+	return g.Wait()
+}
 
-	instUpdates, confUpdates := iw.Updates(), cw.Updates()
-	instLoaded, confLoaded := false, false
+// loop applies the registry's changes, routes, health events and new
+// defaults, and publishes views once a burst is over.
+func (t *Table) loop(ctx context.Context, changes <-chan registry.Change, confUpdates <-chan jetstream.KeyValueEntry, downs chan healthDown) error {
+	instLoaded, confLoaded := t.reg.Ready(), false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case e, ok := <-instUpdates:
-			if !ok {
-				return t.watchClosed(ctx, bus.InstancesBucket)
-			}
-			if e == nil {
-				instLoaded = true
-			} else {
-				t.applyInstance(e)
-			}
+		case c := <-changes:
+			t.applyChange(c)
+		case <-instLoaded:
+			instLoaded = nil
 		case e, ok := <-confUpdates:
 			if !ok {
-				return t.watchClosed(ctx, bus.ConfigBucket)
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("watch bucket %s closed", bus.ConfigBucket)
 			}
 			if e == nil {
 				confLoaded = true
@@ -221,10 +237,10 @@ func (t *Table) Run(ctx context.Context) error {
 		}
 		// Coalesce a burst (start-up, a mass transition) into one rebuild
 		// per service: rebuild only once nothing more is waiting.
-		if len(instUpdates) > 0 || len(confUpdates) > 0 || len(downs) > 0 {
+		if len(changes) > 0 || len(confUpdates) > 0 || len(downs) > 0 {
 			continue
 		}
-		if !instLoaded || !confLoaded {
+		if instLoaded != nil || !confLoaded {
 			continue
 		}
 		t.publish()
@@ -237,57 +253,11 @@ func (t *Table) Run(ctx context.Context) error {
 	}
 }
 
-func (t *Table) watchClosed(ctx context.Context, bucket string) error {
-	if ctx.Err() != nil {
-		return nil
-	}
-	return fmt.Errorf("watch bucket %s closed", bucket)
-}
-
-// openBuckets waits for hail_instances and hail_config: discovery nodes
-// create them, and a router may well start first.
-func (t *Table) openBuckets(ctx context.Context) (jetstream.KeyValue, jetstream.KeyValue, error) {
-	js, err := jetstream.New(t.nc)
-	if err != nil {
-		return nil, nil, fmt.Errorf("jetstream: %w", err)
-	}
-	delay := 100 * time.Millisecond
-	for waited := false; ; waited = true {
-		inst, ierr := js.KeyValue(ctx, bus.InstancesBucket)
-		conf, cerr := js.KeyValue(ctx, bus.ConfigBucket)
-		if ierr == nil && cerr == nil {
-			if waited {
-				t.log.Info("buckets found")
-			}
-			return inst, conf, nil
-		}
-		if !waited {
-			t.log.Warn("waiting for the registry buckets (is a discovery node running?)", "err", errors.Join(ierr, cerr))
-		}
-		select {
-		case <-ctx.Done():
-			return nil, nil, ctx.Err()
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 2*time.Second)
-	}
-}
-
-// splitKey splits a hail_instances key into service and id: the id is
-// the last token.
-func splitKey(key string) (service, id string, ok bool) {
-	i := strings.LastIndexByte(key, '.')
-	if i <= 0 {
-		return "", "", false
-	}
-	return key[:i], key[i+1:], true
-}
-
 func (t *Table) service(name string) *service {
 	s := t.services[name]
 	if s == nil {
 		s = &service{
-			name: name, records: map[string]events.InstanceRecord{}, down: map[string]bool{},
+			name: name, statuses: map[string]events.Status{}, down: map[string]bool{},
 			loads: map[string]*Load{}, state: newServiceState(t.cfg.Ejection, t.cfg.Budget),
 		}
 		t.services[name] = s
@@ -295,50 +265,37 @@ func (t *Table) service(name string) *service {
 	return s
 }
 
-func (t *Table) applyInstance(e jetstream.KeyValueEntry) {
-	name, id, ok := splitKey(e.Key())
-	if !ok {
-		t.m.badRecords.Inc()
-		t.log.Warn("ignoring registry key that is not <service>.<id>", "key", e.Key())
-		return
-	}
-	if e.Operation() != jetstream.KeyValuePut {
-		s := t.services[name]
+// applyChange takes in a change to the registry: the service is rebuilt
+// from the registry's records of it, and a health event's down mark on
+// the instance gives way to its newer record.
+func (t *Table) applyChange(c registry.Change) {
+	if c.Deleted {
+		s := t.services[c.Service]
 		if s == nil {
 			return
 		}
-		delete(s.records, id)
-		delete(s.down, id)
-		if l := s.loads[id]; l != nil {
+		delete(s.statuses, c.ID)
+		delete(s.down, c.ID)
+		if l := s.loads[c.ID]; l != nil {
 			s.state.lift(l)
-			delete(s.loads, id)
+			delete(s.loads, c.ID)
 		}
-		t.dirty[name] = true
+		t.dirty[c.Service] = true
 		return
 	}
-	rec, err := events.DecodeInstanceRecord(e.Value())
-	if err == nil && rec.Key() != e.Key() {
-		err = fmt.Errorf("record for %s stored under key %s", rec.Key(), e.Key())
-	}
-	if err != nil {
-		// The last good record of the key, if any, stays in force.
-		t.m.badRecords.Inc()
-		t.log.Warn("ignoring invalid registry record", "key", e.Key(), "revision", e.Revision(), "err", err)
-		return
-	}
-	s := t.service(name)
-	prev, had := s.records[id]
-	s.records[id] = rec
-	delete(s.down, id)
-	if rec.Status == events.Passing && (!had || prev.Status != events.Passing) {
+	s := t.service(c.Service)
+	prev, had := s.statuses[c.ID]
+	s.statuses[c.ID] = c.Record.Status
+	delete(s.down, c.ID)
+	if c.Record.Status == events.Passing && (!had || prev != events.Passing) {
 		// Healthy again (or new): whatever passive detection saw before
 		// is forgotten.
-		if l := s.loads[id]; l != nil {
+		if l := s.loads[c.ID]; l != nil {
 			s.state.lift(l)
 			l.resetStreak()
 		}
 	}
-	t.dirty[name] = true
+	t.dirty[c.Service] = true
 }
 
 func (t *Table) applyRoute(e jetstream.KeyValueEntry) {
@@ -390,7 +347,7 @@ func (t *Table) applyDown(d healthDown) {
 	if s == nil {
 		return
 	}
-	rec, ok := s.records[d.id]
+	rec, ok := t.reg.Get(events.InstanceKey(d.service, d.id))
 	if !ok || rec.Status == events.Critical || rec.UpdatedAt.After(d.ts) {
 		return // gone, already out, or the record is newer than the event
 	}
@@ -410,33 +367,33 @@ func (t *Table) publish() {
 	}
 	for name := range t.dirty {
 		s := t.services[name]
-		if s == nil || len(s.records) == 0 {
+		var recs []events.InstanceRecord
+		if s != nil {
+			recs = t.reg.Service(name)
+		}
+		if len(recs) == 0 {
 			delete(next, name)
 			if s != nil && !s.hasRoute {
 				delete(t.services, name)
 			}
 			continue
 		}
-		next[name] = t.build(s)
+		next[name] = t.build(s, recs)
 	}
 	clear(t.dirty)
 	t.views.Store(&next)
 }
 
-// build makes a service's view: the targets that may take requests and a
-// picker per endpoint over those that serve it.
-func (t *Table) build(s *service) *View {
+// build makes a service's view from its records (ordered by id): the
+// targets that may take requests and a picker per endpoint over those that
+// serve it.
+func (t *Table) build(s *service, recs []events.InstanceRecord) *View {
 	route := t.cfg.Defaults.resolve(s.route)
 	v := &View{Service: s.name, Route: route, endpoints: map[string]*Endpoint{}, state: s.state}
 	byEndpoint := map[string][]*Target{}
-	ids := make([]string, 0, len(s.records))
-	for id := range s.records {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
 	pickable := 0
-	for _, id := range ids {
-		rec := s.records[id]
+	for _, rec := range recs {
+		id := rec.ID
 		for _, ep := range rec.Endpoints {
 			if _, ok := byEndpoint[ep.Name]; !ok {
 				byEndpoint[ep.Name] = nil
