@@ -1,7 +1,9 @@
-// Package admin is a hail program's HTTP side: Prometheus metrics, health
-// probes, and on discovery nodes and the dev stack the operator's page and
-// its JSON API (Region). Handlers are plain http.Handlers so a middleware
-// (auth, TLS termination) can wrap them.
+// Package admin is what every hail program serves on its HTTP address:
+// Prometheus metrics and the health probes, and the server that serves
+// them. The operator's console, which discovery nodes and the dev stack
+// mount beside them, is the console package: programs without it (the
+// router, echo) do not link it. Handlers are plain http.Handlers so a
+// middleware (auth, TLS termination) can wrap them.
 package admin
 
 import (
@@ -42,30 +44,38 @@ func Handler(set *metrics.Set, ready func() bool, ui http.Handler) http.Handler 
 	return mux
 }
 
-// Serve listens on addr and serves h until ctx ends, then shuts down
-// gracefully. It returns once the listener is bound and serving has
-// started, reporting the bound address (addr may ask for port 0).
-func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) (net.Addr, error) {
+// Listen binds addr (which may ask for port 0; the listener says which
+// it got), so a program fails at start on an address it cannot have.
+func Listen(addr string) (net.Listener, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
+	return l, nil
+}
+
+// Serve serves h on l until ctx ends, then shuts down gracefully, and
+// returns once the server has stopped: a program runs it in its errgroup.
+func Serve(ctx context.Context, l net.Listener, h http.Handler, log *slog.Logger) error {
 	// Requests' contexts end when the server shuts down, so long-lived
-	// ones (the page's event stream) do not hold the shutdown up.
+	// ones (the console's event stream) do not hold the shutdown up.
 	base, stopRequests := context.WithCancel(context.WithoutCancel(ctx))
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return base }}
 	srv.RegisterOnShutdown(stopRequests)
-	go func() {
-		if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-			log.Error("HTTP server stopped", "addr", l.Addr().String(), "err", err)
-		}
-	}()
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
+	stopped := make(chan error, 1)
+	go func() { stopped <- srv.Serve(l) }()
 	log.Info("serving HTTP", "addr", l.Addr().String())
-	return l.Addr(), nil
+	select {
+	case err := <-stopped:
+		stopRequests()
+		return fmt.Errorf("HTTP server on %s: %w", l.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if serr := <-stopped; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	return err
 }

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -9,36 +10,45 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Reachable reports whether the registry can be read now: the connection
-// is up and the stream behind hail_instances answered within a second at
-// the last probe, made every interval until ctx ends. A stream without a
-// leader does not answer (a leader that has lost its peers answers until
-// it steps down, some seconds later). Probes are cheap (one STREAM.INFO),
-// and /readyz reads the answer without waiting for one.
-func Reachable(ctx context.Context, nc *nats.Conn, interval time.Duration) func() bool {
-	var ok atomic.Bool
+// Probe tells whether the registry can be read now: the connection is up
+// and the stream behind hail_instances answered within a second at the
+// last probe. A stream without a leader does not answer (a leader that has
+// lost its peers answers until it steps down, some seconds later). Probes
+// are cheap (one STREAM.INFO), and /readyz reads the answer without
+// waiting for one.
+type Probe struct {
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	interval time.Duration
+	ok       atomic.Bool
+}
+
+// NewProbe makes a probe that Run keeps current every interval.
+func NewProbe(nc *nats.Conn, interval time.Duration) (*Probe, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return ok.Load
+		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	probe := func() {
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		_, err := js.Stream(pctx, "KV_"+InstancesBucket)
-		ok.Store(err == nil)
-	}
-	probe()
-	go func() {
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				probe()
-			}
-		}
-	}()
-	return func() bool { return ok.Load() && nc.IsConnected() }
+	return &Probe{nc: nc, js: js, interval: interval}, nil
 }
+
+// Run probes at once and then every interval until ctx ends.
+func (p *Probe) Run(ctx context.Context) error {
+	t := time.NewTicker(p.interval)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := p.js.Stream(pctx, "KV_"+InstancesBucket)
+		cancel()
+		p.ok.Store(err == nil)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Reachable reports the last probe's answer, and false while the
+// connection is down.
+func (p *Probe) Reachable() bool { return p.ok.Load() && p.nc.IsConnected() }

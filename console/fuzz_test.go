@@ -1,4 +1,4 @@
-package admin_test
+package console_test
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-package admin
+package console
 
 import (
 	"context"
@@ -32,6 +32,9 @@ type RegionConfig struct {
 	// RTTWait bounds how long a view waits for the discovery nodes'
 	// heartbeat RTTs; default 250ms.
 	RTTWait time.Duration
+	// Registry is the program's follower of hail_instances, shared with its
+	// discovery node and run by it; nil: the region runs its own.
+	Registry *registry.Follower
 }
 
 // Region is what the admin page shows: the region's registry, discovery
@@ -43,7 +46,8 @@ type Region struct {
 	kv             *bus.Buckets
 	cfg            RegionConfig
 	log            *slog.Logger
-	reg            *registry.Registry
+	reg            *registry.Follower
+	ownReg         bool
 	wrote, refused *metrics.Counter
 
 	mu     sync.RWMutex
@@ -75,8 +79,13 @@ func NewRegion(nc *nats.Conn, kv *bus.Buckets, cfg RegionConfig) *Region {
 	if cfg.RTTWait <= 0 {
 		cfg.RTTWait = 250 * time.Millisecond
 	}
+	log := cfg.Logger.With("component", "console")
+	reg := cfg.Registry
+	if reg == nil {
+		reg = registry.NewFollower(kv.Instances, registry.FollowConfig{Logger: log})
+	}
 	return &Region{
-		nc: nc, kv: kv, cfg: cfg, log: cfg.Logger.With("component", "admin"), reg: registry.New(),
+		nc: nc, kv: kv, cfg: cfg, log: log, reg: reg, ownReg: cfg.Registry == nil,
 		wrote:   cfg.Metrics.GetOrCreateCounter(`hail_admin_writes_total{outcome="written"}`),
 		refused: cfg.Metrics.GetOrCreateCounter(`hail_admin_writes_total{outcome="refused"}`),
 		nodes:   map[string]events.NodeRecord{}, states: map[string]events.NodeEvent{}, routes: map[string]route{}, subs: map[chan string]struct{}{},
@@ -87,13 +96,9 @@ func NewRegion(nc *nats.Conn, kv *bus.Buckets, cfg RegionConfig) *Region {
 // Ready is closed once the three buckets have been read.
 func (r *Region) Ready() <-chan struct{} { return r.ready }
 
-// Run watches the buckets and health events until ctx ends.
+// Run follows the registry, the buckets and the events until ctx ends.
 func (r *Region) Run(ctx context.Context) error {
 	defer close(r.done)
-	iw, err := r.kv.Instances.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("watch bucket %s: %w", bus.InstancesBucket, err)
-	}
 	nw, err := r.kv.Nodes.WatchAll(ctx)
 	if err != nil {
 		return fmt.Errorf("watch bucket %s: %w", bus.NodesBucket, err)
@@ -119,14 +124,22 @@ func (r *Region) Run(ctx context.Context) error {
 	}); err != nil {
 		r.log.Warn("read the nodes' last events", "err", err)
 	}
+	defer r.reg.Subscribe(func(registry.Change) { r.tell("instance") })()
 	var loaded sync.WaitGroup
-	loaded.Add(3)
-	go func() {
-		loaded.Wait()
-		close(r.ready)
-	}()
+	loaded.Add(2)
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return r.follow(ctx, gctx, iw, &loaded, r.applyInstance) })
+	g.Go(func() error {
+		loaded.Wait()
+		select {
+		case <-r.reg.Ready():
+			close(r.ready)
+		case <-gctx.Done():
+		}
+		return nil
+	})
+	if r.ownReg {
+		g.Go(func() error { return r.reg.Run(gctx) })
+	}
 	g.Go(func() error { return r.follow(ctx, gctx, nw, &loaded, r.applyNode) })
 	g.Go(func() error { return r.follow(ctx, gctx, cw, &loaded, r.applyRoute) })
 	return g.Wait()
@@ -148,7 +161,7 @@ func (r *Region) follow(ctx, stop context.Context, w jetstream.KeyWatcher, loade
 				if ctx.Err() != nil {
 					return nil
 				}
-				return errors.New("admin: a KV watch closed")
+				return errors.New("console: a KV watch closed")
 			}
 			if e == nil {
 				if initial {
@@ -162,20 +175,6 @@ func (r *Region) follow(ctx, stop context.Context, w jetstream.KeyWatcher, loade
 			}
 		}
 	}
-}
-
-func (r *Region) applyInstance(e jetstream.KeyValueEntry) string {
-	if e.Operation() != jetstream.KeyValuePut {
-		r.reg.Delete(e.Key(), e.Revision())
-		return "instance"
-	}
-	rec, err := events.DecodeInstanceRecord(e.Value())
-	if err != nil {
-		r.log.Warn("ignoring invalid registry record", "key", e.Key(), "err", err)
-		return ""
-	}
-	r.reg.Put(rec, e.Revision())
-	return "instance"
 }
 
 func (r *Region) applyNode(e jetstream.KeyValueEntry) string {

@@ -1,4 +1,4 @@
-package admin_test
+package console_test
 
 import (
 	"bufio"
@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hailsd/hail/admin"
+	"github.com/hailsd/hail/console"
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/discovery"
@@ -50,7 +51,7 @@ func newEnv(t *testing.T) *env {
 	}
 	nodeDone := make(chan error, 1)
 	go func() { nodeDone <- node.Run(ctx) }()
-	region := admin.NewRegion(nc, kv, admin.RegionConfig{Metrics: e.set})
+	region := console.NewRegion(nc, kv, console.RegionConfig{Metrics: e.set})
 	regionDone := make(chan error, 1)
 	go func() { regionDone <- region.Run(ctx) }()
 	e.srv = httptest.NewServer(admin.Handler(e.set, func() bool { return true }, region.Handler()))
@@ -141,7 +142,7 @@ func TestAPIMatchesRegistry(t *testing.T) {
 		if got := e.instances()[b.ID].Status; got != events.Critical {
 			return fmt.Errorf("b is %s in hail_instances", got)
 		}
-		var views []admin.InstanceView
+		var views []console.InstanceView
 		e.getJSON("/api/instances?service=echo", &views)
 		for _, v := range views {
 			if v.ID == b.ID && v.Status != events.Critical {
@@ -150,7 +151,7 @@ func TestAPIMatchesRegistry(t *testing.T) {
 		}
 		return nil
 	})
-	var all []admin.InstanceView
+	var all []console.InstanceView
 	e.getJSON("/api/instances", &all)
 	kv := e.instances()
 	if len(all) != len(kv) {
@@ -162,7 +163,7 @@ func TestAPIMatchesRegistry(t *testing.T) {
 			t.Errorf("api %+v differs from hail_instances %+v", v.InstanceRecord, rec)
 		}
 	}
-	var echo []admin.InstanceView
+	var echo []console.InstanceView
 	e.getJSON("/api/instances?service=echo", &echo)
 	ids := []string{}
 	for _, v := range echo {
@@ -173,7 +174,7 @@ func TestAPIMatchesRegistry(t *testing.T) {
 	}
 	// RTTs come from the node that heartbeats a answering instance.
 	bustest.Eventually(t, 5*time.Second, func() error {
-		var vs []admin.InstanceView
+		var vs []console.InstanceView
 		e.getJSON("/api/instances?service=echo", &vs)
 		for _, v := range vs {
 			if v.ID == a.ID && v.RTTMS == nil {
@@ -183,7 +184,7 @@ func TestAPIMatchesRegistry(t *testing.T) {
 		return nil
 	})
 
-	var services []admin.ServiceView
+	var services []console.ServiceView
 	e.getJSON("/api/services", &services)
 	if len(services) != 2 || services[0].Service != "com.example.login" || services[1].Service != "echo" ||
 		services[1].Passing != 1 || services[1].Critical != 1 {
@@ -213,7 +214,7 @@ func TestSteeringWritesHailConfig(t *testing.T) {
 	e := newEnv(t)
 	a := fakeinst.Start(t, e.url, fakeinst.Options{Service: "echo"})
 	bustest.Eventually(t, 5*time.Second, func() error {
-		var vs []admin.InstanceView
+		var vs []console.InstanceView
 		e.getJSON("/api/instances?service=echo", &vs)
 		if len(vs) != 1 {
 			return fmt.Errorf("%d instances", len(vs))
@@ -236,7 +237,7 @@ func TestSteeringWritesHailConfig(t *testing.T) {
 		t.Errorf("after drain route.echo = %s", v)
 	}
 	bustest.Eventually(t, 5*time.Second, func() error {
-		var vs []admin.InstanceView
+		var vs []console.InstanceView
 		e.getJSON("/api/instances?service=echo", &vs)
 		if !vs[0].Drained {
 			return errors.New("instance not shown drained")
@@ -249,7 +250,7 @@ func TestSteeringWritesHailConfig(t *testing.T) {
 	if v, _ := e.route("echo"); v != `{"strategy":"hash","hash_header":"X-User"}` {
 		t.Errorf("after undrain route.echo = %s", v)
 	}
-	var routes []admin.RouteView
+	var routes []console.RouteView
 	bustest.Eventually(t, 5*time.Second, func() error {
 		e.getJSON("/api/routes", &routes)
 		if len(routes) != 1 || routes[0].Key != "route.echo" || routes[0].Config.HashHeader != "X-User" {
@@ -372,18 +373,18 @@ func TestNodeSelfPreservationShown(t *testing.T) {
 	for _, in := range insts {
 		in.Silence()
 	}
-	state := func(nodes []admin.NodeView) error {
+	state := func(nodes []console.NodeView) error {
 		if len(nodes) != 1 || nodes[0].State != events.NodeSelfPreservation || nodes[0].Reason == "" {
 			return fmt.Errorf("nodes = %+v", nodes)
 		}
 		return nil
 	}
 	bustest.Eventually(t, 10*time.Second, func() error {
-		var nodes []admin.NodeView
+		var nodes []console.NodeView
 		e.getJSON("/api/nodes", &nodes)
 		return state(nodes)
 	})
-	later := admin.NewRegion(bustest.Connect(t, e.url), e.kv, admin.RegionConfig{})
+	later := console.NewRegion(bustest.Connect(t, e.url), e.kv, console.RegionConfig{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- later.Run(ctx) }()

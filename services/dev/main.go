@@ -20,6 +20,7 @@ import (
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/bus/embedded"
 	"github.com/hailsd/hail/config"
+	"github.com/hailsd/hail/console"
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/echo"
 	"github.com/hailsd/hail/events"
@@ -114,14 +115,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	// the instances' deregistrations are recorded and their exit routed
 	// around before those stop.
 	set := metrics.NewSet()
-	go config.Watch[*Config]{Fresh: defaults, Metrics: set}.Run(ctx, loaded, cfg)
 	stopped := make(chan error, 1)
+	// Every part of the stack is a component, stopped in reverse order of
+	// start, and every connection drains only after all have stopped.
 	var comps []*component
+	var conns []*nats.Conn
 	defer func() {
-		for _, c := range comps {
-			_ = c.stop()
+		for i := len(comps) - 1; i >= 0; i-- {
+			_ = comps[i].stop()
+		}
+		for i := len(conns) - 1; i >= 0; i-- {
+			bus.Drain(conns[i], 5*time.Second)
 		}
 	}()
+	if loaded.File != "" { // without a file there is nothing to follow
+		comps = append(comps, start(ctx, func(ctx context.Context) error {
+			config.Watch[*Config]{Fresh: defaults, Metrics: set}.Run(ctx, loaded, cfg)
+			return nil
+		}, stopped))
+	}
 	var nodes []*discovery.Node
 	var kv *bus.Buckets
 	for i := range cfg.Discovery {
@@ -129,7 +141,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		if err != nil {
 			return err
 		}
-		defer bus.Drain(nc, 5*time.Second)
+		conns = append(conns, nc)
 		if kv, err = bus.EnsureBuckets(ctx, nc, bus.BucketOptions{}); err != nil {
 			return err
 		}
@@ -153,7 +165,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	if err != nil {
 		return err
 	}
-	defer bus.Drain(rnc, 5*time.Second)
+	conns = append(conns, rnc)
 	rt, err := router.New(rnc, router.Config{Table: router.TableConfig{Logger: log, Metrics: set}})
 	if err != nil {
 		return err
@@ -161,16 +173,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	rc := start(ctx, rt.Run, stopped)
 	comps = append(comps, rc)
 	if cfg.HTTP.Addr != "" {
-		region := admin.NewRegion(rnc, kv, admin.RegionConfig{Logger: log, Metrics: set})
-		go func() {
-			if err := region.Run(ctx); err != nil {
-				log.Error("admin page stopped following the region", "err", err)
-			}
-		}()
-		reachable := bus.Reachable(ctx, rnc, 2*time.Second)
-		ready := func() bool { return nodes[0].Ready() && rt.Ready() && reachable() }
-		if _, err := admin.Serve(ctx, cfg.HTTP.Addr, admin.Handler(set, ready, region.Handler()), log); err != nil {
+		// The console reads the first node's registry: one follower of
+		// hail_instances for the page and that node.
+		region := console.NewRegion(rnc, kv, console.RegionConfig{Logger: log, Metrics: set, Registry: nodes[0].Registry()})
+		probe, err := bus.NewProbe(rnc, 2*time.Second)
+		if err != nil {
+			return err
+		}
+		if l, err := admin.Listen(cfg.HTTP.Addr); err != nil {
 			log.Warn("no HTTP endpoints", "err", err)
+		} else {
+			ready := func() bool { return nodes[0].Ready() && rt.Ready() && probe.Reachable() }
+			h := admin.Handler(set, ready, region.Handler())
+			comps = append(comps, start(ctx, region.Run, stopped), start(ctx, probe.Run, stopped),
+				start(ctx, func(ctx context.Context) error { return admin.Serve(ctx, l, h, log) }, stopped))
 		}
 	}
 	if err := rc.wait(ctx, rt.Serving(), "router"); err != nil {
@@ -178,12 +194,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	}
 
 	var insts []*instance.Instance
-	var conns []*nats.Conn
-	defer func() {
-		for _, c := range conns {
-			bus.Drain(c, 5*time.Second)
-		}
-	}()
 	for i := range cfg.Echo {
 		enc, err := bus.Connect(ctx, bus.ConnectOptions{URL: url, Name: fmt.Sprintf("hail-echo-%d", i+1), Logger: log})
 		if err != nil {

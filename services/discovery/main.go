@@ -15,9 +15,11 @@ import (
 	"github.com/hailsd/hail/admin"
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/config"
+	"github.com/hailsd/hail/console"
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/heartbeat"
+	"golang.org/x/sync/errgroup"
 )
 
 func main() {
@@ -196,24 +198,35 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	if err != nil {
 		return err
 	}
-	go config.Watch[*Config]{
-		Fresh:      defaults,
-		Reloadable: reloadable,
-		Apply:      func(c *Config) error { return node.Reconfigure(c.timing()) },
-		Metrics:    set,
-	}.Run(ctx, loaded, cfg)
+	// Everything runs in one errgroup, joined before the connection
+	// drains (the deferred Drain above runs after g.Wait).
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		config.Watch[*Config]{
+			Fresh:      defaults,
+			Reloadable: reloadable,
+			Apply:      func(c *Config) error { return node.Reconfigure(c.timing()) },
+			Metrics:    set,
+		}.Run(gctx, loaded, cfg)
+		return nil
+	})
 	if cfg.HTTP.Addr != "" {
-		region := admin.NewRegion(nc, kv, admin.RegionConfig{Subjects: events.Subjects{Prefix: cfg.Prefix}, Logger: log, Metrics: set})
-		go func() {
-			if err := region.Run(ctx); err != nil {
-				log.Error("admin page stopped following the region", "err", err)
-			}
-		}()
-		reachable := bus.Reachable(ctx, nc, 2*time.Second)
-		ready := func() bool { return node.Ready() && reachable() }
-		if _, err := admin.Serve(ctx, cfg.HTTP.Addr, admin.Handler(set, ready, region.Handler()), log); err != nil {
+		// The console reads the node's registry: one follower of
+		// hail_instances per process.
+		region := console.NewRegion(nc, kv, console.RegionConfig{Subjects: events.Subjects{Prefix: cfg.Prefix}, Logger: log, Metrics: set, Registry: node.Registry()})
+		probe, err := bus.NewProbe(nc, 2*time.Second)
+		if err != nil {
 			return err
 		}
+		l, err := admin.Listen(cfg.HTTP.Addr)
+		if err != nil {
+			return err
+		}
+		ready := func() bool { return node.Ready() && probe.Reachable() }
+		g.Go(func() error { return region.Run(gctx) })
+		g.Go(func() error { return probe.Run(gctx) })
+		g.Go(func() error { return admin.Serve(gctx, l, admin.Handler(set, ready, region.Handler()), log) })
 	}
-	return node.Run(ctx)
+	g.Go(func() error { return node.Run(gctx) })
+	return g.Wait()
 }

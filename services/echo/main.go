@@ -18,6 +18,7 @@ import (
 	"github.com/hailsd/hail/echo"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/instance"
+	"golang.org/x/sync/errgroup"
 )
 
 func main() {
@@ -110,19 +111,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	if err != nil {
 		return err
 	}
+	// Everything runs in one errgroup, joined before the connection
+	// drains; the instance deregisters and drains first.
+	g, gctx := errgroup.WithContext(ctx)
 	if cfg.HTTP.Addr != "" {
-		ready := func() bool { return nc.IsConnected() }
-		if _, err := admin.Serve(ctx, cfg.HTTP.Addr, admin.Handler(set, ready, nil), log); err != nil {
+		l, err := admin.Listen(cfg.HTTP.Addr)
+		if err != nil {
 			_ = inst.Shutdown(context.WithoutCancel(ctx))
 			return err
 		}
+		ready := func() bool { return nc.IsConnected() }
+		g.Go(func() error { return admin.Serve(gctx, l, admin.Handler(set, ready, nil), log) })
 	}
-	go config.Watch[*Config]{
-		Fresh:      defaults,
-		Reloadable: []string{"weight"},
-		Apply:      func(c *Config) error { return inst.SetWeight(c.Weight) },
-		Metrics:    set,
-	}.Run(ctx, loaded, cfg)
-	<-ctx.Done()
-	return inst.Shutdown(context.WithoutCancel(ctx))
+	g.Go(func() error {
+		config.Watch[*Config]{
+			Fresh:      defaults,
+			Reloadable: []string{"weight"},
+			Apply:      func(c *Config) error { return inst.SetWeight(c.Weight) },
+			Metrics:    set,
+		}.Run(gctx, loaded, cfg)
+		return nil
+	})
+	<-gctx.Done()
+	return errors.Join(inst.Shutdown(context.WithoutCancel(ctx)), g.Wait())
 }

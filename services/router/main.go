@@ -22,6 +22,7 @@ import (
 	"github.com/hailsd/hail/config"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/router"
+	"golang.org/x/sync/errgroup"
 )
 
 func main() {
@@ -197,18 +198,31 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	if err != nil {
 		return err
 	}
-	go config.Watch[*Config]{
-		Fresh:      defaults,
-		Reloadable: reloadable,
-		Apply:      func(c *Config) error { return r.Table().SetDefaults(c.defaults()) },
-		Metrics:    set,
-	}.Run(ctx, loaded, cfg)
+	// Everything runs in one errgroup, joined before the connection
+	// drains.
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		config.Watch[*Config]{
+			Fresh:      defaults,
+			Reloadable: reloadable,
+			Apply:      func(c *Config) error { return r.Table().SetDefaults(c.defaults()) },
+			Metrics:    set,
+		}.Run(gctx, loaded, cfg)
+		return nil
+	})
 	if cfg.HTTP.Addr != "" {
-		reachable := bus.Reachable(ctx, nc, 2*time.Second)
-		ready := func() bool { return r.Ready() && reachable() }
-		if _, err := admin.Serve(ctx, cfg.HTTP.Addr, admin.Handler(set, ready, nil), log); err != nil {
+		probe, err := bus.NewProbe(nc, 2*time.Second)
+		if err != nil {
 			return err
 		}
+		l, err := admin.Listen(cfg.HTTP.Addr)
+		if err != nil {
+			return err
+		}
+		ready := func() bool { return r.Ready() && probe.Reachable() }
+		g.Go(func() error { return probe.Run(gctx) })
+		g.Go(func() error { return admin.Serve(gctx, l, admin.Handler(set, ready, nil), log) })
 	}
-	return r.Run(ctx)
+	g.Go(func() error { return r.Run(gctx) })
+	return g.Wait()
 }
