@@ -27,10 +27,10 @@ func FuzzRouteWrite(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, service, body string) {
 		e := newEnv(t)
-		code, answer := e.do(http.MethodPut, "/api/routes/"+url.PathEscape(service), body)
+		code, answer := e.Do(http.MethodPut, "/api/routes/"+url.PathEscape(service), body)
 		switch code {
 		case http.StatusOK:
-			v, ok := e.route(service)
+			v, ok := e.Route(service)
 			if !ok {
 				t.Fatalf("200 %s but nothing stored", answer)
 			}
@@ -38,7 +38,7 @@ func FuzzRouteWrite(f *testing.F) {
 				t.Fatalf("stored an invalid route %s: %v", v, err)
 			}
 		case http.StatusBadRequest, http.StatusNotFound, http.StatusMethodNotAllowed:
-			keys, err := e.kv.Config.Keys(t.Context())
+			keys, err := e.KV.Config.Keys(t.Context())
 			if err == nil && len(keys) > 0 {
 				t.Fatalf("%d answer but hail_config holds %v", code, keys)
 			}

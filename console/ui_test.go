@@ -6,144 +6,38 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/hailsd/hail/admin"
 	"github.com/hailsd/hail/console"
-	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/bus/bustest"
-	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/internal/fakeinst"
+	"github.com/hailsd/hail/internal/regiontest"
 )
 
-// env is a real region on an embedded server: a discovery node with quick
-// heartbeats, the admin page's region view and its HTTP server.
-type env struct {
-	t   *testing.T
-	url string
-	kv  *bus.Buckets
-	set *metrics.Set
-	srv *httptest.Server
-}
-
-func newEnv(t *testing.T) *env {
-	t.Helper()
-	s := bustest.RunServer(t)
-	nc := bustest.Connect(t, s.ClientURL())
-	kv := bustest.Buckets(t, nc)
-	e := &env{t: t, url: s.ClientURL(), kv: kv, set: metrics.NewSet()}
-	ctx, cancel := context.WithCancel(context.Background())
-	node, err := discovery.New(bustest.Connect(t, s.ClientURL()), kv, discovery.Config{
-		Timing: discovery.Timing{HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: 100 * time.Millisecond},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodeDone := make(chan error, 1)
-	go func() { nodeDone <- node.Run(ctx) }()
-	region := console.NewRegion(nc, kv, console.RegionConfig{Metrics: e.set})
-	regionDone := make(chan error, 1)
-	go func() { regionDone <- region.Run(ctx) }()
-	e.srv = httptest.NewServer(admin.Handler(e.set, func() bool { return true }, region.Handler()))
-	t.Cleanup(e.srv.Close)
-	t.Cleanup(func() { // before the server closes: live streams end with the region
-		cancel()
-		for _, ch := range []chan error{nodeDone, regionDone} {
-			if err := <-ch; err != nil {
-				t.Errorf("stopped with %v", err)
-			}
-		}
-	})
-	<-node.Serving()
-	<-region.Ready()
-	return e
-}
-
-func (e *env) do(method, path, body string) (int, string) {
-	e.t.Helper()
-	req, err := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
-func (e *env) getJSON(path string, v any) {
-	e.t.Helper()
-	code, body := e.do(http.MethodGet, path, "")
-	if code != http.StatusOK {
-		e.t.Fatalf("GET %s: %d %s", path, code, body)
-	}
-	if err := json.Unmarshal([]byte(body), v); err != nil {
-		e.t.Fatalf("GET %s: %v: %s", path, err, body)
-	}
-}
-
-// instances lists the records in hail_instances.
-func (e *env) instances() map[string]events.InstanceRecord {
-	e.t.Helper()
-	ctx := e.t.Context()
-	keys, err := e.kv.Instances.ListKeys(ctx)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	out := map[string]events.InstanceRecord{}
-	for k := range keys.Keys() {
-		entry, err := e.kv.Instances.Get(ctx, k)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		rec, err := events.DecodeInstanceRecord(entry.Value())
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		out[rec.ID] = rec
-	}
-	return out
-}
-
-func (e *env) route(service string) (string, bool) {
-	e.t.Helper()
-	entry, err := e.kv.Config.Get(e.t.Context(), events.RouteConfigKey(service))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return "", false
-	}
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return string(entry.Value()), true
-}
+// newEnv is a real region on an embedded server: a discovery node with
+// quick heartbeats and the console over HTTP.
+func newEnv(t *testing.T) *regiontest.Console { return regiontest.NewConsole(t) }
 
 func TestAPIMatchesRegistry(t *testing.T) {
 	e := newEnv(t)
-	a := fakeinst.Start(t, e.url, fakeinst.Options{Service: "echo"})
-	b := fakeinst.Start(t, e.url, fakeinst.Options{Service: "echo", Weight: 300})
-	c := fakeinst.Start(t, e.url, fakeinst.Options{Service: "com.example.login"})
+	a := fakeinst.Start(t, e.URL, fakeinst.Options{Service: "echo"})
+	b := fakeinst.Start(t, e.URL, fakeinst.Options{Service: "echo", Weight: 300})
+	c := fakeinst.Start(t, e.URL, fakeinst.Options{Service: "com.example.login"})
 	b.Silence()
 
 	// The page's view follows hail_instances: b goes critical there first.
 	bustest.Eventually(t, 10*time.Second, func() error {
-		if got := e.instances()[b.ID].Status; got != events.Critical {
+		if got := e.Instances()[b.ID].Status; got != events.Critical {
 			return fmt.Errorf("b is %s in hail_instances", got)
 		}
 		var views []console.InstanceView
-		e.getJSON("/api/instances?service=echo", &views)
+		e.GetJSON("/api/instances?service=echo", &views)
 		for _, v := range views {
 			if v.ID == b.ID && v.Status != events.Critical {
 				return fmt.Errorf("api says b is %s", v.Status)
@@ -152,8 +46,8 @@ func TestAPIMatchesRegistry(t *testing.T) {
 		return nil
 	})
 	var all []console.InstanceView
-	e.getJSON("/api/instances", &all)
-	kv := e.instances()
+	e.GetJSON("/api/instances", &all)
+	kv := e.Instances()
 	if len(all) != len(kv) {
 		t.Fatalf("api lists %d instances, hail_instances %d", len(all), len(kv))
 	}
@@ -164,7 +58,7 @@ func TestAPIMatchesRegistry(t *testing.T) {
 		}
 	}
 	var echo []console.InstanceView
-	e.getJSON("/api/instances?service=echo", &echo)
+	e.GetJSON("/api/instances?service=echo", &echo)
 	ids := []string{}
 	for _, v := range echo {
 		ids = append(ids, v.ID)
@@ -175,7 +69,7 @@ func TestAPIMatchesRegistry(t *testing.T) {
 	// RTTs come from the node that heartbeats a answering instance.
 	bustest.Eventually(t, 5*time.Second, func() error {
 		var vs []console.InstanceView
-		e.getJSON("/api/instances?service=echo", &vs)
+		e.GetJSON("/api/instances?service=echo", &vs)
 		for _, v := range vs {
 			if v.ID == a.ID && v.RTTMS == nil {
 				return errors.New("no RTT for a")
@@ -185,19 +79,19 @@ func TestAPIMatchesRegistry(t *testing.T) {
 	})
 
 	var services []console.ServiceView
-	e.getJSON("/api/services", &services)
+	e.GetJSON("/api/services", &services)
 	if len(services) != 2 || services[0].Service != "com.example.login" || services[1].Service != "echo" ||
 		services[1].Passing != 1 || services[1].Critical != 1 {
 		t.Errorf("services = %+v", services)
 	}
 	var nodes []events.NodeRecord
-	e.getJSON("/api/nodes", &nodes)
+	e.GetJSON("/api/nodes", &nodes)
 	if len(nodes) != 1 || nodes[0].ID != kv[c.ID].Node {
 		t.Errorf("nodes = %+v, want the one owning the instances", nodes)
 	}
 
 	// The page itself lists them, server-rendered.
-	code, page := e.do(http.MethodGet, "/?service=echo", "")
+	code, page := e.Do(http.MethodGet, "/?service=echo", "")
 	if code != http.StatusOK || !strings.Contains(page, a.ID) || !strings.Contains(page, `data-status="critical"`) {
 		t.Errorf("page: %d, lacks an instance or its status:\n%s", code, page)
 	}
@@ -212,62 +106,62 @@ func sameSet(a, b []string) bool {
 
 func TestSteeringWritesHailConfig(t *testing.T) {
 	e := newEnv(t)
-	a := fakeinst.Start(t, e.url, fakeinst.Options{Service: "echo"})
+	a := fakeinst.Start(t, e.URL, fakeinst.Options{Service: "echo"})
 	bustest.Eventually(t, 5*time.Second, func() error {
 		var vs []console.InstanceView
-		e.getJSON("/api/instances?service=echo", &vs)
+		e.GetJSON("/api/instances?service=echo", &vs)
 		if len(vs) != 1 {
 			return fmt.Errorf("%d instances", len(vs))
 		}
 		return nil
 	})
 
-	code, body := e.do(http.MethodPut, "/api/routes/echo", `{"strategy":"hash","hash_header":"X-User"}`)
+	code, body := e.Do(http.MethodPut, "/api/routes/echo", `{"strategy":"hash","hash_header":"X-User"}`)
 	if code != http.StatusOK {
 		t.Fatalf("put route: %d %s", code, body)
 	}
-	if v, _ := e.route("echo"); v != `{"strategy":"hash","hash_header":"X-User"}` {
+	if v, _ := e.Route("echo"); v != `{"strategy":"hash","hash_header":"X-User"}` {
 		t.Errorf("hail_config route.echo = %s", v)
 	}
-	code, body = e.do(http.MethodPost, "/api/instances/"+a.ID+"/drain", "")
+	code, body = e.Do(http.MethodPost, "/api/instances/"+a.ID+"/drain", "")
 	if code != http.StatusOK {
 		t.Fatalf("drain: %d %s", code, body)
 	}
-	if v, _ := e.route("echo"); v != fmt.Sprintf(`{"strategy":"hash","hash_header":"X-User","weights":{%q:0}}`, a.ID) {
+	if v, _ := e.Route("echo"); v != fmt.Sprintf(`{"strategy":"hash","hash_header":"X-User","weights":{%q:0}}`, a.ID) {
 		t.Errorf("after drain route.echo = %s", v)
 	}
 	bustest.Eventually(t, 5*time.Second, func() error {
 		var vs []console.InstanceView
-		e.getJSON("/api/instances?service=echo", &vs)
+		e.GetJSON("/api/instances?service=echo", &vs)
 		if !vs[0].Drained {
 			return errors.New("instance not shown drained")
 		}
 		return nil
 	})
-	if code, body = e.do(http.MethodPost, "/api/instances/"+a.ID+"/undrain", ""); code != http.StatusOK {
+	if code, body = e.Do(http.MethodPost, "/api/instances/"+a.ID+"/undrain", ""); code != http.StatusOK {
 		t.Fatalf("undrain: %d %s", code, body)
 	}
-	if v, _ := e.route("echo"); v != `{"strategy":"hash","hash_header":"X-User"}` {
+	if v, _ := e.Route("echo"); v != `{"strategy":"hash","hash_header":"X-User"}` {
 		t.Errorf("after undrain route.echo = %s", v)
 	}
 	var routes []console.RouteView
 	bustest.Eventually(t, 5*time.Second, func() error {
-		e.getJSON("/api/routes", &routes)
+		e.GetJSON("/api/routes", &routes)
 		if len(routes) != 1 || routes[0].Key != "route.echo" || routes[0].Config.HashHeader != "X-User" {
 			return fmt.Errorf("routes = %+v", routes)
 		}
 		return nil
 	})
-	if code, _ = e.do(http.MethodDelete, "/api/routes/echo", ""); code != http.StatusNoContent {
+	if code, _ = e.Do(http.MethodDelete, "/api/routes/echo", ""); code != http.StatusNoContent {
 		t.Errorf("delete route: %d", code)
 	}
-	if _, ok := e.route("echo"); ok {
+	if _, ok := e.Route("echo"); ok {
 		t.Error("route.echo still in hail_config after delete")
 	}
 
 	// The timeline holds the registration.
 	var evs []events.HealthEvent
-	e.getJSON("/api/timeline?service=echo&id="+a.ID, &evs)
+	e.GetJSON("/api/timeline?service=echo&id="+a.ID, &evs)
 	if len(evs) == 0 || evs[0].Status != events.Passing || evs[0].Previous != "" {
 		t.Errorf("timeline = %+v, want the registration first", evs)
 	}
@@ -275,7 +169,7 @@ func TestSteeringWritesHailConfig(t *testing.T) {
 
 func TestBadInputRefusedNothingWritten(t *testing.T) {
 	e := newEnv(t)
-	if code, body := e.do(http.MethodPut, "/api/routes/keep", `{"strategy":"random"}`); code != http.StatusOK {
+	if code, body := e.Do(http.MethodPut, "/api/routes/keep", `{"strategy":"random"}`); code != http.StatusOK {
 		t.Fatalf("put the good route: %d %s", code, body)
 	}
 	tests := []struct {
@@ -299,7 +193,7 @@ func TestBadInputRefusedNothingWritten(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, body := e.do(tt.method, tt.path, tt.body)
+			code, body := e.Do(tt.method, tt.path, tt.body)
 			if code != tt.code || !strings.Contains(body, tt.says) {
 				t.Errorf("%s %s: %d %s, want %d saying %q", tt.method, tt.path, code, body, tt.code, tt.says)
 			}
@@ -311,10 +205,10 @@ func TestBadInputRefusedNothingWritten(t *testing.T) {
 			}
 		})
 	}
-	if v, _ := e.route("keep"); v != `{"strategy":"random"}` {
+	if v, _ := e.Route("keep"); v != `{"strategy":"random"}` {
 		t.Errorf("route.keep = %s after refused writes, want the good one kept", v)
 	}
-	keys, err := e.kv.Config.ListKeys(t.Context())
+	keys, err := e.KV.Config.ListKeys(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +219,7 @@ func TestBadInputRefusedNothingWritten(t *testing.T) {
 	if !slices.Equal(got, []string{"route.keep"}) {
 		t.Errorf("hail_config holds %v, want only route.keep", got)
 	}
-	if n := e.set.GetOrCreateCounter(`hail_admin_writes_total{outcome="refused"}`).Get(); n < 9 {
+	if n := e.Set.GetOrCreateCounter(`hail_admin_writes_total{outcome="refused"}`).Get(); n < 9 {
 		t.Errorf("refused writes counted %d, want at least 9", n)
 	}
 }
@@ -334,7 +228,7 @@ func TestEventStreamTellsChanges(t *testing.T) {
 	e := newEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.srv.URL+"/api/events", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.Srv.URL+"/api/events", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +246,7 @@ func TestEventStreamTellsChanges(t *testing.T) {
 	if !lines.Scan() {
 		t.Fatal("stream closed at once")
 	}
-	fakeinst.Start(t, e.url, fakeinst.Options{Service: "echo"})
+	fakeinst.Start(t, e.URL, fakeinst.Options{Service: "echo"})
 	for lines.Scan() {
 		if lines.Text() == "data: instance" {
 			return
@@ -368,7 +262,7 @@ func TestNodeSelfPreservationShown(t *testing.T) {
 	e := newEnv(t)
 	var insts []*fakeinst.Instance
 	for range 6 {
-		insts = append(insts, fakeinst.Start(t, e.url, fakeinst.Options{Service: "echo"}))
+		insts = append(insts, fakeinst.Start(t, e.URL, fakeinst.Options{Service: "echo"}))
 	}
 	for _, in := range insts {
 		in.Silence()
@@ -381,10 +275,10 @@ func TestNodeSelfPreservationShown(t *testing.T) {
 	}
 	bustest.Eventually(t, 10*time.Second, func() error {
 		var nodes []console.NodeView
-		e.getJSON("/api/nodes", &nodes)
+		e.GetJSON("/api/nodes", &nodes)
 		return state(nodes)
 	})
-	later := console.NewRegion(bustest.Connect(t, e.url), e.kv, console.RegionConfig{})
+	later := console.NewRegion(bustest.Connect(t, e.URL), e.KV, console.RegionConfig{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- later.Run(ctx) }()

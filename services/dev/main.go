@@ -304,6 +304,7 @@ Try, with the nats CLI:
   nats%[1]s request %[5]s '{"service":"echo"}'
   nats%[1]s sub '%[6]s'
   nats%[1]s micro ls
+Tasks (the pinned nats CLI among them): go -C tools tool task --list
 Ctrl-C stops everything.
 
 `, s, bus.InstancesBucket, events.Subjects{}.Svc("echo", "say"), events.Subjects{}.DiscoveryServices(),

@@ -1,4 +1,4 @@
-package console_test
+package browser_test
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/internal/fakeinst"
+	"github.com/hailsd/hail/internal/regiontest"
 )
 
 var updateScreenshot = flag.Bool("update-screenshot", false, "write the admin page's screenshot to docs/admin.png")
@@ -77,17 +78,17 @@ func edit(selector, value string) chromedp.Action[chromedp.Void] {
 // reload, and a strategy change made on it lands in hail_config; a bad one
 // is refused on the page and writes nothing.
 func TestPageInBrowser(t *testing.T) {
-	e := newEnv(t)
-	ctx := browser(t) // after newEnv: the browser leaves before the server closes
-	a := fakeinst.Start(t, e.url, fakeinst.Options{Service: "echo"})
-	b := fakeinst.Start(t, e.url, fakeinst.Options{Service: "echo", Weight: 200})
+	e := regiontest.NewConsole(t)
+	ctx := browser(t) // after the console: the browser leaves before the server closes
+	a := fakeinst.Start(t, e.URL, fakeinst.Options{Service: "echo"})
+	b := fakeinst.Start(t, e.URL, fakeinst.Options{Service: "echo", Weight: 200})
 	row := func(id, status string) string {
 		return fmt.Sprintf(`tr.instance[data-id=%q][data-status=%q]`, id, status)
 	}
 
 	// Listed, passing; then the page marks itself so a reload would show.
 	if err := chromedp.Do(ctx,
-		chromedp.Navigate(e.srv.URL+"/?service=echo"),
+		chromedp.Navigate(e.Srv.URL+"/?service=echo"),
 		chromedp.WaitVisible(chromedp.CSS(row(a.ID, "passing"))),
 		chromedp.WaitVisible(chromedp.CSS(row(b.ID, "passing"))),
 		chromedp.WaitVisible(chromedp.CSS(`#live.on`)),
@@ -108,7 +109,7 @@ func TestPageInBrowser(t *testing.T) {
 	if loaded != "first" {
 		t.Errorf("the page reloaded to show the change (marker %q)", loaded)
 	}
-	if got := e.instances()[b.ID].Status; got != events.Critical {
+	if got := e.Instances()[b.ID].Status; got != events.Critical {
 		t.Errorf("hail_instances says %s, the page critical", got)
 	}
 
@@ -128,7 +129,7 @@ func TestPageInBrowser(t *testing.T) {
 	if !strings.Contains(msg, "out of range") {
 		t.Errorf("message %q does not say what was wrong", msg)
 	}
-	if v, ok := e.route("echo"); ok {
+	if v, ok := e.Route("echo"); ok {
 		t.Errorf("a refused change wrote route.echo = %s", v)
 	}
 
@@ -143,7 +144,7 @@ func TestPageInBrowser(t *testing.T) {
 		t.Fatalf("strategy change: %v", err)
 	}
 	bustest.Eventually(t, 10*time.Second, func() error {
-		v, ok := e.route("echo")
+		v, ok := e.Route("echo")
 		if !ok {
 			return fmt.Errorf("route.echo not in hail_config")
 		}
@@ -167,7 +168,7 @@ func TestPageInBrowser(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "admin.png")
 	if *updateScreenshot {
-		path = filepath.Join("..", "docs", "admin.png")
+		path = filepath.Join("..", "..", "docs", "admin.png")
 	}
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		t.Fatal(err)
