@@ -12,9 +12,8 @@ import (
 	"testing"
 	"time"
 
-
-	"github.com/hailsd/hail/console"
 	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/console"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/internal/fakeinst"
 	"github.com/hailsd/hail/internal/regiontest"
