@@ -210,3 +210,78 @@ func TestInstancesQueryMatch(t *testing.T) {
 		}
 	}
 }
+
+// Anyone can `nats kv put` a record: what decodes is valid, wraps
+// ErrInvalid when it does not, and survives its own encoding.
+func FuzzDecodeInstanceRecord(f *testing.F) {
+	f.Add([]byte(`{"id":"` + testID + `","service":"echo","endpoints":[{"name":"say"}],"weight":100,"status":"passing","node":"n","registered_at":"2026-12-02T10:00:00Z","updated_at":"2026-12-02T10:00:00Z"}`))
+	f.Add([]byte(`{"id":"` + testID + `","service":"echo","endpoints":[],"status":"up"}`))
+	f.Add([]byte(`{"id":"` + testID + `","ID":"x","service":"echo"}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := DecodeInstanceRecord(data)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v does not wrap ErrInvalid", err)
+			}
+			return
+		}
+		if err := r.Validate(); err != nil {
+			t.Fatalf("accepted record fails Validate: %v", err)
+		}
+		out, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := DecodeInstanceRecord(out)
+		if err != nil || !reflect.DeepEqual(r, b) {
+			t.Fatalf("re-decode of %s: %+v, %v; want %+v", out, b, err, r)
+		}
+	})
+}
+
+// A heartbeat reply comes from whatever answers hail.hb.<id>.
+func FuzzDecodeHeartbeatReply(f *testing.F) {
+	f.Add([]byte(`{"id":"` + testID + `","status":"passing","inflight":3,"capacity":64}`))
+	f.Add([]byte(`{"status":"sleepy","inflight":-1}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := DecodeHeartbeatReply(data)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v does not wrap ErrInvalid", err)
+			}
+			return
+		}
+		if err := r.Validate(); err != nil {
+			t.Fatalf("accepted reply fails Validate: %v", err)
+		}
+		if r.Inflight < 0 || r.Capacity < 0 || (r.Status != "" && !r.Status.Valid()) {
+			t.Fatalf("accepted reply %+v", r)
+		}
+	})
+}
+
+// The instances query is anyone's request to discovery; an accepted one
+// can only name a valid service and status.
+func FuzzDecodeInstancesQuery(f *testing.F) {
+	f.Add([]byte(`{"service":"echo","status":"critical"}`))
+	f.Add([]byte(`{"service_prefix":"com.","az":"a","version":"1"}`))
+	f.Add([]byte(``))
+	f.Add([]byte(`{"service":"ech>"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		q, err := DecodeInstancesQuery(data)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v does not wrap ErrInvalid", err)
+			}
+			return
+		}
+		if q.Service != "" && ValidateService(q.Service) != nil {
+			t.Fatalf("accepted query names service %q", q.Service)
+		}
+		if q.Status != "" && !q.Status.Valid() {
+			t.Fatalf("accepted query names status %q", q.Status)
+		}
+	})
+}
