@@ -25,7 +25,9 @@ var (
 )
 
 // SetRoute validates data as a RouteConfig and writes it to hail_config
-// route.<service>, as `nats kv put hail_config route.<service>` would.
+// route.<service>, as `nats kv put hail_config route.<service>` would. A
+// route may be set before its service registers (it takes effect when an
+// instance does); Registered tells the caller whether one has.
 func (r *Region) SetRoute(ctx context.Context, service string, data []byte) (events.RouteConfig, error) {
 	if err := events.ValidateService(service); err != nil {
 		r.refused.Inc()
@@ -47,6 +49,9 @@ func (r *Region) SetRoute(ctx context.Context, service string, data []byte) (eve
 	r.log.Info("route written", "service", service, "strategy", cfg.Strategy)
 	return cfg, nil
 }
+
+// Registered reports whether any instance of service is registered.
+func (r *Region) Registered(service string) bool { return len(r.reg.Service(service)) > 0 }
 
 // DeleteRoute removes service's route: routers go back to their defaults.
 func (r *Region) DeleteRoute(ctx context.Context, service string) error {
@@ -117,6 +122,23 @@ func (r *Region) updateRoute(ctx context.Context, service string, change func(*e
 		value, err := json.Marshal(cfg)
 		if err != nil {
 			return cfg, fmt.Errorf("encode route config: %w", err)
+		}
+		if string(value) == "{}" {
+			// Nothing left to say (the last drain undone): no route at
+			// all, so routers' defaults apply and the bucket holds no
+			// empty entry.
+			if rev != 0 {
+				err = r.kv.Config.Delete(ctx, key, jetstream.LastRevision(rev))
+			}
+			if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+				continue
+			}
+			if err != nil {
+				return cfg, fmt.Errorf("delete empty %s %s: %w", bus.ConfigBucket, key, err)
+			}
+			r.wrote.Inc()
+			r.log.Info("route emptied; deleted", "service", service)
+			return cfg, nil
 		}
 		if rev == 0 {
 			_, err = r.kv.Config.Create(ctx, key, value)

@@ -18,6 +18,13 @@ import (
 //go:embed web
 var web embed.FS
 
+// routeWritten answers a route write: the route as stored, and a warning
+// when no instance of its service is registered (a typo, or set ahead).
+type routeWritten struct {
+	events.RouteConfig
+	Warning string `json:"warning,omitempty"`
+}
+
 // maxBody bounds a write request's body, as events bound a message.
 const maxBody = events.MaxPayload
 
@@ -73,12 +80,17 @@ func (r *Region) Handler() http.Handler {
 			writeError(w, fmt.Errorf("%w: body: %w", ErrBadInput, err))
 			return
 		}
-		cfg, err := r.SetRoute(req.Context(), req.PathValue("service"), body)
+		service := req.PathValue("service")
+		cfg, err := r.SetRoute(req.Context(), service, body)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, cfg)
+		ans := routeWritten{RouteConfig: cfg}
+		if !r.Registered(service) {
+			ans.Warning = fmt.Sprintf("no instance of service %q is registered; the route takes effect when one registers", service)
+		}
+		writeJSON(w, http.StatusOK, ans)
 	}
 	mux.HandleFunc("PUT /api/routes/{service}", putRoute)
 	mux.HandleFunc("POST /api/routes/{service}", putRoute)

@@ -119,6 +119,9 @@ func TestSteeringWritesHailConfig(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("put route: %d %s", code, body)
 	}
+	if strings.Contains(body, "warning") {
+		t.Errorf("a route for a registered service answered with a warning: %s", body)
+	}
 	if v, _ := e.Route("echo"); v != `{"strategy":"hash","hash_header":"X-User"}` {
 		t.Errorf("hail_config route.echo = %s", v)
 	}
@@ -143,6 +146,14 @@ func TestSteeringWritesHailConfig(t *testing.T) {
 	if v, _ := e.Route("echo"); v != `{"strategy":"hash","hash_header":"X-User"}` {
 		t.Errorf("after undrain route.echo = %s", v)
 	}
+	// A route for a service nobody registered is written, and says so.
+	code, body = e.Do(http.MethodPut, "/api/routes/nosuch", `{"strategy":"random"}`)
+	if code != http.StatusOK || !strings.Contains(body, `"warning":"no instance of service \"nosuch\" is registered`) {
+		t.Errorf("put route for an unregistered service: %d %s", code, body)
+	}
+	if code, _ = e.Do(http.MethodDelete, "/api/routes/nosuch", ""); code != http.StatusNoContent {
+		t.Errorf("delete route nosuch: %d", code)
+	}
 	var routes []console.RouteView
 	bustest.Eventually(t, 5*time.Second, func() error {
 		e.GetJSON("/api/routes", &routes)
@@ -156,6 +167,16 @@ func TestSteeringWritesHailConfig(t *testing.T) {
 	}
 	if _, ok := e.Route("echo"); ok {
 		t.Error("route.echo still in hail_config after delete")
+	}
+	// A route of nothing but a drain: undone, the route goes, not {}.
+	if code, body = e.Do(http.MethodPost, "/api/instances/"+a.ID+"/drain", ""); code != http.StatusOK {
+		t.Fatalf("drain: %d %s", code, body)
+	}
+	if code, body = e.Do(http.MethodPost, "/api/instances/"+a.ID+"/undrain", ""); code != http.StatusOK {
+		t.Fatalf("undrain: %d %s", code, body)
+	}
+	if v, ok := e.Route("echo"); ok {
+		t.Errorf("after undoing the only drain route.echo = %s, want no route", v)
 	}
 
 	// The timeline holds the registration.
