@@ -25,7 +25,7 @@ func TestChurnLeavesNoTombstones(t *testing.T) {
 	e := newEnv(t)
 	// Heartbeats are beside the point here; silent instances only put the
 	// node into self-preservation.
-	n, _ := e.startNode(discovery.Config{Timing: discovery.Timing{HeartbeatInterval: 2 * time.Second, HeartbeatTimeout: time.Second}})
+	n, _ := e.startNode(discovery.Config{Timing: discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: 2 * time.Second, Timeout: time.Second}}})
 	reg := n.Registry()
 	maxTombstones := 0
 	for w := range waves {

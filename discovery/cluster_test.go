@@ -25,7 +25,7 @@ func TestNodeOnCluster(t *testing.T) {
 		t.Fatalf("replicas %d", kv.Replicas)
 	}
 	e := &env{t: t, url: c.URLs(), nc: nc, kv: kv}
-	e.startNode(discovery.Config{Timing: discovery.Timing{HeartbeatInterval: 100 * time.Millisecond, HeartbeatTimeout: 50 * time.Millisecond}})
+	e.startNode(discovery.Config{Timing: discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: 100 * time.Millisecond, Timeout: 50 * time.Millisecond}}})
 	h := e.watchHealth()
 	f := e.fake("echo")
 	e.mustAnnounce(f)
@@ -75,7 +75,7 @@ func TestMassTransitionsOnCluster(t *testing.T) {
 	c := bustest.RunCluster(t, 3)
 	nc := bustest.Connect(t, c.URLs())
 	e := &env{t: t, url: c.URLs(), nc: nc, kv: bustest.Buckets(t, nc)}
-	cfg := discovery.Config{Timing: discovery.Timing{HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: 100 * time.Millisecond,
+	cfg := discovery.Config{Timing: discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: 200 * time.Millisecond, Timeout: 100 * time.Millisecond},
 		// Every instance falling silent at once is what self-preservation
 		// exists for; this test is about writing the transitions.
 		SelfPreservation: discovery.SelfPreservation{Share: 1}}}

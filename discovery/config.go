@@ -36,41 +36,74 @@ type Config struct {
 // for its own fault (it is cut off, not they) and judges nothing that
 // round.
 type SelfPreservation struct {
-	Share       float64 // default 0.5
-	MinFailures int     // default 5
+	// Share of the instances not critical. Default 0.5.
+	Share float64 `koanf:"share"`
+	// MinFailures failing at once. Default 5.
+	MinFailures int `koanf:"min_failures"`
+}
+
+// Heartbeat is PROTOCOL.md's heartbeat timing.
+type Heartbeat struct {
+	// Interval between heartbeats. Default 1s.
+	Interval time.Duration `koanf:"interval"`
+	// Timeout for a heartbeat reply. Default 500ms.
+	Timeout time.Duration `koanf:"timeout"`
+	// MissedToCritical heartbeats in a row make an instance critical.
+	// Default 3.
+	MissedToCritical int `koanf:"missed_to_critical"`
+	// AnsweredToPassing heartbeats in a row bring it back. Default 1.
+	AnsweredToPassing int `koanf:"answered_to_passing"`
+}
+
+// Thresholds are h's for the judge.
+func (h Heartbeat) Thresholds() heartbeat.Thresholds {
+	return heartbeat.Thresholds{FailuresToCritical: h.MissedToCritical, SuccessesToPassing: h.AnsweredToPassing}
 }
 
 // Timing is the part of a node's config it can change while running
-// (Reconfigure): heartbeat timing and thresholds, removal, self-preservation.
+// (Reconfigure): heartbeat timing and thresholds, removal,
+// self-preservation. Its fields are the discovery program's config keys of
+// the same names; DefaultTiming holds the defaults, in one place.
 type Timing struct {
-	HeartbeatInterval time.Duration        // default 1s
-	HeartbeatTimeout  time.Duration        // default 500ms
-	Thresholds        heartbeat.Thresholds // default 3 missed, 1 answered
-	DeregisterAfter   time.Duration        // time critical before removal; default 60s
-	SelfPreservation  SelfPreservation
+	Heartbeat Heartbeat `koanf:"heartbeat"`
+	// DeregisterAfter is how long an instance stays critical before its
+	// record is removed. Default 60s.
+	DeregisterAfter  time.Duration    `koanf:"deregister_after"`
+	SelfPreservation SelfPreservation `koanf:"self_preservation"`
+}
+
+// DefaultTiming is PROTOCOL.md's timing.
+func DefaultTiming() Timing {
+	th := heartbeat.DefaultThresholds
+	return Timing{
+		Heartbeat:        Heartbeat{Interval: time.Second, Timeout: 500 * time.Millisecond, MissedToCritical: th.FailuresToCritical, AnsweredToPassing: th.SuccessesToPassing},
+		DeregisterAfter:  60 * time.Second,
+		SelfPreservation: SelfPreservation{Share: 0.5, MinFailures: 5},
+	}
 }
 
 func (c *Config) setDefaults() {
+	d := DefaultTiming()
 	if c.SelfPreservation.Share == 0 {
-		c.SelfPreservation.Share = 0.5
+		c.SelfPreservation.Share = d.SelfPreservation.Share
 	}
 	if c.SelfPreservation.MinFailures == 0 {
-		c.SelfPreservation.MinFailures = 5
+		c.SelfPreservation.MinFailures = d.SelfPreservation.MinFailures
 	}
-	if c.HeartbeatInterval == 0 {
-		c.HeartbeatInterval = time.Second
+	if c.Heartbeat.Interval == 0 {
+		c.Heartbeat.Interval = d.Heartbeat.Interval
 	}
-	if c.HeartbeatTimeout == 0 {
-		c.HeartbeatTimeout = 500 * time.Millisecond
+	if c.Heartbeat.Timeout == 0 {
+		c.Heartbeat.Timeout = d.Heartbeat.Timeout
 	}
-	if c.Thresholds.FailuresToCritical == 0 {
-		c.Thresholds.FailuresToCritical = heartbeat.DefaultThresholds.FailuresToCritical
+	if c.Heartbeat.MissedToCritical == 0 {
+		c.Heartbeat.MissedToCritical = d.Heartbeat.MissedToCritical
 	}
-	if c.Thresholds.SuccessesToPassing == 0 {
-		c.Thresholds.SuccessesToPassing = heartbeat.DefaultThresholds.SuccessesToPassing
+	if c.Heartbeat.AnsweredToPassing == 0 {
+		c.Heartbeat.AnsweredToPassing = d.Heartbeat.AnsweredToPassing
 	}
 	if c.DeregisterAfter == 0 {
-		c.DeregisterAfter = 60 * time.Second
+		c.DeregisterAfter = d.DeregisterAfter
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -92,13 +125,13 @@ func (c *Config) validate() error {
 
 func (c Timing) validate() error {
 	var errs []error
-	if c.HeartbeatInterval < 10*time.Millisecond {
-		errs = append(errs, fmt.Errorf("heartbeat interval %v is below 10ms", c.HeartbeatInterval))
+	if c.Heartbeat.Interval < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("heartbeat interval %v is below 10ms", c.Heartbeat.Interval))
 	}
-	if c.HeartbeatTimeout <= 0 || c.HeartbeatTimeout >= c.HeartbeatInterval {
-		errs = append(errs, fmt.Errorf("heartbeat timeout %v must be above 0 and below the interval %v", c.HeartbeatTimeout, c.HeartbeatInterval))
+	if c.Heartbeat.Timeout <= 0 || c.Heartbeat.Timeout >= c.Heartbeat.Interval {
+		errs = append(errs, fmt.Errorf("heartbeat timeout %v must be above 0 and below the interval %v", c.Heartbeat.Timeout, c.Heartbeat.Interval))
 	}
-	if c.Thresholds.FailuresToCritical < 1 || c.Thresholds.SuccessesToPassing < 1 {
+	if c.Heartbeat.MissedToCritical < 1 || c.Heartbeat.AnsweredToPassing < 1 {
 		errs = append(errs, errors.New("heartbeat thresholds must be at least 1"))
 	}
 	if c.SelfPreservation.Share <= 0 || c.SelfPreservation.Share > 1 {

@@ -123,14 +123,14 @@ func (n *Node) Reconfigure(t Timing) error {
 		return fmt.Errorf("reconfigure discovery node: %w", err)
 	}
 	if old := n.timing.Swap(&t); *old != t {
-		n.log.Info("timing changed", "interval", t.HeartbeatInterval, "timeout", t.HeartbeatTimeout,
-			"missed_to_critical", t.Thresholds.FailuresToCritical, "answered_to_passing", t.Thresholds.SuccessesToPassing,
+		n.log.Info("timing changed", "interval", t.Heartbeat.Interval, "timeout", t.Heartbeat.Timeout,
+			"missed_to_critical", t.Heartbeat.MissedToCritical, "answered_to_passing", t.Heartbeat.AnsweredToPassing,
 			"deregister_after", t.DeregisterAfter)
 	}
 	return nil
 }
 
-func (n *Node) interval() time.Duration { return n.timing.Load().HeartbeatInterval }
+func (n *Node) interval() time.Duration { return n.timing.Load().Heartbeat.Interval }
 
 // Ready reports whether the node is subscribed, serving, and registered in
 // hail_nodes.
@@ -169,7 +169,7 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	tr, err := heartbeat.NewTracker(n.nc, n.cfg.Subjects, n.id, func() time.Duration { return n.Timing().HeartbeatTimeout })
+	tr, err := heartbeat.NewTracker(n.nc, n.cfg.Subjects, n.id, func() time.Duration { return n.Timing().Heartbeat.Timeout })
 	if err != nil {
 		stopRun()
 		return errors.Join(err, g.Wait())
@@ -324,32 +324,6 @@ func (n *Node) subscribe(ctx context.Context) (*bus.Service, error) {
 		{Name: "instances", Subject: s.DiscoveryInstances(), Queue: queue, Handler: n.handleInstances},
 		{Name: "rtt", Subject: s.DiscoveryRTT(), Handler: n.handleRTT},
 	})
-}
-
-func (n *Node) handleServices(m *nats.Msg) {
-	if err := events.CheckSize("services query", m.Data); err != nil {
-		n.reply.reject(m, reasonTooLarge, err)
-		return
-	}
-	n.reply.json(m, n.reg.Services())
-}
-
-func (n *Node) handleInstances(m *nats.Msg) {
-	q, err := events.DecodeInstancesQuery(m.Data)
-	if err != nil {
-		n.reply.reject(m, reasonBadQuery, err)
-		return
-	}
-	n.reply.json(m, n.reg.Instances(q))
-}
-
-func (n *Node) handleRTT(m *nats.Msg) {
-	rtts := n.RTTs()
-	rep := events.RTTReport{Node: n.id, RTTMS: make(map[string]float64, len(rtts))}
-	for id, d := range rtts {
-		rep.RTTMS[id] = float64(d.Microseconds()) / 1000
-	}
-	n.reply.json(m, rep)
 }
 
 // refreshNow asks refreshNodeRecord for a refresh before its next tick.

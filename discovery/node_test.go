@@ -285,7 +285,7 @@ func TestMissedHeartbeatsAndRecovery(t *testing.T) {
 
 func TestInstanceWithoutSubscriberGoesCritical(t *testing.T) {
 	e := newEnv(t)
-	e.startNode(discovery.Config{Timing: discovery.Timing{HeartbeatInterval: 100 * time.Millisecond, HeartbeatTimeout: 50 * time.Millisecond}})
+	e.startNode(discovery.Config{Timing: discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: 100 * time.Millisecond, Timeout: 50 * time.Millisecond}}})
 	h := e.watchHealth()
 	id := uuid.NewString() // announced, but nothing answers its heartbeats
 	e.request(subjects.Announce("echo"), fmt.Appendf(nil, `{"id":%q,"service":"echo","endpoints":[{"name":"say"}]}`, id))
@@ -507,7 +507,7 @@ func TestAnnounceAgainUpdatesWithoutEvent(t *testing.T) {
 
 func TestCriticalRemovedAfterDeregisterAfter(t *testing.T) {
 	e := newEnv(t)
-	e.startNode(discovery.Config{Timing: discovery.Timing{HeartbeatInterval: 100 * time.Millisecond, HeartbeatTimeout: 50 * time.Millisecond, DeregisterAfter: 500 * time.Millisecond}})
+	e.startNode(discovery.Config{Timing: discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: 100 * time.Millisecond, Timeout: 50 * time.Millisecond}, DeregisterAfter: 500 * time.Millisecond}})
 	h := e.watchHealth()
 	f := e.fake("echo")
 	e.mustAnnounce(f)
@@ -566,7 +566,7 @@ func TestRestartDoesNotFlap(t *testing.T) {
 // With nothing changing, the node writes nothing to hail_instances.
 func TestQuietRegistryWritesNothing(t *testing.T) {
 	e := newEnv(t)
-	e.startNode(discovery.Config{Timing: discovery.Timing{HeartbeatInterval: 50 * time.Millisecond, HeartbeatTimeout: 25 * time.Millisecond}})
+	e.startNode(discovery.Config{Timing: discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: 50 * time.Millisecond, Timeout: 25 * time.Millisecond}}})
 	var fs []*fake
 	for range 10 {
 		f := e.fake("echo")

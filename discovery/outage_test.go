@@ -28,7 +28,7 @@ func TestServerRestartDoesNotFlap(t *testing.T) {
 	nc := bustest.Connect(t, url, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
 	e := &env{t: t, url: url, nc: nc, kv: bustest.Buckets(t, nc)}
 	var cfg discovery.Config
-	cfg.HeartbeatInterval, cfg.HeartbeatTimeout = 100*time.Millisecond, 50*time.Millisecond
+	cfg.Heartbeat.Interval, cfg.Heartbeat.Timeout = 100*time.Millisecond, 50*time.Millisecond
 	cfg.Metrics = newMetricsSet()
 	e.startNode(cfg)
 	var fs []*fake

@@ -8,7 +8,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/events"
-	"github.com/hailsd/hail/heartbeat"
 	"github.com/nats-io/nats.go"
 )
 
@@ -17,8 +16,7 @@ import (
 // timing, keeping the one in force.
 func TestReconfigureTakesEffect(t *testing.T) {
 	e := newEnv(t)
-	generous := discovery.Timing{HeartbeatInterval: 500 * time.Millisecond, HeartbeatTimeout: 400 * time.Millisecond,
-		Thresholds:      heartbeat.Thresholds{FailuresToCritical: 1, SuccessesToPassing: 1},
+	generous := discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: 500 * time.Millisecond, Timeout: 400 * time.Millisecond, MissedToCritical: 1, AnsweredToPassing: 1},
 		DeregisterAfter: time.Minute, SelfPreservation: discovery.SelfPreservation{Share: 0.5, MinFailures: 5}}
 	n, _ := e.startNode(discovery.Config{Timing: generous})
 
@@ -39,7 +37,7 @@ func TestReconfigureTakesEffect(t *testing.T) {
 	key := events.InstanceKey(f.service, f.id)
 
 	impatient := generous
-	impatient.HeartbeatTimeout = 30 * time.Millisecond
+	impatient.Heartbeat.Timeout = 30 * time.Millisecond
 	if err := n.Reconfigure(impatient); err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +49,7 @@ func TestReconfigureTakesEffect(t *testing.T) {
 	e.waitStatus(key, events.Passing, 10*time.Second)
 
 	broken := generous
-	broken.HeartbeatTimeout = time.Second // above the interval
+	broken.Heartbeat.Timeout = time.Second // above the interval
 	if err := n.Reconfigure(broken); err == nil {
 		t.Error("a timeout above the interval was accepted")
 	}

@@ -111,7 +111,7 @@ func decideRound(in roundInput) roundDecision {
 				d.BadReplies++
 			}
 		}
-		next, why := heartbeat.Judge(st.Judge, r.Verdict(), in.Timing.Thresholds)
+		next, why := heartbeat.Judge(st.Judge, r.Verdict(), in.Timing.Heartbeat.Thresholds())
 		if next.Status == st.Judge.Status {
 			d.Judged[r.ID] = next
 			if next.Status == events.Critical && !st.CriticalSince.IsZero() && in.Start.Sub(st.CriticalSince) >= in.Timing.DeregisterAfter {

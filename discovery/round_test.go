@@ -17,8 +17,8 @@ import (
 func TestDecideRound(t *testing.T) {
 	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 	timing := Timing{
-		HeartbeatInterval: time.Second, HeartbeatTimeout: 500 * time.Millisecond,
-		Thresholds: heartbeat.DefaultThresholds, DeregisterAfter: time.Minute,
+		Heartbeat:        Heartbeat{Interval: time.Second, Timeout: 500 * time.Millisecond, MissedToCritical: 3, AnsweredToPassing: 1},
+		DeregisterAfter:  time.Minute,
 		SelfPreservation: SelfPreservation{Share: 0.5, MinFailures: 5},
 	}
 	passing := instanceState{Judge: heartbeat.State{Status: events.Passing}}

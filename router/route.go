@@ -7,30 +7,38 @@ import (
 	"github.com/hailsd/hail/events"
 )
 
-// Defaults are the router's own routing policy; a service's hail_config
-// route overrides them field by field.
-type Defaults struct {
-	// Strategy is used when a route names none; default "weighted".
-	Strategy string
-	// Timeout bounds a whole routed call, retries included; default 5s.
-	Timeout time.Duration
-	// Retries is the extra attempts after no-responders; default 2.
-	Retries int
+// RouteDefaults are the router's own routing policy, what a service's
+// hail_config route overrides field by field: the router program's
+// `route` section. DefaultRoute holds the defaults, in one place.
+type RouteDefaults struct {
+	// Strategy when a route names none. Default weighted.
+	Strategy string `koanf:"strategy"`
+	// Timeout of a whole routed call, retries included. Default 5s.
+	Timeout time.Duration `koanf:"timeout"`
+	// Retries after no responders. Default 2.
+	Retries int `koanf:"retries"`
 	// HashLoadFactor bounds the hash strategy's in-flight requests per
-	// instance at this multiple of its share of the mean; default 1.25.
-	HashLoadFactor float64
+	// instance at this multiple of its share of the mean. Default 1.25.
+	HashLoadFactor float64 `koanf:"hash_load_factor"`
 	// WarningWeight is the fraction of its weight a warning instance
 	// keeps; 0 takes warning instances out like critical ones. Default 0.1.
-	WarningWeight float64
+	WarningWeight float64 `koanf:"warning_weight"`
+	// RetryBudget is the share of a retry each request earns (Finagle's
+	// and Linkerd's retry budget), so an outage does not multiply load.
+	// Default 0.2.
+	RetryBudget float64 `koanf:"retry_budget"`
+	// MinRetriesPerSecond are allowed whatever the budget. Default 10.
+	MinRetriesPerSecond float64 `koanf:"min_retries_per_second"`
 }
 
-// DefaultDefaults are the defaults the router program starts from.
-func DefaultDefaults() Defaults {
-	return Defaults{Strategy: events.DefaultStrategy, Timeout: 5 * time.Second, Retries: 2, HashLoadFactor: 1.25, WarningWeight: 0.1}
+// DefaultRoute is the routing policy a router starts from.
+func DefaultRoute() RouteDefaults {
+	return RouteDefaults{Strategy: events.DefaultStrategy, Timeout: 5 * time.Second, Retries: 2, HashLoadFactor: 1.25,
+		WarningWeight: 0.1, RetryBudget: 0.2, MinRetriesPerSecond: 10}
 }
 
 // Validate checks the defaults.
-func (d Defaults) Validate() error {
+func (d RouteDefaults) Validate() error {
 	c := events.RouteConfig{Strategy: d.Strategy, Retries: &d.Retries, TimeoutMS: int(d.Timeout / time.Millisecond), HashLoadFactor: d.HashLoadFactor}
 	if err := c.Validate(); err != nil {
 		return err
@@ -40,6 +48,12 @@ func (d Defaults) Validate() error {
 	}
 	if d.WarningWeight < 0 || d.WarningWeight > 1 {
 		return fmt.Errorf("warning weight %g is out of range 0..1", d.WarningWeight)
+	}
+	if d.RetryBudget <= 0 || d.RetryBudget > 1 {
+		return fmt.Errorf("retry budget %g is out of range (0, 1]", d.RetryBudget)
+	}
+	if d.MinRetriesPerSecond <= 0 {
+		return fmt.Errorf("min retries per second %g must be positive", d.MinRetriesPerSecond)
 	}
 	return nil
 }
@@ -56,7 +70,7 @@ type Route struct {
 }
 
 // resolve lays a validated RouteConfig over d.
-func (d Defaults) resolve(c events.RouteConfig) Route {
+func (d RouteDefaults) resolve(c events.RouteConfig) Route {
 	r := Route{
 		Strategy: d.Strategy, HashHeader: events.HeaderKey, Retries: d.Retries, Timeout: d.Timeout,
 		RetryOnTimeout: c.RetryOnTimeout, HashLoadFactor: d.HashLoadFactor, Weights: c.Weights,

@@ -44,13 +44,23 @@ type Router struct {
 	bad     *endpointStats
 }
 
-// New makes a router on nc.
+// DefaultConfig is a router's configuration with every default: the one
+// place they are written (the router program starts from it).
+func DefaultConfig() Config {
+	return Config{Table: TableConfig{Route: DefaultRoute(), Ejection: DefaultEjection()}, MaxInflight: 4096, DrainTimeout: 10 * time.Second}
+}
+
+// New makes a router on nc; zero fields of cfg take DefaultConfig's.
 func New(nc *nats.Conn, cfg Config) (*Router, error) {
+	d := DefaultConfig()
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.GOMAXPROCS(0)
 	}
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = d.MaxInflight
+	}
 	if cfg.DrainTimeout <= 0 {
-		cfg.DrainTimeout = 10 * time.Second
+		cfg.DrainTimeout = d.DrainTimeout
 	}
 	t, err := NewTable(nc, cfg.Table)
 	if err != nil {

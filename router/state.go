@@ -13,39 +13,33 @@ import (
 // jitter. It comes back when that time is up or when the registry reports
 // it passing again after a spell out of passing. At most MaxShare of a
 // service's instances (and always at least one) are out at a time, so a
-// router that is itself cut off cannot eject a whole service.
+// Ejection is passive outlier detection: an instance that did not answer
+// is taken out for a while. The router program's `ejection` section.
 type Ejection struct {
-	Base     time.Duration // default 30s
-	Max      time.Duration // default 5m
-	MaxShare float64       // default 0.5
+	// Base time out for an instance that did not answer; doubled per
+	// ejection in a row. Default 30s.
+	Base time.Duration `koanf:"base"`
+	// Max time out. Default 5m.
+	Max time.Duration `koanf:"max"`
+	// MaxShare of a service's instances out at once. Default 0.5.
+	MaxShare float64 `koanf:"max_share"`
+}
+
+// DefaultEjection is the ejection a router starts from.
+func DefaultEjection() Ejection {
+	return Ejection{Base: 30 * time.Second, Max: 5 * time.Minute, MaxShare: 0.5}
 }
 
 func (e *Ejection) setDefaults() {
+	d := DefaultEjection()
 	if e.Base <= 0 {
-		e.Base = 30 * time.Second
+		e.Base = d.Base
 	}
 	if e.Max < e.Base {
-		e.Max = max(e.Base, 5*time.Minute)
+		e.Max = max(e.Base, d.Max)
 	}
 	if e.MaxShare <= 0 || e.MaxShare > 1 {
-		e.MaxShare = 0.5
-	}
-}
-
-// Budget bounds retries so that an outage does not multiply load (Finagle's
-// and Linkerd's retry budget): each request earns Ratio of a retry, and
-// MinPerSecond retries a second are always allowed.
-type Budget struct {
-	Ratio        float64 // default 0.2
-	MinPerSecond float64 // default 10
-}
-
-func (b *Budget) setDefaults() {
-	if b.Ratio <= 0 {
-		b.Ratio = 0.2
-	}
-	if b.MinPerSecond <= 0 {
-		b.MinPerSecond = 10
+		e.MaxShare = d.MaxShare
 	}
 }
 
@@ -59,9 +53,9 @@ type serviceState struct {
 	budget   retryBudget
 }
 
-func newServiceState(e Ejection, b Budget) *serviceState {
+func newServiceState(e Ejection, d RouteDefaults) *serviceState {
 	s := &serviceState{ej: e}
-	s.budget.init(b)
+	s.budget.init(d.RetryBudget, d.MinRetriesPerSecond)
 	return s
 }
 
@@ -114,12 +108,12 @@ type retryBudget struct {
 	last      time.Time
 }
 
-func (b *retryBudget) init(c Budget) {
-	b.earn = c.Ratio
-	b.perSecond = c.MinPerSecond
+func (b *retryBudget) init(ratio, minPerSecond float64) {
+	b.earn = ratio
+	b.perSecond = minPerSecond
 	// Ten seconds' worth of the floor: a long calm does not bank enough
 	// to let a sudden outage double the load.
-	b.cap = c.MinPerSecond*10 + 1
+	b.cap = minPerSecond*10 + 1
 	b.tokens = b.cap
 	b.last = time.Now()
 }

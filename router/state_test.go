@@ -7,7 +7,7 @@ import (
 
 func TestRetryBudget(t *testing.T) {
 	var b retryBudget
-	b.init(Budget{Ratio: 0.2, MinPerSecond: 10})
+	b.init(0.2, 10)
 	// A calm start banks ten seconds of the floor (100) plus one.
 	n := 0
 	for b.withdraw() {
@@ -32,7 +32,7 @@ func TestRetryBudget(t *testing.T) {
 }
 
 func TestEjectionShareAndLift(t *testing.T) {
-	s := newServiceState(Ejection{Base: time.Hour, Max: time.Hour, MaxShare: 0.5}, Budget{})
+	s := newServiceState(Ejection{Base: time.Hour, Max: time.Hour, MaxShare: 0.5}, DefaultRoute())
 	s.pickable.Store(3)
 	a, b := newTarget("a", 100), newTarget("b", 100)
 	if !s.eject(a) || !a.ejected() {

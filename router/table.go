@@ -21,9 +21,10 @@ import (
 // TableConfig configures a Table.
 type TableConfig struct {
 	Subjects events.Subjects
-	Defaults Defaults
+	// Route is the routing policy a service's hail_config route
+	// overrides; zero fields take DefaultRoute's.
+	Route    RouteDefaults
 	Ejection Ejection
-	Budget   Budget
 	Logger   *slog.Logger
 	// Metrics receives the table's and the forwarder's metrics; nil makes
 	// a private set.
@@ -31,24 +32,29 @@ type TableConfig struct {
 }
 
 func (c *TableConfig) setDefaults() {
-	d := DefaultDefaults()
-	if c.Defaults == (Defaults{}) {
-		c.Defaults = d
+	d := DefaultRoute()
+	if c.Route == (RouteDefaults{}) {
+		c.Route = d
 	}
 	// Fields with no meaningful zero take their default one by one, so
 	// a caller can set the strategy alone. (0 retries and a 0 warning
 	// weight mean something, so they are taken as given.)
-	if c.Defaults.Strategy == "" {
-		c.Defaults.Strategy = d.Strategy
+	if c.Route.Strategy == "" {
+		c.Route.Strategy = d.Strategy
 	}
-	if c.Defaults.Timeout == 0 {
-		c.Defaults.Timeout = d.Timeout
+	if c.Route.Timeout == 0 {
+		c.Route.Timeout = d.Timeout
 	}
-	if c.Defaults.HashLoadFactor == 0 {
-		c.Defaults.HashLoadFactor = d.HashLoadFactor
+	if c.Route.HashLoadFactor == 0 {
+		c.Route.HashLoadFactor = d.HashLoadFactor
+	}
+	if c.Route.RetryBudget == 0 {
+		c.Route.RetryBudget = d.RetryBudget
+	}
+	if c.Route.MinRetriesPerSecond == 0 {
+		c.Route.MinRetriesPerSecond = d.MinRetriesPerSecond
 	}
 	c.Ejection.setDefaults()
-	c.Budget.setDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -71,7 +77,7 @@ type Table struct {
 
 	views    atomic.Pointer[map[string]*View]
 	ready    chan struct{}
-	defaults chan Defaults // SetDefaults to the loop
+	defaults chan RouteDefaults // SetDefaults to the loop
 
 	reg *registry.Follower // set by Run
 
@@ -119,12 +125,12 @@ type service struct {
 // NewTable makes a table; Run fills and maintains it.
 func NewTable(nc *nats.Conn, cfg TableConfig) (*Table, error) {
 	cfg.setDefaults()
-	if err := cfg.Defaults.Validate(); err != nil {
+	if err := cfg.Route.Validate(); err != nil {
 		return nil, fmt.Errorf("route defaults: %w", err)
 	}
 	t := &Table{
 		nc: nc, cfg: cfg, log: cfg.Logger.With("component", "table"),
-		ready: make(chan struct{}), defaults: make(chan Defaults, 1), services: map[string]*service{}, dirty: map[string]bool{},
+		ready: make(chan struct{}), defaults: make(chan RouteDefaults, 1), services: map[string]*service{}, dirty: map[string]bool{},
 	}
 	t.m = newTableMetrics(cfg.Metrics, t)
 	empty := map[string]*View{}
@@ -143,7 +149,7 @@ func (t *Table) View(service string) *View { return (*t.views.Load())[service] }
 // SetDefaults replaces the route defaults while the table runs; every
 // service is rebuilt with them. Invalid defaults are refused and the ones
 // in force stay.
-func (t *Table) SetDefaults(d Defaults) error {
+func (t *Table) SetDefaults(d RouteDefaults) error {
 	if err := d.Validate(); err != nil {
 		return fmt.Errorf("route defaults: %w", err)
 	}
@@ -229,7 +235,7 @@ func (t *Table) loop(ctx context.Context, changes <-chan registry.Change, confUp
 		case d := <-downs:
 			t.applyDown(d)
 		case d := <-t.defaults:
-			t.cfg.Defaults = d
+			t.cfg.Route = d
 			for name := range t.services {
 				t.dirty[name] = true
 			}
@@ -258,7 +264,7 @@ func (t *Table) service(name string) *service {
 	if s == nil {
 		s = &service{
 			name: name, statuses: map[string]events.Status{}, down: map[string]bool{},
-			loads: map[string]*Load{}, state: newServiceState(t.cfg.Ejection, t.cfg.Budget),
+			loads: map[string]*Load{}, state: newServiceState(t.cfg.Ejection, t.cfg.Route),
 		}
 		t.services[name] = s
 	}
@@ -388,7 +394,7 @@ func (t *Table) publish() {
 // targets that may take requests and a picker per endpoint over those that
 // serve it.
 func (t *Table) build(s *service, recs []events.InstanceRecord) *View {
-	route := t.cfg.Defaults.resolve(s.route)
+	route := t.cfg.Route.resolve(s.route)
 	v := &View{Service: s.name, Route: route, endpoints: map[string]*Endpoint{}, state: s.state}
 	byEndpoint := map[string][]*Target{}
 	pickable := 0
@@ -454,10 +460,10 @@ func (t *Table) weight(rec events.InstanceRecord, route Route, down bool) int {
 	case events.Passing:
 		return w
 	case events.Warning:
-		if w == 0 || t.cfg.Defaults.WarningWeight == 0 {
+		if w == 0 || t.cfg.Route.WarningWeight == 0 {
 			return 0
 		}
-		return max(1, int(float64(w)*t.cfg.Defaults.WarningWeight))
+		return max(1, int(float64(w)*t.cfg.Route.WarningWeight))
 	}
 	return 0
 }

@@ -118,7 +118,7 @@ func TestSetDefaultsRebuildsServices(t *testing.T) {
 	if got := table.View("echo").Route.Strategy; got != "weighted" {
 		t.Fatalf("strategy %q before, want weighted", got)
 	}
-	d := router.DefaultDefaults()
+	d := router.DefaultRoute()
 	d.Strategy = "round_robin"
 	if err := table.SetDefaults(d); err != nil {
 		t.Fatal(err)

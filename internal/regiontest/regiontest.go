@@ -243,7 +243,7 @@ type Console struct {
 func NewConsole(t testing.TB) *Console {
 	t.Helper()
 	c := &Console{Region: New(t), Set: metrics.NewSet()}
-	c.StartNode(discovery.Config{Timing: discovery.Timing{HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: 100 * time.Millisecond}})
+	c.StartNode(discovery.Config{Timing: discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: 200 * time.Millisecond, Timeout: 100 * time.Millisecond}}})
 	_, c.Srv = c.StartConsole(console.RegionConfig{Metrics: c.Set})
 	return c
 }

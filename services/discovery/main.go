@@ -18,7 +18,6 @@ import (
 	"github.com/hailsd/hail/console"
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/events"
-	"github.com/hailsd/hail/heartbeat"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -31,20 +30,18 @@ func main() {
 	}
 }
 
-// Config is the discovery node's configuration.
+// Config is the discovery node's configuration. Its heartbeat,
+// deregister_after and self_preservation keys are the discovery package's
+// Timing, defaults and all.
 type Config struct {
 	NATS config.NATS `koanf:"nats"`
 	// Prefix of every hail subject. Default hail.
-	Prefix    string          `koanf:"prefix"`
-	Node      NodeConfig      `koanf:"node"`
-	Heartbeat HeartbeatConfig `koanf:"heartbeat"`
-	// DeregisterAfter is how long an instance stays critical before its
-	// record is removed. Default 60s.
-	DeregisterAfter  time.Duration          `koanf:"deregister_after"`
-	SelfPreservation SelfPreservationConfig `koanf:"self_preservation"`
-	KV               KVConfig               `koanf:"kv"`
-	HTTP             config.HTTP            `koanf:"http"`
-	Log              config.Log             `koanf:"log"`
+	Prefix           string     `koanf:"prefix"`
+	Node             NodeConfig `koanf:"node"`
+	discovery.Timing `koanf:",flatten,squash"`
+	KV               KVConfig    `koanf:"kv"`
+	HTTP             config.HTTP `koanf:"http"`
+	Log              config.Log  `koanf:"log"`
 }
 
 // NodeConfig describes this node.
@@ -60,28 +57,6 @@ type NodeConfig struct {
 	TTL time.Duration `koanf:"ttl"`
 }
 
-// HeartbeatConfig is PROTOCOL.md's timing.
-type HeartbeatConfig struct {
-	// Interval between heartbeats. Default 1s.
-	Interval time.Duration `koanf:"interval"`
-	// Timeout for a heartbeat reply. Default 500ms.
-	Timeout time.Duration `koanf:"timeout"`
-	// MissedToCritical heartbeats in a row make an instance critical. Default 3.
-	MissedToCritical int `koanf:"missed_to_critical"`
-	// AnsweredToPassing heartbeats in a row bring it back. Default 1.
-	AnsweredToPassing int `koanf:"answered_to_passing"`
-}
-
-// SelfPreservationConfig: when more than Share of the instances a node
-// owns that are not critical are failing at once, and at least
-// MinFailures, the node blames itself and judges nothing that round.
-type SelfPreservationConfig struct {
-	// Share of the instances not critical. Default 0.5.
-	Share float64 `koanf:"share"`
-	// MinFailures failing at once. Default 5.
-	MinFailures int `koanf:"min_failures"`
-}
-
 // KVConfig tunes the buckets.
 type KVConfig struct {
 	// Replicas of each bucket; 0 means min(3, cluster size). Default 0.
@@ -93,13 +68,11 @@ func (c *Config) Logging() config.Log { return c.Log }
 
 func defaults() *Config {
 	return &Config{
-		NATS:             config.NATS{URL: config.DefaultNATSURL},
-		Prefix:           events.DefaultPrefix,
-		Node:             NodeConfig{TTL: bus.DefaultNodeTTL},
-		Heartbeat:        HeartbeatConfig{Interval: time.Second, Timeout: 500 * time.Millisecond, MissedToCritical: 3, AnsweredToPassing: 1},
-		DeregisterAfter:  60 * time.Second,
-		SelfPreservation: SelfPreservationConfig{Share: 0.5, MinFailures: 5},
-		Log:              config.DefaultLog,
+		NATS:   config.NATS{URL: config.DefaultNATSURL},
+		Prefix: events.DefaultPrefix,
+		Node:   NodeConfig{TTL: bus.DefaultNodeTTL},
+		Timing: discovery.DefaultTiming(),
+		Log:    config.DefaultLog,
 	}
 }
 
@@ -158,17 +131,6 @@ func (c *Config) Validate() error {
 // file (log.level too).
 var reloadable = []string{"heartbeat.", "deregister_after", "self_preservation."}
 
-// timing is the part of c a running node can change.
-func (c *Config) timing() discovery.Timing {
-	return discovery.Timing{
-		HeartbeatInterval: c.Heartbeat.Interval,
-		HeartbeatTimeout:  c.Heartbeat.Timeout,
-		Thresholds:        heartbeat.Thresholds{FailuresToCritical: c.Heartbeat.MissedToCritical, SuccessesToPassing: c.Heartbeat.AnsweredToPassing},
-		DeregisterAfter:   c.DeregisterAfter,
-		SelfPreservation:  discovery.SelfPreservation{Share: c.SelfPreservation.Share, MinFailures: c.SelfPreservation.MinFailures},
-	}
-}
-
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
 	cfg := defaults()
 	loaded, err := config.Start(cfg, "discovery", args, getenv, out)
@@ -191,7 +153,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		AZ:       cfg.Node.AZ,
 		Hostname: cfg.Node.Hostname,
 		Subjects: events.Subjects{Prefix: cfg.Prefix},
-		Timing:   cfg.timing(),
+		Timing:   cfg.Timing,
 		Logger:   log,
 		Metrics:  set,
 	})
@@ -205,7 +167,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		config.Watch[*Config]{
 			Fresh:      defaults,
 			Reloadable: reloadable,
-			Apply:      func(c *Config) error { return node.Reconfigure(c.timing()) },
+			Apply:      func(c *Config) error { return node.Reconfigure(c.Timing) },
 			Metrics:    set,
 		}.Run(gctx, loaded, cfg)
 		return nil

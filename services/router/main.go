@@ -34,14 +34,14 @@ func main() {
 	}
 }
 
-// Config is the router's configuration.
+// Config is the router's configuration. Its route and ejection sections
+// are the router package's own types, defaults and all.
 type Config struct {
 	NATS config.NATS `koanf:"nats"`
 	// Prefix of every hail subject. Default hail.
-	Prefix string      `koanf:"prefix"`
-	Route  RouteConfig `koanf:"route"`
-	// Ejection is passive outlier detection.
-	Ejection EjectionConfig `koanf:"ejection"`
+	Prefix   string               `koanf:"prefix"`
+	Route    router.RouteDefaults `koanf:"route"`
+	Ejection router.Ejection      `koanf:"ejection"`
 	// Workers is how many subscriptions share hail.route.>. Default 0:
 	// one per CPU.
 	Workers int `koanf:"workers"`
@@ -54,57 +54,21 @@ type Config struct {
 	Log          config.Log    `koanf:"log"`
 }
 
-// RouteConfig holds the defaults a hail_config route.<service> overrides.
-type RouteConfig struct {
-	// Strategy when a route names none. Default weighted.
-	Strategy string `koanf:"strategy"`
-	// Timeout of a whole routed call, retries included. Default 5s.
-	Timeout time.Duration `koanf:"timeout"`
-	// Retries after no responders. Default 2.
-	Retries int `koanf:"retries"`
-	// HashLoadFactor bounds the hash strategy's in-flight requests per
-	// instance at this multiple of the mean. Default 1.25.
-	HashLoadFactor float64 `koanf:"hash_load_factor"`
-	// WarningWeight is the fraction of its weight a warning instance
-	// keeps; 0 routes nothing to warning instances. Default 0.1.
-	WarningWeight float64 `koanf:"warning_weight"`
-	// RetryBudget is the retries each request earns. Default 0.2.
-	RetryBudget float64 `koanf:"retry_budget"`
-	// MinRetriesPerSecond are allowed whatever the budget. Default 10.
-	MinRetriesPerSecond float64 `koanf:"min_retries_per_second"`
-}
-
-// EjectionConfig is passive outlier detection.
-type EjectionConfig struct {
-	// Base time out for an instance that did not answer; doubled per
-	// ejection in a row. Default 30s.
-	Base time.Duration `koanf:"base"`
-	// Max time out. Default 5m.
-	Max time.Duration `koanf:"max"`
-	// MaxShare of a service's instances out at once. Default 0.5.
-	MaxShare float64 `koanf:"max_share"`
-}
-
 // Logging is the log section.
 func (c *Config) Logging() config.Log { return c.Log }
 
 func defaults() *Config {
-	d := router.DefaultDefaults()
+	d := router.DefaultConfig()
 	return &Config{
-		NATS:   config.NATS{URL: config.DefaultNATSURL},
-		Prefix: events.DefaultPrefix,
-		Route: RouteConfig{Strategy: d.Strategy, Timeout: d.Timeout, Retries: d.Retries, HashLoadFactor: d.HashLoadFactor,
-			WarningWeight: d.WarningWeight, RetryBudget: 0.2, MinRetriesPerSecond: 10},
-		Ejection:     EjectionConfig{Base: 30 * time.Second, Max: 5 * time.Minute, MaxShare: 0.5},
-		MaxInflight:  4096,
-		DrainTimeout: 10 * time.Second,
+		NATS:         config.NATS{URL: config.DefaultNATSURL},
+		Prefix:       events.DefaultPrefix,
+		Route:        d.Table.Route,
+		Ejection:     d.Table.Ejection,
+		Workers:      d.Workers,
+		MaxInflight:  d.MaxInflight,
+		DrainTimeout: d.DrainTimeout,
 		Log:          config.DefaultLog,
 	}
-}
-
-func (c *Config) defaults() router.Defaults {
-	return router.Defaults{Strategy: c.Route.Strategy, Timeout: c.Route.Timeout, Retries: c.Route.Retries,
-		HashLoadFactor: c.Route.HashLoadFactor, WarningWeight: c.Route.WarningWeight}
 }
 
 // Validate checks every field and names the ones that are wrong.
@@ -167,9 +131,8 @@ func (c *Config) routerConfig(set *metrics.Set, log *slog.Logger) router.Config 
 	return router.Config{
 		Table: router.TableConfig{
 			Subjects: events.Subjects{Prefix: c.Prefix},
-			Defaults: c.defaults(),
-			Ejection: router.Ejection{Base: c.Ejection.Base, Max: c.Ejection.Max, MaxShare: c.Ejection.MaxShare},
-			Budget:   router.Budget{Ratio: c.Route.RetryBudget, MinPerSecond: c.Route.MinRetriesPerSecond},
+			Route:    c.Route,
+			Ejection: c.Ejection,
 			Logger:   log,
 			Metrics:  set,
 		},
@@ -205,7 +168,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		config.Watch[*Config]{
 			Fresh:      defaults,
 			Reloadable: reloadable,
-			Apply:      func(c *Config) error { return r.Table().SetDefaults(c.defaults()) },
+			Apply:      func(c *Config) error { return r.Table().SetDefaults(c.Route) },
 			Metrics:    set,
 		}.Run(gctx, loaded, cfg)
 		return nil
