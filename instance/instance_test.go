@@ -37,7 +37,7 @@ func newEnv(t *testing.T) *env {
 func (e *env) startNode(t *testing.T, interval time.Duration) {
 	t.Helper()
 	nc := bustest.Connect(t, e.url)
-	n, err := discovery.New(nc, e.kv, discovery.Config{Timing: discovery.Timing{HeartbeatInterval: interval, HeartbeatTimeout: interval / 2}})
+	n, err := discovery.New(nc, e.kv, discovery.Config{Timing: discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: interval, Timeout: interval / 2}}})
 	if err != nil {
 		t.Fatal(err)
 	}
