@@ -25,7 +25,7 @@ func TestChurnLeavesNoTombstones(t *testing.T) {
 	e := newEnv(t)
 	// Heartbeats are beside the point here; silent instances only put the
 	// node into self-preservation.
-	n, _ := e.startNode(discovery.Config{Timing: discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: 2 * time.Second, Timeout: time.Second}}})
+	n, _ := e.StartNode(discovery.Config{Timing: discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: 2 * time.Second, Timeout: time.Second}}})
 	reg := n.Registry()
 	maxTombstones := 0
 	for w := range waves {
@@ -65,7 +65,7 @@ func TestChurnLeavesNoTombstones(t *testing.T) {
 		t.Errorf("%d tombstones at the end of a wave of %d deletes", maxTombstones, perWave)
 	}
 	t.Logf("%d instances came and went; at most %d tombstones at once", waves*perWave, maxTombstones)
-	keys, err := e.kv.Instances.ListKeys(t.Context())
+	keys, err := e.KV.Instances.ListKeys(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestChurnLeavesNoTombstones(t *testing.T) {
 // each runs f for every id on workers goroutines and fails the test on
 // the first error.
 func (e *env) each(ids []string, workers int, f func(id string) error) {
-	e.t.Helper()
+	e.T.Helper()
 	ch := make(chan string)
 	var mu sync.Mutex
 	var errs []error
@@ -106,13 +106,13 @@ func (e *env) each(ids []string, workers int, f func(id string) error) {
 	close(ch)
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 }
 
 // ack sends a control message and wants an ok answer.
 func (e *env) ack(subject string, data []byte) error {
-	m, err := e.nc.Request(subject, data, 10*time.Second)
+	m, err := e.NC.Request(subject, data, 10*time.Second)
 	if err != nil {
 		return fmt.Errorf("%s: %w", subject, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/internal/fakeinst"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -24,22 +25,22 @@ func TestNodeOnCluster(t *testing.T) {
 	if kv.Replicas != 3 {
 		t.Fatalf("replicas %d", kv.Replicas)
 	}
-	e := &env{t: t, url: c.URLs(), nc: nc, kv: kv}
-	e.startNode(discovery.Config{Timing: discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: 100 * time.Millisecond, Timeout: 50 * time.Millisecond}}})
+	e := envOn(t, c.URLs(), nc)
+	e.StartNode(discovery.Config{Timing: discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: 100 * time.Millisecond, Timeout: 50 * time.Millisecond}}})
 	h := e.watchHealth()
 	f := e.fake("echo")
 	e.mustAnnounce(f)
-	h.wait(t, f.id, events.Passing, time.Second)
-	f.silent.Store(true)
-	h.wait(t, f.id, events.Critical, 2*time.Second)
-	f.silent.Store(false)
-	h.wait(t, f.id, events.Passing, 2*time.Second)
+	h.wait(t, f.ID, events.Passing, time.Second)
+	f.Silence()
+	h.wait(t, f.ID, events.Critical, 2*time.Second)
+	f.Speak()
+	h.wait(t, f.ID, events.Passing, 2*time.Second)
 
 	// An operator's edit is kept: whether the node sees it through the
 	// watch first or learns of it from a failed CAS update, its own
 	// transition lands on top of it (the conflict path itself is
 	// TestUpdateRetriesOnConflict).
-	key := events.InstanceKey("echo", f.id)
+	key := events.InstanceKey("echo", f.ID)
 	entry, err := kv.Instances.Get(context.Background(), key)
 	if err != nil {
 		t.Fatal(err)
@@ -52,17 +53,17 @@ func TestNodeOnCluster(t *testing.T) {
 	if _, err := kv.Instances.Put(context.Background(), key, mustJSON(t, rec)); err != nil {
 		t.Fatal(err)
 	}
-	f.silent.Store(true)
-	h.wait(t, f.id, events.Critical, 2*time.Second)
-	got, err := e.record(key)
+	f.Silence()
+	h.wait(t, f.ID, events.Critical, 2*time.Second)
+	got, err := e.Record(key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got.Status != events.Critical || got.Metadata["edited"] != "by operator" {
 		t.Errorf("record after conflicting edit: %+v", got)
 	}
-	e.request(subjects.Deregister("echo"), f.deregister())
-	if _, err := e.record(key); !errors.Is(err, jetstream.ErrKeyNotFound) {
+	e.request(subjects.Deregister("echo"), f.DeregisterData())
+	if _, err := e.Record(key); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Errorf("after deregister: %v", err)
 	}
 }
@@ -74,13 +75,13 @@ func TestMassTransitionsOnCluster(t *testing.T) {
 	const n = 100
 	c := bustest.RunCluster(t, 3)
 	nc := bustest.Connect(t, c.URLs())
-	e := &env{t: t, url: c.URLs(), nc: nc, kv: bustest.Buckets(t, nc)}
+	e := envOn(t, c.URLs(), nc)
 	cfg := discovery.Config{Timing: discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: 200 * time.Millisecond, Timeout: 100 * time.Millisecond},
 		// Every instance falling silent at once is what self-preservation
 		// exists for; this test is about writing the transitions.
 		SelfPreservation: discovery.SelfPreservation{Share: 1}}}
-	_, stop := e.startNode(cfg)
-	var fs []*fake
+	_, stop := e.StartNode(cfg)
+	var fs []*fakeinst.Instance
 	for range n {
 		f := e.fake("echo")
 		e.mustAnnounce(f)
@@ -107,16 +108,16 @@ func TestMassTransitionsOnCluster(t *testing.T) {
 		}
 	}
 	for _, f := range fs {
-		f.silent.Store(true)
+		f.Silence()
 	}
 	count(events.Critical, n)
 	for _, f := range fs {
-		f.silent.Store(false)
+		f.Speak()
 	}
 	count(events.Passing, n)
 
 	stop()
-	n2, _ := e.startNode(cfg)
+	n2, _ := e.StartNode(cfg)
 	bustest.Eventually(t, 10*time.Second, func() error {
 		m := e.request(subjects.DiscoveryInstances(), []byte(`{"service":"echo","status":"passing"}`))
 		var recs []events.InstanceRecord
@@ -134,9 +135,9 @@ func TestMassTransitionsOnCluster(t *testing.T) {
 		}
 		return nil
 	})
-	beats := fs[0].beats.Load()
+	beats := fs[0].Beats()
 	bustest.Eventually(t, 5*time.Second, func() error {
-		if fs[0].beats.Load() < beats+4 {
+		if fs[0].Beats() < beats+4 {
 			return errors.New("waiting for four rounds")
 		}
 		return nil

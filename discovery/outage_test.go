@@ -11,6 +11,7 @@ import (
 	"github.com/hailsd/hail/bus/embedded"
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/internal/fakeinst"
 	"github.com/nats-io/nats.go"
 )
 
@@ -26,12 +27,12 @@ func TestServerRestartDoesNotFlap(t *testing.T) {
 	t.Cleanup(func() { s.Shutdown() })
 	url := s.ClientURL()
 	nc := bustest.Connect(t, url, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
-	e := &env{t: t, url: url, nc: nc, kv: bustest.Buckets(t, nc)}
+	e := envOn(t, url, nc)
 	var cfg discovery.Config
 	cfg.Heartbeat.Interval, cfg.Heartbeat.Timeout = 100*time.Millisecond, 50*time.Millisecond
 	cfg.Metrics = newMetricsSet()
-	e.startNode(cfg)
-	var fs []*fake
+	e.StartNode(cfg)
+	var fs []*fakeinst.Instance
 	for range 3 {
 		f := e.fake("echo")
 		e.mustAnnounce(f)
@@ -51,9 +52,9 @@ func TestServerRestartDoesNotFlap(t *testing.T) {
 	if s, err = embedded.StartServer(opts); err != nil {
 		t.Fatal(err)
 	}
-	beats := fs[0].beats.Load()
+	beats := fs[0].Beats()
 	bustest.Eventually(t, 10*time.Second, func() error {
-		if fs[0].beats.Load() < beats+5 {
+		if fs[0].Beats() < beats+5 {
 			return errors.New("waiting for five rounds after the restart")
 		}
 		return nil
@@ -62,6 +63,6 @@ func TestServerRestartDoesNotFlap(t *testing.T) {
 		t.Errorf("instances went critical over the node's own outage:\n%s", text)
 	}
 	for _, f := range fs {
-		e.waitStatus(events.InstanceKey("echo", f.id), events.Passing, time.Second)
+		e.waitStatus(events.InstanceKey("echo", f.ID), events.Passing, time.Second)
 	}
 }

@@ -1,14 +1,12 @@
 package discovery_test
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/events"
-	"github.com/nats-io/nats.go"
+	"github.com/hailsd/hail/internal/fakeinst"
 )
 
 // A running node takes up a new heartbeat timeout and thresholds from the
@@ -18,23 +16,13 @@ func TestReconfigureTakesEffect(t *testing.T) {
 	e := newEnv(t)
 	generous := discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: 500 * time.Millisecond, Timeout: 400 * time.Millisecond, MissedToCritical: 1, AnsweredToPassing: 1},
 		DeregisterAfter: time.Minute, SelfPreservation: discovery.SelfPreservation{Share: 0.5, MinFailures: 5}}
-	n, _ := e.startNode(discovery.Config{Timing: generous})
+	n, _ := e.StartNode(discovery.Config{Timing: generous})
 
 	// An instance that answers every heartbeat 100 ms late: in time for a
 	// 400 ms timeout, never for a 30 ms one.
-	f := &fake{id: uuid.NewString(), service: "echo"}
-	if _, err := e.nc.Subscribe(subjects.Heartbeat(f.id), func(m *nats.Msg) {
-		time.AfterFunc(100*time.Millisecond, func() {
-			_ = m.Respond(fmt.Appendf(nil, `{"id":%q,"status":"passing","inflight":0}`, f.id))
-		})
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	f := fakeinst.Start(t, e.URL, fakeinst.Options{Service: "echo", Conn: e.NC, Manual: true, BeatDelay: 100 * time.Millisecond})
 	e.mustAnnounce(f)
-	key := events.InstanceKey(f.service, f.id)
+	key := events.InstanceKey(f.Service(), f.ID)
 
 	impatient := generous
 	impatient.Heartbeat.Timeout = 30 * time.Millisecond

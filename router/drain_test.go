@@ -19,7 +19,7 @@ func TestGracefulDrainUnderLoad(t *testing.T) {
 	e := newEnv(t)
 	var insts []*instance.Instance
 	for range 3 {
-		inst, err := echo.Start(t.Context(), bustest.Connect(t, e.url), instance.Config{Service: "echo"})
+		inst, err := echo.Start(t.Context(), bustest.Connect(t, e.URL), instance.Config{Service: "echo"})
 		if err != nil {
 			t.Fatal(err)
 		}

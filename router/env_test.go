@@ -1,7 +1,6 @@
 package router_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -11,103 +10,47 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/nats-io/nats.go"
 
-	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/internal/fakeinst"
+	"github.com/hailsd/hail/internal/regiontest"
 	"github.com/hailsd/hail/router"
 )
 
 var subjects events.Subjects
 
-// env is a NATS server with a discovery node and a router, each on its
-// own connection, and a caller's connection.
+// env is a region (regiontest) with a discovery node and a router, each on
+// its own connection, and a caller's connection.
 type env struct {
-	t       *testing.T
-	url     string
-	nc      *nats.Conn
-	kv      *bus.Buckets
+	*regiontest.Region
 	router  *router.Router
 	metrics *metrics.Set
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	s := bustest.RunServer(t)
-	e := &env{t: t, url: s.ClientURL(), metrics: metrics.NewSet()}
-	e.nc = bustest.Connect(t, e.url)
-	e.kv = bustest.Buckets(t, e.nc)
-	e.startDiscovery()
-	e.router = e.startRouter(router.Config{Table: router.TableConfig{Metrics: e.metrics}})
+	e := &env{Region: regiontest.New(t), metrics: metrics.NewSet()}
+	e.StartNode(discovery.Config{})
+	e.router = e.StartRouter(router.Config{Table: router.TableConfig{Metrics: e.metrics}})
 	return e
 }
 
-func (e *env) startDiscovery() {
-	e.t.Helper()
-	nc := bustest.Connect(e.t, e.url)
-	n, err := discovery.New(nc, e.kv, discovery.Config{})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.run("discovery", n.Run)
-	select {
-	case <-n.Serving():
-	case <-time.After(10 * time.Second):
-		e.t.Fatal("discovery not serving within 10s")
-	}
-}
-
-func (e *env) startRouter(cfg router.Config) *router.Router {
-	e.t.Helper()
-	nc := bustest.Connect(e.t, e.url)
-	r, err := router.New(nc, cfg)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.run("router", r.Run)
-	bustest.Eventually(e.t, 10*time.Second, func() error {
-		if !r.Ready() {
-			return fmt.Errorf("router not ready")
-		}
-		return nil
-	})
-	return r
-}
-
-// run runs f until the test ends and checks it returns no error.
-func (e *env) run(name string, f func(context.Context) error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f(ctx) }()
-	e.t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				e.t.Errorf("%s: %v", name, err)
-			}
-		case <-time.After(15 * time.Second):
-			e.t.Errorf("%s did not stop within 15s", name)
-		}
-	})
-}
-
 func (e *env) instance(o fakeinst.Options) *fakeinst.Instance {
-	e.t.Helper()
+	e.T.Helper()
 	if o.Service == "" {
 		o.Service = "echo"
 	}
-	return fakeinst.Start(e.t, e.url, o)
+	return fakeinst.Start(e.T, e.URL, o)
 }
 
 // routable waits until the router offers n instances of service for say.
 func (e *env) routable(service string, n int) {
-	e.t.Helper()
-	bustest.Eventually(e.t, 10*time.Second, func() error {
+	e.T.Helper()
+	bustest.Eventually(e.T, 10*time.Second, func() error {
 		got := map[string]bool{}
 		for range 20 * n {
-			m, err := e.nc.Request(subjects.Route(service, "say"), nil, 2*time.Second)
+			m, err := e.NC.Request(subjects.Route(service, "say"), nil, 2*time.Second)
 			if err != nil {
 				return err
 			}
@@ -150,7 +93,7 @@ func (e *env) loadMsg(workers int, req *nats.Msg, timeout time.Duration) *load {
 					return
 				default:
 				}
-				m, err := e.nc.RequestMsg(&nats.Msg{Subject: req.Subject, Header: req.Header, Data: req.Data}, timeout)
+				m, err := e.NC.RequestMsg(&nats.Msg{Subject: req.Subject, Header: req.Header, Data: req.Data}, timeout)
 				l.mu.Lock()
 				l.total++
 				switch {
@@ -190,9 +133,9 @@ func (l *load) errorList() string {
 }
 
 func (e *env) putRoute(service, value string) {
-	e.t.Helper()
-	if _, err := e.kv.Config.Put(e.t.Context(), events.RouteConfigKey(service), []byte(value)); err != nil {
-		e.t.Fatal(err)
+	e.T.Helper()
+	if _, err := e.KV.Config.Put(e.T.Context(), events.RouteConfigKey(service), []byte(value)); err != nil {
+		e.T.Fatal(err)
 	}
 }
 

@@ -25,7 +25,7 @@ func TestWeightedShares(t *testing.T) {
 	before := map[*fakeinst.Instance]int64{a: a.Served(), b: b.Served(), c: c.Served()}
 	const n = 6000
 	for i := range n {
-		m, err := e.nc.Request(subjects.Route("echo", "say"), nil, 2*time.Second)
+		m, err := e.NC.Request(subjects.Route("echo", "say"), nil, 2*time.Second)
 		if err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
@@ -68,7 +68,7 @@ func TestErrorsAnsweredAtOnce(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.subject, func(t *testing.T) {
 			start := time.Now()
-			m, err := e.nc.Request(tt.subject, []byte("hi"), 5*time.Second)
+			m, err := e.NC.Request(tt.subject, []byte("hi"), 5*time.Second)
 			took := time.Since(start)
 			if err != nil {
 				t.Fatal(err)
@@ -100,7 +100,7 @@ func TestRouteConfigTakesEffect(t *testing.T) {
 	spread := func() int {
 		seen := map[string]bool{}
 		for range 40 {
-			m, err := e.nc.RequestMsg(&nats.Msg{Subject: subjects.Route("echo", "say"), Header: key}, 2*time.Second)
+			m, err := e.NC.RequestMsg(&nats.Msg{Subject: subjects.Route("echo", "say"), Header: key}, 2*time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -149,7 +149,7 @@ func TestRouteConfigTakesEffect(t *testing.T) {
 		t.Fatalf("X-User key on %d instances", n)
 	}
 	// Deleting the route brings back the defaults.
-	if err := e.kv.Config.Delete(t.Context(), events.RouteConfigKey("echo")); err != nil {
+	if err := e.KV.Config.Delete(t.Context(), events.RouteConfigKey("echo")); err != nil {
 		t.Fatal(err)
 	}
 	bustest.Eventually(t, time.Second, func() error {
@@ -220,7 +220,7 @@ func TestClientSideRouting(t *testing.T) {
 	e := newEnv(t)
 	a := e.instance(fakeinst.Options{})
 	e.routable("echo", 1)
-	c, err := router.NewClient(t.Context(), bustest.Connect(t, e.url), router.TableConfig{})
+	c, err := router.NewClient(t.Context(), bustest.Connect(t, e.URL), router.TableConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,8 +17,8 @@ import (
 
 // waitStrategy waits until the router applies the route's strategy.
 func (e *env) waitStrategy(service, strategy string) {
-	e.t.Helper()
-	bustest.Eventually(e.t, 2*time.Second, func() error {
+	e.T.Helper()
+	bustest.Eventually(e.T, 2*time.Second, func() error {
 		v := e.router.Table().View(service)
 		if v == nil || v.Route.Strategy != strategy {
 			return fmt.Errorf("strategy not %s yet", strategy)
@@ -28,13 +28,13 @@ func (e *env) waitStrategy(service, strategy string) {
 }
 
 func (e *env) ask(header nats.Header) string {
-	e.t.Helper()
-	m, err := e.nc.RequestMsg(&nats.Msg{Subject: subjects.Route("echo", "say"), Header: header}, 5*time.Second)
+	e.T.Helper()
+	m, err := e.NC.RequestMsg(&nats.Msg{Subject: subjects.Route("echo", "say"), Header: header}, 5*time.Second)
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	if code, text, isErr := events.ReplyError(m); isErr {
-		e.t.Fatalf("%d %s", code, text)
+		e.T.Fatalf("%d %s", code, text)
 	}
 	return string(m.Data)
 }
@@ -64,7 +64,7 @@ func TestRoundRobinThroughRouter(t *testing.T) {
 // loadShares runs n requests from workers goroutines and returns each
 // answering instance's share.
 func (e *env) loadShares(workers, n int) map[string]float64 {
-	e.t.Helper()
+	e.T.Helper()
 	var mu sync.Mutex
 	counts := map[string]int{}
 	var wg sync.WaitGroup
@@ -73,9 +73,9 @@ func (e *env) loadShares(workers, n int) map[string]float64 {
 		go func() {
 			defer wg.Done()
 			for range n / workers {
-				m, err := e.nc.Request(subjects.Route("echo", "say"), nil, 5*time.Second)
+				m, err := e.NC.Request(subjects.Route("echo", "say"), nil, 5*time.Second)
 				if err != nil {
-					e.t.Errorf("worker %d: %v", w, err)
+					e.T.Errorf("worker %d: %v", w, err)
 					return
 				}
 				mu.Lock()
@@ -189,7 +189,7 @@ func TestHashBoundedLoadUnderZipf(t *testing.T) {
 			zipf := rand.NewZipf(rand.New(rand.NewPCG(uint64(c), 7)), 1.1, 1, 9999)
 			for range 30 {
 				key := fmt.Sprintf("user-%d", zipf.Uint64())
-				m, err := e.nc.RequestMsg(&nats.Msg{Subject: subjects.Route("echo", "say"), Header: nats.Header{events.HeaderKey: []string{key}}}, 5*time.Second)
+				m, err := e.NC.RequestMsg(&nats.Msg{Subject: subjects.Route("echo", "say"), Header: nats.Header{events.HeaderKey: []string{key}}}, 5*time.Second)
 				if err != nil {
 					t.Error(err)
 					return
@@ -219,7 +219,7 @@ func TestWarningInstanceGetsAFraction(t *testing.T) {
 	warn := e.instance(fakeinst.Options{Status: events.Warning})
 	ok := e.instance(fakeinst.Options{})
 	bustest.Eventually(t, 5*time.Second, func() error {
-		rec, err := e.kv.Instances.Get(t.Context(), events.InstanceKey("echo", warn.ID))
+		rec, err := e.KV.Instances.Get(t.Context(), events.InstanceKey("echo", warn.ID))
 		if err != nil {
 			return err
 		}

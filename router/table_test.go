@@ -42,7 +42,7 @@ func TestHealthEventTakesInstanceOutAtOnce(t *testing.T) {
 	// KV change...
 	ev, _ := json.Marshal(events.HealthEvent{ID: a.ID, Service: "echo", Status: events.Critical,
 		Previous: events.Passing, Node: uuid.NewString(), TS: time.Now().UTC()})
-	if err := e.nc.Publish(subjects.Health("echo", a.ID), ev); err != nil {
+	if err := e.NC.Publish(subjects.Health("echo", a.ID), ev); err != nil {
 		t.Fatal(err)
 	}
 	bustest.Eventually(t, 2*time.Second, func() error {
@@ -63,10 +63,10 @@ func TestHealthEventTakesInstanceOutAtOnce(t *testing.T) {
 	// A stale event (older than the record) changes nothing.
 	ev, _ = json.Marshal(events.HealthEvent{ID: a.ID, Service: "echo", Status: events.Critical,
 		Previous: events.Passing, Node: uuid.NewString(), TS: time.Now().Add(-time.Hour).UTC()})
-	if err := e.nc.Publish(subjects.Health("echo", a.ID), ev); err != nil {
+	if err := e.NC.Publish(subjects.Health("echo", a.ID), ev); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.nc.Publish(subjects.Health("echo", a.ID), []byte("{garbage")); err != nil {
+	if err := e.NC.Publish(subjects.Health("echo", a.ID), []byte("{garbage")); err != nil {
 		t.Fatal(err)
 	}
 	bustest.Eventually(t, 2*time.Second, func() error {
@@ -85,12 +85,12 @@ func TestBadRecordKeepsRouting(t *testing.T) {
 	a := e.instance(fakeinst.Options{})
 	e.routable("echo", 1)
 	for _, v := range []string{`{not json`, `{"id":"x"}`} {
-		if _, err := e.kv.Instances.Put(t.Context(), "echo."+uuid.NewString(), []byte(v)); err != nil {
+		if _, err := e.KV.Instances.Put(t.Context(), "echo."+uuid.NewString(), []byte(v)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Garbage over a live record: the last good one stays in force.
-	if _, err := e.kv.Instances.Put(t.Context(), "echo."+a.ID, []byte(`[]`)); err != nil {
+	if _, err := e.KV.Instances.Put(t.Context(), "echo."+a.ID, []byte(`[]`)); err != nil {
 		t.Fatal(err)
 	}
 	bustest.Eventually(t, 2*time.Second, func() error {
@@ -99,7 +99,7 @@ func TestBadRecordKeepsRouting(t *testing.T) {
 		}
 		return nil
 	})
-	m, err := e.nc.Request(subjects.Route("echo", "say"), nil, 2*time.Second)
+	m, err := e.NC.Request(subjects.Route("echo", "say"), nil, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

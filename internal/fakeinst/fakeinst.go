@@ -23,6 +23,14 @@ type Options struct {
 	Drain     bool     // announce weight 0
 	// Delay is how long each request takes before its reply.
 	Delay time.Duration
+	// Conn is the connection to use (a test's own, so thousands of
+	// instances need not dial); nil: one of its own, closed when the test
+	// ends.
+	Conn *nats.Conn
+	// BeatDelay is how late it answers each heartbeat.
+	BeatDelay time.Duration
+	// Manual: Start does not announce; the test sends AnnounceData itself.
+	Manual bool
 	// Status is what it reports in heartbeat replies; default passing.
 	Status events.Status
 }
@@ -36,6 +44,7 @@ type Instance struct {
 	o   Options
 
 	silent   atomic.Bool
+	beats    atomic.Int64
 	served   atomic.Int64
 	inflight atomic.Int64
 	peak     atomic.Int64
@@ -57,12 +66,15 @@ func Start(t testing.TB, url string, o Options) *Instance {
 	if len(o.Endpoints) == 0 {
 		o.Endpoints = []string{"say"}
 	}
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatalf("fake instance: connect: %v", err)
+	nc := o.Conn
+	if nc == nil {
+		var err error
+		if nc, err = nats.Connect(url); err != nil {
+			t.Fatalf("fake instance: connect: %v", err)
+		}
+		t.Cleanup(nc.Close)
 	}
 	i := &Instance{ID: uuid.NewString(), t: t, nc: nc, o: o}
-	t.Cleanup(nc.Close)
 	subs := map[string]nats.MsgHandler{i.sub.Heartbeat(i.ID): i.beat}
 	for _, ep := range o.Endpoints {
 		subs[i.sub.Inst(i.ID, ep)] = i.serve
@@ -80,21 +92,16 @@ func Start(t testing.TB, url string, o Options) *Instance {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	i.Announce()
+	if !o.Manual {
+		i.Announce()
+	}
 	return i
 }
 
 // Announce (again) with the current options.
 func (i *Instance) Announce() {
 	i.t.Helper()
-	eps := make([]events.Endpoint, len(i.o.Endpoints))
-	for k, ep := range i.o.Endpoints {
-		eps[k] = events.Endpoint{Name: ep}
-	}
-	data, err := json.Marshal(events.Announce{ID: i.ID, Service: i.o.Service, Endpoints: eps, Weight: i.o.Weight})
-	if err != nil {
-		i.t.Fatal(err)
-	}
+	data := i.AnnounceData()
 	reply, err := i.nc.Request(i.sub.Announce(i.o.Service), data, 5*time.Second)
 	if err != nil {
 		i.t.Fatalf("fake instance: announce: %v", err)
@@ -105,6 +112,31 @@ func (i *Instance) Announce() {
 }
 
 // SetWeight announces a new weight.
+// AnnounceData is the instance's announce, as PROTOCOL.md writes it.
+func (i *Instance) AnnounceData() []byte {
+	eps := make([]events.Endpoint, len(i.o.Endpoints))
+	for k, ep := range i.o.Endpoints {
+		eps[k] = events.Endpoint{Name: ep}
+	}
+	data, err := json.Marshal(events.Announce{ID: i.ID, Service: i.o.Service, Version: "1.0.0", Endpoints: eps, Weight: i.o.Weight})
+	if err != nil {
+		i.t.Fatal(err)
+	}
+	return data
+}
+
+// DeregisterData is the instance's deregister at shutdown.
+func (i *Instance) DeregisterData() []byte {
+	data, err := json.Marshal(events.Deregister{ID: i.ID, Service: i.o.Service, Reason: "shutdown"})
+	if err != nil {
+		i.t.Fatal(err)
+	}
+	return data
+}
+
+// Service is the instance's service.
+func (i *Instance) Service() string { return i.o.Service }
+
 func (i *Instance) SetWeight(w int) {
 	i.o.Weight = w
 	i.Announce()
@@ -127,11 +159,23 @@ func (i *Instance) Inflight() int64 { return i.inflight.Load() }
 // discovery soon records it critical.
 func (i *Instance) Silence() { i.silent.Store(true) }
 
+// Speak answers heartbeats again.
+func (i *Instance) Speak() { i.silent.Store(false) }
+
+// Beats is how many heartbeats reached it, answered or not.
+func (i *Instance) Beats() int64 { return i.beats.Load() }
+
 func (i *Instance) beat(m *nats.Msg) {
+	i.beats.Add(1)
 	if i.silent.Load() {
 		return
 	}
-	_ = m.Respond([]byte(`{"id":"` + i.ID + `","status":"` + string(i.o.Status) + `"}`))
+	reply := []byte(`{"id":"` + i.ID + `","status":"` + string(i.o.Status) + `"}`)
+	if i.o.BeatDelay > 0 {
+		time.AfterFunc(i.o.BeatDelay, func() { _ = m.Respond(reply) })
+		return
+	}
+	_ = m.Respond(reply)
 }
 
 // serve replies with the instance's id after the delay.
