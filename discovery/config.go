@@ -1,7 +1,3 @@
-// Package discovery is a hail discovery node: it takes announces and
-// deregisters, heartbeats the instances it owns, judges their health,
-// records transitions in hail_instances, publishes health events, and
-// answers registry queries from memory.
 package discovery
 
 import (

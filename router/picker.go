@@ -1,7 +1,3 @@
-// Package router routes requests to one healthy instance of a service: a
-// routing table fed by the registry (a KV watch of hail_instances, health
-// events and hail_config routes), one picker per selection strategy, and a
-// forwarder that retries when an instance turns out to be gone.
 package router
 
 import (
