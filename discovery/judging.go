@@ -17,7 +17,7 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 	owned := make(map[string]instanceState, n.owned.len())
 	for _, r := range results {
 		if t := n.owned.id(r.ID); t != nil {
-			owned[r.ID] = instanceState{Judge: t.judge, CriticalSince: t.criticalSince}
+			owned[r.ID] = instanceState{Judge: t.judge, CriticalSince: t.criticalSince, Checks: t.rec.Checks}
 		}
 	}
 	timing := n.Timing()
@@ -38,7 +38,8 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 		n.m.rtt.Update(rtt.Seconds())
 	}
 	for id, st := range d.Judged {
-		n.owned.id(id).judge = st
+		t := n.owned.id(id)
+		t.judge, t.criticalSince = st.Judge, st.CriticalSince
 	}
 
 	ts := make([]*tracked, len(d.Transitions))
@@ -48,28 +49,34 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 		prevs[i] = ts[i].rec.Status
 	}
 	errs := n.updateAll(ctx, ts, func(i int) func(*events.InstanceRecord) {
-		status := d.Transitions[i].Next.Status
-		return func(r *events.InstanceRecord) { r.Status = status; n.setOwner(r) }
+		c := d.Transitions[i]
+		return func(r *events.InstanceRecord) {
+			r.Status = c.Next.Judge.Status
+			if c.ChecksChanged {
+				r.Checks = c.Next.Checks
+			}
+			n.setOwner(r)
+		}
 	})
 	for i, c := range d.Transitions {
 		t, prev := ts[i], prevs[i]
+		status := c.Next.Judge.Status
 		if errs[i] != nil {
 			// The judge keeps the old status, so the next round tries
 			// the transition again.
-			n.log.Error("record transition", "service", t.rec.Service, "instance_id", t.rec.ID, "status", c.Next.Status, "err", errs[i])
-			c.Next.Status = t.judge.Status
-			t.judge = c.Next
+			n.log.Error("record transition", "service", t.rec.Service, "instance_id", t.rec.ID, "status", status, "err", errs[i])
+			c.Next.Judge.Status = t.judge.Status
+			t.judge = c.Next.Judge
 			continue
 		}
-		t.judge = c.Next
-		if c.Next.Status == events.Critical {
-			t.criticalSince = time.Now()
-		} else {
-			t.criticalSince = time.Time{}
+		t.judge, t.criticalSince = c.Next.Judge, c.Next.CriticalSince
+		if !c.StatusChanged {
+			n.log.Debug("instance checks changed", "service", t.rec.Service, "instance_id", t.rec.ID, "status", status)
+			continue
 		}
-		n.m.transitions(c.Next.Status).Inc()
+		n.m.transitions(status).Inc()
 		n.publishHealth(t.rec, prev, c.Why)
-		n.log.Info("instance health changed", "service", t.rec.Service, "instance_id", t.rec.ID, "status", c.Next.Status, "previous", prev, "reason", c.Why)
+		n.log.Info("instance health changed", "service", t.rec.Service, "instance_id", t.rec.ID, "status", status, "previous", prev, "reason", c.Why)
 	}
 
 	for _, r := range d.Removals {

@@ -12,9 +12,11 @@ import (
 
 // tracked is what a node knows of one instance it owns.
 type tracked struct {
-	rec           events.InstanceRecord
-	rev           uint64 // KV revision rec was read or written at
-	judge         heartbeat.State
+	rec   events.InstanceRecord
+	rev   uint64 // KV revision rec was read or written at
+	judge heartbeat.State
+	// criticalSince is when it was first critical and silent in its
+	// current run of missed heartbeats (see instanceState).
 	criticalSince time.Time
 }
 

@@ -55,7 +55,13 @@ func (n *Node) handleAnnounce(ctx context.Context, m *nats.Msg) {
 func (n *Node) register(ctx context.Context, a events.Announce) (created bool, err error) {
 	now := time.Now().UTC()
 	owner := n.members.owner(a.ID)
-	rec := events.InstanceRecord{Announce: a, Status: events.Passing, Node: owner, RegisteredAt: now, UpdatedAt: now}
+	// The announce is a sign of life: passing, unless it says what its
+	// first check round found (an agent's).
+	status := a.Status
+	if status == "" {
+		status = events.Passing
+	}
+	rec := events.InstanceRecord{Announce: a, Status: status, Node: owner, RegisteredAt: now, UpdatedAt: now}
 	rev, cur, exists, err := n.store.create(ctx, rec)
 	if err != nil {
 		return false, err
@@ -90,6 +96,7 @@ func (n *Node) reannounce(ctx context.Context, key string, a events.Announce) er
 		n.m.announces("unchanged").Inc()
 		return nil
 	}
+	// The recorded status stays: a re-announce's status is ignored.
 	mutate := func(r *events.InstanceRecord) { r.Announce = a }
 	if t != nil {
 		if err := n.update(ctx, t, mutate); err != nil {
@@ -107,9 +114,13 @@ func (n *Node) reannounce(ctx context.Context, key string, a events.Announce) er
 	return nil
 }
 
+// sameAnnounce reports whether an announce would change nothing in a
+// record: its status (which only seeds a registration), its timestamp and
+// its checks' output and since do not count.
 func sameAnnounce(a, b events.Announce) bool {
 	return a.Version == b.Version && a.Weight == b.Weight && a.AZ == b.AZ && a.Hostname == b.Hostname &&
-		slices.Equal(a.Endpoints, b.Endpoints) && maps.Equal(a.Metadata, b.Metadata)
+		slices.Equal(a.Endpoints, b.Endpoints) && maps.Equal(a.Metadata, b.Metadata) &&
+		a.Address == b.Address && a.Port == b.Port && slices.Equal(a.Tags, b.Tags) && events.SameChecks(a.Checks, b.Checks)
 }
 
 func (n *Node) handleDeregister(ctx context.Context, m *nats.Msg) {

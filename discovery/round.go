@@ -11,8 +11,14 @@ import (
 
 // instanceState is what a round's decision needs of one owned instance.
 type instanceState struct {
-	Judge         heartbeat.State
-	CriticalSince time.Time // zero unless critical
+	Judge heartbeat.State
+	// CriticalSince is when it was first critical and silent in the
+	// current run of missed heartbeats; zero once it answers. Only
+	// silence removes an instance: one that answers while a check fails
+	// stays registered, critical, for as long as it answers (v1.1).
+	CriticalSince time.Time
+	// Checks are the checks its record holds.
+	Checks []events.CheckResult
 }
 
 // roundInput is everything a heartbeat round is judged on.
@@ -23,11 +29,18 @@ type roundInput struct {
 	Start   time.Time // when the round's heartbeats went out
 }
 
-// transition is a status change to record and announce.
+// transition is a change to record: a status change (announced by a
+// health event), a change of the checks' statuses, or both.
 type transition struct {
 	ID   string
-	Next heartbeat.State
-	Why  string
+	Next instanceState
+	// StatusChanged says whether Next.Judge.Status differs from the
+	// recorded status; Why says why.
+	StatusChanged bool
+	Why           string
+	// ChecksChanged: Next.Checks, from the heartbeat reply, go into the
+	// record.
+	ChecksChanged bool
 }
 
 // removal is an instance critical for long enough to be deregistered.
@@ -41,8 +54,8 @@ type roundDecision struct {
 	// Preserve, when not empty, is why the round is not judged at all
 	// (self-preservation): this node seems cut off, not its instances.
 	Preserve string
-	// Judged are the new judge states of instances whose status stays.
-	Judged map[string]heartbeat.State
+	// Judged are the new states of instances whose record stays as it is.
+	Judged map[string]instanceState
 	// Transitions change a status; Removals follow the transitions.
 	Transitions []transition
 	Removals    []removal
@@ -66,7 +79,7 @@ type roundDecision struct {
 // critical, not only those that fell silent this round, catches an outage
 // that spreads over the rounds it takes to go critical.
 func decideRound(in roundInput) roundDecision {
-	d := roundDecision{Judged: map[string]heartbeat.State{}, RTTs: map[string]time.Duration{}}
+	d := roundDecision{Judged: map[string]instanceState{}, RTTs: map[string]time.Duration{}}
 	var live, failing, owned int
 	for _, r := range in.Results {
 		st, ok := in.Owned[r.ID]
@@ -111,18 +124,35 @@ func decideRound(in roundInput) roundDecision {
 				d.BadReplies++
 			}
 		}
-		next, why := heartbeat.Judge(st.Judge, r.Verdict(), in.Timing.Heartbeat.Thresholds())
-		if next.Status == st.Judge.Status {
+		judged, why := heartbeat.Judge(st.Judge, r.Verdict(), in.Timing.Heartbeat.Thresholds())
+		next := instanceState{Judge: judged, Checks: st.Checks}
+		if r.Err == nil {
+			next.CriticalSince = time.Time{}
+		} else if judged.Status == events.Critical {
+			next.CriticalSince = st.CriticalSince
+			if next.CriticalSince.IsZero() {
+				next.CriticalSince = in.Start
+			}
+		}
+		checksChanged := r.Err == nil && !events.SameChecks(st.Checks, r.Reply.Checks)
+		if checksChanged {
+			next.Checks = r.Reply.Checks
+		}
+		statusChanged := judged.Status != st.Judge.Status
+		if !statusChanged && !checksChanged {
 			d.Judged[r.ID] = next
-			if next.Status == events.Critical && !st.CriticalSince.IsZero() && in.Start.Sub(st.CriticalSince) >= in.Timing.DeregisterAfter {
-				d.Removals = append(d.Removals, removal{ID: r.ID, Reason: fmt.Sprintf("critical for %v", in.Timing.DeregisterAfter)})
+			if r.Err != nil && judged.Status == events.Critical && !st.CriticalSince.IsZero() && in.Start.Sub(st.CriticalSince) >= in.Timing.DeregisterAfter {
+				d.Removals = append(d.Removals, removal{ID: r.ID, Reason: fmt.Sprintf("critical and silent for %v", in.Timing.DeregisterAfter)})
 			}
 			continue
 		}
-		if r.Err != nil {
+		if statusChanged && r.Err != nil {
 			why = fmt.Sprintf("%s (last: %v)", why, r.Err)
 		}
-		d.Transitions = append(d.Transitions, transition{ID: r.ID, Next: next, Why: why})
+		if !statusChanged {
+			why = "checks changed"
+		}
+		d.Transitions = append(d.Transitions, transition{ID: r.ID, Next: next, StatusChanged: statusChanged, Why: why, ChecksChanged: checksChanged})
 	}
 	return d
 }

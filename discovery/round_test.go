@@ -41,6 +41,18 @@ func TestDecideRound(t *testing.T) {
 		return heartbeat.Result{ID: id, Err: fmt.Errorf("%w: garbage", heartbeat.ErrBadReply)}
 	}
 	void := func(id string) heartbeat.Result { return heartbeat.Result{ID: id, Err: heartbeat.ErrDisconnected} }
+	chk := func(name string, s events.Status, out string) events.CheckResult {
+		return events.CheckResult{Name: name, Kind: events.CheckHTTP, Status: s, Output: out}
+	}
+	withChecks := func(r heartbeat.Result, cs ...events.CheckResult) heartbeat.Result {
+		r.Reply.Checks = cs
+		r.Reply.Status = events.WorstStatus(cs)
+		return r
+	}
+	checked := func(st instanceState, cs ...events.CheckResult) instanceState {
+		st.Checks = cs
+		return st
+	}
 	ids := func(prefix string, n int) []string {
 		out := make([]string, n)
 		for i := range out {
@@ -117,6 +129,26 @@ func TestDecideRound(t *testing.T) {
 		{"below the minimum failures: judged",
 			allPassing(ids("f", 4)), each(ids("f", 4), miss),
 			want{sent: 4, missed: 4}},
+		{"answering while a check fails: never removed, however long critical",
+			map[string]instanceState{"a": checked(critical(time.Hour), chk("health", events.Critical, "503"))},
+			[]heartbeat.Result{withChecks(ok("a"), chk("health", events.Critical, "503 again"))},
+			want{sent: 1, rtts: 1}},
+		{"a check's output alone changes: nothing written",
+			map[string]instanceState{"a": checked(passing, chk("health", events.Passing, "took 3ms"))},
+			[]heartbeat.Result{withChecks(ok("a"), chk("health", events.Passing, "took 9ms"))},
+			want{sent: 1, rtts: 1}},
+		{"a check flips: the status and the checks are written",
+			map[string]instanceState{"a": checked(passing, chk("health", events.Passing, ""))},
+			[]heartbeat.Result{withChecks(ok("a"), chk("health", events.Critical, "503"))},
+			want{transitions: []string{"a:critical+checks"}, sent: 1, rtts: 1}},
+		{"a check flips under a worse one: the checks alone are written",
+			map[string]instanceState{"a": checked(critical(0), chk("db", events.Critical, ""), chk("health", events.Passing, ""))},
+			[]heartbeat.Result{withChecks(ok("a"), chk("db", events.Critical, ""), chk("health", events.Warning, "429"))},
+			want{transitions: []string{"a:checks"}, sent: 1, rtts: 1}},
+		{"a check added: written",
+			map[string]instanceState{"a": passing},
+			[]heartbeat.Result{withChecks(ok("a"), chk("health", events.Passing, ""))},
+			want{transitions: []string{"a:checks"}, sent: 1, rtts: 1}},
 		{"critical instances do not count as live",
 			map[string]instanceState{"c0": critical(time.Second), "c1": critical(time.Second), "c2": critical(time.Second),
 				"c3": critical(time.Second), "c4": critical(time.Second), "a": passing},
@@ -131,7 +163,14 @@ func TestDecideRound(t *testing.T) {
 			}
 			var got []string
 			for _, tr := range d.Transitions {
-				got = append(got, tr.ID+":"+string(tr.Next.Status))
+				label := tr.ID + ":" + string(tr.Next.Judge.Status)
+				if tr.ChecksChanged {
+					label += "+checks"
+				}
+				if !tr.StatusChanged {
+					label = tr.ID + ":checks"
+				}
+				got = append(got, label)
 				if tr.Why == "" {
 					t.Errorf("transition of %s without a reason", tr.ID)
 				}

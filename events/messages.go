@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Status is an instance's health as PROTOCOL.md names it.
@@ -45,6 +48,172 @@ type Announce struct {
 	Hostname  string            `json:"hostname,omitempty"`
 	Metadata  map[string]string `json:"metadata,omitempty"`
 	TS        time.Time         `json:"ts,omitzero"`
+	// The v1.1 fields: where direct clients reach the instance, free
+	// labels, the status to record at registration (an agent announces
+	// what its first check round found) and the instance's local checks.
+	Address string        `json:"address,omitempty"`
+	Port    Port          `json:"port,omitempty"`
+	Tags    []string      `json:"tags,omitempty"`
+	Status  Status        `json:"status,omitempty"`
+	Checks  []CheckResult `json:"checks,omitempty"`
+}
+
+// The kinds of CheckResult.
+const (
+	CheckHTTP   = "http"
+	CheckTCP    = "tcp"
+	CheckGRPC   = "grpc"
+	CheckScript = "script"
+	CheckTTL    = "ttl"
+)
+
+// MaxCheckOutput bounds CheckResult.Output: 4 KiB, cut by whoever writes it
+// (CutOutput). Readers count characters, as the JSON Schema does.
+const MaxCheckOutput = 4096
+
+// CheckResult is one local check of an instance, as last seen.
+type CheckResult struct {
+	Name   string    `json:"name"`
+	Kind   string    `json:"kind"`
+	Status Status    `json:"status"`
+	Output string    `json:"output,omitempty"`
+	Since  time.Time `json:"since,omitzero"`
+}
+
+// Validate checks a result's name, kind, status and output.
+func (c *CheckResult) Validate() error {
+	if c.Name == "" || len(c.Name) > 128 || !utf8.ValidString(c.Name) {
+		return invalid("check name %q must be 1..128 bytes of UTF-8", truncate(c.Name))
+	}
+	switch c.Kind {
+	case CheckHTTP, CheckTCP, CheckGRPC, CheckScript, CheckTTL:
+	default:
+		return invalid("check %q: kind %q is not http, tcp, grpc, script or ttl", c.Name, truncate(c.Kind))
+	}
+	if !c.Status.Valid() {
+		return invalid("check %q: status %q is not passing, warning or critical", c.Name, truncate(string(c.Status)))
+	}
+	if n := utf8.RuneCountInString(c.Output); n > MaxCheckOutput {
+		return invalid("check %q: output of %d characters exceeds %d", c.Name, n, MaxCheckOutput)
+	}
+	return nil
+}
+
+// CutOutput cuts s to at most max bytes on a UTF-8 character boundary.
+func CutOutput(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
+}
+
+// WorstStatus is the worst of the checks' statuses (critical > warning >
+// passing); passing when there are none.
+func WorstStatus(checks []CheckResult) Status {
+	worst := Passing
+	for _, c := range checks {
+		switch {
+		case c.Status == Critical:
+			return Critical
+		case c.Status == Warning:
+			worst = Warning
+		}
+	}
+	return worst
+}
+
+// SameChecks reports whether a and b hold the same checks with the same
+// statuses, in any order, whatever their output or since: what decides
+// whether a record is written.
+func SameChecks(a, b []CheckResult) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	status := make(map[string]Status, len(a))
+	for _, c := range a {
+		status[c.Name] = c.Status
+	}
+	for _, c := range b {
+		if s, ok := status[c.Name]; !ok || s != c.Status {
+			return false
+		}
+	}
+	return true
+}
+
+func validateChecks(checks []CheckResult) error {
+	seen := make(map[string]bool, len(checks))
+	for i := range checks {
+		if err := checks[i].Validate(); err != nil {
+			return fmt.Errorf("checks[%d]: %w", i, err)
+		}
+		if seen[checks[i].Name] {
+			return invalid("checks[%d]: check %q is listed twice", i, checks[i].Name)
+		}
+		seen[checks[i].Name] = true
+	}
+	return nil
+}
+
+// Port is an instance's port, 1..65535; absent (0) means none. A JSON
+// port of 0 is refused, as the schema refuses it, not taken as absent.
+type Port int
+
+// UnmarshalJSON refuses a port out of 1..65535.
+func (p *Port) UnmarshalJSON(b []byte) error {
+	var n int
+	if err := json.Unmarshal(b, &n); err != nil {
+		return err
+	}
+	if n < 1 || n > 65535 {
+		return invalid("port %d is out of range 1..65535", n)
+	}
+	*p = Port(n)
+	return nil
+}
+
+// MaxTags bounds Announce.Tags.
+const MaxTags = 32
+
+// ValidateTag checks one tag: 1..64 of [A-Za-z0-9_.:-].
+func ValidateTag(t string) error {
+	if t == "" || len(t) > 64 {
+		return invalid("tag %q must be 1..64 characters", truncate(t))
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == ':' || c == '-') {
+			return invalid("tag %q: %s is not allowed (A-Z a-z 0-9 _ . : -)", truncate(t), describe(c))
+		}
+	}
+	return nil
+}
+
+// ValidateAddress checks an instance's address: an IP, or a host name of
+// dot-separated labels of letters, digits and hyphens, at most 253 bytes.
+func ValidateAddress(a string) error {
+	if a == "" || len(a) > 253 {
+		return invalid("address %q must be 1..253 bytes", truncate(a))
+	}
+	if net.ParseIP(a) != nil {
+		return nil
+	}
+	for _, label := range strings.Split(a, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return invalid("address %q is neither an IP nor a host name (labels of 1..63 letters, digits and inner hyphens)", truncate(a))
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return invalid("address %q: %s cannot appear in a host name", truncate(a), describe(c))
+			}
+		}
+	}
+	return nil
 }
 
 // Validate checks the fields PROTOCOL.md constrains.
@@ -58,8 +227,8 @@ func (a *Announce) Validate() error {
 	if a.Endpoints == nil {
 		return invalid("endpoints is required")
 	}
-	if len(a.Endpoints) == 0 {
-		return invalid("endpoints is empty; an instance serves at least one endpoint")
+	if len(a.Endpoints) == 0 && a.Address == "" {
+		return invalid("endpoints is empty; an instance serves at least one endpoint, or has an address to be reached at")
 	}
 	seen := make(map[string]bool, len(a.Endpoints))
 	for i, ep := range a.Endpoints {
@@ -74,7 +243,26 @@ func (a *Announce) Validate() error {
 	if a.Weight < 0 || a.Weight > MaxWeight {
 		return invalid("weight %d is out of range 0..%d", a.Weight, MaxWeight)
 	}
-	return nil
+	if a.Address != "" {
+		if err := ValidateAddress(a.Address); err != nil {
+			return err
+		}
+	}
+	if a.Port < 0 || a.Port > 65535 {
+		return invalid("port %d is out of range 1..65535", a.Port)
+	}
+	if len(a.Tags) > MaxTags {
+		return invalid("%d tags; at most %d", len(a.Tags), MaxTags)
+	}
+	for i, t := range a.Tags {
+		if err := ValidateTag(t); err != nil {
+			return fmt.Errorf("tags[%d]: %w", i, err)
+		}
+	}
+	if a.Status != "" && !a.Status.Valid() {
+		return invalid("status %q is not passing, warning or critical", truncate(string(a.Status)))
+	}
+	return validateChecks(a.Checks)
 }
 
 // EndpointNames returns the names of a's endpoints.
@@ -114,6 +302,8 @@ type HeartbeatReply struct {
 	Status   Status `json:"status"`
 	Inflight int    `json:"inflight"`
 	Capacity int    `json:"capacity,omitempty"`
+	// Checks are the instance's local checks (v1.1); Status is the worst.
+	Checks []CheckResult `json:"checks,omitempty"`
 }
 
 // Validate checks a reply's status; an empty status counts as passing, since
@@ -125,7 +315,7 @@ func (r *HeartbeatReply) Validate() error {
 	if r.Inflight < 0 || r.Capacity < 0 {
 		return invalid("inflight and capacity must not be negative")
 	}
-	return nil
+	return validateChecks(r.Checks)
 }
 
 // InstanceRecord is the value of hail_instances <service>.<id>.
@@ -231,6 +421,8 @@ type InstancesQuery struct {
 	ServicePrefix string `json:"service_prefix,omitempty"`
 	Version       string `json:"version,omitempty"`
 	AZ            string `json:"az,omitempty"`
+	// Tag (v1.1) matches instances that have the tag.
+	Tag string `json:"tag,omitempty"`
 }
 
 // Match reports whether rec passes every filter of q.
@@ -239,7 +431,8 @@ func (q *InstancesQuery) Match(rec InstanceRecord) bool {
 		(q.Status == "" || rec.Status == q.Status) &&
 		strings.HasPrefix(rec.Service, q.ServicePrefix) &&
 		(q.Version == "" || rec.Version == q.Version) &&
-		(q.AZ == "" || rec.AZ == q.AZ)
+		(q.AZ == "" || rec.AZ == q.AZ) &&
+		(q.Tag == "" || slices.Contains(rec.Tags, q.Tag))
 }
 
 // Validate checks the optional filters.
@@ -259,6 +452,11 @@ func (q *InstancesQuery) Validate() error {
 	}
 	if q.Status != "" && !q.Status.Valid() {
 		return invalid("status %q is not passing, warning or critical", q.Status)
+	}
+	if q.Tag != "" {
+		if err := ValidateTag(q.Tag); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -301,6 +499,10 @@ func Decode(kind string, data []byte, v any) error {
 		return fmt.Errorf("%s: %w", kind, invalid("payload is empty; want a JSON object"))
 	}
 	if err := json.Unmarshal(data, v); err != nil {
+		if errors.Is(err, ErrInvalid) {
+			// A field's own decoder refused its value (Port).
+			return fmt.Errorf("%s: %w", kind, err)
+		}
 		return fmt.Errorf("%s: %w", kind, invalid("malformed JSON: %s", jsonProblem(err)))
 	}
 	if val, ok := v.(Validator); ok {

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestDecodeAnnounce(t *testing.T) {
@@ -284,4 +286,128 @@ func FuzzDecodeInstancesQuery(f *testing.F) {
 			t.Fatalf("accepted query names status %q", q.Status)
 		}
 	})
+}
+
+func TestAnnounceV11Fields(t *testing.T) {
+	base := func() Announce {
+		return Announce{ID: testID, Service: "web", Endpoints: []Endpoint{{Name: "hello"}}, Weight: 100}
+	}
+	check := func(name, kind string, s Status) CheckResult { return CheckResult{Name: name, Kind: kind, Status: s} }
+	tests := []struct {
+		name   string
+		change func(*Announce)
+		bad    string // part of the error; "" when valid
+	}{
+		{"no v1.1 field", func(*Announce) {}, ""},
+		{"address and port", func(a *Announce) { a.Address, a.Port = "10.0.0.7", 8080 }, ""},
+		{"host name address", func(a *Announce) { a.Address = "web-3.eu-west-1.internal" }, ""},
+		{"IPv6 address", func(a *Announce) { a.Address = "2001:db8::1" }, ""},
+		{"no endpoints with an address", func(a *Announce) { a.Endpoints, a.Address = []Endpoint{}, "127.0.0.1" }, ""},
+		{"no endpoints without an address", func(a *Announce) { a.Endpoints = []Endpoint{} }, "endpoints is empty"},
+		{"address with a space", func(a *Announce) { a.Address = "web 3" }, "cannot appear in a host name"},
+		{"address with a leading hyphen", func(a *Announce) { a.Address = "-web" }, "neither an IP nor a host name"},
+		{"address too long", func(a *Announce) { a.Address = strings.Repeat("a.", 127) + "a" }, "1..253 bytes"},
+		{"port 0 is none", func(a *Announce) { a.Port = 0 }, ""},
+		{"port too high", func(a *Announce) { a.Port = 65536 }, "out of range 1..65535"},
+		{"port negative", func(a *Announce) { a.Port = -1 }, "out of range"},
+		{"tags", func(a *Announce) { a.Tags = []string{"v1", "primary", "zone:a", "x.y_z-1"} }, ""},
+		{"empty tag", func(a *Announce) { a.Tags = []string{""} }, "1..64"},
+		{"tag with a slash", func(a *Announce) { a.Tags = []string{"a/b"} }, "not allowed"},
+		{"33 tags", func(a *Announce) { a.Tags = slices.Repeat([]string{"t"}, 33) }, "at most 32"},
+		{"status seed", func(a *Announce) { a.Status = Critical }, ""},
+		{"status unknown", func(a *Announce) { a.Status = "sleepy" }, "not passing, warning or critical"},
+		{"checks", func(a *Announce) {
+			a.Checks = []CheckResult{check("health", CheckHTTP, Passing), check("port", CheckTCP, Critical)}
+		}, ""},
+		{"check kind unknown", func(a *Announce) { a.Checks = []CheckResult{check("x", "ping", Passing)} }, "kind"},
+		{"check without name", func(a *Announce) { a.Checks = []CheckResult{check("", CheckTTL, Passing)} }, "check name"},
+		{"check twice", func(a *Announce) {
+			a.Checks = []CheckResult{check("x", CheckTTL, Passing), check("x", CheckTCP, Passing)}
+		}, "listed twice"},
+		{"check output 4096 characters", func(a *Announce) {
+			c := check("x", CheckScript, Warning)
+			c.Output = strings.Repeat("é", MaxCheckOutput)
+			a.Checks = []CheckResult{c}
+		}, ""},
+		{"check output too long", func(a *Announce) {
+			c := check("x", CheckScript, Warning)
+			c.Output = strings.Repeat("x", MaxCheckOutput+1)
+			a.Checks = []CheckResult{c}
+		}, "exceeds"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := base()
+			tt.change(&a)
+			data, err := json.Marshal(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = DecodeAnnounce(data)
+			if tt.bad == "" && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if tt.bad != "" && (err == nil || !strings.Contains(err.Error(), tt.bad)) {
+				t.Fatalf("error %v, want one saying %q", err, tt.bad)
+			}
+		})
+	}
+}
+
+func TestCutOutput(t *testing.T) {
+	tests := []struct {
+		in   string
+		max  int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"abcdef", 3, "abc"},
+		{"aé", 2, "a"}, // é is two bytes: not split
+		{"aé", 3, "aé"},
+		{"日本", 4, "日"},
+		{"日本", 2, ""},
+	}
+	for _, tt := range tests {
+		if got := CutOutput(tt.in, tt.max); got != tt.want || !utf8.ValidString(got) {
+			t.Errorf("CutOutput(%q, %d) = %q, want %q", tt.in, tt.max, got, tt.want)
+		}
+	}
+}
+
+func TestWorstAndSameChecks(t *testing.T) {
+	c := func(name string, s Status, out string) CheckResult {
+		return CheckResult{Name: name, Kind: CheckTTL, Status: s, Output: out}
+	}
+	if got := WorstStatus(nil); got != Passing {
+		t.Errorf("no checks: %s", got)
+	}
+	if got := WorstStatus([]CheckResult{c("a", Passing, ""), c("b", Warning, "")}); got != Warning {
+		t.Errorf("passing+warning: %s", got)
+	}
+	if got := WorstStatus([]CheckResult{c("a", Warning, ""), c("b", Critical, ""), c("c", Passing, "")}); got != Critical {
+		t.Errorf("with a critical: %s", got)
+	}
+	a := []CheckResult{c("a", Passing, "took 3ms"), c("b", Critical, "refused")}
+	if !SameChecks(a, []CheckResult{c("b", Critical, "refused again"), c("a", Passing, "took 9ms")}) {
+		t.Error("same statuses in another order with other output differ")
+	}
+	if SameChecks(a, []CheckResult{c("a", Passing, ""), c("b", Warning, "")}) {
+		t.Error("a status change is not a difference")
+	}
+	if SameChecks(a, a[:1]) || SameChecks(a, []CheckResult{c("a", Passing, ""), c("z", Critical, "")}) {
+		t.Error("a check gone or renamed is not a difference")
+	}
+}
+
+func TestInstancesQueryTag(t *testing.T) {
+	rec := InstanceRecord{Announce: Announce{ID: testID, Service: "web", Tags: []string{"v1", "primary"}}, Status: Passing}
+	for tag, want := range map[string]bool{"": true, "v1": true, "primary": true, "v2": false} {
+		q := InstancesQuery{Tag: tag}
+		if got := q.Match(rec); got != want {
+			t.Errorf("tag %q: match %v, want %v", tag, got, want)
+		}
+	}
+	if _, err := DecodeInstancesQuery([]byte(`{"tag":"a b"}`)); !errors.Is(err, ErrInvalid) {
+		t.Errorf("bad tag: %v", err)
+	}
 }

@@ -27,6 +27,8 @@ type Options struct {
 	// instances need not dial); nil: one of its own, closed when the test
 	// ends.
 	Conn *nats.Conn
+	// Edit changes its announce (v1.1 fields, say) before it is sent.
+	Edit func(*events.Announce)
 	// BeatDelay is how late it answers each heartbeat.
 	BeatDelay time.Duration
 	// Manual: Start does not announce; the test sends AnnounceData itself.
@@ -45,6 +47,7 @@ type Instance struct {
 
 	silent   atomic.Bool
 	beats    atomic.Int64
+	checks   atomic.Pointer[[]events.CheckResult]
 	served   atomic.Int64
 	inflight atomic.Int64
 	peak     atomic.Int64
@@ -118,12 +121,20 @@ func (i *Instance) AnnounceData() []byte {
 	for k, ep := range i.o.Endpoints {
 		eps[k] = events.Endpoint{Name: ep}
 	}
-	data, err := json.Marshal(events.Announce{ID: i.ID, Service: i.o.Service, Version: "1.0.0", Endpoints: eps, Weight: i.o.Weight})
+	a := events.Announce{ID: i.ID, Service: i.o.Service, Version: "1.0.0", Endpoints: eps, Weight: i.o.Weight}
+	if i.o.Edit != nil {
+		i.o.Edit(&a)
+	}
+	data, err := json.Marshal(a)
 	if err != nil {
 		i.t.Fatal(err)
 	}
 	return data
 }
+
+// SetChecks makes its heartbeat replies carry cs, and report their worst
+// status.
+func (i *Instance) SetChecks(cs []events.CheckResult) { i.checks.Store(&cs) }
 
 // DeregisterData is the instance's deregister at shutdown.
 func (i *Instance) DeregisterData() []byte {
@@ -170,7 +181,15 @@ func (i *Instance) beat(m *nats.Msg) {
 	if i.silent.Load() {
 		return
 	}
-	reply := []byte(`{"id":"` + i.ID + `","status":"` + string(i.o.Status) + `"}`)
+	r := events.HeartbeatReply{ID: i.ID, Status: i.o.Status}
+	if cs := i.checks.Load(); cs != nil {
+		r.Checks, r.Status = *cs, events.WorstStatus(*cs)
+	}
+	reply, err := json.Marshal(r)
+	if err != nil {
+		i.t.Errorf("fake instance: encode heartbeat reply: %v", err)
+		return
+	}
 	if i.o.BeatDelay > 0 {
 		time.AfterFunc(i.o.BeatDelay, func() { _ = m.Respond(reply) })
 		return

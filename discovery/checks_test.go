@@ -1,0 +1,116 @@
+package discovery_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/discovery"
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/internal/fakeinst"
+)
+
+// PROTOCOL v1.1 over NATS: an instance announced with an address, port,
+// tags, a failing check and status critical is registered critical (never
+// passing first) with those fields; a check flip reaches the record and a
+// health event; checks whose output changes every round but whose status
+// does not cost no KV write; the tag filter finds it.
+func TestV11RecordAndChecks(t *testing.T) {
+	e := newEnv(t)
+	e.StartNode(discovery.Config{Timing: discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: 100 * time.Millisecond, Timeout: 50 * time.Millisecond}}})
+	h := e.watchHealth()
+	failing := []events.CheckResult{{Name: "health", Kind: events.CheckHTTP, Status: events.Critical, Output: "GET /health: 503"}}
+	f := fakeinst.Start(t, e.URL, fakeinst.Options{Service: "web", Conn: e.NC, Manual: true, Edit: func(a *events.Announce) {
+		a.Endpoints = []events.Endpoint{}
+		a.Address, a.Port, a.Tags = "127.0.0.1", 8080, []string{"v1", "primary"}
+		a.Status, a.Checks = events.Critical, failing
+	}})
+	f.SetChecks(failing)
+	e.mustAnnounce(f)
+	ev := h.wait(t, f.ID, events.Critical, time.Second)
+	if ev.Previous != "" || ev.Reason != "registered" {
+		t.Errorf("first event %+v, want the registration as critical", ev)
+	}
+	key := events.InstanceKey("web", f.ID)
+	rec, err := e.Record(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Address != "127.0.0.1" || rec.Port != 8080 || !slices.Equal(rec.Tags, []string{"v1", "primary"}) || rec.Status != events.Critical ||
+		len(rec.Checks) != 1 || rec.Checks[0].Status != events.Critical {
+		t.Errorf("record %+v", rec)
+	}
+
+	// Output changing every round, status steady: nothing written.
+	entry, err := e.KV.Instances.Get(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		f.SetChecks([]events.CheckResult{{Name: "health", Kind: events.CheckHTTP, Status: events.Critical, Output: time.Now().String(), Since: time.Now()}})
+		e.beats(f, 2)
+	}
+	if again, err := e.KV.Instances.Get(t.Context(), key); err != nil || again.Revision() != entry.Revision() {
+		t.Errorf("output-only changes wrote the record: revision %d -> %v (%v)", entry.Revision(), again, err)
+	}
+
+	// The check flips: record and event.
+	start := time.Now()
+	f.SetChecks([]events.CheckResult{{Name: "health", Kind: events.CheckHTTP, Status: events.Passing, Output: "200 OK"}})
+	ev = h.wait(t, f.ID, events.Passing, time.Second)
+	if ev.Previous != events.Critical {
+		t.Errorf("event %+v", ev)
+	}
+	e.waitStatus(key, events.Passing, time.Second)
+	if rec, _ := e.Record(key); len(rec.Checks) != 1 || rec.Checks[0].Status != events.Passing {
+		t.Errorf("checks after the flip: %+v", rec.Checks)
+	}
+	t.Logf("check flip in the record and an event after %v", time.Since(start).Round(time.Millisecond))
+
+	// The tag filter.
+	var recs []events.InstanceRecord
+	for tag, want := range map[string]int{"primary": 1, "v2": 0} {
+		if err := json.Unmarshal(e.request(subjects.DiscoveryInstances(), []byte(`{"tag":"`+tag+`"}`)).Data, &recs); err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) != want {
+			t.Errorf("tag %s: %d instances, want %d", tag, len(recs), want)
+		}
+	}
+}
+
+// An instance that keeps answering while its check fails stays
+// registered, critical, past deregister_after; silence removes it.
+func TestCriticalByCheckIsNotRemoved(t *testing.T) {
+	e := newEnv(t)
+	e.StartNode(discovery.Config{Timing: discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: 50 * time.Millisecond, Timeout: 25 * time.Millisecond}, DeregisterAfter: 300 * time.Millisecond}})
+	h := e.watchHealth()
+	failing := []events.CheckResult{{Name: "disk", Kind: events.CheckScript, Status: events.Critical}}
+	f := fakeinst.Start(t, e.URL, fakeinst.Options{Service: "web", Conn: e.NC, Manual: true, Edit: func(a *events.Announce) {
+		a.Status, a.Checks = events.Critical, failing
+	}})
+	f.SetChecks(failing)
+	e.mustAnnounce(f)
+	h.wait(t, f.ID, events.Critical, time.Second)
+	e.beats(f, 60) // ten times deregister_after of answered heartbeats
+	if rec, err := e.Record(events.InstanceKey("web", f.ID)); err != nil || rec.Status != events.Critical {
+		t.Fatalf("an answering instance with a failing check: %+v, %v", rec, err)
+	}
+	f.Silence()
+	h.wait(t, f.ID, events.Deregistered, 2*time.Second)
+}
+
+// beats waits until f has been heartbeated n more times.
+func (e *env) beats(f *fakeinst.Instance, n int64) {
+	e.T.Helper()
+	want := f.Beats() + n
+	bustest.Eventually(e.T, time.Duration(n)*time.Second, func() error {
+		if got := f.Beats(); got < want {
+			return fmt.Errorf("%d heartbeats, waiting for %d", got, want)
+		}
+		return nil
+	})
+}
