@@ -142,7 +142,7 @@ func decideRound(in roundInput) roundDecision {
 		if !statusChanged && !checksChanged {
 			d.Judged[r.ID] = next
 			if r.Err != nil && judged.Status == events.Critical && !st.CriticalSince.IsZero() && in.Start.Sub(st.CriticalSince) >= in.Timing.DeregisterAfter {
-				d.Removals = append(d.Removals, removal{ID: r.ID, Reason: fmt.Sprintf("critical and silent for %v", in.Timing.DeregisterAfter)})
+				d.Removals = append(d.Removals, removal{ID: r.ID, Reason: fmt.Sprintf("critical for %v", in.Timing.DeregisterAfter)})
 			}
 			continue
 		}
