@@ -1,0 +1,199 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/hailsd/hail/events"
+)
+
+// service is one registered service: its checks, its heartbeat
+// subscription, and the goroutines that probe and watch over it.
+type service struct {
+	cfg    ServiceConfig
+	id     string
+	a      *Agent
+	checks []*check
+
+	lastBeat atomic.Int64 // unix nanoseconds of the last heartbeat
+	sub      *nats.Subscription
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// startService runs the checks' first round, subscribes the heartbeat,
+// announces the service with what the round found, and starts the checks'
+// loops and the re-announce watch.
+func (a *Agent) startService(ctx context.Context, cfg ServiceConfig, id string) (*service, error) {
+	now := time.Now()
+	s := &service{cfg: cfg, id: id, a: a}
+	for _, c := range cfg.Checks {
+		s.checks = append(s.checks, newCheck(c, a.m, now))
+	}
+	var first sync.WaitGroup
+	for _, k := range s.checks {
+		first.Go(func() { k.runOnce(ctx) })
+	}
+	first.Wait()
+	sub, err := a.nc.Subscribe(a.cfg.Subjects.Heartbeat(id), s.answer)
+	if err != nil {
+		s.closeChecks()
+		return nil, fmt.Errorf("subscribe heartbeats of %s %s: %w", cfg.Name, id, err)
+	}
+	s.sub = sub
+	if err := a.nc.Flush(); err != nil {
+		a.log.Warn("flush heartbeat subscription", "service", cfg.Name, "err", err)
+	}
+	s.lastBeat.Store(time.Now().UnixNano())
+	if err := s.announce(ctx); err != nil {
+		// The watch below announces again; discovery may not be up yet.
+		a.log.Warn("announce", "service", cfg.Name, "instance_id", id, "err", err)
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	for _, k := range s.checks {
+		s.wg.Go(func() { k.run(runCtx) })
+	}
+	s.wg.Go(func() { s.watch(runCtx) })
+	if len(cfg.Bridge.Endpoints) > 0 {
+		a.log.Warn("bridge endpoints are not served yet; the service is announced without them", "service", cfg.Name)
+	}
+	a.log.Info("service registered", "service", cfg.Name, "instance_id", id, "status", events.WorstStatus(s.results(time.Now())), "checks", len(s.checks))
+	return s, nil
+}
+
+// results are the checks' results now.
+func (s *service) results(now time.Time) []events.CheckResult {
+	out := make([]events.CheckResult, len(s.checks))
+	for i, k := range s.checks {
+		out[i] = k.current(now)
+	}
+	return out
+}
+
+func (s *service) announceMsg() events.Announce {
+	checks := s.results(time.Now())
+	return events.Announce{
+		ID: s.id, Service: s.cfg.Name, Version: s.cfg.Version, Endpoints: []events.Endpoint{},
+		Weight: s.cfg.weight(), AZ: s.cfg.AZ, Hostname: s.a.hostname, Metadata: s.cfg.Metadata,
+		Address: s.cfg.Address, Port: events.Port(s.cfg.Port), Tags: s.cfg.Tags,
+		Status: events.WorstStatus(checks), Checks: fitChecks(checks, events.MaxPayload-2048), TS: time.Now().UTC(),
+	}
+}
+
+// announce sends the announce and waits for discovery's answer.
+func (s *service) announce(ctx context.Context) error {
+	data, err := json.Marshal(s.announceMsg())
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	m, err := s.a.nc.RequestWithContext(ctx, s.a.cfg.Subjects.Announce(s.cfg.Name), data)
+	if err != nil {
+		return err
+	}
+	if code, text, isErr := events.ReplyError(m); isErr {
+		return fmt.Errorf("refused: %d %s", code, text)
+	}
+	return nil
+}
+
+// answer replies to a heartbeat with the worst check's status and every
+// check.
+func (s *service) answer(m *nats.Msg) {
+	s.lastBeat.Store(time.Now().UnixNano())
+	checks := s.results(time.Now())
+	data, err := json.Marshal(events.HeartbeatReply{
+		ID: s.id, Status: events.WorstStatus(checks), Checks: fitChecks(checks, events.MaxPayload-256),
+	})
+	if err != nil {
+		s.a.log.Error("encode heartbeat reply", "service", s.cfg.Name, "err", err)
+		return
+	}
+	_ = m.Respond(data)
+}
+
+// watch announces the service again when no heartbeat came for three
+// intervals (the SDK's rule: discovery lost it, or restarted empty).
+func (s *service) watch(ctx context.Context) {
+	iv := s.a.cfg.HeartbeatInterval
+	t := time.NewTicker(iv)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if time.Since(time.Unix(0, s.lastBeat.Load())) < 3*iv {
+			continue
+		}
+		if err := s.announce(ctx); err != nil {
+			s.a.log.Warn("announce again", "service", s.cfg.Name, "instance_id", s.id, "err", err)
+			continue
+		}
+		s.lastBeat.Store(time.Now().UnixNano())
+		s.a.log.Info("announced again: no heartbeat for 3 intervals", "service", s.cfg.Name, "instance_id", s.id)
+	}
+}
+
+// stop ends the service's goroutines and, with deregister, deregisters it
+// first (a shutdown or a removal; an edited service keeps its
+// registration).
+func (s *service) stop(ctx context.Context, deregister bool) {
+	if deregister {
+		data, _ := json.Marshal(events.Deregister{ID: s.id, Service: s.cfg.Name, Reason: "shutdown"})
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if _, err := s.a.nc.RequestWithContext(dctx, s.a.cfg.Subjects.Deregister(s.cfg.Name), data); err != nil {
+			s.a.log.Warn("deregister", "service", s.cfg.Name, "instance_id", s.id, "err", err)
+		}
+		cancel()
+	}
+	_ = s.sub.Unsubscribe()
+	s.cancel()
+	s.wg.Wait()
+	s.closeChecks()
+	if deregister {
+		s.a.log.Info("service deregistered", "service", s.cfg.Name, "instance_id", s.id)
+	}
+}
+
+func (s *service) closeChecks() {
+	for _, k := range s.checks {
+		k.close()
+	}
+}
+
+// fitChecks keeps a message under limit bytes by cutting the longest
+// outputs first, never by dropping a check (PROTOCOL v1.1).
+func fitChecks(checks []events.CheckResult, limit int) []events.CheckResult {
+	size := func(cs []events.CheckResult) int {
+		b, _ := json.Marshal(cs)
+		return len(b)
+	}
+	if size(checks) <= limit {
+		return checks
+	}
+	out := slices.Clone(checks)
+	for size(out) > limit {
+		longest := 0
+		for i := range out {
+			if len(out[i].Output) > len(out[longest].Output) {
+				longest = i
+			}
+		}
+		if out[longest].Output == "" {
+			break
+		}
+		out[longest].Output = events.CutOutput(out[longest].Output, len(out[longest].Output)/2)
+	}
+	return out
+}

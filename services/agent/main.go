@@ -1,0 +1,152 @@
+// Command agent registers services that do not speak NATS with hail and
+// checks them the way Consul does (PROTOCOL v1.1 "The agent").
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/knadh/koanf/parsers/yaml"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hailsd/hail/admin"
+	"github.com/hailsd/hail/agent"
+	"github.com/hailsd/hail/bus"
+	"github.com/hailsd/hail/config"
+	"github.com/hailsd/hail/events"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// Config is the agent's configuration. The services come from the YAML
+// file (--config): a list has no environment variable or flag.
+type Config struct {
+	NATS config.NATS `koanf:"nats"`
+	// Prefix of every hail subject. Default hail.
+	Prefix string `koanf:"prefix"`
+	// HeartbeatInterval is discovery's: a service that hears no heartbeat
+	// for three of them announces again. Default 1s.
+	HeartbeatInterval time.Duration `koanf:"heartbeat_interval"`
+	// HTTP serves the agent's API (/v1/checks, /v1/check/...), /metrics,
+	// /healthz and /readyz. Default 127.0.0.1:8500; empty: off.
+	HTTP     config.HTTP           `koanf:"http"`
+	Log      config.Log            `koanf:"log"`
+	Services []agent.ServiceConfig `koanf:"services"`
+}
+
+// Logging is the log section.
+func (c *Config) Logging() config.Log { return c.Log }
+
+func defaults() *Config {
+	return &Config{
+		NATS:              config.NATS{URL: config.DefaultNATSURL},
+		Prefix:            events.DefaultPrefix,
+		HeartbeatInterval: time.Second,
+		HTTP:              config.HTTP{Addr: "127.0.0.1:8500"},
+		Log:               config.DefaultLog,
+	}
+}
+
+// Validate checks every field and names the ones that are wrong.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	add(c.NATS.Validate())
+	add(c.Log.Validate())
+	if _, err := events.NewSubjects(c.Prefix); err != nil {
+		add(config.FieldError("prefix", "%v", err))
+	}
+	if c.HeartbeatInterval < 10*time.Millisecond {
+		add(config.FieldError("heartbeat_interval", "%v is below 10ms", c.HeartbeatInterval))
+	}
+	add(agent.ValidateServices(c.Services))
+	return errors.Join(errs...)
+}
+
+// fileKeys refuses keys of the services list that the agent does not know
+// (koanf passes them over inside list items).
+func fileKeys(file string) error {
+	if file == "" {
+		return nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	raw, err := yaml.Parser().Unmarshal(data)
+	if err != nil {
+		return fmt.Errorf("config file %s: %w", file, err)
+	}
+	if err := agent.CheckKeys(raw["services"]); err != nil {
+		return fmt.Errorf("config file %s: %w", file, err)
+	}
+	return nil
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
+	cfg := defaults()
+	loaded, err := config.Start(cfg, "agent", args, getenv, out)
+	if loaded == nil || err != nil {
+		return err
+	}
+	if err := fileKeys(loaded.File); err != nil {
+		return err
+	}
+	log := loaded.Log
+	nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: cfg.NATS.URL, Name: "hail-agent", Logger: log})
+	if err != nil {
+		return err
+	}
+	defer bus.Drain(nc, 5*time.Second)
+	set := metrics.NewSet()
+	a := agent.New(nc, agent.Config{
+		Subjects: events.Subjects{Prefix: cfg.Prefix}, HeartbeatInterval: cfg.HeartbeatInterval, Logger: log, Metrics: set,
+	})
+	var l net.Listener
+	if cfg.HTTP.Addr != "" {
+		if l, err = admin.Listen(cfg.HTTP.Addr); err != nil {
+			return err
+		}
+	}
+	// Everything runs in one errgroup, joined before the connection
+	// drains: the agent deregisters its services first.
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.Run(gctx, cfg.Services) })
+	g.Go(func() error {
+		config.Watch[*Config]{
+			Fresh:      defaults,
+			Reloadable: []string{"services"},
+			Apply: func(c *Config) error {
+				if err := fileKeys(loaded.File); err != nil {
+					return err
+				}
+				return a.Apply(c.Services)
+			},
+			Metrics: set,
+		}.Run(gctx, loaded, cfg)
+		return nil
+	})
+	if l != nil {
+		g.Go(func() error { return admin.Serve(gctx, l, admin.Handler(set, nc.IsConnected, a.Handler()), log) })
+	}
+	return g.Wait()
+}
