@@ -3,9 +3,9 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
-	"maps"
 	"reflect"
 	"slices"
 	"strings"

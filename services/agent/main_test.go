@@ -337,4 +337,3 @@ func TestAgentTTLAPI(t *testing.T) {
 		return fmt.Errorf("record checks %+v", rec.Checks)
 	})
 }
-
