@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -35,6 +36,12 @@ const maxBody = events.MaxPayload
 func (r *Region) Handler() http.Handler {
 	tmpl := template.Must(template.New("").Funcs(template.FuncMap{
 		"short": func(id string) string { return id[:min(8, len(id))] },
+		"hostport": func(addr string, port events.Port) string {
+			if port == 0 {
+				return addr
+			}
+			return net.JoinHostPort(addr, strconv.Itoa(int(port)))
+		},
 		"json": func(v any) (string, error) {
 			b, err := json.Marshal(v)
 			return string(b), err

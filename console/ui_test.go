@@ -309,3 +309,23 @@ func TestNodeSelfPreservationShown(t *testing.T) {
 	<-later.Ready()
 	bustest.Eventually(t, 5*time.Second, func() error { return state(later.Nodes()) })
 }
+
+// An instance registered with v1.1 fields shows its address:port, tags and
+// each check with status and output on the page (read without JavaScript).
+func TestPageShowsAddressTagsAndChecks(t *testing.T) {
+	e := newEnv(t)
+	checks := []events.CheckResult{{Name: "health", Kind: events.CheckHTTP, Status: events.Critical, Output: "GET /health: 503 Service Unavailable"}}
+	f := fakeinst.Start(t, e.URL, fakeinst.Options{Service: "web", Edit: func(a *events.Announce) {
+		a.Address, a.Port, a.Tags, a.Status, a.Checks = "10.0.0.7", 8080, []string{"primary"}, events.Critical, checks
+	}})
+	f.SetChecks(checks)
+	bustest.Eventually(t, 5*time.Second, func() error {
+		code, page := e.Do(http.MethodGet, "/?service=web", "")
+		for _, want := range []string{"10.0.0.7:8080", `<span class="tag">primary</span>`, `<span class="badge critical">health</span>`, "GET /health: 503 Service Unavailable"} {
+			if code != http.StatusOK || !strings.Contains(page, want) {
+				return fmt.Errorf("page (%d) lacks %q", code, want)
+			}
+		}
+		return nil
+	})
+}

@@ -22,6 +22,7 @@ type devStack struct {
 	url, http string
 	nc        *nats.Conn
 	keys      []string // hail_instances keys of the echo instances
+	greeter   string   // the greeter's key (an HTTP service behind the agent)
 }
 
 func startDev(t *testing.T) *devStack {
@@ -30,7 +31,7 @@ func startDev(t *testing.T) *devStack {
 		url:  "nats://127.0.0.1:" + strconv.Itoa(bustest.FreePort(t)),
 		http: "127.0.0.1:" + strconv.Itoa(bustest.FreePort(t)),
 	}
-	p := start(t, "dev", "dev", map[string]string{"HAIL_LOG_LEVEL": "warn"}, "--nats-url", d.url, "--http-addr", d.http)
+	p := start(t, "dev", "dev", map[string]string{"HAIL_LOG_LEVEL": "warn"}, "--nats-url", d.url, "--http-addr", d.http, "--greeter-addr", "127.0.0.1:0")
 	waitReady(t, p, d.http)
 	nc, err := nats.Connect(d.url)
 	if err != nil {
@@ -51,10 +52,21 @@ func startDev(t *testing.T) *devStack {
 		if err != nil {
 			return err
 		}
-		if len(keys) != 3 {
-			return fmt.Errorf("%d instances registered, want 3", len(keys))
+		// The dev stack runs 3 echo instances and the greeter behind its
+		// agent; keys are the echo ones.
+		var echoes, greeters []string
+		for _, k := range keys {
+			switch {
+			case strings.HasPrefix(k, "echo."):
+				echoes = append(echoes, k)
+			case strings.HasPrefix(k, "greeter."):
+				greeters = append(greeters, k)
+			}
 		}
-		d.keys = keys
+		if len(echoes) != 3 || len(greeters) != 1 || len(keys) != 4 {
+			return fmt.Errorf("instances registered %v, want 3 echo and 1 greeter", keys)
+		}
+		d.keys, d.greeter = echoes, greeters[0]
 		return nil
 	})
 	return d
@@ -100,6 +112,14 @@ func TestNatsCLIAgainstDevStack(t *testing.T) {
 	for _, k := range d.keys {
 		if !strings.Contains(out, k) {
 			t.Errorf("kv ls hail_instances lacks %s:\n%s", k, out)
+		}
+	}
+	// The greeter, registered by the dev stack's agent, shows where it is
+	// and how it is checked.
+	out = d.mustCLI(t, "kv", "get", "hail_instances", d.greeter, "--raw")
+	for _, want := range []string{`"address":"127.0.0.1"`, `"port":`, `"checks":[{"name":"health","kind":"http","status":"passing"`, `"tags":["dev","http"]`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("kv get %s lacks %s:\n%s", d.greeter, want, out)
 		}
 	}
 	out = d.mustCLI(t, "kv", "get", "hail_instances", d.keys[0], "--raw")
@@ -161,6 +181,7 @@ func TestReadmeNatsCommands(t *testing.T) {
 	d := startDev(t)
 	id := strings.TrimPrefix(d.keys[0], "echo.")
 	for _, line := range cmds {
+		line := strings.ReplaceAll(line, "greeter.<id>", d.greeter)
 		args, err := shellWords(strings.ReplaceAll(line, "<id>", id))
 		if err != nil {
 			t.Errorf("%s: %v", line, err)

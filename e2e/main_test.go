@@ -18,7 +18,7 @@ import (
 )
 
 // programs are what the Dockerfile builds, by command name.
-var programs = []string{"nats", "discovery", "router", "echo", "dev"}
+var programs = []string{"nats", "discovery", "router", "echo", "dev", "agent"}
 
 // bins holds the programs built once for every test here.
 var bins string

@@ -52,14 +52,25 @@ type Config struct {
 	// HTTP.Addr serves the discovery node's /metrics, /healthz and /readyz;
 	// empty serves none. Default 127.0.0.1:8080.
 	HTTP config.HTTP `koanf:"http"`
-	Log  config.Log  `koanf:"log"`
+	// Greeter is the example HTTP service the dev stack runs behind an
+	// agent (which checks its /health).
+	Greeter GreeterConfig `koanf:"greeter"`
+	Log     config.Log    `koanf:"log"`
+}
+
+// GreeterConfig places the example HTTP service.
+type GreeterConfig struct {
+	// Addr it listens on; empty runs no greeter and no agent. Default
+	// 127.0.0.1:8090.
+	Addr string `koanf:"addr"`
 }
 
 // Logging is the log section.
 func (c *Config) Logging() config.Log { return c.Log }
 
 func defaults() *Config {
-	return &Config{NATS: config.NATS{URL: config.DefaultNATSURL}, Echo: 3, Discovery: 1, HTTP: config.HTTP{Addr: "127.0.0.1:8080"}, Log: config.DefaultLog}
+	return &Config{NATS: config.NATS{URL: config.DefaultNATSURL}, Echo: 3, Discovery: 1, HTTP: config.HTTP{Addr: "127.0.0.1:8080"},
+		Greeter: GreeterConfig{Addr: "127.0.0.1:8090"}, Log: config.DefaultLog}
 }
 
 // Validate names every wrong field.
@@ -193,6 +204,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		return err
 	}
 
+	greeterAt := ""
+	if cfg.Greeter.Addr != "" {
+		addr, err := startGreeter(ctx, cfg.Greeter.Addr, url, set, log, stopped)
+		if err != nil {
+			return err
+		}
+		comps = append(comps, addr.comps...)
+		conns = append(conns, addr.nc)
+		greeterAt = addr.at
+	}
+
 	var insts []*instance.Instance
 	for i := range cfg.Echo {
 		enc, err := bus.Connect(ctx, bus.ConnectOptions{URL: url, Name: fmt.Sprintf("hail-echo-%d", i+1), Logger: log})
@@ -210,7 +232,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	for i, n := range nodes {
 		ids[i] = n.ID()
 	}
-	printWelcome(out, url, storeDir, ids, len(insts), cfg.HTTP.Addr)
+	printWelcome(out, url, storeDir, ids, len(insts), cfg.HTTP.Addr, greeterAt)
 
 	var failed error
 	select {
@@ -277,7 +299,7 @@ func (c *component) stop() error {
 	return c.err
 }
 
-func printWelcome(w io.Writer, url, storeDir string, nodeIDs []string, echoes int, httpAddr string) {
+func printWelcome(w io.Writer, url, storeDir string, nodeIDs []string, echoes int, httpAddr, greeterAt string) {
 	s := ""
 	if url != config.DefaultNATSURL {
 		s = " -s " + url
@@ -289,8 +311,11 @@ hail dev stack is up
   router      %s
   echo        %d instances of service "echo"
 `, url, storeDir, len(nodeIDs), strings.Join(nodeIDs, ", "), events.Subjects{}.RouteAll(), echoes)
+	if greeterAt != "" {
+		fmt.Fprintf(w, "  greeter     an HTTP service at http://%s (/hello), registered by an agent that checks its /health\n", greeterAt)
+	}
 	if httpAddr != "" {
-		fmt.Fprintf(w, "  admin page  http://%s/ (its API under /api/, metrics at /metrics)\n", httpAddr)
+		fmt.Fprintf(w, "  console     http://%s/ (its API under /api/, metrics at /metrics)\n", httpAddr)
 	}
 	fmt.Fprintf(w, `
 Try, with the nats CLI:
@@ -304,6 +329,7 @@ Try, with the nats CLI:
   nats%[1]s request %[5]s '{"service":"echo"}'
   nats%[1]s sub '%[6]s'
   nats%[1]s micro ls
+  nats%[1]s request %[5]s '{"service":"greeter"}'    # address, port, tags, checks
 Tasks (the pinned nats CLI among them): go -C tools tool task --list
 Ctrl-C stops everything.
 

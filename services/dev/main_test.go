@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ func startDev(t *testing.T, args ...string) *devStack {
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	t.Cleanup(cancel)
-	args = append([]string{"--nats-url", d.url, "--http-addr", ""}, args...)
+	args = append([]string{"--nats-url", d.url, "--http-addr", "", "--greeter-addr", ""}, args...)
 	go func() { d.done <- run(ctx, args, func(string) string { return "" }, d.out) }()
 	bustest.Eventually(t, 15*time.Second, func() error {
 		if !strings.Contains(d.out.String(), "hail dev stack is up") {
@@ -160,4 +161,55 @@ func TestDevStackRegion(t *testing.T) {
 		return nil
 	})
 	d.stop(t)
+}
+
+// The greeter, an HTTP service behind an agent, is registered with its
+// address, port and check out of the box; POST /health/fail turns it
+// critical, /health/recover passing again.
+func TestDevStackGreeter(t *testing.T) {
+	d := startDev(t, "--greeter-addr", "127.0.0.1:0")
+	nc := bustest.Connect(t, d.url)
+	var rec events.InstanceRecord
+	bustest.Eventually(t, 10*time.Second, func() error {
+		m, err := nc.Request("hail.discovery.instances", []byte(`{"service":"greeter"}`), 2*time.Second)
+		if err != nil {
+			return err
+		}
+		var recs []events.InstanceRecord
+		if err := json.Unmarshal(m.Data, &recs); err != nil || len(recs) != 1 {
+			return fmt.Errorf("greeter instances %s (%v)", m.Data, err)
+		}
+		rec = recs[0]
+		return nil
+	})
+	if rec.Address != "127.0.0.1" || rec.Port == 0 || len(rec.Checks) != 1 || rec.Checks[0].Kind != events.CheckHTTP || rec.Status != events.Passing {
+		t.Fatalf("greeter record %+v", rec)
+	}
+	line, ok := d.out.Line("greeter     an HTTP service at http://")
+	if !ok {
+		t.Fatalf("welcome lacks the greeter:\n%s", d.out.String())
+	}
+	base := strings.Fields(line[strings.Index(line, "http://"):])[0]
+	status := func(want events.Status) {
+		t.Helper()
+		bustest.Eventually(t, 5*time.Second, func() error {
+			m, err := nc.Request("hail.discovery.instances", []byte(`{"service":"greeter"}`), 2*time.Second)
+			if err != nil {
+				return err
+			}
+			var recs []events.InstanceRecord
+			if err := json.Unmarshal(m.Data, &recs); err != nil || len(recs) != 1 || recs[0].Status != want {
+				return fmt.Errorf("greeter %s, want %s", m.Data, want)
+			}
+			return nil
+		})
+	}
+	for path, want := range map[string]events.Status{"/health/fail": events.Critical, "/health/recover": events.Passing} {
+		resp, err := http.Post(base+path, "text/plain", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		status(want)
+	}
 }
