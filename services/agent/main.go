@@ -43,7 +43,8 @@ type Config struct {
 	// for three of them announces again. Default 1s.
 	HeartbeatInterval time.Duration `koanf:"heartbeat_interval"`
 	// HTTP serves the agent's API (/v1/checks, /v1/check/...), /metrics,
-	// /healthz and /readyz. Default 127.0.0.1:8500; empty: off.
+	// /healthz and /readyz. Default empty: off (deploy/agent.yaml sets
+	// 127.0.0.1:8500, which TTL checks need).
 	HTTP     config.HTTP           `koanf:"http"`
 	Log      config.Log            `koanf:"log"`
 	Services []agent.ServiceConfig `koanf:"services"`
@@ -57,7 +58,6 @@ func defaults() *Config {
 		NATS:              config.NATS{URL: config.DefaultNATSURL},
 		Prefix:            events.DefaultPrefix,
 		HeartbeatInterval: time.Second,
-		HTTP:              config.HTTP{Addr: "127.0.0.1:8500"},
 		Log:               config.DefaultLog,
 	}
 }

@@ -337,3 +337,38 @@ func TestAgentTTLAPI(t *testing.T) {
 		return fmt.Errorf("record checks %+v", rec.Checks)
 	})
 }
+
+// A check whose output changes every round while its status does not
+// costs no KV write.
+func TestAgentOutputChangesWriteNothing(t *testing.T) {
+	r := region(t)
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "request %d at %s", n.Add(1), time.Now())
+	}))
+	defer srv.Close()
+	file := filepath.Join(t.TempDir(), "agent.yaml")
+	writeConfig(t, file, fmt.Sprintf("services:\n  - name: web\n    address: 127.0.0.1\n    checks:\n      - {name: health, http: %q, interval: 100ms}\n", srv.URL))
+	h := watchHealth(t, r.NC)
+	startAgent(t, r, file)
+	h.next(t, "web", 5*time.Second)
+	rec, _ := instanceOf(t, r, "web")
+	entry, err := r.KV.Instances.Get(t.Context(), events.InstanceKey("web", rec.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := n.Load()
+	bustest.Eventually(t, 10*time.Second, func() error {
+		if got := n.Load(); got < seen+20 {
+			return fmt.Errorf("%d probes since, waiting for 20", got-seen)
+		}
+		return nil
+	})
+	again, err := r.KV.Instances.Get(t.Context(), events.InstanceKey("web", rec.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Revision() != entry.Revision() {
+		t.Errorf("20 probes with new output moved the record from revision %d to %d", entry.Revision(), again.Revision())
+	}
+}
