@@ -31,14 +31,17 @@ type ServiceConfig struct {
 	AZ       string            `koanf:"az"`
 	Tags     []string          `koanf:"tags"`
 	Metadata map[string]string `koanf:"metadata"`
-	Bridge   BridgeConfig      `koanf:"bridge"`
+	// Capacity bounds the bridged requests in flight; reported in
+	// heartbeat replies so least_conn and p2c_ewma see the load. Default
+	// 64.
+	Capacity int          `koanf:"capacity"`
+	Bridge   BridgeConfig `koanf:"bridge"`
 	Checks   []CheckConfig     `koanf:"checks"`
 }
 
-// BridgeConfig is where NATS requests for the instance would go over HTTP
-// (PROTOCOL v1.1 "The bridge"). It is read and validated so that configs
-// written for it load, but not served yet: the instance is announced
-// without these endpoints, and the agent says so once.
+// BridgeConfig is where NATS requests for the instance go over HTTP
+// (PROTOCOL v1.1 "The bridge"): each endpoint is served on
+// P.inst.<id>.<name> and P.svc.<service>.<name> and announced.
 type BridgeConfig struct {
 	BaseURL   string           `koanf:"base_url"`
 	Timeout   time.Duration    `koanf:"timeout"`
@@ -99,6 +102,14 @@ func (c CheckConfig) timeout() time.Duration {
 	return min(t, c.Interval)
 }
 
+// capacity is the bound on bridged requests in flight.
+func (s ServiceConfig) capacity() int {
+	if s.Capacity <= 0 {
+		return DefaultCapacity
+	}
+	return s.Capacity
+}
+
 // weight is the announced weight.
 func (s ServiceConfig) weight() int {
 	if s.Weight == nil {
@@ -138,6 +149,9 @@ func ValidateServices(svcs []ServiceConfig) error {
 			}
 		} else {
 			add("address", "is required: the agent registers a service by its address")
+		}
+		if s.Capacity < 0 {
+			add("capacity", "%d is negative", s.Capacity)
 		}
 		if s.Port < 0 || s.Port > 65535 {
 			add("port", "%d is out of range 1..65535", s.Port)

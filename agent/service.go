@@ -21,6 +21,7 @@ type service struct {
 	id     string
 	a      *Agent
 	checks []*check
+	bridge *bridge // nil without bridge endpoints
 
 	lastBeat atomic.Int64 // unix nanoseconds of the last heartbeat
 	sub      *nats.Subscription
@@ -42,9 +43,20 @@ func (a *Agent) startService(ctx context.Context, cfg ServiceConfig, id string) 
 		first.Go(func() { k.runOnce(ctx) })
 	}
 	first.Wait()
+	if len(cfg.Bridge.Endpoints) > 0 {
+		b, err := newBridge(s)
+		if err == nil {
+			s.bridge = b
+			err = b.serve(a.nc)
+		}
+		if err != nil {
+			s.release(ctx)
+			return nil, fmt.Errorf("bridge of %s: %w", cfg.Name, err)
+		}
+	}
 	sub, err := a.nc.Subscribe(a.cfg.Subjects.Heartbeat(id), s.answer)
 	if err != nil {
-		s.closeChecks()
+		s.release(ctx)
 		return nil, fmt.Errorf("subscribe heartbeats of %s %s: %w", cfg.Name, id, err)
 	}
 	s.sub = sub
@@ -62,9 +74,6 @@ func (a *Agent) startService(ctx context.Context, cfg ServiceConfig, id string) 
 		s.wg.Go(func() { k.run(runCtx) })
 	}
 	s.wg.Go(func() { s.watch(runCtx) })
-	if len(cfg.Bridge.Endpoints) > 0 {
-		a.log.Warn("bridge endpoints are not served yet; the service is announced without them", "service", cfg.Name)
-	}
 	a.log.Info("service registered", "service", cfg.Name, "instance_id", id, "status", events.WorstStatus(s.results(time.Now())), "checks", len(s.checks))
 	return s, nil
 }
@@ -80,8 +89,12 @@ func (s *service) results(now time.Time) []events.CheckResult {
 
 func (s *service) announceMsg() events.Announce {
 	checks := s.results(time.Now())
+	eps := make([]events.Endpoint, len(s.cfg.Bridge.Endpoints))
+	for i, e := range s.cfg.Bridge.Endpoints {
+		eps[i] = events.Endpoint{Name: e.Name}
+	}
 	return events.Announce{
-		ID: s.id, Service: s.cfg.Name, Version: s.cfg.Version, Endpoints: []events.Endpoint{},
+		ID: s.id, Service: s.cfg.Name, Version: s.cfg.Version, Endpoints: eps,
 		Weight: s.cfg.weight(), AZ: s.cfg.AZ, Hostname: s.a.hostname, Metadata: s.cfg.Metadata,
 		Address: s.cfg.Address, Port: events.Port(s.cfg.Port), Tags: s.cfg.Tags,
 		Status: events.WorstStatus(checks), Checks: fitChecks(checks, events.MaxPayload-2048), TS: time.Now().UTC(),
@@ -111,9 +124,11 @@ func (s *service) announce(ctx context.Context) error {
 func (s *service) answer(m *nats.Msg) {
 	s.lastBeat.Store(time.Now().UnixNano())
 	checks := s.results(time.Now())
-	data, err := json.Marshal(events.HeartbeatReply{
-		ID: s.id, Status: events.WorstStatus(checks), Checks: fitChecks(checks, events.MaxPayload-256),
-	})
+	reply := events.HeartbeatReply{ID: s.id, Status: events.WorstStatus(checks), Checks: fitChecks(checks, events.MaxPayload-256)}
+	if s.bridge != nil {
+		reply.Inflight, reply.Capacity = int(s.bridge.inflight.Load()), cap(s.bridge.sem)
+	}
+	data, err := json.Marshal(reply)
 	if err != nil {
 		s.a.log.Error("encode heartbeat reply", "service", s.cfg.Name, "err", err)
 		return
@@ -145,9 +160,10 @@ func (s *service) watch(ctx context.Context) {
 	}
 }
 
-// stop ends the service's goroutines and, with deregister, deregisters it
-// first (a shutdown or a removal; an edited service keeps its
-// registration).
+// stop ends the service and, with deregister, deregisters it first (a
+// shutdown or a removal; an edited service keeps its registration): the
+// SDK's order, so routers stop sending before the bridged requests in
+// flight are finished.
 func (s *service) stop(ctx context.Context, deregister bool) {
 	if deregister {
 		data, _ := json.Marshal(events.Deregister{ID: s.id, Service: s.cfg.Name, Reason: "shutdown"})
@@ -160,13 +176,20 @@ func (s *service) stop(ctx context.Context, deregister bool) {
 	_ = s.sub.Unsubscribe()
 	s.cancel()
 	s.wg.Wait()
-	s.closeChecks()
+	s.release(ctx)
 	if deregister {
 		s.a.log.Info("service deregistered", "service", s.cfg.Name, "instance_id", s.id)
 	}
 }
 
-func (s *service) closeChecks() {
+// release finishes the bridged requests in flight (bounded by the
+// bridge's timeout) and closes the checks' connections.
+func (s *service) release(ctx context.Context) {
+	if s.bridge != nil {
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.bridge.timeout+time.Second)
+		s.bridge.stop(bctx)
+		cancel()
+	}
 	for _, k := range s.checks {
 		k.close()
 	}
