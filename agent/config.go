@@ -34,9 +34,9 @@ type ServiceConfig struct {
 	// Capacity bounds the bridged requests in flight; reported in
 	// heartbeat replies so least_conn and p2c_ewma see the load. Default
 	// 64.
-	Capacity int          `koanf:"capacity"`
-	Bridge   BridgeConfig `koanf:"bridge"`
-	Checks   []CheckConfig     `koanf:"checks"`
+	Capacity int           `koanf:"capacity"`
+	Bridge   BridgeConfig  `koanf:"bridge"`
+	Checks   []CheckConfig `koanf:"checks"`
 }
 
 // BridgeConfig is where NATS requests for the instance go over HTTP
