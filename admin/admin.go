@@ -60,7 +60,9 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler, log *slog.Logger
 	// Requests' contexts end when the server shuts down, so long-lived
 	// ones (the console's event stream) do not hold the shutdown up.
 	base, stopRequests := context.WithCancel(context.WithoutCancel(ctx))
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return base }}
+	// A slow or idle client cannot hold a connection: the headers must
+	// come within 5 s and an idle keep-alive ends after 2 minutes.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute, BaseContext: func(net.Listener) context.Context { return base }}
 	srv.RegisterOnShutdown(stopRequests)
 	stopped := make(chan error, 1)
 	go func() { stopped <- srv.Serve(l) }()

@@ -20,6 +20,7 @@ import (
 // devStack is the dev program running on free loopback ports.
 type devStack struct {
 	url, http string
+	ingress   string // the router's HTTP ingress
 	nc        *nats.Conn
 	keys      []string // hail_instances keys of the echo instances
 	greeter   string   // the greeter's key (an HTTP service behind the agent)
@@ -28,10 +29,11 @@ type devStack struct {
 func startDev(t *testing.T) *devStack {
 	t.Helper()
 	d := &devStack{
-		url:  "nats://127.0.0.1:" + strconv.Itoa(bustest.FreePort(t)),
-		http: "127.0.0.1:" + strconv.Itoa(bustest.FreePort(t)),
+		url:     "nats://127.0.0.1:" + strconv.Itoa(bustest.FreePort(t)),
+		http:    "127.0.0.1:" + strconv.Itoa(bustest.FreePort(t)),
+		ingress: "127.0.0.1:" + strconv.Itoa(bustest.FreePort(t)),
 	}
-	p := start(t, "dev", "dev", map[string]string{"HAIL_LOG_LEVEL": "warn"}, "--nats-url", d.url, "--http-addr", d.http, "--greeter-addr", "127.0.0.1:0")
+	p := start(t, "dev", "dev", map[string]string{"HAIL_LOG_LEVEL": "warn"}, "--nats-url", d.url, "--http-addr", d.http, "--greeter-addr", "127.0.0.1:0", "--ingress-addr", d.ingress)
 	waitReady(t, p, d.http)
 	nc, err := nats.Connect(d.url)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/httpmap"
 )
 
 // Error is a routing failure: the request reached no instance that
@@ -69,7 +70,7 @@ func newCall(t *Table, log *slog.Logger, service, endpoint string, in *nats.Msg,
 		c.deadline = deadline
 	}
 	if in.Header != nil {
-		c.key = in.Header.Get(v.Route.HashHeader)
+		c.key = httpmap.Get(in.Header, v.Route.HashHeader) // names match without case (PROTOCOL v1.1)
 	}
 	v.state.budget.deposit()
 	return c, nil

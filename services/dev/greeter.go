@@ -52,7 +52,10 @@ func startGreeter(ctx context.Context, addr, natsURL string, set *metrics.Set, l
 	svc := agent.ServiceConfig{
 		Name: "greeter", Address: host, Port: port, Version: "1.0.0", Tags: []string{"dev", "http"},
 		Metadata: map[string]string{"example": "true"},
-		Checks:   []agent.CheckConfig{{Name: "health", HTTP: "http://" + l.Addr().String() + "/health", Interval: time.Second, Timeout: 500 * time.Millisecond}},
+		// Bridged: hello on NATS (and so through the router and its
+		// ingress) is GET /hello; http passes any method and path.
+		Bridge: agent.BridgeConfig{Endpoints: []agent.BridgeEndpoint{{Name: "hello", Method: http.MethodGet, Path: "/hello"}, {Name: "http", Path: "*"}}},
+		Checks: []agent.CheckConfig{{Name: "health", HTTP: "http://" + l.Addr().String() + "/health", Interval: time.Second, Timeout: 500 * time.Millisecond}},
 	}
 	run := start(ctx, func(ctx context.Context) error { return a.Run(ctx, []agent.ServiceConfig{svc}) }, stopped)
 	return greeterParts{comps: []*component{serve, run}, nc: nc, at: l.Addr().String()}, nil

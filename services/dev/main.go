@@ -52,6 +52,9 @@ type Config struct {
 	// HTTP.Addr serves the discovery node's /metrics, /healthz and /readyz;
 	// empty serves none. Default 127.0.0.1:8080.
 	HTTP config.HTTP `koanf:"http"`
+	// Ingress is the router's HTTP ingress. Default 127.0.0.1:8000;
+	// empty: off.
+	Ingress config.HTTP `koanf:"ingress"`
 	// Greeter is the example HTTP service the dev stack runs behind an
 	// agent (which checks its /health).
 	Greeter GreeterConfig `koanf:"greeter"`
@@ -70,7 +73,7 @@ func (c *Config) Logging() config.Log { return c.Log }
 
 func defaults() *Config {
 	return &Config{NATS: config.NATS{URL: config.DefaultNATSURL}, Echo: 3, Discovery: 1, HTTP: config.HTTP{Addr: "127.0.0.1:8080"},
-		Greeter: GreeterConfig{Addr: "127.0.0.1:8090"}, Log: config.DefaultLog}
+		Ingress: config.HTTP{Addr: "127.0.0.1:8000"}, Greeter: GreeterConfig{Addr: "127.0.0.1:8090"}, Log: config.DefaultLog}
 }
 
 // Validate names every wrong field.
@@ -203,6 +206,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	if err := rc.wait(ctx, rt.Serving(), "router"); err != nil {
 		return err
 	}
+	ingressAt := ""
+	if cfg.Ingress.Addr != "" {
+		il, err := admin.Listen(cfg.Ingress.Addr)
+		if err != nil {
+			return fmt.Errorf("ingress.addr: %w", err)
+		}
+		ingressAt = il.Addr().String()
+		h := rt.Ingress()
+		comps = append(comps, start(ctx, func(ctx context.Context) error { return admin.Serve(ctx, il, h, log) }, stopped))
+	}
 
 	greeterAt := ""
 	if cfg.Greeter.Addr != "" {
@@ -232,7 +245,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	for i, n := range nodes {
 		ids[i] = n.ID()
 	}
-	printWelcome(out, url, storeDir, ids, len(insts), cfg.HTTP.Addr, greeterAt)
+	printWelcome(out, url, storeDir, ids, len(insts), cfg.HTTP.Addr, greeterAt, ingressAt)
 
 	var failed error
 	select {
@@ -299,7 +312,7 @@ func (c *component) stop() error {
 	return c.err
 }
 
-func printWelcome(w io.Writer, url, storeDir string, nodeIDs []string, echoes int, httpAddr, greeterAt string) {
+func printWelcome(w io.Writer, url, storeDir string, nodeIDs []string, echoes int, httpAddr, greeterAt, ingressAt string) {
 	s := ""
 	if url != config.DefaultNATSURL {
 		s = " -s " + url
@@ -312,7 +325,10 @@ hail dev stack is up
   echo        %d instances of service "echo"
 `, url, storeDir, len(nodeIDs), strings.Join(nodeIDs, ", "), events.Subjects{}.RouteAll(), echoes)
 	if greeterAt != "" {
-		fmt.Fprintf(w, "  greeter     an HTTP service at http://%s (/hello), registered by an agent that checks its /health\n", greeterAt)
+		fmt.Fprintf(w, "  greeter     an HTTP service at http://%s (/hello), registered by an agent that checks its /health and bridges it\n", greeterAt)
+	}
+	if ingressAt != "" {
+		fmt.Fprintf(w, "  ingress     http://%[1]s/<service>/<endpoint>: curl http://%[1]s/greeter/hello · curl http://%[1]s/echo/say -d hi\n", ingressAt)
 	}
 	if httpAddr != "" {
 		fmt.Fprintf(w, "  console     http://%s/ (its API under /api/, metrics at /metrics)\n", httpAddr)

@@ -31,7 +31,7 @@ func startDev(t *testing.T, args ...string) *devStack {
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	t.Cleanup(cancel)
-	args = append([]string{"--nats-url", d.url, "--http-addr", "", "--greeter-addr", ""}, args...)
+	args = append([]string{"--nats-url", d.url, "--http-addr", "", "--greeter-addr", "", "--ingress-addr", ""}, args...)
 	go func() { d.done <- run(ctx, args, func(string) string { return "" }, d.out) }()
 	bustest.Eventually(t, 15*time.Second, func() error {
 		if !strings.Contains(d.out.String(), "hail dev stack is up") {

@@ -51,7 +51,10 @@ type Config struct {
 	// Default 10s.
 	DrainTimeout time.Duration `koanf:"drain_timeout"`
 	HTTP         config.HTTP   `koanf:"http"`
-	Log          config.Log    `koanf:"log"`
+	// Ingress takes plain HTTP: /<service>/<endpoint>[/<rest>] routed like
+	// hail.route.<service>.<endpoint>. Default empty: off.
+	Ingress config.HTTP `koanf:"ingress"`
+	Log     config.Log  `koanf:"log"`
 }
 
 // Logging is the log section.
@@ -173,6 +176,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		}.Run(gctx, loaded, cfg)
 		return nil
 	})
+	if cfg.Ingress.Addr != "" {
+		il, err := admin.Listen(cfg.Ingress.Addr)
+		if err != nil {
+			return fmt.Errorf("ingress.addr: %w", err)
+		}
+		g.Go(func() error { return admin.Serve(gctx, il, r.Ingress(), log.With("component", "ingress")) })
+	}
 	if cfg.HTTP.Addr != "" {
 		probe, err := bus.NewProbe(nc, 2*time.Second)
 		if err != nil {
