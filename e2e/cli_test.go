@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 type devStack struct {
 	url, http string
 	ingress   string // the router's HTTP ingress
+	greeterAt string // the example HTTP service
 	nc        *nats.Conn
 	keys      []string // hail_instances keys of the echo instances
 	greeter   string   // the greeter's key (an HTTP service behind the agent)
@@ -29,11 +29,12 @@ type devStack struct {
 func startDev(t *testing.T) *devStack {
 	t.Helper()
 	d := &devStack{
-		url:     "nats://127.0.0.1:" + strconv.Itoa(bustest.FreePort(t)),
-		http:    "127.0.0.1:" + strconv.Itoa(bustest.FreePort(t)),
-		ingress: "127.0.0.1:" + strconv.Itoa(bustest.FreePort(t)),
+		url:       "nats://127.0.0.1:" + strconv.Itoa(bustest.FreePort(t)),
+		http:      "127.0.0.1:" + strconv.Itoa(bustest.FreePort(t)),
+		ingress:   "127.0.0.1:" + strconv.Itoa(bustest.FreePort(t)),
+		greeterAt: "127.0.0.1:" + strconv.Itoa(bustest.FreePort(t)),
 	}
-	p := start(t, "dev", "dev", map[string]string{"HAIL_LOG_LEVEL": "warn"}, "--nats-url", d.url, "--http-addr", d.http, "--greeter-addr", "127.0.0.1:0", "--ingress-addr", d.ingress)
+	p := start(t, "dev", "dev", map[string]string{"HAIL_LOG_LEVEL": "warn"}, "--nats-url", d.url, "--http-addr", d.http, "--greeter-addr", d.greeterAt, "--ingress-addr", d.ingress)
 	waitReady(t, p, d.http)
 	nc, err := nats.Connect(d.url)
 	if err != nil {
@@ -216,28 +217,7 @@ func streams(args []string) bool {
 
 // readmeNatsCommands are the lines starting with "nats " in the README's
 // sh code blocks.
-func readmeNatsCommands(path string) ([]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []string
-	inSh := false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, "```sh"):
-			inSh = true
-		case strings.HasPrefix(line, "```"):
-			inSh = false
-		case inSh && strings.HasPrefix(line, "nats "):
-			out = append(out, line)
-		}
-	}
-	return out, sc.Err()
-}
+func readmeNatsCommands(path string) ([]string, error) { return readmeLines(path, "nats ") }
 
 // shellWords splits a command line as sh would for quotes and a trailing
 // comment.

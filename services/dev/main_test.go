@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -211,5 +212,37 @@ func TestDevStackGreeter(t *testing.T) {
 		}
 		resp.Body.Close()
 		status(want)
+	}
+}
+
+// Out of the box the router's ingress reaches the greeter (HTTP, through
+// its agent's bridge) and echo (an SDK instance), as the welcome says.
+func TestDevStackIngress(t *testing.T) {
+	d := startDev(t, "--greeter-addr", "127.0.0.1:0", "--ingress-addr", "127.0.0.1:0")
+	line, ok := d.out.Line("ingress     http://")
+	if !ok {
+		t.Fatalf("welcome lacks the ingress:\n%s", d.out.String())
+	}
+	base := strings.TrimSuffix(strings.Fields(line)[1], "/<service>/<endpoint>:")
+	for _, tt := range []struct {
+		method, path, body, want string
+	}{
+		{http.MethodGet, "/greeter/hello", "", "hello, world, from greeter"},
+		{http.MethodGet, "/greeter/http/hello?name=ann", "", "hello, ann, from greeter"},
+		{http.MethodPost, "/echo/say", "hi", "hi"},
+	} {
+		bustest.Eventually(t, 10*time.Second, func() error {
+			req, _ := http.NewRequest(tt.method, base+tt.path, strings.NewReader(tt.body))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || !strings.Contains(string(b), tt.want) {
+				return fmt.Errorf("%s %s: %d %q", tt.method, tt.path, resp.StatusCode, b)
+			}
+			return nil
+		})
 	}
 }
