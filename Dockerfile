@@ -6,7 +6,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/ \
-    ./services/nats ./services/discovery ./services/router ./services/echo ./services/dev ./services/agent
+    ./services/nats ./services/discovery ./services/router ./services/echo ./services/dev ./services/agent ./services/greeter
 # JetStream's data directory: a new named volume mounted here starts as a
 # copy of it, owned by the user the programs run as.
 RUN mkdir /data

@@ -148,7 +148,7 @@ func TestComposeFileConsistent(t *testing.T) {
 			t.Errorf("%s runs %q, which the Dockerfile does not build", name, program)
 			continue
 		}
-		keys, err := printConfig(program, s.Environment)
+		keys, err := printConfig(program, hostPaths(s))
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
 			continue
@@ -158,7 +158,7 @@ func TestComposeFileConsistent(t *testing.T) {
 			envs[config.EnvName(k)] = true
 		}
 		for k := range s.Environment {
-			if !envs[k] {
+			if !envs[k] && k != config.FileEnv { // HAIL_CONFIG names the file, not a key
 				t.Errorf("%s sets %s, which is not a key of %s", name, k, program)
 			}
 		}
@@ -261,6 +261,21 @@ func TestComposeFileConsistent(t *testing.T) {
 }
 
 // printConfig runs program --print-config under env and returns its keys.
+// hostPaths is a service's environment with HAIL_CONFIG, a path in the
+// container, mapped through the service's volumes to the repository's file.
+func hostPaths(s composeService) map[string]string {
+	env := maps.Clone(s.Environment)
+	if p, ok := env["HAIL_CONFIG"]; ok {
+		for _, v := range s.Volumes {
+			parts := strings.Split(v, ":")
+			if len(parts) >= 2 && parts[1] == p {
+				env["HAIL_CONFIG"] = filepath.Join("..", parts[0])
+			}
+		}
+	}
+	return env
+}
+
 func printConfig(program string, env map[string]string) (map[string]bool, error) {
 	cmd := exec.Command(filepath.Join(bins, program), "--print-config")
 	for k, v := range env {
@@ -311,6 +326,31 @@ func TestComposeTopologyAsProcesses(t *testing.T) {
 				v = filepath.Join(t.TempDir(), "data")
 			case "HAIL_MONITOR_PORT":
 				v = port(name, v)
+			case "HAIL_CONFIG":
+				// The mounted file, with its addresses mapped like the
+				// environment's.
+				data, err := os.ReadFile(hostPaths(f.Services[name])["HAIL_CONFIG"])
+				if err != nil {
+					t.Fatal(err)
+				}
+				text := regexp.MustCompile(`address: ([a-z0-9.-]+)\n(\s+)port: (\d+)`).ReplaceAllStringFunc(string(data), func(s string) string {
+					m := regexp.MustCompile(`address: ([a-z0-9.-]+)\n(\s+)port: (\d+)`).FindStringSubmatch(s)
+					if _, ok := f.Services[m[1]]; !ok {
+						return s
+					}
+					return "address: 127.0.0.1\n" + m[2] + "port: " + port(m[1], m[3])
+				})
+				text = addr.ReplaceAllStringFunc(text, func(s string) string {
+					m := addr.FindStringSubmatch(s)
+					if _, ok := f.Services[m[1]]; !ok {
+						return s
+					}
+					return "127.0.0.1:" + port(m[1], m[2])
+				})
+				v = filepath.Join(t.TempDir(), "config.yaml")
+				if err := os.WriteFile(v, []byte(text), 0o644); err != nil {
+					t.Fatal(err)
+				}
 			default:
 				v = addr.ReplaceAllStringFunc(v, func(s string) string {
 					m := addr.FindStringSubmatch(s)
@@ -363,6 +403,8 @@ func TestComposeTopologyAsProcesses(t *testing.T) {
 	run("discovery")
 	run("router")
 	run("echo")
+	run("greeter")
+	run("agent")
 	httpAddr := func(name string) string { return envOf(name)["HAIL_HTTP_ADDR"] }
 	for _, name := range append(f.byProgram("discovery"), f.byProgram("router")...) {
 		waitReady(t, procs[name], httpAddr(name))
@@ -382,8 +424,20 @@ func TestComposeTopologyAsProcesses(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if len(keys) != len(echoes) {
-			return fmt.Errorf("%d instances registered, want %d", len(keys), len(echoes))
+		if want := len(echoes) + len(f.byProgram("greeter")); len(keys) != want {
+			return fmt.Errorf("%d instances registered, want %d (the echoes and the greeter)", len(keys), want)
+		}
+		return nil
+	})
+	// The greeter, behind its agent, through the router's ingress.
+	ingress := envOf(f.byProgram("router")[0])["HAIL_INGRESS_ADDR"]
+	bustest.Eventually(t, 30*time.Second, func() error {
+		body, err := httpGet(ctx, "http://"+ingress+"/greeter/hello")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(body, "from greeter") {
+			return fmt.Errorf("ingress to greeter: %q", body)
 		}
 		return nil
 	})

@@ -18,7 +18,7 @@ import (
 )
 
 // programs are what the Dockerfile builds, by command name.
-var programs = []string{"nats", "discovery", "router", "echo", "dev", "agent"}
+var programs = []string{"nats", "discovery", "router", "echo", "dev", "agent", "greeter"}
 
 // bins holds the programs built once for every test here.
 var bins string

@@ -1,0 +1,58 @@
+// Command greeter runs the example HTTP service that the agent registers
+// in the compose stack (the dev stack runs the same handler in process).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hailsd/hail/admin"
+	"github.com/hailsd/hail/config"
+	"github.com/hailsd/hail/greeter"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// Config is the greeter's configuration.
+type Config struct {
+	// Addr it serves /hello and /health on. Default 127.0.0.1:8090.
+	Addr string     `koanf:"addr"`
+	Log  config.Log `koanf:"log"`
+}
+
+// Logging is the log section.
+func (c *Config) Logging() config.Log { return c.Log }
+
+// Validate names every wrong field.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Addr == "" {
+		errs = append(errs, config.FieldError("addr", "is empty"))
+	}
+	return errors.Join(append(errs, c.Log.Validate())...)
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
+	cfg := &Config{Addr: "127.0.0.1:8090", Log: config.DefaultLog}
+	loaded, err := config.Start(cfg, "greeter", args, getenv, out)
+	if loaded == nil || err != nil {
+		return err
+	}
+	l, err := admin.Listen(cfg.Addr)
+	if err != nil {
+		return err
+	}
+	return admin.Serve(ctx, l, (&greeter.Server{}).Handler(), loaded.Log)
+}
