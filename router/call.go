@@ -48,6 +48,7 @@ type call struct {
 	fwd   *forwarder
 	done  func(*nats.Msg, error)
 	timer *time.Timer
+	token uint64 // the waiting attempt's, under the forwarder's lock
 }
 
 // newCall looks the service and endpoint up. On error the call is still

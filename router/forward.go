@@ -97,8 +97,10 @@ func (f *forwarder) release() {
 // reply, or with an *Error. The call ends by the route's timeout, or by
 // deadline if that is earlier and not zero. done runs on a NATS callback
 // goroutine and must not block. A nil done sends in one way: to one
-// instance, without retry, as a publish.
-func (f *forwarder) Forward(service, endpoint string, in *nats.Msg, deadline time.Time, done func(*nats.Msg, error)) {
+// instance, without retry, as a publish. cancel ends the call early, with
+// done(nil, context.Canceled), if it is still waiting: its caller went
+// away, and neither its slot nor a retry should outlive that.
+func (f *forwarder) Forward(service, endpoint string, in *nats.Msg, deadline time.Time, done func(*nats.Msg, error)) (cancel func()) {
 	f.sem <- struct{}{}
 	f.calls.Add(1)
 	c, err := newCall(f.table, f.log, service, endpoint, in, deadline)
@@ -110,7 +112,24 @@ func (f *forwarder) Forward(service, endpoint string, in *nats.Msg, deadline tim
 		f.oneWay(c)
 	default:
 		f.attempt(c)
+		return func() { f.cancel(c) }
 	}
+	return func() {}
+}
+
+// cancel ends c if an attempt of it is waiting for an answer.
+func (f *forwarder) cancel(c *call) {
+	f.mu.Lock()
+	if f.pending[c.token] != c {
+		f.mu.Unlock()
+		return // answered, timed out, or between attempts
+	}
+	delete(f.pending, c.token)
+	f.mu.Unlock()
+	c.timer.Stop()
+	c.target.Done(Result{}) // the instance did nothing wrong
+	c.done(nil, context.Canceled)
+	c.end(outcomeCanceled)
 }
 
 func (f *forwarder) fail(c *call, err *Error) {
@@ -141,6 +160,7 @@ func (f *forwarder) attempt(c *call) {
 	token := f.token.Add(1)
 	f.mu.Lock()
 	f.pending[token] = c
+	c.token = token
 	// Made under the lock so that the reply handler, which takes the
 	// call out under the same lock, always finds the timer set.
 	c.timer = time.AfterFunc(timeout, func() { f.expire(token) })

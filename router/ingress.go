@@ -23,8 +23,8 @@ import (
 // in Hail-Method, /<rest>?<query> in Hail-Path, the body as the payload
 // and the headers (less hop-by-hop ones and any Nats-*) as NATS headers.
 // The answer's status is its Hail-Status, else its
-// Nats-Service-Error-Code, else 200. A client that goes away stops the
-// wait; the call itself ends by its route's timeout.
+// Nats-Service-Error-Code, else 200. A client that goes away cancels the
+// call: no retry, and its slot is free at once.
 func (r *Router) Ingress() http.Handler {
 	return http.HandlerFunc(r.serveIngress)
 }
@@ -68,12 +68,13 @@ func (r *Router) ingress(w http.ResponseWriter, req *http.Request) int {
 		err error
 	}
 	ch := make(chan answer, 1)
-	r.fwd.Forward(service, endpoint, &nats.Msg{Header: hdr, Data: body}, timeDeadline(req), func(m *nats.Msg, err error) { ch <- answer{m, err} })
+	cancel := r.fwd.Forward(service, endpoint, &nats.Msg{Header: hdr, Data: body}, timeDeadline(req), func(m *nats.Msg, err error) { ch <- answer{m, err} })
 	var a answer
 	select {
 	case a = <-ch:
 	case <-req.Context().Done():
-		return 499 // the client went away (nginx's code, for the metric)
+		cancel()   // the client went away: so does the call
+		return 499 // (nginx's code, for the metric)
 	}
 	if a.err != nil {
 		var rerr *Error

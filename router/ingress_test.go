@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/hailsd/hail/agent"
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/discovery"
@@ -254,4 +256,39 @@ func TestIngressBackendKilledUnderLoad(t *testing.T) {
 		t.Errorf("outcomes %v: %d failed; at most the %d in flight at the kill may, and none with 503", codes, failed, workers)
 	}
 	t.Logf("backend killed under load: %v %q", codes, bodies)
+}
+
+// A client that goes away cancels its routed call: it is counted as
+// canceled at once, not after the route's timeout.
+func TestIngressClientGoneCancelsCall(t *testing.T) {
+	r := regiontest.New(t)
+	r.StartNode(discovery.Config{})
+	set := metrics.NewSet()
+	route := router.DefaultRoute()
+	route.Timeout = 10 * time.Second
+	rt := r.StartRouter(router.Config{Table: router.TableConfig{Route: route, Metrics: set}})
+	srv := httptest.NewServer(rt.Ingress())
+	defer srv.Close()
+	fakeinst.Start(t, r.URL, fakeinst.Options{Service: "slow", Delay: 5 * time.Second})
+	bustest.Eventually(t, 10*time.Second, func() error {
+		if rt.Table().View("slow") == nil {
+			return fmt.Errorf("slow not routable yet")
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/slow/say", nil)
+	if _, err := http.DefaultClient.Do(req); err == nil {
+		t.Fatal("a 5 s answer came within 200 ms")
+	}
+	canceled := `hail_router_requests_total{service="slow",endpoint="say",outcome="canceled"}`
+	bustest.Eventually(t, 2*time.Second, func() error {
+		var b strings.Builder
+		set.WritePrometheus(&b)
+		if !strings.Contains(b.String(), canceled+" 1") {
+			return fmt.Errorf("no canceled call counted yet")
+		}
+		return nil
+	})
 }
