@@ -98,6 +98,12 @@ func (s Subjects) NodeEvent(id string) string { return s.p() + ".node." + id }
 // NodeEventAll matches every node event.
 func (s Subjects) NodeEventAll() string { return s.p() + ".node.>" }
 
+// StatsRouter is where router id publishes its traffic snapshots.
+func (s Subjects) StatsRouter(id string) string { return s.p() + ".stats.router." + id }
+
+// StatsAll matches every traffic snapshot.
+func (s Subjects) StatsAll() string { return s.p() + ".stats.>" }
+
 // RouterQueue is the queue group routers share on RouteAll.
 func (s Subjects) RouterQueue() string { return s.p() + ".router" }
 

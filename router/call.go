@@ -182,7 +182,14 @@ func (c *call) unanswered(timedOut bool, now time.Time) (retry bool, err *Error)
 // end counts the call's outcome.
 func (c *call) end(outcome string) {
 	c.stats.outcome[outcome].Inc()
-	c.stats.duration.UpdateDuration(c.start)
+	took := time.Since(c.start)
+	c.stats.duration.Update(took.Seconds())
+	switch outcome {
+	case outcomeNoReply, outcomeCanceled:
+		// Nobody waited for an answer, or stopped waiting.
+	default:
+		c.stats.traffic.add(took, outcome != outcomeOK)
+	}
 	if c.fwd != nil {
 		c.fwd.release()
 	}

@@ -46,6 +46,7 @@ func newTableMetrics(set *metrics.Set, t *Table) *tableMetrics {
 // endpointStats are one endpoint's request metrics, made when a view is
 // built so that a request only increments counters.
 type endpointStats struct {
+	traffic  traffic // for the published snapshots
 	outcome  map[string]*metrics.Counter
 	retries  *metrics.Counter
 	ejected  *metrics.Counter

@@ -86,6 +86,9 @@ func (t *Target) Done(r Result) {
 	if r.At.IsZero() {
 		r.At = time.Now()
 	}
+	if r.Latency > 0 || r.Failed { // a zero Result is an attempt that never went out
+		t.load.traffic.add(r.Latency, r.Failed)
+	}
 	t.load.observe(r)
 }
 
@@ -114,6 +117,8 @@ type Load struct {
 
 	mu     sync.Mutex
 	streak int // ejections in a row, for backoff
+
+	traffic traffic // attempts on this instance, for the published snapshots
 }
 
 func newLoad(total, clock *atomic.Int64) *Load {

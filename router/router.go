@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"golang.org/x/sync/errgroup"
@@ -25,6 +26,9 @@ type Config struct {
 	Workers int
 	// MaxInflight bounds the routed calls in progress; default 4096.
 	MaxInflight int
+	// StatsInterval is how often the router publishes its traffic on
+	// P.stats.router.<id>; default DefaultStatsInterval, negative: never.
+	StatsInterval time.Duration
 	// DrainTimeout bounds the wait for calls in progress at shutdown;
 	// default 10s.
 	DrainTimeout time.Duration
@@ -36,6 +40,7 @@ type Config struct {
 type Router struct {
 	nc      *nats.Conn
 	cfg     Config
+	id      string // names its traffic snapshots
 	log     *slog.Logger
 	table   *Table
 	fwd     *forwarder
@@ -62,12 +67,15 @@ func New(nc *nats.Conn, cfg Config) (*Router, error) {
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = d.DrainTimeout
 	}
+	if cfg.StatsInterval == 0 {
+		cfg.StatsInterval = DefaultStatsInterval
+	}
 	t, err := NewTable(nc, cfg.Table)
 	if err != nil {
 		return nil, err
 	}
 	cfg.Table = t.cfg
-	return &Router{nc: nc, cfg: cfg, log: t.cfg.Logger.With("component", "router"), table: t,
+	return &Router{nc: nc, cfg: cfg, id: uuid.NewString(), log: t.cfg.Logger.With("component", "router"), table: t,
 		serving: make(chan struct{}), bad: t.m.endpoint(unknownLabel, unknownLabel)}, nil
 }
 
@@ -92,6 +100,7 @@ func (r *Router) Run(ctx context.Context) error {
 	defer stopTable()
 	g, gctx := errgroup.WithContext(tableCtx)
 	g.Go(func() error { return r.table.Run(gctx) })
+	g.Go(func() error { return r.publishStats(gctx) })
 
 	var svc *bus.Service
 	select {

@@ -92,6 +92,7 @@ type View struct {
 	Route     Route
 	endpoints map[string]*Endpoint
 	state     *serviceState
+	loads     map[string]*Load // by instance id, for the traffic snapshots
 }
 
 // Endpoint is one endpoint of a service.
@@ -395,7 +396,7 @@ func (t *Table) publish() {
 // serve it.
 func (t *Table) build(s *service, recs []events.InstanceRecord) *View {
 	route := t.cfg.Route.resolve(s.route)
-	v := &View{Service: s.name, Route: route, endpoints: map[string]*Endpoint{}, state: s.state}
+	v := &View{Service: s.name, Route: route, endpoints: map[string]*Endpoint{}, state: s.state, loads: map[string]*Load{}}
 	byEndpoint := map[string][]*Target{}
 	pickable := 0
 	for _, rec := range recs {
@@ -415,6 +416,7 @@ func (t *Table) build(s *service, recs []events.InstanceRecord) *View {
 			s.loads[id] = l
 		}
 		pickable++
+		v.loads[id] = l
 		target := &Target{ID: id, Weight: w, load: l}
 		for _, ep := range rec.Endpoints {
 			byEndpoint[ep.Name] = append(byEndpoint[ep.Name], target)

@@ -50,7 +50,10 @@ type Config struct {
 	// DrainTimeout bounds the wait for calls in progress at shutdown.
 	// Default 10s.
 	DrainTimeout time.Duration `koanf:"drain_timeout"`
-	HTTP         config.HTTP   `koanf:"http"`
+	// StatsInterval is how often the router publishes its traffic on
+	// hail.stats.router.<id> (the console's golden metrics). Default 5s.
+	StatsInterval time.Duration `koanf:"stats_interval"`
+	HTTP          config.HTTP   `koanf:"http"`
 	// Ingress takes plain HTTP: /<service>/<endpoint>[/<rest>] routed like
 	// hail.route.<service>.<endpoint>. Default empty: off.
 	Ingress config.HTTP `koanf:"ingress"`
@@ -63,14 +66,15 @@ func (c *Config) Logging() config.Log { return c.Log }
 func defaults() *Config {
 	d := router.DefaultConfig()
 	return &Config{
-		NATS:         config.NATS{URL: config.DefaultNATSURL},
-		Prefix:       events.DefaultPrefix,
-		Route:        d.Table.Route,
-		Ejection:     d.Table.Ejection,
-		Workers:      d.Workers,
-		MaxInflight:  d.MaxInflight,
-		DrainTimeout: d.DrainTimeout,
-		Log:          config.DefaultLog,
+		NATS:          config.NATS{URL: config.DefaultNATSURL},
+		Prefix:        events.DefaultPrefix,
+		Route:         d.Table.Route,
+		Ejection:      d.Table.Ejection,
+		Workers:       d.Workers,
+		MaxInflight:   d.MaxInflight,
+		DrainTimeout:  d.DrainTimeout,
+		StatsInterval: router.DefaultStatsInterval,
+		Log:           config.DefaultLog,
 	}
 }
 
@@ -126,6 +130,9 @@ func (c *Config) Validate() error {
 	if c.DrainTimeout <= 0 {
 		add(config.FieldError("drain_timeout", "%v must be positive", c.DrainTimeout))
 	}
+	if c.StatsInterval < 100*time.Millisecond {
+		add(config.FieldError("stats_interval", "%v is below 100ms", c.StatsInterval))
+	}
 	return errors.Join(errs...)
 }
 
@@ -139,7 +146,7 @@ func (c *Config) routerConfig(set *metrics.Set, log *slog.Logger) router.Config 
 			Logger:   log,
 			Metrics:  set,
 		},
-		Workers: c.Workers, MaxInflight: c.MaxInflight, DrainTimeout: c.DrainTimeout,
+		Workers: c.Workers, MaxInflight: c.MaxInflight, DrainTimeout: c.DrainTimeout, StatsInterval: c.StatsInterval,
 	}
 }
 

@@ -1,0 +1,96 @@
+package events
+
+import "time"
+
+// RouterStats is a router's traffic since its previous snapshot, published
+// every interval on P.stats.router.<router-id> (this repository's
+// addition): what the console's golden metrics are made of. A router with
+// no traffic publishes too, so a reader can tell "no traffic" from "no
+// router".
+type RouterStats struct {
+	Router     string         `json:"router"`
+	TS         time.Time      `json:"ts"`
+	IntervalMS int64          `json:"interval_ms"`
+	Services   []ServiceStats `json:"services,omitempty"`
+}
+
+// ServiceStats is one service's traffic through one router: its calls as
+// callers saw them (after retries), and the attempts each instance took.
+type ServiceStats struct {
+	Service   string             `json:"service"`
+	Calls     Traffic            `json:"calls"`
+	Instances map[string]Traffic `json:"instances,omitempty"`
+}
+
+// Traffic counts requests, those that failed, and their latencies by
+// LatencyBucketsMS (one count per bucket, the last for anything slower).
+type Traffic struct {
+	Requests  int64   `json:"requests"`
+	Errors    int64   `json:"errors"`
+	LatencyMS []int64 `json:"latency_ms,omitempty"`
+}
+
+// LatencyBucketsMS are the upper bounds of Traffic.LatencyMS's buckets.
+var LatencyBucketsMS = []float64{0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000}
+
+// Add adds o to t.
+func (t *Traffic) Add(o Traffic) {
+	t.Requests += o.Requests
+	t.Errors += o.Errors
+	if len(o.LatencyMS) > 0 && len(t.LatencyMS) == 0 {
+		t.LatencyMS = make([]int64, len(LatencyBucketsMS)+1)
+	}
+	for i, n := range o.LatencyMS {
+		if i < len(t.LatencyMS) {
+			t.LatencyMS[i] += n
+		}
+	}
+}
+
+// Quantile is the latency (in ms, a bucket's upper bound) under which q of
+// the requests fall; 0 without requests.
+func (t Traffic) Quantile(q float64) float64 {
+	var total int64
+	for _, n := range t.LatencyMS {
+		total += n
+	}
+	if total == 0 {
+		return 0
+	}
+	rank := int64(q*float64(total) + 0.5)
+	var seen int64
+	for i, n := range t.LatencyMS {
+		seen += n
+		if seen >= max(rank, 1) {
+			if i < len(LatencyBucketsMS) {
+				return LatencyBucketsMS[i]
+			}
+			return 2 * LatencyBucketsMS[len(LatencyBucketsMS)-1]
+		}
+	}
+	return 2 * LatencyBucketsMS[len(LatencyBucketsMS)-1]
+}
+
+// Validate bounds what a reader takes in.
+func (s *RouterStats) Validate() error {
+	if err := ValidateID(s.Router); err != nil {
+		return err
+	}
+	for i, svc := range s.Services {
+		if err := ValidateService(svc.Service); err != nil {
+			return invalid("services[%d]: %v", i, err)
+		}
+		for id, t := range svc.Instances {
+			if err := ValidateID(id); err != nil {
+				return invalid("services[%d].instances: %v", i, err)
+			}
+			if t.Requests < 0 || t.Errors < 0 || len(t.LatencyMS) > len(LatencyBucketsMS)+1 {
+				return invalid("services[%d].instances[%s]: negative counts or too many buckets", i, id)
+			}
+		}
+		if svc.Calls.Requests < 0 || svc.Calls.Errors < 0 || len(svc.Calls.LatencyMS) > len(LatencyBucketsMS)+1 {
+			return invalid("services[%d].calls: negative counts or too many buckets", i)
+		}
+	}
+	return nil
+}
