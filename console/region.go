@@ -35,6 +35,9 @@ type RegionConfig struct {
 	// Registry is the program's follower of hail_instances, shared with its
 	// discovery node and run by it; nil: the region runs its own.
 	Registry *registry.Follower
+	// TrafficStep is the resolution of the routers' traffic kept for the
+	// page (15 minutes of it); default 5s.
+	TrafficStep time.Duration
 }
 
 // Region is what the admin page shows: the region's registry, discovery
@@ -48,6 +51,7 @@ type Region struct {
 	log            *slog.Logger
 	reg            *registry.Follower
 	ownReg         bool
+	traffic        *trafficBook
 	wrote, refused *metrics.Counter
 
 	mu     sync.RWMutex
@@ -79,13 +83,16 @@ func NewRegion(nc *nats.Conn, kv *bus.Buckets, cfg RegionConfig) *Region {
 	if cfg.RTTWait <= 0 {
 		cfg.RTTWait = 250 * time.Millisecond
 	}
+	if cfg.TrafficStep <= 0 {
+		cfg.TrafficStep = 5 * time.Second
+	}
 	log := cfg.Logger.With("component", "console")
 	reg := cfg.Registry
 	if reg == nil {
 		reg = registry.NewFollower(kv.Instances, registry.FollowConfig{Logger: log})
 	}
 	return &Region{
-		nc: nc, kv: kv, cfg: cfg, log: log, reg: reg, ownReg: cfg.Registry == nil,
+		nc: nc, kv: kv, cfg: cfg, log: log, reg: reg, ownReg: cfg.Registry == nil, traffic: newTrafficBook(cfg.TrafficStep, 15*time.Minute),
 		wrote:   cfg.Metrics.GetOrCreateCounter(`hail_admin_writes_total{outcome="written"}`),
 		refused: cfg.Metrics.GetOrCreateCounter(`hail_admin_writes_total{outcome="refused"}`),
 		nodes:   map[string]events.NodeRecord{}, states: map[string]events.NodeEvent{}, routes: map[string]route{}, subs: map[chan string]struct{}{},
@@ -125,6 +132,20 @@ func (r *Region) Run(ctx context.Context) error {
 		r.log.Warn("read the nodes' last events", "err", err)
 	}
 	defer r.reg.Subscribe(func(registry.Change) { r.tell("instance") })()
+	// The routers' traffic, for the golden metrics.
+	tsub, err := r.nc.Subscribe(r.cfg.Subjects.StatsAll(), func(m *nats.Msg) {
+		var s events.RouterStats
+		if err := events.Decode("router stats", m.Data, &s); err != nil {
+			r.log.Debug("ignoring invalid traffic snapshot", "subject", m.Subject, "err", err)
+			return
+		}
+		r.traffic.add(s, time.Now())
+		r.tell("traffic")
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", r.cfg.Subjects.StatsAll(), err)
+	}
+	defer func() { _ = tsub.Unsubscribe() }()
 	var loaded sync.WaitGroup
 	loaded.Add(2)
 	g, gctx := errgroup.WithContext(ctx)
@@ -264,6 +285,10 @@ func (r *Region) tell(what string) {
 // ServiceView is one row of /api/services.
 type ServiceView struct {
 	events.ServiceSummary
+	// Traffic is its golden metrics from the routers' snapshots.
+	Traffic TrafficView `json:"traffic"`
+	// Drained counts its instances that take no new traffic.
+	Drained int `json:"drained"`
 	// Strategy in force: the route's, or empty for the router's default.
 	Strategy string `json:"strategy,omitempty"`
 }
@@ -272,12 +297,26 @@ type ServiceView struct {
 func (r *Region) Services() []ServiceView {
 	sums := r.reg.Services()
 	out := make([]ServiceView, len(sums))
+	now := time.Now()
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	for i, s := range sums {
-		out[i] = ServiceView{ServiceSummary: s, Strategy: r.routes[s.Service].Config.Strategy}
+		out[i] = ServiceView{ServiceSummary: s, Strategy: r.routes[s.Service].Config.Strategy, Traffic: r.traffic.Service(s.Service, now)}
+		weights := r.routes[s.Service].Config.Weights
+		for _, rec := range r.reg.Service(s.Service) {
+			if drained(rec, weights) {
+				out[i].Drained++
+			}
+		}
 	}
 	return out
+}
+
+// drained: the instance takes no new traffic (weight 0, announced or
+// routed).
+func drained(rec events.InstanceRecord, weights map[string]int) bool {
+	w, routed := weights[rec.ID]
+	return (routed && w == 0) || (!routed && rec.Weight == 0)
 }
 
 // InstanceView is one row of /api/instances: the record as it is in
@@ -293,6 +332,9 @@ type InstanceView struct {
 	RouteWeight *int `json:"route_weight,omitempty"`
 	// Drained: it takes no new traffic (weight 0, announced or routed).
 	Drained bool `json:"drained"`
+	// Traffic is its golden metrics from the routers' snapshots (the
+	// attempts it took).
+	Traffic TrafficView `json:"traffic"`
 }
 
 // Instances are the records of service (all services when empty), by key.
@@ -312,7 +354,8 @@ func (r *Region) Instances(ctx context.Context, service string) []InstanceView {
 		if routed {
 			v.RouteWeight = &w
 		}
-		v.Drained = (routed && w == 0) || (!routed && rec.Weight == 0)
+		v.Drained = drained(rec, r.routes[rec.Service].Config.Weights)
+		v.Traffic = r.traffic.Instance(rec.ID, now)
 		out[i] = v
 	}
 	return out

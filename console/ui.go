@@ -36,6 +36,8 @@ const maxBody = events.MaxPayload
 func (r *Region) Handler() http.Handler {
 	tmpl := template.Must(template.New("").Funcs(template.FuncMap{
 		"short": func(id string) string { return id[:min(8, len(id))] },
+		"spark": sparkline,
+		"pct":   func(f float64) string { return strconv.FormatFloat(100*f, 'f', 1, 64) + "%" },
 		"hostport": func(addr string, port events.Port) string {
 			if port == 0 {
 				return addr

@@ -14,9 +14,11 @@ import (
 
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/console"
+	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/internal/fakeinst"
 	"github.com/hailsd/hail/internal/regiontest"
+	"github.com/hailsd/hail/router"
 )
 
 // newEnv is a real region on an embedded server: a discovery node with
@@ -328,4 +330,69 @@ func TestPageShowsAddressTagsAndChecks(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// The golden metrics come from real traffic through a router: idle before
+// any request, serving with requests per second, success and a sparkline
+// while requests flow, stopped when they end.
+func TestTrafficFromRouters(t *testing.T) {
+	r := regiontest.New(t)
+	r.StartNode(discovery.Config{Timing: discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: 200 * time.Millisecond, Timeout: 100 * time.Millisecond}}})
+	r.StartRouter(router.Config{StatsInterval: 100 * time.Millisecond})
+	fakeinst.Start(t, r.URL, fakeinst.Options{Service: "echo"})
+	_, srv := r.StartConsole(console.RegionConfig{TrafficStep: 100 * time.Millisecond})
+	e := &regiontest.Console{Region: r, Srv: srv}
+	state := func(want string) console.ServiceView {
+		var got console.ServiceView
+		bustest.Eventually(t, 10*time.Second, func() error {
+			var vs []console.ServiceView
+			e.GetJSON("/api/services", &vs)
+			if len(vs) != 1 || vs[0].Traffic.State != want {
+				return fmt.Errorf("services %+v, want traffic %s", vs, want)
+			}
+			got = vs[0]
+			return nil
+		})
+		return got
+	}
+	state(console.TrafficIdle)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_, _ = r.NC.Request("hail.route.echo.say", []byte("hi"), time.Second)
+		}
+	}()
+	v := state(console.TrafficServing)
+	bustest.Eventually(t, 5*time.Second, func() error {
+		var vs []console.ServiceView
+		e.GetJSON("/api/services", &vs)
+		v = vs[0]
+		peak := 0.0
+		for _, p := range v.Traffic.Spark {
+			peak = max(peak, p)
+		}
+		if v.Traffic.RPS <= 0 || v.Traffic.Success != 1 || v.Traffic.P99MS <= 0 || peak <= 0 {
+			return fmt.Errorf("traffic %+v", v.Traffic)
+		}
+		return nil
+	})
+	code, page := e.Do(http.MethodGet, "/?service=echo", "")
+	if code != 200 || !strings.Contains(page, `<svg class="spark"`) || !strings.Contains(page, "<polyline") {
+		t.Errorf("page (%d) lacks a drawn sparkline", code)
+	}
+	var insts []console.InstanceView
+	e.GetJSON("/api/instances?service=echo", &insts)
+	if len(insts) != 1 || insts[0].Traffic.RPS <= 0 {
+		t.Errorf("instance traffic %+v", insts)
+	}
+	close(stop)
+	<-done
+	state(console.TrafficStopped)
 }

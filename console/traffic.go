@@ -1,0 +1,170 @@
+package console
+
+import (
+	"fmt"
+	"html/template"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hailsd/hail/events"
+)
+
+// Traffic states, as the page and the API say them.
+const (
+	TrafficServing  = "serving"   // requests in the last few steps
+	TrafficStopped  = "stopped"   // requests within the window, none lately
+	TrafficIdle     = "idle"      // routers publish, nothing was routed
+	TrafficNoRouter = "no_router" // no router has published lately
+)
+
+// TrafficView is a service's or an instance's golden metrics: over the
+// last minute its requests per second, the share that succeeded and its
+// latency quantiles, and its requests per second over the window.
+type TrafficView struct {
+	State   string    `json:"state"`
+	RPS     float64   `json:"rps"`
+	Success float64   `json:"success"` // 0..1; 1 without requests
+	P50MS   float64   `json:"p50_ms"`
+	P99MS   float64   `json:"p99_ms"`
+	Spark   []float64 `json:"spark"` // requests/s per step, oldest first
+}
+
+// trafficBook merges every router's snapshots (P.stats.router.<id>) into
+// fixed steps per service and per instance, for a window.
+type trafficBook struct {
+	step   time.Duration
+	window int // steps kept
+
+	mu        sync.Mutex
+	routers   map[string]time.Time // when each router last published
+	interval  time.Duration        // the longest interval routers publish at
+	services  map[string]map[int64]events.Traffic
+	instances map[string]map[int64]events.Traffic
+}
+
+func newTrafficBook(step time.Duration, window time.Duration) *trafficBook {
+	return &trafficBook{
+		step: step, window: int(window / step),
+		routers: map[string]time.Time{}, services: map[string]map[int64]events.Traffic{}, instances: map[string]map[int64]events.Traffic{},
+	}
+}
+
+func (b *trafficBook) index(t time.Time) int64 { return t.UnixNano() / int64(b.step) }
+
+// add takes in one snapshot, received at now.
+func (b *trafficBook) add(s events.RouterStats, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.routers[s.Router] = now
+	b.interval = max(b.interval, time.Duration(s.IntervalMS)*time.Millisecond)
+	i := b.index(now)
+	put := func(into map[string]map[int64]events.Traffic, key string, t events.Traffic) {
+		steps := into[key]
+		if steps == nil {
+			steps = map[int64]events.Traffic{}
+			into[key] = steps
+		}
+		cur := steps[i]
+		cur.Add(t)
+		steps[i] = cur
+		for k := range steps {
+			if k <= i-int64(b.window) {
+				delete(steps, k)
+			}
+		}
+	}
+	for _, svc := range s.Services {
+		put(b.services, svc.Service, svc.Calls)
+		for id, t := range svc.Instances {
+			put(b.instances, id, t)
+		}
+	}
+}
+
+// Service is service's view at now.
+func (b *trafficBook) Service(name string, now time.Time) TrafficView {
+	return b.view(b.services, name, now)
+}
+
+// Instance is instance id's view at now.
+func (b *trafficBook) Instance(id string, now time.Time) TrafficView {
+	return b.view(b.instances, id, now)
+}
+
+func (b *trafficBook) view(from map[string]map[int64]events.Traffic, key string, now time.Time) TrafficView {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	v := TrafficView{Success: 1, Spark: make([]float64, b.window)}
+	alive := false
+	for _, at := range b.routers {
+		if now.Sub(at) <= 3*max(b.interval, b.step) {
+			alive = true
+		}
+	}
+	last := b.index(now)
+	steps := from[key]
+	var minute events.Traffic
+	var any, recent bool
+	minuteSteps := int64(time.Minute / b.step)
+	// Recent: within the last three publishing intervals, so one late
+	// snapshot does not read as a stop.
+	recentSteps := int64(3*max(b.interval, b.step)/b.step) + 1
+	for k, t := range steps {
+		age := last - k
+		if age < 0 || age >= int64(b.window) {
+			continue
+		}
+		v.Spark[int64(b.window)-1-age] = float64(t.Requests) / b.step.Seconds()
+		if t.Requests == 0 {
+			continue
+		}
+		any = true
+		if age < recentSteps {
+			recent = true
+		}
+		if age < minuteSteps {
+			minute.Add(t)
+		}
+	}
+	switch {
+	case !alive:
+		v.State = TrafficNoRouter
+	case recent:
+		v.State = TrafficServing
+	case any:
+		v.State = TrafficStopped
+	default:
+		v.State = TrafficIdle
+	}
+	if minute.Requests > 0 {
+		span := min(time.Minute, time.Duration(b.window)*b.step)
+		v.RPS = float64(minute.Requests) / span.Seconds()
+		v.Success = 1 - float64(minute.Errors)/float64(minute.Requests)
+		v.P50MS, v.P99MS = minute.Quantile(0.5), minute.Quantile(0.99)
+	}
+	return v
+}
+
+// sparkline draws a series as a small inline SVG, scaled to its peak: the
+// page needs no script or library for it.
+func sparkline(points []float64) template.HTML {
+	const w, h = 120.0, 20.0
+	peak := 0.0
+	for _, p := range points {
+		peak = max(peak, p)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg class="spark" viewBox="0 0 %g %g" width="%g" height="%g" role="img" aria-label="requests per second, peak %.1f">`, w, h, w, h, peak)
+	if peak > 0 && len(points) > 1 {
+		b.WriteString(`<polyline fill="none" stroke="currentColor" stroke-width="1.2" points="`)
+		for i, p := range points {
+			fmt.Fprintf(&b, "%.1f,%.1f ", float64(i)*w/float64(len(points)-1), h-1-p/peak*(h-2))
+		}
+		b.WriteString(`"/>`)
+	} else {
+		fmt.Fprintf(&b, `<line x1="0" y1="%g" x2="%g" y2="%g" stroke="#ccd" stroke-width="1"/>`, h-1, w, h-1)
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String()) // safe: only numbers are formatted into it
+}
