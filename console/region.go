@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"log/slog"
 	"maps"
 	"slices"
@@ -38,6 +39,9 @@ type RegionConfig struct {
 	// TrafficStep is the resolution of the routers' traffic kept for the
 	// page (15 minutes of it); default 5s.
 	TrafficStep time.Duration
+	// HistoryWindow is how much health history the page draws; default
+	// an hour.
+	HistoryWindow time.Duration
 }
 
 // Region is what the admin page shows: the region's registry, discovery
@@ -52,6 +56,7 @@ type Region struct {
 	reg            *registry.Follower
 	ownReg         bool
 	traffic        *trafficBook
+	history        *healthHistory
 	wrote, refused *metrics.Counter
 
 	mu     sync.RWMutex
@@ -86,13 +91,16 @@ func NewRegion(nc *nats.Conn, kv *bus.Buckets, cfg RegionConfig) *Region {
 	if cfg.TrafficStep <= 0 {
 		cfg.TrafficStep = 5 * time.Second
 	}
+	if cfg.HistoryWindow <= 0 {
+		cfg.HistoryWindow = time.Hour
+	}
 	log := cfg.Logger.With("component", "console")
 	reg := cfg.Registry
 	if reg == nil {
 		reg = registry.NewFollower(kv.Instances, registry.FollowConfig{Logger: log})
 	}
 	return &Region{
-		nc: nc, kv: kv, cfg: cfg, log: log, reg: reg, ownReg: cfg.Registry == nil, traffic: newTrafficBook(cfg.TrafficStep, 15*time.Minute),
+		nc: nc, kv: kv, cfg: cfg, log: log, reg: reg, ownReg: cfg.Registry == nil, traffic: newTrafficBook(cfg.TrafficStep, 15*time.Minute), history: newHealthHistory(cfg.HistoryWindow),
 		wrote:   cfg.Metrics.GetOrCreateCounter(`hail_admin_writes_total{outcome="written"}`),
 		refused: cfg.Metrics.GetOrCreateCounter(`hail_admin_writes_total{outcome="refused"}`),
 		nodes:   map[string]events.NodeRecord{}, states: map[string]events.NodeEvent{}, routes: map[string]route{}, subs: map[chan string]struct{}{},
@@ -114,7 +122,13 @@ func (r *Region) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watch bucket %s: %w", bus.ConfigBucket, err)
 	}
-	sub, err := r.nc.Subscribe(r.cfg.Subjects.HealthAll(), func(m *nats.Msg) { r.tell("health") })
+	sub, err := r.nc.Subscribe(r.cfg.Subjects.HealthAll(), func(m *nats.Msg) {
+		var ev events.HealthEvent
+		if json.Unmarshal(m.Data, &ev) == nil && ev.ID != "" {
+			r.history.add(ev, time.Now())
+		}
+		r.tell("health")
+	})
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", r.cfg.Subjects.HealthAll(), err)
 	}
@@ -126,10 +140,20 @@ func (r *Region) Run(ctx context.Context) error {
 		return fmt.Errorf("subscribe %s: %w", r.cfg.Subjects.NodeEventAll(), err)
 	}
 	defer func() { _ = nsub.Unsubscribe() }()
-	if err := r.readEvents(ctx, r.cfg.Subjects.NodeEventAll(), jetstream.DeliverLastPerSubjectPolicy, func(data []byte) {
+	if err := r.readEvents(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{r.cfg.Subjects.NodeEventAll()}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}, func(data []byte) {
 		r.applyNodeEvent(data, false)
 	}); err != nil {
 		r.log.Warn("read the nodes' last events", "err", err)
+	}
+	// The health history of the window, then live (above): the strips.
+	since := time.Now().Add(-r.cfg.HistoryWindow)
+	if err := r.readEvents(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{r.cfg.Subjects.HealthAll()}, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since}, func(data []byte) {
+		var ev events.HealthEvent
+		if json.Unmarshal(data, &ev) == nil && ev.ID != "" {
+			r.history.add(ev, time.Now())
+		}
+	}); err != nil {
+		r.log.Warn("read the health history", "err", err)
 	}
 	defer r.reg.Subscribe(func(registry.Change) { r.tell("instance") })()
 	// The routers' traffic, for the golden metrics.
@@ -289,6 +313,8 @@ type ServiceView struct {
 	Traffic TrafficView `json:"traffic"`
 	// Drained counts its instances that take no new traffic.
 	Drained int `json:"drained"`
+	// HealthStrip draws its instances by status over the history window.
+	HealthStrip template.HTML `json:"-"`
 	// Strategy in force: the route's, or empty for the router's default.
 	Strategy string `json:"strategy,omitempty"`
 }
@@ -303,11 +329,14 @@ func (r *Region) Services() []ServiceView {
 	for i, s := range sums {
 		out[i] = ServiceView{ServiceSummary: s, Strategy: r.routes[s.Service].Config.Strategy, Traffic: r.traffic.Service(s.Service, now)}
 		weights := r.routes[s.Service].Config.Weights
+		var all [][]segment
 		for _, rec := range r.reg.Service(s.Service) {
 			if drained(rec, weights) {
 				out[i].Drained++
 			}
+			all = append(all, r.history.segments(rec.ID, now))
 		}
+		out[i].HealthStrip = stacked(all, now, r.cfg.HistoryWindow)
 	}
 	return out
 }
@@ -335,6 +364,18 @@ type InstanceView struct {
 	// Traffic is its golden metrics from the routers' snapshots (the
 	// attempts it took).
 	Traffic TrafficView `json:"traffic"`
+	// Health is its statuses over the history window, oldest first;
+	// Strip draws them.
+	Health []HealthSegment `json:"health"`
+	Strip  template.HTML   `json:"-"`
+}
+
+// HealthSegment is a stretch of one status.
+type HealthSegment struct {
+	From   time.Time     `json:"from"`
+	To     time.Time     `json:"to"`
+	Status events.Status `json:"status"`
+	Reason string        `json:"reason,omitempty"`
 }
 
 // Instances are the records of service (all services when empty), by key.
@@ -356,6 +397,12 @@ func (r *Region) Instances(ctx context.Context, service string) []InstanceView {
 		}
 		v.Drained = drained(rec, r.routes[rec.Service].Config.Weights)
 		v.Traffic = r.traffic.Instance(rec.ID, now)
+		segs := r.history.segments(rec.ID, now)
+		v.Strip = strip(segs, now, r.cfg.HistoryWindow)
+		v.Health = make([]HealthSegment, len(segs))
+		for j, sg := range segs {
+			v.Health[j] = HealthSegment{From: sg.From, To: sg.To, Status: sg.Status, Reason: sg.Reason}
+		}
 		out[i] = v
 	}
 	return out

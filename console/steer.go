@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -168,7 +169,7 @@ func (r *Region) Timeline(ctx context.Context, service, id string, limit int) ([
 		return nil, fmt.Errorf("%w: %w", ErrBadInput, err)
 	}
 	var out []events.HealthEvent
-	err := r.readEvents(ctx, r.cfg.Subjects.Health(service, id), jetstream.DeliverAllPolicy, func(data []byte) {
+	err := r.readEvents(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{r.cfg.Subjects.Health(service, id)}, DeliverPolicy: jetstream.DeliverAllPolicy}, func(data []byte) {
 		var ev events.HealthEvent
 		if json.Unmarshal(data, &ev) == nil {
 			out = append(out, ev)
@@ -183,10 +184,11 @@ func (r *Region) Timeline(ctx context.Context, service, id string, limit int) ([
 	return out, nil
 }
 
-// readEvents hands f every message of HAIL_EVENTS on subject (which may
-// hold wildcards) that the delivery policy selects, oldest first.
-func (r *Region) readEvents(ctx context.Context, subject string, policy jetstream.DeliverPolicy, f func([]byte)) error {
-	c, err := r.kv.Events.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: policy})
+// readEvents hands f every message of HAIL_EVENTS that cfg selects (its
+// subjects may hold wildcards), oldest first.
+func (r *Region) readEvents(ctx context.Context, cfg jetstream.OrderedConsumerConfig, f func([]byte)) error {
+	subject := strings.Join(cfg.FilterSubjects, ",")
+	c, err := r.kv.Events.OrderedConsumer(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", subject, err)
 	}

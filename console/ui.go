@@ -35,7 +35,9 @@ const maxBody = events.MaxPayload
 // whole.
 func (r *Region) Handler() http.Handler {
 	tmpl := template.Must(template.New("").Funcs(template.FuncMap{
-		"short": func(id string) string { return id[:min(8, len(id))] },
+		// UUIDv7s of one start share their first 8 to 13 characters: the
+		// last 8 tell instances apart (the full id is on hover).
+		"short": func(id string) string { return "…" + id[max(0, len(id)-8):] },
 		"spark": sparkline,
 		"pct":   func(f float64) string { return strconv.FormatFloat(100*f, 'f', 1, 64) + "%" },
 		"hostport": func(addr string, port events.Port) string {
@@ -52,7 +54,7 @@ func (r *Region) Handler() http.Handler {
 			if p == nil {
 				return "–"
 			}
-			return strconv.FormatFloat(*p, 'f', 2, 64) + " ms"
+			return "answered in " + strconv.FormatFloat(*p, 'f', 2, 64) + " ms"
 		},
 		"age":   func(s float64) string { return (time.Duration(s) * time.Second).String() },
 		"since": func(t time.Time) string { return time.Since(t).Round(time.Second).String() },

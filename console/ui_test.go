@@ -396,3 +396,27 @@ func TestTrafficFromRouters(t *testing.T) {
 	<-done
 	state(console.TrafficStopped)
 }
+
+// An instance that falls silent turns its strip red on the page.
+func TestHealthStripTurnsRed(t *testing.T) {
+	e := newEnv(t)
+	f := fakeinst.Start(t, e.URL, fakeinst.Options{Service: "web"})
+	bustest.Eventually(t, 5*time.Second, func() error {
+		if _, page := e.Do(http.MethodGet, "/?service=web", ""); !strings.Contains(page, `data-status="passing"`) {
+			return fmt.Errorf("no passing strip yet")
+		}
+		return nil
+	})
+	f.Silence()
+	bustest.Eventually(t, 5*time.Second, func() error {
+		var vs []console.InstanceView
+		e.GetJSON("/api/instances?service=web", &vs)
+		if len(vs) != 1 || len(vs[0].Health) == 0 || vs[0].Health[len(vs[0].Health)-1].Status != events.Critical {
+			return fmt.Errorf("health %+v", vs)
+		}
+		if _, page := e.Do(http.MethodGet, "/?service=web", ""); !strings.Contains(page, `data-status="critical"`) {
+			return fmt.Errorf("no red on the strip")
+		}
+		return nil
+	})
+}

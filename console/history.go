@@ -1,0 +1,148 @@
+package console
+
+import (
+	"fmt"
+	"html/template"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hailsd/hail/events"
+)
+
+// healthHistory keeps every instance's health events of the last window
+// (from HAIL_EVENTS at start, then live), for the page's strips.
+type healthHistory struct {
+	window time.Duration
+
+	mu   sync.Mutex
+	byID map[string][]events.HealthEvent // ordered by time
+}
+
+func newHealthHistory(window time.Duration) *healthHistory {
+	return &healthHistory{window: window, byID: map[string][]events.HealthEvent{}}
+}
+
+// add takes in an event, in or out of order.
+func (h *healthHistory) add(ev events.HealthEvent, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	evs := append(h.byID[ev.ID], ev)
+	slices.SortStableFunc(evs, func(a, b events.HealthEvent) int { return a.TS.Compare(b.TS) })
+	// Keep one event from before the window: it says the status at its
+	// start.
+	cut := 0
+	for cut+1 < len(evs) && evs[cut+1].TS.Before(now.Add(-h.window)) {
+		cut++
+	}
+	h.byID[ev.ID] = evs[cut:]
+	if ev.Status == events.Deregistered && now.Sub(ev.TS) > h.window {
+		delete(h.byID, ev.ID)
+	}
+}
+
+// segment is a stretch of one status.
+type segment struct {
+	From, To time.Time
+	Status   events.Status
+	Reason   string
+}
+
+// segments are id's statuses over the window ending at now; a stretch
+// before its first known event is left out.
+func (h *healthHistory) segments(id string, now time.Time) []segment {
+	h.mu.Lock()
+	evs := slices.Clone(h.byID[id])
+	h.mu.Unlock()
+	start := now.Add(-h.window)
+	var out []segment
+	if len(evs) > 0 && evs[0].TS.After(start) && evs[0].Previous != "" {
+		// The status before the first event in the window is its
+		// previous one.
+		out = append(out, segment{From: start, To: evs[0].TS, Status: evs[0].Previous})
+	}
+	for i, ev := range evs {
+		to := now
+		if i+1 < len(evs) {
+			to = evs[i+1].TS
+		}
+		from := ev.TS
+		if from.Before(start) {
+			from = start
+		}
+		if !to.After(from) || ev.Status == events.Deregistered {
+			continue
+		}
+		out = append(out, segment{From: from, To: to, Status: ev.Status, Reason: ev.Reason})
+	}
+	return out
+}
+
+// statusAt is id's status at t, "" when unknown.
+func statusAt(segs []segment, t time.Time) events.Status {
+	for _, s := range segs {
+		if !t.Before(s.From) && t.Before(s.To) {
+			return s.Status
+		}
+	}
+	return ""
+}
+
+var statusColor = map[events.Status]string{
+	events.Passing: "#2e9d57", events.Warning: "#e0a100", events.Critical: "#d64541",
+}
+
+// strip draws an instance's statuses over the window as a bar of colored
+// segments, each with its status, start and reason on hover.
+func strip(segs []segment, now time.Time, window time.Duration) template.HTML {
+	const w, h = 120.0, 10.0
+	start := now.Add(-window)
+	x := func(t time.Time) float64 { return float64(t.Sub(start)) / float64(window) * w }
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg class="strip" viewBox="0 0 %g %g" width="%g" height="%g" role="img" aria-label="health over the last %v">`, w, h, w, h, window)
+	fmt.Fprintf(&b, `<rect width="%g" height="%g" fill="#eef"/>`, w, h)
+	for _, s := range segs {
+		c, ok := statusColor[s.Status]
+		if !ok {
+			continue
+		}
+		title := fmt.Sprintf("%s from %s", s.Status, s.From.Format("15:04:05"))
+		if s.Reason != "" {
+			title += ": " + s.Reason
+		}
+		fmt.Fprintf(&b, `<rect x="%.2f" width="%.2f" height="%g" fill="%s" data-status="%s"><title>%s</title></rect>`,
+			x(s.From), max(x(s.To)-x(s.From), 0.5), h, c, s.Status, template.HTMLEscapeString(title))
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String()) // safe: numbers, known colors and an escaped title
+}
+
+// stacked draws a service's instances by status over the window: one
+// column per sample, passing at the bottom, then warning, critical on top.
+func stacked(all [][]segment, now time.Time, window time.Duration) template.HTML {
+	const w, h, samples = 120.0, 20.0, 60
+	peak := max(len(all), 1)
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg class="stacked" viewBox="0 0 %g %g" width="%g" height="%g" role="img" aria-label="instances by status over the last %v">`, w, h, w, h, window)
+	col := w / samples
+	for i := range samples {
+		t := now.Add(-window + time.Duration(i+1)*window/samples)
+		counts := map[events.Status]int{}
+		for _, segs := range all {
+			counts[statusAt(segs, t)]++
+		}
+		y := h
+		for _, s := range []events.Status{events.Passing, events.Warning, events.Critical} {
+			if counts[s] == 0 {
+				continue
+			}
+			bar := float64(counts[s]) / float64(peak) * h
+			y -= bar
+			fmt.Fprintf(&b, `<rect x="%.2f" y="%.2f" width="%.2f" height="%.2f" fill="%s"><title>%s %d at %s</title></rect>`,
+				float64(i)*col, y, col, bar, statusColor[s], s, counts[s], t.Format("15:04"))
+		}
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String()) // safe: numbers and known words
+}

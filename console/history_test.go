@@ -1,0 +1,52 @@
+package console
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hailsd/hail/events"
+)
+
+func TestHealthHistory(t *testing.T) {
+	const id = "0190f1b6-3c4d-7e8f-9a0b-1c2d3e4f5a62"
+	now := time.Date(2026, 12, 2, 11, 0, 0, 0, time.UTC)
+	h := newHealthHistory(time.Hour)
+	ev := func(ago time.Duration, s, prev events.Status, why string) {
+		h.add(events.HealthEvent{ID: id, Service: "web", Status: s, Previous: prev, Reason: why, TS: now.Add(-ago)}, now)
+	}
+	ev(2*time.Hour, events.Passing, "", "registered") // before the window: its status at the start
+	ev(30*time.Minute, events.Critical, events.Passing, "3 heartbeats missed")
+	ev(10*time.Minute, events.Passing, events.Critical, "heartbeat answered")
+	segs := h.segments(id, now)
+	want := []struct {
+		from, to time.Duration
+		s        events.Status
+	}{{60 * time.Minute, 30 * time.Minute, events.Passing}, {30 * time.Minute, 10 * time.Minute, events.Critical}, {10 * time.Minute, 0, events.Passing}}
+	if len(segs) != len(want) {
+		t.Fatalf("segments %+v", segs)
+	}
+	for i, w := range want {
+		if !segs[i].From.Equal(now.Add(-w.from)) || !segs[i].To.Equal(now.Add(-w.to)) || segs[i].Status != w.s {
+			t.Errorf("segment %d = %+v, want %v..%v %s", i, segs[i], w.from, w.to, w.s)
+		}
+	}
+	if s := statusAt(segs, now.Add(-20*time.Minute)); s != events.Critical {
+		t.Errorf("status 20 min ago: %s", s)
+	}
+	svg := string(strip(segs, now, time.Hour))
+	if strings.Count(svg, `data-status="critical"`) != 1 || !strings.Contains(svg, "3 heartbeats missed") {
+		t.Errorf("strip %s", svg)
+	}
+	// An instance first seen in the window: what came before is its
+	// previous status; nothing before its registration.
+	const fresh = "0190f1b6-3c4d-7e8f-9a0b-1c2d3e4f5a63"
+	h.add(events.HealthEvent{ID: fresh, Status: events.Passing, TS: now.Add(-5 * time.Minute), Reason: "registered"}, now)
+	if segs := h.segments(fresh, now); len(segs) != 1 || !segs[0].From.Equal(now.Add(-5*time.Minute)) {
+		t.Errorf("fresh: %+v", segs)
+	}
+	st := string(stacked([][]segment{h.segments(id, now), h.segments(fresh, now)}, now, time.Hour))
+	if !strings.Contains(st, "critical 1") || !strings.Contains(st, "passing 2") {
+		t.Errorf("stacked %s", st)
+	}
+}
