@@ -54,7 +54,7 @@ func (r *Region) Handler() http.Handler {
 			if p == nil {
 				return "–"
 			}
-			return "answered in " + strconv.FormatFloat(*p, 'f', 2, 64) + " ms"
+			return strconv.FormatFloat(*p, 'f', 2, 64) + " ms"
 		},
 		"age":   func(s float64) string { return (time.Duration(s) * time.Second).String() },
 		"since": func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
