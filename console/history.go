@@ -3,6 +3,7 @@ package console
 import (
 	"fmt"
 	"html/template"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -126,22 +127,33 @@ func stacked(all [][]segment, now time.Time, window time.Duration) template.HTML
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="stacked" viewBox="0 0 %g %g" width="%g" height="%g" role="img" aria-label="instances by status over the last %v">`, w, h, w, h, window)
 	col := w / samples
+	// Counts per sample first; then one rectangle per run of equal
+	// counts, so a steady service is three rectangles, not 180.
+	counts := make([]map[events.Status]int, samples)
 	for i := range samples {
 		t := now.Add(-window + time.Duration(i+1)*window/samples)
-		counts := map[events.Status]int{}
+		counts[i] = map[events.Status]int{}
 		for _, segs := range all {
-			counts[statusAt(segs, t)]++
+			counts[i][statusAt(segs, t)]++
+		}
+	}
+	for i := 0; i < samples; {
+		j := i + 1
+		for j < samples && maps.Equal(counts[j], counts[i]) {
+			j++
 		}
 		y := h
 		for _, s := range []events.Status{events.Passing, events.Warning, events.Critical} {
-			if counts[s] == 0 {
+			n := counts[i][s]
+			if n == 0 {
 				continue
 			}
-			bar := float64(counts[s]) / float64(peak) * h
+			bar := float64(n) / float64(peak) * h
 			y -= bar
-			fmt.Fprintf(&b, `<rect x="%.2f" y="%.2f" width="%.2f" height="%.2f" fill="%s"><title>%s %d at %s</title></rect>`,
-				float64(i)*col, y, col, bar, statusColor[s], s, counts[s], t.Format("15:04"))
+			fmt.Fprintf(&b, `<rect x="%.2f" y="%.2f" width="%.2f" height="%.2f" fill="%s"><title>%s %d</title></rect>`,
+				float64(i)*col, y, float64(j-i)*col, bar, statusColor[s], s, n)
 		}
+		i = j
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String()) // safe: numbers and known words

@@ -25,7 +25,7 @@ var updateScreenshot = flag.Bool("update-screenshot", false, "write the admin pa
 // chromium finds a Chromium to drive. Outside CI a machine without one
 // skips the browser test, saying so; in CI (.ci/run installs Debian's
 // chromium) it must run.
-func chromium(t *testing.T) string {
+func chromium(t testing.TB) string {
 	t.Helper()
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
 		if p, err := exec.LookPath(name); err == nil {
@@ -39,7 +39,7 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
-func browser(t *testing.T) context.Context {
+func browser(t testing.TB) context.Context {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium(t)),

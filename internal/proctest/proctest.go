@@ -109,6 +109,9 @@ func (p *Process) Exited() error {
 	}
 }
 
+// PID is the program's process id.
+func (p *Process) PID() int { return p.cmd.Process.Pid }
+
 // Output is what the program has written to stdout and stderr so far.
 func (p *Process) Output() string { return p.out.String() }
 
