@@ -3,8 +3,12 @@ package router
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"sync/atomic"
 	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 
 	"github.com/hailsd/hail/events"
 )
@@ -45,37 +49,53 @@ func (t *traffic) take() events.Traffic {
 	return out
 }
 
-// publishStats publishes a snapshot of the router's traffic every
-// interval until ctx ends, an empty one too: readers tell "no traffic"
-// from "no router".
+// publishStats publishes the router's traffic every StatsInterval until
+// ctx ends (never with a negative interval).
 func (r *Router) publishStats(ctx context.Context) error {
-	every := r.cfg.StatsInterval
-	if every < 0 {
+	if r.cfg.StatsInterval < 0 {
 		return nil
 	}
+	publishTraffic(ctx, r.nc, r.table, r.id, r.cfg.StatsInterval, r.log)
+	return nil
+}
+
+// PublishStats publishes the client's traffic on P.stats.router.<id>,
+// like a router's (the console shows it), every interval until ctx ends;
+// a client that wants its traffic seen runs it in a goroutine of its own.
+func (c *Client) PublishStats(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		every = DefaultStatsInterval
+	}
+	publishTraffic(ctx, c.nc, c.table, uuid.NewString(), every, c.log)
+}
+
+// publishTraffic publishes a snapshot of table's traffic every interval
+// until ctx ends, an empty one too: readers tell "no traffic" from "no
+// router".
+func publishTraffic(ctx context.Context, nc *nats.Conn, table *Table, id string, every time.Duration, log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
-	subject := r.cfg.Table.Subjects.StatsRouter(r.id)
+	subject := table.cfg.Subjects.StatsRouter(id)
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case now := <-t.C:
-			data, err := json.Marshal(r.snapshot(now, every))
+			data, err := json.Marshal(snapshot(table, id, now, every))
 			if err == nil {
-				err = r.nc.Publish(subject, data)
+				err = nc.Publish(subject, data)
 			}
 			if err != nil {
-				r.log.Warn("publish traffic stats", "subject", subject, "err", err)
+				log.Warn("publish traffic stats", "subject", subject, "err", err)
 			}
 		}
 	}
 }
 
 // snapshot takes every service's traffic since the last one.
-func (r *Router) snapshot(now time.Time, every time.Duration) events.RouterStats {
-	out := events.RouterStats{Router: r.id, TS: now.UTC(), IntervalMS: every.Milliseconds()}
-	for name, v := range *r.table.views.Load() {
+func snapshot(table *Table, id string, now time.Time, every time.Duration) events.RouterStats {
+	out := events.RouterStats{Router: id, TS: now.UTC(), IntervalMS: every.Milliseconds()}
+	for name, v := range *table.views.Load() {
 		s := events.ServiceStats{Service: name}
 		for _, ep := range v.endpoints {
 			s.Calls.Add(ep.stats.traffic.take())

@@ -1,6 +1,7 @@
 package router_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -77,5 +78,46 @@ func TestRouterPublishesTraffic(t *testing.T) {
 	defer mu.Unlock()
 	if calls.Errors != 0 || calls.Quantile(0.5) <= 0 || calls.Quantile(0.99) < calls.Quantile(0.5) {
 		t.Errorf("calls %+v: p50 %v p99 %v", calls, calls.Quantile(0.5), calls.Quantile(0.99))
+	}
+}
+
+// A router.Client that opts in publishes its traffic like a router.
+func TestClientPublishesTraffic(t *testing.T) {
+	r := regiontest.New(t)
+	r.StartNode(discovery.Config{})
+	fakeinst.Start(t, r.URL, fakeinst.Options{Service: "echo"})
+	c, err := router.NewClient(t.Context(), r.Connect(), router.TableConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got := make(chan events.RouterStats, 100)
+	sub, err := r.NC.Subscribe("hail.stats.router.*", func(m *nats.Msg) {
+		var s events.RouterStats
+		if json.Unmarshal(m.Data, &s) == nil {
+			got <- s
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	r.Run("client stats", func(ctx context.Context) error { c.PublishStats(ctx, 100*time.Millisecond); return nil })
+	bustest.Eventually(t, 10*time.Second, func() error {
+		_, err := c.Request(t.Context(), "echo", "say", []byte("hi"))
+		return err
+	})
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case s := <-got:
+			for _, svc := range s.Services {
+				if svc.Service == "echo" && svc.Calls.Requests > 0 {
+					return
+				}
+			}
+		case <-deadline:
+			t.Fatal("no snapshot with the client's traffic")
+		}
 	}
 }
