@@ -5,9 +5,15 @@ package bus
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -39,13 +45,17 @@ func Backoff(attempts int) time.Duration {
 
 // Connect dials NATS and waits until connected or ctx ends. Once connected
 // the connection reconnects forever; each disconnect and reconnect is
-// logged.
+// logged. A refusal (bad credentials, an untrusted certificate) before the
+// first connection is a misconfiguration: it is logged once with the
+// server's reason and returned. One after (credentials being rotated) is
+// logged with the reason and retried. URLs are logged without passwords.
 func Connect(ctx context.Context, o ConnectOptions) (*nats.Conn, error) {
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "bus")
+	where := RedactURL(o.URL)
 	connected := make(chan struct{}, 1)
 	signal := func() {
 		select {
@@ -53,25 +63,50 @@ func Connect(ctx context.Context, o ConnectOptions) (*nats.Conn, error) {
 		default:
 		}
 	}
+	refused := make(chan error, 1)
+	var ever atomic.Bool
+	var said atomic.Value // the last refusal logged, so a reason is said once
+	refusal := func(err error) bool {
+		if !refusedBy(err) {
+			return false
+		}
+		if said.Swap(err.Error()) != err.Error() {
+			log.Error("NATS refused this program", "url", where, "reason", err)
+		}
+		if !ever.Load() {
+			select {
+			case refused <- err:
+			default:
+			}
+		}
+		return true
+	}
 	opts := []nats.Option{
 		nats.Name(o.Name),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
 		nats.CustomReconnectDelay(Backoff),
 		nats.ConnectHandler(func(nc *nats.Conn) {
+			ever.Store(true)
+			said.Store("")
 			log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
 			signal()
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
+			if err != nil && !refusal(err) {
 				log.Warn("disconnected from NATS", "err", err)
 			}
 		}),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) { refusal(err) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
+			said.Store("")
 			log.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
 			signal()
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if refusal(err) {
+				return
+			}
 			subject := ""
 			if sub != nil {
 				subject = sub.Subject
@@ -82,19 +117,62 @@ func Connect(ctx context.Context, o ConnectOptions) (*nats.Conn, error) {
 	opts = append(opts, o.Extra...)
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", o.URL, err)
+		return nil, fmt.Errorf("connect to %s: %w", where, err)
 	}
 	if nc.IsConnected() {
 		return nc, nil
 	}
-	log.Info("waiting for NATS", "url", o.URL)
+	log.Info("waiting for NATS", "url", where)
 	select {
 	case <-connected:
 		return nc, nil
+	case err := <-refused:
+		nc.Close()
+		return nil, fmt.Errorf("connect to %s: NATS refused this program: %w", where, err)
 	case <-ctx.Done():
 		nc.Close()
-		return nil, fmt.Errorf("connect to %s: %w", o.URL, ctx.Err())
+		return nil, fmt.Errorf("connect to %s: %w", where, ctx.Err())
 	}
+}
+
+// Redacted is what is printed of a secret.
+const Redacted = "REDACTED"
+
+// refusedBy reports an error that says the server will not take this
+// program as it is: its credentials, or its trust in the server's
+// certificate.
+func refusedBy(err error) bool {
+	if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) ||
+		errors.Is(err, nats.ErrNkeysNotSupported) {
+		return true
+	}
+	var verify *tls.CertificateVerificationError
+	var unknown x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	if errors.As(err, &verify) || errors.As(err, &unknown) || errors.As(err, &hostname) {
+		return true
+	}
+	s := strings.ToLower(err.Error())
+	return strings.Contains(s, "authorization violation") || strings.Contains(s, "x509:") || strings.Contains(s, "tls: ")
+}
+
+// RedactURL is a URL list without the passwords or tokens in it, as it is
+// printed, logged and put in errors.
+func RedactURL(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, u := range parts {
+		p, err := url.Parse(strings.TrimSpace(u))
+		if err != nil || p.User == nil {
+			continue
+		}
+		if _, has := p.User.Password(); has {
+			p.User = url.UserPassword(p.User.Username(), Redacted)
+		} else {
+			p.User = url.User(Redacted) // a token in the user part
+		}
+		parts[i] = p.String()
+	}
+	return strings.Join(parts, ",")
 }
 
 // Drain drains nc (subscriptions finish what they hold, publishes are

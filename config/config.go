@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/hailsd/hail/bus"
 	"io"
 	"maps"
 	"os"
@@ -175,11 +176,20 @@ func Print(w io.Writer, cfg any) error {
 	if err := k.Load(structs.Provider(cfg, "koanf"), nil); err != nil {
 		return err
 	}
-	// Durations print as text ("1s"), as they are written in files.
+	// Durations print as text ("1s"), as they are written in files;
+	// secrets never print.
 	for key, v := range k.All() {
 		if s, ok := v.(fmt.Stringer); ok {
 			if err := k.Set(key, s.String()); err != nil {
 				return err
+			}
+		}
+		if s, ok := v.(string); ok && s != "" {
+			switch {
+			case strings.HasSuffix(key, "password") || strings.HasSuffix(key, "token"):
+				_ = k.Set(key, Redacted)
+			case strings.HasSuffix(key, "url"):
+				_ = k.Set(key, bus.RedactURL(s))
 			}
 		}
 	}

@@ -6,35 +6,161 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"os"
 	"strings"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/hailsd/hail/bus"
 )
 
-// NATS is the connection section every program has.
+// NATS is the connection section every program has: where, as whom, and
+// how to trust the server. Secrets (password, token) are never printed:
+// --print-config shows them as REDACTED, logs and errors show URLs
+// without their password.
 type NATS struct {
 	// URL of the NATS server(s), comma-separated. Default nats://127.0.0.1:4222.
 	URL string `koanf:"url"`
+	// User and Password (or PasswordFile, read at start) authenticate as
+	// a user. Default none.
+	User         string `koanf:"user"`
+	Password     string `koanf:"password"`
+	PasswordFile string `koanf:"password_file"`
+	// Token (or TokenFile) authenticates with a token. Default none.
+	Token     string `koanf:"token"`
+	TokenFile string `koanf:"token_file"`
+	// NKey is an nkey seed file; Creds a JWT credentials file. Default none.
+	NKey  string `koanf:"nkey"`
+	Creds string `koanf:"creds"`
+	// TLS trusts a private CA and presents a client certificate.
+	TLS NATSTLS `koanf:"tls"`
+	// InboxPrefix is the prefix of the program's reply subjects (PROTOCOL
+	// v1.2: _INBOX.<role>). Default _INBOX.
+	InboxPrefix string `koanf:"inbox_prefix"`
+}
+
+// NATSTLS are the files of a TLS connection to NATS.
+type NATSTLS struct {
+	// CA is a PEM file of the CA(s) to trust instead of the system's.
+	CA string `koanf:"ca"`
+	// Cert and Key are the client's certificate and key (PEM).
+	Cert string `koanf:"cert"`
+	Key  string `koanf:"key"`
 }
 
 // DefaultNATSURL is where hail looks for NATS unless told otherwise.
 const DefaultNATSURL = "nats://127.0.0.1:4222"
 
-// Validate checks every URL in the list.
+// Redacted is what is printed of a secret.
+const Redacted = bus.Redacted
+
+// Validate checks every URL in the list, that one way of authenticating
+// is chosen, and that the files named exist.
 func (n NATS) Validate() error {
+	var errs []error
 	if n.URL == "" {
-		return FieldError("nats.url", "is empty")
+		errs = append(errs, FieldError("nats.url", "is empty"))
 	}
 	for _, u := range strings.Split(n.URL, ",") {
+		if n.URL == "" {
+			break
+		}
 		p, err := url.Parse(strings.TrimSpace(u))
 		if err != nil || p.Host == "" {
-			return FieldError("nats.url", "%q is not a URL like nats://host:4222", u)
+			errs = append(errs, FieldError("nats.url", "%q is not a URL like nats://host:4222", bus.RedactURL(u)))
+			continue
 		}
 		switch p.Scheme {
 		case "nats", "tls", "ws", "wss":
 		default:
-			return FieldError("nats.url", "%q: scheme %q is not nats, tls, ws or wss", u, p.Scheme)
+			errs = append(errs, FieldError("nats.url", "%q: scheme %q is not nats, tls, ws or wss", bus.RedactURL(u), p.Scheme))
 		}
 	}
-	return nil
+	ways := 0
+	for _, set := range []bool{n.User != "", n.Token != "" || n.TokenFile != "", n.NKey != "", n.Creds != ""} {
+		if set {
+			ways++
+		}
+	}
+	if ways > 1 {
+		errs = append(errs, FieldError("nats", "choose one of user (with password), token, nkey and creds"))
+	}
+	if (n.Password != "" || n.PasswordFile != "") && n.User == "" {
+		errs = append(errs, FieldError("nats.user", "is empty, but a password is set"))
+	}
+	if n.Password != "" && n.PasswordFile != "" {
+		errs = append(errs, FieldError("nats.password_file", "and nats.password are both set; choose one"))
+	}
+	if n.Token != "" && n.TokenFile != "" {
+		errs = append(errs, FieldError("nats.token_file", "and nats.token are both set; choose one"))
+	}
+	if (n.TLS.Cert == "") != (n.TLS.Key == "") {
+		errs = append(errs, FieldError("nats.tls.cert", "and nats.tls.key go together"))
+	}
+	for key, file := range map[string]string{"nats.password_file": n.PasswordFile, "nats.token_file": n.TokenFile, "nats.nkey": n.NKey,
+		"nats.creds": n.Creds, "nats.tls.ca": n.TLS.CA, "nats.tls.cert": n.TLS.Cert, "nats.tls.key": n.TLS.Key} {
+		if file == "" {
+			continue
+		}
+		if _, err := os.Stat(file); err != nil {
+			errs = append(errs, FieldError(key, "%v", err))
+		}
+	}
+	if n.InboxPrefix != "" && (strings.ContainsAny(n.InboxPrefix, " *>") || strings.HasSuffix(n.InboxPrefix, ".")) {
+		errs = append(errs, FieldError("nats.inbox_prefix", "%q is not a subject prefix without wildcards", n.InboxPrefix))
+	}
+	return errors.Join(errs...)
+}
+
+// Options are the nats.go options of the section: credentials (files read
+// now), TLS, the inbox prefix.
+func (n NATS) Options() ([]nats.Option, error) {
+	var opts []nats.Option
+	read := func(key, file string) (string, error) {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return "", FieldError(key, "%v", err)
+		}
+		return strings.TrimSpace(string(data)), nil
+	}
+	switch {
+	case n.User != "":
+		pw := n.Password
+		if n.PasswordFile != "" {
+			var err error
+			if pw, err = read("nats.password_file", n.PasswordFile); err != nil {
+				return nil, err
+			}
+		}
+		opts = append(opts, nats.UserInfo(n.User, pw))
+	case n.Token != "" || n.TokenFile != "":
+		tok := n.Token
+		if n.TokenFile != "" {
+			var err error
+			if tok, err = read("nats.token_file", n.TokenFile); err != nil {
+				return nil, err
+			}
+		}
+		opts = append(opts, nats.Token(tok))
+	case n.NKey != "":
+		o, err := nats.NkeyOptionFromSeed(n.NKey)
+		if err != nil {
+			return nil, FieldError("nats.nkey", "%v", err)
+		}
+		opts = append(opts, o)
+	case n.Creds != "":
+		opts = append(opts, nats.UserCredentials(n.Creds))
+	}
+	if n.TLS.CA != "" {
+		opts = append(opts, nats.RootCAs(n.TLS.CA))
+	}
+	if n.TLS.Cert != "" {
+		opts = append(opts, nats.ClientCert(n.TLS.Cert, n.TLS.Key))
+	}
+	if n.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(n.InboxPrefix))
+	}
+	return opts, nil
 }
 
 // HTTP is where a program serves /metrics, /healthz and /readyz.

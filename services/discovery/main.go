@@ -138,7 +138,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		return err
 	}
 	log := loaded.Log
-	nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: cfg.NATS.URL, Name: "hail-discovery", Logger: log})
+	natsOpts, err := cfg.NATS.Options()
+	if err != nil {
+		return err
+	}
+	nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: cfg.NATS.URL, Name: "hail-discovery", Logger: log, Extra: natsOpts})
 	if err != nil {
 		return err
 	}

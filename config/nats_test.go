@@ -1,0 +1,70 @@
+package config
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestNATSValidate(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(file, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		n    NATS
+		bad  string // part of the error; "" when valid
+	}{
+		{"url only", NATS{URL: DefaultNATSURL}, ""},
+		{"user and password", NATS{URL: DefaultNATSURL, User: "svc", Password: "pw"}, ""},
+		{"user and password file", NATS{URL: DefaultNATSURL, User: "svc", PasswordFile: file}, ""},
+		{"token file", NATS{URL: DefaultNATSURL, TokenFile: file}, ""},
+		{"password without user", NATS{URL: DefaultNATSURL, Password: "pw"}, "nats.user"},
+		{"two ways", NATS{URL: DefaultNATSURL, User: "svc", Token: "t"}, "choose one"},
+		{"password twice", NATS{URL: DefaultNATSURL, User: "svc", Password: "pw", PasswordFile: file}, "nats.password_file"},
+		{"missing CA file", NATS{URL: DefaultNATSURL, TLS: NATSTLS{CA: "/nonexistent/ca.pem"}}, "nats.tls.ca"},
+		{"cert without key", NATS{URL: DefaultNATSURL, TLS: NATSTLS{Cert: file}}, "go together"},
+		{"inbox wildcard", NATS{URL: DefaultNATSURL, InboxPrefix: "_INBOX.>"}, "nats.inbox_prefix"},
+		{"bad url keeps its password out of the error", NATS{URL: "http://bob:hunter2@x"}, "REDACTED"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.n.Validate()
+			if tt.bad == "" && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if tt.bad != "" && (err == nil || !strings.Contains(err.Error(), tt.bad)) {
+				t.Fatalf("error %v, want one saying %q", err, tt.bad)
+			}
+			if err != nil && strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("the error shows the password: %v", err)
+			}
+		})
+	}
+	n := NATS{URL: DefaultNATSURL, User: "svc", PasswordFile: file, InboxPrefix: "_INBOX.svc-echo"}
+	opts, err := n.Options()
+	if err != nil || len(opts) != 2 {
+		t.Errorf("options %d, %v", len(opts), err)
+	}
+}
+
+type secretProgram struct {
+	NATS NATS `koanf:"nats"`
+	Log  Log  `koanf:"log"`
+}
+
+func (p *secretProgram) Logging() Log { return p.Log }
+
+func TestPrintRedactsSecrets(t *testing.T) {
+	cfg := &secretProgram{NATS: NATS{URL: "nats://bob:hunter2@127.0.0.1:4222,nats://tok3n@127.0.0.1:4223", User: "bob", Password: "hunter2", Token: "tok3n"}, Log: DefaultLog}
+	var out bytes.Buffer
+	if err := Print(&out, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if s := out.String(); strings.Contains(s, "hunter2") || strings.Contains(s, "tok3n") || !strings.Contains(s, "REDACTED") || !strings.Contains(s, "user: bob") {
+		t.Errorf("printed:\n%s", s)
+	}
+}
