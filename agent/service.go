@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/heartbeat"
 )
 
 // service is one registered service: its checks, its heartbeat
@@ -142,20 +144,30 @@ func (s *service) watch(ctx context.Context) {
 	iv := s.a.cfg.HeartbeatInterval
 	t := time.NewTicker(iv)
 	defer t.Stop()
+	failed := 0 // announces in a row not taken, for the backoff (the SDK's rule)
+	last := s.lastBeat.Load()
+	wait := heartbeat.ReannounceAfter(iv, 0, nil)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if time.Since(time.Unix(0, s.lastBeat.Load())) < 3*iv {
+		if beat := s.lastBeat.Load(); beat != last && failed > 0 {
+			failed, wait = 0, heartbeat.ReannounceAfter(iv, 0, nil) // heartbeats again
+		}
+		if time.Since(time.Unix(0, s.lastBeat.Load())) < wait {
 			continue
 		}
-		if err := s.announce(ctx); err != nil {
-			s.a.log.Warn("announce again", "service", s.cfg.Name, "instance_id", s.id, "err", err)
-			continue
-		}
+		err := s.announce(ctx)
 		s.lastBeat.Store(time.Now().UnixNano())
+		last = s.lastBeat.Load()
+		if err != nil {
+			failed++
+			wait = heartbeat.ReannounceAfter(iv, failed, func(d time.Duration) time.Duration { return rand.N(d) })
+			s.a.log.Warn("announce again", "service", s.cfg.Name, "instance_id", s.id, "next_in", wait.Round(time.Millisecond), "err", err)
+			continue
+		}
 		s.a.log.Info("announced again: no heartbeat for 3 intervals", "service", s.cfg.Name, "instance_id", s.id)
 	}
 }

@@ -114,3 +114,42 @@ func (e *env) beats(f *fakeinst.Instance, n int64) {
 		return nil
 	})
 }
+
+// Any registry size can be listed: page by page, each under the limit, all
+// of them once, in key order.
+func TestInstancesPaging(t *testing.T) {
+	e := newEnv(t)
+	e.StartNode(discovery.Config{})
+	const n = 50
+	for range n {
+		e.mustAnnounce(e.fake("echo"))
+	}
+	seen := map[string]bool{}
+	last := ""
+	for after, pages := "", 0; ; pages++ {
+		if pages > n {
+			t.Fatal("paging does not end")
+		}
+		var page []events.InstanceRecord
+		q := fmt.Sprintf(`{"limit":20,"after":%q}`, after)
+		if err := json.Unmarshal(e.request(subjects.DiscoveryInstances(), []byte(q)).Data, &page); err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		if len(page) > 20 {
+			t.Fatalf("page of %d", len(page))
+		}
+		for _, rec := range page {
+			if seen[rec.Key()] || rec.Key() <= last {
+				t.Fatalf("key %s repeated or out of order after %s", rec.Key(), last)
+			}
+			seen[rec.Key()], last = true, rec.Key()
+		}
+		after = page[len(page)-1].Key()
+	}
+	if len(seen) != n {
+		t.Errorf("paged %d instances, want %d", len(seen), n)
+	}
+}

@@ -101,7 +101,7 @@ func (r replier) json(m *nats.Msg, v any) {
 		return
 	}
 	if max := r.nc.MaxPayload(); int64(len(data)) > max {
-		r.reject(m, reasonTooLarge, fmt.Errorf("answer of %d bytes exceeds the server's max payload of %d; filter by service or status", len(data), max))
+		r.reject(m, reasonTooLarge, fmt.Errorf(`answer of %d bytes exceeds the server's max payload of %d; filter by service or status, or page it: {"limit":1000}, then {"limit":1000,"after":"<the last key>"}`, len(data), max))
 		return
 	}
 	if err := r.nc.Publish(m.Reply, data); err != nil {

@@ -423,7 +423,16 @@ type InstancesQuery struct {
 	AZ            string `json:"az,omitempty"`
 	// Tag (v1.1) matches instances that have the tag.
 	Tag string `json:"tag,omitempty"`
+	// Limit and After page the answer (this repository's addition, for
+	// registries whose whole list would not fit one message): at most
+	// Limit records (0: all), those whose key sorts after After. The next
+	// page's After is the last key of this one.
+	Limit int    `json:"limit,omitempty"`
+	After string `json:"after,omitempty"`
 }
+
+// MaxPageLimit bounds InstancesQuery.Limit.
+const MaxPageLimit = 100000
 
 // Match reports whether rec passes every filter of q.
 func (q *InstancesQuery) Match(rec InstanceRecord) bool {
@@ -457,6 +466,12 @@ func (q *InstancesQuery) Validate() error {
 		if err := ValidateTag(q.Tag); err != nil {
 			return err
 		}
+	}
+	if q.Limit < 0 || q.Limit > MaxPageLimit {
+		return invalid("limit %d is out of range 0..%d", q.Limit, MaxPageLimit)
+	}
+	if n := utf8.RuneCountInString(q.After); n > MaxServiceLen+64 {
+		return invalid("after is %d characters; a key is <service>.<id>", n)
 	}
 	return nil
 }

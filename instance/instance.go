@@ -310,6 +310,8 @@ func (i *Instance) announceLoop(ctx context.Context) {
 	interval := i.cfg.HeartbeatInterval
 	ticker := time.NewTicker(interval / 2)
 	defer ticker.Stop()
+	failed := 0 // announces in a row that went unanswered, for the backoff
+	wait := heartbeat.ReannounceAfter(interval, 0, nil)
 	for {
 		select {
 		case <-ctx.Done():
@@ -317,34 +319,41 @@ func (i *Instance) announceLoop(ctx context.Context) {
 		case <-i.announceNow:
 			i.announce(ctx)
 		case <-ticker.C:
-			last := max(i.responder.LastBeat().UnixNano(), i.lastAnnounce.Load())
-			if time.Since(time.Unix(0, last)) > 3*interval {
-				i.announce(ctx)
+			beat, announced := i.responder.LastBeat().UnixNano(), i.lastAnnounce.Load()
+			if beat > announced && failed > 0 {
+				failed, wait = 0, heartbeat.ReannounceAfter(interval, 0, nil) // discovery is back
+			}
+			if time.Since(time.Unix(0, max(beat, announced))) > wait {
+				if !i.announce(ctx) {
+					failed++
+				}
+				wait = heartbeat.ReannounceAfter(interval, failed, func(d time.Duration) time.Duration { return rand.N(d) })
 			}
 		}
 	}
 }
 
-func (i *Instance) announce(ctx context.Context) {
+// announce sends the announce and reports whether discovery took it.
+func (i *Instance) announce(ctx context.Context) bool {
 	i.lastAnnounce.Store(time.Now().UnixNano())
 	data, err := json.Marshal(i.Announce())
 	if err != nil {
 		i.log.Error("encode announce", "err", err)
-		return
+		return false
 	}
 	reqCtx, cancel := context.WithTimeout(ctx, i.cfg.HeartbeatInterval)
 	defer cancel()
 	reply, err := i.nc.RequestWithContext(reqCtx, i.cfg.Subjects.Announce(i.cfg.Service), data)
-	switch {
-	case err != nil:
+	if err != nil {
 		i.log.Debug("announce not acknowledged; will announce again", "err", err)
-	default:
-		if code, text, isErr := events.ReplyError(reply); isErr {
-			i.log.Error("announce rejected", "code", code, "err", text)
-			return
-		}
-		i.log.Debug("announced")
+		return false
 	}
+	if code, text, isErr := events.ReplyError(reply); isErr {
+		i.log.Error("announce rejected", "code", code, "err", text)
+		return code < 500 // a 503 (discovery busy or KV down) is worth another try later
+	}
+	i.log.Debug("announced")
+	return true
 }
 
 func (i *Instance) serve(endpoint string, h Handler) nats.MsgHandler {

@@ -274,7 +274,8 @@ func (r *Registry) Len() int {
 	return r.count
 }
 
-// Instances returns the records that match q, ordered by key.
+// Instances returns the records that match q, ordered by key, paged by
+// q.After and q.Limit.
 func (r *Registry) Instances(q events.InstancesQuery) []events.InstanceRecord {
 	r.mu.RLock()
 	var out []events.InstanceRecord
@@ -295,6 +296,18 @@ func (r *Registry) Instances(q events.InstancesQuery) []events.InstanceRecord {
 	}
 	r.mu.RUnlock()
 	slices.SortFunc(out, func(a, b events.InstanceRecord) int { return strings.Compare(a.Key(), b.Key()) })
+	if q.After != "" {
+		i, _ := slices.BinarySearchFunc(out, q.After, func(rec events.InstanceRecord, after string) int {
+			if rec.Key() <= after {
+				return -1
+			}
+			return 1
+		})
+		out = out[i:]
+	}
+	if q.Limit > 0 && len(out) > q.Limit {
+		out = out[:q.Limit]
+	}
 	if out == nil {
 		out = []events.InstanceRecord{}
 	}

@@ -196,3 +196,28 @@ func TestByID(t *testing.T) {
 		t.Error("a deleted record is still found")
 	}
 }
+
+func TestInstancesPaged(t *testing.T) {
+	r := New()
+	ids := []string{id1, id2, id3}
+	for i, id := range ids {
+		r.Put(rec("echo", id, events.Passing), uint64(i+1))
+	}
+	var keys []string
+	for after := ""; ; {
+		page := r.Instances(events.InstancesQuery{Limit: 2, After: after})
+		if len(page) == 0 {
+			break
+		}
+		if len(page) > 2 {
+			t.Fatalf("page of %d, limit 2", len(page))
+		}
+		for _, rec := range page {
+			keys = append(keys, rec.Key())
+		}
+		after = page[len(page)-1].Key()
+	}
+	if len(keys) != 3 || keys[0] != "echo."+id1 || keys[2] != "echo."+id3 {
+		t.Errorf("paged keys %v", keys)
+	}
+}
