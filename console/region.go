@@ -37,7 +37,7 @@ type RegionConfig struct {
 	// discovery node and run by it; nil: the region runs its own.
 	Registry *registry.Follower
 	// TrafficStep is the resolution of the routers' traffic kept for the
-	// page (15 minutes of it); default 5s.
+	// page, 180 steps of it (15 minutes at the default 5s).
 	TrafficStep time.Duration
 	// HistoryWindow is how much health history the page draws; default
 	// an hour.
@@ -100,7 +100,7 @@ func NewRegion(nc *nats.Conn, kv *bus.Buckets, cfg RegionConfig) *Region {
 		reg = registry.NewFollower(kv.Instances, registry.FollowConfig{Logger: log})
 	}
 	return &Region{
-		nc: nc, kv: kv, cfg: cfg, log: log, reg: reg, ownReg: cfg.Registry == nil, traffic: newTrafficBook(cfg.TrafficStep, 15*time.Minute), history: newHealthHistory(cfg.HistoryWindow),
+		nc: nc, kv: kv, cfg: cfg, log: log, reg: reg, ownReg: cfg.Registry == nil, traffic: newTrafficBook(cfg.TrafficStep, trafficSteps*cfg.TrafficStep), history: newHealthHistory(cfg.HistoryWindow),
 		wrote:   cfg.Metrics.GetOrCreateCounter(`hail_admin_writes_total{outcome="written"}`),
 		refused: cfg.Metrics.GetOrCreateCounter(`hail_admin_writes_total{outcome="refused"}`),
 		nodes:   map[string]events.NodeRecord{}, states: map[string]events.NodeEvent{}, routes: map[string]route{}, subs: map[chan string]struct{}{},

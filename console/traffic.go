@@ -30,6 +30,10 @@ type TrafficView struct {
 	Spark   []float64 `json:"spark"` // requests/s per step, oldest first
 }
 
+// trafficSteps is how many steps of traffic the page keeps: 15 minutes at
+// the default step of 5 s.
+const trafficSteps = 180
+
 // trafficBook merges every router's snapshots (P.stats.router.<id>) into
 // fixed steps per service and per instance, for a window.
 type trafficBook struct {
