@@ -87,10 +87,10 @@ func (a *Agent) Run(ctx context.Context, svcs []ServiceConfig) error {
 	a.mu.Lock()
 	a.ctx = ctx
 	a.mu.Unlock()
-	discover := make(chan struct{}, 1)
-	sub, err := a.nc.Subscribe(a.cfg.Subjects.Discover(), func(*nats.Msg) {
+	discover := make(chan time.Duration, 1) // the spread asked for
+	sub, err := a.nc.Subscribe(a.cfg.Subjects.Discover(), func(m *nats.Msg) {
 		select {
-		case discover <- struct{}{}:
+		case discover <- events.DiscoverSpread(m.Data, 0):
 		default:
 		}
 	})
@@ -107,20 +107,30 @@ func (a *Agent) Run(ctx context.Context, svcs []ServiceConfig) error {
 		case <-ctx.Done():
 			a.shutdown()
 			return nil
-		case <-discover:
-			a.announceAll(ctx)
+		case spread := <-discover:
+			a.announceAll(ctx, spread)
 		}
 	}
 }
 
-// announceAll answers hail.discover: every service announces again.
-func (a *Agent) announceAll(ctx context.Context) {
+// announceAll answers hail.discover: every service announces again, the
+// announces spaced over spread.
+func (a *Agent) announceAll(ctx context.Context, spread time.Duration) {
 	a.mu.Lock()
 	svcs := slices.Collect(maps.Values(a.services))
 	a.mu.Unlock()
+	if len(svcs) == 0 {
+		return
+	}
+	gap := spread / time.Duration(len(svcs))
 	for _, s := range svcs {
 		if err := s.announce(ctx); err != nil {
 			a.log.Warn("announce on discover", "service", s.cfg.Name, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(gap):
 		}
 	}
 }

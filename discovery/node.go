@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -222,7 +223,10 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	n.ready.Store(true)
 	close(n.serving)
-	if err := n.nc.Publish(n.cfg.Subjects.Discover(), []byte("{}")); err != nil {
+	// Every instance of the region announces again, spread over a window
+	// that grows with the region, so a large one is not one burst.
+	discover, _ := json.Marshal(events.Discover{SpreadMS: events.DiscoverSpreadFor(n.reg.Len()).Milliseconds()})
+	if err := n.nc.Publish(n.cfg.Subjects.Discover(), discover); err != nil {
 		n.log.Warn("publish discover", "err", err)
 	}
 	n.log.Info("discovery node serving", "instances", len(n.owned.ids()), "interval", n.interval())

@@ -597,3 +597,31 @@ func DecodeInstancesQuery(data []byte) (InstancesQuery, error) {
 	err := Decode("instances query", data, &q)
 	return q, err
 }
+
+// Discover is the message of P.discover: every instance announces again,
+// at a random point within SpreadMS (this repository's addition, so that a
+// large region's announces do not all land at once; absent: the
+// instance's own default).
+type Discover struct {
+	SpreadMS int64 `json:"spread_ms,omitempty"`
+}
+
+// MaxDiscoverSpread bounds the spread an instance takes from a discover.
+const MaxDiscoverSpread = 10 * time.Minute
+
+// DiscoverSpread is the window a discover message asks announces to be
+// spread over, or fallback when it names none or something unusable.
+func DiscoverSpread(data []byte, fallback time.Duration) time.Duration {
+	var d Discover
+	if json.Unmarshal(data, &d) != nil || d.SpreadMS <= 0 {
+		return fallback
+	}
+	return min(time.Duration(d.SpreadMS)*time.Millisecond, MaxDiscoverSpread)
+}
+
+// DiscoverSpreadFor is the spread a discovery node asks for in a region of
+// n instances: half a millisecond each (about 2,000 announces a second
+// across the region), at least a second.
+func DiscoverSpreadFor(n int) time.Duration {
+	return max(time.Second, time.Duration(n)*time.Millisecond/2)
+}

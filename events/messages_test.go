@@ -411,3 +411,28 @@ func TestInstancesQueryTag(t *testing.T) {
 		t.Errorf("bad tag: %v", err)
 	}
 }
+
+func TestDiscoverSpread(t *testing.T) {
+	tests := []struct {
+		data string
+		want time.Duration
+	}{
+		{`{}`, time.Second},
+		{``, time.Second},
+		{`not json`, time.Second},
+		{`{"spread_ms":-5}`, time.Second},
+		{`{"spread_ms":25000}`, 25 * time.Second},
+		{`{"spread_ms":99999999999}`, MaxDiscoverSpread},
+	}
+	for _, tt := range tests {
+		if got := DiscoverSpread([]byte(tt.data), time.Second); got != tt.want {
+			t.Errorf("DiscoverSpread(%q) = %v, want %v", tt.data, got, tt.want)
+		}
+	}
+	if got := DiscoverSpreadFor(50000); got != 25*time.Second {
+		t.Errorf("spread for 50,000 = %v", got)
+	}
+	if got := DiscoverSpreadFor(10); got != time.Second {
+		t.Errorf("spread for 10 = %v", got)
+	}
+}

@@ -271,11 +271,12 @@ func (i *Instance) subscribe() error {
 		return err
 	}
 	i.responder = r
-	disc, err := i.nc.Subscribe(s.Discover(), func(*nats.Msg) {
+	disc, err := i.nc.Subscribe(s.Discover(), func(m *nats.Msg) {
 		// Every instance hears the same discover: spread the announces
-		// over up to half an interval (at most a second) instead of all
-		// landing at once.
-		time.AfterFunc(rand.N(min(i.cfg.HeartbeatInterval/2, time.Second)+1), i.triggerAnnounce)
+		// over the window discovery asks for (by default up to half an
+		// interval, at most a second) instead of all landing at once.
+		spread := events.DiscoverSpread(m.Data, min(i.cfg.HeartbeatInterval/2, time.Second))
+		time.AfterFunc(rand.N(spread+1), i.triggerAnnounce)
 	})
 	if err != nil {
 		return fmt.Errorf("subscribe discover: %w", err)
