@@ -1,0 +1,195 @@
+package roles_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/hailsd/hail/bus"
+	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/discovery"
+	"github.com/hailsd/hail/echo"
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/instance"
+	"github.com/hailsd/hail/internal/testlog"
+	"github.com/hailsd/hail/roles"
+	"github.com/hailsd/hail/router"
+)
+
+var subjects events.Subjects
+
+// secured runs a JetStream server whose only users are hail's roles, each
+// with its password "pw-<role>".
+func secured(t *testing.T, rs ...roles.Role) *server.Server {
+	t.Helper()
+	var users []*server.User
+	for _, r := range rs {
+		p := &server.Permissions{Publish: &server.SubjectPermission{Allow: r.Publish}, Subscribe: &server.SubjectPermission{Allow: r.Subscribe}}
+		if r.AllowResponses {
+			p.Response = &server.ResponsePermission{MaxMsgs: server.DEFAULT_ALLOW_RESPONSE_MAX_MSGS, Expires: server.DEFAULT_ALLOW_RESPONSE_EXPIRATION}
+		}
+		users = append(users, &server.User{Username: r.Name, Password: "pw-" + r.Name, Permissions: p})
+	}
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), Users: users, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+// as connects as role, counting the permission violations its
+// connection is told of.
+type as struct {
+	nc         *nats.Conn
+	mu         sync.Mutex
+	violations []string
+}
+
+func connectAs(t *testing.T, s *server.Server, r roles.Role) *as {
+	t.Helper()
+	a := &as{}
+	logs := &testlog.Buffer{}
+	nc, err := bus.Connect(t.Context(), bus.ConnectOptions{URL: s.ClientURL(), Name: r.Name, Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		Extra: []nats.Option{nats.UserInfo(r.Name, "pw-"+r.Name), nats.CustomInboxPrefix(r.InboxPrefix()),
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				if strings.Contains(err.Error(), "ermissions") {
+					a.mu.Lock()
+					a.violations = append(a.violations, err.Error())
+					a.mu.Unlock()
+				}
+			})}})
+	if err != nil {
+		t.Fatalf("connect as %s: %v", r.Name, err)
+	}
+	t.Cleanup(nc.Close)
+	a.nc = nc
+	return a
+}
+
+func (a *as) count() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.violations...)
+}
+
+// The programs run under their roles, each with its own inbox prefix: a
+// routed request works end to end, and no connection meets a single
+// permission violation. Then every forbidden action is refused.
+func TestProgramsUnderLeastPrivilege(t *testing.T) {
+	disc, rt, caller, svc := roles.Discovery(subjects), roles.Router(subjects), roles.Caller(subjects), roles.Service(subjects, "echo")
+	s := secured(t, disc, rt, caller, svc)
+
+	d := connectAs(t, s, disc)
+	kv, err := bus.EnsureBuckets(t.Context(), d.nc, bus.BucketOptions{})
+	if err != nil {
+		t.Fatalf("discovery creates the buckets: %v", err)
+	}
+	node, err := discovery.New(d.nc, kv, discovery.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, "discovery", node.Run)
+	<-node.Serving()
+
+	r := connectAs(t, s, rt)
+	rtr, err := router.New(r.nc, router.Config{StatsInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, "router", rtr.Run)
+
+	e := connectAs(t, s, svc)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	inst, err := echo.Start(ctx, e.nc, instance.Config{Service: "echo", HeartbeatInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = inst.Shutdown(context.Background()) })
+
+	c := connectAs(t, s, caller)
+	bustest.Eventually(t, 10*time.Second, func() error {
+		m, err := c.nc.Request(subjects.Route("echo", "say"), []byte("hi"), time.Second)
+		if err != nil {
+			return err
+		}
+		if string(m.Data) != "hi" {
+			return fmt.Errorf("routed answer %q %v", m.Data, m.Header)
+		}
+		return nil
+	})
+	if _, err := c.nc.Request(subjects.DiscoveryInstances(), []byte(`{"service":"echo"}`), time.Second); err != nil {
+		t.Errorf("caller's query: %v", err)
+	}
+	// A heartbeat round answered under the roles (discovery's request, the
+	// instance's reply), so its permissions are exercised too.
+	bustest.Eventually(t, 10*time.Second, func() error {
+		if _, ok := node.RTTs()[inst.ID()]; !ok {
+			return fmt.Errorf("no heartbeat answered yet")
+		}
+		return nil
+	})
+	for name, a := range map[string]*as{"discovery": d, "router": r, "svc-echo": e, "caller": c} {
+		if v := a.count(); len(v) > 0 {
+			t.Errorf("%s met %d permission violations: %v", name, len(v), v)
+		}
+	}
+
+	// Each forbidden action, as each role, is refused.
+	for _, tt := range []struct {
+		who  *as
+		role string
+		do   func(nc *nats.Conn) error
+		what string
+	}{
+		{e, "svc-echo", func(nc *nats.Conn) error { return nc.Publish(subjects.Health("echo", "x"), []byte("{}")) }, "publish a health event"},
+		{e, "svc-echo", func(nc *nats.Conn) error { return nc.Publish("$KV.hail_instances.echo.x", []byte("{}")) }, "write a bucket"},
+		{e, "svc-echo", func(nc *nats.Conn) error { return nc.Publish(subjects.Announce("other"), []byte("{}")) }, "announce another service"},
+		{e, "svc-echo", func(nc *nats.Conn) error { _, err := nc.Subscribe(subjects.RouteAll(), func(*nats.Msg) {}); return err }, "subscribe hail.route.>"},
+		{e, "svc-echo", func(nc *nats.Conn) error { _, err := nc.Subscribe("_INBOX.>", func(*nats.Msg) {}); return err }, "subscribe _INBOX.>"},
+		{e, "svc-echo", func(nc *nats.Conn) error {
+			_, err := nc.Subscribe(subjects.Svc("other", "say"), func(*nats.Msg) {})
+			return err
+		}, "serve another service"},
+		{c, "caller", func(nc *nats.Conn) error { return nc.Publish(subjects.Announce("echo"), []byte("{}")) }, "announce"},
+		{c, "caller", func(nc *nats.Conn) error { return nc.Publish("$KV.hail_config.route.echo", []byte("{}")) }, "write a bucket"},
+		{r, "router", func(nc *nats.Conn) error { return nc.Publish("$JS.API.STREAM.DELETE.KV_hail_instances", nil) }, "delete the registry"},
+		{r, "router", func(nc *nats.Conn) error { return nc.Publish("$KV.hail_instances.echo.x", []byte("{}")) }, "write the registry"},
+	} {
+		before := len(tt.who.count())
+		if err := tt.do(tt.who.nc); err != nil {
+			t.Fatalf("%s %s: %v", tt.role, tt.what, err)
+		}
+		_ = tt.who.nc.Flush()
+		bustest.Eventually(t, 2*time.Second, func() error {
+			if len(tt.who.count()) == before {
+				return fmt.Errorf("%s could %s", tt.role, tt.what)
+			}
+			return nil
+		})
+	}
+}
+
+func run(t *testing.T, name string, f func(context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	})
+}
