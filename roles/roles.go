@@ -96,3 +96,25 @@ func Service(s events.Subjects, service string) Role {
 		micro(bus.MicroName(service)))
 	return r
 }
+
+// Console: reads the three buckets and HAIL_EVENTS, writes routes only,
+// hears health, node and traffic events, asks the discovery queries.
+func Console(s events.Subjects) Role {
+	r := Role{Name: "console"}
+	ev := bus.EventsStream
+	r.Publish = with([]string{"$KV." + bus.ConfigBucket + ".route.>", s.DiscoveryServices(), s.DiscoveryInstances(), s.DiscoveryRTT(),
+		"$JS.API.STREAM.INFO." + ev, "$JS.API.CONSUMER.CREATE." + ev + ".>", "$JS.API.CONSUMER.DELETE." + ev + ".>",
+		"$JS.API.CONSUMER.INFO." + ev + ".>", "$JS.API.CONSUMER.MSG.NEXT." + ev + ".>", "$JS.FC." + ev + ".>"},
+		kvRead(bus.InstancesBucket), kvRead(bus.NodesBucket), kvRead(bus.ConfigBucket))
+	r.Subscribe = []string{s.HealthAll(), s.NodeEventAll(), s.StatsAll(), r.InboxPrefix() + ".>"}
+	return r
+}
+
+// All are the roles of a region whose services are services.
+func All(s events.Subjects, services ...string) []Role {
+	out := []Role{Discovery(s), Router(s), Console(s), Caller(s)}
+	for _, svc := range services {
+		out = append(out, Service(s, svc))
+	}
+	return out
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/console"
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/echo"
 	"github.com/hailsd/hail/events"
@@ -88,8 +89,8 @@ func (a *as) count() []string {
 // routed request works end to end, and no connection meets a single
 // permission violation. Then every forbidden action is refused.
 func TestProgramsUnderLeastPrivilege(t *testing.T) {
-	disc, rt, caller, svc := roles.Discovery(subjects), roles.Router(subjects), roles.Caller(subjects), roles.Service(subjects, "echo")
-	s := secured(t, disc, rt, caller, svc)
+	disc, rt, caller, svc, con := roles.Discovery(subjects), roles.Router(subjects), roles.Caller(subjects), roles.Service(subjects, "echo"), roles.Console(subjects)
+	s := secured(t, disc, rt, caller, svc, con)
 
 	d := connectAs(t, s, disc)
 	kv, err := bus.EnsureBuckets(t.Context(), d.nc, bus.BucketOptions{})
@@ -119,6 +120,21 @@ func TestProgramsUnderLeastPrivilege(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = inst.Shutdown(context.Background()) })
 
+	// The console, on a connection of its own under its role, reads the
+	// region.
+	cn := connectAs(t, s, con)
+	ckv, err := bus.OpenBuckets(t.Context(), cn.nc, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("console opens the buckets: %v", err)
+	}
+	region := console.NewRegion(cn.nc, ckv, console.RegionConfig{})
+	run(t, "console", region.Run)
+	select {
+	case <-region.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("console not ready under its role")
+	}
+
 	c := connectAs(t, s, caller)
 	bustest.Eventually(t, 10*time.Second, func() error {
 		m, err := c.nc.Request(subjects.Route("echo", "say"), []byte("hi"), time.Second)
@@ -141,7 +157,10 @@ func TestProgramsUnderLeastPrivilege(t *testing.T) {
 		}
 		return nil
 	})
-	for name, a := range map[string]*as{"discovery": d, "router": r, "svc-echo": e, "caller": c} {
+	if _, err := region.SetRoute(t.Context(), "echo", []byte(`{"strategy":"hash"}`)); err != nil {
+		t.Errorf("console writes a route: %v", err)
+	}
+	for name, a := range map[string]*as{"discovery": d, "router": r, "svc-echo": e, "caller": c, "console": cn} {
 		if v := a.count(); len(v) > 0 {
 			t.Errorf("%s met %d permission violations: %v", name, len(v), v)
 		}
@@ -167,6 +186,8 @@ func TestProgramsUnderLeastPrivilege(t *testing.T) {
 		{c, "caller", func(nc *nats.Conn) error { return nc.Publish("$KV.hail_config.route.echo", []byte("{}")) }, "write a bucket"},
 		{r, "router", func(nc *nats.Conn) error { return nc.Publish("$JS.API.STREAM.DELETE.KV_hail_instances", nil) }, "delete the registry"},
 		{r, "router", func(nc *nats.Conn) error { return nc.Publish("$KV.hail_instances.echo.x", []byte("{}")) }, "write the registry"},
+		{cn, "console", func(nc *nats.Conn) error { return nc.Publish("$KV.hail_instances.echo.x", []byte("{}")) }, "write the registry"},
+		{cn, "console", func(nc *nats.Conn) error { return nc.Publish(subjects.Announce("echo"), []byte("{}")) }, "announce"},
 	} {
 		before := len(tt.who.count())
 		if err := tt.do(tt.who.nc); err != nil {
