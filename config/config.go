@@ -89,7 +89,12 @@ func Load(cfg any, o Options) (Result, error) {
 	for _, key := range keys {
 		name := FlagName(key)
 		byFlag[name] = key
-		fs.String(name, "", fmt.Sprintf("%s (env %s, default %v)", key, EnvName(key), defaults[key]))
+		usage := fmt.Sprintf("%s (env %s, default %v)", key, EnvName(key), defaults[key])
+		if _, isBool := defaults[key].(bool); isBool {
+			fs.Var(&boolFlag{}, name, usage) // --insecure alone means true
+			continue
+		}
+		fs.String(name, "", usage)
 	}
 	if err := fs.Parse(o.Args); err != nil {
 		return res, err
@@ -205,3 +210,11 @@ func Print(w io.Writer, cfg any) error {
 func FieldError(key, format string, args ...any) error {
 	return fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...))
 }
+
+// boolFlag is a boolean key's flag: given alone it is true, and
+// --key=false still says false.
+type boolFlag struct{ v string }
+
+func (b *boolFlag) String() string     { return b.v }
+func (b *boolFlag) Set(s string) error { b.v = s; return nil }
+func (b *boolFlag) IsBoolFlag() bool   { return true }

@@ -33,6 +33,11 @@ type ServerOptions struct {
 	MaxPayload int32
 	// Logger receives the server's own log; nil keeps it quiet.
 	Logger *slog.Logger
+	// HTTPHost is where monitoring listens; default 127.0.0.1.
+	HTTPHost string
+	// Configure, when set, finishes the server's options (TLS, accounts
+	// and users) before it starts.
+	Configure func(*server.Options)
 }
 
 // ClusterOptions places a server in a cluster.
@@ -53,10 +58,15 @@ func StartServer(o ServerOptions) (*server.Server, error) {
 	if host == "" {
 		host = "127.0.0.1"
 	}
+	httpHost := o.HTTPHost
+	if httpHost == "" {
+		httpHost = "127.0.0.1"
+	}
 	opts := &server.Options{
 		ServerName: o.Name,
 		Host:       host,
 		Port:       o.Port,
+		HTTPHost:   httpHost,
 		HTTPPort:   o.HTTPPort,
 		JetStream:  true,
 		StoreDir:   o.StoreDir,
@@ -73,6 +83,9 @@ func StartServer(o ServerOptions) (*server.Server, error) {
 			}
 			opts.Routes = append(opts.Routes, u)
 		}
+	}
+	if o.Configure != nil {
+		o.Configure(opts)
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/hailsd/hail/bus/embedded"
 	"github.com/hailsd/hail/config"
@@ -39,9 +42,37 @@ type Config struct {
 	StoreDir string `koanf:"store_dir"`
 	// MonitorPort serves nats-server's /healthz, /varz, /jsz; 0 serves
 	// none. Default 0.
-	MonitorPort int           `koanf:"monitor_port"`
+	MonitorPort int `koanf:"monitor_port"`
+	// MonitorHost is where monitoring listens. Default 127.0.0.1.
+	MonitorHost string        `koanf:"monitor_host"`
 	Cluster     ClusterConfig `koanf:"cluster"`
-	Log         config.Log    `koanf:"log"`
+	TLS         TLSConfig     `koanf:"tls"`
+	Auth        AuthConfig    `koanf:"auth"`
+	// Insecure lets the server listen beyond loopback without auth.file.
+	// Default false: it refuses to.
+	Insecure bool       `koanf:"insecure"`
+	Log      config.Log `koanf:"log"`
+}
+
+// TLSConfig turns TLS on for clients and cluster routes.
+type TLSConfig struct {
+	// Cert and Key are the server's certificate and key (PEM). Default
+	// none: no TLS.
+	Cert string `koanf:"cert"`
+	Key  string `koanf:"key"`
+	// CA verifies clients' (and routes') certificates. Default none.
+	CA string `koanf:"ca"`
+	// Verify requires clients to present a certificate the CA signed.
+	// Default false.
+	Verify bool `koanf:"verify"`
+}
+
+// AuthConfig is who may connect.
+type AuthConfig struct {
+	// File is a nats-server configuration holding accounts and users
+	// (authorization), such as `secure init` writes; included as is.
+	// Default none: anyone may connect.
+	File string `koanf:"file"`
 }
 
 // ClusterConfig joins the server to a cluster when Name is set.
@@ -62,7 +93,7 @@ type ClusterConfig struct {
 func (c *Config) Logging() config.Log { return c.Log }
 
 func defaults() *Config {
-	return &Config{Name: "hail-nats", Listen: "127.0.0.1:4222", StoreDir: "nats-data",
+	return &Config{Name: "hail-nats", Listen: "127.0.0.1:4222", StoreDir: "nats-data", MonitorHost: "127.0.0.1",
 		Cluster: ClusterConfig{Listen: "127.0.0.1:6222"}, Log: config.DefaultLog}
 }
 
@@ -77,6 +108,22 @@ func (c *Config) Validate() error {
 	}
 	if c.StoreDir == "" {
 		errs = append(errs, config.FieldError("store_dir", "is empty"))
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		errs = append(errs, config.FieldError("tls.cert", "and tls.key go together"))
+	}
+	if c.TLS.Verify && c.TLS.CA == "" {
+		errs = append(errs, config.FieldError("tls.verify", "needs tls.ca to verify clients with"))
+	}
+	for key, file := range map[string]string{"tls.cert": c.TLS.Cert, "tls.key": c.TLS.Key, "tls.ca": c.TLS.CA, "auth.file": c.Auth.File} {
+		if file != "" {
+			if _, err := os.Stat(file); err != nil {
+				errs = append(errs, config.FieldError(key, "%v", err))
+			}
+		}
+	}
+	if host, _, err := hostPort(c.Listen); err == nil && !loopback(host) && c.Auth.File == "" && !c.Insecure {
+		errs = append(errs, config.FieldError("listen", "%s is beyond loopback and no auth.file says who may connect; set auth.file (secure init writes one) or, knowingly, insecure", c.Listen))
 	}
 	if c.MonitorPort < 0 || c.MonitorPort > 65535 {
 		errs = append(errs, config.FieldError("monitor_port", "%d is out of range 0..65535", c.MonitorPort))
@@ -106,6 +153,15 @@ func (c *Config) routes() []string {
 	return out
 }
 
+// loopback reports whether host is only reachable from this machine.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 func hostPort(addr string) (string, int, error) {
 	host, portText, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -119,6 +175,9 @@ func hostPort(addr string) (string, int, error) {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
+	if len(args) >= 2 && args[0] == "secure" && args[1] == "init" {
+		return secureInit(args[2:], out)
+	}
 	cfg := defaults()
 	loaded, err := config.Start(cfg, "nats", args, getenv, out)
 	if loaded == nil || err != nil {
@@ -126,7 +185,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	}
 	log := loaded.Log
 	host, port, _ := hostPort(cfg.Listen) // validated
-	o := embedded.ServerOptions{Name: cfg.Name, Host: host, Port: port, StoreDir: cfg.StoreDir, HTTPPort: cfg.MonitorPort, Logger: log}
+	o := embedded.ServerOptions{Name: cfg.Name, Host: host, Port: port, StoreDir: cfg.StoreDir, HTTPPort: cfg.MonitorPort, HTTPHost: cfg.MonitorHost, Logger: log}
+	configure, err := cfg.security()
+	if err != nil {
+		return err
+	}
+	o.Configure = configure
 	if cfg.Cluster.Name != "" {
 		chost, cport, _ := hostPort(cfg.Cluster.Listen)
 		o.Cluster = embedded.ClusterOptions{Name: cfg.Cluster.Name, Host: chost, Port: cport, Routes: cfg.routes(), Advertise: cfg.Cluster.Advertise}
@@ -140,4 +204,36 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	srv.Shutdown()
 	srv.WaitForShutdown()
 	return nil
+}
+
+// security is what TLS and auth.file add to the server's options.
+func (c *Config) security() (func(*server.Options), error) {
+	var tc *tls.Config
+	if c.TLS.Cert != "" {
+		var err error
+		tc, err = server.GenTLSConfig(&server.TLSConfigOpts{CertFile: c.TLS.Cert, KeyFile: c.TLS.Key, CaFile: c.TLS.CA, Verify: c.TLS.Verify})
+		if err != nil {
+			return nil, config.FieldError("tls.cert", "%v", err)
+		}
+	}
+	var auth *server.Options
+	if c.Auth.File != "" {
+		var err error
+		if auth, err = server.ProcessConfigFile(c.Auth.File); err != nil {
+			return nil, config.FieldError("auth.file", "%v", err)
+		}
+	}
+	return func(o *server.Options) {
+		if tc != nil {
+			o.TLS, o.TLSConfig, o.TLSVerify, o.TLSTimeout = true, tc, c.TLS.Verify, 2
+			if o.Cluster.Name != "" {
+				o.Cluster.TLSConfig, o.Cluster.TLSTimeout = tc.Clone(), 2
+			}
+		}
+		if auth != nil {
+			o.Accounts, o.Users, o.Nkeys = auth.Accounts, auth.Users, auth.Nkeys
+			o.Authorization, o.Username, o.Password, o.NoAuthUser = auth.Authorization, auth.Username, auth.Password, auth.NoAuthUser
+			o.SystemAccount = auth.SystemAccount
+		}
+	}, nil
 }

@@ -1,0 +1,41 @@
+package roles
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// AuthConf renders rs as a nats-server configuration (an accounts block
+// for `include` or services/nats's auth.file): one account, HAIL, with
+// JetStream, and one user per role with its permissions. hashed are the
+// users' passwords as stored (bcrypt), by role name.
+func AuthConf(rs []Role, hashed map[string]string) (string, error) {
+	var b strings.Builder
+	b.WriteString("# hail's roles, generated from package roles by `services/nats secure init`.\n")
+	b.WriteString("# Edit the table in code, not this file.\n")
+	b.WriteString("accounts: {\n  HAIL: {\n    jetstream: enabled\n    users: [\n")
+	for _, r := range rs {
+		pw, ok := hashed[r.Name]
+		if !ok {
+			return "", fmt.Errorf("no password for role %s", r.Name)
+		}
+		fmt.Fprintf(&b, "      {user: %s, password: %s, permissions: {\n", strconv.Quote(r.Name), strconv.Quote(pw))
+		fmt.Fprintf(&b, "        publish: {allow: [%s]}\n", quoted(r.Publish))
+		fmt.Fprintf(&b, "        subscribe: {allow: [%s]}\n", quoted(r.Subscribe))
+		if r.AllowResponses {
+			b.WriteString("        allow_responses: true\n")
+		}
+		b.WriteString("      }}\n")
+	}
+	b.WriteString("    ]\n  }\n}\n")
+	return b.String(), nil
+}
+
+func quoted(subjects []string) string {
+	q := make([]string, len(subjects))
+	for i, s := range subjects {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, ", ")
+}

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/hailsd/hail/bus"
+	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/config"
+)
+
+// envFile reads a <user>.env that secure init wrote.
+func envFile(t *testing.T, path string) map[string]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "=")
+		if ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// secure init writes a CA, a server certificate, auth.conf and one .env
+// per role; the server runs with them (TLS, the roles as users); a role
+// connects with its .env, and a wrong password or a client without the CA
+// is refused; the roles' permissions hold.
+func TestSecureInitAndServe(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "secure")
+	var out strings.Builder
+	if err := run(t.Context(), []string{"secure", "init", "--dir", dir, "--services", "echo,greeter"}, nil, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"ca.pem", "ca-key.pem", "server.pem", "server-key.pem", "auth.conf", "discovery.env", "router.env", "console.env", "caller.env", "svc-echo.env", "svc-greeter.env"} {
+		st, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if (strings.HasSuffix(f, ".env") || strings.Contains(f, "key") || f == "auth.conf") && st.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s is readable by others: %v", f, st.Mode())
+		}
+	}
+	router := envFile(t, filepath.Join(dir, "router.env"))
+	conf, _ := os.ReadFile(filepath.Join(dir, "auth.conf"))
+	if strings.Contains(string(conf), router["HAIL_NATS_PASSWORD"]) || !strings.Contains(string(conf), "$2a$") {
+		t.Error("auth.conf holds a password in the clear, or no bcrypt hash")
+	}
+
+	port := bustest.FreePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--store-dir", t.TempDir(),
+			"--tls-cert", filepath.Join(dir, "server.pem"), "--tls-key", filepath.Join(dir, "server-key.pem"), "--auth-file", filepath.Join(dir, "auth.conf")},
+			func(string) string { return "" }, io.Discard)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("server: %v", err)
+		}
+	})
+	url := fmt.Sprintf("tls://127.0.0.1:%d", port)
+	connect := func(n config.NATS) (*nats.Conn, error) {
+		opts, err := n.Options()
+		if err != nil {
+			return nil, err
+		}
+		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer ccancel()
+		return bus.Connect(cctx, bus.ConnectOptions{URL: n.URL, Logger: slog.New(slog.DiscardHandler), Extra: opts})
+	}
+	asRole := func(name string) config.NATS {
+		e := envFile(t, filepath.Join(dir, name+".env"))
+		return config.NATS{URL: url, User: e["HAIL_NATS_USER"], Password: e["HAIL_NATS_PASSWORD"], TLS: config.NATSTLS{CA: e["HAIL_NATS_TLS_CA"]}, InboxPrefix: e["HAIL_NATS_INBOX_PREFIX"]}
+	}
+	var disc *nats.Conn
+	bustest.Eventually(t, 15*time.Second, func() error { // the server starting
+		var err error
+		disc, err = connect(asRole("discovery"))
+		return err
+	})
+	defer disc.Close()
+	if _, err := bus.EnsureBuckets(t.Context(), disc, bus.BucketOptions{}); err != nil {
+		t.Fatalf("discovery creates the buckets over TLS, under its role: %v", err)
+	}
+	wrong := asRole("router")
+	wrong.Password = "not-" + wrong.Password
+	if nc, err := connect(wrong); err == nil {
+		nc.Close()
+		t.Error("a wrong password was let in")
+	}
+	noCA := asRole("router")
+	noCA.TLS.CA = ""
+	if nc, err := connect(noCA); err == nil {
+		nc.Close()
+		t.Error("a client without the CA was let in")
+	}
+	if nc, err := connect(config.NATS{URL: url, TLS: config.NATSTLS{CA: filepath.Join(dir, "ca.pem")}}); err == nil {
+		nc.Close()
+		t.Error("a client without credentials was let in")
+	}
+	// The roles hold: svc-echo may not publish a health event.
+	echo := asRole("svc-echo")
+	opts, _ := echo.Options()
+	violations := make(chan error, 4)
+	opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }))
+	nc, err := bus.Connect(t.Context(), bus.ConnectOptions{URL: url, Extra: opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.Publish("hail.health.echo.x", []byte("{}"))
+	_ = nc.Flush()
+	select {
+	case err := <-violations:
+		if !strings.Contains(err.Error(), "ermissions") {
+			t.Errorf("svc-echo publishing a health event: %v", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Error("svc-echo published a health event unrefused")
+	}
+}
+
+// Beyond loopback without auth.file the server refuses to start, unless
+// told insecure.
+func TestOpenOnlyWhenToldInsecure(t *testing.T) {
+	var out strings.Builder
+	err := run(t.Context(), []string{"--listen", "0.0.0.0:4222", "--print-config"}, func(string) string { return "" }, &out)
+	if err == nil || !strings.Contains(err.Error(), "auth.file") {
+		t.Errorf("open listen without auth: %v", err)
+	}
+	if err := run(t.Context(), []string{"--listen", "0.0.0.0:4222", "--insecure", "--print-config"}, func(string) string { return "" }, &out); err != nil {
+		t.Errorf("told insecure: %v", err)
+	}
+}
