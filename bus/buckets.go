@@ -29,10 +29,12 @@ const DefaultNodeTTL = 3 * time.Second
 // (`nats stream view HAIL_EVENTS`).
 const EventsStream = "HAIL_EVENTS"
 
-// Bounds of EventsStream.
+// Bounds of EventsStream and the registry.
 const (
-	EventsMaxAge   = 7 * 24 * time.Hour
-	EventsMaxBytes = 256 << 20
+	EventsMaxAge        = 7 * 24 * time.Hour
+	EventsMaxBytes      = 256 << 20
+	EventsMaxPerSubject = 1000
+	InstancesMaxBytes   = 1 << 30
 )
 
 // Buckets are the region's KV buckets and its event stream.
@@ -115,11 +117,15 @@ func tooFewServers(err error) bool {
 }
 
 func ensure(ctx context.Context, js jetstream.JetStream, replicas int, nodeTTL time.Duration, subjects events.Subjects, keepReplicas bool) (*Buckets, error) {
+	// Size limits, so that nobody who may write a bucket can fill the
+	// servers' disks with it: a value is at most a control message.
 	cfgs := []jetstream.KeyValueConfig{
-		{Bucket: InstancesBucket, Description: "hail registry: <service>.<id> -> InstanceRecord", History: 1, Replicas: replicas},
+		{Bucket: InstancesBucket, Description: "hail registry: <service>.<id> -> InstanceRecord", History: 1, Replicas: replicas,
+			MaxValueSize: events.MaxPayload, MaxBytes: InstancesMaxBytes},
 		{Bucket: NodesBucket, Description: "hail live discovery nodes: <node-id> -> NodeRecord", History: 1, Replicas: replicas,
-			TTL: nodeTTL, LimitMarkerTTL: max(nodeTTL, time.Second)},
-		{Bucket: ConfigBucket, Description: "hail dynamic config: route.<service> -> RouteConfig", History: 5, Replicas: replicas},
+			TTL: nodeTTL, LimitMarkerTTL: max(nodeTTL, time.Second), MaxValueSize: 4 << 10, MaxBytes: 16 << 20},
+		{Bucket: ConfigBucket, Description: "hail dynamic config: route.<service> -> RouteConfig", History: 5, Replicas: replicas,
+			MaxValueSize: events.MaxPayload, MaxBytes: 64 << 20},
 	}
 	kvs := make([]jetstream.KeyValue, len(cfgs))
 	for i, cfg := range cfgs {
@@ -135,8 +141,12 @@ func ensure(ctx context.Context, js jetstream.JetStream, replicas int, nodeTTL t
 		Subjects:    []string{subjects.HealthAll(), subjects.NodeEventAll()},
 		MaxAge:      EventsMaxAge,
 		MaxBytes:    EventsMaxBytes,
-		Discard:     jetstream.DiscardOld,
-		Replicas:    replicas,
+		// One instance's (or node's) events cannot push out everyone
+		// else's history: each subject keeps its last ones only.
+		MaxMsgsPerSubject: EventsMaxPerSubject,
+		MaxMsgSize:        events.MaxPayload,
+		Discard:           jetstream.DiscardOld,
+		Replicas:          replicas,
 	}
 	ev, err := retry(ctx, func(ctx context.Context) (jetstream.Stream, error) { return ensureStream(ctx, js, scfg, keepReplicas) })
 	if err != nil {
@@ -212,7 +222,8 @@ func ensureKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValu
 		cfg.Replicas = have.Replicas
 	}
 	if have.MaxMsgsPerSubject == int64(max(cfg.History, 1)) && have.MaxAge == cfg.TTL &&
-		have.SubjectDeleteMarkerTTL == cfg.LimitMarkerTTL && have.Replicas == cfg.Replicas {
+		have.SubjectDeleteMarkerTTL == cfg.LimitMarkerTTL && have.Replicas == cfg.Replicas &&
+		have.MaxMsgSize == cfg.MaxValueSize && have.MaxBytes == cfg.MaxBytes {
 		return kv, nil
 	}
 	return js.UpdateKeyValue(ctx, cfg)
@@ -231,7 +242,8 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 	if keepReplicas {
 		cfg.Replicas = have.Replicas
 	}
-	if slices.Equal(have.Subjects, cfg.Subjects) && have.MaxAge == cfg.MaxAge && have.MaxBytes == cfg.MaxBytes && have.Replicas == cfg.Replicas {
+	if slices.Equal(have.Subjects, cfg.Subjects) && have.MaxAge == cfg.MaxAge && have.MaxBytes == cfg.MaxBytes && have.Replicas == cfg.Replicas &&
+		have.MaxMsgsPerSubject == cfg.MaxMsgsPerSubject && have.MaxMsgSize == cfg.MaxMsgSize {
 		return st, nil
 	}
 	return js.UpdateStream(ctx, cfg)

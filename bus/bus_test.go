@@ -183,3 +183,24 @@ func TestBucketsFallBackOnSmallCluster(t *testing.T) {
 		t.Errorf("replicas = %d on a 2-server cluster, want 2", b.Replicas)
 	}
 }
+
+// Whoever may write a bucket cannot fill the servers with it: a value
+// over a control message is refused, and the event stream keeps each
+// subject's last events only.
+func TestBucketsBounded(t *testing.T) {
+	nc := bustest.Connect(t, bustest.RunServer(t).ClientURL())
+	kv := bustest.Buckets(t, nc)
+	if _, err := kv.Instances.Put(t.Context(), "echo.x", make([]byte, 70<<10)); err == nil {
+		t.Error("a 70 KiB value was stored in hail_instances")
+	}
+	if _, err := kv.Instances.Put(t.Context(), "echo.y", []byte("{}")); err != nil {
+		t.Errorf("a small value: %v", err)
+	}
+	info, err := kv.Events.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := info.Config; c.MaxMsgsPerSubject != bus.EventsMaxPerSubject || c.MaxBytes != bus.EventsMaxBytes || c.MaxMsgSize <= 0 {
+		t.Errorf("events stream limits %d per subject, %d bytes, %d per message", c.MaxMsgsPerSubject, c.MaxBytes, c.MaxMsgSize)
+	}
+}

@@ -40,9 +40,12 @@ type trafficBook struct {
 	step   time.Duration
 	window int // steps kept
 
-	mu        sync.Mutex
-	routers   map[string]time.Time // when each router last published
-	interval  time.Duration        // the longest interval routers publish at
+	mu      sync.Mutex
+	routers map[string]time.Time // when each router last published
+	// totals are each router's last totals, by router, then by "s:<svc>"
+	// or "i:<id>": a snapshot adds its difference with them.
+	totals    map[string]map[string]events.Traffic
+	interval  time.Duration // the longest interval routers publish at
 	services  map[string]map[int64]events.Traffic
 	instances map[string]map[int64]events.Traffic
 }
@@ -50,7 +53,8 @@ type trafficBook struct {
 func newTrafficBook(step time.Duration, window time.Duration) *trafficBook {
 	return &trafficBook{
 		step: step, window: int(window / step),
-		routers: map[string]time.Time{}, services: map[string]map[int64]events.Traffic{}, instances: map[string]map[int64]events.Traffic{},
+		routers: map[string]time.Time{}, totals: map[string]map[string]events.Traffic{},
+		services: map[string]map[int64]events.Traffic{}, instances: map[string]map[int64]events.Traffic{},
 	}
 }
 
@@ -78,10 +82,38 @@ func (b *trafficBook) add(s events.RouterStats, now time.Time) {
 			}
 		}
 	}
+	last := b.totals[s.Router]
+	first := last == nil
+	if first {
+		last = map[string]events.Traffic{}
+		b.totals[s.Router] = last
+	}
+	change := func(key string, total events.Traffic) events.Traffic {
+		d := total.Sub(last[key])
+		last[key] = total
+		return d
+	}
 	for _, svc := range s.Services {
-		put(b.services, svc.Service, svc.Calls)
+		calls := change("s:"+svc.Service, svc.Calls)
+		insts := map[string]events.Traffic{}
 		for id, t := range svc.Instances {
+			insts[id] = change("i:"+id, t)
+		}
+		if first {
+			// A router's first snapshot is the baseline: a console that
+			// starts after it does not draw its whole history as one step.
+			continue
+		}
+		put(b.services, svc.Service, calls)
+		for id, t := range insts {
 			put(b.instances, id, t)
+		}
+	}
+	// Routers gone for a window are forgotten.
+	for r, at := range b.routers {
+		if now.Sub(at) > time.Duration(b.window)*b.step {
+			delete(b.routers, r)
+			delete(b.totals, r)
 		}
 	}
 }

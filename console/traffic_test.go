@@ -16,13 +16,19 @@ func TestTrafficBook(t *testing.T) {
 	if v := b.Service("echo", t0); v.State != TrafficNoRouter {
 		t.Errorf("before any snapshot: %s", v.State)
 	}
+	// Routers publish totals; snap adds requests to them.
+	var total events.Traffic
 	snap := func(at time.Duration, requests, errors int64) {
 		s := events.RouterStats{Router: router, IntervalMS: 5000}
 		if requests > 0 {
 			lat := make([]int64, len(events.LatencyBucketsMS)+1)
 			lat[1] = requests - requests/10 // 1 ms
 			lat[5] = requests / 10          // 25 ms
-			tr := events.Traffic{Requests: requests, Errors: errors, LatencyMS: lat}
+			total.Add(events.Traffic{Requests: requests, Errors: errors, LatencyMS: lat})
+		}
+		if total.Requests > 0 {
+			tr := total
+			tr.LatencyMS = append([]int64(nil), total.LatencyMS...)
 			s.Services = []events.ServiceStats{{Service: "echo", Calls: tr, Instances: map[string]events.Traffic{inst: tr}}}
 		}
 		b.add(s, t0.Add(at))
@@ -44,6 +50,7 @@ func TestTrafficBook(t *testing.T) {
 	if iv := b.Instance(inst, t0.Add(55*time.Second)); iv.RPS < 19.9 || iv.State != TrafficServing {
 		t.Errorf("instance: %+v", iv)
 	}
+
 	// The router keeps publishing, nothing is routed: stopped, then idle
 	// once the window has passed.
 	for i := 12; i < 20; i++ {
@@ -69,5 +76,29 @@ func TestSparkline(t *testing.T) {
 	}
 	if s := string(sparkline(make([]float64, 10))); strings.Contains(s, "<polyline") {
 		t.Errorf("an empty series draws a line: %s", s)
+	}
+}
+
+// Routers publish totals: a snapshot lost on the way loses no request, the
+// next one carries it.
+func TestTrafficBookLostSnapshot(t *testing.T) {
+	const router = "0190f1b6-3c4d-7e8f-9a0b-1c2d3e4f5a61"
+	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	b := newTrafficBook(5*time.Second, 15*time.Minute)
+	at := func(step int, total int64) {
+		s := events.RouterStats{Router: router, IntervalMS: 5000,
+			Services: []events.ServiceStats{{Service: "echo", Calls: events.Traffic{Requests: total, LatencyMS: []int64{total}}}}}
+		b.add(s, t0.Add(time.Duration(step)*5*time.Second))
+	}
+	at(0, 100) // the baseline: its history is not drawn
+	// The snapshot of step 1 (total 200) is lost.
+	at(2, 300)
+	v := b.Service("echo", t0.Add(10*time.Second))
+	sum := 0.0
+	for _, p := range v.Spark {
+		sum += p * 5
+	}
+	if sum != 200 {
+		t.Errorf("%v requests counted since the baseline, want all 200", sum)
 	}
 }

@@ -4,8 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/discovery"
@@ -152,4 +157,72 @@ func TestInstancesPaging(t *testing.T) {
 	if len(seen) != n {
 		t.Errorf("paged %d instances, want %d", len(seen), n)
 	}
+}
+
+// A request whose reply subject is not under _INBOX. is not answered, so
+// nobody can make a node publish where they may not (a health subject).
+func TestRepliesOnlyToInboxes(t *testing.T) {
+	e := newEnv(t)
+	set := metrics.NewSet()
+	e.StartNode(discovery.Config{Metrics: set})
+	got := make(chan *nats.Msg, 4)
+	sub, err := e.NC.ChanSubscribe("hail.health.echo.forged", got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := e.NC.PublishRequest(subjects.DiscoveryServices(), "hail.health.echo.forged", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	bustest.Eventually(t, 5*time.Second, func() error {
+		var b strings.Builder
+		set.WritePrometheus(&b)
+		if !strings.Contains(b.String(), `hail_discovery_rejected_total{reason="reply_subject"} 1`) {
+			return fmt.Errorf("not counted yet")
+		}
+		return nil
+	})
+	select {
+	case m := <-got:
+		t.Errorf("the node answered on %s: %s", m.Subject, m.Data)
+	default:
+	}
+}
+
+// Entries in hail_nodes that are not a node's (a key that is no UUID, a
+// value that is no NodeRecord of that id) are no members: they cannot take
+// instances away from the real nodes.
+func TestForgedNodesAreNoMembers(t *testing.T) {
+	e := newEnv(t)
+	set := metrics.NewSet()
+	e.StartNode(discovery.Config{Metrics: set})
+	forged := uuid.NewString()
+	for key, value := range map[string]string{"not-a-uuid": `{"id":"not-a-uuid"}`, forged: `{}`, uuid.NewString(): `{"id":"` + forged + `"}`} {
+		if _, err := e.KV.Nodes.Put(t.Context(), key, []byte(value)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	real := uuid.NewString()
+	if _, err := e.KV.Nodes.Put(t.Context(), real, []byte(`{"id":"`+real+`","ts":"2026-12-02T10:00:00Z"}`)); err != nil {
+		t.Fatal(err)
+	}
+	// The watch is ordered: once the real one is counted, the forged ones
+	// before it were seen and refused.
+	bustest.Eventually(t, 5*time.Second, func() error {
+		var b strings.Builder
+		set.WritePrometheus(&b)
+		if !strings.Contains(b.String(), "hail_discovery_nodes 2\n") {
+			return fmt.Errorf("nodes gauge: %s", grepLine(b.String(), "hail_discovery_nodes "))
+		}
+		return nil
+	})
+}
+
+func grepLine(text, prefix string) string {
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	return ""
 }

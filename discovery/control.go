@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 
@@ -24,7 +25,15 @@ const (
 	reasonBadRecord = "bad_record"
 	reasonBadReply  = "bad_reply"
 	reasonIDTaken   = "id_taken"
+	reasonReplyTo   = "reply_subject" // a reply subject outside _INBOX.
 )
+
+// replyable reports whether m may be answered: no reply wanted, or one
+// under _INBOX. (PROTOCOL v1.2), so that nobody can make a node publish
+// where the sender may not (a health subject, say).
+func replyable(m *nats.Msg) bool {
+	return m.Reply == "" || strings.HasPrefix(m.Reply, "_INBOX.")
+}
 
 // controlDecoder runs every check PROTOCOL.md puts on an announce or
 // deregister: size, subject, JSON, field rules, schema, and that the body's

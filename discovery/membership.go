@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hailsd/hail/bus"
+	"github.com/hailsd/hail/events"
 )
 
 // nodeUpdates is a watch of hail_nodes.
@@ -43,7 +45,7 @@ func (w nodeWatch) initial(ctx context.Context, nw nodeUpdates) (map[string]bool
 			if e == nil {
 				return live, nil
 			}
-			if e.Operation() == jetstream.KeyValuePut {
+			if member(e) {
 				live[e.Key()] = true
 			} else {
 				delete(live, e.Key())
@@ -80,13 +82,13 @@ func (w nodeWatch) follow(ctx context.Context, nw nodeUpdates, apply func(id str
 				replace(replay)
 				replay = nil
 			case replay != nil:
-				if e.Operation() == jetstream.KeyValuePut {
+				if member(e) {
 					replay[e.Key()] = true
 				} else {
 					delete(replay, e.Key())
 				}
 			case e != nil:
-				apply(e.Key(), e.Operation() == jetstream.KeyValuePut)
+				apply(e.Key(), member(e))
 			}
 		case <-quiet.C:
 			// Even alone the node sees its own refreshes, so silence
@@ -106,4 +108,16 @@ func (w nodeWatch) follow(ctx context.Context, nw nodeUpdates, apply func(id str
 			return nil
 		}
 	}
+}
+
+// member reports whether a hail_nodes entry stands for a live node: a put
+// under a UUID key holding a valid NodeRecord of that id. Anything else
+// (an entry someone forged, garbage) counts as no node: it cannot take
+// instances away from the real ones.
+func member(e jetstream.KeyValueEntry) bool {
+	if e.Operation() != jetstream.KeyValuePut || events.ValidateID(e.Key()) != nil {
+		return false
+	}
+	var rec events.NodeRecord
+	return json.Unmarshal(e.Value(), &rec) == nil && rec.ID == e.Key()
 }

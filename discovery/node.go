@@ -312,21 +312,33 @@ func (n *Node) publishTargets() {
 func (n *Node) subscribe(ctx context.Context) (*bus.Service, error) {
 	s := n.cfg.Subjects
 	queue := s.DiscoveryQueue()
+	// Only replies to _INBOX. are answered; anything else is dropped and
+	// counted before any work.
+	guard := func(h nats.MsgHandler) nats.MsgHandler {
+		return func(m *nats.Msg) {
+			if !replyable(m) {
+				n.m.rejected(reasonReplyTo).Inc()
+				n.log.Debug("ignoring a request whose reply subject is not under _INBOX.", "subject", truncate(m.Subject), "reply", truncate(m.Reply))
+				return
+			}
+			h(m)
+		}
+	}
 	return bus.AddService(n.nc, micro.Config{
 		Name:        "hail-discovery",
 		Version:     events.Version,
 		Description: "hail discovery node: registrations, heartbeats, registry queries",
 		Metadata:    map[string]string{"node_id": n.id, "az": n.cfg.AZ, "hostname": n.cfg.Hostname},
 	}, []bus.Endpoint{
-		{Name: "announce", Subject: s.AnnounceAll(), Queue: queue, Handler: func(m *nats.Msg) {
+		{Name: "announce", Subject: s.AnnounceAll(), Queue: queue, Handler: guard(func(m *nats.Msg) {
 			n.submit(ctx, func(ctx context.Context) { n.handleAnnounce(ctx, m) })
-		}},
-		{Name: "deregister", Subject: s.DeregisterAll(), Queue: queue, Handler: func(m *nats.Msg) {
+		})},
+		{Name: "deregister", Subject: s.DeregisterAll(), Queue: queue, Handler: guard(func(m *nats.Msg) {
 			n.submit(ctx, func(ctx context.Context) { n.handleDeregister(ctx, m) })
-		}},
-		{Name: "services", Subject: s.DiscoveryServices(), Queue: queue, Handler: n.handleServices},
-		{Name: "instances", Subject: s.DiscoveryInstances(), Queue: queue, Handler: n.handleInstances},
-		{Name: "rtt", Subject: s.DiscoveryRTT(), Handler: n.handleRTT},
+		})},
+		{Name: "services", Subject: s.DiscoveryServices(), Queue: queue, Handler: guard(n.handleServices)},
+		{Name: "instances", Subject: s.DiscoveryInstances(), Queue: queue, Handler: guard(n.handleInstances)},
+		{Name: "rtt", Subject: s.DiscoveryRTT(), Handler: guard(n.handleRTT)},
 	})
 }
 

@@ -513,6 +513,15 @@ func Decode(kind string, data []byte, v any) error {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return fmt.Errorf("%s: %w", kind, invalid("payload is empty; want a JSON object"))
 	}
+	if !utf8.Valid(data) {
+		return fmt.Errorf("%s: %w", kind, invalid("payload is not valid UTF-8"))
+	}
+	if dup := duplicateKey(data); dup != "" {
+		// encoding/json matches names without case and keeps the last:
+		// {"id":A,"ID":B} would pass a schema that checks id and decode
+		// as B.
+		return fmt.Errorf("%s: %w", kind, invalid("key %q appears twice (keys are matched without case)", truncate(dup)))
+	}
 	if err := json.Unmarshal(data, v); err != nil {
 		if errors.Is(err, ErrInvalid) {
 			// A field's own decoder refused its value (Port).
@@ -624,4 +633,48 @@ func DiscoverSpread(data []byte, fallback time.Duration) time.Duration {
 // across the region), at least a second.
 func DiscoverSpreadFor(n int) time.Duration {
 	return max(time.Second, time.Duration(n)*time.Millisecond/2)
+}
+
+// duplicateKey is a key that appears twice, without regard to case, in
+// one object anywhere in data, or "" (also for data that is not JSON: the
+// decoder says what is wrong with it).
+func duplicateKey(data []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var walk func() (string, bool)
+	walk = func() (string, bool) {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		switch tok {
+		case json.Delim('{'):
+			seen := map[string]bool{}
+			for dec.More() {
+				k, err := dec.Token()
+				if err != nil {
+					return "", false
+				}
+				key, _ := k.(string)
+				low := strings.ToLower(key)
+				if seen[low] {
+					return key, true
+				}
+				seen[low] = true
+				if dup, found := walk(); found {
+					return dup, found
+				}
+			}
+			_, _ = dec.Token()
+		case json.Delim('['):
+			for dec.More() {
+				if dup, found := walk(); found {
+					return dup, found
+				}
+			}
+			_, _ = dec.Token()
+		}
+		return "", false
+	}
+	dup, _ := walk()
+	return dup
 }

@@ -436,3 +436,31 @@ func TestDiscoverSpread(t *testing.T) {
 		t.Errorf("spread for 10 = %v", got)
 	}
 }
+
+// The attack of the [security] issue: {"id":A,"ID":B} passed the schema's
+// check of id and decoded as B. Case-variant duplicates anywhere, and
+// invalid UTF-8, are refused.
+func TestDuplicateKeysAndUTF8Refused(t *testing.T) {
+	const other = "0190f1b6-3c4d-7e8f-9a0b-1c2d3e4f5a99"
+	tests := []struct {
+		name, data string
+		bad        string
+	}{
+		{"id and ID", `{"id":"` + testID + `","ID":"` + other + `","service":"echo","endpoints":[{"name":"say"}]}`, "appears twice"},
+		{"same key twice", `{"id":"` + testID + `","service":"echo","service":"echo","endpoints":[{"name":"say"}]}`, "appears twice"},
+		{"nested", `{"id":"` + testID + `","service":"echo","endpoints":[{"name":"say","NAME":"x"}]}`, "appears twice"},
+		{"invalid UTF-8", "{\"id\":\"" + testID + "\",\"service\":\"echo\",\"version\":\"\xff\",\"endpoints\":[{\"name\":\"say\"}]}", "UTF-8"},
+		{"fine", `{"id":"` + testID + `","service":"echo","endpoints":[{"name":"say"}],"metadata":{"a":"1","b":"2"}}`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := DecodeAnnounce([]byte(tt.data))
+			if tt.bad == "" && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if tt.bad != "" && (err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.bad)) {
+				t.Fatalf("error %v, want one saying %q", err, tt.bad)
+			}
+		})
+	}
+}

@@ -2,11 +2,12 @@ package events
 
 import "time"
 
-// RouterStats is a router's traffic since its previous snapshot, published
-// every interval on P.stats.router.<router-id> (this repository's
-// addition): what the console's golden metrics are made of. A router with
-// no traffic publishes too, so a reader can tell "no traffic" from "no
-// router".
+// RouterStats is a router's traffic since it started (totals, so that a
+// snapshot lost on the way loses nothing: readers take the difference with
+// the router's previous one), published every interval on
+// P.stats.router.<router-id> (this repository's addition): what the
+// console's golden metrics are made of. A router with no traffic publishes
+// too, so a reader can tell "no traffic" from "no router".
 type RouterStats struct {
 	Router     string         `json:"router"`
 	TS         time.Time      `json:"ts"`
@@ -45,6 +46,26 @@ func (t *Traffic) Add(o Traffic) {
 			t.LatencyMS[i] += n
 		}
 	}
+}
+
+// Sub is t less o, for the change between two totals; a total that went
+// down (its counter started again) counts as new.
+func (t Traffic) Sub(o Traffic) Traffic {
+	if t.Requests < o.Requests || t.Errors < o.Errors {
+		return t
+	}
+	out := Traffic{Requests: t.Requests - o.Requests, Errors: t.Errors - o.Errors}
+	if out.Requests == 0 {
+		return out
+	}
+	out.LatencyMS = make([]int64, len(t.LatencyMS))
+	for i, n := range t.LatencyMS {
+		out.LatencyMS[i] = n
+		if i < len(o.LatencyMS) {
+			out.LatencyMS[i] -= o.LatencyMS[i]
+		}
+	}
+	return out
 }
 
 // Quantile is the latency (in ms, a bucket's upper bound) under which q of

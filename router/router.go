@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -161,6 +162,12 @@ func (r *Router) subscribe() (*bus.Service, error) {
 }
 
 func (r *Router) handle(m *nats.Msg) {
+	if m.Reply != "" && !strings.HasPrefix(m.Reply, "_INBOX.") {
+		// Answered only under _INBOX. (PROTOCOL v1.2): nobody makes the
+		// router publish where the sender may not.
+		r.bad.outcome[outcomeBadRequest].Inc()
+		return
+	}
 	service, endpoint, err := r.cfg.Table.Subjects.ParseRoute(m.Subject)
 	if err != nil {
 		r.bad.outcome[outcomeBadRequest].Inc()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -237,4 +238,58 @@ func TestClientSideRouting(t *testing.T) {
 	if !errors.As(err, &rerr) || rerr.Code != events.CodeNotFound {
 		t.Fatalf("unknown service: %v, want a 404 *router.Error", err)
 	}
+}
+
+// The router answers only reply subjects under _INBOX.
+func TestRouterRepliesOnlyToInboxes(t *testing.T) {
+	e := newEnv(t)
+	e.instance(fakeinst.Options{})
+	e.routable("echo", 1)
+	got := make(chan *nats.Msg, 4)
+	sub, err := e.NC.ChanSubscribe("hail.health.echo.forged", got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := e.NC.PublishRequest(subjects.Route("echo", "say"), "hail.health.echo.forged", []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	bustest.Eventually(t, 5*time.Second, func() error {
+		var b strings.Builder
+		e.metrics.WritePrometheus(&b)
+		if !strings.Contains(b.String(), `hail_router_requests_total{service="_unknown",endpoint="_unknown",outcome="bad_request"} 1`) {
+			return fmt.Errorf("not counted yet")
+		}
+		return nil
+	})
+	select {
+	case m := <-got:
+		t.Errorf("the router answered on %s: %q", m.Subject, m.Data)
+	default:
+	}
+}
+
+// A health event about one instance published on another's subject is
+// forged: it takes nothing out.
+func TestForgedHealthEventIgnored(t *testing.T) {
+	e := newEnv(t)
+	a := e.instance(fakeinst.Options{})
+	b := e.instance(fakeinst.Options{})
+	e.routable("echo", 2)
+	forged := fmt.Sprintf(`{"id":%q,"service":"echo","status":"critical","previous":"passing","node":%q,"ts":%q}`,
+		a.ID, b.ID, time.Now().UTC().Format(time.RFC3339Nano))
+	for range 3 {
+		if err := e.NC.Publish(subjects.Health("echo", b.ID), []byte(forged)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bustest.Eventually(t, 5*time.Second, func() error {
+		var s strings.Builder
+		e.metrics.WritePrometheus(&s)
+		if !strings.Contains(s.String(), `hail_router_rejected_total{reason="bad_event"} 3`) {
+			return fmt.Errorf("forged events not counted yet")
+		}
+		return nil
+	})
+	e.routable("echo", 2) // a still answers
 }

@@ -36,15 +36,17 @@ func (t *traffic) add(latency time.Duration, failed bool) {
 	t.buckets[i].Add(1)
 }
 
-// take returns the counts since the last take and starts again from 0.
-func (t *traffic) take() events.Traffic {
-	out := events.Traffic{Requests: t.requests.Swap(0), Errors: t.errors.Swap(0)}
+// total returns the counts so far. Snapshots carry totals, not the change
+// since the last one: a snapshot lost on the way (core NATS is at most
+// once) loses nothing, the next one has it.
+func (t *traffic) total() events.Traffic {
+	out := events.Traffic{Requests: t.requests.Load(), Errors: t.errors.Load()}
 	if out.Requests == 0 {
 		return out
 	}
 	out.LatencyMS = make([]int64, len(t.buckets))
 	for i := range t.buckets {
-		out.LatencyMS[i] = t.buckets[i].Swap(0)
+		out.LatencyMS[i] = t.buckets[i].Load()
 	}
 	return out
 }
@@ -92,16 +94,16 @@ func publishTraffic(ctx context.Context, nc *nats.Conn, table *Table, id string,
 	}
 }
 
-// snapshot takes every service's traffic since the last one.
+// snapshot is every service's traffic so far.
 func snapshot(table *Table, id string, now time.Time, every time.Duration) events.RouterStats {
 	out := events.RouterStats{Router: id, TS: now.UTC(), IntervalMS: every.Milliseconds()}
 	for name, v := range *table.views.Load() {
 		s := events.ServiceStats{Service: name}
 		for _, ep := range v.endpoints {
-			s.Calls.Add(ep.stats.traffic.take())
+			s.Calls.Add(ep.stats.traffic.total())
 		}
 		for id, l := range v.loads {
-			if t := l.traffic.take(); t.Requests > 0 {
+			if t := l.traffic.total(); t.Requests > 0 {
 				if s.Instances == nil {
 					s.Instances = map[string]events.Traffic{}
 				}

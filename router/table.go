@@ -337,6 +337,13 @@ func (t *Table) onHealth(m *nats.Msg, downs chan<- healthDown) {
 		t.log.Debug("ignoring invalid health event", "subject", m.Subject, "err", err)
 		return
 	}
+	if events.ValidateService(ev.Service) != nil || events.ValidateID(ev.ID) != nil || m.Subject != t.cfg.Subjects.Health(ev.Service, ev.ID) {
+		// An event about one instance published on another's subject is
+		// forged (or broken): it takes nothing out.
+		t.m.badEvents.Inc()
+		t.log.Debug("ignoring a health event whose subject is not its instance's", "subject", m.Subject)
+		return
+	}
 	if ev.Status != events.Critical && ev.Status != events.Deregistered {
 		// Only the registry brings an instance in: a record must exist
 		// before anything is sent to it.
