@@ -226,3 +226,17 @@ func grepLine(text, prefix string) string {
 	}
 	return ""
 }
+
+// A key holding garbage does not lock its instance out: the next valid
+// announce replaces it.
+func TestAnnounceOverwritesGarbage(t *testing.T) {
+	e := newEnv(t)
+	e.StartNode(discovery.Config{})
+	f := e.fake("echo")
+	key := events.InstanceKey("echo", f.ID)
+	if _, err := e.KV.Instances.Put(t.Context(), key, []byte("garbage")); err != nil {
+		t.Fatal(err)
+	}
+	e.mustAnnounce(f)
+	e.waitStatus(key, events.Passing, 5*time.Second)
+}

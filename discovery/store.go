@@ -50,8 +50,21 @@ func (s recordStore) create(ctx context.Context, rec events.InstanceRecord) (rev
 			return 0, cur, false, fmt.Errorf("read existing record %s: %w", rec.Key(), gerr)
 		}
 		cur, derr := events.DecodeInstanceRecord(e.Value())
+		if derr == nil && cur.Key() != rec.Key() {
+			derr = fmt.Errorf("record for %s stored under key %s", cur.Key(), rec.Key())
+		}
 		if derr != nil {
-			return 0, cur, false, fmt.Errorf("existing record %s: %w", rec.Key(), derr)
+			// Garbage under the key (someone's `nats kv put`): the valid
+			// announce takes its place, revision-checked.
+			s.m.rejected(reasonBadRecord).Inc()
+			s.log.Warn("replacing an invalid record with an announced one", "key", rec.Key(), "revision", e.Revision(), "err", derr)
+			rev, err := s.kv.Instances.Update(kctx, rec.Key(), data, e.Revision())
+			if err != nil {
+				s.m.kvErrors.Inc()
+				return 0, cur, false, fmt.Errorf("replace invalid record %s: %w", rec.Key(), err)
+			}
+			s.m.kvWrites("update").Inc()
+			return rev, events.InstanceRecord{}, false, nil
 		}
 		return e.Revision(), cur, true, nil
 	}
