@@ -17,7 +17,7 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 	owned := make(map[string]instanceState, n.owned.len())
 	for _, r := range results {
 		if t := n.owned.id(r.ID); t != nil {
-			owned[r.ID] = instanceState{Judge: t.judge, CriticalSince: t.criticalSince, Checks: t.rec.Checks}
+			owned[r.ID] = instanceState{Judge: t.judge, CriticalSince: t.criticalSince, Checks: t.rec.Checks, Answered: t.answered}
 		}
 	}
 	timing := n.Timing()
@@ -39,7 +39,7 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 	}
 	for id, st := range d.Judged {
 		t := n.owned.id(id)
-		t.judge, t.criticalSince = st.Judge, st.CriticalSince
+		t.judge, t.criticalSince, t.answered = st.Judge, st.CriticalSince, st.Answered
 	}
 
 	ts := make([]*tracked, len(d.Transitions))
@@ -69,7 +69,7 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 			t.judge = c.Next.Judge
 			continue
 		}
-		t.judge, t.criticalSince = c.Next.Judge, c.Next.CriticalSince
+		t.judge, t.criticalSince, t.answered = c.Next.Judge, c.Next.CriticalSince, c.Next.Answered
 		if !c.StatusChanged {
 			n.log.Debug("instance checks changed", "service", t.rec.Service, "instance_id", t.rec.ID, "status", status)
 			continue

@@ -18,6 +18,9 @@ type tracked struct {
 	// criticalSince is when it was first critical and silent in its
 	// current run of missed heartbeats (see instanceState).
 	criticalSince time.Time
+	// answered: it answered a heartbeat since this node tracks it (see
+	// instanceState).
+	answered bool
 }
 
 // ownedSet is the instances a node owns and heartbeats. It is used by the
@@ -54,6 +57,9 @@ func (o *ownedSet) track(rec events.InstanceRecord, rev uint64) *tracked {
 // claimed (takeUnclaimed).
 func (o *ownedSet) adopt(rec events.InstanceRecord, rev uint64, self string) *tracked {
 	t := o.track(rec, rev)
+	// Taken over from another node (or from before a restart): it was
+	// judged before, so it counts as one that answers.
+	t.answered = rec.Status != events.Critical
 	if rec.Node != self {
 		o.unclaimed = append(o.unclaimed, t)
 	}

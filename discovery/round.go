@@ -19,6 +19,11 @@ type instanceState struct {
 	CriticalSince time.Time
 	// Checks are the checks its record holds.
 	Checks []events.CheckResult
+	// Answered: it has answered a heartbeat since this node tracks it.
+	// Only such instances count for self-preservation, so instances that
+	// never answer (registered by someone who wants the node to stop
+	// judging) cannot make it preserve; they go critical and expire.
+	Answered bool
 }
 
 // roundInput is everything a heartbeat round is judged on.
@@ -91,7 +96,7 @@ func decideRound(in roundInput) roundDecision {
 			d.Void++
 			continue
 		}
-		if st.Judge.Status == events.Critical {
+		if st.Judge.Status == events.Critical || !st.Answered {
 			continue
 		}
 		live++
@@ -125,7 +130,7 @@ func decideRound(in roundInput) roundDecision {
 			}
 		}
 		judged, why := heartbeat.Judge(st.Judge, r.Verdict(), in.Timing.Heartbeat.Thresholds())
-		next := instanceState{Judge: judged, Checks: st.Checks}
+		next := instanceState{Judge: judged, Checks: st.Checks, Answered: st.Answered || r.Err == nil}
 		if r.Err == nil {
 			next.CriticalSince = time.Time{}
 		} else if judged.Status == events.Critical {

@@ -21,8 +21,9 @@ func TestDecideRound(t *testing.T) {
 		DeregisterAfter:  time.Minute,
 		SelfPreservation: SelfPreservation{Share: 0.5, MinFailures: 5},
 	}
-	passing := instanceState{Judge: heartbeat.State{Status: events.Passing}}
-	missedTwice := instanceState{Judge: heartbeat.State{Status: events.Passing, Failures: 2}}
+	passing := instanceState{Judge: heartbeat.State{Status: events.Passing}, Answered: true}
+	missedTwice := instanceState{Judge: heartbeat.State{Status: events.Passing, Failures: 2}, Answered: true}
+	neverAnswered := instanceState{Judge: heartbeat.State{Status: events.Passing, Failures: 2}}
 	critical := func(since time.Duration) instanceState {
 		return instanceState{Judge: heartbeat.State{Status: events.Critical}, CriticalSince: t0.Add(-since)}
 	}
@@ -149,6 +150,15 @@ func TestDecideRound(t *testing.T) {
 			map[string]instanceState{"a": passing},
 			[]heartbeat.Result{withChecks(ok("a"), chk("health", events.Passing, ""))},
 			want{transitions: []string{"a:checks"}, sent: 1, rtts: 1}},
+		{"instances that never answered cannot make the node preserve: they are judged",
+			func() map[string]instanceState {
+				m := allPassing(ids("o", 4))
+				for _, id := range ids("n", 10) {
+					m[id] = neverAnswered
+				}
+				return m
+			}(), append(each(ids("n", 10), miss), each(ids("o", 4), ok)...),
+			want{transitions: []string{"n0:critical", "n1:critical", "n2:critical", "n3:critical", "n4:critical", "n5:critical", "n6:critical", "n7:critical", "n8:critical", "n9:critical"}, sent: 14, missed: 10, rtts: 4}},
 		{"critical instances do not count as live",
 			map[string]instanceState{"c0": critical(time.Second), "c1": critical(time.Second), "c2": critical(time.Second),
 				"c3": critical(time.Second), "c4": critical(time.Second), "a": passing},
