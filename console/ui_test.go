@@ -286,6 +286,16 @@ func TestNodeSelfPreservationShown(t *testing.T) {
 	for range 6 {
 		insts = append(insts, fakeinst.Start(t, e.URL, fakeinst.Options{Service: "echo"}))
 	}
+	// Only instances that have answered count for self-preservation: a
+	// second heartbeat means the round of the first one was judged.
+	bustest.Eventually(t, 10*time.Second, func() error {
+		for _, in := range insts {
+			if in.Beats() < 2 {
+				return fmt.Errorf("an instance has had %d heartbeats", in.Beats())
+			}
+		}
+		return nil
+	})
 	for _, in := range insts {
 		in.Silence()
 	}
