@@ -8,6 +8,7 @@ package admin
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/hailsd/hail/config"
 )
 
 // Handler serves /metrics (the program's set plus process metrics),
@@ -44,12 +46,29 @@ func Handler(set *metrics.Set, ready func() bool, ui http.Handler) http.Handler 
 	return mux
 }
 
-// Listen binds addr (which may ask for port 0; the listener says which
-// it got), so a program fails at start on an address it cannot have.
-func Listen(addr string) (net.Listener, error) {
-	l, err := net.Listen("tcp", addr)
+// Listen binds h.Addr (which may ask for port 0; the listener says which
+// it got), with TLS when h.TLS is set, so a program fails at start on an
+// address or certificate it cannot have.
+func Listen(h config.HTTP) (net.Listener, error) {
+	var tc *tls.Config
+	switch {
+	case h.TLS.Cert != "" && h.TLS.Key != "":
+		// Loaded before listening, so a bad file fails the start, not the
+		// first client.
+		cert, err := tls.LoadX509KeyPair(h.TLS.Cert, h.TLS.Key)
+		if err != nil {
+			return nil, fmt.Errorf("http.tls: %w", err)
+		}
+		tc = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	case h.TLS.Cert != "" || h.TLS.Key != "":
+		return nil, fmt.Errorf("http.tls: set both cert and key, or neither")
+	}
+	l, err := net.Listen("tcp", h.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", addr, err)
+		return nil, fmt.Errorf("listen %s: %w", h.Addr, err)
+	}
+	if tc != nil {
+		l = tls.NewListener(l, tc)
 	}
 	return l, nil
 }

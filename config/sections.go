@@ -167,6 +167,14 @@ func (n NATS) Options() ([]nats.Option, error) {
 type HTTP struct {
 	// Addr to listen on, like 127.0.0.1:8081; empty serves no HTTP.
 	Addr string `koanf:"addr"`
+	// TLS serves HTTPS when its cert and key are set.
+	TLS HTTPTLS `koanf:"tls"`
+}
+
+// HTTPTLS is a server certificate and its key, PEM files.
+type HTTPTLS struct {
+	Cert string `koanf:"cert"`
+	Key  string `koanf:"key"`
 }
 
 // Log is the logging section every program has.

@@ -127,7 +127,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	})
 	var l net.Listener
 	if cfg.HTTP.Addr != "" {
-		if l, err = admin.Listen(cfg.HTTP.Addr); err != nil {
+		if l, err = admin.Listen(cfg.HTTP); err != nil {
 			return err
 		}
 	}

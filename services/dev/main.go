@@ -194,7 +194,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		if err != nil {
 			return err
 		}
-		if l, err := admin.Listen(cfg.HTTP.Addr); err != nil {
+		if l, err := admin.Listen(cfg.HTTP); err != nil {
 			log.Warn("no HTTP endpoints", "err", err)
 		} else {
 			ready := func() bool { return nodes[0].Ready() && rt.Ready() && probe.Reachable() }
@@ -208,7 +208,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	}
 	ingressAt := ""
 	if cfg.Ingress.Addr != "" {
-		il, err := admin.Listen(cfg.Ingress.Addr)
+		il, err := admin.Listen(cfg.Ingress)
 		if err != nil {
 			return fmt.Errorf("ingress.addr: %w", err)
 		}

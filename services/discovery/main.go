@@ -2,12 +2,15 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -39,9 +42,22 @@ type Config struct {
 	Prefix           string     `koanf:"prefix"`
 	Node             NodeConfig `koanf:"node"`
 	discovery.Timing `koanf:",flatten,squash"`
-	KV               KVConfig    `koanf:"kv"`
-	HTTP             config.HTTP `koanf:"http"`
-	Log              config.Log  `koanf:"log"`
+	KV               KVConfig      `koanf:"kv"`
+	HTTP             config.HTTP   `koanf:"http"`
+	Console          ConsoleConfig `koanf:"console"`
+	Log              config.Log    `koanf:"log"`
+}
+
+// ConsoleConfig guards the console served on http.addr (the probes and
+// /metrics stay open).
+type ConsoleConfig struct {
+	// TokensFile holds "<read|write> sha256:<hex>" lines (hash a token
+	// with `discovery hash-token`). Empty: no authentication.
+	TokensFile string `koanf:"tokens_file"`
+	// Hosts the Host header may name; empty allows any.
+	Hosts []string `koanf:"hosts"`
+	// Insecure lets the console listen beyond loopback without tokens.
+	Insecure bool `koanf:"insecure"`
 }
 
 // NodeConfig describes this node.
@@ -121,6 +137,11 @@ func (c *Config) Validate() error {
 	if c.SelfPreservation.MinFailures < 1 {
 		add(config.FieldError("self_preservation.min_failures", "%d is below 1", c.SelfPreservation.MinFailures))
 	}
+	if c.HTTP.Addr != "" && c.Console.TokensFile == "" && !c.Console.Insecure {
+		if host, _, err := net.SplitHostPort(c.HTTP.Addr); err == nil && !loopback(host) {
+			add(config.FieldError("console.tokens_file", "http.addr %s is reachable beyond this machine: set console.tokens_file, or console.insecure to serve the console to anyone who reaches it", c.HTTP.Addr))
+		}
+	}
 	if c.KV.Replicas < 0 || c.KV.Replicas > 5 {
 		add(config.FieldError("kv.replicas", "%d is out of range 0..5", c.KV.Replicas))
 	}
@@ -131,7 +152,31 @@ func (c *Config) Validate() error {
 // file (log.level too).
 var reloadable = []string{"heartbeat.", "deregister_after", "self_preservation."}
 
+// loopback reports whether host is only reachable from this machine.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// hashToken prints the tokens-file hash of the token on in's first line,
+// read from stdin so that it stays out of shell history and ps.
+func hashToken(in io.Reader, out io.Writer) error {
+	line, err := bufio.NewReader(in).ReadString('\n')
+	tok := strings.TrimSpace(line)
+	if tok == "" {
+		return fmt.Errorf("hash-token: give the token on stdin (%v)", err)
+	}
+	_, err = fmt.Fprintln(out, console.HashToken(tok))
+	return err
+}
+
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
+	if len(args) > 0 && args[0] == "hash-token" {
+		return hashToken(os.Stdin, out)
+	}
 	cfg := defaults()
 	loaded, err := config.Start(cfg, "discovery", args, getenv, out)
 	if loaded == nil || err != nil {
@@ -184,14 +229,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		if err != nil {
 			return err
 		}
-		l, err := admin.Listen(cfg.HTTP.Addr)
+		guard := console.Guard{Hosts: cfg.Console.Hosts}
+		if cfg.Console.TokensFile != "" {
+			if guard.Tokens, err = console.LoadTokens(cfg.Console.TokensFile); err != nil {
+				return err
+			}
+		}
+		l, err := admin.Listen(cfg.HTTP)
 		if err != nil {
 			return err
 		}
 		ready := func() bool { return node.Ready() && probe.Reachable() }
 		g.Go(func() error { return region.Run(gctx) })
 		g.Go(func() error { return probe.Run(gctx) })
-		g.Go(func() error { return admin.Serve(gctx, l, admin.Handler(set, ready, region.Handler()), log) })
+		g.Go(func() error {
+			return admin.Serve(gctx, l, admin.Handler(set, ready, guard.Wrap(region.Handler())), log)
+		})
 	}
 	g.Go(func() error { return node.Run(gctx) })
 	return g.Wait()

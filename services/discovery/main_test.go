@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/console"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/internal/testlog"
 )
@@ -116,6 +119,71 @@ func TestRunMetricsEndpoint(t *testing.T) {
 	}
 }
 
+// The console behind tokens, the probes and /metrics open.
+func TestConsoleNeedsAToken(t *testing.T) {
+	s := bustest.RunServer(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte("read "+console.HashToken("let-me-read")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", bustest.FreePort(t))
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--nats-url", s.ClientURL(), "--http-addr", addr}, envFrom(map[string]string{"HAIL_CONSOLE_TOKENS_FILE": tokens}), io.Discard)
+	}()
+	get := func(path, token string) int {
+		req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	bustest.Eventually(t, 10*time.Second, func() error {
+		if c := get("/readyz", ""); c != 200 {
+			return fmt.Errorf("readyz %d", c)
+		}
+		return nil
+	})
+	for _, tc := range []struct {
+		path, token string
+		want        int
+	}{
+		{"/api/services", "", http.StatusUnauthorized},
+		{"/api/services", "wrong", http.StatusUnauthorized},
+		{"/api/services", "let-me-read", http.StatusOK},
+		{"/metrics", "", http.StatusOK},
+		{"/healthz", "", http.StatusOK},
+	} {
+		if c := get(tc.path, tc.token); c != tc.want {
+			t.Errorf("GET %s with token %q: %d, want %d", tc.path, tc.token, c, tc.want)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestHashToken(t *testing.T) {
+	var out bytes.Buffer
+	if err := hashToken(strings.NewReader("s3cret\n"), &out); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(out.String()); got != console.HashToken("s3cret") {
+		t.Fatalf("hash-token printed %q", got)
+	}
+	if err := hashToken(strings.NewReader(""), &out); err == nil {
+		t.Fatal("hash-token of nothing: no error")
+	}
+}
+
 func TestConfigErrorsNameField(t *testing.T) {
 	tests := []struct {
 		args []string
@@ -127,6 +195,7 @@ func TestConfigErrorsNameField(t *testing.T) {
 		{[]string{"--prefix", "hail.*"}, nil, "prefix"},
 		{[]string{"--node-id", "node-1"}, nil, "node.id"},
 		{[]string{"--log-level", "chatty"}, nil, "log.level"},
+		{[]string{"--http-addr", "0.0.0.0:8081"}, nil, "console.tokens_file"},
 	}
 	for _, tt := range tests {
 		err := run(context.Background(), tt.args, envFrom(tt.env), io.Discard)

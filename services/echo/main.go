@@ -119,7 +119,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	// drains; the instance deregisters and drains first.
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.HTTP.Addr != "" {
-		l, err := admin.Listen(cfg.HTTP.Addr)
+		l, err := admin.Listen(cfg.HTTP)
 		if err != nil {
 			_ = inst.Shutdown(context.WithoutCancel(ctx))
 			return err

@@ -188,7 +188,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		return nil
 	})
 	if cfg.Ingress.Addr != "" {
-		il, err := admin.Listen(cfg.Ingress.Addr)
+		il, err := admin.Listen(cfg.Ingress)
 		if err != nil {
 			return fmt.Errorf("ingress.addr: %w", err)
 		}
@@ -199,7 +199,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		if err != nil {
 			return err
 		}
-		l, err := admin.Listen(cfg.HTTP.Addr)
+		l, err := admin.Listen(cfg.HTTP)
 		if err != nil {
 			return err
 		}

@@ -49,7 +49,7 @@
   function send(method, url, body) {
     return fetch(url, {
       method: method,
-      headers: body === undefined ? {} : { "Content-Type": "application/json" },
+      headers: { "Content-Type": "application/json" },
       body: body === undefined ? undefined : JSON.stringify(body)
     }).then(function (r) {
       if (r.status === 204) return null;

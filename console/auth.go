@@ -1,0 +1,255 @@
+package console
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
+	"html"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+)
+
+// Scope is what a console token may do.
+type Scope int
+
+const (
+	// ScopeNone: no valid token.
+	ScopeNone Scope = iota
+	// ScopeRead sees everything and changes nothing.
+	ScopeRead
+	// ScopeWrite may also change routes and drain instances.
+	ScopeWrite
+)
+
+// cookieName holds a token set by the login form.
+const cookieName = "hail_console"
+
+// Tokens are the console's tokens, kept as SHA-256 hashes so that the
+// file (and the process's memory) never hold one that works.
+type Tokens struct {
+	hashes map[[sha256.Size]byte]Scope
+}
+
+// HashToken is how a token is written in a tokens file: "sha256:" and the
+// hex SHA-256 of the token.
+func HashToken(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return "sha256:" + hex.EncodeToString(h[:])
+}
+
+// ParseTokens reads a tokens file: one "<read|write> sha256:<hex>" per
+// line; blank lines and lines starting with # are skipped. Errors name the
+// line, never its hash.
+func ParseTokens(text string) (*Tokens, error) {
+	t := &Tokens{hashes: map[[sha256.Size]byte]Scope{}}
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			return nil, fmt.Errorf("tokens line %d: want \"<read|write> sha256:<hex>\"", n)
+		}
+		var s Scope
+		switch f[0] {
+		case "read":
+			s = ScopeRead
+		case "write":
+			s = ScopeWrite
+		default:
+			return nil, fmt.Errorf("tokens line %d: scope %q is not read or write", n, f[0])
+		}
+		hx, ok := strings.CutPrefix(f[1], "sha256:")
+		b, err := hex.DecodeString(hx)
+		if !ok || err != nil || len(b) != sha256.Size {
+			return nil, fmt.Errorf("tokens line %d: the hash is not sha256:<64 hex digits> (write tokens with `discovery hash-token`)", n)
+		}
+		t.hashes[[sha256.Size]byte(b)] = s
+	}
+	if len(t.hashes) == 0 {
+		return nil, fmt.Errorf("tokens: no token")
+	}
+	return t, nil
+}
+
+// LoadTokens reads a tokens file (see ParseTokens).
+func LoadTokens(path string) (*Tokens, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("console tokens: %w", err)
+	}
+	t, err := ParseTokens(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("console %s: %w", path, err)
+	}
+	return t, nil
+}
+
+// Scope is what token may do.
+func (t *Tokens) Scope(token string) Scope {
+	if t == nil || token == "" {
+		return ScopeNone
+	}
+	h := sha256.Sum256([]byte(token))
+	// Comparing hashes of a secret leaks nothing useful about it, but stay
+	// constant-time per entry anyway.
+	best := ScopeNone
+	for k, s := range t.hashes {
+		if subtle.ConstantTimeCompare(k[:], h[:]) == 1 {
+			best = s
+		}
+	}
+	return best
+}
+
+// Guard puts the console behind tokens, origin checks and browser
+// hardening headers. Probes and /metrics are not behind it: it wraps only
+// the console's handler.
+type Guard struct {
+	// Tokens; nil lets everyone read and write (loopback, or insecure).
+	Tokens *Tokens
+	// Hosts the Host header may name (host or host:port); empty allows any.
+	Hosts []string
+}
+
+const csp = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+
+// Wrap returns h behind the guard.
+func (g Guard) Wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Content-Security-Policy", csp)
+		hd.Set("X-Frame-Options", "DENY")
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("Referrer-Policy", "same-origin")
+		if !g.hostAllowed(r.Host) {
+			httpError(w, http.StatusMisdirectedRequest, "host %q is not one this console answers for", r.Host)
+			return
+		}
+		write := r.Method != http.MethodGet && r.Method != http.MethodHead
+		if write {
+			if why := crossOrigin(r); why != "" {
+				httpError(w, http.StatusForbidden, "cross-origin write refused: %s", why)
+				return
+			}
+		}
+		if r.URL.Path == "/login" {
+			g.login(w, r)
+			return
+		}
+		if g.Tokens != nil {
+			s := g.Tokens.Scope(token(r))
+			switch {
+			case s == ScopeNone && !write && r.URL.Path == "/" && !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer "):
+				http.Redirect(w, r, "/login", http.StatusSeeOther)
+				return
+			case s == ScopeNone:
+				hd.Set("WWW-Authenticate", `Bearer realm="hail console"`)
+				httpError(w, http.StatusUnauthorized, "a console token is needed (Authorization: Bearer <token>, or log in at /login)")
+				return
+			case write && s < ScopeWrite:
+				httpError(w, http.StatusForbidden, "this token may read, not write")
+				return
+			}
+		}
+		if write && !isJSON(r.Header.Get("Content-Type")) {
+			// A form post from another site cannot set this type without a
+			// preflight, which same-origin answers refuse.
+			httpError(w, http.StatusUnsupportedMediaType, "writes take Content-Type: application/json")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (g Guard) hostAllowed(host string) bool {
+	if len(g.Hosts) == 0 {
+		return true
+	}
+	name := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		name = h
+	}
+	for _, a := range g.Hosts {
+		if strings.EqualFold(a, host) || strings.EqualFold(a, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// crossOrigin says why a write did not come from the console's own page,
+// or "" when it did (or came from a non-browser client, which sends
+// neither header and needs a token anyway).
+func crossOrigin(r *http.Request) string {
+	switch s := r.Header.Get("Sec-Fetch-Site"); s {
+	case "", "same-origin", "none":
+	default:
+		return "Sec-Fetch-Site is " + s
+	}
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return ""
+	}
+	u, err := url.Parse(o)
+	if err != nil || !strings.EqualFold(u.Host, r.Host) {
+		return "Origin " + o + " is not " + r.Host
+	}
+	return ""
+}
+
+func isJSON(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "application/json")
+}
+
+func token(r *http.Request) string {
+	if t, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		return strings.TrimSpace(t)
+	}
+	if c, err := r.Cookie(cookieName); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+const loginPage = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>hail console: log in</title>
+<link rel="stylesheet" href="/static/style.css"></head><body><main><h1>hail console</h1>
+<form method="post" action="/login"><label>Token <input type="password" name="token" autocomplete="current-password" required></label>
+<button type="submit">Log in</button></form><p class="error">%s</p></main></body></html>`
+
+// login serves the form and, on a valid token, sets it as an HttpOnly,
+// SameSite=Strict cookie. The form post is the one write that is not JSON;
+// the origin check above still applies to it.
+func (g Guard) login(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		fmt.Fprintf(w, loginPage, "")
+	case http.MethodPost:
+		r.Body = http.MaxBytesReader(w, r.Body, 4096)
+		tok := r.PostFormValue("token")
+		if g.Tokens == nil || g.Tokens.Scope(tok) == ScopeNone {
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprintf(w, loginPage, html.EscapeString("That token is not one of this console's."))
+			return
+		}
+		http.SetCookie(w, &http.Cookie{Name: cookieName, Value: tok, Path: "/", HttpOnly: true,
+			SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		httpError(w, http.StatusMethodNotAllowed, "login takes GET or POST")
+	}
+}
+
+func httpError(w http.ResponseWriter, code int, format string, args ...any) {
+	writeJSON(w, code, map[string]string{"error": fmt.Sprintf(format, args...)})
+}
