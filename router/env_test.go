@@ -1,6 +1,7 @@
 package router_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -30,10 +31,32 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, router.TableConfig{})
+}
+
+// newEnvWith is newEnv with the router's table configured (Metrics is the
+// env's).
+func newEnvWith(t *testing.T, tc router.TableConfig) *env {
+	t.Helper()
 	e := &env{Region: regiontest.New(t), metrics: metrics.NewSet()}
 	e.StartNode(discovery.Config{})
-	e.router = e.StartRouter(router.Config{Table: router.TableConfig{Metrics: e.metrics}})
+	tc.Metrics = e.metrics
+	e.router = e.StartRouter(router.Config{Table: tc})
 	return e
+}
+
+// owner is the node the registry names as the instance's owner.
+func (e *env) owner(service, id string) string {
+	e.T.Helper()
+	entry, err := e.KV.Instances.Get(e.T.Context(), events.InstanceKey(service, id))
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	var rec events.InstanceRecord
+	if err := json.Unmarshal(entry.Value(), &rec); err != nil {
+		e.T.Fatal(err)
+	}
+	return rec.Node
 }
 
 func (e *env) instance(o fakeinst.Options) *fakeinst.Instance {

@@ -29,9 +29,19 @@ type TableConfig struct {
 	// Metrics receives the table's and the forwarder's metrics; nil makes
 	// a private set.
 	Metrics *metrics.Set
+	// DownLapse is how long a health event's down mark holds when the
+	// registry does not confirm it (no newer record arrives). Default 10s.
+	DownLapse time.Duration
 }
 
+// defaultDownLapse: the registry's critical record follows a health
+// event within milliseconds; ten seconds is many heartbeat intervals.
+const defaultDownLapse = 10 * time.Second
+
 func (c *TableConfig) setDefaults() {
+	if c.DownLapse <= 0 {
+		c.DownLapse = defaultDownLapse
+	}
 	d := DefaultRoute()
 	if c.Route == (RouteDefaults{}) {
 		c.Route = d
@@ -114,9 +124,10 @@ type service struct {
 	// statuses are the last status seen of each instance, to tell one
 	// that becomes healthy again; the records are the registry's.
 	statuses map[string]events.Status
-	// down holds ids a health event took out; the next KV revision of
-	// the instance, which is at least as new, decides again.
-	down     map[string]bool
+	// down holds ids a health event took out and when; the next KV
+	// revision of the instance, which is at least as new, decides again,
+	// and a mark the registry never confirms lapses (DownLapse).
+	down     map[string]time.Time
 	loads    map[string]*Load
 	route    events.RouteConfig
 	hasRoute bool
@@ -168,8 +179,8 @@ func (t *Table) SetDefaults(d RouteDefaults) error {
 }
 
 type healthDown struct {
-	service, id string
-	ts          time.Time
+	service, id, node string
+	ts                time.Time
 }
 
 // Run opens the buckets (waiting for discovery to create them), follows
@@ -213,10 +224,14 @@ func (t *Table) Run(ctx context.Context) error {
 // defaults, and publishes views once a burst is over.
 func (t *Table) loop(ctx context.Context, changes <-chan registry.Change, confUpdates <-chan jetstream.KeyValueEntry, downs chan healthDown) error {
 	instLoaded, confLoaded := t.reg.Ready(), false
+	lapse := time.NewTicker(t.cfg.DownLapse / 2)
+	defer lapse.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case now := <-lapse.C:
+			t.lapseDowns(now)
 		case c := <-changes:
 			t.applyChange(c)
 		case <-instLoaded:
@@ -264,7 +279,7 @@ func (t *Table) service(name string) *service {
 	s := t.services[name]
 	if s == nil {
 		s = &service{
-			name: name, statuses: map[string]events.Status{}, down: map[string]bool{},
+			name: name, statuses: map[string]events.Status{}, down: map[string]time.Time{},
 			loads: map[string]*Load{}, state: newServiceState(t.cfg.Ejection, t.cfg.Route),
 		}
 		t.services[name] = s
@@ -350,7 +365,7 @@ func (t *Table) onHealth(m *nats.Msg, downs chan<- healthDown) {
 		return
 	}
 	select {
-	case downs <- healthDown{service: ev.Service, id: ev.ID, ts: ev.TS}:
+	case downs <- healthDown{service: ev.Service, id: ev.ID, node: ev.Node, ts: ev.TS}:
 	default:
 		// The KV watch brings the same news a moment later.
 	}
@@ -365,8 +380,30 @@ func (t *Table) applyDown(d healthDown) {
 	if !ok || rec.Status == events.Critical || rec.UpdatedAt.After(d.ts) {
 		return // gone, already out, or the record is newer than the event
 	}
-	s.down[d.id] = true
+	if d.node == "" || d.node != rec.Node {
+		// Only the node the registry names as the instance's owner judges
+		// it; an event from anyone else takes nothing out.
+		t.m.badEvents.Inc()
+		t.log.Debug("ignoring a health event not from the instance's owner", "service", d.service, "instance_id", d.id, "node", d.node)
+		return
+	}
+	s.down[d.id] = time.Now()
 	t.dirty[d.service] = true
+}
+
+// lapseDowns lifts down marks older than DownLapse: the registry never
+// confirmed them, so the event was stale, lost its record, or was forged
+// by a node that still holds the instance's owner id.
+func (t *Table) lapseDowns(now time.Time) {
+	for name, s := range t.services {
+		for id, at := range s.down {
+			if now.Sub(at) >= t.cfg.DownLapse {
+				delete(s.down, id)
+				t.dirty[name] = true
+				t.log.Info("a health event's down mark lapsed: the registry did not confirm it", "service", name, "instance_id", id)
+			}
+		}
+	}
 }
 
 // publish rebuilds the dirty services' views and swaps the map.
@@ -413,7 +450,8 @@ func (t *Table) build(s *service, recs []events.InstanceRecord) *View {
 				byEndpoint[ep.Name] = nil
 			}
 		}
-		w := t.weight(rec, route, s.down[id])
+		_, down := s.down[id]
+		w := t.weight(rec, route, down)
 		if w <= 0 {
 			continue
 		}

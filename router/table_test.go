@@ -41,7 +41,7 @@ func TestHealthEventTakesInstanceOutAtOnce(t *testing.T) {
 	// A critical event (newer than the record) takes a out before any
 	// KV change...
 	ev, _ := json.Marshal(events.HealthEvent{ID: a.ID, Service: "echo", Status: events.Critical,
-		Previous: events.Passing, Node: uuid.NewString(), TS: time.Now().UTC()})
+		Previous: events.Passing, Node: e.owner("echo", a.ID), TS: time.Now().UTC()})
 	if err := e.NC.Publish(subjects.Health("echo", a.ID), ev); err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestHealthEventTakesInstanceOutAtOnce(t *testing.T) {
 	})
 	// A stale event (older than the record) changes nothing.
 	ev, _ = json.Marshal(events.HealthEvent{ID: a.ID, Service: "echo", Status: events.Critical,
-		Previous: events.Passing, Node: uuid.NewString(), TS: time.Now().Add(-time.Hour).UTC()})
+		Previous: events.Passing, Node: e.owner("echo", a.ID), TS: time.Now().Add(-time.Hour).UTC()})
 	if err := e.NC.Publish(subjects.Health("echo", a.ID), ev); err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +78,59 @@ func TestHealthEventTakesInstanceOutAtOnce(t *testing.T) {
 	if n := e.pickable(); n != 2 {
 		t.Fatalf("%d pickable after a stale event, want 2", n)
 	}
+}
+
+// Only the node the registry names as the instance's owner takes it out
+// with a health event.
+func TestHealthEventFromAnotherNodeIgnored(t *testing.T) {
+	e := newEnv(t)
+	a := e.instance(fakeinst.Options{})
+	e.instance(fakeinst.Options{})
+	e.routable("echo", 2)
+	for _, node := range []string{uuid.NewString(), ""} {
+		ev, _ := json.Marshal(events.HealthEvent{ID: a.ID, Service: "echo", Status: events.Critical,
+			Previous: events.Passing, Node: node, TS: time.Now().UTC()})
+		if err := e.NC.Publish(subjects.Health("echo", a.ID), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bustest.Eventually(t, 5*time.Second, func() error {
+		// The event without a node fails validation, the other the owner
+		// check: both are counted.
+		if got := e.counter(`hail_router_rejected_total{reason="bad_event"}`); got != 2 {
+			return fmt.Errorf("%v bad events counted, want 2", got)
+		}
+		return nil
+	})
+	if n := e.pickable(); n != 2 {
+		t.Fatalf("%d pickable after events from another node, want 2", n)
+	}
+}
+
+// A down mark the registry never confirms (the instance still answers its
+// owner, so its record stays passing) lapses after DownLapse.
+func TestDownMarkLapses(t *testing.T) {
+	e := newEnvWith(t, router.TableConfig{DownLapse: time.Second})
+	a := e.instance(fakeinst.Options{})
+	e.instance(fakeinst.Options{})
+	e.routable("echo", 2)
+	ev, _ := json.Marshal(events.HealthEvent{ID: a.ID, Service: "echo", Status: events.Critical,
+		Previous: events.Passing, Node: e.owner("echo", a.ID), TS: time.Now().Add(time.Hour).UTC()})
+	if err := e.NC.Publish(subjects.Health("echo", a.ID), ev); err != nil {
+		t.Fatal(err)
+	}
+	bustest.Eventually(t, 5*time.Second, func() error {
+		if n := e.pickable(); n != 1 {
+			return fmt.Errorf("%d pickable, want 1 while marked down", n)
+		}
+		return nil
+	})
+	bustest.Eventually(t, 5*time.Second, func() error {
+		if n := e.pickable(); n != 2 {
+			return fmt.Errorf("%d pickable, want 2 once the mark lapsed", n)
+		}
+		return nil
+	})
 }
 
 func TestBadRecordKeepsRouting(t *testing.T) {
