@@ -44,6 +44,8 @@ type Buckets struct {
 	Config    jetstream.KeyValue
 	Events    jetstream.Stream
 	Replicas  int
+	// Options made them (Replicas as found), to make them again.
+	Options BucketOptions
 }
 
 // BucketOptions tunes EnsureBuckets.
@@ -86,6 +88,8 @@ func EnsureBuckets(ctx context.Context, nc *nats.Conn, o BucketOptions) (*Bucket
 	for _, r := range candidates {
 		b, err := ensure(ctx, js, r, ttl, o.Subjects, o.Replicas <= 0)
 		if err == nil {
+			b.Options = o
+			b.Options.Replicas = b.Replicas
 			return b, nil
 		}
 		lastErr = err
@@ -94,6 +98,23 @@ func EnsureBuckets(ctx context.Context, nc *nats.Conn, o BucketOptions) (*Bucket
 		}
 	}
 	return nil, lastErr
+}
+
+// Missing names the buckets and the stream of b that no longer exist (an
+// operator deleted one, say). Any other failure to look is an error: it
+// says nothing of whether they exist.
+func (b *Buckets) Missing(ctx context.Context, js jetstream.JetStream) ([]string, error) {
+	var missing []string
+	for _, name := range []string{"KV_" + InstancesBucket, "KV_" + NodesBucket, "KV_" + ConfigBucket, EventsStream} {
+		_, err := js.Stream(ctx, name)
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			missing = append(missing, name)
+		case err != nil:
+			return nil, fmt.Errorf("look up stream %s: %w", name, err)
+		}
+	}
+	return missing, nil
 }
 
 // JetStream error codes that mean "not that many replicas here".

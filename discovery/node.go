@@ -47,7 +47,9 @@ type Node struct {
 	refresh chan struct{}
 	ready   atomic.Bool
 	serving chan struct{} // closed when the node first becomes ready
-	timing  atomic.Pointer[Timing]
+	// bucketsLost: a bucket was deleted under the node (guardBuckets).
+	bucketsLost atomic.Bool
+	timing      atomic.Pointer[Timing]
 	// rtts is the last answered heartbeat's RTT of each owned instance,
 	// replaced after every round.
 	rtts atomic.Pointer[map[string]time.Duration]
@@ -135,7 +137,7 @@ func (n *Node) interval() time.Duration { return n.timing.Load().Heartbeat.Inter
 
 // Ready reports whether the node is subscribed, serving, and registered in
 // hail_nodes.
-func (n *Node) Ready() bool { return n.ready.Load() }
+func (n *Node) Ready() bool { return n.ready.Load() && !n.bucketsLost.Load() }
 
 // Serving is closed once the node is first ready.
 func (n *Node) Serving() <-chan struct{} { return n.serving }
@@ -179,6 +181,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.tracker = tr
 
 	g.Go(func() error { return n.loop(gctx) })
+	g.Go(func() error { return n.guardBuckets(gctx) })
 	g.Go(func() error { return n.refreshNodeRecord(gctx) })
 	g.Go(func() error {
 		return nodes.follow(gctx, nw, func(id string, live bool) {
