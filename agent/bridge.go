@@ -78,9 +78,10 @@ func (b *bridge) serve(nc *nats.Conn) error {
 	subj := b.s.a.cfg.Subjects
 	for _, ep := range b.s.cfg.Bridge.Endpoints {
 		h := b.handler(ep)
-		sub, err := nc.Subscribe(subj.Inst(b.s.id, ep.Name), h)
+		inst := subj.InstOf(b.s.cfg.Name, b.s.id, ep.Name, b.s.cfg.Scoped)
+		sub, err := nc.Subscribe(inst, h)
 		if err != nil {
-			return fmt.Errorf("subscribe %s: %w", subj.Inst(b.s.id, ep.Name), err)
+			return fmt.Errorf("subscribe %s: %w", inst, err)
 		}
 		b.subs = append(b.subs, sub)
 		qsub, err := nc.QueueSubscribe(subj.Svc(b.s.cfg.Name, ep.Name), subj.QueueGroup(b.s.cfg.Name), h)

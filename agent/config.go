@@ -31,6 +31,10 @@ type ServiceConfig struct {
 	AZ       string            `koanf:"az"`
 	Tags     []string          `koanf:"tags"`
 	Metadata map[string]string `koanf:"metadata"`
+	// Scoped announces "scoped": true (v1.2): heartbeats and bridged
+	// requests on subjects under the service's name, which a
+	// svc-<service> credential can be confined to.
+	Scoped bool `koanf:"scoped"`
 	// Capacity bounds the bridged requests in flight; reported in
 	// heartbeat replies so least_conn and p2c_ewma see the load. Default
 	// 64.

@@ -56,7 +56,7 @@ func (a *Agent) startService(ctx context.Context, cfg ServiceConfig, id string) 
 			return nil, fmt.Errorf("bridge of %s: %w", cfg.Name, err)
 		}
 	}
-	sub, err := a.nc.Subscribe(a.cfg.Subjects.Heartbeat(id), s.answer)
+	sub, err := a.nc.Subscribe(a.cfg.Subjects.HeartbeatOf(cfg.Name, id, cfg.Scoped), s.answer)
 	if err != nil {
 		s.release(ctx)
 		return nil, fmt.Errorf("subscribe heartbeats of %s %s: %w", cfg.Name, id, err)
@@ -100,6 +100,7 @@ func (s *service) announceMsg() events.Announce {
 		Weight: s.cfg.weight(), AZ: s.cfg.AZ, Hostname: s.a.hostname, Metadata: s.cfg.Metadata,
 		Address: s.cfg.Address, Port: events.Port(s.cfg.Port), Tags: s.cfg.Tags,
 		Status: events.WorstStatus(checks), Checks: fitChecks(checks, events.MaxPayload-2048), TS: time.Now().UTC(),
+		Scoped: s.cfg.Scoped,
 	}
 }
 

@@ -95,6 +95,15 @@ func (o *ownedSet) takeUnclaimed() []*tracked {
 	return ts
 }
 
+// setRecord replaces t's record; a change of subjects (scoped) changes the
+// tracker's targets.
+func (o *ownedSet) setRecord(t *tracked, rec events.InstanceRecord, rev uint64) {
+	if rec.Scoped != t.rec.Scoped {
+		o.dirty = true
+	}
+	t.rec, t.rev = rec, rev
+}
+
 // publish makes the tracked ids the tracker's targets, if they changed.
 // One snapshot per batch of changes, not per instance: a registration
 // burst tracks thousands at once.
@@ -103,10 +112,14 @@ func (o *ownedSet) publish() bool {
 		return false
 	}
 	o.dirty = false
-	ids := slices.Collect(maps.Keys(o.byID))
-	o.targets.Store(&ids)
+	targets := make([]string, 0, len(o.byID))
+	for _, t := range o.byID {
+		targets = append(targets, events.HeartbeatTarget(t.rec.Service, t.rec.ID, t.rec.Scoped))
+	}
+	o.targets.Store(&targets)
 	return true
 }
 
-// ids is the tracker's view of what to heartbeat.
+// ids is the tracker's view of what to heartbeat: each instance's
+// events.HeartbeatTarget.
 func (o *ownedSet) ids() []string { return *o.targets.Load() }

@@ -195,7 +195,7 @@ func (n *Node) apply(t *tracked, w written) error {
 	if w.err != nil {
 		return w.err
 	}
-	t.rec, t.rev = w.rec, w.rev
+	n.owned.setRecord(t, w.rec, w.rev)
 	n.reg.Put(w.rec, w.rev)
 	return nil
 }
@@ -233,7 +233,7 @@ func (n *Node) applyChange(ctx context.Context, c registry.Change) {
 		if t.rev >= c.Rev {
 			return
 		}
-		t.rec, t.rev = c.Record, c.Rev
+		n.owned.setRecord(t, c.Record, c.Rev)
 		if c.Record.Status != t.judge.Status {
 			t.judge = heartbeat.State{Status: c.Record.Status}
 		}

@@ -56,6 +56,10 @@ type Announce struct {
 	Tags    []string      `json:"tags,omitempty"`
 	Status  Status        `json:"status,omitempty"`
 	Checks  []CheckResult `json:"checks,omitempty"`
+	// Scoped (v1.2): heartbeat it on P.hb.<service>.<id> and reach it on
+	// P.inst.<service>.<id>.<endpoint>, subjects a credential can be
+	// confined to by service.
+	Scoped bool `json:"scoped,omitempty"`
 }
 
 // The kinds of CheckResult.

@@ -50,6 +50,21 @@ func (s Subjects) DeregisterAll() string { return s.p() + ".deregister.>" }
 // Heartbeat is P.hb.<id>.
 func (s Subjects) Heartbeat(id string) string { return s.p() + ".hb." + id }
 
+// HeartbeatTarget is what follows P.hb. for an instance: <id>, or
+// <service>.<id> when it announced scoped (v1.2). The id stays the last
+// token.
+func HeartbeatTarget(service, id string, scoped bool) string {
+	if scoped {
+		return service + "." + id
+	}
+	return id
+}
+
+// HeartbeatOf is the subject an instance is heartbeated on.
+func (s Subjects) HeartbeatOf(service, id string, scoped bool) string {
+	return s.p() + ".hb." + HeartbeatTarget(service, id, scoped)
+}
+
 // Health is P.health.<service>.<id>.
 func (s Subjects) Health(service, id string) string { return s.p() + ".health." + service + "." + id }
 
@@ -69,6 +84,16 @@ func (s Subjects) QueueGroup(service string) string { return s.p() + "." + servi
 
 // Inst is P.inst.<id>.<endpoint>.
 func (s Subjects) Inst(id, endpoint string) string { return s.p() + ".inst." + id + "." + endpoint }
+
+// InstOf is the subject an instance's endpoint is reached on:
+// P.inst.<id>.<endpoint>, or P.inst.<service>.<id>.<endpoint> when it
+// announced scoped (v1.2).
+func (s Subjects) InstOf(service, id, endpoint string, scoped bool) string {
+	if scoped {
+		return s.p() + ".inst." + service + "." + id + "." + endpoint
+	}
+	return s.Inst(id, endpoint)
+}
 
 // Route is P.route.<service>.<endpoint>.
 func (s Subjects) Route(service, endpoint string) string {

@@ -139,3 +139,20 @@ func FuzzParseInst(f *testing.F) {
 		}
 	})
 }
+
+func TestScopedSubjects(t *testing.T) {
+	s := Subjects{}
+	for _, tc := range []struct {
+		got, want string
+	}{
+		{s.HeartbeatOf("echo", "id1", false), "hail.hb.id1"},
+		{s.HeartbeatOf("com.example.login", "id1", true), "hail.hb.com.example.login.id1"},
+		{s.InstOf("echo", "id1", "say", false), "hail.inst.id1.say"},
+		{s.InstOf("com.example.login", "id1", "say", true), "hail.inst.com.example.login.id1.say"},
+		{HeartbeatTarget("echo", "id1", true), "echo.id1"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("got %s, want %s", tc.got, tc.want)
+		}
+	}
+}

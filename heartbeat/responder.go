@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -17,11 +18,14 @@ type Responder struct {
 	last atomic.Int64 // unix nanos of the last heartbeat
 }
 
-// Respond subscribes P.hb.<id> and answers every heartbeat with report().
+// Respond subscribes P.hb.<target> (events.HeartbeatTarget: the id, or
+// <service>.<id> for a scoped instance) and answers every heartbeat with
+// report().
 // report is called on each beat, so its figures are current.
-func Respond(nc *nats.Conn, subjects events.Subjects, id string, report func() events.HeartbeatReply) (*Responder, error) {
+func Respond(nc *nats.Conn, subjects events.Subjects, target string, report func() events.HeartbeatReply) (*Responder, error) {
 	r := &Responder{}
-	sub, err := nc.Subscribe(subjects.Heartbeat(id), func(m *nats.Msg) {
+	id := target[strings.LastIndexByte(target, '.')+1:]
+	sub, err := nc.Subscribe(subjects.Heartbeat(target), func(m *nats.Msg) {
 		r.last.Store(time.Now().UnixNano())
 		if m.Reply == "" {
 			return

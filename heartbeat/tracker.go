@@ -104,13 +104,26 @@ func (t *Tracker) Close() error {
 	return err
 }
 
-// Round heartbeats every id once and returns one result per id, in order,
-// after all have answered or the timeout has passed. Rounds must not
-// overlap; Run calls them one after another.
-func (t *Tracker) Round(ctx context.Context, ids []string) []Result {
-	n := len(ids)
+// Round heartbeats every target once and returns one result per target,
+// in order, after all have answered or the timeout has passed. A target is
+// what follows P.hb. (events.HeartbeatTarget): an id, or <service>.<id>
+// for a scoped instance; results carry the id. Rounds must not overlap;
+// Run calls them one after another.
+func (t *Tracker) Round(ctx context.Context, targets []string) []Result {
+	n := len(targets)
 	if n == 0 {
 		return nil
+	}
+	// Unscoped targets are their ids: the slice is copied only when a
+	// scoped one needs its id cut out.
+	ids, copied := targets, false
+	for i, tg := range targets {
+		if dot := strings.LastIndexByte(tg, '.'); dot >= 0 {
+			if !copied {
+				ids, copied = append([]string(nil), targets...), true
+			}
+			ids[i] = tg[dot+1:]
+		}
 	}
 	r := &round{
 		seq:       t.seq.Add(1),
@@ -131,7 +144,7 @@ func (t *Tracker) Round(ctx context.Context, ids []string) []Result {
 	t.cur.Store(r)
 	defer t.cur.CompareAndSwap(r, nil)
 	for i, id := range ids {
-		msg := &nats.Msg{Subject: t.subjects.Heartbeat(id), Reply: prefix + strconv.Itoa(i), Data: payload}
+		msg := &nats.Msg{Subject: t.subjects.Heartbeat(targets[i]), Reply: prefix + strconv.Itoa(i), Data: payload}
 		if err := t.nc.PublishMsg(msg); err != nil {
 			r.finish(i, Result{ID: id, Err: fmt.Errorf("publish heartbeat: %w", err)})
 		}

@@ -37,6 +37,10 @@ type Config struct {
 	Metadata map[string]string
 	// Subjects sets the prefix; the zero value is "hail".
 	Subjects events.Subjects
+	// Scoped announces "scoped": true (v1.2): heartbeats and routed
+	// requests come on subjects under the service's name, so that a
+	// svc-<service> credential may be confined to its own service.
+	Scoped bool
 	// HeartbeatInterval is discovery's heartbeat interval (default 1s);
 	// the instance announces again after 3 of them without a heartbeat.
 	HeartbeatInterval time.Duration
@@ -205,7 +209,7 @@ func (i *Instance) Announce() events.Announce {
 	return events.Announce{
 		ID: i.id, Service: i.cfg.Service, Version: i.cfg.Version, Endpoints: eps,
 		Weight: i.weight, AZ: i.cfg.AZ, Hostname: i.cfg.Hostname, Metadata: i.cfg.Metadata,
-		TS: time.Now().UTC(),
+		TS: time.Now().UTC(), Scoped: i.cfg.Scoped,
 	}
 }
 
@@ -254,7 +258,7 @@ func (i *Instance) subscribe() error {
 		h := i.serve(ep, i.handlers[ep])
 		eps = append(eps,
 			bus.Endpoint{Name: ep, Subject: s.Svc(i.cfg.Service, ep), Queue: s.QueueGroup(i.cfg.Service), Handler: h},
-			bus.Endpoint{Name: ep, Subject: s.Inst(i.id, ep), Handler: h})
+			bus.Endpoint{Name: ep, Subject: s.InstOf(i.cfg.Service, i.id, ep, i.cfg.Scoped), Handler: h})
 	}
 	svc, err := bus.AddService(i.nc, micro.Config{
 		Name:        bus.MicroName(i.cfg.Service),
@@ -266,7 +270,7 @@ func (i *Instance) subscribe() error {
 		return err
 	}
 	i.svc = svc
-	r, err := heartbeat.Respond(i.nc, s, i.id, i.report)
+	r, err := heartbeat.Respond(i.nc, s, events.HeartbeatTarget(i.cfg.Service, i.id, i.cfg.Scoped), i.report)
 	if err != nil {
 		return err
 	}

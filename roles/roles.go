@@ -57,7 +57,7 @@ func Discovery(s events.Subjects) Role {
 		admin = append(admin, "$JS.API.STREAM.INFO."+st, "$JS.API.STREAM.CREATE."+st, "$JS.API.STREAM.UPDATE."+st)
 	}
 	r := Role{Name: "discovery", AllowResponses: true}
-	r.Publish = with([]string{s.Heartbeat("*"), s.HealthAll(), s.NodeEventAll(), s.Discover(), "$JS.API.INFO",
+	r.Publish = with([]string{s.Heartbeat(">"), s.HealthAll(), s.NodeEventAll(), s.Discover(), "$JS.API.INFO",
 		"$KV." + bus.InstancesBucket + ".>", "$KV." + bus.NodesBucket + ".>"},
 		admin, kvRead(bus.InstancesBucket), kvRead(bus.NodesBucket))
 	r.Subscribe = with([]string{s.AnnounceAll(), s.DeregisterAll(), s.DiscoveryServices(), s.DiscoveryInstances(), s.DiscoveryRTT(),
@@ -91,8 +91,12 @@ func Service(s events.Subjects, service string) Role {
 	// Unscoped instances are heartbeated and reached on subjects that do
 	// not name their service (hail.hb.<id>, hail.inst.<id>.<ep>): a
 	// credential cannot be confined to one service there; scoped subjects
-	// (PROTOCOL v1.2) are what can.
-	r.Subscribe = with([]string{s.Heartbeat("*"), s.Inst("*", "*"), s.Svc(service, "*"), s.Discover(), r.InboxPrefix() + ".>"},
+	// (PROTOCOL v1.2: hail.hb.<service>.<id>,
+	// hail.inst.<service>.<id>.<ep>) are what can, and those of other
+	// services are refused (they have more tokens than the unscoped
+	// patterns match).
+	r.Subscribe = with([]string{s.Heartbeat("*"), s.Inst("*", "*"), s.HeartbeatOf(service, "*", true), s.InstOf(service, "*", "*", true),
+		s.Svc(service, "*"), s.Discover(), r.InboxPrefix() + ".>"},
 		micro(bus.MicroName(service)))
 	return r
 }

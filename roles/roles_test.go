@@ -119,6 +119,12 @@ func TestProgramsUnderLeastPrivilege(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = inst.Shutdown(context.Background()) })
+	// A scoped instance (v1.2) of the same service, under the same role.
+	scoped, err := echo.Start(ctx, e.nc, instance.Config{Service: "echo", HeartbeatInterval: 200 * time.Millisecond, Scoped: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = scoped.Shutdown(context.Background()) })
 
 	// The console, on a connection of its own under its role, reads the
 	// region.
@@ -152,8 +158,10 @@ func TestProgramsUnderLeastPrivilege(t *testing.T) {
 	// A heartbeat round answered under the roles (discovery's request, the
 	// instance's reply), so its permissions are exercised too.
 	bustest.Eventually(t, 10*time.Second, func() error {
-		if _, ok := node.RTTs()[inst.ID()]; !ok {
-			return fmt.Errorf("no heartbeat answered yet")
+		for _, id := range []string{inst.ID(), scoped.ID()} {
+			if _, ok := node.RTTs()[id]; !ok {
+				return fmt.Errorf("no heartbeat of %s answered yet", id)
+			}
 		}
 		return nil
 	})
@@ -182,6 +190,14 @@ func TestProgramsUnderLeastPrivilege(t *testing.T) {
 			_, err := nc.Subscribe(subjects.Svc("other", "say"), func(*nats.Msg) {})
 			return err
 		}, "serve another service"},
+		{e, "svc-echo", func(nc *nats.Conn) error {
+			_, err := nc.Subscribe(subjects.HeartbeatOf("other", "*", true), func(*nats.Msg) {})
+			return err
+		}, "hear another service's scoped heartbeats"},
+		{e, "svc-echo", func(nc *nats.Conn) error {
+			_, err := nc.Subscribe(subjects.InstOf("other", "*", "*", true), func(*nats.Msg) {})
+			return err
+		}, "take another service's scoped instance requests"},
 		{c, "caller", func(nc *nats.Conn) error { return nc.Publish(subjects.Announce("echo"), []byte("{}")) }, "announce"},
 		{c, "caller", func(nc *nats.Conn) error { return nc.Publish("$KV.hail_config.route.echo", []byte("{}")) }, "write a bucket"},
 		{r, "router", func(nc *nats.Conn) error { return nc.Publish("$JS.API.STREAM.DELETE.KV_hail_instances", nil) }, "delete the registry"},

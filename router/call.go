@@ -130,7 +130,9 @@ func (c *call) next() (*Target, time.Duration, *Error) {
 }
 
 // subject is where the attempt goes.
-func (c *call) subject() string { return c.table.cfg.Subjects.Inst(c.target.ID, c.endpoint) }
+func (c *call) subject() string {
+	return c.table.cfg.Subjects.InstOf(c.service, c.target.ID, c.endpoint, c.target.Scoped)
+}
 
 // answered ends the attempt with the instance's reply m and returns it
 // ready to relay, with Hail-Instance set.

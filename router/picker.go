@@ -29,6 +29,8 @@ type Target struct {
 	// Weight is the effective weight (> 0): the announced one, or the
 	// route's override, scaled down while the instance is warning.
 	Weight int
+	// Scoped: reached on P.inst.<service>.<id>.<endpoint> (v1.2).
+	Scoped bool
 	load   *Load
 }
 

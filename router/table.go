@@ -462,7 +462,7 @@ func (t *Table) build(s *service, recs []events.InstanceRecord) *View {
 		}
 		pickable++
 		v.loads[id] = l
-		target := &Target{ID: id, Weight: w, load: l}
+		target := &Target{ID: id, Weight: w, Scoped: rec.Scoped, load: l}
 		for _, ep := range rec.Endpoints {
 			byEndpoint[ep.Name] = append(byEndpoint[ep.Name], target)
 		}

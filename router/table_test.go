@@ -190,3 +190,25 @@ func TestSetDefaultsRebuildsServices(t *testing.T) {
 		t.Errorf("strategy %q after a refused change, want round_robin kept", got)
 	}
 }
+
+// A scoped instance (v1.2) is heartbeated and reached on the subjects
+// under its service's name, next to an unscoped one.
+func TestScopedInstanceHeartbeatedAndRouted(t *testing.T) {
+	e := newEnv(t)
+	scoped := e.instance(fakeinst.Options{Scoped: true})
+	plain := e.instance(fakeinst.Options{})
+	e.routable("echo", 2)
+	for _, in := range []*fakeinst.Instance{scoped, plain} {
+		if in.Served() == 0 {
+			t.Errorf("instance %s served no routed request", in.ID)
+		}
+	}
+	bustest.Eventually(t, 10*time.Second, func() error {
+		for _, in := range []*fakeinst.Instance{scoped, plain} {
+			if in.Beats() == 0 {
+				return fmt.Errorf("instance %s has had no heartbeat", in.ID)
+			}
+		}
+		return nil
+	})
+}

@@ -35,6 +35,8 @@ type Options struct {
 	Manual bool
 	// Status is what it reports in heartbeat replies; default passing.
 	Status events.Status
+	// Scoped announces scoped (v1.2) and listens on the scoped subjects.
+	Scoped bool
 }
 
 // Instance is one fake instance on its own connection.
@@ -78,9 +80,9 @@ func Start(t testing.TB, url string, o Options) *Instance {
 		t.Cleanup(nc.Close)
 	}
 	i := &Instance{ID: uuid.NewString(), t: t, nc: nc, o: o}
-	subs := map[string]nats.MsgHandler{i.sub.Heartbeat(i.ID): i.beat}
+	subs := map[string]nats.MsgHandler{i.sub.HeartbeatOf(o.Service, i.ID, o.Scoped): i.beat}
 	for _, ep := range o.Endpoints {
-		subs[i.sub.Inst(i.ID, ep)] = i.serve
+		subs[i.sub.InstOf(o.Service, i.ID, ep, o.Scoped)] = i.serve
 	}
 	for subject, h := range subs {
 		if _, err := nc.Subscribe(subject, h); err != nil {
@@ -121,7 +123,7 @@ func (i *Instance) AnnounceData() []byte {
 	for k, ep := range i.o.Endpoints {
 		eps[k] = events.Endpoint{Name: ep}
 	}
-	a := events.Announce{ID: i.ID, Service: i.o.Service, Version: "1.0.0", Endpoints: eps, Weight: i.o.Weight}
+	a := events.Announce{ID: i.ID, Service: i.o.Service, Version: "1.0.0", Endpoints: eps, Weight: i.o.Weight, Scoped: i.o.Scoped}
 	if i.o.Edit != nil {
 		i.o.Edit(&a)
 	}
