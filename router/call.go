@@ -181,8 +181,22 @@ func (c *call) unanswered(timedOut bool, now time.Time) (retry bool, err *Error)
 		fmt.Sprintf("%s.%s: no instance answered after %d attempts (last: %s, no responders)", c.service, c.endpoint, c.attempts, t.ID)}
 }
 
-// end counts the call's outcome.
+// end counts the call's outcome and frees its slot (a call without an answer).
 func (c *call) end(outcome string) {
+	c.count(outcome)
+	c.release()
+}
+
+// release frees the call's forwarder slot; it comes after the answer went
+// out, so a drain that waits for the slots waits for the answers too.
+func (c *call) release() {
+	if c.fwd != nil {
+		c.fwd.release()
+	}
+}
+
+// count records the call's outcome and duration.
+func (c *call) count(outcome string) {
 	c.stats.outcome[outcome].Inc()
 	took := time.Since(c.start)
 	c.stats.duration.Update(took.Seconds())
@@ -191,9 +205,6 @@ func (c *call) end(outcome string) {
 		// Nobody waited for an answer, or stopped waiting.
 	default:
 		c.stats.traffic.add(took, outcome != outcomeOK)
-	}
-	if c.fwd != nil {
-		c.fwd.release()
 	}
 }
 

@@ -128,15 +128,20 @@ func (f *forwarder) cancel(c *call) {
 	f.mu.Unlock()
 	c.timer.Stop()
 	c.target.Done(Result{}) // the instance did nothing wrong
+	c.count(outcomeCanceled)
 	c.done(nil, context.Canceled)
-	c.end(outcomeCanceled)
+	c.release()
 }
 
+// fail ends c with err. Here and on every end, the call is counted before
+// its answer goes out (whoever reads the metrics after the answer sees it
+// counted) and its slot freed after.
 func (f *forwarder) fail(c *call, err *Error) {
+	c.count(outcomeOf(err))
 	if c.done != nil {
 		c.done(nil, err)
 	}
-	c.end(outcomeOf(err))
+	c.release()
 }
 
 // oneWay sends a request nobody waits for: no retry is possible.
@@ -209,8 +214,10 @@ func (f *forwarder) onReply(m *nats.Msg) {
 		f.unanswered(c, false, now)
 		return
 	}
-	c.done(c.answered(m, now), nil)
-	c.end(outcomeOK)
+	out := c.answered(m, now)
+	c.count(outcomeOK)
+	c.done(out, nil)
+	c.release()
 }
 
 func (f *forwarder) expire(token uint64) {
