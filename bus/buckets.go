@@ -104,17 +104,39 @@ func EnsureBuckets(ctx context.Context, nc *nats.Conn, o BucketOptions) (*Bucket
 // operator deleted one, say). Any other failure to look is an error: it
 // says nothing of whether they exist.
 func (b *Buckets) Missing(ctx context.Context, js jetstream.JetStream) ([]string, error) {
+	created, err := b.Created(ctx, js)
+	if err != nil {
+		return nil, err
+	}
 	var missing []string
-	for _, name := range []string{"KV_" + InstancesBucket, "KV_" + NodesBucket, "KV_" + ConfigBucket, EventsStream} {
-		_, err := js.Stream(ctx, name)
-		switch {
-		case errors.Is(err, jetstream.ErrStreamNotFound):
+	for _, name := range streamNames {
+		if created[name].IsZero() {
 			missing = append(missing, name)
-		case err != nil:
-			return nil, fmt.Errorf("look up stream %s: %w", name, err)
 		}
 	}
 	return missing, nil
+}
+
+// streamNames are the streams behind the buckets, and the events stream.
+var streamNames = []string{"KV_" + InstancesBucket, "KV_" + NodesBucket, "KV_" + ConfigBucket, EventsStream}
+
+// Created is when each stream of b was made (zero: it does not exist): a
+// time that changes means the stream was deleted and made again, which a
+// watch of the old one does not see.
+func (b *Buckets) Created(ctx context.Context, js jetstream.JetStream) (map[string]time.Time, error) {
+	out := make(map[string]time.Time, len(streamNames))
+	for _, name := range streamNames {
+		s, err := js.Stream(ctx, name)
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			out[name] = time.Time{}
+		case err != nil:
+			return nil, fmt.Errorf("look up stream %s: %w", name, err)
+		default:
+			out[name] = s.CachedInfo().Created
+		}
+	}
+	return out, nil
 }
 
 // JetStream error codes that mean "not that many replicas here".

@@ -84,7 +84,7 @@ func New(nc *nats.Conn, cfg Config) (*Router, error) {
 func (r *Router) Table() *Table { return r.table }
 
 // Ready reports whether the router is loaded and taking requests.
-func (r *Router) Ready() bool { return r.ready.Load() }
+func (r *Router) Ready() bool { return r.ready.Load() && !r.table.BucketsLost() }
 
 // Serving is closed once the router first takes requests.
 func (r *Router) Serving() <-chan struct{} { return r.serving }

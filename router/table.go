@@ -90,6 +90,9 @@ type Table struct {
 	defaults chan RouteDefaults // SetDefaults to the loop
 
 	reg *registry.Follower // set by Run
+	// bucketsLost: a bucket or the events stream was deleted under the
+	// table (guardBuckets).
+	bucketsLost atomic.Bool
 
 	// Owned by the loop in Run.
 	services map[string]*service
@@ -217,6 +220,7 @@ func (t *Table) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return t.reg.Run(gctx) })
 	g.Go(func() error { return t.loop(gctx, changes, cw.Updates(), downs) })
+	g.Go(func() error { return t.guardBuckets(gctx, b) })
 	return g.Wait()
 }
 
@@ -521,4 +525,49 @@ func signature(targets []*Target) string {
 		b.WriteString(t.ID)
 	}
 	return b.String()
+}
+
+// BucketsLost reports that a bucket or the events stream was deleted
+// while the table ran: its watches followed the old streams, so it routes
+// from what it last knew and its router reports not ready until restarted.
+func (t *Table) BucketsLost() bool { return t.bucketsLost.Load() }
+
+// bucketCheckEvery is how often the table looks for its buckets.
+const bucketCheckEvery = 3 * time.Second
+
+// guardBuckets looks for the buckets every few seconds. The router may not
+// make them (only discovery may), so it says so loudly and stays not ready.
+func (t *Table) guardBuckets(ctx context.Context, b *bus.Buckets) error {
+	js, err := jetstream.New(t.nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	// What the table's watches follow: a stream made again since (by a
+	// discovery node) is not one of them.
+	var first map[string]time.Time
+	for wait := time.Duration(0); ; wait = bucketCheckEvery {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		created, err := b.Created(lctx, js)
+		cancel()
+		if err != nil {
+			continue // a failed look says nothing of whether they exist
+		}
+		if first == nil {
+			first = created
+		}
+		var lost []string
+		for name, at := range created {
+			if !at.Equal(first[name]) || at.IsZero() {
+				lost = append(lost, name)
+			}
+		}
+		if len(lost) > 0 && !t.bucketsLost.Swap(true) {
+			t.log.Error("buckets deleted under a running router: it routes from its last table and stays not ready until restarted", "lost", lost)
+		}
+	}
 }

@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/internal/fakeinst"
@@ -208,6 +210,30 @@ func TestScopedInstanceHeartbeatedAndRouted(t *testing.T) {
 			if in.Beats() == 0 {
 				return fmt.Errorf("instance %s has had no heartbeat", in.ID)
 			}
+		}
+		return nil
+	})
+}
+
+// A bucket deleted under a running router makes it say it is not ready
+// (it may not make buckets; discovery does) instead of routing on quietly.
+func TestDeletedBucketMakesRouterNotReady(t *testing.T) {
+	e := newEnv(t)
+	e.instance(fakeinst.Options{})
+	e.routable("echo", 1)
+	if !e.router.Ready() {
+		t.Fatal("not ready before the deletion")
+	}
+	js, err := jetstream.New(e.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteKeyValue(t.Context(), bus.ConfigBucket); err != nil {
+		t.Fatal(err)
+	}
+	bustest.Eventually(t, 10*time.Second, func() error {
+		if e.router.Ready() {
+			return errors.New("still ready")
 		}
 		return nil
 	})
