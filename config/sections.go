@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -269,4 +270,15 @@ func Start(cfg Program, name string, args []string, getenv func(string) string, 
 		l.Log.Info("loaded config file", "file", res.File)
 	}
 	return l, nil
+}
+
+// Loopback reports whether host (a name or an IP, no port) is reachable
+// only from this machine: what a program may serve on without
+// authentication.
+func Loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -45,7 +45,10 @@ type Config struct {
 	KV               KVConfig      `koanf:"kv"`
 	HTTP             config.HTTP   `koanf:"http"`
 	Console          ConsoleConfig `koanf:"console"`
-	Log              config.Log    `koanf:"log"`
+	// Insecure lets the console listen beyond loopback without tokens
+	// (--insecure, as services/nats's).
+	Insecure bool       `koanf:"insecure"`
+	Log      config.Log `koanf:"log"`
 }
 
 // ConsoleConfig guards the console served on http.addr (the probes and
@@ -56,8 +59,6 @@ type ConsoleConfig struct {
 	TokensFile string `koanf:"tokens_file"`
 	// Hosts the Host header may name; empty allows any.
 	Hosts []string `koanf:"hosts"`
-	// Insecure lets the console listen beyond loopback without tokens.
-	Insecure bool `koanf:"insecure"`
 }
 
 // NodeConfig describes this node.
@@ -137,9 +138,9 @@ func (c *Config) Validate() error {
 	if c.SelfPreservation.MinFailures < 1 {
 		add(config.FieldError("self_preservation.min_failures", "%d is below 1", c.SelfPreservation.MinFailures))
 	}
-	if c.HTTP.Addr != "" && c.Console.TokensFile == "" && !c.Console.Insecure {
-		if host, _, err := net.SplitHostPort(c.HTTP.Addr); err == nil && !loopback(host) {
-			add(config.FieldError("console.tokens_file", "http.addr %s is reachable beyond this machine: set console.tokens_file, or console.insecure to serve the console to anyone who reaches it", c.HTTP.Addr))
+	if c.HTTP.Addr != "" && c.Console.TokensFile == "" && !c.Insecure {
+		if host, _, err := net.SplitHostPort(c.HTTP.Addr); err == nil && !config.Loopback(host) {
+			add(config.FieldError("console.tokens_file", "http.addr %s is reachable beyond this machine: set console.tokens_file, or insecure to serve the console to anyone who reaches it", c.HTTP.Addr))
 		}
 	}
 	if c.KV.Replicas < 0 || c.KV.Replicas > 5 {
@@ -151,15 +152,6 @@ func (c *Config) Validate() error {
 // reloadable are the keys a running node takes up from an edited config
 // file (log.level too).
 var reloadable = []string{"heartbeat.", "deregister_after", "self_preservation."}
-
-// loopback reports whether host is only reachable from this machine.
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
 
 // hashToken prints the tokens-file hash of the token on in's first line,
 // read from stdin so that it stays out of shell history and ps.

@@ -216,3 +216,23 @@ func TestPrintConfig(t *testing.T) {
 		}
 	}
 }
+
+// Beyond loopback the console needs tokens, or --insecure said out loud.
+func TestConsoleBeyondLoopbackNeedsTokensOrInsecure(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		tokens   string
+		insecure bool
+		ok       bool
+	}{
+		{"neither", "", false, false},
+		{"tokens", "/etc/hail/tokens", false, true},
+		{"insecure", "", true, true},
+	} {
+		c := defaults()
+		c.HTTP.Addr, c.Console.TokensFile, c.Insecure = "0.0.0.0:8081", tc.tokens, tc.insecure
+		if err := c.Validate(); (err == nil) != tc.ok {
+			t.Errorf("%s: Validate() = %v, want ok %v", tc.name, err, tc.ok)
+		}
+	}
+}

@@ -122,7 +122,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if host, _, err := hostPort(c.Listen); err == nil && !loopback(host) && c.Auth.File == "" && !c.Insecure {
+	if host, _, err := hostPort(c.Listen); err == nil && !config.Loopback(host) && c.Auth.File == "" && !c.Insecure {
 		errs = append(errs, config.FieldError("listen", "%s is beyond loopback and no auth.file says who may connect; set auth.file (secure init writes one) or, knowingly, insecure", c.Listen))
 	}
 	if c.MonitorPort < 0 || c.MonitorPort > 65535 {
@@ -151,15 +151,6 @@ func (c *Config) routes() []string {
 		}
 	}
 	return out
-}
-
-// loopback reports whether host is only reachable from this machine.
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func hostPort(addr string) (string, int, error) {
