@@ -123,8 +123,7 @@ func (r *Region) Run(ctx context.Context) error {
 		return fmt.Errorf("watch bucket %s: %w", bus.ConfigBucket, err)
 	}
 	sub, err := r.nc.Subscribe(r.cfg.Subjects.HealthAll(), func(m *nats.Msg) {
-		var ev events.HealthEvent
-		if json.Unmarshal(m.Data, &ev) == nil && ev.ID != "" {
+		if ev, err := events.DecodeHealthEvent(m.Data); err == nil {
 			r.history.add(ev, time.Now())
 		}
 		r.tell("health")
@@ -148,8 +147,7 @@ func (r *Region) Run(ctx context.Context) error {
 	// The health history of the window, then live (above): the strips.
 	since := time.Now().Add(-r.cfg.HistoryWindow)
 	if err := r.readEvents(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{r.cfg.Subjects.HealthAll()}, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since}, func(data []byte) {
-		var ev events.HealthEvent
-		if json.Unmarshal(data, &ev) == nil && ev.ID != "" {
+		if ev, err := events.DecodeHealthEvent(data); err == nil {
 			r.history.add(ev, time.Now())
 		}
 	}); err != nil {
@@ -229,8 +227,8 @@ func (r *Region) applyNode(e jetstream.KeyValueEntry) string {
 		delete(r.nodes, e.Key())
 		return "node"
 	}
-	var rec events.NodeRecord
-	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+	rec, err := events.DecodeNodeRecord(e.Value())
+	if err != nil {
 		r.log.Warn("ignoring invalid node record", "key", e.Key(), "err", err)
 		return ""
 	}
@@ -264,8 +262,8 @@ func (r *Region) applyRoute(e jetstream.KeyValueEntry) string {
 // applyNodeEvent keeps a node's state; an older event (from the stream,
 // after a live one) does not replace a newer.
 func (r *Region) applyNodeEvent(data []byte, live bool) {
-	var ev events.NodeEvent
-	if err := json.Unmarshal(data, &ev); err != nil || ev.Node == "" {
+	ev, err := events.DecodeNodeEvent(data)
+	if err != nil {
 		return
 	}
 	r.mu.Lock()

@@ -170,8 +170,7 @@ func (r *Region) Timeline(ctx context.Context, service, id string, limit int) ([
 	}
 	var out []events.HealthEvent
 	err := r.readEvents(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{r.cfg.Subjects.Health(service, id)}, DeliverPolicy: jetstream.DeliverAllPolicy}, func(data []byte) {
-		var ev events.HealthEvent
-		if json.Unmarshal(data, &ev) == nil {
+		if ev, err := events.DecodeHealthEvent(data); err == nil {
 			out = append(out, ev)
 		}
 	})

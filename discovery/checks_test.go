@@ -203,7 +203,7 @@ func TestForgedNodesAreNoMembers(t *testing.T) {
 		}
 	}
 	real := uuid.NewString()
-	if _, err := e.KV.Nodes.Put(t.Context(), real, []byte(`{"id":"`+real+`","ts":"2026-12-02T10:00:00Z"}`)); err != nil {
+	if _, err := e.KV.Nodes.Put(t.Context(), real, []byte(`{"id":"`+real+`","started_at":"2026-12-02T10:00:00Z","ts":"2026-12-02T10:00:00Z"}`)); err != nil {
 		t.Fatal(err)
 	}
 	// The watch is ordered: once the real one is counted, the forged ones

@@ -2,7 +2,6 @@ package discovery
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -118,6 +117,6 @@ func member(e jetstream.KeyValueEntry) bool {
 	if e.Operation() != jetstream.KeyValuePut || events.ValidateID(e.Key()) != nil {
 		return false
 	}
-	var rec events.NodeRecord
-	return json.Unmarshal(e.Value(), &rec) == nil && rec.ID == e.Key()
+	rec, err := events.DecodeNodeRecord(e.Value())
+	return err == nil && rec.ID == e.Key()
 }

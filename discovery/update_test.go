@@ -32,6 +32,7 @@ func TestUpdateRetriesOnConflict(t *testing.T) {
 			rec := events.InstanceRecord{
 				Announce: events.Announce{ID: uuid.NewString(), Service: "echo", Endpoints: []events.Endpoint{{Name: "say"}}, Weight: 100},
 				Status:   events.Passing,
+				Node:     uuid.NewString(),
 			}
 			data, _ := json.Marshal(rec)
 			rev, err := kv.Instances.Create(ctx, rec.Key(), data)

@@ -3,7 +3,6 @@ package events
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -34,15 +33,15 @@ const MaxWeight = 10000
 
 // Endpoint is one request endpoint of an instance.
 type Endpoint struct {
-	Name string `json:"name"`
+	Name string `json:"name" hail:"required"`
 }
 
 // Announce is what an instance publishes on P.announce.<service>.
 type Announce struct {
-	ID        string            `json:"id"`
-	Service   string            `json:"service"`
+	ID        string            `json:"id" hail:"required"`
+	Service   string            `json:"service" hail:"required"`
 	Version   string            `json:"version,omitempty"`
-	Endpoints []Endpoint        `json:"endpoints"`
+	Endpoints []Endpoint        `json:"endpoints" hail:"required"`
 	Weight    int               `json:"weight"`
 	AZ        string            `json:"az,omitempty"`
 	Hostname  string            `json:"hostname,omitempty"`
@@ -51,10 +50,10 @@ type Announce struct {
 	// The v1.1 fields: where direct clients reach the instance, free
 	// labels, the status to record at registration (an agent announces
 	// what its first check round found) and the instance's local checks.
-	Address string        `json:"address,omitempty"`
+	Address string        `json:"address,omitempty" hail:"nonempty"`
 	Port    Port          `json:"port,omitempty"`
 	Tags    []string      `json:"tags,omitempty"`
-	Status  Status        `json:"status,omitempty"`
+	Status  Status        `json:"status,omitempty" hail:"nonempty"`
 	Checks  []CheckResult `json:"checks,omitempty"`
 	// Scoped (v1.2): heartbeat it on P.hb.<service>.<id> and reach it on
 	// P.inst.<service>.<id>.<endpoint>, subjects a credential can be
@@ -77,9 +76,9 @@ const MaxCheckOutput = 4096
 
 // CheckResult is one local check of an instance, as last seen.
 type CheckResult struct {
-	Name   string    `json:"name"`
-	Kind   string    `json:"kind"`
-	Status Status    `json:"status"`
+	Name   string    `json:"name" hail:"required"`
+	Kind   string    `json:"kind" hail:"required"`
+	Status Status    `json:"status" hail:"required"`
 	Output string    `json:"output,omitempty"`
 	Since  time.Time `json:"since,omitzero"`
 }
@@ -280,8 +279,8 @@ func (a *Announce) EndpointNames() []string {
 
 // Deregister is what an instance publishes on P.deregister.<service>.
 type Deregister struct {
-	ID      string `json:"id"`
-	Service string `json:"service"`
+	ID      string `json:"id" hail:"required"`
+	Service string `json:"service" hail:"required"`
 	Reason  string `json:"reason,omitempty"`
 }
 
@@ -325,10 +324,10 @@ func (r *HeartbeatReply) Validate() error {
 // InstanceRecord is the value of hail_instances <service>.<id>.
 type InstanceRecord struct {
 	Announce
-	Status       Status    `json:"status"`
-	Node         string    `json:"node"`
-	RegisteredAt time.Time `json:"registered_at"`
-	UpdatedAt    time.Time `json:"updated_at"`
+	Status       Status    `json:"status" hail:"required"`
+	Node         string    `json:"node" hail:"required"`
+	RegisteredAt time.Time `json:"registered_at" hail:"required"`
+	UpdatedAt    time.Time `json:"updated_at" hail:"required"`
 }
 
 // Key is the record's key in hail_instances.
@@ -342,6 +341,9 @@ func (r *InstanceRecord) Validate() error {
 	if !r.Status.Valid() {
 		return invalid("status %q is not passing, warning or critical", r.Status)
 	}
+	if err := requireID(r.Node); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
 	return nil
 }
 
@@ -350,22 +352,54 @@ func InstanceKey(service, id string) string { return service + "." + id }
 
 // HealthEvent is published on P.health.<service>.<id> on every transition.
 type HealthEvent struct {
-	ID       string    `json:"id"`
-	Service  string    `json:"service"`
-	Status   Status    `json:"status"`
-	Previous Status    `json:"previous"`
+	ID       string    `json:"id" hail:"required"`
+	Service  string    `json:"service" hail:"required"`
+	Status   Status    `json:"status" hail:"required"`
+	Previous Status    `json:"previous" hail:"required"`
 	Reason   string    `json:"reason,omitempty"`
-	Node     string    `json:"node"`
-	TS       time.Time `json:"ts"`
+	Node     string    `json:"node" hail:"required"`
+	TS       time.Time `json:"ts" hail:"required"`
+}
+
+// Validate checks an event heard on the bus, which anyone allowed to
+// publish there may have sent.
+func (e *HealthEvent) Validate() error {
+	if err := requireID(e.ID); err != nil {
+		return err
+	}
+	if err := requireService(e.Service); err != nil {
+		return err
+	}
+	if !e.Status.Valid() && e.Status != Deregistered {
+		return invalid("status %q is not passing, warning, critical or deregistered", truncate(string(e.Status)))
+	}
+	if e.Previous != "" && !e.Previous.Valid() {
+		return invalid("previous %q is not empty, passing, warning or critical", truncate(string(e.Previous)))
+	}
+	if err := requireID(e.Node); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	return nil
 }
 
 // NodeEvent is what a discovery node publishes on P.node.<node-id> about
 // itself; this repository's addition.
 type NodeEvent struct {
-	Node   string    `json:"node"`
-	State  string    `json:"state"` // NodeSelfPreservation or NodeNormal
+	Node   string    `json:"node" hail:"required"`
+	State  string    `json:"state" hail:"required"` // NodeSelfPreservation or NodeNormal
 	Reason string    `json:"reason,omitempty"`
-	TS     time.Time `json:"ts"`
+	TS     time.Time `json:"ts" hail:"required"`
+}
+
+// Validate checks a node event heard on the bus.
+func (e *NodeEvent) Validate() error {
+	if err := requireID(e.Node); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if e.State != NodeSelfPreservation && e.State != NodeNormal {
+		return invalid("state %q is not %s or %s", truncate(e.State), NodeSelfPreservation, NodeNormal)
+	}
+	return nil
 }
 
 // NodeEvent states.
@@ -384,12 +418,16 @@ type RTTReport struct {
 
 // NodeRecord is the value of hail_nodes <node-id>.
 type NodeRecord struct {
-	ID        string    `json:"id"`
+	ID        string    `json:"id" hail:"required"`
 	AZ        string    `json:"az,omitempty"`
 	Hostname  string    `json:"hostname,omitempty"`
-	StartedAt time.Time `json:"started_at"`
-	TS        time.Time `json:"ts"`
+	StartedAt time.Time `json:"started_at" hail:"required"`
+	TS        time.Time `json:"ts" hail:"required"`
 }
+
+// Validate checks a hail_nodes value, which a writer of the bucket may
+// have forged.
+func (r *NodeRecord) Validate() error { return requireID(r.ID) }
 
 // Ack answers an announce or deregister sent as a request.
 type Ack struct {
@@ -494,83 +532,6 @@ func requireService(s string) error {
 	return ValidateService(s)
 }
 
-// Validator is a message that can check itself after decoding.
-type Validator interface {
-	Validate() error
-}
-
-// CheckSize refuses a control message over MaxPayload.
-func CheckSize(kind string, data []byte) error {
-	if len(data) > MaxPayload {
-		return fmt.Errorf("%s: %w", kind, invalid("payload of %d bytes exceeds the %d-byte limit", len(data), MaxPayload))
-	}
-	return nil
-}
-
-// Decode parses a JSON message of the named kind into v and validates it
-// when v is a Validator. Every error wraps ErrInvalid and says which kind of
-// message and which field was wrong.
-func Decode(kind string, data []byte, v any) error {
-	if err := CheckSize(kind, data); err != nil {
-		return err
-	}
-	if len(bytes.TrimSpace(data)) == 0 {
-		return fmt.Errorf("%s: %w", kind, invalid("payload is empty; want a JSON object"))
-	}
-	if !utf8.Valid(data) {
-		return fmt.Errorf("%s: %w", kind, invalid("payload is not valid UTF-8"))
-	}
-	if dup := duplicateKey(data); dup != "" {
-		// encoding/json matches names without case and keeps the last:
-		// {"id":A,"ID":B} would pass a schema that checks id and decode
-		// as B.
-		return fmt.Errorf("%s: %w", kind, invalid("key %q appears twice (keys are matched without case)", truncate(dup)))
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		if errors.Is(err, ErrInvalid) {
-			// A field's own decoder refused its value (Port).
-			return fmt.Errorf("%s: %w", kind, err)
-		}
-		return fmt.Errorf("%s: %w", kind, invalid("malformed JSON: %s", jsonProblem(err)))
-	}
-	if val, ok := v.(Validator); ok {
-		if err := val.Validate(); err != nil {
-			return fmt.Errorf("%s: %w", kind, err)
-		}
-	}
-	return nil
-}
-
-// jsonProblem rewords encoding/json's errors to name the field in JSON terms.
-func jsonProblem(err error) string {
-	var typeErr *json.UnmarshalTypeError
-	if errors.As(err, &typeErr) && typeErr.Field != "" {
-		return fmt.Sprintf("field %q: got JSON %s, want %s", typeErr.Field, typeErr.Value, jsonType(typeErr.Type.Kind().String()))
-	}
-	var syntaxErr *json.SyntaxError
-	if errors.As(err, &syntaxErr) {
-		return fmt.Sprintf("%s (at byte %d)", syntaxErr.Error(), syntaxErr.Offset)
-	}
-	return err.Error()
-}
-
-func jsonType(kind string) string {
-	switch kind {
-	case "int", "int64", "uint64", "int32", "uint32", "uint":
-		return "an integer"
-	case "string":
-		return "a string"
-	case "slice":
-		return "an array"
-	case "map", "struct":
-		return "an object"
-	case "bool":
-		return "true or false"
-	default:
-		return kind
-	}
-}
-
 // DecodeAnnounce parses and validates an Announce; a missing weight is
 // DefaultWeight.
 func DecodeAnnounce(data []byte) (Announce, error) {
@@ -597,6 +558,27 @@ func DecodeInstanceRecord(data []byte) (InstanceRecord, error) {
 func DecodeHeartbeatReply(data []byte) (HeartbeatReply, error) {
 	var r HeartbeatReply
 	err := Decode("heartbeat reply", data, &r)
+	return r, err
+}
+
+// DecodeHealthEvent parses and validates a health event.
+func DecodeHealthEvent(data []byte) (HealthEvent, error) {
+	var e HealthEvent
+	err := Decode("health event", data, &e)
+	return e, err
+}
+
+// DecodeNodeEvent parses and validates a discovery node's event.
+func DecodeNodeEvent(data []byte) (NodeEvent, error) {
+	var e NodeEvent
+	err := Decode("node event", data, &e)
+	return e, err
+}
+
+// DecodeNodeRecord parses and validates a hail_nodes value.
+func DecodeNodeRecord(data []byte) (NodeRecord, error) {
+	var r NodeRecord
+	err := Decode("node record", data, &r)
 	return r, err
 }
 
@@ -637,48 +619,4 @@ func DiscoverSpread(data []byte, fallback time.Duration) time.Duration {
 // across the region), at least a second.
 func DiscoverSpreadFor(n int) time.Duration {
 	return max(time.Second, time.Duration(n)*time.Millisecond/2)
-}
-
-// duplicateKey is a key that appears twice, without regard to case, in
-// one object anywhere in data, or "" (also for data that is not JSON: the
-// decoder says what is wrong with it).
-func duplicateKey(data []byte) string {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	var walk func() (string, bool)
-	walk = func() (string, bool) {
-		tok, err := dec.Token()
-		if err != nil {
-			return "", false
-		}
-		switch tok {
-		case json.Delim('{'):
-			seen := map[string]bool{}
-			for dec.More() {
-				k, err := dec.Token()
-				if err != nil {
-					return "", false
-				}
-				key, _ := k.(string)
-				low := strings.ToLower(key)
-				if seen[low] {
-					return key, true
-				}
-				seen[low] = true
-				if dup, found := walk(); found {
-					return dup, found
-				}
-			}
-			_, _ = dec.Token()
-		case json.Delim('['):
-			for dec.More() {
-				if dup, found := walk(); found {
-					return dup, found
-				}
-			}
-			_, _ = dec.Token()
-		}
-		return "", false
-	}
-	dup, _ := walk()
-	return dup
 }

@@ -216,7 +216,7 @@ func TestInstancesQueryMatch(t *testing.T) {
 // Anyone can `nats kv put` a record: what decodes is valid, wraps
 // ErrInvalid when it does not, and survives its own encoding.
 func FuzzDecodeInstanceRecord(f *testing.F) {
-	f.Add([]byte(`{"id":"` + testID + `","service":"echo","endpoints":[{"name":"say"}],"weight":100,"status":"passing","node":"n","registered_at":"2026-12-02T10:00:00Z","updated_at":"2026-12-02T10:00:00Z"}`))
+	f.Add([]byte(`{"id":"` + testID + `","service":"echo","endpoints":[{"name":"say"}],"weight":100,"status":"passing","node":"` + testID + `","registered_at":"2026-12-02T10:00:00Z","updated_at":"2026-12-02T10:00:00Z"}`))
 	f.Add([]byte(`{"id":"` + testID + `","service":"echo","endpoints":[],"status":"up"}`))
 	f.Add([]byte(`{"id":"` + testID + `","ID":"x","service":"echo"}`))
 	f.Add([]byte(`[]`))
@@ -463,4 +463,60 @@ func TestDuplicateKeysAndUTF8Refused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fuzzDecoder checks a decoder of what anyone on the bus may send: what it
+// accepts is valid and survives its own encoding; what it refuses wraps
+// ErrInvalid.
+func fuzzDecoder[T any, P interface {
+	*T
+	Validator
+}](f *testing.F, decode func([]byte) (T, error), seeds ...string) {
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, err := decode(data)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v does not wrap ErrInvalid", err)
+			}
+			return
+		}
+		if err := P(&v).Validate(); err != nil {
+			t.Fatalf("accepted %q fails Validate: %v", data, err)
+		}
+		out, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := decode(out)
+		if err != nil || !reflect.DeepEqual(v, again) {
+			t.Fatalf("re-decode of %s: %+v, %v; want %+v", out, again, err, v)
+		}
+	})
+}
+
+// Health events steer the router and the console; anyone allowed on
+// hail.health.> could send one.
+func FuzzDecodeHealthEvent(f *testing.F) {
+	fuzzDecoder(f, DecodeHealthEvent,
+		`{"id":"`+testID+`","service":"echo","status":"critical","previous":"passing","node":"`+testID+`","ts":"2026-12-02T10:00:00Z"}`,
+		`{"id":"`+testID+`","service":"echo","status":"deregistered","previous":"","node":"`+testID+`","ts":"2026-12-02T10:00:00.5+01:00"}`,
+		`{"id":"`+testID+`","ID":"x","service":"echo","status":"critical","previous":"passing","node":null,"ts":"2026-12-02T1:00:00Z"}`)
+}
+
+// Node records decide who owns which instance: a forged one must not
+// count.
+func FuzzDecodeNodeRecord(f *testing.F) {
+	fuzzDecoder(f, DecodeNodeRecord,
+		`{"id":"`+testID+`","az":"a","hostname":"h","started_at":"2026-12-02T10:00:00Z","ts":"2026-12-02T10:00:01Z"}`,
+		`{"id":"node-1","started_at":"2026-12-02T10:00:00Z"}`, `{"Id":"`+testID+`"}`)
+}
+
+// Node events show on the console.
+func FuzzDecodeNodeEvent(f *testing.F) {
+	fuzzDecoder(f, DecodeNodeEvent,
+		`{"node":"`+testID+`","state":"self_preservation","reason":"r","ts":"2026-12-02T10:00:00Z"}`,
+		`{"node":"`+testID+`","state":"asleep","ts":"2026-12-02T10:00:00Z"}`, `{"node":"`+testID+`","state":"normal"}`)
 }

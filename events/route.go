@@ -17,7 +17,7 @@ func RouteConfigKey(service string) string { return "route." + service }
 // RouteConfig is the value of hail_config route.<service>. A field left
 // out takes the router's default.
 type RouteConfig struct {
-	Strategy   string `json:"strategy,omitempty"`
+	Strategy   string `json:"strategy,omitempty" hail:"nonempty"`
 	HashHeader string `json:"hash_header,omitempty"`
 	// Retries is a pointer because 0 ("never retry") differs from unset.
 	Retries        *int `json:"retries,omitempty"`

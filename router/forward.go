@@ -170,7 +170,7 @@ func (f *forwarder) attempt(c *call) {
 	// call out under the same lock, always finds the timer set.
 	c.timer = time.AfterFunc(timeout, func() { f.expire(token) })
 	f.mu.Unlock()
-	m := &nats.Msg{Subject: c.subject(), Reply: f.inbox + strconv.FormatUint(token, 36), Header: c.in.Header, Data: c.in.Data}
+	m := &nats.Msg{Subject: c.subject(), Reply: replySubject(f.inbox, token), Header: c.in.Header, Data: c.in.Data}
 	if err := f.nc.PublishMsg(m); err != nil {
 		if f.take(token) == nil {
 			return // the timer got there first
@@ -198,10 +198,30 @@ const (
 	noResponders = "503"
 )
 
+// replySubject is the reply subject of an attempt's token.
+func replySubject(inbox string, token uint64) string {
+	return inbox + strconv.FormatUint(token, 36)
+}
+
+// replyToken is the token a reply subject was made from by replySubject,
+// or false. Only the one spelling of a token is taken ("A" and "a", "01"
+// and "1" parse alike), so that one attempt cannot be answered under two
+// subjects.
+func replyToken(subject, inbox string) (uint64, bool) {
+	rest, ok := strings.CutPrefix(subject, inbox)
+	if !ok {
+		return 0, false
+	}
+	token, err := strconv.ParseUint(rest, 36, 64)
+	if err != nil || strconv.FormatUint(token, 36) != rest {
+		return 0, false
+	}
+	return token, true
+}
+
 func (f *forwarder) onReply(m *nats.Msg) {
-	i := strings.LastIndexByte(m.Subject, '.')
-	token, err := strconv.ParseUint(m.Subject[i+1:], 36, 64)
-	if err != nil {
+	token, ok := replyToken(m.Subject, f.inbox)
+	if !ok {
 		return
 	}
 	c := f.take(token)

@@ -2,6 +2,7 @@ package router
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -62,6 +63,27 @@ func FuzzPickers(f *testing.F) {
 					t.Fatalf("%s: target left with %d in flight", s, x.Inflight())
 				}
 			}
+		}
+	})
+}
+
+// Reply subjects come back from instances: a token is taken only in the
+// spelling the router made, and every token it makes comes back.
+func FuzzReplyToken(f *testing.F) {
+	const inbox = "_INBOX.router.abc."
+	for _, s := range []string{inbox + "1", inbox + "zz", inbox + "A", inbox + "01", inbox, "_INBOX.other.1", inbox + "1.2", inbox + "-1"} {
+		f.Add(s, uint64(7))
+	}
+	f.Fuzz(func(t *testing.T, subject string, n uint64) {
+		if got, ok := replyToken(replySubject(inbox, n), inbox); !ok || got != n {
+			t.Fatalf("token %d did not come back: %d, %v", n, got, ok)
+		}
+		token, ok := replyToken(subject, inbox)
+		if !ok {
+			return
+		}
+		if !strings.HasPrefix(subject, inbox) || replySubject(inbox, token) != subject {
+			t.Fatalf("took %q as token %d, which is spelled %q", subject, token, replySubject(inbox, token))
 		}
 	})
 }

@@ -350,13 +350,13 @@ func (t *Table) applyRoute(e jetstream.KeyValueEntry) {
 }
 
 func (t *Table) onHealth(m *nats.Msg, downs chan<- healthDown) {
-	var ev events.HealthEvent
-	if err := events.Decode("health event", m.Data, &ev); err != nil {
+	ev, err := events.DecodeHealthEvent(m.Data)
+	if err != nil {
 		t.m.badEvents.Inc()
 		t.log.Debug("ignoring invalid health event", "subject", m.Subject, "err", err)
 		return
 	}
-	if events.ValidateService(ev.Service) != nil || events.ValidateID(ev.ID) != nil || m.Subject != t.cfg.Subjects.Health(ev.Service, ev.ID) {
+	if m.Subject != t.cfg.Subjects.Health(ev.Service, ev.ID) {
 		// An event about one instance published on another's subject is
 		// forged (or broken): it takes nothing out.
 		t.m.badEvents.Inc()

@@ -32,6 +32,7 @@ const (
 	HealthEvent    = "health_event"
 	RouteConfig    = "route_config"
 	NodeRecord     = "node_record"
+	NodeEvent      = "node_event"
 	Ack            = "ack"
 	Error          = "error"
 	Services       = "services"
