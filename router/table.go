@@ -97,6 +97,9 @@ type Table struct {
 	// Owned by the loop in Run.
 	services map[string]*service
 	dirty    map[string]bool
+	// resnapshot holds the routes a new watch of hail_config has listed,
+	// until its snapshot ends (watchRoutes).
+	resnapshot map[string]bool
 }
 
 // View is one service as the router sees it at one moment.
@@ -181,11 +184,6 @@ func (t *Table) SetDefaults(d RouteDefaults) error {
 	}
 }
 
-type healthDown struct {
-	service, id, node string
-	ts                time.Time
-}
-
 // Run opens the buckets (waiting for discovery to create them), follows
 // them and keeps the table current until ctx ends.
 func (t *Table) Run(ctx context.Context) error {
@@ -210,7 +208,7 @@ func (t *Table) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watch bucket %s: %w", bus.ConfigBucket, err)
 	}
-	defer func() { _ = cw.Stop() }()
+	routes := make(chan routeUpdate, 256)
 	downs := make(chan healthDown, 1024)
 	sub, err := t.nc.Subscribe(t.cfg.Subjects.HealthAll(), func(m *nats.Msg) { t.onHealth(m, downs) })
 	if err != nil {
@@ -219,14 +217,15 @@ func (t *Table) Run(ctx context.Context) error {
 	defer func() { _ = sub.Unsubscribe() }()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return t.reg.Run(gctx) })
-	g.Go(func() error { return t.loop(gctx, changes, cw.Updates(), downs) })
+	g.Go(func() error { return t.watchRoutes(gctx, b, cw, routes) })
+	g.Go(func() error { return t.loop(gctx, changes, routes, downs) })
 	g.Go(func() error { return t.guardBuckets(gctx, b) })
 	return g.Wait()
 }
 
 // loop applies the registry's changes, routes, health events and new
 // defaults, and publishes views once a burst is over.
-func (t *Table) loop(ctx context.Context, changes <-chan registry.Change, confUpdates <-chan jetstream.KeyValueEntry, downs chan healthDown) error {
+func (t *Table) loop(ctx context.Context, changes <-chan registry.Change, routes <-chan routeUpdate, downs chan healthDown) error {
 	instLoaded, confLoaded := t.reg.Ready(), false
 	lapse := time.NewTicker(t.cfg.DownLapse / 2)
 	defer lapse.Stop()
@@ -240,17 +239,9 @@ func (t *Table) loop(ctx context.Context, changes <-chan registry.Change, confUp
 			t.applyChange(c)
 		case <-instLoaded:
 			instLoaded = nil
-		case e, ok := <-confUpdates:
-			if !ok {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return fmt.Errorf("watch bucket %s closed", bus.ConfigBucket)
-			}
-			if e == nil {
+		case u := <-routes:
+			if t.applyRouteUpdate(u) {
 				confLoaded = true
-			} else {
-				t.applyRoute(e)
 			}
 		case d := <-downs:
 			t.applyDown(d)
@@ -263,7 +254,7 @@ func (t *Table) loop(ctx context.Context, changes <-chan registry.Change, confUp
 		}
 		// Coalesce a burst (start-up, a mass transition) into one rebuild
 		// per service: rebuild only once nothing more is waiting.
-		if len(changes) > 0 || len(confUpdates) > 0 || len(downs) > 0 {
+		if len(changes) > 0 || len(routes) > 0 || len(downs) > 0 {
 			continue
 		}
 		if instLoaded != nil || !confLoaded {
@@ -322,92 +313,6 @@ func (t *Table) applyChange(c registry.Change) {
 		}
 	}
 	t.dirty[c.Service] = true
-}
-
-func (t *Table) applyRoute(e jetstream.KeyValueEntry) {
-	name := strings.TrimPrefix(e.Key(), events.RouteConfigKey(""))
-	if err := events.ValidateService(name); err != nil {
-		t.m.badRoutes.Inc()
-		t.log.Warn("ignoring route for an invalid service name", "key", e.Key(), "err", err)
-		return
-	}
-	s := t.service(name)
-	if e.Operation() != jetstream.KeyValuePut {
-		s.route, s.hasRoute = events.RouteConfig{}, false
-		t.log.Info("route removed; defaults apply", "service", name)
-		t.dirty[name] = true
-		return
-	}
-	c, err := events.DecodeRouteConfig(e.Value())
-	if err != nil {
-		t.m.badRoutes.Inc()
-		t.log.Error("route config rejected; the last good one stays", "service", name, "revision", e.Revision(), "err", err)
-		return
-	}
-	s.route, s.hasRoute = c, true
-	t.log.Info("route config applied", "service", name, "revision", e.Revision(), "strategy", c.Strategy)
-	t.dirty[name] = true
-}
-
-func (t *Table) onHealth(m *nats.Msg, downs chan<- healthDown) {
-	ev, err := events.DecodeHealthEvent(m.Data)
-	if err != nil {
-		t.m.badEvents.Inc()
-		t.log.Debug("ignoring invalid health event", "subject", m.Subject, "err", err)
-		return
-	}
-	if m.Subject != t.cfg.Subjects.Health(ev.Service, ev.ID) {
-		// An event about one instance published on another's subject is
-		// forged (or broken): it takes nothing out.
-		t.m.badEvents.Inc()
-		t.log.Debug("ignoring a health event whose subject is not its instance's", "subject", m.Subject)
-		return
-	}
-	if ev.Status != events.Critical && ev.Status != events.Deregistered {
-		// Only the registry brings an instance in: a record must exist
-		// before anything is sent to it.
-		return
-	}
-	select {
-	case downs <- healthDown{service: ev.Service, id: ev.ID, node: ev.Node, ts: ev.TS}:
-	default:
-		// The KV watch brings the same news a moment later.
-	}
-}
-
-func (t *Table) applyDown(d healthDown) {
-	s := t.services[d.service]
-	if s == nil {
-		return
-	}
-	rec, ok := t.reg.Get(events.InstanceKey(d.service, d.id))
-	if !ok || rec.Status == events.Critical || rec.UpdatedAt.After(d.ts) {
-		return // gone, already out, or the record is newer than the event
-	}
-	if d.node == "" || d.node != rec.Node {
-		// Only the node the registry names as the instance's owner judges
-		// it; an event from anyone else takes nothing out.
-		t.m.badEvents.Inc()
-		t.log.Debug("ignoring a health event not from the instance's owner", "service", d.service, "instance_id", d.id, "node", d.node)
-		return
-	}
-	s.down[d.id] = time.Now()
-	t.dirty[d.service] = true
-}
-
-// lapseDowns lifts down marks older than DownLapse: the registry never
-// confirmed them, so the event was stale, lost its record, or was forged
-// by a node that still holds the instance's owner id.
-func (t *Table) lapseDowns(now time.Time) {
-	for name, s := range t.services {
-		for id, at := range s.down {
-			if now.Sub(at) >= t.cfg.DownLapse {
-				delete(s.down, id)
-				t.dirty[name] = true
-				t.log.Info("a health event's down mark lapsed: the registry did not confirm it", "service", name, "instance_id", id)
-			}
-		}
-	}
 }
 
 // publish rebuilds the dirty services' views and swaps the map.

@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/hailsd/hail/agent"
-	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/greeter"
 )
 
@@ -28,7 +27,7 @@ type greeterParts struct {
 // startGreeter runs the example HTTP service on addr and an agent that
 // registers it as service "greeter" with an HTTP check of its /health
 // every second (the way a service beside the bus joins hail).
-func startGreeter(ctx context.Context, addr, natsURL string, set *metrics.Set, log *slog.Logger, stopped chan<- error) (greeterParts, error) {
+func startGreeter(ctx context.Context, addr string, dial dialer, set *metrics.Set, log *slog.Logger, stopped chan<- error) (greeterParts, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return greeterParts{}, fmt.Errorf("greeter.addr: %w", err)
@@ -43,7 +42,7 @@ func startGreeter(ctx context.Context, addr, natsURL string, set *metrics.Set, l
 		}
 		return nil
 	}, stopped)
-	nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: natsURL, Name: "hail-agent", Logger: log})
+	nc, err := dial.connect(ctx, "hail-agent", "svc-greeter")
 	if err != nil {
 		_ = serve.stop()
 		return greeterParts{}, err

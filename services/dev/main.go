@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,6 +22,7 @@ import (
 	"github.com/hailsd/hail/bus/embedded"
 	"github.com/hailsd/hail/config"
 	"github.com/hailsd/hail/console"
+	"github.com/hailsd/hail/credentials"
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/echo"
 	"github.com/hailsd/hail/events"
@@ -58,7 +60,12 @@ type Config struct {
 	// Greeter is the example HTTP service the dev stack runs behind an
 	// agent (which checks its /health).
 	Greeter GreeterConfig `koanf:"greeter"`
-	Log     config.Log    `koanf:"log"`
+	// Secure runs the stack as a secured region: TLS, and each part
+	// connected as its own NATS user with least privilege (the roles of
+	// `services/nats secure init`, whose files it keeps in
+	// <store_dir>/secure). Default false: open, on loopback.
+	Secure bool       `koanf:"secure"`
+	Log    config.Log `koanf:"log"`
 }
 
 // GreeterConfig places the example HTTP service.
@@ -115,7 +122,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		defer os.RemoveAll(storeDir)
 	}
 
-	srv, err := embedded.StartServer(embedded.ServerOptions{Name: "hail-dev", Host: host, Port: port, StoreDir: storeDir})
+	so := embedded.ServerOptions{Name: "hail-dev", Host: host, Port: port, StoreDir: storeDir}
+	var creds *credentials.Dir
+	if cfg.Secure {
+		if creds, err = secureDir(filepath.Join(storeDir, "secure"), host); err != nil {
+			return err
+		}
+		sec := embedded.Security{Cert: creds.File(credentials.ServerCertFile), Key: creds.File(credentials.ServerKeyFile), AuthFile: creds.File(credentials.AuthConfFile)}
+		if so.Configure, err = sec.Configure(); err != nil {
+			return err
+		}
+	}
+	srv, err := embedded.StartServer(so)
 	if err != nil {
 		return fmt.Errorf("embedded NATS at %s: %w", hostport, err)
 	}
@@ -124,6 +142,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		srv.WaitForShutdown()
 	}()
 	url := srv.ClientURL()
+	dial := dialer{url: url, creds: creds, log: log}
 
 	// Discovery nodes and the router outlive the echo instances, so that
 	// the instances' deregistrations are recorded and their exit routed
@@ -151,7 +170,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	var nodes []*discovery.Node
 	var kv *bus.Buckets
 	for i := range cfg.Discovery {
-		nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: url, Name: fmt.Sprintf("hail-discovery-%d", i+1), Logger: log})
+		nc, err := dial.connect(ctx, fmt.Sprintf("hail-discovery-%d", i+1), "discovery")
 		if err != nil {
 			return err
 		}
@@ -175,7 +194,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		nodes = append(nodes, node)
 	}
 
-	rnc, err := bus.Connect(ctx, bus.ConnectOptions{URL: url, Name: "hail-router", Logger: log})
+	rnc, err := dial.connect(ctx, "hail-router", "router")
 	if err != nil {
 		return err
 	}
@@ -187,10 +206,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	rc := start(ctx, rt.Run, stopped)
 	comps = append(comps, rc)
 	if cfg.HTTP.Addr != "" {
-		// The console reads the first node's registry: one follower of
-		// hail_instances for the page and that node.
-		region := console.NewRegion(rnc, kv, console.RegionConfig{Logger: log, Metrics: set, Registry: nodes[0].Registry()})
-		probe, err := bus.NewProbe(rnc, 2*time.Second)
+		// The console has its own connection (and user), and reads the
+		// first node's registry: one follower of hail_instances for the
+		// page and that node.
+		cnc, err := dial.connect(ctx, "hail-console", "console")
+		if err != nil {
+			return err
+		}
+		conns = append(conns, cnc)
+		ckv, err := bus.OpenBuckets(ctx, cnc, log)
+		if err != nil {
+			return err
+		}
+		region := console.NewRegion(cnc, ckv, console.RegionConfig{Logger: log, Metrics: set, Registry: nodes[0].Registry()})
+		probe, err := bus.NewProbe(cnc, 2*time.Second)
 		if err != nil {
 			return err
 		}
@@ -219,7 +248,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 
 	greeterAt := ""
 	if cfg.Greeter.Addr != "" {
-		addr, err := startGreeter(ctx, cfg.Greeter.Addr, url, set, log, stopped)
+		addr, err := startGreeter(ctx, cfg.Greeter.Addr, dial, set, log, stopped)
 		if err != nil {
 			return err
 		}
@@ -230,7 +259,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 
 	var insts []*instance.Instance
 	for i := range cfg.Echo {
-		enc, err := bus.Connect(ctx, bus.ConnectOptions{URL: url, Name: fmt.Sprintf("hail-echo-%d", i+1), Logger: log})
+		enc, err := dial.connect(ctx, fmt.Sprintf("hail-echo-%d", i+1), "svc-echo")
 		if err != nil {
 			return err
 		}
@@ -246,6 +275,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		ids[i] = n.ID()
 	}
 	printWelcome(out, url, storeDir, ids, len(insts), cfg.HTTP.Addr, greeterAt, ingressAt)
+	if creds != nil {
+		printSecured(out, url, creds)
+	} else {
+		printTry(out, url)
+	}
+	fmt.Fprint(out, "Tasks (the pinned nats CLI among them): go -C tools tool task --list\nCtrl-C stops everything.\n\n")
 
 	var failed error
 	select {
@@ -313,10 +348,6 @@ func (c *component) stop() error {
 }
 
 func printWelcome(w io.Writer, url, storeDir string, nodeIDs []string, echoes int, httpAddr, greeterAt, ingressAt string) {
-	s := ""
-	if url != config.DefaultNATSURL {
-		s = " -s " + url
-	}
 	fmt.Fprintf(w, `
 hail dev stack is up
   NATS        %s (JetStream data in %s)
@@ -333,6 +364,15 @@ hail dev stack is up
 	if httpAddr != "" {
 		fmt.Fprintf(w, "  console     http://%s/ (its API under /api/, metrics at /metrics)\n", httpAddr)
 	}
+}
+
+// printTry shows an open stack's subjects and buckets through the nats
+// CLI.
+func printTry(w io.Writer, url string) {
+	s := ""
+	if url != config.DefaultNATSURL {
+		s = " -s " + url
+	}
 	fmt.Fprintf(w, `
 Try, with the nats CLI:
   nats%[1]s kv ls %[2]s
@@ -346,9 +386,6 @@ Try, with the nats CLI:
   nats%[1]s sub '%[6]s'
   nats%[1]s micro ls
   nats%[1]s request %[5]s '{"service":"greeter"}'    # address, port, tags, checks
-Tasks (the pinned nats CLI among them): go -C tools tool task --list
-Ctrl-C stops everything.
-
 `, s, bus.InstancesBucket, events.Subjects{}.Svc("echo", "say"), events.Subjects{}.DiscoveryServices(),
 		events.Subjects{}.DiscoveryInstances(), events.Subjects{}.HealthAll(), events.Subjects{}.Route("echo", "say"),
 		bus.ConfigBucket, events.RouteConfigKey("echo"))

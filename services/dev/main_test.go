@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/credentials"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/internal/testlog"
 	"github.com/nats-io/nats.go"
@@ -245,4 +247,66 @@ func TestDevStackIngress(t *testing.T) {
 			return nil
 		})
 	}
+}
+
+// --secure runs the stack with TLS and a user per role: the caller's
+// flags it prints route a request; nobody gets in without credentials,
+// and the caller may not write a bucket.
+func TestSecureDevStack(t *testing.T) {
+	store := t.TempDir()
+	d := startDev(t, "--secure", "--store-dir", store, "--echo", "1")
+	out := d.out.String()
+	for _, want := range []string{"tls://", "--user caller", "--inbox-prefix _INBOX.caller", "--tlsca " + filepath.Join(store, "secure", "ca.pem")} {
+		if !strings.Contains(out, want) {
+			t.Errorf("welcome lacks %q:\n%s", want, out)
+		}
+	}
+	creds, err := credentials.Read(filepath.Join(store, "secure"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := creds.User("caller"); strings.Contains(out, u.Password) {
+		t.Error("the welcome prints the caller's password")
+	}
+	url := strings.Replace(d.url, "nats://", "tls://", 1)
+	n, err := creds.NATS(url, "caller")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := n.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	violations := make(chan error, 4)
+	opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }))
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		t.Fatalf("caller connects: %v", err)
+	}
+	defer nc.Close()
+	bustest.Eventually(t, 10*time.Second, func() error {
+		m, err := nc.Request("hail.route.echo.say", []byte("hi"), 2*time.Second)
+		if err != nil {
+			return err
+		}
+		if string(m.Data) != "hi" {
+			return fmt.Errorf("routed reply %q %v", m.Data, m.Header)
+		}
+		return nil
+	})
+	_ = nc.Publish("$KV.hail_config.route.echo", []byte(`{"strategy":"hash"}`))
+	_ = nc.Flush()
+	select {
+	case err := <-violations:
+		if !strings.Contains(err.Error(), "ermissions") {
+			t.Errorf("caller writing a bucket: %v", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Error("the caller wrote a bucket unrefused")
+	}
+	if anon, err := nats.Connect(url, nats.RootCAs(creds.File(credentials.CAFile))); err == nil {
+		anon.Close()
+		t.Error("a client without credentials got in")
+	}
+	d.stop(t)
 }

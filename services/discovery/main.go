@@ -59,6 +59,29 @@ type ConsoleConfig struct {
 	TokensFile string `koanf:"tokens_file"`
 	// Hosts the Host header may name; empty allows any.
 	Hosts []string `koanf:"hosts"`
+	// NATS is the console's own NATS user (the console role of PROTOCOL
+	// v1.2, which may write routes; the node's may not): it connects as
+	// that user to nats.url, with nats.tls. Default none: the console
+	// shares the node's connection.
+	NATS ConsoleNATS `koanf:"nats"`
+}
+
+// ConsoleNATS is who the console connects as.
+type ConsoleNATS struct {
+	User         string `koanf:"user"`
+	Password     string `koanf:"password"`
+	PasswordFile string `koanf:"password_file"`
+	// InboxPrefix of its replies. Default _INBOX.
+	InboxPrefix string `koanf:"inbox_prefix"`
+}
+
+// consoleNATS is the console's connection section: the node's servers and
+// TLS, the console's user.
+func (c *Config) consoleNATS() config.NATS {
+	n := c.NATS
+	n.User, n.Password, n.PasswordFile, n.InboxPrefix = c.Console.NATS.User, c.Console.NATS.Password, c.Console.NATS.PasswordFile, c.Console.NATS.InboxPrefix
+	n.Token, n.TokenFile, n.NKey, n.Creds = "", "", "", ""
+	return n
 }
 
 // NodeConfig describes this node.
@@ -143,6 +166,13 @@ func (c *Config) Validate() error {
 			add(config.FieldError("console.tokens_file", "http.addr %s is reachable beyond this machine: set console.tokens_file, or insecure to serve the console to anyone who reaches it", c.HTTP.Addr))
 		}
 	}
+	if c.Console.NATS.User != "" {
+		if err := c.consoleNATS().Validate(); err != nil {
+			add(fmt.Errorf("console.nats: %w", err))
+		}
+	} else if c.Console.NATS != (ConsoleNATS{}) {
+		add(config.FieldError("console.nats.user", "is empty while other console.nats keys are set"))
+	}
 	if c.KV.Replicas < 0 || c.KV.Replicas > 5 {
 		add(config.FieldError("kv.replicas", "%d is out of range 0..5", c.KV.Replicas))
 	}
@@ -216,7 +246,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	if cfg.HTTP.Addr != "" {
 		// The console reads the node's registry: one follower of
 		// hail_instances per process.
-		region := console.NewRegion(nc, kv, console.RegionConfig{Subjects: events.Subjects{Prefix: cfg.Prefix}, Logger: log, Metrics: set, Registry: node.Registry()})
+		cnc, ckv := nc, kv
+		if cfg.Console.NATS.User != "" {
+			n := cfg.consoleNATS()
+			opts, err := n.Options()
+			if err != nil {
+				return err
+			}
+			if cnc, err = bus.Connect(ctx, bus.ConnectOptions{URL: n.URL, Name: "hail-console", Logger: log, Extra: opts}); err != nil {
+				return err
+			}
+			defer bus.Drain(cnc, 5*time.Second)
+			if ckv, err = bus.OpenBuckets(ctx, cnc, log); err != nil {
+				return err
+			}
+		}
+		region := console.NewRegion(cnc, ckv, console.RegionConfig{Subjects: events.Subjects{Prefix: cfg.Prefix}, Logger: log, Metrics: set, Registry: node.Registry()})
 		probe, err := bus.NewProbe(nc, 2*time.Second)
 		if err != nil {
 			return err

@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -16,8 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-
-	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/hailsd/hail/bus/embedded"
 	"github.com/hailsd/hail/config"
@@ -132,6 +129,11 @@ func (c *Config) Validate() error {
 		if _, _, err := hostPort(c.Cluster.Listen); err != nil {
 			errs = append(errs, config.FieldError("cluster.listen", "%v", err))
 		}
+		// A route is trusted with everything: beyond loopback, only a
+		// peer with a certificate the CA signed may be one.
+		if host, _, err := hostPort(c.Cluster.Listen); err == nil && !config.Loopback(host) && (c.TLS.Cert == "" || c.TLS.CA == "") && !c.Insecure {
+			errs = append(errs, config.FieldError("cluster.listen", "%s is beyond loopback and routes are not authorized; set tls.cert, tls.key and tls.ca (routes then verify each other's certificates) or, knowingly, insecure", c.Cluster.Listen))
+		}
 		for _, r := range c.routes() {
 			if !strings.HasPrefix(r, "nats-route://") {
 				errs = append(errs, config.FieldError("cluster.routes", "%q is not nats-route://host:port", r))
@@ -177,9 +179,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	log := loaded.Log
 	host, port, _ := hostPort(cfg.Listen) // validated
 	o := embedded.ServerOptions{Name: cfg.Name, Host: host, Port: port, StoreDir: cfg.StoreDir, HTTPPort: cfg.MonitorPort, HTTPHost: cfg.MonitorHost, Logger: log}
-	configure, err := cfg.security()
+	configure, err := embedded.Security{Cert: cfg.TLS.Cert, Key: cfg.TLS.Key, CA: cfg.TLS.CA, Verify: cfg.TLS.Verify, AuthFile: cfg.Auth.File}.Configure()
 	if err != nil {
-		return err
+		return fmt.Errorf("NATS server %s: %w", cfg.Name, err)
 	}
 	o.Configure = configure
 	if cfg.Cluster.Name != "" {
@@ -195,36 +197,4 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	srv.Shutdown()
 	srv.WaitForShutdown()
 	return nil
-}
-
-// security is what TLS and auth.file add to the server's options.
-func (c *Config) security() (func(*server.Options), error) {
-	var tc *tls.Config
-	if c.TLS.Cert != "" {
-		var err error
-		tc, err = server.GenTLSConfig(&server.TLSConfigOpts{CertFile: c.TLS.Cert, KeyFile: c.TLS.Key, CaFile: c.TLS.CA, Verify: c.TLS.Verify})
-		if err != nil {
-			return nil, config.FieldError("tls.cert", "%v", err)
-		}
-	}
-	var auth *server.Options
-	if c.Auth.File != "" {
-		var err error
-		if auth, err = server.ProcessConfigFile(c.Auth.File); err != nil {
-			return nil, config.FieldError("auth.file", "%v", err)
-		}
-	}
-	return func(o *server.Options) {
-		if tc != nil {
-			o.TLS, o.TLSConfig, o.TLSVerify, o.TLSTimeout = true, tc, c.TLS.Verify, 2
-			if o.Cluster.Name != "" {
-				o.Cluster.TLSConfig, o.Cluster.TLSTimeout = tc.Clone(), 2
-			}
-		}
-		if auth != nil {
-			o.Accounts, o.Users, o.Nkeys = auth.Accounts, auth.Users, auth.Nkeys
-			o.Authorization, o.Username, o.Password, o.NoAuthUser = auth.Authorization, auth.Username, auth.Password, auth.NoAuthUser
-			o.SystemAccount = auth.SystemAccount
-		}
-	}, nil
 }

@@ -19,6 +19,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"route scheme", func(c *Config) { c.Cluster.Name = "hail"; c.Cluster.Routes = "nats://a:6222" }, "cluster.routes"},
 		{"route port", func(c *Config) { c.Cluster.Name = "hail"; c.Cluster.Routes = "nats-route://a" }, "cluster.routes"},
 		{"cluster listen", func(c *Config) { c.Cluster.Name = "hail"; c.Cluster.Listen = ":" }, "cluster.listen"},
+		{"routes beyond loopback without authorization", func(c *Config) { c.Cluster.Name = "hail"; c.Cluster.Listen = "0.0.0.0:6222" }, "cluster.listen"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -32,6 +33,7 @@ func TestValidateNamesTheField(t *testing.T) {
 	}
 	c := defaults()
 	c.Cluster = ClusterConfig{Name: "hail", Listen: "0.0.0.0:6222", Routes: "nats-route://nats-1:6222, nats-route://nats-2:6222"}
+	c.Insecure = true // knowingly: routes without TLS beyond loopback
 	if err := c.Validate(); err != nil {
 		t.Errorf("a good cluster config: %v", err)
 	}

@@ -1,0 +1,297 @@
+// Package credentials makes what a secured region needs, in one
+// directory: a private CA, a server certificate, and one NATS user per
+// role of package roles with a random password, stored bcrypt-hashed in
+// auth.conf (for the server) and in the clear in one <user>.env each (for
+// the program that runs as that user, and nobody else: mode 0600), with
+// the bare password in <user>.password (for nats.password_file), and a
+// console token with write scope: console.token for the operator,
+// console.tokens (hashed) for console.tokens_file.
+package credentials
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/hailsd/hail/config"
+	"github.com/hailsd/hail/console"
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/roles"
+)
+
+// The files of a directory, besides one <user>.env per user.
+const (
+	CAFile         = "ca.pem"
+	CAKeyFile      = "ca-key.pem"
+	ServerCertFile = "server.pem"
+	ServerKeyFile  = "server-key.pem"
+	AuthConfFile   = "auth.conf"
+	// ConsoleTokenFile holds a bearer token of the console with write
+	// scope; ConsoleTokensFile its hash, for console.tokens_file.
+	ConsoleTokenFile  = "console.token"
+	ConsoleTokensFile = "console.tokens"
+)
+
+// User is one role's NATS user.
+type User struct {
+	Name, Password, InboxPrefix string
+}
+
+// Dir is a directory of credentials.
+type Dir struct {
+	Path  string // absolute
+	Users []User
+}
+
+// File is the absolute path of one of d's files.
+func (d *Dir) File(name string) string { return filepath.Join(d.Path, name) }
+
+// User is the user called name.
+func (d *Dir) User(name string) (User, bool) {
+	for _, u := range d.Users {
+		if u.Name == name {
+			return u, true
+		}
+	}
+	return User{}, false
+}
+
+// NATS is the connection section that connects to url as the user called
+// name, trusting d's CA.
+func (d *Dir) NATS(url, name string) (config.NATS, error) {
+	u, ok := d.User(name)
+	if !ok {
+		return config.NATS{}, fmt.Errorf("credentials %s: no user %q", d.Path, name)
+	}
+	return config.NATS{URL: url, User: u.Name, Password: u.Password, InboxPrefix: u.InboxPrefix, TLS: config.NATSTLS{CA: d.File(CAFile)}}, nil
+}
+
+// Write makes dir (if need be) and writes a fresh set into it: the roles
+// of a region serving services, a server certificate for hosts (IPs and
+// names).
+func Write(dir string, services, hosts []string) (*Dir, error) {
+	for _, s := range services {
+		if err := events.ValidateService(s); err != nil {
+			return nil, fmt.Errorf("services: %w", err)
+		}
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, err
+	}
+	d := &Dir{Path: abs}
+	write := func(name string, data []byte, mode os.FileMode) error {
+		if err := os.WriteFile(d.File(name), data, mode); err != nil {
+			return fmt.Errorf("write %s: %w", name, err)
+		}
+		return nil
+	}
+	caPEM, caKeyPEM, certPEM, keyPEM, err := certificates(hosts)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+		mode os.FileMode
+	}{{CAFile, caPEM, 0o644}, {CAKeyFile, caKeyPEM, 0o600}, {ServerCertFile, certPEM, 0o644}, {ServerKeyFile, keyPEM, 0o600}} {
+		if err := write(f.name, f.data, f.mode); err != nil {
+			return nil, err
+		}
+	}
+	rs := roles.All(events.Subjects{}, services...)
+	hashed := map[string]string{}
+	for _, r := range rs {
+		pw, err := password()
+		if err != nil {
+			return nil, err
+		}
+		h, err := bcrypt.GenerateFromPassword([]byte(pw), 11)
+		if err != nil {
+			return nil, fmt.Errorf("hash a password: %w", err)
+		}
+		hashed[r.Name] = string(h)
+		u := User{Name: r.Name, Password: pw, InboxPrefix: r.InboxPrefix()}
+		d.Users = append(d.Users, u)
+		env := fmt.Sprintf("HAIL_NATS_USER=%s\nHAIL_NATS_PASSWORD=%s\nHAIL_NATS_TLS_CA=%s\nHAIL_NATS_INBOX_PREFIX=%s\n", u.Name, u.Password, d.File(CAFile), u.InboxPrefix)
+		if err := write(r.Name+".env", []byte(env), 0o600); err != nil {
+			return nil, err
+		}
+		if err := write(r.Name+".password", []byte(u.Password), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	token, err := password()
+	if err != nil {
+		return nil, err
+	}
+	if err := write(ConsoleTokenFile, []byte(token+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	if err := write(ConsoleTokensFile, []byte("write "+console.HashToken(token)+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	conf, err := roles.AuthConf(rs, hashed)
+	if err != nil {
+		return nil, err
+	}
+	if err := write(AuthConfFile, []byte(conf), 0o600); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Ensure keeps the set in dir if it is complete (every file, a user for
+// each service), so that restarts keep their passwords, or writes a new
+// one in its place.
+func Ensure(dir string, services, hosts []string) (d *Dir, kept bool, err error) {
+	if d, err := Read(dir); err == nil {
+		complete := true
+		for _, s := range services {
+			if _, ok := d.User("svc-" + s); !ok {
+				complete = false
+			}
+		}
+		if complete {
+			return d, true, nil
+		}
+	}
+	d, err = Write(dir, services, hosts)
+	return d, false, err
+}
+
+// Read reads a directory Write wrote, or says what is missing.
+func Read(dir string) (*Dir, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	d := &Dir{Path: abs}
+	for _, name := range []string{CAFile, ServerCertFile, ServerKeyFile, AuthConfFile, ConsoleTokensFile} {
+		if _, err := os.Stat(d.File(name)); err != nil {
+			return nil, fmt.Errorf("credentials %s: %w", abs, err)
+		}
+	}
+	envs, err := filepath.Glob(filepath.Join(abs, "*.env"))
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range envs {
+		u, err := readEnv(p)
+		if err != nil {
+			return nil, err
+		}
+		d.Users = append(d.Users, u)
+	}
+	if len(d.Users) == 0 {
+		return nil, fmt.Errorf("credentials %s: no <user>.env files", abs)
+	}
+	return d, nil
+}
+
+func readEnv(path string) (User, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return User{}, err
+	}
+	defer f.Close()
+	var u User
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, _ := strings.Cut(sc.Text(), "=")
+		switch k {
+		case "HAIL_NATS_USER":
+			u.Name = v
+		case "HAIL_NATS_PASSWORD":
+			u.Password = v
+		case "HAIL_NATS_INBOX_PREFIX":
+			u.InboxPrefix = v
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return User{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	if u.Name == "" || u.Password == "" {
+		// The error names the file, never what it holds.
+		return User{}, errors.New("credentials: " + path + " has no HAIL_NATS_USER or HAIL_NATS_PASSWORD")
+	}
+	return u, nil
+}
+
+// password is 24 random bytes, URL-safe.
+func password() (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("random password: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// certificates makes a CA and a server certificate it signs for hosts
+// (IPs and DNS names), valid for a year; PEM each.
+func certificates(hosts []string) (caPEM, caKeyPEM, certPEM, keyPEM []byte, err error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	now := time.Now()
+	serial := func() *big.Int { n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62)); return n }
+	caTmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: "hail CA"}, NotBefore: now.Add(-time.Hour),
+		NotAfter: now.AddDate(1, 0, 0), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("CA certificate: %w", err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: "hail NATS server"}, NotBefore: now.Add(-time.Hour),
+		NotAfter: now.AddDate(1, 0, 0), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	for _, h := range hosts {
+		if h = strings.TrimSpace(h); h == "" {
+			continue
+		}
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("server certificate: %w", err)
+	}
+	caKeyDER, err := x509.MarshalECPrivateKey(caKey)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: caKeyDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
+}

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/hailsd/hail/bus"
+	"github.com/hailsd/hail/credentials"
+	"github.com/hailsd/hail/events"
+)
+
+// secureDir keeps the credentials of an earlier secured run in dir, so
+// that a caller's flags stay good across runs, or writes new ones.
+func secureDir(dir, host string) (*credentials.Dir, error) {
+	d, _, err := credentials.Ensure(dir, []string{"echo", "greeter"}, []string{"127.0.0.1", "localhost", host})
+	if err != nil {
+		return nil, fmt.Errorf("secure: %w", err)
+	}
+	return d, nil
+}
+
+// dialer connects the stack's parts to its server: as one user each, by
+// role, when the stack is secured.
+type dialer struct {
+	url   string
+	creds *credentials.Dir // nil: open
+	log   *slog.Logger
+}
+
+func (d dialer) connect(ctx context.Context, name, role string) (*nats.Conn, error) {
+	o := bus.ConnectOptions{URL: d.url, Name: name, Logger: d.log}
+	if d.creds != nil {
+		n, err := d.creds.NATS(d.url, role)
+		if err != nil {
+			return nil, err
+		}
+		if o.Extra, err = n.Options(); err != nil {
+			return nil, err
+		}
+	}
+	return bus.Connect(ctx, o)
+}
+
+// printSecured tells how to reach the secured stack as a caller; the
+// password stays in its file (0600), read by the shell, not printed.
+func printSecured(w io.Writer, url string, d *credentials.Dir) {
+	u, _ := d.User("caller")
+	env := d.File(u.Name + ".env")
+	flags := fmt.Sprintf(`-s %s --tlsca %s --user %s --password "$(sed -n 's/^HAIL_NATS_PASSWORD=//p' %s)" --inbox-prefix %s`,
+		strings.Replace(url, "nats://", "tls://", 1), d.File(credentials.CAFile), u.Name, env, u.InboxPrefix)
+	s := events.Subjects{}
+	fmt.Fprintf(w, `
+Secured: TLS, and each part its own NATS user with least privilege (docs/PROTOCOL.md, roles).
+Credentials (one <user>.env per user, auth.conf for the server) are in %s.
+As the caller, with the nats CLI (go -C tools tool nats ...):
+  nats %[2]s request %[3]s hi
+  nats %[2]s request %[4]s '{"service":"echo"}'
+The caller may route and query, nothing else; the other users' .env files (console.env reads
+the buckets and hears events) are for the programs that run as them.
+`, d.Path, flags, s.Route("echo", "say"), s.DiscoveryInstances())
+}
