@@ -7,12 +7,14 @@ RUN go mod download
 COPY . .
 RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/ \
     ./services/nats ./services/discovery ./services/router ./services/echo ./services/dev ./services/agent ./services/greeter
-# JetStream's data directory: a new named volume mounted here starts as a
-# copy of it, owned by the user the programs run as.
-RUN mkdir /data
+# JetStream's data directory and the credentials' (secure init): a new
+# named volume mounted here starts as a copy of it, owned by the user the
+# programs run as.
+RUN mkdir /data /secure
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/ /usr/local/bin/
 COPY --from=build --chown=nonroot:nonroot /data /data
+COPY --from=build --chown=nonroot:nonroot /secure /secure
 USER nonroot
 ENTRYPOINT []

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/bus/embedded"
+	"github.com/hailsd/hail/credentials"
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/echo"
 	"github.com/hailsd/hail/events"
@@ -50,6 +52,13 @@ type Config struct {
 	// (plain, router, client, plain, ...), so drift in the machine's load
 	// falls on every mode alike; default 5.
 	Rounds int
+	// Secure measures a second region beside the first, on an embedded
+	// server with TLS and the roles' users (auth.conf from `secure
+	// init`), every part connected as its own user: plain and routed
+	// requests, taken in the same rotation, so the cost of TLS and
+	// authorization is a ratio of one run. Only routed requests: the
+	// caller's user may not publish to a service's queue group.
+	Secure bool
 	Logger *slog.Logger
 }
 
@@ -91,6 +100,7 @@ type Result struct {
 // connection, each with its own connection as in production.
 type Stack struct {
 	cfg    Config
+	secure bool // TLS and a user per role
 	caller *nats.Conn
 	client *router.Client
 	stop   []func()
@@ -109,27 +119,50 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 
 func (s *Stack) start(ctx context.Context) error {
 	url := s.cfg.URL
-	if url == "" {
+	var creds *credentials.Dir
+	if url == "" || s.secure {
 		dir, err := os.MkdirTemp("", "hail-bench-")
 		if err != nil {
 			return err
 		}
-		srv, err := embedded.StartServer(embedded.ServerOptions{Name: "hail-bench", Port: -1, StoreDir: dir})
+		so := embedded.ServerOptions{Name: "hail-bench", Port: -1, StoreDir: dir}
+		if s.secure {
+			if creds, err = credentials.Write(filepath.Join(dir, "secure"), credentials.Options{Services: []string{"echo"}, Hosts: []string{"127.0.0.1", "localhost"}}); err != nil {
+				return err
+			}
+			sec := embedded.Security{Cert: creds.File(credentials.ServerCertFile), Key: creds.File(credentials.ServerKeyFile), AuthFile: creds.File(credentials.AuthConfFile)}
+			if so.Configure, err = sec.Configure(); err != nil {
+				return err
+			}
+		}
+		srv, err := embedded.StartServer(so)
 		if err != nil {
 			return err
 		}
 		s.stop = append(s.stop, func() { srv.Shutdown(); srv.WaitForShutdown(); _ = os.RemoveAll(dir) })
 		url = srv.ClientURL()
 	}
-	connect := func(name string) (*nats.Conn, error) {
-		nc, err := nats.Connect(url, nats.Name(name))
+	connect := func(name, role string) (*nats.Conn, error) {
+		opts := []nats.Option{nats.Name(name)}
+		if creds != nil {
+			n, err := creds.NATS(url, role)
+			if err != nil {
+				return nil, err
+			}
+			more, err := n.Options()
+			if err != nil {
+				return nil, err
+			}
+			opts = append(opts, more...)
+		}
+		nc, err := nats.Connect(url, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("connect %s: %w", name, err)
 		}
 		s.stop = append(s.stop, nc.Close)
 		return nc, nil
 	}
-	dnc, err := connect("bench-discovery")
+	dnc, err := connect("bench-discovery", "discovery")
 	if err != nil {
 		return err
 	}
@@ -148,7 +181,7 @@ func (s *Stack) start(ctx context.Context) error {
 		return ctx.Err()
 	}
 	for i := range s.cfg.Instances {
-		nc, err := connect(fmt.Sprintf("bench-echo-%d", i))
+		nc, err := connect(fmt.Sprintf("bench-echo-%d", i), "svc-echo")
 		if err != nil {
 			return err
 		}
@@ -158,7 +191,7 @@ func (s *Stack) start(ctx context.Context) error {
 		}
 		s.stop = append(s.stop, func() { _ = inst.Shutdown(context.Background()) })
 	}
-	rnc, err := connect("bench-router")
+	rnc, err := connect("bench-router", "router")
 	if err != nil {
 		return err
 	}
@@ -167,20 +200,25 @@ func (s *Stack) start(ctx context.Context) error {
 		return err
 	}
 	s.run(rt.Run)
-	cnc, err := connect("bench-client")
-	if err != nil {
-		return err
+	if !s.secure {
+		// router.Client reads the registry and reaches instances itself:
+		// no role of the secured region is that (it is a router in a
+		// caller's process).
+		cnc, err := connect("bench-client", "")
+		if err != nil {
+			return err
+		}
+		if s.client, err = router.NewClient(ctx, cnc, router.TableConfig{Logger: s.cfg.Logger}); err != nil {
+			return err
+		}
+		s.stop = append(s.stop, func() { _ = s.client.Close() })
 	}
-	if s.client, err = router.NewClient(ctx, cnc, router.TableConfig{Logger: s.cfg.Logger}); err != nil {
-		return err
-	}
-	s.stop = append(s.stop, func() { _ = s.client.Close() })
-	if s.caller, err = connect("bench-caller"); err != nil {
+	if s.caller, err = connect("bench-caller", "caller"); err != nil {
 		return err
 	}
 	// Every mode must reach every instance before anything is measured.
 	deadline := time.Now().Add(30 * time.Second)
-	for _, mode := range Modes {
+	for _, mode := range s.modes() {
 		do := s.request(mode, make([]byte, s.cfg.Payload))
 		for seen := map[string]bool{}; len(seen) < s.cfg.Instances; {
 			if time.Now().After(deadline) {
@@ -193,6 +231,15 @@ func (s *Stack) start(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// modes are the modes this stack measures.
+func (s *Stack) modes() []string {
+	if s.secure {
+		// A caller may route, not publish to a service's queue group.
+		return []string{ModeRouter}
+	}
+	return Modes
 }
 
 // run runs f until Close.
@@ -311,8 +358,11 @@ func (s *Stack) measure(ctx context.Context, mode string, d time.Duration, n int
 	return ctx.Err()
 }
 
-// Run starts a stack, warms every mode up, then measures the modes in
-// rotation.
+// SecureSuffix marks the modes of the secured region in results.
+const SecureSuffix = " (TLS+auth)"
+
+// Run starts a stack (two with Secure), warms every mode up, then
+// measures the modes in rotation.
 func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	cfg.setDefaults()
 	s, err := Start(ctx, cfg)
@@ -320,22 +370,43 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		return nil, err
 	}
 	defer s.Close()
+	type turn struct {
+		s     *Stack
+		mode  string
+		label string
+	}
+	var turns []turn
 	for _, mode := range Modes {
-		if err := s.measure(ctx, mode, cfg.Warmup, 0, &tally{}); err != nil {
-			return nil, fmt.Errorf("warm up %s: %w", mode, err)
+		turns = append(turns, turn{s, mode, mode})
+	}
+	if cfg.Secure {
+		sec := &Stack{cfg: cfg, secure: true}
+		sec.cfg.URL = ""
+		if err := sec.start(ctx); err != nil {
+			sec.Close()
+			return nil, fmt.Errorf("secured region: %w", err)
+		}
+		defer sec.Close()
+		for _, mode := range sec.modes() {
+			turns = append(turns, turn{sec, mode, mode + SecureSuffix})
 		}
 	}
-	tallies := make([]tally, len(Modes))
+	for _, tn := range turns {
+		if err := tn.s.measure(ctx, tn.mode, cfg.Warmup, 0, &tally{}); err != nil {
+			return nil, fmt.Errorf("warm up %s: %w", tn.label, err)
+		}
+	}
+	tallies := make([]tally, len(turns))
 	for range cfg.Rounds {
-		for i, mode := range Modes {
-			if err := s.measure(ctx, mode, cfg.Duration/time.Duration(cfg.Rounds), 0, &tallies[i]); err != nil {
-				return nil, fmt.Errorf("measure %s: %w", mode, err)
+		for i, tn := range turns {
+			if err := tn.s.measure(ctx, tn.mode, cfg.Duration/time.Duration(cfg.Rounds), 0, &tallies[i]); err != nil {
+				return nil, fmt.Errorf("measure %s: %w", tn.label, err)
 			}
 		}
 	}
-	out := make([]Result, len(Modes))
-	for i, mode := range Modes {
-		if out[i], err = tallies[i].result(mode); err != nil {
+	out := make([]Result, len(turns))
+	for i, tn := range turns {
+		if out[i], err = tallies[i].result(tn.label); err != nil {
 			return nil, err
 		}
 	}
@@ -356,12 +427,19 @@ func Write(w io.Writer, cfg Config, results []Result) {
 			base = r.Throughput
 		}
 	}
+	by := map[string]Result{}
 	for _, r := range results {
+		by[r.Mode] = r
 		ratio := "-"
 		if base > 0 {
 			ratio = fmt.Sprintf("%.2f", r.Throughput/base)
 		}
 		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %s | %d |\n", r.Mode, r.Throughput, ratio,
 			r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Errors)
+	}
+	for _, mode := range []string{ModeRouter} {
+		if sec, ok := by[mode+SecureSuffix]; ok && by[mode].Throughput > 0 {
+			fmt.Fprintf(w, "\n%s requests with TLS and authorization: %.2f× those without\n", mode, sec.Throughput/by[mode].Throughput)
+		}
 	}
 }

@@ -36,14 +36,16 @@ func BenchmarkRequest(b *testing.B) {
 
 // TestRunShort checks that every path answers without error; the figures
 // belong to the benchmark.
+// With Secure, the routed path of a secured region (TLS, a user per role)
+// answers too.
 func TestRunShort(t *testing.T) {
-	cfg := Config{Duration: 200 * time.Millisecond, Warmup: 50 * time.Millisecond, Concurrency: 4}
+	cfg := Config{Duration: 200 * time.Millisecond, Warmup: 50 * time.Millisecond, Concurrency: 4, Secure: true}
 	results, err := Run(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(results) != len(Modes) {
-		t.Fatalf("%d results, want %d", len(results), len(Modes))
+	if len(results) != len(Modes)+1 || results[len(results)-1].Mode != ModeRouter+SecureSuffix {
+		t.Fatalf("results %+v, want every mode and the secured router", results)
 	}
 	for _, r := range results {
 		if r.Requests == 0 || r.Errors != 0 {

@@ -81,10 +81,20 @@ func (d *Dir) NATS(url, name string) (config.NATS, error) {
 	return config.NATS{URL: url, User: u.Name, Password: u.Password, InboxPrefix: u.InboxPrefix, TLS: config.NATSTLS{CA: d.File(CAFile)}}, nil
 }
 
-// Write makes dir (if need be) and writes a fresh set into it: the roles
-// of a region serving services, a server certificate for hosts (IPs and
-// names).
-func Write(dir string, services, hosts []string) (*Dir, error) {
+// Options say what a set is for.
+type Options struct {
+	// Services get one svc-<service> user each.
+	Services []string
+	// Hosts (IPs and names) the server certificate is for.
+	Hosts []string
+	// ScopedOnly gives the services' users only their own scoped
+	// subjects (roles.ServiceScoped): every instance must announce scoped.
+	ScopedOnly bool
+}
+
+// Write makes dir (if need be) and writes a fresh set into it.
+func Write(dir string, o Options) (*Dir, error) {
+	services, hosts := o.Services, o.Hosts
 	for _, s := range services {
 		if err := events.ValidateService(s); err != nil {
 			return nil, fmt.Errorf("services: %w", err)
@@ -118,6 +128,9 @@ func Write(dir string, services, hosts []string) (*Dir, error) {
 		}
 	}
 	rs := roles.All(events.Subjects{}, services...)
+	if o.ScopedOnly {
+		rs = roles.AllScoped(events.Subjects{}, services...)
+	}
 	hashed := map[string]string{}
 	for _, r := range rs {
 		pw, err := password()
@@ -162,10 +175,10 @@ func Write(dir string, services, hosts []string) (*Dir, error) {
 // Ensure keeps the set in dir if it is complete (every file, a user for
 // each service), so that restarts keep their passwords, or writes a new
 // one in its place.
-func Ensure(dir string, services, hosts []string) (d *Dir, kept bool, err error) {
+func Ensure(dir string, o Options) (d *Dir, kept bool, err error) {
 	if d, err := Read(dir); err == nil {
 		complete := true
-		for _, s := range services {
+		for _, s := range o.Services {
 			if _, ok := d.User("svc-" + s); !ok {
 				complete = false
 			}
@@ -174,7 +187,7 @@ func Ensure(dir string, services, hosts []string) (d *Dir, kept bool, err error)
 			return d, true, nil
 		}
 	}
-	d, err = Write(dir, services, hosts)
+	d, err = Write(dir, o)
 	return d, false, err
 }
 

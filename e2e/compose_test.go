@@ -17,6 +17,7 @@ import (
 
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/config"
+	"github.com/hailsd/hail/credentials"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/internal/proctest"
 	"github.com/nats-io/nats.go"
@@ -36,9 +37,35 @@ type composeService struct {
 	Environment map[string]string `yaml:"environment"`
 	Ports       []string          `yaml:"ports"`
 	Volumes     []string          `yaml:"volumes"`
-	DependsOn   []string          `yaml:"depends_on"`
+	DependsOn   dependsOn         `yaml:"depends_on"`
 	Profiles    []string          `yaml:"profiles"`
 }
+
+// dependsOn is depends_on in either form: a list of services, or a map of
+// each to its condition.
+type dependsOn []string
+
+func (d *dependsOn) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.SequenceNode {
+		var list []string
+		if err := n.Decode(&list); err != nil {
+			return err
+		}
+		*d = list
+		return nil
+	}
+	var m map[string]struct {
+		Condition string `yaml:"condition"`
+	}
+	if err := n.Decode(&m); err != nil {
+		return err
+	}
+	*d = slices.Sorted(maps.Keys(m))
+	return nil
+}
+
+// securePath is where the credentials volume is mounted.
+const securePath = "/secure/"
 
 func loadCompose(t *testing.T) composeFile {
 	t.Helper()
@@ -64,10 +91,12 @@ func (f composeFile) hailServices() []string {
 	return out
 }
 
+// byProgram are the services that run program (a one-shot command of it,
+// secure init, is not one).
 func (f composeFile) byProgram(program string) []string {
 	var out []string
 	for _, name := range f.hailServices() {
-		if f.Services[name].Command[0] == program {
+		if c := f.Services[name].Command; len(c) == 1 && c[0] == program {
 			out = append(out, name)
 		}
 	}
@@ -106,11 +135,12 @@ func TestComposeFileConsistent(t *testing.T) {
 			}
 		}
 		for _, p := range s.Ports {
-			host, container, ok := strings.Cut(p, ":")
-			if !ok {
-				t.Errorf("%s: port %q is not host:container", name, p)
+			parts := strings.Split(p, ":")
+			if len(parts) != 3 || parts[0] != "127.0.0.1" {
+				t.Errorf("%s: port %q is not 127.0.0.1:host:container (published beyond this machine)", name, p)
 				continue
 			}
+			host, container := parts[1], parts[2]
 			if hosts[host] {
 				t.Errorf("%s: host port %s is published twice", name, host)
 			}
@@ -134,6 +164,11 @@ func TestComposeFileConsistent(t *testing.T) {
 		}
 	}
 
+	// The credentials' files, for the environments that name them.
+	secureDir := t.TempDir()
+	if _, err := credentials.Write(secureDir, credentials.Options{Services: []string{"echo", "greeter"}}); err != nil {
+		t.Fatal(err)
+	}
 	// Every hail service runs a program the Dockerfile builds, with an
 	// environment that program accepts (each HAIL_* is one of its keys,
 	// and the whole validates: --print-config exits 0).
@@ -148,7 +183,7 @@ func TestComposeFileConsistent(t *testing.T) {
 			t.Errorf("%s runs %q, which the Dockerfile does not build", name, program)
 			continue
 		}
-		keys, err := printConfig(program, hostPaths(s))
+		keys, err := printConfig(program, hostPaths(s, secureDir))
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
 			continue
@@ -215,7 +250,10 @@ func TestComposeFileConsistent(t *testing.T) {
 		}
 		var got []string
 		for _, u := range strings.Split(url, ",") {
-			host, port, _ := strings.Cut(strings.TrimPrefix(u, "nats://"), ":")
+			if !strings.HasPrefix(u, "tls://") {
+				t.Errorf("%s: %s is not a TLS URL", name, u)
+			}
+			host, port, _ := strings.Cut(strings.TrimPrefix(u, "tls://"), ":")
 			if clientPort[host] != port {
 				t.Errorf("%s: %s is not a NATS server's client address", name, u)
 			}
@@ -224,6 +262,51 @@ func TestComposeFileConsistent(t *testing.T) {
 		if slices.Sort(got); !slices.Equal(got, natsServers) {
 			t.Errorf("%s reaches %v, want all of %v", name, got, natsServers)
 		}
+	}
+	// Secured: the servers with TLS (clients and routes) and the roles'
+	// auth.conf; every program its own role's user, password file, CA
+	// and inbox; nobody insecure; the services' users scoped-only, so
+	// every instance announces scoped.
+	roleOf := map[string]string{"discovery": "discovery", "router": "router", "echo": "svc-echo", "agent": "svc-greeter"}
+	for _, name := range f.hailServices() {
+		sv := f.Services[name]
+		env := sv.Environment
+		if env["HAIL_INSECURE"] != "" {
+			t.Errorf("%s runs insecure", name)
+		}
+		if len(sv.Command) == 1 && sv.Command[0] == "nats" {
+			for _, k := range []string{"HAIL_TLS_CERT", "HAIL_TLS_KEY", "HAIL_TLS_CA", "HAIL_AUTH_FILE"} {
+				if !strings.HasPrefix(env[k], securePath) {
+					t.Errorf("%s: %s is %q, not a file of the credentials volume", name, k, env[k])
+				}
+			}
+		}
+		if _, ok := env["HAIL_NATS_URL"]; !ok {
+			continue
+		}
+		role := roleOf[sv.Command[0]]
+		want := map[string]string{"HAIL_NATS_USER": role, "HAIL_NATS_PASSWORD_FILE": securePath + role + ".password",
+			"HAIL_NATS_TLS_CA": securePath + "ca.pem", "HAIL_NATS_INBOX_PREFIX": "_INBOX." + role}
+		for k, v := range want {
+			if env[k] != v {
+				t.Errorf("%s: %s is %q, want %q", name, k, env[k], v)
+			}
+		}
+		if sv.Command[0] == "echo" && env["HAIL_SCOPED"] != "true" {
+			t.Errorf("%s does not announce scoped; its user is scoped-only", name)
+		}
+	}
+	var initCmd []string
+	for _, name := range f.hailServices() {
+		if c := f.Services[name].Command; len(c) > 2 && c[0] == "nats" && c[1] == "secure" {
+			initCmd = c
+		}
+	}
+	if !slices.Contains(initCmd, "--scoped-only") || !slices.Contains(initCmd, "--keep") {
+		t.Errorf("secure init %v: want --scoped-only and --keep", initCmd)
+	}
+	if agentConf, err := os.ReadFile("../deploy/agent-compose.yaml"); err != nil || !strings.Contains(string(agentConf), "scoped: true") {
+		t.Errorf("the agent's services do not announce scoped (%v)", err)
 	}
 	if n := len(f.byProgram("discovery")); n != 2 {
 		t.Errorf("%d discovery nodes, want 2", n)
@@ -263,8 +346,13 @@ func TestComposeFileConsistent(t *testing.T) {
 // printConfig runs program --print-config under env and returns its keys.
 // hostPaths is a service's environment with HAIL_CONFIG, a path in the
 // container, mapped through the service's volumes to the repository's file.
-func hostPaths(s composeService) map[string]string {
+func hostPaths(s composeService, secureDir string) map[string]string {
 	env := maps.Clone(s.Environment)
+	for k, v := range env {
+		if strings.HasPrefix(v, securePath) {
+			env[k] = filepath.Join(secureDir, strings.TrimPrefix(v, securePath))
+		}
+	}
 	if p, ok := env["HAIL_CONFIG"]; ok {
 		for _, v := range s.Volumes {
 			parts := strings.Split(v, ":")
@@ -318,6 +406,28 @@ func TestComposeTopologyAsProcesses(t *testing.T) {
 		return strconv.Itoa(ports[key])
 	}
 	addr := regexp.MustCompile(`([a-z0-9.-]+):(\d+)`)
+	// The credentials first, as the one-shot secure-init service makes
+	// them, in a directory standing for its volume.
+	secureDir := t.TempDir()
+	for _, name := range f.hailServices() {
+		c := f.Services[name].Command
+		if len(c) < 2 || c[1] != "secure" {
+			continue
+		}
+		args := slices.Clone(c[1:])
+		for i, a := range args {
+			if a == strings.TrimSuffix(securePath, "/") {
+				args[i] = secureDir
+			}
+		}
+		if out, err := exec.Command(filepath.Join(bins, c[0]), args...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, out)
+		}
+	}
+	creds, err := credentials.Read(secureDir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	envOf := func(name string) map[string]string {
 		env := map[string]string{}
 		for k, v := range f.Services[name].Environment {
@@ -329,7 +439,7 @@ func TestComposeTopologyAsProcesses(t *testing.T) {
 			case "HAIL_CONFIG":
 				// The mounted file, with its addresses mapped like the
 				// environment's.
-				data, err := os.ReadFile(hostPaths(f.Services[name])["HAIL_CONFIG"])
+				data, err := os.ReadFile(hostPaths(f.Services[name], secureDir)["HAIL_CONFIG"])
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -352,6 +462,10 @@ func TestComposeTopologyAsProcesses(t *testing.T) {
 					t.Fatal(err)
 				}
 			default:
+				if strings.HasPrefix(v, securePath) {
+					env[k] = filepath.Join(secureDir, strings.TrimPrefix(v, securePath))
+					continue
+				}
 				v = addr.ReplaceAllStringFunc(v, func(s string) string {
 					m := addr.FindStringSubmatch(s)
 					host := m[1]
@@ -377,6 +491,18 @@ func TestComposeTopologyAsProcesses(t *testing.T) {
 	}
 	run("nats")
 	natsURL := envOf(f.byProgram("router")[0])["HAIL_NATS_URL"]
+	// The test looks at JetStream as discovery and routes as the caller.
+	connectAs := func(role string) (*nats.Conn, error) {
+		n, err := creds.NATS(natsURL, role)
+		if err != nil {
+			return nil, err
+		}
+		opts, err := n.Options()
+		if err != nil {
+			return nil, err
+		}
+		return nats.Connect(natsURL, opts...)
+	}
 	var nc *nats.Conn
 	bustest.Eventually(t, 60*time.Second, func() error {
 		for _, n := range f.byProgram("nats") {
@@ -384,7 +510,7 @@ func TestComposeTopologyAsProcesses(t *testing.T) {
 				return err
 			}
 		}
-		c, err := nats.Connect(natsURL)
+		c, err := connectAs("discovery")
 		if err != nil {
 			return err
 		}
@@ -399,6 +525,11 @@ func TestComposeTopologyAsProcesses(t *testing.T) {
 		return nil
 	})
 	t.Cleanup(nc.Close)
+	caller, err := connectAs("caller")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(caller.Close)
 
 	run("discovery")
 	run("router")
@@ -445,7 +576,7 @@ func TestComposeTopologyAsProcesses(t *testing.T) {
 	answered := map[string]int{}
 	bustest.Eventually(t, 30*time.Second, func() error {
 		for range 60 {
-			m, err := nc.Request("hail.route.echo.say", []byte("hi"), 2*time.Second)
+			m, err := caller.Request("hail.route.echo.say", []byte("hi"), 2*time.Second)
 			if err != nil {
 				return err
 			}
@@ -511,7 +642,7 @@ func TestComposeTopologyAsProcesses(t *testing.T) {
 	// One echo leaves (SIGTERM: deregister, drain); callers see no error.
 	procs[echoes[0]].Stop(t)
 	for i := range 100 {
-		m, err := nc.Request("hail.route.echo.say", []byte("hi"), 5*time.Second)
+		m, err := caller.Request("hail.route.echo.say", []byte("hi"), 5*time.Second)
 		if err != nil {
 			t.Fatalf("request %d after an instance left: %v", i, err)
 		}
@@ -519,6 +650,23 @@ func TestComposeTopologyAsProcesses(t *testing.T) {
 			t.Fatalf("request %d after an instance left: %s %s", i, code, m.Header.Get(events.HeaderServiceError))
 		}
 	}
+	// Everything above ran under least privilege: no server logged a
+	// permission violation.
+	for _, n := range f.byProgram("nats") {
+		if out := procs[n].Output(); strings.Contains(out, "Violation") {
+			t.Errorf("%s logged a permission violation:\n%s", n, grepViolations(out))
+		}
+	}
+}
+
+func grepViolations(log string) string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "Violation") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // The commented example configs load as they are.

@@ -7,6 +7,8 @@
 package roles
 
 import (
+	"slices"
+
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/events"
 )
@@ -101,6 +103,17 @@ func Service(s events.Subjects, service string) Role {
 	return r
 }
 
+// ServiceScoped is svc-<service> for a region whose instances all
+// announce scoped (PROTOCOL v1.2): without the unscoped hail.hb.* and
+// hail.inst.*.*, whose instances a credential cannot be confined to, so
+// it may hear only its own service's heartbeats and requests.
+func ServiceScoped(s events.Subjects, service string) Role {
+	r := Service(s, service)
+	unscoped := map[string]bool{s.Heartbeat("*"): true, s.Inst("*", "*"): true}
+	r.Subscribe = slices.DeleteFunc(r.Subscribe, func(subject string) bool { return unscoped[subject] })
+	return r
+}
+
 // Console: reads the three buckets and HAIL_EVENTS, writes routes only,
 // hears health, node and traffic events, asks the discovery queries.
 func Console(s events.Subjects) Role {
@@ -119,6 +132,16 @@ func All(s events.Subjects, services ...string) []Role {
 	out := []Role{Discovery(s), Router(s), Console(s), Caller(s)}
 	for _, svc := range services {
 		out = append(out, Service(s, svc))
+	}
+	return out
+}
+
+// AllScoped are the roles of a region whose services' instances all
+// announce scoped.
+func AllScoped(s events.Subjects, services ...string) []Role {
+	out := []Role{Discovery(s), Router(s), Console(s), Caller(s)}
+	for _, svc := range services {
+		out = append(out, ServiceScoped(s, svc))
 	}
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -229,4 +230,24 @@ func run(t *testing.T, name string, f func(context.Context) error) {
 			t.Errorf("%s: %v", name, err)
 		}
 	})
+}
+
+// A scoped-only service user may hear its own service's scoped subjects
+// and none of the unscoped ones, where any service's unscoped instances
+// would be.
+func TestServiceScopedDropsUnscopedSubjects(t *testing.T) {
+	r := roles.ServiceScoped(subjects, "echo")
+	for _, s := range r.Subscribe {
+		if s == subjects.Heartbeat("*") || s == subjects.Inst("*", "*") {
+			t.Errorf("scoped-only svc-echo may subscribe %s", s)
+		}
+	}
+	for _, want := range []string{subjects.HeartbeatOf("echo", "*", true), subjects.InstOf("echo", "*", "*", true), subjects.Svc("echo", "*")} {
+		if !slices.Contains(r.Subscribe, want) {
+			t.Errorf("scoped-only svc-echo may not subscribe %s", want)
+		}
+	}
+	if len(roles.Service(subjects, "echo").Subscribe) != len(r.Subscribe)+2 {
+		t.Error("ServiceScoped drops more than the two unscoped subjects")
+	}
 }

@@ -43,7 +43,10 @@ type Config struct {
 	Warmup time.Duration `koanf:"warmup"`
 	// Rounds: each path's duration is measured in this many turns, the
 	// paths taking turns. Default 10.
-	Rounds int        `koanf:"rounds"`
+	Rounds int `koanf:"rounds"`
+	// Secure measures a secured region (TLS, a user per role) beside the
+	// open one, in the same rotation. Default false.
+	Secure bool       `koanf:"secure"`
 	Log    config.Log `koanf:"log"`
 }
 
@@ -92,7 +95,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	}
 	log := loaded.Log
 	bc := bench.Config{URL: cfg.NATS.URL, Instances: cfg.Instances, Concurrency: cfg.Concurrency,
-		Payload: cfg.Payload, Duration: cfg.Duration, Warmup: cfg.Warmup, Rounds: cfg.Rounds, Logger: log}
+		Payload: cfg.Payload, Duration: cfg.Duration, Warmup: cfg.Warmup, Rounds: cfg.Rounds, Secure: cfg.Secure, Logger: log}
 	results, err := bench.Run(ctx, bc)
 	if err != nil {
 		return err

@@ -49,7 +49,7 @@ func startGreeter(ctx context.Context, addr string, dial dialer, set *metrics.Se
 	}
 	a := agent.New(nc, agent.Config{Logger: log, Metrics: set})
 	svc := agent.ServiceConfig{
-		Name: "greeter", Address: host, Port: port, Version: "1.0.0", Tags: []string{"dev", "http"},
+		Name: "greeter", Address: host, Port: port, Version: "1.0.0", Tags: []string{"dev", "http"}, Scoped: dial.creds != nil,
 		Metadata: map[string]string{"example": "true"},
 		// Bridged: hello on NATS (and so through the router and its
 		// ingress) is GET /hello; http passes any method and path.

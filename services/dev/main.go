@@ -264,7 +264,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 			return err
 		}
 		conns = append(conns, enc)
-		inst, err := echo.Start(ctx, enc, instance.Config{Service: "echo", Version: "1.0.0", AZ: fmt.Sprintf("dev-%c", 'a'+i%3), Logger: log, Metrics: set})
+		inst, err := echo.Start(ctx, enc, instance.Config{Service: "echo", Version: "1.0.0", AZ: fmt.Sprintf("dev-%c", 'a'+i%3), Scoped: cfg.Secure, Logger: log, Metrics: set})
 		if err != nil {
 			return err
 		}

@@ -17,7 +17,9 @@ import (
 // secureDir keeps the credentials of an earlier secured run in dir, so
 // that a caller's flags stay good across runs, or writes new ones.
 func secureDir(dir, host string) (*credentials.Dir, error) {
-	d, _, err := credentials.Ensure(dir, []string{"echo", "greeter"}, []string{"127.0.0.1", "localhost", host})
+	// Every instance of the secured stack announces scoped, so their users
+	// need no unscoped subject.
+	d, _, err := credentials.Ensure(dir, credentials.Options{Services: []string{"echo", "greeter"}, Hosts: []string{"127.0.0.1", "localhost", host}, ScopedOnly: true})
 	if err != nil {
 		return nil, fmt.Errorf("secure: %w", err)
 	}

@@ -50,8 +50,12 @@ type Config struct {
 	HeartbeatInterval time.Duration `koanf:"heartbeat_interval"`
 	// DrainTimeout bounds the wait for requests in flight at shutdown. Default 10s.
 	DrainTimeout time.Duration `koanf:"drain_timeout"`
-	HTTP         config.HTTP   `koanf:"http"`
-	Log          config.Log    `koanf:"log"`
+	// Scoped announces "scoped": true (PROTOCOL v1.2): heartbeated and
+	// reached on subjects that name the service, which a credential can
+	// be confined to. Default false.
+	Scoped bool        `koanf:"scoped"`
+	HTTP   config.HTTP `koanf:"http"`
+	Log    config.Log  `koanf:"log"`
 }
 
 // Logging is the log section.
@@ -110,7 +114,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	inst, err := echo.Start(ctx, nc, instance.Config{
 		Service: cfg.Name, Version: cfg.Version, Weight: cfg.Weight, Drain: cfg.Weight == 0, AZ: cfg.AZ,
 		Subjects: events.Subjects{Prefix: cfg.Prefix}, HeartbeatInterval: cfg.HeartbeatInterval,
-		Capacity: cfg.Capacity, DrainTimeout: cfg.DrainTimeout, Logger: log, Metrics: set,
+		Capacity: cfg.Capacity, DrainTimeout: cfg.DrainTimeout, Scoped: cfg.Scoped, Logger: log, Metrics: set,
 	})
 	if err != nil {
 		return err

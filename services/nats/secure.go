@@ -13,13 +13,14 @@ import (
 // credentials): a private CA, a server certificate for the hosts, an
 // auth.conf with one user per role, and one <user>.env per user.
 //
-//	go run ./services/nats secure init --dir DIR --services echo,greeter [--hosts 127.0.0.1,localhost,nats-1]
+//	go run ./services/nats secure init --dir DIR --services echo,greeter [--hosts 127.0.0.1,localhost,nats-1] [--scoped-only] [--keep]
 func secureInit(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("secure init", flag.ContinueOnError)
 	fs.SetOutput(out)
 	dir := fs.String("dir", "", "directory to write into (created)")
 	services := fs.String("services", "", "the services, comma-separated: one svc-<service> user each")
 	hosts := fs.String("hosts", "127.0.0.1,localhost", "names and IPs the server certificate is for, comma-separated")
+	scopedOnly := fs.Bool("scoped-only", false, "give svc-<service> users only their service's scoped subjects (every instance must announce scoped)")
 	keep := fs.Bool("keep", false, "leave a complete set already in --dir as it is (a restart keeps its passwords)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -27,12 +28,13 @@ func secureInit(args []string, out io.Writer) error {
 	if *dir == "" {
 		return fmt.Errorf("secure init: --dir is required")
 	}
+	o := credentials.Options{Services: list(*services), Hosts: list(*hosts), ScopedOnly: *scopedOnly}
 	write := func() (*credentials.Dir, bool, error) {
-		d, err := credentials.Write(*dir, list(*services), list(*hosts))
+		d, err := credentials.Write(*dir, o)
 		return d, false, err
 	}
 	if *keep {
-		write = func() (*credentials.Dir, bool, error) { return credentials.Ensure(*dir, list(*services), list(*hosts)) }
+		write = func() (*credentials.Dir, bool, error) { return credentials.Ensure(*dir, o) }
 	}
 	d, kept, err := write()
 	if err != nil {
