@@ -111,13 +111,22 @@ func (e *env) each(ids []string, workers int, f func(id string) error) {
 }
 
 // ack sends a control message and wants an ok answer.
+// ack sends a request and wants it taken; a 503 (a busy node shedding
+// announces) is tried again, as the SDK does.
 func (e *env) ack(subject string, data []byte) error {
-	m, err := e.NC.Request(subject, data, 10*time.Second)
-	if err != nil {
-		return fmt.Errorf("%s: %w", subject, err)
+	deadline := time.Now().Add(30 * time.Second)
+	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		m, err := e.NC.Request(subject, data, 10*time.Second)
+		if err != nil {
+			return fmt.Errorf("%s: %w", subject, err)
+		}
+		code, text, isErr := events.ReplyError(m)
+		if !isErr {
+			return nil
+		}
+		if code != events.CodeUnavailable || time.Now().After(deadline) {
+			return fmt.Errorf("%s: %d %s", subject, code, text)
+		}
+		time.Sleep(backoff) // a client's backoff, not a test's synchronisation
 	}
-	if code, text, isErr := events.ReplyError(m); isErr {
-		return fmt.Errorf("%s: %d %s", subject, code, text)
-	}
-	return nil
 }

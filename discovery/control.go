@@ -26,6 +26,7 @@ const (
 	reasonBadReply  = "bad_reply"
 	reasonIDTaken   = "id_taken"
 	reasonReplyTo   = "reply_subject" // a reply subject outside _INBOX.
+	reasonBusy      = "busy"          // an announce shed by a busy node (503)
 )
 
 // replyable reports whether m may be answered: no reply wanted, or one

@@ -27,6 +27,14 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 	}
 	n.rtts.Store(&d.RTTs)
 	n.m.void.Add(d.Void)
+	if d.Overloaded > 0 {
+		// Answers came in time and waited unread: the node is short of
+		// CPU (or its connection of bandwidth), and those instances are
+		// not judged this round rather than judged wrong.
+		n.m.overloaded.Inc()
+		n.log.Warn("heartbeat round overran: answers waited unread at its timeout; the unanswered are not judged this round",
+			"instances", len(results), "unjudged", d.Overloaded, "took", time.Since(start).Round(time.Millisecond))
+	}
 	n.selfPreservation(d.Preserve)
 	if d.Preserve != "" {
 		return

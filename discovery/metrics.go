@@ -18,6 +18,7 @@ type nodeMetrics struct {
 	missed     *metrics.Counter
 	kvErrors   *metrics.Counter
 	void       *metrics.Counter
+	overloaded *metrics.Counter
 	rtt        *metrics.Histogram
 	rebalances *metrics.Counter
 	preserved  *metrics.Counter
@@ -33,6 +34,7 @@ func newNodeMetrics(set *metrics.Set, reg *registry.Registry, ready func() bool)
 		missed:     set.GetOrCreateCounter("hail_discovery_heartbeats_missed_total"),
 		kvErrors:   set.GetOrCreateCounter("hail_discovery_kv_errors_total"),
 		void:       set.GetOrCreateCounter("hail_discovery_heartbeats_void_total"),
+		overloaded: set.GetOrCreateCounter("hail_discovery_rounds_overloaded_total"),
 		rtt:        set.GetOrCreateHistogram("hail_discovery_heartbeat_rtt_seconds"),
 		rebalances: set.GetOrCreateCounter("hail_discovery_rebalances_total"),
 		preserved:  set.GetOrCreateCounter("hail_discovery_self_preservation_rounds_total"),
@@ -41,7 +43,7 @@ func newNodeMetrics(set *metrics.Set, reg *registry.Registry, ready func() bool)
 	// Labelled series exist from the start, at 0, so that a dashboard or
 	// an alert on them has something to read before the first event.
 	for _, r := range []string{reasonTooLarge, reasonSubject, reasonMalformed, reasonInvalid, reasonSchema, reasonMismatch,
-		reasonBadQuery, reasonKV, reasonBadRecord, reasonBadReply, reasonIDTaken, reasonReplyTo} {
+		reasonBadQuery, reasonKV, reasonBadRecord, reasonBadReply, reasonIDTaken, reasonReplyTo, reasonBusy} {
 		m.rejected(r)
 	}
 	for _, st := range []events.Status{events.Passing, events.Warning, events.Critical, events.Deregistered} {

@@ -290,6 +290,25 @@ func (n *Node) submit(ctx context.Context, f func(context.Context)) {
 	}
 }
 
+// shedAt is the depth of the node's work queue from which an announce is
+// answered at once with a 503 instead of waiting its turn: beyond it the
+// wait would outlast the sender's timeout, and a storm of announces would
+// stall the node's own work behind KV writes nobody waits for any more.
+const shedAt = 256
+
+// shed answers m with a cheap 503 (retry later) when the node is too busy
+// to take it; the SDK and the agent back off and announce again.
+func (n *Node) shed(m *nats.Msg) bool {
+	depth := len(n.work)
+	if depth < shedAt {
+		return false
+	}
+	n.m.rejected(reasonBusy).Inc()
+	n.log.Debug("announce shed: the node is busy", "subject", truncate(m.Subject), "queued", depth)
+	n.reply.send(m, events.ErrorMsg(events.CodeUnavailable, fmt.Sprintf("discovery busy: %d registrations waiting; retry later", depth)))
+	return true
+}
+
 func (n *Node) loop(ctx context.Context) error {
 	for {
 		select {
@@ -334,6 +353,9 @@ func (n *Node) subscribe(ctx context.Context) (*bus.Service, error) {
 		Metadata:    map[string]string{"node_id": n.id, "az": n.cfg.AZ, "hostname": n.cfg.Hostname},
 	}, []bus.Endpoint{
 		{Name: "announce", Subject: s.AnnounceAll(), Queue: queue, Handler: guard(func(m *nats.Msg) {
+			if n.shed(m) {
+				return
+			}
 			n.submit(ctx, func(ctx context.Context) { n.handleAnnounce(ctx, m) })
 		})},
 		{Name: "deregister", Subject: s.DeregisterAll(), Queue: queue, Handler: guard(func(m *nats.Msg) {

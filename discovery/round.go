@@ -66,6 +66,9 @@ type roundDecision struct {
 	Removals    []removal
 	// What the round counted, for metrics.
 	Sent, Missed, BadReplies, Void int
+	// Overloaded counts results void because the node read its answers
+	// too slowly (heartbeat.ErrOverloaded).
+	Overloaded int
 	// RTTs of the instances that answered, by id, even in a round not
 	// judged: what answered is worth showing.
 	RTTs map[string]time.Duration
@@ -94,6 +97,9 @@ func decideRound(in roundInput) roundDecision {
 		owned++
 		if r.Void() {
 			d.Void++
+			if errors.Is(r.Err, heartbeat.ErrOverloaded) {
+				d.Overloaded++
+			}
 			continue
 		}
 		if st.Judge.Status == events.Critical || !st.Answered {
@@ -106,6 +112,8 @@ func decideRound(in roundInput) roundDecision {
 	}
 	sp := in.Timing.SelfPreservation
 	switch {
+	case d.Void > 0 && d.Void == owned && d.Overloaded == d.Void:
+		d.Preserve = "too slow to read its heartbeat answers"
 	case d.Void > 0 && d.Void == owned:
 		d.Preserve = "lost its NATS connection"
 	case failing >= sp.MinFailures && float64(failing) > sp.Share*float64(live):

@@ -28,6 +28,11 @@ var (
 	// ErrDisconnected: the tracker's own connection was down during the
 	// round, so silence says nothing about the instance.
 	ErrDisconnected = errors.New("tracker disconnected during the round")
+	// ErrOverloaded: answers were waiting, read off the wire but not yet
+	// handled, when the round ended even after a grace period: the node
+	// was too slow to read them, so silence says nothing about the
+	// instance.
+	ErrOverloaded = errors.New("tracker too slow to read the round's answers")
 )
 
 // Result is one instance's answer to one heartbeat.
@@ -40,7 +45,9 @@ type Result struct {
 
 // Void reports a result that must not be judged: the tracker, not the
 // instance, was cut off.
-func (r Result) Void() bool { return errors.Is(r.Err, ErrDisconnected) }
+func (r Result) Void() bool {
+	return errors.Is(r.Err, ErrDisconnected) || errors.Is(r.Err, ErrOverloaded)
+}
 
 // Verdict turns a result into what the judge needs.
 func (r Result) Verdict() Verdict {
@@ -66,6 +73,9 @@ type Tracker struct {
 	cur      atomic.Pointer[round]
 	closed   sync.Once
 	kick     chan struct{}
+	// beforeReply, when set (by a test), runs before each answer is
+	// handled: a node too slow to read its answers.
+	beforeReply atomic.Pointer[func()]
 }
 
 type round struct {
@@ -149,19 +159,28 @@ func (t *Tracker) Round(ctx context.Context, targets []string) []Result {
 			r.finish(i, Result{ID: id, Err: fmt.Errorf("publish heartbeat: %w", err)})
 		}
 	}
-	timer := time.NewTimer(t.timeout())
+	timeout := t.timeout()
+	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
 	case <-r.done:
 	case <-timer.C:
 	case <-ctx.Done():
 	}
+	// Answers the client has read off the wire but not yet handed to
+	// onReply came in time; the node is what is late. They get up to one
+	// more timeout to be read; any still unread then make the round the
+	// node's fault, not the silent instances'.
+	overloaded := ctx.Err() == nil && !t.drained(r, timeout)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.over = true
 	silence := ErrTimeout
-	if !connected || !t.nc.IsConnected() || t.nc.Stats().Reconnects != reconnects {
+	switch {
+	case !connected || !t.nc.IsConnected() || t.nc.Stats().Reconnects != reconnects:
 		silence = ErrDisconnected
+	case overloaded:
+		silence = ErrOverloaded
 	}
 	for i, ok := range r.answered {
 		if !ok {
@@ -171,7 +190,32 @@ func (t *Tracker) Round(ctx context.Context, targets []string) []Result {
 	return r.results
 }
 
+// drained waits, up to grace, until the answers waiting in the inbox have
+// been handled or the round has all its answers; false if some are still
+// waiting.
+func (t *Tracker) drained(r *round, grace time.Duration) bool {
+	deadline := time.Now().Add(grace)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if n, _, err := t.sub.Pending(); err != nil || n == 0 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-r.done:
+			return true
+		case <-tick.C:
+		}
+	}
+}
+
 func (t *Tracker) onReply(m *nats.Msg) {
+	if f := t.beforeReply.Load(); f != nil {
+		(*f)()
+	}
 	r := t.cur.Load()
 	if r == nil {
 		return

@@ -354,8 +354,14 @@ func (i *Instance) announce(ctx context.Context) bool {
 		return false
 	}
 	if code, text, isErr := events.ReplyError(reply); isErr {
+		if code >= 500 {
+			// Discovery busy (it sheds announce storms) or its KV down:
+			// announce again later, backing off.
+			i.log.Debug("announce not taken now; will announce again", "code", code, "err", text)
+			return false
+		}
 		i.log.Error("announce rejected", "code", code, "err", text)
-		return code < 500 // a 503 (discovery busy or KV down) is worth another try later
+		return true
 	}
 	i.log.Debug("announced")
 	return true

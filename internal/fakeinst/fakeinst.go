@@ -107,12 +107,22 @@ func Start(t testing.TB, url string, o Options) *Instance {
 func (i *Instance) Announce() {
 	i.t.Helper()
 	data := i.AnnounceData()
-	reply, err := i.nc.Request(i.sub.Announce(i.o.Service), data, 5*time.Second)
-	if err != nil {
-		i.t.Fatalf("fake instance: announce: %v", err)
-	}
-	if code, text, isErr := events.ReplyError(reply); isErr {
-		i.t.Fatalf("fake instance: announce refused: %d %s", code, text)
+	// A 503 (a busy node shedding announces) is tried again, backing off,
+	// as the SDK does.
+	deadline := time.Now().Add(30 * time.Second)
+	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		reply, err := i.nc.Request(i.sub.Announce(i.o.Service), data, 5*time.Second)
+		if err != nil {
+			i.t.Fatalf("fake instance: announce: %v", err)
+		}
+		code, text, isErr := events.ReplyError(reply)
+		if !isErr {
+			return
+		}
+		if code != events.CodeUnavailable || time.Now().After(deadline) {
+			i.t.Fatalf("fake instance: announce refused: %d %s", code, text)
+		}
+		time.Sleep(backoff) // a client's backoff, not a test's synchronisation
 	}
 }
 

@@ -36,7 +36,9 @@ func startDev(t *testing.T, args ...string) *devStack {
 	t.Cleanup(cancel)
 	args = append([]string{"--nats-url", d.url, "--http-addr", "", "--greeter-addr", "", "--ingress-addr", ""}, args...)
 	go func() { d.done <- run(ctx, args, func(string) string { return "" }, d.out) }()
-	bustest.Eventually(t, 15*time.Second, func() error {
+	// A deadline, not a wait: a secured stack checks a bcrypt hash per
+	// connection, slow under the race detector on a busy machine.
+	bustest.Eventually(t, 60*time.Second, func() error {
 		if !strings.Contains(d.out.String(), "hail dev stack is up") {
 			return fmt.Errorf("not up yet")
 		}

@@ -1,0 +1,148 @@
+// Command swarm runs many protocol-speaking instances in one process over
+// a few connections (package swarm), so that a region's limits can be
+// measured with the load on its own cores or another machine.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hailsd/hail/admin"
+	"github.com/hailsd/hail/bus"
+	"github.com/hailsd/hail/config"
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/swarm"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// Config is the swarm's configuration.
+type Config struct {
+	NATS config.NATS `koanf:"nats"`
+	// Prefix of every hail subject. Default hail.
+	Prefix string `koanf:"prefix"`
+	// Name of the services: <name>-0 ... Default swarm.
+	Name string `koanf:"name"`
+	// Instances to run. Default 1000.
+	Instances int `koanf:"instances"`
+	// Services they are spread over. Default 100.
+	Services int `koanf:"services"`
+	// Silent instances more, in service <name>-silent: they answer until
+	// POST /silence on http.addr. Default 0.
+	Silent int `koanf:"silent"`
+	// Connections the instances share. Default 4.
+	Connections int `koanf:"connections"`
+	// HeartbeatInterval is discovery's, for the re-announce rule. Default 1s.
+	HeartbeatInterval time.Duration `koanf:"heartbeat_interval"`
+	// InFlight bounds the announces waiting for an answer. Default 256.
+	InFlight int `koanf:"in_flight"`
+	// Deregister every instance on exit. Default true.
+	Deregister bool `koanf:"deregister"`
+	// HTTP serves /metrics and POST /silence. Default empty: none.
+	HTTP config.HTTP `koanf:"http"`
+	Log  config.Log  `koanf:"log"`
+}
+
+// Logging is the log section.
+func (c *Config) Logging() config.Log { return c.Log }
+
+func defaults() *Config {
+	return &Config{NATS: config.NATS{URL: config.DefaultNATSURL}, Prefix: events.DefaultPrefix, Name: "swarm", Instances: 1000, Services: 100,
+		Connections: 4, HeartbeatInterval: time.Second, InFlight: 256, Deregister: true, Log: config.DefaultLog}
+}
+
+// Validate names every wrong field.
+func (c *Config) Validate() error {
+	errs := []error{c.NATS.Validate(), c.Log.Validate()}
+	if err := events.ValidateService(c.Name + "-silent"); err != nil {
+		errs = append(errs, config.FieldError("name", "%v", err))
+	}
+	if c.Instances < 0 || c.Instances > 1_000_000 {
+		errs = append(errs, config.FieldError("instances", "%d is out of range 0..1000000", c.Instances))
+	}
+	if c.Services < 1 || c.Services > 100_000 {
+		errs = append(errs, config.FieldError("services", "%d is out of range 1..100000", c.Services))
+	}
+	if c.Silent < 0 || c.Silent > 1_000_000 {
+		errs = append(errs, config.FieldError("silent", "%d is out of range 0..1000000", c.Silent))
+	}
+	if c.Connections < 1 || c.Connections > 1000 {
+		errs = append(errs, config.FieldError("connections", "%d is out of range 1..1000", c.Connections))
+	}
+	if c.HeartbeatInterval <= 0 {
+		errs = append(errs, config.FieldError("heartbeat_interval", "%v must be positive", c.HeartbeatInterval))
+	}
+	if c.InFlight < 1 || c.InFlight > 100_000 {
+		errs = append(errs, config.FieldError("in_flight", "%d is out of range 1..100000", c.InFlight))
+	}
+	return errors.Join(errs...)
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
+	cfg := defaults()
+	loaded, err := config.Start(cfg, "swarm", args, getenv, out)
+	if loaded == nil || err != nil {
+		return err
+	}
+	log := loaded.Log
+	natsOpts, err := cfg.NATS.Options()
+	if err != nil {
+		return err
+	}
+	var conns []*nats.Conn
+	defer func() {
+		for _, nc := range conns {
+			bus.Drain(nc, 5*time.Second)
+		}
+	}()
+	for i := range cfg.Connections {
+		nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: cfg.NATS.URL, Name: fmt.Sprintf("hail-swarm-%d", i), Logger: log, Extra: natsOpts})
+		if err != nil {
+			return err
+		}
+		conns = append(conns, nc)
+	}
+	set := metrics.NewSet()
+	s, err := swarm.New(conns, swarm.Config{Instances: cfg.Instances, Services: cfg.Services, Silent: cfg.Silent, Name: cfg.Name,
+		Subjects: events.Subjects{Prefix: cfg.Prefix}, HeartbeatInterval: cfg.HeartbeatInterval, InFlight: cfg.InFlight,
+		Deregister: cfg.Deregister, Logger: log, Metrics: set})
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	if cfg.HTTP.Addr != "" {
+		l, err := admin.Listen(cfg.HTTP)
+		if err != nil {
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("POST /silence", func(w http.ResponseWriter, _ *http.Request) {
+			s.Silence()
+			log.Info("silent instances silenced", "instances", cfg.Silent)
+			fmt.Fprintf(w, "silenced %d instances\n", cfg.Silent)
+		})
+		ready := func() bool { return s.Registered() == cfg.Instances+cfg.Silent }
+		g.Go(func() error { return admin.Serve(gctx, l, admin.Handler(set, ready, mux), log) })
+	}
+	log.Info("swarm starting", "instances", cfg.Instances, "silent", cfg.Silent, "services", cfg.Services, "connections", cfg.Connections)
+	g.Go(func() error { return s.Run(gctx) })
+	return g.Wait()
+}
