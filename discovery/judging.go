@@ -25,6 +25,7 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 	if n.log.Enabled(ctx, slog.LevelDebug) {
 		n.log.Debug("heartbeat round", "instances", len(results), "answered", len(d.RTTs), "took", time.Since(start).Round(time.Microsecond))
 	}
+	defer n.m.roundTook.UpdateDuration(start)
 	n.rtts.Store(&d.RTTs)
 	n.m.void.Add(d.Void)
 	if d.Overloaded > 0 {

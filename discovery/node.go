@@ -290,11 +290,11 @@ func (n *Node) submit(ctx context.Context, f func(context.Context)) {
 	}
 }
 
-// shedAt is the depth of the node's work queue from which an announce is
-// answered at once with a 503 instead of waiting its turn: beyond it the
-// wait would outlast the sender's timeout, and a storm of announces would
-// stall the node's own work behind KV writes nobody waits for any more.
-const shedAt = 256
+// shedAt is the depth of the node's work queue (of 1024) from which an
+// announce is answered at once with a 503 instead of waiting its turn: a
+// full queue would block the subscription, and the announces behind it
+// would wait past their senders' timeouts.
+const shedAt = 768
 
 // shed answers m with a cheap 503 (retry later) when the node is too busy
 // to take it; the SDK and the agent back off and announce again.
@@ -303,20 +303,45 @@ func (n *Node) shed(m *nats.Msg) bool {
 	if depth < shedAt {
 		return false
 	}
-	n.m.rejected(reasonBusy).Inc()
-	n.log.Debug("announce shed: the node is busy", "subject", truncate(m.Subject), "queued", depth)
-	n.reply.send(m, events.ErrorMsg(events.CodeUnavailable, fmt.Sprintf("discovery busy: %d registrations waiting; retry later", depth)))
+	n.busy(m, fmt.Sprintf("discovery busy: %d registrations waiting; retry later", depth))
 	return true
 }
 
+// stale answers with a 503 an announce that waited its turn longer than
+// a heartbeat interval, the SDK's timeout for it: its sender has given up
+// and announces again, so a KV write for it now would be work nobody
+// waits for, in a burst that is already too much.
+func (n *Node) stale(m *nats.Msg, queued time.Time) bool {
+	waited := time.Since(queued)
+	if waited <= n.Timing().Heartbeat.Interval {
+		return false
+	}
+	n.busy(m, fmt.Sprintf("discovery busy: the announce waited %s; retry later", waited.Round(time.Millisecond)))
+	return true
+}
+
+func (n *Node) busy(m *nats.Msg, text string) {
+	n.m.rejected(reasonBusy).Inc()
+	n.log.Debug("announce shed: the node is busy", "subject", truncate(m.Subject), "why", text)
+	n.reply.send(m, events.ErrorMsg(events.CodeUnavailable, text))
+}
+
 func (n *Node) loop(ctx context.Context) error {
+	// The tracker reads its targets once a round: they are published when
+	// a burst of work is over, or every publishEvery within one, not after
+	// each item (each publish lists every owned instance).
+	const publishEvery = 100 * time.Millisecond
+	var published time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case f := <-n.work:
 			f(ctx)
-			n.publishTargets()
+			if now := time.Now(); len(n.work) == 0 || now.Sub(published) >= publishEvery {
+				n.publishTargets()
+				published = now
+			}
 		}
 	}
 }
@@ -356,7 +381,13 @@ func (n *Node) subscribe(ctx context.Context) (*bus.Service, error) {
 			if n.shed(m) {
 				return
 			}
-			n.submit(ctx, func(ctx context.Context) { n.handleAnnounce(ctx, m) })
+			queued := time.Now()
+			n.submit(ctx, func(ctx context.Context) {
+				if n.stale(m, queued) {
+					return
+				}
+				n.handleAnnounce(ctx, m)
+			})
 		})},
 		{Name: "deregister", Subject: s.DeregisterAll(), Queue: queue, Handler: guard(func(m *nats.Msg) {
 			n.submit(ctx, func(ctx context.Context) { n.handleDeregister(ctx, m) })

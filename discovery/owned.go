@@ -21,6 +21,9 @@ type tracked struct {
 	// answered: it answered a heartbeat since this node tracks it (see
 	// instanceState).
 	answered bool
+	// target is what its heartbeats are sent to (events.HeartbeatTarget),
+	// made once: publish lists every owned instance's.
+	target string
 }
 
 // ownedSet is the instances a node owns and heartbeats. It is used by the
@@ -41,7 +44,7 @@ func newOwnedSet() *ownedSet {
 
 // track starts tracking rec, read or written at rev.
 func (o *ownedSet) track(rec events.InstanceRecord, rev uint64) *tracked {
-	t := &tracked{rec: rec, rev: rev, judge: heartbeat.State{Status: rec.Status}}
+	t := &tracked{rec: rec, rev: rev, judge: heartbeat.State{Status: rec.Status}, target: events.HeartbeatTarget(rec.Service, rec.ID, rec.Scoped)}
 	if rec.Status == events.Critical {
 		// The time it went critical is not stored; its last update is
 		// the best the record tells.
@@ -100,6 +103,7 @@ func (o *ownedSet) takeUnclaimed() []*tracked {
 func (o *ownedSet) setRecord(t *tracked, rec events.InstanceRecord, rev uint64) {
 	if rec.Scoped != t.rec.Scoped {
 		o.dirty = true
+		t.target = events.HeartbeatTarget(rec.Service, rec.ID, rec.Scoped)
 	}
 	t.rec, t.rev = rec, rev
 }
@@ -114,7 +118,7 @@ func (o *ownedSet) publish() bool {
 	o.dirty = false
 	targets := make([]string, 0, len(o.byID))
 	for _, t := range o.byID {
-		targets = append(targets, events.HeartbeatTarget(t.rec.Service, t.rec.ID, t.rec.Scoped))
+		targets = append(targets, t.target)
 	}
 	o.targets.Store(&targets)
 	return true

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -97,12 +98,133 @@ func jsonType(kind string) string {
 // a key twice in one object (without regard to case), a key that names a
 // field in another case, a null field, a missing required field (tagged
 // hail:"required", as the schema's "required") and an empty one that may
-// not be (hail:"nonempty") are refused, and
-// what this decoder accepts, the schema accepts as sent.
+// not be (hail:"nonempty") are refused, and what this decoder accepts,
+// the schema accepts as sent.
+//
+// Most messages hold no backslash, so no escaped string: those are walked
+// byte by byte (heartbeat replies come thousands a second); the others
+// through encoding/json's tokens, which unescape keys. A fuzz test holds
+// the two walks to the same answers.
 func keyProblem(data []byte, t reflect.Type) string {
+	if bytes.IndexByte(data, '\\') < 0 {
+		w := &byteWalk{b: data}
+		problem, _ := w.value(t, "", false)
+		return problem
+	}
+	return tokenKeyProblem(data, t)
+}
+
+// tokenKeyProblem is keyProblem through encoding/json's tokens.
+func tokenKeyProblem(data []byte, t reflect.Type) string {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	problem, _ := walkKeys(dec, t, "", false)
 	return problem
+}
+
+// checkValue applies the rules of one value to it: null where a field
+// is, "" where one may not be empty, a timestamp's shape. It returns the
+// type to walk into (nil: nothing more to check inside).
+func checkValue(t reflect.Type, path string, nonempty, null bool, str *string) (reflect.Type, string) {
+	if null && t != nil && path != "" {
+		return nil, fmt.Sprintf("%s is null; leave it out or give it a value", strings.TrimSuffix(path, "."))
+	}
+	if nonempty && str != nil && *str == "" {
+		return nil, fmt.Sprintf("%s is empty; leave it out or give it a value", strings.TrimSuffix(path, "."))
+	}
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == timeType {
+		if str == nil || !rfc3339.MatchString(*str) {
+			return nil, fmt.Sprintf("%s is not an RFC 3339 timestamp like 2026-12-02T10:00:00Z", strings.TrimSuffix(path, "."))
+		}
+	}
+	if t != nil && reflect.PointerTo(t).Implements(unmarshalerType) {
+		return nil, "" // its own decoder (a timestamp, a port) checks it
+	}
+	return t, ""
+}
+
+// object is one JSON object being walked: its keys so far and what they
+// may be.
+type object struct {
+	fields *fieldSet
+	elem   reflect.Type
+	seen   map[string]bool // folded keys
+}
+
+func newObject(t reflect.Type) *object {
+	o := &object{}
+	if t != nil {
+		switch t.Kind() {
+		case reflect.Struct:
+			o.fields = fieldsOf(t)
+		case reflect.Map:
+			o.elem = t.Elem()
+		}
+	}
+	return o
+}
+
+// key takes the next key and returns its value's type and rule.
+func (o *object) key(key, path string) (reflect.Type, bool, string) {
+	folded := foldKey(key)
+	if o.seen[folded] {
+		return nil, false, fmt.Sprintf("key %q appears twice (keys are matched without case)", truncate(path+key))
+	}
+	if o.seen == nil {
+		o.seen = map[string]bool{}
+	}
+	o.seen[folded] = true
+	if o.fields == nil {
+		return o.elem, false, ""
+	}
+	f, ok := o.fields.byName[key]
+	if !ok {
+		if name := o.fields.folded(key); name != "" {
+			return nil, false, fmt.Sprintf("key %q is not %q (keys are case-sensitive)", truncate(path+key), path+name)
+		}
+	}
+	return f.t, f.nonempty, ""
+}
+
+// end says which required field is missing, if one is.
+func (o *object) end(path string) string {
+	if o.fields == nil {
+		return ""
+	}
+	for _, name := range o.fields.required {
+		if !o.seen[foldKey(name)] {
+			return fmt.Sprintf("%s%s is required", path, name)
+		}
+	}
+	return ""
+}
+
+// foldKey is key with every character replaced by the smallest of its
+// case-folding orbit, so that two keys fold alike exactly when
+// strings.EqualFold says they are equal (as encoding/json matches them,
+// K and the Kelvin sign included).
+func foldKey(key string) string {
+	ascii := true
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; c >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return strings.ToLower(key)
+	}
+	var b strings.Builder
+	for _, r := range key {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		b.WriteRune(least)
+	}
+	return b.String()
 }
 
 // walkKeys reads one value of type t (nil: unknown, only duplicates are
@@ -113,70 +235,37 @@ func walkKeys(dec *json.Decoder, t reflect.Type, path string, nonempty bool) (pr
 	if err != nil {
 		return "", true
 	}
-	if tok == nil && t != nil && path != "" {
-		return fmt.Sprintf("%s is null; leave it out or give it a value", strings.TrimSuffix(path, ".")), true
+	str, _ := tok.(string)
+	var sp *string
+	if _, isStr := tok.(string); isStr {
+		sp = &str
 	}
-	for t != nil && t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if nonempty && tok == "" {
-		return fmt.Sprintf("%s is empty; leave it out or give it a value", strings.TrimSuffix(path, ".")), true
-	}
-	if t == timeType {
-		if s, ok := tok.(string); !ok || !rfc3339.MatchString(s) {
-			return fmt.Sprintf("%s is not an RFC 3339 timestamp like 2026-12-02T10:00:00Z", strings.TrimSuffix(path, ".")), true
-		}
-	}
-	if t != nil && reflect.PointerTo(t).Implements(unmarshalerType) {
-		t = nil // its own decoder (a timestamp, a port) checks it
+	t, problem = checkValue(t, path, nonempty, tok == nil, sp)
+	if problem != "" {
+		return problem, true
 	}
 	switch tok {
 	case json.Delim('{'):
-		var fields *fieldSet
-		var elem reflect.Type
-		if t != nil {
-			switch t.Kind() {
-			case reflect.Struct:
-				fields = fieldsOf(t)
-			case reflect.Map:
-				elem = t.Elem()
-			}
-		}
-		seen := map[string]bool{}
+		o := newObject(t)
 		for dec.More() {
 			k, err := dec.Token()
 			if err != nil {
 				return "", true
 			}
 			key, _ := k.(string)
-			low := strings.ToLower(key)
-			if seen[low] {
-				return fmt.Sprintf("key %q appears twice (keys are matched without case)", truncate(path+key)), true
+			vt, ne, problem := o.key(key, path)
+			if problem != "" {
+				return problem, true
 			}
-			seen[low] = true
-			vt, nonempty := elem, false
-			if fields != nil {
-				f, ok := fields.byName[key]
-				if !ok {
-					if name := fields.folded(key); name != "" {
-						return fmt.Sprintf("key %q is not %q (keys are case-sensitive)", truncate(path+key), path+name), true
-					}
-				}
-				vt, nonempty = f.t, f.nonempty
-			}
-			if p, stop := walkKeys(dec, vt, path+key+".", nonempty); stop {
+			if p, stop := walkKeys(dec, vt, path+key+".", ne); stop {
 				return p, true
 			}
 		}
 		if _, err := dec.Token(); err != nil {
 			return "", true
 		}
-		if fields != nil {
-			for _, name := range fields.required {
-				if !seen[strings.ToLower(name)] {
-					return fmt.Sprintf("%s%s is required", path, name), true
-				}
-			}
+		if p := o.end(path); p != "" {
+			return p, true
 		}
 	case json.Delim('['):
 		var elem reflect.Type
@@ -190,6 +279,129 @@ func walkKeys(dec *json.Decoder, t reflect.Type, path string, nonempty bool) (pr
 		}
 		if _, err := dec.Token(); err != nil {
 			return "", true
+		}
+	}
+	return "", false
+}
+
+// byteWalk is the walk of JSON that holds no backslash, so no escape: a
+// string ends at the next quote. It stops (with no problem) at anything
+// that is not JSON, for the decoder to report.
+type byteWalk struct {
+	b []byte
+	i int
+}
+
+func (w *byteWalk) ws() {
+	for w.i < len(w.b) && (w.b[w.i] == ' ' || w.b[w.i] == '\t' || w.b[w.i] == '\n' || w.b[w.i] == '\r') {
+		w.i++
+	}
+}
+
+// str reads a string at w.i.
+func (w *byteWalk) str() (string, bool) {
+	if w.i >= len(w.b) || w.b[w.i] != '"' {
+		return "", false
+	}
+	end := bytes.IndexByte(w.b[w.i+1:], '"')
+	if end < 0 {
+		return "", false
+	}
+	s := string(w.b[w.i+1 : w.i+1+end])
+	w.i += end + 2
+	return s, true
+}
+
+// value reads one value of type t at path, as walkKeys does.
+func (w *byteWalk) value(t reflect.Type, path string, nonempty bool) (problem string, stop bool) {
+	w.ws()
+	if w.i >= len(w.b) {
+		return "", true
+	}
+	c := w.b[w.i]
+	var sp *string
+	var str string
+	if c == '"' {
+		var ok bool
+		if str, ok = w.str(); !ok {
+			return "", true
+		}
+		sp = &str
+	}
+	null := c == 'n'
+	t, problem = checkValue(t, path, nonempty, null, sp)
+	if problem != "" {
+		return problem, true
+	}
+	switch c {
+	case '"':
+		return "", false
+	case '{':
+		w.i++
+		o := newObject(t)
+		for first := true; ; first = false {
+			w.ws()
+			if w.i < len(w.b) && w.b[w.i] == '}' {
+				w.i++
+				break
+			}
+			if !first {
+				if w.i >= len(w.b) || w.b[w.i] != ',' {
+					return "", true
+				}
+				w.i++
+				w.ws()
+			}
+			key, ok := w.str()
+			if !ok {
+				return "", true
+			}
+			w.ws()
+			if w.i >= len(w.b) || w.b[w.i] != ':' {
+				return "", true
+			}
+			w.i++
+			vt, ne, problem := o.key(key, path)
+			if problem != "" {
+				return problem, true
+			}
+			if p, stop := w.value(vt, path+key+".", ne); stop {
+				return p, true
+			}
+		}
+		if p := o.end(path); p != "" {
+			return p, true
+		}
+	case '[':
+		w.i++
+		var elem reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			elem = t.Elem()
+		}
+		for i := 0; ; i++ {
+			w.ws()
+			if w.i < len(w.b) && w.b[w.i] == ']' {
+				w.i++
+				break
+			}
+			if i > 0 {
+				if w.i >= len(w.b) || w.b[w.i] != ',' {
+					return "", true
+				}
+				w.i++
+			}
+			if p, stop := w.value(elem, fmt.Sprintf("%s[%d].", strings.TrimSuffix(path, "."), i), false); stop {
+				return p, true
+			}
+		}
+	default:
+		// A number or a literal: up to the next delimiter.
+		for w.i < len(w.b) {
+			switch w.b[w.i] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				return "", false
+			}
+			w.i++
 		}
 	}
 	return "", false

@@ -278,7 +278,6 @@ func (s *Swarm) schedule(ctx context.Context) {
 			}
 			if due {
 				in.next = time.Time{}
-				in.lastAnnounce = now
 				in.queued.Store(true)
 				s.due <- in
 			}
@@ -295,6 +294,9 @@ func (s *Swarm) announcer(ctx context.Context) {
 			return
 		case in := <-s.due:
 			ok := s.announce(ctx, in)
+			// As the SDK: the wait for a heartbeat runs from the announce's
+			// answer, not from when it was due (it may have queued here).
+			in.lastAnnounce = time.Now()
 			if ok {
 				in.failed = 0
 			} else {
