@@ -43,7 +43,12 @@ type Node struct {
 	reply     replier
 	startedAt time.Time
 
-	work    chan func(context.Context)
+	work chan func(context.Context)
+	// urgent is work the loop takes before any in work: heartbeat rounds'
+	// judgements and membership changes, which a burst of announces must
+	// not delay (a round judged late makes instances re-announce, which
+	// makes the burst worse).
+	urgent  chan func(context.Context)
 	refresh chan struct{}
 	ready   atomic.Bool
 	serving chan struct{} // closed when the node first becomes ready
@@ -82,6 +87,7 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 		cfg: cfg, id: cfg.NodeID, nc: nc, kv: kv, log: log,
 		control: controlDecoder{subjects: cfg.Subjects, schemas: set},
 		work:    make(chan func(context.Context), 1024),
+		urgent:  make(chan func(context.Context), 16),
 		refresh: make(chan struct{}, 1),
 		serving: make(chan struct{}),
 		owned:   newOwnedSet(),
@@ -194,12 +200,12 @@ func (n *Node) Run(ctx context.Context) error {
 				}
 				return
 			}
-			n.submit(gctx, func(ctx context.Context) {
+			n.submitUrgent(gctx, func(ctx context.Context) {
 				joined, left := n.members.apply(id, live)
 				n.changeMembers(ctx, joined, left)
 			})
 		}, func(live map[string]bool) {
-			n.submit(gctx, func(ctx context.Context) {
+			n.submitUrgent(gctx, func(ctx context.Context) {
 				joined, left := n.members.replace(live)
 				n.changeMembers(ctx, joined, left)
 			})
@@ -207,7 +213,7 @@ func (n *Node) Run(ctx context.Context) error {
 	})
 	g.Go(func() error {
 		tr.Run(gctx, n.interval, n.owned.ids, func(start time.Time, rs []heartbeat.Result) {
-			n.submit(gctx, func(ctx context.Context) { n.handleRound(ctx, start, rs) })
+			n.submitUrgent(gctx, func(ctx context.Context) { n.handleRound(ctx, start, rs) })
 		})
 		return nil
 	})
@@ -326,6 +332,14 @@ func (n *Node) busy(m *nats.Msg, text string) {
 	n.reply.send(m, events.ErrorMsg(events.CodeUnavailable, text))
 }
 
+// submitUrgent queues f before everything in work.
+func (n *Node) submitUrgent(ctx context.Context, f func(context.Context)) {
+	select {
+	case n.urgent <- f:
+	case <-ctx.Done():
+	}
+}
+
 func (n *Node) loop(ctx context.Context) error {
 	// The tracker reads its targets once a round: they are published when
 	// a burst of work is over, or every publishEvery within one, not after
@@ -333,15 +347,21 @@ func (n *Node) loop(ctx context.Context) error {
 	const publishEvery = 100 * time.Millisecond
 	var published time.Time
 	for {
+		var f func(context.Context)
 		select {
-		case <-ctx.Done():
-			return nil
-		case f := <-n.work:
-			f(ctx)
-			if now := time.Now(); len(n.work) == 0 || now.Sub(published) >= publishEvery {
-				n.publishTargets()
-				published = now
+		case f = <-n.urgent:
+		default:
+			select {
+			case <-ctx.Done():
+				return nil
+			case f = <-n.urgent:
+			case f = <-n.work:
 			}
+		}
+		f(ctx)
+		if now := time.Now(); len(n.work)+len(n.urgent) == 0 || now.Sub(published) >= publishEvery {
+			n.publishTargets()
+			published = now
 		}
 	}
 }

@@ -153,29 +153,43 @@ func measure(b *testing.B, n int) {
 	r.swarm = fmt.Sprintf("127.0.0.1:%d", bustest.FreePort(b))
 	t0 := time.Now()
 	r.swarmP = r.start("swarm", "swarm", map[string]string{"HAIL_NATS_URL": r.url, "HAIL_HTTP_ADDR": r.swarm, "HAIL_INSTANCES": strconv.Itoa(n),
-		"HAIL_SILENT": strconv.Itoa(*silent), "HAIL_SERVICES": strconv.Itoa(max(1, n/100)), "HAIL_CONNECTIONS": "8", "HAIL_LOG_LEVEL": "warn"})
+		"HAIL_SILENT": strconv.Itoa(*silent), "HAIL_SERVICES": strconv.Itoa(max(1, n/100)), "HAIL_CONNECTIONS": "8", "HAIL_LOG_LEVEL": "warn",
+		// The region goes with the processes; deregistering tens of
+		// thousands at the end would only slow the stop.
+		"HAIL_DEREGISTER": "false"})
+	// Registered is what the swarm has had acknowledged, read from its
+	// metrics; the registry is asked only every 2 s (a query over the whole
+	// registry is work for a node, which would slow what is measured).
 	var registered time.Duration
-	bustest.Eventually(b, 10*time.Minute, func() error {
+	poll(b, 10*time.Minute, 250*time.Millisecond, func() error {
 		if err := r.swarmP.Exited(); err != nil {
 			b.Fatal(err)
 		}
+		m, err := tryScrape(r.swarm)
+		if err != nil {
+			return err // the swarm is starting
+		}
+		if got := m["hail_swarm_registered"]; got < float64(total) {
+			return fmt.Errorf("%.0f of %d registered", got, total)
+		}
+		return nil
+	})
+	registered = time.Since(t0)
+	poll(b, 5*time.Minute, 2*time.Second, func() error {
 		got, passing, err := r.count()
 		if err != nil {
 			return err
 		}
-		if got < total {
-			return fmt.Errorf("%d of %d registered", got, total)
-		}
-		if registered == 0 {
-			registered = time.Since(t0)
-		}
-		if passing < total {
-			return fmt.Errorf("%d of %d passing", passing, total)
+		if got < total || passing < total {
+			return fmt.Errorf("%d of %d in the registry, %d passing", got, total, passing)
 		}
 		return nil
 	})
 	allPassing := time.Since(t0)
-	b.Logf("%d instances: all registered after %s, all passing after %s", total, registered.Round(time.Millisecond), allPassing.Round(time.Millisecond))
+	b.Logf("%d instances: all registered after %s (%.0f/s), all passing in the registry after %s; %.0f announces, %.0f answered 503",
+		total, registered.Round(time.Millisecond), float64(total)/registered.Seconds(), allPassing.Round(time.Millisecond),
+		r.swarmMetric(`hail_swarm_announces_total{outcome="ok"}`)+r.swarmMetric(`hail_swarm_announces_total{outcome="busy"}`)+r.swarmMetric(`hail_swarm_announces_total{outcome="unanswered"}`),
+		r.swarmMetric(`hail_swarm_announces_total{outcome="busy"}`))
 
 	// The steady window: nothing should change.
 	js, err := jetstream.New(r.nc)
@@ -208,17 +222,22 @@ func measure(b *testing.B, n int) {
 		mem = append(mem, fmt.Sprintf("%.0f", after[i]["process_resident_memory_bytes"]/(1<<20)))
 		round = append(round, fmt.Sprintf("%.0f", 1000*after[i][`hail_discovery_round_duration_seconds{quantile="0.99"}`]))
 	}
-	overloaded := 0.0
+	var overloaded, sent, missed float64
 	for i := range r.admin {
 		overloaded += after[i]["hail_discovery_rounds_overloaded_total"] - before[i]["hail_discovery_rounds_overloaded_total"]
+		sent += after[i]["hail_discovery_heartbeats_sent_total"] - before[i]["hail_discovery_heartbeats_sent_total"]
+		missed += after[i]["hail_discovery_heartbeats_missed_total"] - before[i]["hail_discovery_heartbeats_missed_total"]
 	}
-	b.Logf("steady %s: %d false critical, %d KV writes, %d announces, %.0f overloaded rounds; cores per node %s; RSS MiB %s; round p99 ms %s; routed %d, %d errors, p50 %s, p99 %s",
-		elapsed.Round(time.Second), falseCrit, writes, anns, overloaded, strings.Join(cpu, "/"), strings.Join(mem, "/"), strings.Join(round, "/"),
+	b.Logf("steady %s: %d false critical, %d KV writes, %d announces, %.0f overloaded rounds, %.0f of %.0f heartbeats missed; cores per node %s; RSS MiB %s; round p99 ms %s; routed %d, %d errors, p50 %s, p99 %s",
+		elapsed.Round(time.Second), falseCrit, writes, anns, overloaded, missed, sent, strings.Join(cpu, "/"), strings.Join(mem, "/"), strings.Join(round, "/"),
 		len(lats), errs, p50, p99)
 
 	// Paging: every instance, each page under the max payload.
-	pages, listed, largest := r.page(5000)
-	b.Logf("paging: %d instances in %d pages of 5000, largest %d bytes (max payload %d)", listed, pages, largest, r.nc.MaxPayload())
+	pages, listed, largest := r.page(2000)
+	if listed != total {
+		b.Errorf("paging listed %d instances, want %d", listed, total)
+	}
+	b.Logf("paging: %d instances in %d pages of 2000, largest %d bytes (max payload %d)", listed, pages, largest, r.nc.MaxPayload())
 
 	// Silence: every silent instance critical, and how fast.
 	silenceAt := time.Now()
@@ -228,7 +247,7 @@ func measure(b *testing.B, n int) {
 	}
 	resp.Body.Close()
 	var lastSilent time.Duration
-	bustest.Eventually(b, 60*time.Second, func() error {
+	poll(b, 60*time.Second, 100*time.Millisecond, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(criticalAt) < *silent {
@@ -340,6 +359,24 @@ func (r *region) page(limit int) (pages, listed, largest int) {
 	}
 }
 
+// poll checks every interval until check passes or timeout.
+func poll(b *testing.B, timeout, interval time.Duration, check func() error) {
+	b.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("after %v: %v", timeout, err)
+		}
+		time.Sleep(interval) // the polling interval, not a synchronisation
+	}
+}
+
+func (r *region) swarmMetric(name string) float64 { return scrapeOne(r.b, r.swarm)[name] }
+
 // swarmAnnounces is the swarm's announces sent so far, whatever their
 // outcome.
 func (r *region) swarmAnnounces() int64 {
@@ -362,9 +399,17 @@ func (r *region) scrape() []map[string]float64 {
 
 // scrapeOne reads a program's /metrics into series -> value.
 func scrapeOne(b *testing.B, addr string) map[string]float64 {
-	resp, err := http.Get("http://" + addr + "/metrics")
+	m, err := tryScrape(addr)
 	if err != nil {
 		b.Fatal(err)
+	}
+	return m
+}
+
+func tryScrape(addr string) (map[string]float64, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, err
 	}
 	defer resp.Body.Close()
 	out := map[string]float64{}
@@ -380,7 +425,7 @@ func scrapeOne(b *testing.B, addr string) map[string]float64 {
 			out[line[:i]] = v
 		}
 	}
-	return out
+	return out, sc.Err()
 }
 
 func waitReady(b *testing.B, addr string) {
