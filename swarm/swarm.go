@@ -160,7 +160,8 @@ func New(conns []*nats.Conn, cfg Config) (*Swarm, error) {
 // still serve requests, as a hung process's socket might).
 func (s *Swarm) Silence() { s.silenced.Store(true) }
 
-// Registered is how many instances discovery has acknowledged.
+// Registered is how many instances discovery has acknowledged or
+// heartbeated.
 func (s *Swarm) Registered() int { return int(s.m.registered.Load()) }
 
 // Run subscribes, announces every instance, and keeps them by the SDK's
@@ -225,6 +226,9 @@ func (s *Swarm) beat(m *nats.Msg) {
 		return
 	}
 	in.lastBeat.Store(time.Now().UnixNano())
+	// A heartbeat is discovery's word that it has the instance, even when
+	// the announce's answer was lost to a timeout.
+	s.registered(in)
 	if m.Respond(in.reply) == nil {
 		s.m.beats.Inc()
 	}
@@ -325,10 +329,16 @@ func (s *Swarm) announce(ctx context.Context, in *inst) bool {
 		return true
 	}
 	s.m.acked.Inc()
+	s.registered(in)
+	return true
+}
+
+// registered counts in once: its announce was answered, or it was
+// heartbeated.
+func (s *Swarm) registered(in *inst) {
 	if in.acked.CompareAndSwap(false, true) {
 		s.m.registered.Add(1)
 	}
-	return true
 }
 
 // deregisterAll deregisters every instance, InFlight at a time, within

@@ -157,7 +157,8 @@ func measure(b *testing.B, n int) {
 		// The region goes with the processes; deregistering tens of
 		// thousands at the end would only slow the stop.
 		"HAIL_DEREGISTER": "false"})
-	// Registered is what the swarm has had acknowledged, read from its
+	// Registered is what the swarm has had acknowledged (or heartbeated: an
+	// answer lost to a timeout), read from its
 	// metrics; the registry is asked only every 2 s (a query over the whole
 	// registry is work for a node, which would slow what is measured).
 	var registered time.Duration
