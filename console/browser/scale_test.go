@@ -24,8 +24,9 @@ import (
 // BenchmarkPageAtScale measures the page's cost at 100 services of 20
 // instances, in Chromium, against a discovery node serving the console as
 // a process of its own, with steady traffic through a router: the first
-// render, a live update (the fetch and render a change event starts, after
-// the page's 100 ms debounce), the server's answer alone, and the console
+// render, a live update (the fetch and render a change event starts: at
+// once after a quiet 100 ms, at most one per 100 ms in a burst), the
+// server's answer alone, and the console
 // process's CPU (the discovery node heartbeating the 2,000 is in it too).
 // The targets are 200 ms and 5% of a core; the README says what
 // this machine measures.

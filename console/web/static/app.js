@@ -12,11 +12,15 @@
     message.className = isError ? "error" : "ok";
   }
 
-  var pending = null;
+  // A change is fetched at once when the page has been quiet for 100 ms,
+  // and a burst of changes makes at most one fetch per 100 ms.
+  var pending = null, last = 0;
   function refresh() {
     if (pending) return;
+    var wait = Math.max(0, 100 - (Date.now() - last));
     pending = setTimeout(function () {
       pending = null;
+      last = Date.now();
       var service = main.dataset.service || "";
       fetch("/ui/main?service=" + encodeURIComponent(service))
         .then(function (r) { return r.text(); })
@@ -36,7 +40,7 @@
             if (sec.id !== "sec-route") document.getElementById(sec.id).replaceWith(sec);
           });
         });
-    }, 100);
+    }, wait);
   }
 
   function connect() {
