@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -35,8 +34,13 @@ func Decode(kind string, data []byte, v any) error {
 	if err := CheckSize(kind, data); err != nil {
 		return err
 	}
-	if len(bytes.TrimSpace(data)) == 0 {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
 		return fmt.Errorf("%s: %w", kind, invalid("payload is empty; want a JSON object"))
+	}
+	if trimmed[0] != '{' {
+		// encoding/json would take null as an empty message.
+		return fmt.Errorf("%s: %w", kind, invalid("malformed JSON: the payload is not an object"))
 	}
 	if !utf8.Valid(data) {
 		return fmt.Errorf("%s: %w", kind, invalid("payload is not valid UTF-8"))
@@ -135,7 +139,7 @@ func checkValue(t reflect.Type, path string, nonempty, null bool, str *string) (
 		t = t.Elem()
 	}
 	if t == timeType {
-		if str == nil || !rfc3339.MatchString(*str) {
+		if str == nil || !isRFC3339(*str) {
 			return nil, fmt.Sprintf("%s is not an RFC 3339 timestamp like 2026-12-02T10:00:00Z", strings.TrimSuffix(path, "."))
 		}
 	}
@@ -150,7 +154,37 @@ func checkValue(t reflect.Type, path string, nonempty, null bool, str *string) (
 type object struct {
 	fields *fieldSet
 	elem   reflect.Type
-	seen   map[string]bool // folded keys
+	seen   []string // folded keys; few in a message, so a slice
+	many   map[string]bool
+}
+
+// saw records a folded key and reports whether it was there already.
+func (o *object) saw(folded string) bool {
+	if o.many != nil {
+		if o.many[folded] {
+			return true
+		}
+		o.many[folded] = true
+		return false
+	}
+	if slices.Contains(o.seen, folded) {
+		return true
+	}
+	o.seen = append(o.seen, folded)
+	if len(o.seen) > 16 { // a metadata map of many keys
+		o.many = make(map[string]bool, 2*len(o.seen))
+		for _, k := range o.seen {
+			o.many[k] = true
+		}
+	}
+	return false
+}
+
+func (o *object) has(folded string) bool {
+	if o.many != nil {
+		return o.many[folded]
+	}
+	return slices.Contains(o.seen, folded)
 }
 
 func newObject(t reflect.Type) *object {
@@ -168,14 +202,9 @@ func newObject(t reflect.Type) *object {
 
 // key takes the next key and returns its value's type and rule.
 func (o *object) key(key, path string) (reflect.Type, bool, string) {
-	folded := foldKey(key)
-	if o.seen[folded] {
+	if o.saw(foldKey(key)) {
 		return nil, false, fmt.Sprintf("key %q appears twice (keys are matched without case)", truncate(path+key))
 	}
-	if o.seen == nil {
-		o.seen = map[string]bool{}
-	}
-	o.seen[folded] = true
 	if o.fields == nil {
 		return o.elem, false, ""
 	}
@@ -194,7 +223,7 @@ func (o *object) end(path string) string {
 		return ""
 	}
 	for _, name := range o.fields.required {
-		if !o.seen[foldKey(name)] {
+		if !o.has(foldKey(name)) {
 			return fmt.Sprintf("%s%s is required", path, name)
 		}
 	}
@@ -410,10 +439,46 @@ func (w *byteWalk) value(t reflect.Type, path string, nonempty bool) (problem st
 var (
 	unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
 	timeType        = reflect.TypeFor[time.Time]()
-	// rfc3339 is the shape time.Time's decoder should insist on and does
-	// not quite (it takes a one-digit hour); its ranges it checks itself.
-	rfc3339 = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$`)
 )
+
+// isRFC3339 checks the shape time.Time's decoder should insist on and
+// does not quite (it takes a one-digit hour):
+// 2006-01-02T15:04:05[.frac](Z|±07:00); its ranges the decoder checks.
+func isRFC3339(s string) bool {
+	digits := func(from, n int) bool {
+		if len(s) < from+n {
+			return false
+		}
+		for i := from; i < from+n; i++ {
+			if s[i] < '0' || s[i] > '9' {
+				return false
+			}
+		}
+		return true
+	}
+	if !digits(0, 4) || len(s) < 20 || s[4] != '-' || !digits(5, 2) || s[7] != '-' || !digits(8, 2) ||
+		(s[10] != 'T' && s[10] != 't') || !digits(11, 2) || s[13] != ':' || !digits(14, 2) || s[16] != ':' || !digits(17, 2) {
+		return false
+	}
+	i := 19
+	if s[i] == '.' {
+		j := i + 1
+		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+			j++
+		}
+		if j == i+1 {
+			return false
+		}
+		i = j
+	}
+	switch rest := s[i:]; {
+	case rest == "Z" || rest == "z":
+		return true
+	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':':
+		return digits(i+1, 2) && digits(i+4, 2)
+	}
+	return false
+}
 
 // fieldSet is a struct's JSON keys, embedded structs' included.
 type fieldSet struct {

@@ -65,3 +65,14 @@ func BenchmarkKeyWalks(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkDecodeInstanceRecord is the decode every registry follower does
+// for every change.
+func BenchmarkDecodeInstanceRecord(b *testing.B) {
+	data := []byte(`{"id":"` + testID + `","service":"swarm-1","endpoints":[{"name":"say"}],"weight":100,"scoped":true,"status":"passing","node":"` + testID + `","registered_at":"2026-12-02T10:00:00.123456789Z","updated_at":"2026-12-02T10:00:00.123456789Z"}`)
+	for b.Loop() {
+		if _, err := DecodeInstanceRecord(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
