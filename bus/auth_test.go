@@ -2,18 +2,10 @@ package bus_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,24 +14,11 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/hailsd/hail/bus"
+	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/config"
+	"github.com/hailsd/hail/credentials"
 	"github.com/hailsd/hail/internal/testlog"
 )
-
-func runAuthServer(t *testing.T, o *server.Options) *server.Server {
-	t.Helper()
-	o.Host, o.Port, o.NoLog, o.NoSigs = "127.0.0.1", -1, true, true
-	s, err := server.NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	t.Cleanup(s.Shutdown)
-	return s
-}
 
 // connect connects with a config section, as every program does.
 func connect(t *testing.T, n config.NATS) (*testlog.Buffer, error) {
@@ -61,8 +40,8 @@ func connect(t *testing.T, n config.NATS) (*testlog.Buffer, error) {
 // Credentials work, and a refusal is said once with the server's reason
 // and returned at once, without the secret.
 func TestConnectWithCredentials(t *testing.T) {
-	users := runAuthServer(t, &server.Options{Users: []*server.User{{Username: "svc-echo", Password: "s3cret"}}})
-	tokens := runAuthServer(t, &server.Options{Authorization: "t0ken"})
+	users := bustest.RunServerWith(t, func(o *server.Options) { o.Users = []*server.User{{Username: "svc-echo", Password: "s3cret"}} })
+	tokens := bustest.RunServerWith(t, func(o *server.Options) { o.Authorization = "t0ken" })
 	url := func(s *server.Server) string { return s.ClientURL() }
 	if _, err := connect(t, config.NATS{URL: url(users), User: "svc-echo", Password: "s3cret"}); err != nil {
 		t.Errorf("right password: %v", err)
@@ -96,7 +75,7 @@ func TestConnectWithCredentials(t *testing.T) {
 func TestConnectWithPrivateCA(t *testing.T) {
 	dir := t.TempDir()
 	caFile, tlsCfg := privateCA(t, dir)
-	s := runAuthServer(t, &server.Options{TLS: true, TLSConfig: tlsCfg, TLSTimeout: 2})
+	s := bustest.RunServerWith(t, func(o *server.Options) { o.TLS, o.TLSConfig, o.TLSTimeout = true, tlsCfg, 2 })
 	u := fmt.Sprintf("tls://127.0.0.1:%d", s.Addr().(*net.TCPAddr).Port)
 	if _, err := connect(t, config.NATS{URL: u, TLS: config.NATSTLS{CA: caFile}}); err != nil {
 		t.Errorf("with the CA: %v", err)
@@ -111,24 +90,12 @@ func TestConnectWithPrivateCA(t *testing.T) {
 // server TLS config with a certificate it signed for 127.0.0.1.
 func privateCA(t *testing.T, dir string) (string, *tls.Config) {
 	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hail test CA"}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(time.Hour), IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err := credentials.WriteTLS(dir, []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, credentials.ServerCertFile), filepath.Join(dir, credentials.ServerKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, _ := x509.ParseCertificate(caDER)
-	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "nats"}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return caFile, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}}, MinVersion: tls.VersionTLS12}
+	return filepath.Join(dir, credentials.CAFile), &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 }

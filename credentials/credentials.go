@@ -114,18 +114,8 @@ func Write(dir string, o Options) (*Dir, error) {
 		}
 		return nil
 	}
-	caPEM, caKeyPEM, certPEM, keyPEM, err := certificates(hosts)
-	if err != nil {
+	if err := WriteTLS(abs, hosts); err != nil {
 		return nil, err
-	}
-	for _, f := range []struct {
-		name string
-		data []byte
-		mode os.FileMode
-	}{{CAFile, caPEM, 0o644}, {CAKeyFile, caKeyPEM, 0o600}, {ServerCertFile, certPEM, 0o644}, {ServerKeyFile, keyPEM, 0o600}} {
-		if err := write(f.name, f.data, f.mode); err != nil {
-			return nil, err
-		}
 	}
 	rs := roles.All(events.Subjects{}, services...)
 	if o.ScopedOnly {
@@ -170,6 +160,27 @@ func Write(dir string, o Options) (*Dir, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// WriteTLS writes a private CA (CAFile, CAKeyFile) and a server
+// certificate it signed for hosts, IPs and names (ServerCertFile,
+// ServerKeyFile), into dir, which must exist: the TLS half of a set, which
+// tests of TLS use alone.
+func WriteTLS(dir string, hosts []string) error {
+	caPEM, caKeyPEM, certPEM, keyPEM, err := certificates(hosts)
+	if err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+		mode os.FileMode
+	}{{CAFile, caPEM, 0o644}, {CAKeyFile, caKeyPEM, 0o600}, {ServerCertFile, certPEM, 0o644}, {ServerKeyFile, keyPEM, 0o600}} {
+		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
+			return fmt.Errorf("write %s: %w", f.name, err)
+		}
+	}
+	return nil
 }
 
 // Ensure keeps the set in dir if it is complete (every file, a user for

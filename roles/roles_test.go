@@ -39,16 +39,7 @@ func secured(t *testing.T, rs ...roles.Role) *server.Server {
 		}
 		users = append(users, &server.User{Username: r.Name, Password: "pw-" + r.Name, Permissions: p})
 	}
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), Users: users, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	t.Cleanup(s.Shutdown)
-	return s
+	return bustest.RunServerWith(t, func(o *server.Options) { o.Users = users })
 }
 
 // as connects as role, counting the permission violations its

@@ -19,7 +19,14 @@ import (
 // RunServer starts a single JetStream server on a free loopback port.
 func RunServer(t testing.TB) *server.Server {
 	t.Helper()
-	s, err := embedded.StartServer(embedded.ServerOptions{Name: "test", Port: -1, StoreDir: t.TempDir()})
+	return RunServerWith(t, nil)
+}
+
+// RunServerWith is RunServer with configure applied to the server's
+// options first (users, TLS, authorization).
+func RunServerWith(t testing.TB, configure func(*server.Options)) *server.Server {
+	t.Helper()
+	s, err := embedded.StartServer(embedded.ServerOptions{Name: "test", Port: -1, StoreDir: t.TempDir(), Configure: configure})
 	if err != nil {
 		t.Fatalf("start NATS server: %v", err)
 	}
