@@ -145,11 +145,7 @@ func (s *Stack) start(ctx context.Context) error {
 	connect := func(name, role string) (*nats.Conn, error) {
 		opts := []nats.Option{nats.Name(name)}
 		if creds != nil {
-			n, err := creds.NATS(url, role)
-			if err != nil {
-				return nil, err
-			}
-			more, err := n.Options()
+			more, err := creds.Options(role)
 			if err != nil {
 				return nil, err
 			}

@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/hailsd/hail/config"
@@ -71,14 +72,15 @@ func (d *Dir) User(name string) (User, bool) {
 	return User{}, false
 }
 
-// NATS is the connection section that connects to url as the user called
-// name, trusting d's CA.
-func (d *Dir) NATS(url, name string) (config.NATS, error) {
+// Options are the NATS options that connect as the user called name,
+// trusting d's CA, as every program's nats section would.
+func (d *Dir) Options(name string) ([]nats.Option, error) {
 	u, ok := d.User(name)
 	if !ok {
-		return config.NATS{}, fmt.Errorf("credentials %s: no user %q", d.Path, name)
+		return nil, fmt.Errorf("credentials %s: no user %q", d.Path, name)
 	}
-	return config.NATS{URL: url, User: u.Name, Password: u.Password, InboxPrefix: u.InboxPrefix, TLS: config.NATSTLS{CA: d.File(CAFile)}}, nil
+	n := config.NATS{User: u.Name, Password: u.Password, InboxPrefix: u.InboxPrefix, TLS: config.NATSTLS{CA: d.File(CAFile)}}
+	return n.Options()
 }
 
 // Options say what a set is for.

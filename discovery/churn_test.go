@@ -13,6 +13,7 @@ import (
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/internal/fakeinst"
 )
 
 // Rolling deploys and autoscaling register and remove instances all day,
@@ -111,22 +112,6 @@ func (e *env) each(ids []string, workers int, f func(id string) error) {
 }
 
 // ack sends a control message and wants an ok answer.
-// ack sends a request and wants it taken; a 503 (a busy node shedding
-// announces) is tried again, as the SDK does.
-func (e *env) ack(subject string, data []byte) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
-		m, err := e.NC.Request(subject, data, 10*time.Second)
-		if err != nil {
-			return fmt.Errorf("%s: %w", subject, err)
-		}
-		code, text, isErr := events.ReplyError(m)
-		if !isErr {
-			return nil
-		}
-		if code != events.CodeUnavailable || time.Now().After(deadline) {
-			return fmt.Errorf("%s: %d %s", subject, code, text)
-		}
-		time.Sleep(backoff) // a client's backoff, not a test's synchronisation
-	}
-}
+// ack sends a request and wants it taken (fakeinst.Ack: a 503 is tried
+// again, as the SDK does).
+func (e *env) ack(subject string, data []byte) error { return fakeinst.Ack(e.NC, subject, data) }

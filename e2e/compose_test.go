@@ -493,11 +493,7 @@ func TestComposeTopologyAsProcesses(t *testing.T) {
 	natsURL := envOf(f.byProgram("router")[0])["HAIL_NATS_URL"]
 	// The test looks at JetStream as discovery and routes as the caller.
 	connectAs := func(role string) (*nats.Conn, error) {
-		n, err := creds.NATS(natsURL, role)
-		if err != nil {
-			return nil, err
-		}
-		opts, err := n.Options()
+		opts, err := creds.Options(role)
 		if err != nil {
 			return nil, err
 		}

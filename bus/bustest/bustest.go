@@ -99,6 +99,12 @@ func Eventually(t testing.TB, timeout time.Duration, check func() error) {
 
 // Poll is Eventually without a test: it returns the last error after timeout.
 func Poll(timeout time.Duration, check func() error) error {
+	return PollEvery(timeout, 10*time.Millisecond, check)
+}
+
+// PollEvery is Poll checking every interval: for checks that cost what
+// they measure (a query over a large registry).
+func PollEvery(timeout, interval time.Duration, check func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := check()
@@ -108,7 +114,7 @@ func Poll(timeout time.Duration, check func() error) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("after %v: %w", timeout, err)
 		}
-		time.Sleep(10 * time.Millisecond) // the polling interval, not a synchronisation
+		time.Sleep(interval) // the polling interval, not a synchronisation
 	}
 }
 

@@ -360,19 +360,11 @@ func (r *region) page(limit int) (pages, listed, largest int) {
 	}
 }
 
-// poll checks every interval until check passes or timeout.
+// poll checks every interval until check passes, failing b at timeout.
 func poll(b *testing.B, timeout, interval time.Duration, check func() error) {
 	b.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(interval) // the polling interval, not a synchronisation
+	if err := bustest.PollEvery(timeout, interval, check); err != nil {
+		b.Fatal(err)
 	}
 }
 

@@ -5,6 +5,7 @@ package fakeinst
 
 import (
 	"encoding/json"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -106,21 +107,27 @@ func Start(t testing.TB, url string, o Options) *Instance {
 // Announce (again) with the current options.
 func (i *Instance) Announce() {
 	i.t.Helper()
-	data := i.AnnounceData()
-	// A 503 (a busy node shedding announces) is tried again, backing off,
-	// as the SDK does.
+	if err := Ack(i.nc, i.sub.Announce(i.o.Service), i.AnnounceData()); err != nil {
+		i.t.Fatalf("fake instance: %v", err)
+	}
+}
+
+// Ack sends a control request (an announce, a deregister) and wants it
+// taken. A 503 (a busy node shedding announces) is tried again, backing
+// off, as the SDK does, for up to 30 s.
+func Ack(nc *nats.Conn, subject string, data []byte) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
-		reply, err := i.nc.Request(i.sub.Announce(i.o.Service), data, 5*time.Second)
+		reply, err := nc.Request(subject, data, 10*time.Second)
 		if err != nil {
-			i.t.Fatalf("fake instance: announce: %v", err)
+			return fmt.Errorf("%s: %w", subject, err)
 		}
 		code, text, isErr := events.ReplyError(reply)
 		if !isErr {
-			return
+			return nil
 		}
 		if code != events.CodeUnavailable || time.Now().After(deadline) {
-			i.t.Fatalf("fake instance: announce refused: %d %s", code, text)
+			return fmt.Errorf("%s refused: %d %s", subject, code, text)
 		}
 		time.Sleep(backoff) // a client's backoff, not a test's synchronisation
 	}

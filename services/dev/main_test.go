@@ -271,11 +271,7 @@ func TestSecureDevStack(t *testing.T) {
 		t.Error("the welcome prints the caller's password")
 	}
 	url := strings.Replace(d.url, "nats://", "tls://", 1)
-	n, err := creds.NATS(url, "caller")
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts, err := n.Options()
+	opts, err := creds.Options("caller")
 	if err != nil {
 		t.Fatal(err)
 	}

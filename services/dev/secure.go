@@ -37,11 +37,8 @@ type dialer struct {
 func (d dialer) connect(ctx context.Context, name, role string) (*nats.Conn, error) {
 	o := bus.ConnectOptions{URL: d.url, Name: name, Logger: d.log}
 	if d.creds != nil {
-		n, err := d.creds.NATS(d.url, role)
-		if err != nil {
-			return nil, err
-		}
-		if o.Extra, err = n.Options(); err != nil {
+		var err error
+		if o.Extra, err = d.creds.Options(role); err != nil {
 			return nil, err
 		}
 	}
