@@ -196,6 +196,7 @@ func TestConfigErrorsNameField(t *testing.T) {
 		{[]string{"--node-id", "node-1"}, nil, "node.id"},
 		{[]string{"--log-level", "chatty"}, nil, "log.level"},
 		{[]string{"--http-addr", "0.0.0.0:8081"}, nil, "console.tokens_file"},
+		{nil, map[string]string{"HAIL_CONSOLE_NATS_PASSWORD": "pw"}, "console.nats.user"},
 	}
 	for _, tt := range tests {
 		err := run(context.Background(), tt.args, envFrom(tt.env), io.Discard)
