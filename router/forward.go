@@ -212,11 +212,18 @@ func replyToken(subject, inbox string) (uint64, bool) {
 	if !ok {
 		return 0, false
 	}
-	token, err := strconv.ParseUint(rest, 36, 64)
-	if err != nil || strconv.FormatUint(token, 36) != rest {
+	// The spelling FormatUint makes: lower case, no leading zero. Checked
+	// in place: every routed answer passes here.
+	if rest == "" || (rest[0] == '0' && len(rest) > 1) {
 		return 0, false
 	}
-	return token, true
+	for i := 0; i < len(rest); i++ {
+		if c := rest[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z') {
+			return 0, false
+		}
+	}
+	token, err := strconv.ParseUint(rest, 36, 64)
+	return token, err == nil
 }
 
 func (f *forwarder) onReply(m *nats.Msg) {
