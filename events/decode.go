@@ -264,9 +264,8 @@ func walkKeys(dec *json.Decoder, t reflect.Type, path string, nonempty bool) (pr
 	if err != nil {
 		return "", true
 	}
-	str, _ := tok.(string)
 	var sp *string
-	if _, isStr := tok.(string); isStr {
+	if str, isStr := tok.(string); isStr {
 		sp = &str
 	}
 	t, problem = checkValue(t, path, nonempty, tok == nil, sp)

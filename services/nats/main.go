@@ -145,15 +145,7 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (c *Config) routes() []string {
-	var out []string
-	for _, r := range strings.Split(c.Cluster.Routes, ",") {
-		if r = strings.TrimSpace(r); r != "" {
-			out = append(out, r)
-		}
-	}
-	return out
-}
+func (c *Config) routes() []string { return list(c.Cluster.Routes) }
 
 func hostPort(addr string) (string, int, error) {
 	host, portText, err := net.SplitHostPort(addr)
