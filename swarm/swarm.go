@@ -193,12 +193,13 @@ func (s *Swarm) Run(ctx context.Context) error {
 		}
 		subs = append(subs, hb, req)
 	}
+	// One subscription hears a discover for the whole swarm.
+	d, err := s.conns[0].Subscribe(s.cfg.Subjects.Discover(), s.discover)
+	if err != nil {
+		return fmt.Errorf("subscribe discover: %w", err)
+	}
+	subs = append(subs, d)
 	for _, c := range s.conns {
-		d, err := c.Subscribe(s.cfg.Subjects.Discover(), s.discover)
-		if err != nil {
-			return fmt.Errorf("subscribe discover: %w", err)
-		}
-		subs = append(subs, d)
 		if err := c.Flush(); err != nil {
 			return err
 		}
@@ -212,7 +213,7 @@ func (s *Swarm) Run(ctx context.Context) error {
 		g.Go(func() error { s.announcer(gctx); return nil })
 	}
 	g.Go(func() error { s.schedule(gctx); return nil })
-	err := g.Wait()
+	err = g.Wait()
 	if s.cfg.Deregister {
 		s.deregisterAll()
 	}
