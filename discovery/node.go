@@ -86,7 +86,7 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 	n := &Node{
 		cfg: cfg, id: cfg.NodeID, nc: nc, kv: kv, log: log,
 		control: controlDecoder{subjects: cfg.Subjects, schemas: set},
-		work:    make(chan func(context.Context), 1024),
+		work:    make(chan func(context.Context), workQueue),
 		urgent:  make(chan func(context.Context), 16),
 		refresh: make(chan struct{}, 1),
 		serving: make(chan struct{}),
@@ -296,11 +296,14 @@ func (n *Node) submit(ctx context.Context, f func(context.Context)) {
 	}
 }
 
-// shedAt is the depth of the node's work queue (of 1024) from which an
-// announce is answered at once with a 503 instead of waiting its turn: a
-// full queue would block the subscription, and the announces behind it
-// would wait past their senders' timeouts.
-const shedAt = 768
+// workQueue is the node's work queue; from shedAt on, an announce is
+// answered at once with a 503 instead of waiting its turn: a full queue
+// would block the subscription, and the announces behind it would wait
+// past their senders' timeouts.
+const (
+	workQueue = 1024
+	shedAt    = workQueue * 3 / 4
+)
 
 // shed answers m with a cheap 503 (retry later) when the node is too busy
 // to take it; the SDK and the agent back off and announce again.
