@@ -143,15 +143,16 @@ func (s *Stack) start(ctx context.Context) error {
 		url = srv.ClientURL()
 	}
 	connect := func(name, role string) (*nats.Conn, error) {
-		opts := []nats.Option{nats.Name(name)}
+		var opts []nats.Option
 		if creds != nil {
-			more, err := creds.Options(role)
-			if err != nil {
+			var err error
+			if opts, err = creds.Options(role); err != nil {
 				return nil, err
 			}
-			opts = append(opts, more...)
 		}
-		nc, err := nats.Connect(url, opts...)
+		// bus.Connect retries: a bcrypt check and a TLS handshake on a
+		// busy machine can outlast one attempt's timeout.
+		nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: url, Name: name, Extra: opts})
 		if err != nil {
 			return nil, fmt.Errorf("connect %s: %w", name, err)
 		}

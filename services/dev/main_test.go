@@ -276,7 +276,9 @@ func TestSecureDevStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	violations := make(chan error, 4)
-	opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }))
+	// The server's bcrypt check and the TLS handshake can outlast the
+	// default 2 s on a busy CI machine.
+	opts = append(opts, nats.Timeout(15*time.Second), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }))
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatalf("caller connects: %v", err)
