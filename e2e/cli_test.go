@@ -79,9 +79,11 @@ func startDev(t *testing.T) *devStack {
 // (stdout and stderr: it writes headers to stderr).
 func (d *devStack) cli(t *testing.T, args ...string) (string, error) {
 	t.Helper()
+	// The first call builds the CLI: that must not eat the command's time.
+	bin := natsCLIPath(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, natsCLIPath(t), append([]string{"-s", d.url}, args...)...)
+	cmd := exec.CommandContext(ctx, bin, append([]string{"-s", d.url}, args...)...)
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir()) // no saved contexts
 	out, err := cmd.CombinedOutput()
 	return string(out), err
@@ -182,6 +184,7 @@ func TestReadmeNatsCommands(t *testing.T) {
 		t.Fatalf("found %d nats commands in the README, want the whole list", len(cmds))
 	}
 	d := startDev(t)
+	bin := natsCLIPath(t) // built before any command's clock starts
 	id := strings.TrimPrefix(d.keys[0], "echo.")
 	for _, line := range cmds {
 		line := strings.ReplaceAll(line, "greeter.<id>", d.greeter)
@@ -194,7 +197,7 @@ func TestReadmeNatsCommands(t *testing.T) {
 		if streams(args) {
 			// Runs until stopped: it must start and print, not fail.
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			cmd := exec.CommandContext(ctx, natsCLIPath(t), append([]string{"-s", d.url}, args...)...)
+			cmd := exec.CommandContext(ctx, bin, append([]string{"-s", d.url}, args...)...)
 			cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 			out, err := cmd.CombinedOutput()
 			cancel()
