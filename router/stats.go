@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -48,6 +50,11 @@ func (t *traffic) total() events.Traffic {
 	for i := range t.buckets {
 		out.LatencyMS[i] = t.buckets[i].Load()
 	}
+	// Trailing empty buckets are left out: most traffic is fast, and a
+	// snapshot of thousands of instances is a third smaller without them.
+	for len(out.LatencyMS) > 0 && out.LatencyMS[len(out.LatencyMS)-1] == 0 {
+		out.LatencyMS = out.LatencyMS[:len(out.LatencyMS)-1]
+	}
 	return out
 }
 
@@ -83,8 +90,11 @@ func publishTraffic(ctx context.Context, nc *nats.Conn, table *Table, id string,
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			data, err := json.Marshal(snapshot(table, id, now, every))
-			if err == nil {
+			msgs, err := split(snapshot(table, id, now, every), events.MaxPayload)
+			for _, data := range msgs {
+				if err != nil {
+					break
+				}
 				err = nc.Publish(subject, data)
 			}
 			if err != nil {
@@ -92,6 +102,100 @@ func publishTraffic(ctx context.Context, nc *nats.Conn, table *Table, id string,
 			}
 		}
 	}
+}
+
+// split cuts a snapshot into messages of at most limit bytes, all with
+// its ts: as many services as fit in each, and a service whose instances
+// do not fit in one message over several, each with the service's calls.
+// Snapshots are totals, so a reader that takes the same total twice adds
+// nothing, and one that merges by key needs no other rule. A router of
+// 100 services of 20 instances publishes about 230 KB, past what a
+// reader takes in one message.
+func split(s events.RouterStats, limit int) ([][]byte, error) {
+	services := s.Services
+	s.Services = nil
+	head, err := json.Marshal(s)
+	if err != nil {
+		return nil, err
+	}
+	// `,"services":[` and `]`, `,"instances":{` and `}`, and commas.
+	const listOverhead, instOverhead = 16, 18
+	room := limit - len(head) - listOverhead
+	var msgs [][]byte
+	var cur []events.ServiceStats
+	used := 0
+	flush := func() error {
+		if len(cur) == 0 {
+			return nil
+		}
+		s.Services = cur
+		data, err := json.Marshal(s)
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, data)
+		cur, used = nil, 0
+		return nil
+	}
+	add := func(svc events.ServiceStats, size int) error {
+		if used+size+1 > room {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		cur = append(cur, svc)
+		used += size + 1
+		return nil
+	}
+	for _, svc := range services {
+		data, err := json.Marshal(svc)
+		if err != nil {
+			return nil, err
+		}
+		if len(data)+1 <= room {
+			if err := add(svc, len(data)); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		// Too many instances for one message: its instances in parts.
+		bare := svc
+		bare.Instances = nil
+		base, err := json.Marshal(bare)
+		if err != nil {
+			return nil, err
+		}
+		part, size := bare, len(base)+instOverhead
+		for _, id := range slices.Sorted(maps.Keys(svc.Instances)) {
+			t, err := json.Marshal(svc.Instances[id])
+			if err != nil {
+				return nil, err
+			}
+			entry := len(id) + len(t) + 4 // "id":{...},
+			if part.Instances != nil && size+entry > room {
+				if err := add(part, size); err != nil {
+					return nil, err
+				}
+				part, size = bare, len(base)+instOverhead
+			}
+			if part.Instances == nil {
+				part.Instances = map[string]events.Traffic{}
+			}
+			part.Instances[id] = svc.Instances[id]
+			size += entry
+		}
+		if err := add(part, size); err != nil {
+			return nil, err
+		}
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	if len(msgs) == 0 {
+		// No traffic is said too: a reader tells it from no router.
+		msgs = append(msgs, head)
+	}
+	return msgs, nil
 }
 
 // snapshot is every service's traffic so far.
