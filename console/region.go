@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -58,6 +59,9 @@ type Region struct {
 	traffic        *trafficBook
 	history        *healthHistory
 	wrote, refused *metrics.Counter
+	invalidStats   *metrics.Counter
+	statsWarned    atomic.Int64 // when an invalid snapshot was last logged, unix ns
+	trafficTold    atomic.Bool  // a traffic change is due to be told
 
 	mu     sync.RWMutex
 	nodes  map[string]events.NodeRecord
@@ -101,9 +105,10 @@ func NewRegion(nc *nats.Conn, kv *bus.Buckets, cfg RegionConfig) *Region {
 	}
 	return &Region{
 		nc: nc, kv: kv, cfg: cfg, log: log, reg: reg, ownReg: cfg.Registry == nil, traffic: newTrafficBook(cfg.TrafficStep, trafficSteps*cfg.TrafficStep), history: newHealthHistory(cfg.HistoryWindow),
-		wrote:   cfg.Metrics.GetOrCreateCounter(`hail_admin_writes_total{outcome="written"}`),
-		refused: cfg.Metrics.GetOrCreateCounter(`hail_admin_writes_total{outcome="refused"}`),
-		nodes:   map[string]events.NodeRecord{}, states: map[string]events.NodeEvent{}, routes: map[string]route{}, subs: map[chan string]struct{}{},
+		wrote:        cfg.Metrics.GetOrCreateCounter(`hail_admin_writes_total{outcome="written"}`),
+		refused:      cfg.Metrics.GetOrCreateCounter(`hail_admin_writes_total{outcome="refused"}`),
+		invalidStats: cfg.Metrics.GetOrCreateCounter(`hail_console_traffic_snapshots_invalid_total`),
+		nodes:        map[string]events.NodeRecord{}, states: map[string]events.NodeEvent{}, routes: map[string]route{}, subs: map[chan string]struct{}{},
 		ready: make(chan struct{}), done: make(chan struct{}),
 	}
 }
@@ -158,11 +163,25 @@ func (r *Region) Run(ctx context.Context) error {
 	tsub, err := r.nc.Subscribe(r.cfg.Subjects.StatsAll(), func(m *nats.Msg) {
 		var s events.RouterStats
 		if err := events.Decode("router stats", m.Data, &s); err != nil {
-			r.log.Debug("ignoring invalid traffic snapshot", "subject", m.Subject, "err", err)
+			r.invalidStats.Inc()
+			// Said once a minute: a router that publishes what this
+			// console refuses does so every interval.
+			if now := time.Now().UnixNano(); now-r.statsWarned.Load() > int64(time.Minute) {
+				r.statsWarned.Store(now)
+				r.log.Warn("ignoring invalid traffic snapshots", "subject", m.Subject, "err", err)
+			}
 			return
 		}
 		r.traffic.add(s, time.Now())
-		r.tell("traffic")
+		// A router's snapshot can come in several messages (and routers
+		// publish at about the same time): one change for all of them,
+		// not a page render each.
+		if r.trafficTold.CompareAndSwap(false, true) {
+			time.AfterFunc(trafficSettle, func() {
+				r.trafficTold.Store(false)
+				r.tell("traffic")
+			})
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", r.cfg.Subjects.StatsAll(), err)
@@ -278,6 +297,10 @@ func (r *Region) applyNodeEvent(data []byte, live bool) {
 	}
 }
 
+// trafficSettle is how long the console lets routers' snapshots settle
+// before it tells the page: the parts of one arrive within milliseconds.
+const trafficSettle = 50 * time.Millisecond
+
 // Subscribe returns a channel of change kinds (instance, node, route,
 // health) and a function that ends the subscription. A slow subscriber
 // misses kinds, never blocks the region: the page refetches on any.
@@ -319,7 +342,18 @@ type ServiceView struct {
 
 // Services are the registered services, by name.
 func (r *Region) Services() []ServiceView {
+	out, _ := r.services(-1)
+	return out
+}
+
+// services are the views of the first limit services (all if limit < 0),
+// and how many there are.
+func (r *Region) services(limit int) ([]ServiceView, int) {
 	sums := r.reg.Services()
+	total := len(sums)
+	if limit >= 0 && limit < total {
+		sums = sums[:limit]
+	}
 	out := make([]ServiceView, len(sums))
 	now := time.Now()
 	r.mu.RLock()
@@ -336,7 +370,7 @@ func (r *Region) Services() []ServiceView {
 		}
 		out[i].HealthStrip = stacked(all, now, r.cfg.HistoryWindow)
 	}
-	return out
+	return out, total
 }
 
 // drained: the instance takes no new traffic (weight 0, announced or

@@ -45,7 +45,8 @@ type trafficBook struct {
 	// totals are each router's last totals, by router, then by "s:<svc>"
 	// or "i:<id>": a snapshot adds its difference with them.
 	totals    map[string]map[string]events.Traffic
-	interval  time.Duration // the longest interval routers publish at
+	baseline  map[string]time.Time // each router's first snapshot's ts
+	interval  time.Duration        // the longest interval routers publish at
 	services  map[string]map[int64]events.Traffic
 	instances map[string]map[int64]events.Traffic
 }
@@ -53,7 +54,7 @@ type trafficBook struct {
 func newTrafficBook(step time.Duration, window time.Duration) *trafficBook {
 	return &trafficBook{
 		step: step, window: int(window / step),
-		routers: map[string]time.Time{}, totals: map[string]map[string]events.Traffic{},
+		routers: map[string]time.Time{}, totals: map[string]map[string]events.Traffic{}, baseline: map[string]time.Time{},
 		services: map[string]map[int64]events.Traffic{}, instances: map[string]map[int64]events.Traffic{},
 	}
 }
@@ -82,12 +83,16 @@ func (b *trafficBook) add(s events.RouterStats, now time.Time) {
 			}
 		}
 	}
+	// A router's first snapshot is the baseline, in every message it came
+	// in (a big one is split, all parts with its ts): a console that starts
+	// after the router does not draw its whole history as one step.
 	last := b.totals[s.Router]
-	first := last == nil
-	if first {
+	if last == nil {
 		last = map[string]events.Traffic{}
 		b.totals[s.Router] = last
+		b.baseline[s.Router] = s.TS
 	}
+	first := s.TS.Equal(b.baseline[s.Router])
 	change := func(key string, total events.Traffic) events.Traffic {
 		d := total.Sub(last[key])
 		last[key] = total
@@ -100,8 +105,6 @@ func (b *trafficBook) add(s events.RouterStats, now time.Time) {
 			insts[id] = change("i:"+id, t)
 		}
 		if first {
-			// A router's first snapshot is the baseline: a console that
-			// starts after it does not draw its whole history as one step.
 			continue
 		}
 		put(b.services, svc.Service, calls)
@@ -114,6 +117,7 @@ func (b *trafficBook) add(s events.RouterStats, now time.Time) {
 		if now.Sub(at) > time.Duration(b.window)*b.step {
 			delete(b.routers, r)
 			delete(b.totals, r)
+			delete(b.baseline, r)
 		}
 	}
 }

@@ -19,7 +19,7 @@ func TestTrafficBook(t *testing.T) {
 	// Routers publish totals; snap adds requests to them.
 	var total events.Traffic
 	snap := func(at time.Duration, requests, errors int64) {
-		s := events.RouterStats{Router: router, IntervalMS: 5000}
+		s := events.RouterStats{Router: router, TS: t0.Add(at), IntervalMS: 5000}
 		if requests > 0 {
 			lat := make([]int64, len(events.LatencyBucketsMS)+1)
 			lat[1] = requests - requests/10 // 1 ms
@@ -33,7 +33,7 @@ func TestTrafficBook(t *testing.T) {
 		}
 		b.add(s, t0.Add(at))
 	}
-	snap(0, 0, 0)
+	snap(-5*time.Second, 0, 0)
 	if v := b.Service("echo", t0); v.State != TrafficIdle {
 		t.Errorf("a router, no requests: %s", v.State)
 	}
@@ -86,7 +86,7 @@ func TestTrafficBookLostSnapshot(t *testing.T) {
 	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 	b := newTrafficBook(5*time.Second, 15*time.Minute)
 	at := func(step int, total int64) {
-		s := events.RouterStats{Router: router, IntervalMS: 5000,
+		s := events.RouterStats{Router: router, TS: t0.Add(time.Duration(step) * 5 * time.Second), IntervalMS: 5000,
 			Services: []events.ServiceStats{{Service: "echo", Calls: events.Traffic{Requests: total, LatencyMS: []int64{total}}}}}
 		b.add(s, t0.Add(time.Duration(step)*5*time.Second))
 	}
@@ -100,5 +100,42 @@ func TestTrafficBookLostSnapshot(t *testing.T) {
 	}
 	if sum != 200 {
 		t.Errorf("%v requests counted since the baseline, want all 200", sum)
+	}
+}
+
+// A snapshot too big for one message comes in parts with one ts: the
+// first snapshot's parts are all baseline, a later one's parts each count
+// once, and a service's calls repeated in two parts count once.
+func TestTrafficBookSplitSnapshot(t *testing.T) {
+	const router = "0190f1b6-3c4d-7e8f-9a0b-1c2d3e4f5a61"
+	const a, b2 = "0190f1b6-3c4d-7e8f-9a0b-1c2d3e4f5a62", "0190f1b6-3c4d-7e8f-9a0b-1c2d3e4f5a63"
+	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	b := newTrafficBook(5*time.Second, 15*time.Minute)
+	tr := func(n int64) events.Traffic { return events.Traffic{Requests: n, LatencyMS: []int64{n}} }
+	round := func(step int, calls, perInstance int64) {
+		ts := t0.Add(time.Duration(step) * 5 * time.Second)
+		for _, id := range []string{a, b2} { // the service split over two messages
+			b.add(events.RouterStats{Router: router, TS: ts, IntervalMS: 5000, Services: []events.ServiceStats{
+				{Service: "echo", Calls: tr(calls), Instances: map[string]events.Traffic{id: tr(perInstance)}},
+			}}, ts)
+		}
+	}
+	round(0, 1000, 500) // baseline, both parts
+	round(1, 1100, 550)
+	at := t0.Add(5 * time.Second)
+	sum := func(v TrafficView) float64 {
+		s := 0.0
+		for _, p := range v.Spark {
+			s += p * 5
+		}
+		return s
+	}
+	if got := sum(b.Service("echo", at)); got != 100 {
+		t.Errorf("service: %v requests, want 100", got)
+	}
+	for _, id := range []string{a, b2} {
+		if got := sum(b.Instance(id, at)); got != 50 {
+			t.Errorf("instance %s: %v requests, want 50", id, got)
+		}
 	}
 }
