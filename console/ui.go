@@ -1,7 +1,9 @@
 package console
 
 import (
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,12 +36,17 @@ const maxBody = events.MaxPayload
 // http.Handler on one mux, so a middleware (a token check, say) wraps it
 // whole.
 func (r *Region) Handler() http.Handler {
+	static, _ := fs.Sub(web, "web/static") // present: embedded above
+	versions := staticVersions(static)
 	tmpl := template.Must(template.New("").Funcs(template.FuncMap{
 		// UUIDv7s of one start share their first 8 to 13 characters: the
 		// last 8 tell instances apart (the full id is on hover).
 		"short": func(id string) string { return "…" + id[max(0, len(id)-8):] },
 		"spark": sparkline,
-		"pct":   func(f float64) string { return strconv.FormatFloat(100*f, 'f', 1, 64) + "%" },
+		// A static file's URL carries its content's hash: the browser keeps
+		// it until it changes instead of asking on every page load.
+		"static": func(name string) string { return "/static/" + name + "?v=" + versions[name] },
+		"pct":    func(f float64) string { return strconv.FormatFloat(100*f, 'f', 1, 64) + "%" },
 		"hostport": func(addr string, port events.Port) string {
 			if port == 0 {
 				return addr
@@ -65,12 +72,23 @@ func (r *Region) Handler() http.Handler {
 			return strconv.Itoa(*p)
 		},
 	}).ParseFS(web, "web/*.html"))
-	static, _ := fs.Sub(web, "web/static") // present: embedded above
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, req *http.Request) { r.render(w, req, tmpl, "page") })
 	mux.HandleFunc("GET /ui/main", func(w http.ResponseWriter, req *http.Request) { r.render(w, req, tmpl, "main") })
-	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	files := http.StripPrefix("/static/", http.FileServerFS(static))
+	mux.HandleFunc("GET /static/{name}", func(w http.ResponseWriter, req *http.Request) {
+		v, ok := versions[req.PathValue("name")]
+		if ok && req.URL.Query().Get("v") == v {
+			w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		} else {
+			w.Header().Set("Cache-Control", "no-cache")
+		}
+		if ok {
+			w.Header().Set("ETag", `"`+v+`"`)
+		}
+		files.ServeHTTP(w, req)
+	})
 	mux.HandleFunc("GET /api/services", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, r.Services()) })
 	mux.HandleFunc("GET /api/instances", func(w http.ResponseWriter, req *http.Request) {
 		service := req.URL.Query().Get("service")
@@ -137,9 +155,17 @@ func (r *Region) Handler() http.Handler {
 	return mux
 }
 
+// firstRows is how many services the page's first answer shows: more
+// than a 1280x900 window holds, and a third of the rows of a region of
+// 100 services, whose first render in Chromium this halves. The page's
+// script fetches the rest at once; without script, a link shows all.
+const firstRows = 30
+
 // pageData is what the page's templates show.
 type pageData struct {
 	Services   []ServiceView
+	More       int  // services not shown (the first answer shows firstRows)
+	All        bool // every service shown, asked for with ?all
 	Selected   string
 	Instances  []InstanceView
 	Route      events.RouteConfig
@@ -150,8 +176,15 @@ type pageData struct {
 }
 
 func (r *Region) render(w http.ResponseWriter, req *http.Request, tmpl *template.Template, name string) {
-	d := pageData{Services: r.Services(), Selected: req.URL.Query().Get("service"), Strategies: events.Strategies,
-		Nodes: r.Nodes(), Routes: r.Routes()}
+	d := pageData{Selected: req.URL.Query().Get("service"), Strategies: events.Strategies, Nodes: r.Nodes(), Routes: r.Routes(),
+		All: req.URL.Query().Has("all")}
+	limit := firstRows
+	if d.All {
+		limit = -1
+	}
+	var total int
+	d.Services, total = r.services(limit)
+	d.More = total - len(d.Services)
 	if d.Selected == "" && len(d.Services) > 0 {
 		d.Selected = d.Services[0].Service
 	}
@@ -219,4 +252,20 @@ func writeError(w http.ResponseWriter, err error) {
 		code = http.StatusConflict
 	}
 	writeJSON(w, code, map[string]any{"error": err.Error(), "code": code})
+}
+
+// staticVersions are the first 12 hex digits of each static file's
+// SHA-256, by name.
+func staticVersions(static fs.FS) map[string]string {
+	out := map[string]string{}
+	entries, _ := fs.ReadDir(static, ".") // embedded: cannot fail
+	for _, e := range entries {
+		data, err := fs.ReadFile(static, e.Name())
+		if err != nil || e.IsDir() {
+			continue
+		}
+		sum := sha256.Sum256(data)
+		out[e.Name()] = hex.EncodeToString(sum[:6])
+	}
+	return out
 }

@@ -430,3 +430,84 @@ func TestHealthStripTurnsRed(t *testing.T) {
 		return nil
 	})
 }
+
+// The page's first answer shows the first 30 services and a link to the
+// rest; ?all shows every one (the page's script asks for it at once).
+func TestPageFirstRowsThenAll(t *testing.T) {
+	e := newEnv(t)
+	conn := e.Connect()
+	for i := range 32 {
+		fakeinst.Start(t, e.URL, fakeinst.Options{Service: fmt.Sprintf("svc-%02d", i), Conn: conn})
+	}
+	bustest.Eventually(t, 10*time.Second, func() error {
+		var vs []console.ServiceView
+		e.GetJSON("/api/services", &vs)
+		if len(vs) != 32 {
+			return fmt.Errorf("%d services", len(vs))
+		}
+		return nil
+	})
+	for _, tc := range []struct {
+		path string
+		rows int
+		more bool
+	}{
+		{"/", 30, true},
+		{"/ui/main?service=svc-00", 30, true},
+		{"/?all", 32, false},
+		{"/ui/main?all&service=svc-31", 32, false},
+	} {
+		code, page := e.Do(http.MethodGet, tc.path, "")
+		if code != 200 {
+			t.Fatalf("%s: %d", tc.path, code)
+		}
+		services := page[strings.Index(page, `<table id="services">`):]
+		services = services[:strings.Index(services, "</table>")]
+		if n := strings.Count(services, `<tr data-service="`); n != tc.rows {
+			t.Errorf("%s: %d service rows, want %d", tc.path, n, tc.rows)
+		}
+		if more := strings.Contains(services, "2 more services: show all"); more != tc.more {
+			t.Errorf("%s: the show-all link is there: %v, want %v", tc.path, more, tc.more)
+		}
+	}
+}
+
+// Static files are named by their content's hash in the page, so the
+// browser keeps them until they change; asked for without it, they are
+// revalidated by ETag.
+func TestStaticFilesCached(t *testing.T) {
+	e := newEnv(t)
+	_, page := e.Do(http.MethodGet, "/", "")
+	i := strings.Index(page, `/static/app.js?v=`)
+	if i < 0 {
+		t.Fatalf("the page names app.js without its version:\n%s", page)
+	}
+	versioned := page[i : i+strings.IndexByte(page[i:], '"')]
+	get := func(path string, h http.Header) *http.Response {
+		req, _ := http.NewRequest(http.MethodGet, e.Srv.URL+path, nil)
+		for k, v := range h {
+			req.Header[k] = v
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	resp := get(versioned, nil)
+	if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Cache-Control"), "immutable") {
+		t.Errorf("%s: %d, Cache-Control %q", versioned, resp.StatusCode, resp.Header.Get("Cache-Control"))
+	}
+	resp = get("/static/app.js", nil)
+	etag := resp.Header.Get("ETag")
+	if resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != "no-cache" || etag == "" {
+		t.Errorf("/static/app.js: %d, Cache-Control %q, ETag %q", resp.StatusCode, resp.Header.Get("Cache-Control"), etag)
+	}
+	if resp = get("/static/app.js", http.Header{"If-None-Match": {etag}}); resp.StatusCode != http.StatusNotModified {
+		t.Errorf("revalidated with its ETag: %d, want 304", resp.StatusCode)
+	}
+	if resp = get("/static/nothing.js", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("an unknown file: %d", resp.StatusCode)
+	}
+}

@@ -175,3 +175,42 @@ func TestPageInBrowser(t *testing.T) {
 	}
 	t.Logf("screenshot: %s", path)
 }
+
+// The first answer holds the first 30 services, the page fetches the rest
+// at once; a change then replaces only what differs: an unchanged row is
+// the same element after it, a changed one shows the change.
+func TestPageUpdatesInPlace(t *testing.T) {
+	e := regiontest.NewConsole(t)
+	ctx := browser(t)
+	conn := e.Connect()
+	var first *fakeinst.Instance
+	for i := range 32 {
+		inst := fakeinst.Start(t, e.URL, fakeinst.Options{Service: fmt.Sprintf("svc-%02d", i), Conn: conn})
+		if i == 0 {
+			first = inst
+		}
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(e.Srv.URL+"/?service=svc-00"),
+		chromedp.WaitVisible(chromedp.CSS(`#live.on`)),
+		chromedp.WaitVisible(chromedp.CSS(`#services tr[data-service="svc-31"]`)),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector('#services tr[data-service="svc-05"]').__kept = true; undefined`),
+	); err != nil {
+		t.Fatalf("the page did not show all 32 services: %v", err)
+	}
+	first.Silence()
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#services tr[data-service="svc-00"] .badge.critical`))); err != nil {
+		t.Fatalf("the page did not show svc-00's critical instance: %v", err)
+	}
+	kept, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('#services tr[data-service="svc-05"]').__kept === true`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !kept {
+		t.Error("an unchanged row was replaced by the update")
+	}
+	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`performance.getEntriesByName("hail:update").length`))
+	if err != nil || n == 0 {
+		t.Errorf("no update timed as hail:update (%d, %v)", n, err)
+	}
+}

@@ -24,10 +24,10 @@ import (
 // BenchmarkPageAtScale measures the page's cost at 100 services of 20
 // instances, in Chromium, against a discovery node serving the console as
 // a process of its own, with steady traffic through a router: the first
-// render, a live update (the fetch and render a change event starts: at
-// once after a quiet 100 ms, at most one per 100 ms in a burst), the
-// server's answer alone, and the console
-// process's CPU (the discovery node heartbeating the 2,000 is in it too).
+// render, a live update (the fetch a change event starts, at once after a
+// quiet 100 ms and at most one per 100 ms in a burst, to the frame that
+// shows it), the server's answer alone, and the console process's CPU
+// (the discovery node heartbeating the 2,000 is in it too).
 // The issue's targets are 200 ms and 5% of a core; the README says what
 // this machine measures.
 //
@@ -94,31 +94,42 @@ func pageAtScale(t *testing.B) {
 		}
 		return nil
 	})
-	if err := chromedp.Do(ctx, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS(`#services tr[data-service="svc-99"]`))); err != nil {
-		t.Fatal(err)
-	}
-	first, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`performance.getEntriesByType("navigation")[0].domContentLoadedEventEnd`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var updates []float64
+	// One navigation is one sample of a noisy machine: five, median and
+	// worst.
+	// The first answer holds the first 30 services; the page fetches the
+	// rest at once: "all rows" is when the last is on the page (read after
+	// it is seen, so a bound from above).
+	var firsts, alls []float64
 	for range 5 {
-		ms, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`(async function () {
-			var t0 = performance.now();
-			var html = await (await fetch("/ui/main?service=svc-00")).text();
-			document.getElementById("main").innerHTML = html;
-			await new Promise(function (resolve) { requestAnimationFrame(function () { resolve(); }); });
-			return performance.now() - t0;
-		})()`, chromedp.EvalAwaitPromise))
+		if err := chromedp.Do(ctx, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS(`#services tr[data-service="svc-99"]`))); err != nil {
+			t.Fatal(err)
+		}
+		all, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`performance.now()`))
 		if err != nil {
 			t.Fatal(err)
 		}
-		updates = append(updates, ms)
+		first, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`performance.getEntriesByType("navigation")[0].domContentLoadedEventEnd`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		firsts, alls = append(firsts, first), append(alls, all)
 	}
-	worst := 0.0
-	for _, u := range updates {
-		worst = max(worst, u)
-	}
+	slices.Sort(firsts)
+	slices.Sort(alls)
+	// Live updates as the page makes them, from the change events the
+	// traffic brings (the router reports every second): the page times
+	// each from its fetch to the frame that shows it ("hail:update").
+	var updates []float64
+	bustest.Eventually(t, 30*time.Second, func() error {
+		var err error
+		updates, err = chromedp.Run(ctx, chromedp.Evaluate[[]float64](`performance.getEntriesByName("hail:update").map(function (e) { return e.duration; })`))
+		if err != nil || len(updates) < 5 {
+			return fmt.Errorf("%d live updates timed (%v)", len(updates), err)
+		}
+		return nil
+	})
+	updates = updates[len(updates)-5:]
+	slices.Sort(updates)
 	var server []time.Duration
 	for range 5 {
 		t0 := time.Now()
@@ -135,11 +146,14 @@ func pageAtScale(t *testing.B) {
 	cpu0 := procCPU(t, p.PID())
 	time.Sleep(10 * time.Second) // the measurement window, page open and live
 	cores := (procCPU(t, p.PID()) - cpu0).Seconds() / 10
-	t.Logf("%d services x %d instances: first render %.0f ms, live update worst of 5 %.0f ms (%v), page %d KB, console process CPU %.1f%% of a core",
-		services, each, first, worst, updates, size/1024, 100*cores)
+	t.Logf("%d services x %d instances: first render %.0f ms median of 5 (%.0f), all rows by %.0f ms (%.0f), live update %.0f ms median of 5 (%.0f), page %d KB, console process CPU %.1f%% of a core",
+		services, each, firsts[2], firsts, alls[2], alls, updates[2], updates, size/1024, 100*cores)
 	slices.Sort(server)
-	t.ReportMetric(first, "first-render-ms")
-	t.ReportMetric(worst, "update-worst-ms")
+	t.ReportMetric(firsts[2], "first-render-ms")
+	t.ReportMetric(firsts[4], "first-render-worst-ms")
+	t.ReportMetric(alls[2], "all-rows-ms")
+	t.ReportMetric(updates[2], "update-ms")
+	t.ReportMetric(updates[4], "update-worst-ms")
 	t.ReportMetric(float64(server[len(server)/2].Milliseconds()), "server-ms")
 	t.ReportMetric(100*cores, "cpu-%-of-a-core")
 }
