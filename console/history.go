@@ -94,6 +94,11 @@ var statusColor = map[events.Status]string{
 	events.Passing: "#2e9d57", events.Warning: "#e0a100", events.Critical: "#d64541",
 }
 
+// minSegment is the narrowest a strip's segment is drawn, in px of 120:
+// an hour's strip gives a minute 2 px, and a status of a few seconds (an
+// instance that just went critical) must still be seen.
+const minSegment = 3.0
+
 // strip draws an instance's statuses over the window as a bar of colored
 // segments, each with its status, start and reason on hover.
 func strip(segs []segment, now time.Time, window time.Duration) template.HTML {
@@ -112,8 +117,11 @@ func strip(segs []segment, now time.Time, window time.Duration) template.HTML {
 		if s.Reason != "" {
 			title += ": " + s.Reason
 		}
+		// Widened to be seen, and kept inside the strip: the last
+		// segment ends now, at its right edge.
+		width := max(x(s.To)-x(s.From), minSegment)
 		fmt.Fprintf(&b, `<rect x="%.2f" width="%.2f" height="%g" fill="%s" data-status="%s"><title>%s</title></rect>`,
-			x(s.From), max(x(s.To)-x(s.From), 0.5), h, c, s.Status, template.HTMLEscapeString(title))
+			min(x(s.From), w-width), width, h, c, s.Status, template.HTMLEscapeString(title))
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String()) // safe: numbers, known colors and an escaped title
@@ -132,6 +140,11 @@ func stacked(all [][]segment, now time.Time, window time.Duration) template.HTML
 	counts := make([]map[events.Status]int, samples)
 	for i := range samples {
 		t := now.Add(-window + time.Duration(i+1)*window/samples)
+		if i == samples-1 {
+			// Segments end at now, exclusive: the last column is the
+			// status a moment before.
+			t = now.Add(-time.Millisecond)
+		}
 		counts[i] = map[events.Status]int{}
 		for _, segs := range all {
 			counts[i][statusAt(segs, t)]++

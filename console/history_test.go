@@ -1,6 +1,7 @@
 package console
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -48,5 +49,32 @@ func TestHealthHistory(t *testing.T) {
 	st := string(stacked([][]segment{h.segments(id, now), h.segments(fresh, now)}, now, time.Hour))
 	if !strings.Contains(st, "critical 1") || !strings.Contains(st, "passing 2") {
 		t.Errorf("stacked %s", st)
+	}
+}
+
+// A status of a few seconds is drawn wide enough to be seen and inside the
+// strip; the service's chart counts it in its last column.
+func TestHealthJustChanged(t *testing.T) {
+	const id = "0190f1b6-3c4d-7e8f-9a0b-1c2d3e4f5a64"
+	now := time.Date(2026, 12, 2, 11, 0, 0, 0, time.UTC)
+	h := newHealthHistory(time.Hour)
+	h.add(events.HealthEvent{ID: id, Service: "web", Status: events.Passing, Reason: "registered", TS: now.Add(-3 * time.Second)}, now)
+	h.add(events.HealthEvent{ID: id, Service: "web", Status: events.Critical, Previous: events.Passing, Reason: "3 heartbeats missed", TS: now.Add(-time.Second)}, now)
+	segs := h.segments(id, now)
+	svg := string(strip(segs, now, time.Hour))
+	i := strings.Index(svg, `data-status="critical"`)
+	if i < 0 {
+		t.Fatalf("no critical segment: %s", svg)
+	}
+	var x, width float64
+	rect := svg[strings.LastIndex(svg[:i], "<rect"):i]
+	if _, err := fmt.Sscanf(rect, `<rect x="%g" width="%g"`, &x, &width); err != nil {
+		t.Fatalf("%s: %v", rect, err)
+	}
+	if width < minSegment || x < 0 || x+width > 120.001 {
+		t.Errorf("critical drawn at x %v, width %v: not seen, or outside the 120-px strip", x, width)
+	}
+	if st := string(stacked([][]segment{segs}, now, time.Hour)); !strings.Contains(st, "critical 1") {
+		t.Errorf("the service's chart lacks the critical instance: %s", st)
 	}
 }
