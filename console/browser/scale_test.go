@@ -1,6 +1,7 @@
 package browser_test
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,6 +22,8 @@ import (
 	"github.com/hailsd/hail/router"
 )
 
+var statsInterval = flag.Duration("stats-interval", router.DefaultStatsInterval, "how often the benchmark's router publishes its traffic")
+
 // BenchmarkPageAtScale measures the page's cost at 100 services of 20
 // instances, in Chromium, against a discovery node serving the console as
 // a process of its own, with steady traffic through a router: the first
@@ -32,6 +35,9 @@ import (
 // this machine measures.
 //
 //	go -C console/browser test -run '^$' -bench PageAtScale -benchtime 1x ./...
+//
+// The router publishes its traffic at its default interval; -stats-interval
+// sets another (a shorter one is more renders and more snapshots to read).
 func BenchmarkPageAtScale(b *testing.B) {
 	for range b.N {
 		pageAtScale(b)
@@ -53,7 +59,7 @@ func pageAtScale(t *testing.B) {
 		_, err := r.NC.Request("hail.discovery.services", []byte("{}"), time.Second)
 		return err
 	})
-	r.StartRouter(router.Config{StatsInterval: time.Second})
+	r.StartRouter(router.Config{StatsInterval: *statsInterval})
 	conn := r.Connect()
 	for s := range services {
 		for range each {
@@ -87,7 +93,7 @@ func pageAtScale(t *testing.B) {
 		t.Fatalf("page at scale: %v", err)
 	}
 	// Measured again once traffic has been seen by the console.
-	bustest.Eventually(t, 20*time.Second, func() error {
+	bustest.Eventually(t, 4**statsInterval+20*time.Second, func() error {
 		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#services svg.spark polyline").length`))
 		if err != nil || n < services {
 			return fmt.Errorf("%d services drawn with traffic (%v)", n, err)
@@ -117,10 +123,10 @@ func pageAtScale(t *testing.B) {
 	slices.Sort(firsts)
 	slices.Sort(alls)
 	// Live updates as the page makes them, from the change events the
-	// traffic brings (the router reports every second): the page times
+	// traffic brings (the router reports every stats interval): the page times
 	// each from its fetch to the frame that shows it ("hail:update").
 	var updates []float64
-	bustest.Eventually(t, 30*time.Second, func() error {
+	bustest.Eventually(t, 6**statsInterval+30*time.Second, func() error {
 		var err error
 		updates, err = chromedp.Run(ctx, chromedp.Evaluate[[]float64](`performance.getEntriesByName("hail:update").map(function (e) { return e.duration; })`))
 		if err != nil || len(updates) < 5 {
