@@ -9,8 +9,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -22,16 +20,10 @@ import (
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/config"
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/program"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-}
+func main() { program.Main(run) }
 
 // Config is the agent's configuration. The services come from the YAML
 // file (--config): a list has no environment variable or flag.

@@ -9,11 +9,9 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -27,18 +25,12 @@ import (
 	"github.com/hailsd/hail/echo"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/instance"
+	"github.com/hailsd/hail/program"
 	"github.com/hailsd/hail/router"
 	"github.com/nats-io/nats.go"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-}
+func main() { program.Main(run) }
 
 // Config is the dev stack's configuration.
 type Config struct {

@@ -9,9 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -21,17 +19,11 @@ import (
 	"github.com/hailsd/hail/console"
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/program"
 	"golang.org/x/sync/errgroup"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-}
+func main() { program.Main(run) }
 
 // Config is the discovery node's configuration. Its heartbeat,
 // deregister_after and self_preservation keys are the discovery package's

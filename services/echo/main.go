@@ -4,11 +4,7 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -18,17 +14,11 @@ import (
 	"github.com/hailsd/hail/echo"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/instance"
+	"github.com/hailsd/hail/program"
 	"golang.org/x/sync/errgroup"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-}
+func main() { program.Main(run) }
 
 // Config is the echo service's configuration.
 type Config struct {

@@ -8,11 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -21,18 +18,12 @@ import (
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/config"
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/program"
 	"github.com/hailsd/hail/router"
 	"golang.org/x/sync/errgroup"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-}
+func main() { program.Main(run) }
 
 // Config is the router's configuration. Its route and ejection sections
 // are the router package's own types, defaults and all.

@@ -9,9 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -22,17 +19,11 @@ import (
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/config"
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/program"
 	"github.com/hailsd/hail/swarm"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-}
+func main() { program.Main(run) }
 
 // Config is the swarm's configuration.
 type Config struct {
