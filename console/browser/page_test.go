@@ -178,7 +178,8 @@ func TestPageInBrowser(t *testing.T) {
 
 // The first answer holds the first 30 services, the page fetches the rest
 // at once; a change then replaces only what differs: an unchanged row is
-// the same element after it, a changed one shows the change.
+// the same element after it, a changed one shows the change, and an
+// opened timeline stays open.
 func TestPageUpdatesInPlace(t *testing.T) {
 	e := regiontest.NewConsole(t)
 	ctx := browser(t)
@@ -195,8 +196,10 @@ func TestPageUpdatesInPlace(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#live.on`)),
 		chromedp.WaitVisible(chromedp.CSS(`#services tr[data-service="svc-31"]`)),
 		chromedp.Evaluate[chromedp.Void](`document.querySelector('#services tr[data-service="svc-05"]').__kept = true; undefined`),
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr.instance[data-id=%q] button.timeline`, first.ID))),
+		chromedp.WaitVisible(chromedp.CSS(`tr.timeline-row`)),
 	); err != nil {
-		t.Fatalf("the page did not show all 32 services: %v", err)
+		t.Fatalf("the page did not show all 32 services, or a timeline: %v", err)
 	}
 	first.Silence()
 	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#services tr[data-service="svc-00"] .badge.critical`))); err != nil {
@@ -208,6 +211,10 @@ func TestPageUpdatesInPlace(t *testing.T) {
 	}
 	if !kept {
 		t.Error("an unchanged row was replaced by the update")
+	}
+	open, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector("tr.timeline-row") !== null`))
+	if err != nil || !open {
+		t.Errorf("the opened timeline closed on an update (%v)", err)
 	}
 	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`performance.getEntriesByName("hail:update").length`))
 	if err != nil || n == 0 {

@@ -16,15 +16,18 @@
   // traffic a change touches a few cells of each row, and keeping the rest
   // spares the browser their style and layout. An element whose children
   // differ in number, kind or key is replaced whole; a form is replaced
-  // whole, and an open <details> stays open.
+  // whole; an open <details> stays open, and so does an opened timeline.
   var slice = function (list) { return Array.prototype.slice.call(list); };
   function key(n) {
     if (n.nodeType !== 1) return "#" + n.nodeType;
     return n.tagName + "#" + (n.id || n.dataset.service || n.dataset.id || "");
   }
+  // The page's own additions (an opened timeline) are not the server's:
+  // they stay where they are.
+  var own = function (n) { return n.nodeType === 1 && n.classList.contains("timeline-row"); };
   function morph(cur, next) {
     if (cur.isEqualNode(next)) return;
-    var a = slice(cur.childNodes), b = slice(next.childNodes);
+    var a = slice(cur.childNodes).filter(function (n) { return !own(n); }), b = slice(next.childNodes);
     var same = cur.tagName !== "FORM" && a.length === b.length;
     for (var i = 0; same && i < a.length; i++) same = key(a[i]) === key(b[i]);
     if (!same) {
