@@ -5,11 +5,7 @@ package bustest
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -123,47 +119,26 @@ func PollEvery(timeout, interval time.Duration, check func() error) error {
 }
 
 // FreePort reserves a free loopback port and releases it for the test to
-// bind; another process may take it in between, which shows as a bind
-// error, not a hang. It is chosen below the kernel's ephemeral range: a
-// port the kernel handed out would be given again as the source port of
-// some outgoing connection (a test starts hundreds), and the program
-// meant to listen on it would find it taken.
+// bind (embedded.FreeLoopbackPorts says how it is chosen), never the same
+// one twice in a process.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	low, high := 15000, ephemeralLow()
-	for range 200 {
-		port := low + rand.N(high-low)
-		if _, dup := handedOut.LoadOrStore(port, true); dup {
-			continue
-		}
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	for range 100 {
+		ports, err := embedded.FreeLoopbackPorts(1)
 		if err != nil {
-			continue
+			t.Fatal(err)
 		}
-		l.Close()
-		return port
+		if _, dup := handedOut.LoadOrStore(ports[0], true); !dup {
+			return ports[0]
+		}
 	}
-	t.Fatal("no free loopback port below the ephemeral range after 200 tries")
+	t.Fatal("FreePort: 100 ports in a row were handed out already")
 	return 0
 }
 
 // handedOut are the ports FreePort gave in this process: ports are the
 // process's (the machine's) to share, so one set for all its tests.
 var handedOut sync.Map
-
-// ephemeralLow is where the kernel's ephemeral ports start (Linux; 32768
-// elsewhere, the common default).
-func ephemeralLow() int {
-	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err == nil {
-		if f := strings.Fields(string(data)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil && n > 16000 {
-				return n
-			}
-		}
-	}
-	return 32768
-}
 
 // ReplaceFile writes text to path whole, through a temporary file renamed
 // into place, as editors and ConfigMap updates do.

@@ -9,10 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -136,7 +139,7 @@ func StartPartitionableCluster(ctx context.Context, name string, n int, dir stri
 }
 
 func startCluster(ctx context.Context, name string, n int, dir string, proxied bool) (*Cluster, error) {
-	ports, err := freePorts(2 * n)
+	ports, err := FreeLoopbackPorts(2 * n)
 	if err != nil {
 		return nil, err
 	}
@@ -329,10 +332,14 @@ func (c *Cluster) ready(ctx context.Context) error {
 	return err
 }
 
-// freePorts reserves n distinct loopback ports. They are released before
-// the servers bind them; a collision in between is possible but rare, and
-// surfaces as a start error rather than a hang.
-func freePorts(n int) ([]int, error) {
+// FreeLoopbackPorts reserves n distinct loopback ports and releases them
+// for the caller to bind; a collision in between is possible but rare, and
+// surfaces as a start error rather than a hang. They are chosen below the
+// kernel's ephemeral range: a port the kernel handed out would be given
+// again as the source port of some outgoing connection, and the server
+// meant to listen on it would find it taken.
+func FreeLoopbackPorts(n int) ([]int, error) {
+	low, high := 15000, ephemeralLow()
 	ports := make([]int, 0, n)
 	var ls []net.Listener
 	defer func() {
@@ -340,13 +347,31 @@ func freePorts(n int) ([]int, error) {
 			l.Close()
 		}
 	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < n; tries++ {
+		if tries == 100*n {
+			return nil, fmt.Errorf("reserve port: no free loopback port in %d..%d after %d tries", low, high, tries)
+		}
+		port := low + rand.N(high-low)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
-			return nil, fmt.Errorf("reserve port: %w", err)
+			continue // taken, or held by this call already
 		}
 		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		ports = append(ports, port)
 	}
 	return ports, nil
+}
+
+// ephemeralLow is where the kernel's ephemeral ports start (Linux; 32768
+// elsewhere, the common default).
+func ephemeralLow() int {
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(data)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 16000 {
+				return n
+			}
+		}
+	}
+	return 32768
 }
