@@ -161,8 +161,8 @@ func (r *Region) Run(ctx context.Context) error {
 	defer r.reg.Subscribe(func(registry.Change) { r.tell("instance") })()
 	// The routers' traffic, for the golden metrics.
 	tsub, err := r.nc.Subscribe(r.cfg.Subjects.StatsAll(), func(m *nats.Msg) {
-		var s events.RouterStats
-		if err := events.Decode("router stats", m.Data, &s); err != nil {
+		s, err := events.DecodeRouterStats(m.Data)
+		if err != nil {
 			r.invalidStats.Inc()
 			// Said once a minute: a router that publishes what this
 			// console refuses does so every interval.

@@ -520,3 +520,11 @@ func FuzzDecodeNodeEvent(f *testing.F) {
 		`{"node":"`+testID+`","state":"self_preservation","reason":"r","ts":"2026-12-02T10:00:00Z"}`,
 		`{"node":"`+testID+`","state":"asleep","ts":"2026-12-02T10:00:00Z"}`, `{"node":"`+testID+`","state":"normal"}`)
 }
+
+func FuzzDecodeRouterStats(f *testing.F) {
+	fuzzDecoder(f, DecodeRouterStats,
+		`{"router":"`+testID+`","ts":"2026-12-02T10:00:00Z","interval_ms":5000,"services":[{"service":"echo","calls":{"requests":2,"errors":0,"latency_ms":[0,2]},"instances":{"`+testID+`":{"requests":2,"errors":0}}}]}`,
+		`{"router":"`+testID+`","ts":"2026-12-02T10:00:00Z","interval_ms":5000}`,
+		`{"router":"`+testID+`","ts":"2026-12-02T10:00:00Z","interval_ms":-1}`,
+		`{"router":"`+testID+`","ts":"2026-12-02T10:00:00Z","interval_ms":5000,"services":[{"service":"echo","calls":{"requests":1,"errors":0,"latency_ms":[-1]}}]}`)
+}

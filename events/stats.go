@@ -9,25 +9,25 @@ import "time"
 // console's golden metrics are made of. A router with no traffic publishes
 // too, so a reader can tell "no traffic" from "no router".
 type RouterStats struct {
-	Router     string         `json:"router"`
-	TS         time.Time      `json:"ts"`
-	IntervalMS int64          `json:"interval_ms"`
+	Router     string         `json:"router" hail:"required"`
+	TS         time.Time      `json:"ts" hail:"required"`
+	IntervalMS int64          `json:"interval_ms" hail:"required"`
 	Services   []ServiceStats `json:"services,omitempty"`
 }
 
 // ServiceStats is one service's traffic through one router: its calls as
 // callers saw them (after retries), and the attempts each instance took.
 type ServiceStats struct {
-	Service   string             `json:"service"`
-	Calls     Traffic            `json:"calls"`
+	Service   string             `json:"service" hail:"required"`
+	Calls     Traffic            `json:"calls" hail:"required"`
 	Instances map[string]Traffic `json:"instances,omitempty"`
 }
 
 // Traffic counts requests, those that failed, and their latencies by
 // LatencyBucketsMS (one count per bucket, the last for anything slower).
 type Traffic struct {
-	Requests  int64   `json:"requests"`
-	Errors    int64   `json:"errors"`
+	Requests  int64   `json:"requests" hail:"required"`
+	Errors    int64   `json:"errors" hail:"required"`
 	LatencyMS []int64 `json:"latency_ms,omitempty"`
 }
 
@@ -97,6 +97,9 @@ func (s *RouterStats) Validate() error {
 	if err := ValidateID(s.Router); err != nil {
 		return err
 	}
+	if s.IntervalMS < 0 {
+		return invalid("interval_ms %d is negative", s.IntervalMS)
+	}
 	for i, svc := range s.Services {
 		if err := ValidateService(svc.Service); err != nil {
 			return invalid("services[%d]: %v", i, err)
@@ -105,13 +108,59 @@ func (s *RouterStats) Validate() error {
 			if err := ValidateID(id); err != nil {
 				return invalid("services[%d].instances: %v", i, err)
 			}
-			if t.Requests < 0 || t.Errors < 0 || len(t.LatencyMS) > len(LatencyBucketsMS)+1 {
+			if !t.valid() {
 				return invalid("services[%d].instances[%s]: negative counts or too many buckets", i, id)
 			}
 		}
-		if svc.Calls.Requests < 0 || svc.Calls.Errors < 0 || len(svc.Calls.LatencyMS) > len(LatencyBucketsMS)+1 {
+		if !svc.Calls.valid() {
 			return invalid("services[%d].calls: negative counts or too many buckets", i)
 		}
 	}
 	return nil
+}
+
+// valid: no count below zero (a reader subtracts totals), no more buckets
+// than LatencyBucketsMS has and one.
+func (t Traffic) valid() bool {
+	if t.Requests < 0 || t.Errors < 0 || len(t.LatencyMS) > len(LatencyBucketsMS)+1 {
+		return false
+	}
+	for _, n := range t.LatencyMS {
+		if n < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// DecodeRouterStats parses and validates a router's traffic snapshot (one
+// message of it: PROTOCOL.md says how a big one is split).
+func DecodeRouterStats(data []byte) (RouterStats, error) {
+	var s RouterStats
+	if err := Decode("router stats", data, &s); err != nil {
+		return s, err
+	}
+	// Empty lists and maps are absent ones, as the router writes them.
+	if len(s.Services) == 0 {
+		s.Services = nil
+	}
+	for i := range s.Services {
+		svc := &s.Services[i]
+		if len(svc.Instances) == 0 {
+			svc.Instances = nil
+		}
+		svc.Calls.LatencyMS = nilIfEmpty(svc.Calls.LatencyMS)
+		for id, t := range svc.Instances {
+			t.LatencyMS = nilIfEmpty(t.LatencyMS)
+			svc.Instances[id] = t
+		}
+	}
+	return s, nil
+}
+
+func nilIfEmpty(s []int64) []int64 {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
 }

@@ -39,6 +39,7 @@ const (
 	InstancesQuery = "instances_query"
 	Instances      = "instances"
 	Discover       = "discover"
+	RouterStats    = "router_stats"
 )
 
 // FS returns the schema files, for serving or inspection.

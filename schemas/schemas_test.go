@@ -51,6 +51,7 @@ var goDecoders = map[string]func([]byte) error{
 	schemas.HealthEvent:    func(b []byte) error { _, err := events.DecodeHealthEvent(b); return err },
 	schemas.NodeRecord:     func(b []byte) error { _, err := events.DecodeNodeRecord(b); return err },
 	schemas.NodeEvent:      func(b []byte) error { _, err := events.DecodeNodeEvent(b); return err },
+	schemas.RouterStats:    func(b []byte) error { _, err := events.DecodeRouterStats(b); return err },
 }
 
 func TestGoldenSamples(t *testing.T) {
@@ -112,6 +113,9 @@ func TestGoMessagesValidate(t *testing.T) {
 		{schemas.NodeRecord, events.NodeRecord{ID: rec.Node}},
 		{schemas.Services, []events.ServiceSummary{{Service: "echo", Instances: 1, Passing: 1}}},
 		{schemas.RouteConfig, events.RouteConfig{Strategy: "hash"}},
+		{schemas.RouterStats, events.RouterStats{Router: rec.Node, IntervalMS: 5000, Services: []events.ServiceStats{
+			{Service: "echo", Calls: events.Traffic{Requests: 1, LatencyMS: []int64{0, 1}}, Instances: map[string]events.Traffic{ann.ID: {Requests: 1}}},
+		}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.schema, func(t *testing.T) {
