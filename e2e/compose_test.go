@@ -534,7 +534,7 @@ func TestComposeTopologyAsProcesses(t *testing.T) {
 	run("agent")
 	httpAddr := func(name string) string { return envOf(name)["HAIL_HTTP_ADDR"] }
 	for _, name := range append(f.byProgram("discovery"), f.byProgram("router")...) {
-		waitReady(t, procs[name], httpAddr(name))
+		procs[name].WaitReady(t, httpAddr(name))
 	}
 	echoes := f.byProgram("echo")
 	js, err := jetstream.New(nc)

@@ -11,9 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/internal/proctest"
 )
 
@@ -70,20 +68,6 @@ func httpGet(ctx context.Context, url string) (string, error) {
 		return "", fmt.Errorf("GET %s: %s: %s", url, resp.Status, b.String())
 	}
 	return b.String(), nil
-}
-
-// waitReady polls a program's /readyz until it answers 200.
-func waitReady(t *testing.T, p *proctest.Process, addr string) {
-	t.Helper()
-	bustest.Eventually(t, 60*time.Second, func() error {
-		if err := p.Exited(); err != nil {
-			return err
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_, err := httpGet(ctx, "http://"+addr+"/readyz")
-		return err
-	})
 }
 
 // promLine is one sample line of the Prometheus text format.

@@ -116,8 +116,8 @@ func measure(b *testing.B, n int) {
 		r.nodes = append(r.nodes, r.start(fmt.Sprintf("discovery-%d", i), "discovery", env))
 	}
 	r.start("router", "router", map[string]string{"HAIL_NATS_URL": r.url, "HAIL_HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", bustest.FreePort(b)), "HAIL_LOG_LEVEL": "warn"})
-	for _, a := range r.admin {
-		waitReady(b, a)
+	for i, a := range r.admin {
+		r.nodes[i].WaitReady(b, a)
 	}
 
 	// Health events, counted from here on.
@@ -268,7 +268,7 @@ func measure(b *testing.B, n int) {
 		crit1, dereg1, ann1 := crit.Load(), dereg.Load(), r.swarmAnnounces()
 		r.nodes[0].Stop(b)
 		r.nodes[0] = r.start("discovery-0-again", "discovery", r.nodeEnv[0])
-		waitReady(b, r.admin[0])
+		r.nodes[0].WaitReady(b, r.admin[0])
 		<-time.After(30 * time.Second) // the window watched, not a wait for something
 		b.Logf("restart: %d critical (besides the silenced), %d deregistered, %d announces (%.2f per instance) in the 30 s after",
 			crit.Load()-crit1, dereg.Load()-dereg1, r.swarmAnnounces()-ann1, float64(r.swarmAnnounces()-ann1)/float64(total))
@@ -419,20 +419,6 @@ func tryScrape(addr string) (map[string]float64, error) {
 		}
 	}
 	return out, sc.Err()
-}
-
-func waitReady(b *testing.B, addr string) {
-	bustest.Eventually(b, 60*time.Second, func() error {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz %d", resp.StatusCode)
-		}
-		return nil
-	})
 }
 
 func pct(sorted []time.Duration, p int) time.Duration {

@@ -6,6 +6,7 @@ package proctest
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/internal/testlog"
 )
 
@@ -107,6 +109,36 @@ func (p *Process) Exited() error {
 	default:
 		return nil
 	}
+}
+
+// WaitReady waits until the process answers 200 on http://addr/readyz,
+// polling; the test fails when the process exits first or a minute passes.
+func (p *Process) WaitReady(t testing.TB, addr string) {
+	t.Helper()
+	bustest.Eventually(t, time.Minute, func() error {
+		if err := p.Exited(); err != nil {
+			return err
+		}
+		return ready(addr)
+	})
+}
+
+func ready(addr string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("/readyz: %s", resp.Status)
+	}
+	return nil
 }
 
 // PID is the program's process id.
