@@ -90,18 +90,25 @@ func publishTraffic(ctx context.Context, nc *nats.Conn, table *Table, id string,
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			msgs, err := split(snapshot(table, id, now, every), events.MaxPayload)
-			for _, data := range msgs {
-				if err != nil {
-					break
-				}
-				err = nc.Publish(subject, data)
-			}
-			if err != nil {
+			if err := publishSnapshot(nc, subject, snapshot(table, id, now, every)); err != nil {
 				log.Warn("publish traffic stats", "subject", subject, "err", err)
 			}
 		}
 	}
+}
+
+// publishSnapshot publishes s in as many messages as its size takes.
+func publishSnapshot(nc *nats.Conn, subject string, s events.RouterStats) error {
+	msgs, err := split(s, events.MaxPayload)
+	if err != nil {
+		return err
+	}
+	for _, data := range msgs {
+		if err := nc.Publish(subject, data); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // split cuts a snapshot into messages of at most limit bytes, all with
@@ -110,92 +117,75 @@ func publishTraffic(ctx context.Context, nc *nats.Conn, table *Table, id string,
 // Snapshots are totals, so a reader that takes the same total twice adds
 // nothing, and one that merges by key needs no other rule. A router of
 // 100 services of 20 instances publishes about 230 KB, past what a
-// reader takes in one message.
+// reader takes in one message. Each piece is encoded once and the
+// messages are put together from them, so every size is exact.
 func split(s events.RouterStats, limit int) ([][]byte, error) {
 	services := s.Services
 	s.Services = nil
-	head, err := json.Marshal(s)
+	head, err := json.Marshal(s) // {"router":...,"interval_ms":N}: no services
 	if err != nil {
 		return nil, err
 	}
-	// `,"services":[` and `]`, `,"instances":{` and `}`, and commas.
-	const listOverhead, instOverhead = 16, 18
-	room := limit - len(head) - listOverhead
-	var msgs [][]byte
-	var cur []events.ServiceStats
-	used := 0
-	flush := func() error {
-		if len(cur) == 0 {
-			return nil
-		}
-		s.Services = cur
-		data, err := json.Marshal(s)
-		if err != nil {
-			return err
-		}
-		msgs = append(msgs, data)
-		cur, used = nil, 0
-		return nil
+	if len(services) == 0 {
+		// No traffic is said too: a reader tells it from no router.
+		return [][]byte{head}, nil
 	}
-	add := func(svc events.ServiceStats, size int) error {
-		if used+size+1 > room {
-			if err := flush(); err != nil {
-				return err
-			}
+	open := append(head[:len(head)-1:len(head)-1], `,"services":[`...)
+	const closing = len(`]}`)
+	var msgs [][]byte
+	var cur []byte // the pieces of the message being filled, comma-joined
+	add := func(piece []byte) {
+		if cur != nil && len(open)+len(cur)+1+len(piece)+closing > limit {
+			msgs = append(msgs, slices.Concat(open, cur, []byte(`]}`)))
+			cur = nil
 		}
-		cur = append(cur, svc)
-		used += size + 1
-		return nil
+		if cur != nil {
+			cur = append(cur, ',')
+		}
+		cur = append(cur, piece...)
 	}
 	for _, svc := range services {
 		data, err := json.Marshal(svc)
 		if err != nil {
 			return nil, err
 		}
-		if len(data)+1 <= room {
-			if err := add(svc, len(data)); err != nil {
-				return nil, err
-			}
+		if len(open)+len(data)+closing <= limit {
+			add(data)
 			continue
 		}
-		// Too many instances for one message: its instances in parts.
-		bare := svc
-		bare.Instances = nil
-		base, err := json.Marshal(bare)
+		// Too many instances for one message: its instances in parts,
+		// each {"service":...,"calls":{...},"instances":{...}}.
+		insts := svc.Instances
+		svc.Instances = nil
+		bare, err := json.Marshal(svc)
 		if err != nil {
 			return nil, err
 		}
-		part, size := bare, len(base)+instOverhead
-		for _, id := range slices.Sorted(maps.Keys(svc.Instances)) {
-			t, err := json.Marshal(svc.Instances[id])
+		partOpen := append(bare[:len(bare)-1:len(bare)-1], `,"instances":{`...)
+		room := limit - len(open) - closing - len(`}}`)
+		var part []byte
+		for _, id := range slices.Sorted(maps.Keys(insts)) {
+			key, err := json.Marshal(id)
 			if err != nil {
 				return nil, err
 			}
-			entry := len(id) + len(t) + 4 // "id":{...},
-			if part.Instances != nil && size+entry > room {
-				if err := add(part, size); err != nil {
-					return nil, err
-				}
-				part, size = bare, len(base)+instOverhead
+			t, err := json.Marshal(insts[id])
+			if err != nil {
+				return nil, err
 			}
-			if part.Instances == nil {
-				part.Instances = map[string]events.Traffic{}
+			entry := slices.Concat(key, []byte{':'}, t) // "id":{...}
+			if part != nil && len(partOpen)+len(part)+1+len(entry) > room {
+				add(slices.Concat(partOpen, part, []byte(`}}`)))
+				part = nil
 			}
-			part.Instances[id] = svc.Instances[id]
-			size += entry
+			if part != nil {
+				part = append(part, ',')
+			}
+			part = append(part, entry...)
 		}
-		if err := add(part, size); err != nil {
-			return nil, err
-		}
+		add(slices.Concat(partOpen, part, []byte(`}}`)))
 	}
-	if err := flush(); err != nil {
-		return nil, err
-	}
-	if len(msgs) == 0 {
-		// No traffic is said too: a reader tells it from no router.
-		msgs = append(msgs, head)
-	}
-	return msgs, nil
+	return append(msgs, slices.Concat(open, cur, []byte(`]}`))), nil
 }
 
 // snapshot is every service's traffic so far.
