@@ -61,7 +61,6 @@ type Region struct {
 	wrote, refused *metrics.Counter
 	invalidStats   *metrics.Counter
 	statsWarned    atomic.Int64 // when an invalid snapshot was last logged, unix ns
-	trafficTold    atomic.Bool  // a traffic change is due to be told
 
 	mu     sync.RWMutex
 	nodes  map[string]events.NodeRecord
@@ -173,15 +172,7 @@ func (r *Region) Run(ctx context.Context) error {
 			return
 		}
 		r.traffic.add(s, time.Now())
-		// A router's snapshot can come in several messages (and routers
-		// publish at about the same time): one change for all of them,
-		// not a page render each.
-		if r.trafficTold.CompareAndSwap(false, true) {
-			time.AfterFunc(trafficSettle, func() {
-				r.trafficTold.Store(false)
-				r.tell("traffic")
-			})
-		}
+		r.tell("traffic")
 	})
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", r.cfg.Subjects.StatsAll(), err)
@@ -297,12 +288,8 @@ func (r *Region) applyNodeEvent(data []byte, live bool) {
 	}
 }
 
-// trafficSettle is how long the console lets routers' snapshots settle
-// before it tells the page: the parts of one arrive within milliseconds.
-const trafficSettle = 50 * time.Millisecond
-
 // Subscribe returns a channel of change kinds (instance, node, route,
-// health) and a function that ends the subscription. A slow subscriber
+// health, traffic) and a function that ends the subscription. A slow subscriber
 // misses kinds, never blocks the region: the page refetches on any.
 func (r *Region) Subscribe() (<-chan string, func()) {
 	ch := make(chan string, 16)

@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -227,11 +228,37 @@ func (r *Region) stream(w http.ResponseWriter, req *http.Request) {
 		case <-keepalive.C:
 			fmt.Fprint(w, ": keepalive\n\n")
 		case what := <-changes:
-			fmt.Fprintf(w, "event: change\ndata: %s\n\n", what)
+			// Changes come in bursts (a router's snapshot in parts,
+			// routers publishing together, a wave of registrations): a
+			// burst is told once per kind, not once per change.
+			kinds := []string{what}
+			settle := time.NewTimer(settleFor)
+		burst:
+			for {
+				select {
+				case what := <-changes:
+					if !slices.Contains(kinds, what) {
+						kinds = append(kinds, what)
+					}
+				case <-settle.C:
+					break burst
+				case <-req.Context().Done():
+					settle.Stop()
+					return
+				}
+			}
+			for _, what := range kinds {
+				fmt.Fprintf(w, "event: change\ndata: %s\n\n", what)
+			}
 		}
 		flusher.Flush()
 	}
 }
+
+// settleFor is how long a change waits for the rest of its burst before
+// the page is told: the parts of a router's snapshot arrive within
+// milliseconds.
+const settleFor = 50 * time.Millisecond
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
