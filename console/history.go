@@ -139,12 +139,9 @@ func stacked(all [][]segment, now time.Time, window time.Duration) template.HTML
 	// counts, so a steady service is three rectangles, not 180.
 	counts := make([]map[events.Status]int, samples)
 	for i := range samples {
-		t := now.Add(-window + time.Duration(i+1)*window/samples)
-		if i == samples-1 {
-			// Segments end at now, exclusive: the last column is the
-			// status a moment before.
-			t = now.Add(-time.Millisecond)
-		}
+		// A column is the status just before its right edge: segments
+		// end exclusive, the last at now.
+		t := now.Add(-window + time.Duration(i+1)*window/samples - time.Nanosecond)
 		counts[i] = map[events.Status]int{}
 		for _, segs := range all {
 			counts[i][statusAt(segs, t)]++

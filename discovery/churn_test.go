@@ -111,7 +111,6 @@ func (e *env) each(ids []string, workers int, f func(id string) error) {
 	}
 }
 
-// ack sends a control message and wants an ok answer.
 // ack sends a request and wants it taken (fakeinst.Ack: a 503 is tried
 // again, as the SDK does).
 func (e *env) ack(subject string, data []byte) error { return fakeinst.Ack(e.NC, subject, data) }
