@@ -287,8 +287,11 @@ func staticVersions(static fs.FS) map[string]string {
 	out := map[string]string{}
 	entries, _ := fs.ReadDir(static, ".") // embedded: cannot fail
 	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
 		data, err := fs.ReadFile(static, e.Name())
-		if err != nil || e.IsDir() {
+		if err != nil {
 			continue
 		}
 		sum := sha256.Sum256(data)
