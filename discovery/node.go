@@ -43,7 +43,7 @@ type Node struct {
 	reply     replier
 	startedAt time.Time
 
-	work chan func(context.Context)
+	work chan job
 	// urgent is work the loop takes before any in work: heartbeat rounds'
 	// judgements and membership changes, which a burst of announces must
 	// not delay (a round judged late makes instances re-announce, which
@@ -86,7 +86,7 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 	n := &Node{
 		cfg: cfg, id: cfg.NodeID, nc: nc, kv: kv, log: log,
 		control: controlDecoder{subjects: cfg.Subjects, schemas: set},
-		work:    make(chan func(context.Context), workQueue),
+		work:    make(chan job, workQueue),
 		urgent:  make(chan func(context.Context), 16),
 		refresh: make(chan struct{}, 1),
 		serving: make(chan struct{}),
@@ -275,7 +275,7 @@ func (n *Node) loadInitial(ctx context.Context, nodes nodeWatch, nw nodeUpdates)
 	// subscribing covers those before. One seen both ways is applied
 	// twice, which revisions make harmless.
 	cancel := n.reg.Subscribe(func(c registry.Change) {
-		n.submit(ctx, func(ctx context.Context) { n.applyChange(ctx, c) })
+		n.enqueue(ctx, job{run: func(ctx context.Context) { n.applyChange(ctx, c) }, change: true})
 	})
 	context.AfterFunc(ctx, cancel)
 	n.reg.Each(func(rec events.InstanceRecord, rev uint64) {
@@ -288,12 +288,59 @@ func (n *Node) loadInitial(ctx context.Context, nodes nodeWatch, nw nodeUpdates)
 	return nil
 }
 
+// job is one item of the node's work queue: an announce, which the loop
+// takes in bursts (registrations), or work to run.
+type job struct {
+	run      func(context.Context)
+	announce *nats.Msg
+	queued   time.Time // when the announce was queued
+	// change: a change from the registry's watch, which may run before
+	// announces queued ahead of it (the watch races them anyway).
+	change bool
+}
+
 // submit hands f to the loop; it gives up when ctx ends.
 func (n *Node) submit(ctx context.Context, f func(context.Context)) {
+	n.enqueue(ctx, job{run: f})
+}
+
+func (n *Node) enqueue(ctx context.Context, j job) {
 	select {
-	case n.work <- f:
+	case n.work <- j:
 	case <-ctx.Done():
 	}
+}
+
+// maxBurst bounds the announces handled as one burst: their KV creates go
+// out together, so a burst of registrations costs a few KV round trips,
+// not one per announce, and the loop is back for urgent work soon.
+const maxBurst = 256
+
+// burst gathers the announces queued right behind first, without waiting
+// for more, and handles them together. Registry changes met on the way run
+// at once; any other job ends the burst and is returned to run after it,
+// so a deregister never overtakes the announce before it.
+func (n *Node) burst(ctx context.Context, first job) (next job) {
+	batch := append(make([]job, 0, 16), first)
+gather:
+	for len(batch) < maxBurst {
+		select {
+		case j := <-n.work:
+			switch {
+			case j.announce != nil:
+				batch = append(batch, j)
+			case j.change:
+				j.run(ctx)
+			default:
+				next = j
+				break gather
+			}
+		default:
+			break gather
+		}
+	}
+	n.handleAnnounces(ctx, batch)
+	return next
 }
 
 // workQueue is the node's work queue; from shedAt on, an announce is
@@ -350,18 +397,23 @@ func (n *Node) loop(ctx context.Context) error {
 	const publishEvery = 100 * time.Millisecond
 	var published time.Time
 	for {
-		var f func(context.Context)
+		var j job
 		select {
-		case f = <-n.urgent:
+		case j.run = <-n.urgent:
 		default:
 			select {
 			case <-ctx.Done():
 				return nil
-			case f = <-n.urgent:
-			case f = <-n.work:
+			case j.run = <-n.urgent:
+			case j = <-n.work:
 			}
 		}
-		f(ctx)
+		if j.announce != nil {
+			j = n.burst(ctx, j)
+		}
+		if j.run != nil {
+			j.run(ctx)
+		}
 		if now := time.Now(); len(n.work)+len(n.urgent) == 0 || now.Sub(published) >= publishEvery {
 			n.publishTargets()
 			published = now
@@ -404,13 +456,7 @@ func (n *Node) subscribe(ctx context.Context) (*bus.Service, error) {
 			if n.shed(m) {
 				return
 			}
-			queued := time.Now()
-			n.submit(ctx, func(ctx context.Context) {
-				if n.stale(m, queued) {
-					return
-				}
-				n.handleAnnounce(ctx, m)
-			})
+			n.enqueue(ctx, job{announce: m, queued: time.Now()})
 		})},
 		{Name: "deregister", Subject: s.DeregisterAll(), Queue: queue, Handler: guard(func(m *nats.Msg) {
 			n.submit(ctx, func(ctx context.Context) { n.handleDeregister(ctx, m) })

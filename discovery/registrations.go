@@ -17,70 +17,124 @@ import (
 // This file is what a node does on announces, deregisters, changes to the
 // registry and to the live nodes; all of it runs on the node's loop.
 
-func (n *Node) handleAnnounce(ctx context.Context, m *nats.Msg) {
-	a, reason, err := n.control.announce(m)
-	if err != nil {
-		n.reply.reject(m, reason, err)
-		return
+// handleAnnounces takes a burst of announces in queue order. Those of new
+// instances are registered together: their KV creates go out at once. An
+// announce of a known instance, or of an id met before in the burst, is
+// applied after them, one at a time, as it always was.
+func (n *Node) handleAnnounces(ctx context.Context, batch []job) {
+	type announced struct {
+		m   *nats.Msg
+		a   events.Announce
+		rec events.InstanceRecord
 	}
-	if other, taken := n.reg.OtherService(a.ID, a.Service); taken {
+	var fresh, rest []announced
+	ids := make(map[string]bool, len(batch))
+	for _, j := range batch {
+		if n.stale(j.announce, j.queued) {
+			continue
+		}
+		a, reason, err := n.control.announce(j.announce)
+		if err != nil {
+			n.reply.reject(j.announce, reason, err)
+			continue
+		}
+		key := events.InstanceKey(a.Service, a.ID)
+		_, _, known := n.reg.GetRev(key)
+		if known || n.owned.get(key) != nil || ids[a.ID] {
+			rest = append(rest, announced{m: j.announce, a: a})
+			continue
+		}
+		if n.refuseTaken(j.announce, a) {
+			continue
+		}
+		ids[a.ID] = true
+		fresh = append(fresh, announced{m: j.announce, a: a, rec: n.newRecord(a)})
+	}
+	if len(fresh) > 0 {
+		recs := make([]events.InstanceRecord, len(fresh))
+		for i, f := range fresh {
+			recs[i] = f.rec
+		}
+		for i, c := range n.store.createAll(ctx, recs) {
+			n.registered(ctx, fresh[i].m, fresh[i].a, recs[i], c)
+		}
+	}
+	for _, r := range rest {
+		n.announce(ctx, r.m, r.a)
+	}
+}
+
+// refuseTaken answers a 400 for an id registered under another service.
+func (n *Node) refuseTaken(m *nats.Msg, a events.Announce) bool {
+	other, taken := n.reg.OtherService(a.ID, a.Service)
+	if taken {
 		n.reply.reject(m, reasonIDTaken, fmt.Errorf("announce: id %s is registered under service %q; an id names one instance of one service", a.ID, other))
+	}
+	return taken
+}
+
+// announce applies one announce: a registration, or an update of a known
+// instance.
+func (n *Node) announce(ctx context.Context, m *nats.Msg, a events.Announce) {
+	if n.refuseTaken(m, a) {
 		return
 	}
 	key := events.InstanceKey(a.Service, a.ID)
 	if _, _, known := n.reg.GetRev(key); !known && n.owned.get(key) == nil {
-		created, err := n.register(ctx, a)
-		if err != nil {
-			n.reply.fail(m, err)
-			return
-		}
-		if created {
-			n.reply.ack(m, a.ID)
-			return
+		rec := n.newRecord(a)
+		n.registered(ctx, m, a, rec, n.store.create(ctx, rec))
+		return
+	}
+	n.ackReannounce(ctx, m, key, a)
+}
+
+// newRecord is the record a new instance is registered with: passing
+// (its announce is a sign of life) unless it says what its first check
+// round found (an agent's), with its owner in the node field.
+func (n *Node) newRecord(a events.Announce) events.InstanceRecord {
+	now := time.Now().UTC()
+	status := a.Status
+	if status == "" {
+		status = events.Passing
+	}
+	return events.InstanceRecord{Announce: a, Status: status, Node: n.members.owner(a.ID), RegisteredAt: now, UpdatedAt: now}
+}
+
+// registered takes in the outcome of rec's create and answers m. If the key
+// existed already (another node wrote it and the watch has not delivered
+// it yet), the stored record is taken in instead (adopted if this node owns
+// it) and updated with the announce.
+func (n *Node) registered(ctx context.Context, m *nats.Msg, a events.Announce, rec events.InstanceRecord, c created) {
+	switch {
+	case c.err != nil:
+		n.reply.fail(m, c.err)
+		return
+	case c.exists:
+		n.reg.Put(c.cur, c.rev)
+		if n.members.owns(c.cur.ID) {
+			n.owned.adopt(c.cur, c.rev, n.id)
 		}
 		n.claim(ctx)
+		n.ackReannounce(ctx, m, rec.Key(), a)
+		return
 	}
+	n.reg.Put(rec, c.rev)
+	if rec.Node == n.id {
+		n.owned.track(rec, c.rev)
+	}
+	n.m.announces("registered").Inc()
+	n.publishHealth(rec, "", "registered")
+	n.log.Info("instance registered", "service", a.Service, "instance_id", a.ID, "version", a.Version, "weight", a.Weight)
+	n.reply.ack(m, a.ID)
+}
+
+// ackReannounce applies an announce to a known instance and answers m.
+func (n *Node) ackReannounce(ctx context.Context, m *nats.Msg, key string, a events.Announce) {
 	if err := n.reannounce(ctx, key, a); err != nil {
 		n.reply.fail(m, err)
 		return
 	}
 	n.reply.ack(m, a.ID)
-}
-
-// register records a new instance as passing, with its owner in the node
-// field: its announce is a sign of life. If the key exists already (the
-// watch has not delivered it yet), it takes the stored record in instead
-// (adopting it if this node owns it) and reports created false, for the
-// caller to update it with the announce.
-func (n *Node) register(ctx context.Context, a events.Announce) (created bool, err error) {
-	now := time.Now().UTC()
-	owner := n.members.owner(a.ID)
-	// The announce is a sign of life: passing, unless it says what its
-	// first check round found (an agent's).
-	status := a.Status
-	if status == "" {
-		status = events.Passing
-	}
-	rec := events.InstanceRecord{Announce: a, Status: status, Node: owner, RegisteredAt: now, UpdatedAt: now}
-	rev, cur, exists, err := n.store.create(ctx, rec)
-	if err != nil {
-		return false, err
-	}
-	if exists {
-		n.reg.Put(cur, rev)
-		if n.members.owns(cur.ID) {
-			n.owned.adopt(cur, rev, n.id)
-		}
-		return false, nil
-	}
-	n.reg.Put(rec, rev)
-	if owner == n.id {
-		n.owned.track(rec, rev)
-	}
-	n.m.announces("registered").Inc()
-	n.publishHealth(rec, "", "registered")
-	n.log.Info("instance registered", "service", a.Service, "instance_id", a.ID, "version", a.Version, "weight", a.Weight)
-	return true, nil
 }
 
 // reannounce applies an announce to an existing record. The owner writes

@@ -28,12 +28,12 @@ func TestAnnounceShedWhenBusy(t *testing.T) {
 	}
 	m := &nats.Msg{Subject: events.Subjects{}.Announce("echo"), Reply: inbox, Data: []byte("{}")}
 	for range shedAt - 1 {
-		n.work <- func(context.Context) {}
+		n.work <- job{run: func(context.Context) {}}
 	}
 	if n.shed(m) {
 		t.Fatalf("shed with %d queued, below the mark", len(n.work))
 	}
-	n.work <- func(context.Context) {}
+	n.work <- job{run: func(context.Context) {}}
 	if !n.shed(m) {
 		t.Fatalf("not shed with %d queued", len(n.work))
 	}

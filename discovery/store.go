@@ -33,21 +33,29 @@ type recordStore struct {
 	log *slog.Logger
 }
 
-// create writes rec as a new key. When the key exists already it returns
-// the stored record and its revision instead (exists true).
-func (s recordStore) create(ctx context.Context, rec events.InstanceRecord) (rev uint64, cur events.InstanceRecord, exists bool, err error) {
+// created is the outcome of a create: the new key's revision, or, when the
+// key existed already, the stored record and its revision (exists true).
+type created struct {
+	rev    uint64
+	cur    events.InstanceRecord
+	exists bool
+	err    error
+}
+
+// create writes rec as a new key.
+func (s recordStore) create(ctx context.Context, rec events.InstanceRecord) created {
 	data, err := json.Marshal(rec)
 	if err != nil {
-		return 0, cur, false, fmt.Errorf("encode record: %w", err)
+		return created{err: fmt.Errorf("encode record: %w", err)}
 	}
 	kctx, cancel := context.WithTimeout(ctx, kvTimeout)
 	defer cancel()
-	rev, err = s.kv.Instances.Create(kctx, rec.Key(), data)
+	rev, err := s.kv.Instances.Create(kctx, rec.Key(), data)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		e, gerr := s.kv.Instances.Get(kctx, rec.Key())
 		if gerr != nil {
 			s.m.kvErrors.Inc()
-			return 0, cur, false, fmt.Errorf("read existing record %s: %w", rec.Key(), gerr)
+			return created{err: fmt.Errorf("read existing record %s: %w", rec.Key(), gerr)}
 		}
 		cur, derr := events.DecodeInstanceRecord(e.Value())
 		if derr == nil && cur.Key() != rec.Key() {
@@ -61,19 +69,28 @@ func (s recordStore) create(ctx context.Context, rec events.InstanceRecord) (rev
 			rev, err := s.kv.Instances.Update(kctx, rec.Key(), data, e.Revision())
 			if err != nil {
 				s.m.kvErrors.Inc()
-				return 0, cur, false, fmt.Errorf("replace invalid record %s: %w", rec.Key(), err)
+				return created{err: fmt.Errorf("replace invalid record %s: %w", rec.Key(), err)}
 			}
 			s.m.kvWrites("update").Inc()
-			return rev, events.InstanceRecord{}, false, nil
+			return created{rev: rev}
 		}
-		return e.Revision(), cur, true, nil
+		return created{rev: e.Revision(), cur: cur, exists: true}
 	}
 	if err != nil {
 		s.m.kvErrors.Inc()
-		return 0, cur, false, fmt.Errorf("create record %s: %w", rec.Key(), err)
+		return created{err: fmt.Errorf("create record %s: %w", rec.Key(), err)}
 	}
 	s.m.kvWrites("create").Inc()
-	return rev, cur, false, nil
+	return created{rev: rev}
+}
+
+// createAll runs every record's create at once and returns the outcomes
+// in order: a burst of registrations costs about one KV round trip per
+// maxParallelWrites records.
+func (s recordStore) createAll(ctx context.Context, recs []events.InstanceRecord) []created {
+	outs := make([]created, len(recs))
+	parallel(len(recs), func(i int) { outs[i] = s.create(ctx, recs[i]) })
+	return outs
 }
 
 // written is the outcome of a write.
@@ -142,17 +159,23 @@ type writeJob struct {
 // maxParallelWrites records instead of one per record.
 func (s recordStore) writeAll(ctx context.Context, jobs []writeJob) []written {
 	outs := make([]written, len(jobs))
+	parallel(len(jobs), func(i int) { outs[i] = s.write(ctx, jobs[i].rec, jobs[i].rev, jobs[i].mutate) })
+	return outs
+}
+
+// parallel runs f(0..n-1), at most maxParallelWrites at once, and returns
+// when all have.
+func parallel(n int, f func(int)) {
 	sem := make(chan struct{}, maxParallelWrites)
 	var wg sync.WaitGroup
-	for i, j := range jobs {
+	for i := range n {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			outs[i] = s.write(ctx, j.rec, j.rev, j.mutate)
+			f(i)
 		})
 	}
 	wg.Wait()
-	return outs
 }
 
 // delete removes key from hail_instances.

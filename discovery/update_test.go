@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/hailsd/hail/bus/bustest"
@@ -86,7 +87,7 @@ func TestAnnounceAdoptsExistingRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	body, _ := json.Marshal(a)
-	n.handleAnnounce(ctx, &nats.Msg{Subject: "hail.announce.echo", Data: body})
+	n.handleAnnounces(ctx, []job{{announce: &nats.Msg{Subject: "hail.announce.echo", Data: body}, queued: time.Now()}})
 	entry, err := kv.Instances.Get(ctx, other.Key())
 	if err != nil {
 		t.Fatal(err)
