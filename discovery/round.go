@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -137,8 +138,16 @@ func decideRound(in roundInput) roundDecision {
 				d.BadReplies++
 			}
 		}
-		judged, why := heartbeat.Judge(st.Judge, r.Verdict(), in.Timing.Heartbeat.Thresholds())
-		next := instanceState{Judge: judged, Checks: st.Checks, Answered: st.Answered || r.Err == nil}
+		// A late answer to the round before, judged before this result:
+		// the instance was alive, only the node or the bus was slow, so
+		// its run of misses starts again.
+		prior, lateWhy := st.Judge, ""
+		if r.Err != nil && r.Late != "" {
+			prior, lateWhy = heartbeat.Judge(prior, heartbeat.Verdict{Answered: true, Reported: r.Late}, in.Timing.Heartbeat.Thresholds())
+		}
+		judged, why := heartbeat.Judge(prior, r.Verdict(), in.Timing.Heartbeat.Thresholds())
+		why = cmp.Or(why, lateWhy)
+		next := instanceState{Judge: judged, Checks: st.Checks, Answered: st.Answered || r.Err == nil || r.Late != ""}
 		if r.Err == nil {
 			next.CriticalSince = time.Time{}
 		} else if judged.Status == events.Critical {

@@ -38,6 +38,11 @@ func TestDecideRound(t *testing.T) {
 	miss := func(id string) heartbeat.Result {
 		return heartbeat.Result{ID: id, Err: errors.New("timeout"), RTT: 500 * time.Millisecond}
 	}
+	late := func(id string, s events.Status) heartbeat.Result {
+		r := miss(id)
+		r.Late = s
+		return r
+	}
 	bad := func(id string) heartbeat.Result {
 		return heartbeat.Result{ID: id, Err: fmt.Errorf("%w: garbage", heartbeat.ErrBadReply)}
 	}
@@ -100,6 +105,15 @@ func TestDecideRound(t *testing.T) {
 		{"the third miss in a row makes critical",
 			map[string]instanceState{"a": missedTwice}, []heartbeat.Result{miss("a")},
 			want{transitions: []string{"a:critical"}, sent: 1, missed: 1}},
+		{"a late answer to the round before starts the run of misses again",
+			map[string]instanceState{"a": missedTwice}, []heartbeat.Result{late("a", events.Passing)},
+			want{sent: 1, missed: 1}},
+		{"a late answer brings critical back, this round's miss notwithstanding",
+			map[string]instanceState{"a": critical(time.Second)}, []heartbeat.Result{late("a", events.Passing)},
+			want{transitions: []string{"a:passing"}, sent: 1, missed: 1}},
+		{"a late answer's reported warning counts",
+			map[string]instanceState{"a": missedTwice}, []heartbeat.Result{late("a", events.Warning)},
+			want{transitions: []string{"a:warning"}, sent: 1, missed: 1}},
 		{"a reported warning counts at once",
 			map[string]instanceState{"a": passing}, []heartbeat.Result{reports("a", events.Warning)},
 			want{transitions: []string{"a:warning"}, sent: 1, rtts: 1}},

@@ -1,6 +1,7 @@
 package heartbeat
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -41,6 +42,11 @@ type Result struct {
 	Reply events.HeartbeatReply // valid when Err is nil
 	Err   error
 	RTT   time.Duration // time to the answer, or to the no-responders notice
+	// Late, on a result that is not an answer, is the status the
+	// instance reported in its answer to the round before, which came
+	// after that round's timeout (empty: none came). It was alive then; a
+	// node or bus too slow to carry answers in time is not its fault.
+	Late events.Status
 }
 
 // Void reports a result that must not be judged: the tracker, not the
@@ -71,8 +77,11 @@ type Tracker struct {
 	sub      *nats.Subscription
 	seq      atomic.Uint64
 	cur      atomic.Pointer[round]
-	closed   sync.Once
-	kick     chan struct{}
+	// last is the round before cur, whose late answers are kept for the
+	// results of the next.
+	last   atomic.Pointer[round]
+	closed sync.Once
+	kick   chan struct{}
 	// beforeReply, when set (by a test), runs before each answer is
 	// handled: a node too slow to read its answers.
 	beforeReply atomic.Pointer[func()]
@@ -88,6 +97,7 @@ type round struct {
 	remaining int
 	done      chan struct{}
 	over      bool
+	late      map[int]events.Status // answers that came after the round was over, by index
 }
 
 // NewTracker subscribes the tracker's reply inbox on nc. node is the
@@ -151,6 +161,7 @@ func (t *Tracker) Round(ctx context.Context, targets []string) []Result {
 	connected, reconnects := t.nc.IsConnected(), t.nc.Stats().Reconnects
 	prefix := t.inbox + strconv.FormatUint(r.seq, 10) + "."
 	r.start = time.Now() // before the round is visible to onReply, which reads it
+	prev := t.last.Load()
 	t.cur.Store(r)
 	defer t.cur.CompareAndSwap(r, nil)
 	for i, id := range ids {
@@ -187,7 +198,32 @@ func (t *Tracker) Round(ctx context.Context, targets []string) []Result {
 			r.results[i] = Result{ID: ids[i], Err: silence, RTT: time.Since(r.start)}
 		}
 	}
+	if prev != nil {
+		prev.lateTo(r.results)
+	}
+	t.last.Store(r)
 	return r.results
+}
+
+// lateTo marks the results that are not answers with the late answers r
+// had from the same instances.
+func (r *round) lateTo(results []Result) {
+	r.mu.Lock()
+	late := r.late
+	r.late = nil // a late answer counts once
+	r.mu.Unlock()
+	if len(late) == 0 {
+		return
+	}
+	byID := make(map[string]events.Status, len(late))
+	for idx, status := range late {
+		byID[r.ids[idx]] = status
+	}
+	for i := range results {
+		if results[i].Err != nil && !results[i].Void() {
+			results[i].Late = byID[results[i].ID]
+		}
+	}
 }
 
 // drained waits, up to grace, until the answers waiting in the inbox have
@@ -216,10 +252,6 @@ func (t *Tracker) onReply(m *nats.Msg) {
 	if f := t.beforeReply.Load(); f != nil {
 		(*f)()
 	}
-	r := t.cur.Load()
-	if r == nil {
-		return
-	}
 	rest, ok := strings.CutPrefix(m.Subject, t.inbox)
 	if !ok {
 		return
@@ -230,11 +262,23 @@ func (t *Tracker) onReply(m *nats.Msg) {
 	}
 	seq, err1 := strconv.ParseUint(seqText, 10, 64)
 	idx, err2 := strconv.Atoi(idxText)
-	if err1 != nil || err2 != nil || seq != r.seq || idx < 0 || idx >= len(r.ids) {
-		return // a late answer to an earlier round
+	if err1 != nil || err2 != nil || idx < 0 {
+		return
 	}
-	id := r.ids[idx]
-	res := Result{ID: id, RTT: time.Since(r.start)}
+	// An answer to this round, or a late one to the round before (kept
+	// as a sign of life for the next round's results); older ones are
+	// dropped.
+	for _, r := range [2]*round{t.cur.Load(), t.last.Load()} {
+		if r != nil && seq == r.seq && idx < len(r.ids) {
+			r.finish(idx, readAnswer(m, r.ids[idx], r.start))
+			return
+		}
+	}
+}
+
+// readAnswer reads m, an answer to the heartbeat sent to id at start.
+func readAnswer(m *nats.Msg, id string, start time.Time) Result {
+	res := Result{ID: id, RTT: time.Since(start)}
 	switch {
 	case len(m.Data) == 0 && m.Header.Get("Status") == "503":
 		res.Err = ErrNoResponders
@@ -252,13 +296,24 @@ func (t *Tracker) onReply(m *nats.Msg) {
 			res.Reply = reply
 		}
 	}
-	r.finish(idx, res)
+	return res
 }
 
+// finish records an answer: the result, or, once the round is over, a
+// late answer.
 func (r *round) finish(idx int, res Result) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.over || r.answered[idx] {
+	if r.answered[idx] {
+		return
+	}
+	if r.over {
+		if res.Err == nil {
+			if r.late == nil {
+				r.late = make(map[int]events.Status)
+			}
+			r.late[idx] = cmp.Or(res.Reply.Status, events.Passing)
+		}
 		return
 	}
 	r.answered[idx] = true

@@ -294,3 +294,69 @@ func TestRoundWhileDisconnectedIsVoid(t *testing.T) {
 
 // fixed is a timeout that never changes.
 func fixed(d time.Duration) func() time.Duration { return func() time.Duration { return d } }
+
+// An answer that comes after its round's timeout is not lost: the next
+// round's result for the instance, if not an answer, carries the status
+// it reported. One answered in time, or two rounds late, carries nothing.
+func TestLateAnswerCarriedToNextRound(t *testing.T) {
+	s := bustest.RunServer(t)
+	tnc := bustest.Connect(t, s.ClientURL())
+	inc := bustest.Connect(t, s.ClientURL())
+	var subjects events.Subjects
+	ids := newIDs(2) // 0 answers late, 1 never
+	held := make(chan *nats.Msg, 4)
+	for _, id := range ids {
+		if _, err := inc.Subscribe(subjects.Heartbeat(id), func(m *nats.Msg) {
+			if m.Subject == subjects.Heartbeat(ids[0]) {
+				held <- m
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := inc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := heartbeat.NewTracker(tnc, subjects, uuid.NewString(), fixed(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	answer := func(m *nats.Msg) {
+		t.Helper()
+		if err := m.Respond([]byte(`{"id":"` + ids[0] + `","status":"warning"}`)); err != nil {
+			t.Fatal(err)
+		}
+		if err := inc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := tr.Round(t.Context(), ids)
+	for i, r := range first {
+		if !errors.Is(r.Err, heartbeat.ErrTimeout) || r.Late != "" {
+			t.Fatalf("round 1, instance %d: %+v, want a timeout and nothing late", i, r)
+		}
+	}
+	answer(<-held) // round 1's heartbeat, answered after its timeout
+	// The late answer is read while round 2 waits its timeout out: the
+	// second instance never answers.
+	second := tr.Round(t.Context(), ids)
+	if r := second[0]; !errors.Is(r.Err, heartbeat.ErrTimeout) || r.Late != events.Warning {
+		t.Errorf("round 2, late instance: %+v, want a timeout with late warning", r)
+	}
+	if r := second[1]; r.Late != "" {
+		t.Errorf("round 2, silent instance: %+v, want nothing late", r)
+	}
+	<-held      // round 2's heartbeat, never answered
+	go func() { // round 3's, answered in time
+		m := <-held
+		_ = m.Respond([]byte(`{"id":"` + ids[0] + `","status":"passing"}`))
+	}()
+	third := tr.Round(t.Context(), ids)
+	if r := third[0]; r.Err != nil || r.Late != "" {
+		t.Errorf("round 3, answered in time: %+v", r)
+	}
+	if r := third[1]; r.Late != "" {
+		t.Errorf("round 3, silent instance: %+v, want nothing late", r)
+	}
+}

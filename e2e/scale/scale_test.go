@@ -123,6 +123,10 @@ func measure(b *testing.B, n int) {
 	// Health events, counted from here on.
 	var crit, critSilent, dereg atomic.Int64
 	criticalAt := make(map[string]time.Time)
+	// Why instances that were answering went critical, by reason (without
+	// its detail in brackets) and node: what a restart's line reports.
+	whyCrit := make(map[string]int)
+	origin := time.Now()
 	var mu sync.Mutex
 	sub, err := r.nc.Subscribe(events.Subjects{}.HealthAll(), func(m *nats.Msg) {
 		ev, err := events.DecodeHealthEvent(m.Data)
@@ -139,6 +143,9 @@ func measure(b *testing.B, n int) {
 			mu.Unlock()
 		case ev.Status == events.Critical:
 			crit.Add(1)
+			mu.Lock()
+			whyCrit[fmt.Sprintf("%s by %s at %ds", ev.Reason, ev.Node[max(0, len(ev.Node)-8):], int(time.Since(origin).Seconds()))]++
+			mu.Unlock()
 		case ev.Status == events.Deregistered:
 			dereg.Add(1)
 		}
@@ -266,12 +273,22 @@ func measure(b *testing.B, n int) {
 		// the others and come back, with no critical and no deregistered
 		// event, and about one announce each at most.
 		crit1, dereg1, ann1 := crit.Load(), dereg.Load(), r.swarmAnnounces()
+		mu.Lock()
+		clear(whyCrit)
+		mu.Unlock()
+		stopped := time.Since(origin)
 		r.nodes[0].Stop(b)
 		r.nodes[0] = r.start("discovery-0-again", "discovery", r.nodeEnv[0])
 		r.nodes[0].WaitReady(b, r.admin[0])
+		b.Logf("restart: node stopped at %ds, back and ready at %ds", int(stopped.Seconds()), int(time.Since(origin).Seconds()))
 		<-time.After(30 * time.Second) // the window watched, not a wait for something
 		b.Logf("restart: %d critical (besides the silenced), %d deregistered, %d announces (%.2f per instance) in the 30 s after",
 			crit.Load()-crit1, dereg.Load()-dereg1, r.swarmAnnounces()-ann1, float64(r.swarmAnnounces()-ann1)/float64(total))
+		mu.Lock()
+		if len(whyCrit) > 0 {
+			b.Logf("restart: critical by reason and node: %v", whyCrit)
+		}
+		mu.Unlock()
 	}
 	b.ReportMetric(registered.Seconds(), "s-registered")
 	b.ReportMetric(float64(falseCrit), "false-critical")
