@@ -78,7 +78,10 @@ type inst struct {
 
 type swarmMetrics struct {
 	acked, busy, failed, beats, served, deregistered *metrics.Counter
-	registered                                       atomic.Int64
+	// Why announces fell due: asked (the start, or a discover) or
+	// unheard (no heartbeat for the re-announce wait).
+	asked, unheard *metrics.Counter
+	registered     atomic.Int64
 }
 
 // New makes the instances; conns carry them, services spread over the
@@ -111,6 +114,8 @@ func New(conns []*nats.Conn, cfg Config) (*Swarm, error) {
 		beats:        set.GetOrCreateCounter("hail_swarm_heartbeats_answered_total"),
 		served:       set.GetOrCreateCounter("hail_swarm_requests_total"),
 		deregistered: set.GetOrCreateCounter("hail_swarm_deregistered_total"),
+		asked:        set.GetOrCreateCounter(`hail_swarm_announces_due_total{why="asked"}`),
+		unheard:      set.GetOrCreateCounter(`hail_swarm_announces_due_total{why="unheard"}`),
 	}
 	set.GetOrCreateGauge("hail_swarm_registered", func() float64 { return float64(s.m.registered.Load()) })
 	set.GetOrCreateGauge("hail_swarm_instances", func() float64 { return float64(len(s.insts)) })
@@ -278,8 +283,11 @@ func (s *Swarm) schedule(ctx context.Context) {
 			if !due && beat.After(in.lastAnnounce) && in.failed > 0 {
 				in.failed, in.wait = 0, heartbeat.ReannounceAfter(s.cfg.HeartbeatInterval, 0, nil)
 			}
-			if !due && !in.lastAnnounce.IsZero() && now.Sub(maxTime(beat, in.lastAnnounce)) > in.wait {
+			if due {
+				s.m.asked.Inc()
+			} else if !in.lastAnnounce.IsZero() && now.Sub(maxTime(beat, in.lastAnnounce)) > in.wait {
 				due = true
+				s.m.unheard.Inc()
 			}
 			if due {
 				in.next = time.Time{}

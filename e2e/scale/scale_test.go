@@ -273,6 +273,7 @@ func measure(b *testing.B, n int) {
 		// the others and come back, with no critical and no deregistered
 		// event, and about one announce each at most.
 		crit1, dereg1, ann1 := crit.Load(), dereg.Load(), r.swarmAnnounces()
+		busy1, unheard1 := r.swarmMetric(`hail_swarm_announces_total{outcome="busy"}`), r.swarmMetric(`hail_swarm_announces_due_total{why="unheard"}`)
 		mu.Lock()
 		clear(whyCrit)
 		mu.Unlock()
@@ -284,6 +285,8 @@ func measure(b *testing.B, n int) {
 		<-time.After(30 * time.Second) // the window watched, not a wait for something
 		b.Logf("restart: %d critical (besides the silenced), %d deregistered, %d announces (%.2f per instance) in the 30 s after",
 			crit.Load()-crit1, dereg.Load()-dereg1, r.swarmAnnounces()-ann1, float64(r.swarmAnnounces()-ann1)/float64(total))
+		b.Logf("restart: of those announces, %.0f answered 503; %.0f fell due for want of a heartbeat",
+			r.swarmMetric(`hail_swarm_announces_total{outcome="busy"}`)-busy1, r.swarmMetric(`hail_swarm_announces_due_total{why="unheard"}`)-unheard1)
 		mu.Lock()
 		if len(whyCrit) > 0 {
 			b.Logf("restart: critical by reason and node: %v", whyCrit)
