@@ -242,13 +242,16 @@ func (n *Node) Run(ctx context.Context) error {
 
 	<-gctx.Done()
 	n.ready.Store(false)
+	// The entry goes first, so the other nodes take this one's instances
+	// over while it winds down, not after: its heartbeats have stopped,
+	// and an instance that hears none for 3 intervals announces again.
+	if derr := n.store.deleteNode(ctx, n.id); derr != nil {
+		n.log.Warn("remove node entry", "err", derr)
+	}
 	if err := svc.Close(); err != nil {
 		n.log.Warn("stop taking messages", "err", err)
 	}
 	err = g.Wait()
-	if derr := n.store.deleteNode(ctx, n.id); derr != nil {
-		n.log.Warn("remove node entry", "err", derr)
-	}
 	n.log.Info("discovery node stopped")
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return nil
