@@ -78,10 +78,11 @@ type inst struct {
 
 type swarmMetrics struct {
 	acked, busy, failed, beats, served, deregistered *metrics.Counter
-	// Why announces fell due: asked (the start, or a discover) or
-	// unheard (no heartbeat for the re-announce wait).
-	asked, unheard *metrics.Counter
-	registered     atomic.Int64
+	// Why announces fell due: asked (the start, or a discover), unheard
+	// (no heartbeat for the re-announce wait) or silenced (unheard
+	// because the swarm silenced the instance).
+	asked, unheard, silenced *metrics.Counter
+	registered               atomic.Int64
 }
 
 // New makes the instances; conns carry them, services spread over the
@@ -116,6 +117,7 @@ func New(conns []*nats.Conn, cfg Config) (*Swarm, error) {
 		deregistered: set.GetOrCreateCounter("hail_swarm_deregistered_total"),
 		asked:        set.GetOrCreateCounter(`hail_swarm_announces_due_total{why="asked"}`),
 		unheard:      set.GetOrCreateCounter(`hail_swarm_announces_due_total{why="unheard"}`),
+		silenced:     set.GetOrCreateCounter(`hail_swarm_announces_due_total{why="silenced"}`),
 	}
 	set.GetOrCreateGauge("hail_swarm_registered", func() float64 { return float64(s.m.registered.Load()) })
 	set.GetOrCreateGauge("hail_swarm_instances", func() float64 { return float64(len(s.insts)) })
@@ -287,7 +289,11 @@ func (s *Swarm) schedule(ctx context.Context) {
 				s.m.asked.Inc()
 			} else if !in.lastAnnounce.IsZero() && now.Sub(maxTime(beat, in.lastAnnounce)) > in.wait {
 				due = true
-				s.m.unheard.Inc()
+				if in.silent && s.silenced.Load() {
+					s.m.silenced.Inc()
+				} else {
+					s.m.unheard.Inc()
+				}
 			}
 			if due {
 				in.next = time.Time{}

@@ -274,19 +274,50 @@ func measure(b *testing.B, n int) {
 		// event, and about one announce each at most.
 		crit1, dereg1, ann1 := crit.Load(), dereg.Load(), r.swarmAnnounces()
 		busy1, unheard1 := r.swarmMetric(`hail_swarm_announces_total{outcome="busy"}`), r.swarmMetric(`hail_swarm_announces_due_total{why="unheard"}`)
+		silenced1 := r.swarmMetric(`hail_swarm_announces_due_total{why="silenced"}`)
 		mu.Lock()
 		clear(whyCrit)
 		mu.Unlock()
-		stopped := time.Since(origin)
+		// When the unheard re-announces fall due, second by second from
+		// the stop: which handover leaves instances without heartbeats.
+		stopped := time.Now()
+		timeline, watched := make(chan string, 1), make(chan struct{})
+		go func() {
+			var line []string
+			last := unheard1
+			tick := time.NewTicker(time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-watched:
+					timeline <- strings.Join(line, " ")
+					return
+				case <-tick.C:
+				}
+				at := time.Since(stopped)
+				if m, err := tryScrape(r.swarm); err == nil {
+					if v := m[`hail_swarm_announces_due_total{why="unheard"}`]; v > last {
+						line = append(line, fmt.Sprintf("%ds:%.0f", int(at.Seconds()), v-last))
+						last = v
+					}
+				}
+			}
+		}()
 		r.nodes[0].Stop(b)
 		r.nodes[0] = r.start("discovery-0-again", "discovery", r.nodeEnv[0])
 		r.nodes[0].WaitReady(b, r.admin[0])
-		b.Logf("restart: node stopped at %ds, back and ready at %ds", int(stopped.Seconds()), int(time.Since(origin).Seconds()))
+		b.Logf("restart: node stopped at %ds, back and ready at %ds", int(stopped.Sub(origin).Seconds()), int(time.Since(origin).Seconds()))
 		<-time.After(30 * time.Second) // the window watched, not a wait for something
-		b.Logf("restart: %d critical (besides the silenced), %d deregistered, %d announces (%.2f per instance) in the 30 s after",
-			crit.Load()-crit1, dereg.Load()-dereg1, r.swarmAnnounces()-ann1, float64(r.swarmAnnounces()-ann1)/float64(total))
+		// The silenced instances announce again and again, backing off,
+		// and have nothing to do with the restart: counted apart.
+		silencedAnn := int64(r.swarmMetric(`hail_swarm_announces_due_total{why="silenced"}`) - silenced1)
+		ann := r.swarmAnnounces() - ann1 - silencedAnn
+		b.Logf("restart: %d critical (besides the silenced), %d deregistered, %d announces (%.2f per instance) in the 30 s after, besides %d of the silenced",
+			crit.Load()-crit1, dereg.Load()-dereg1, ann, float64(ann)/float64(n), silencedAnn)
 		b.Logf("restart: of those announces, %.0f answered 503; %.0f fell due for want of a heartbeat",
 			r.swarmMetric(`hail_swarm_announces_total{outcome="busy"}`)-busy1, r.swarmMetric(`hail_swarm_announces_due_total{why="unheard"}`)-unheard1)
+		close(watched)
+		b.Logf("restart: unheard re-announces by second from the stop: %s", <-timeline)
 		mu.Lock()
 		if len(whyCrit) > 0 {
 			b.Logf("restart: critical by reason and node: %v", whyCrit)
