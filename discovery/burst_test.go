@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 
+	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/events"
 )
@@ -20,17 +21,8 @@ import (
 // ends the burst and comes back to run after it, with what follows it
 // still queued.
 func TestAnnounceBurst(t *testing.T) {
-	nc := bustest.Connect(t, bustest.RunServer(t).ClientURL())
-	kv := bustest.Buckets(t, nc)
-	n, err := New(nc, kv, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	inbox := nc.NewRespInbox()
-	replies, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, nc, kv := idleNode(t)
+	inbox, replies := replyInbox(t, nc)
 	announce := func(service, id string, weight int) job {
 		a := events.Announce{ID: id, Service: service, Endpoints: []events.Endpoint{{Name: "say"}}, Weight: weight}
 		body, err := json.Marshal(a)
@@ -102,4 +94,29 @@ func TestAnnounceBurst(t *testing.T) {
 	if acks != 4 || refused != 1 {
 		t.Errorf("%d acks and %d refusals, want 4 and 1", acks, refused)
 	}
+}
+
+// idleNode is a node on a server of its own, not running: a test drives
+// its handlers itself.
+func idleNode(t *testing.T) (*Node, *nats.Conn, *bus.Buckets) {
+	t.Helper()
+	nc := bustest.Connect(t, bustest.RunServer(t).ClientURL())
+	kv := bustest.Buckets(t, nc)
+	n, err := New(nc, kv, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, nc, kv
+}
+
+// replyInbox is a reply subject and the subscription that reads what a
+// node answers on it.
+func replyInbox(t *testing.T, nc *nats.Conn) (string, *nats.Subscription) {
+	t.Helper()
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inbox, sub
 }

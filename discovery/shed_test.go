@@ -8,7 +8,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/events"
 )
 
@@ -16,16 +15,8 @@ import (
 // that says to retry later, and counts it, instead of queueing it past the
 // sender's timeout; below the mark it takes it.
 func TestAnnounceShedWhenBusy(t *testing.T) {
-	nc := bustest.Connect(t, bustest.RunServer(t).ClientURL())
-	n, err := New(nc, bustest.Buckets(t, nc), Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	inbox := nc.NewRespInbox()
-	replies, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, nc, _ := idleNode(t)
+	inbox, replies := replyInbox(t, nc)
 	m := &nats.Msg{Subject: events.Subjects{}.Announce("echo"), Reply: inbox, Data: []byte("{}")}
 	for range shedAt - 1 {
 		n.work <- job{run: func(context.Context) {}}

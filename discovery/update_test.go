@@ -73,12 +73,7 @@ func TestUpdateRetriesOnConflict(t *testing.T) {
 // delivered it yet) adopts that record and claims it, as adoption through
 // the watch does.
 func TestAnnounceAdoptsExistingRecord(t *testing.T) {
-	nc := bustest.Connect(t, bustest.RunServer(t).ClientURL())
-	kv := bustest.Buckets(t, nc)
-	n, err := New(nc, kv, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, _, kv := idleNode(t)
 	ctx := context.Background()
 	a := events.Announce{ID: uuid.NewString(), Service: "echo", Endpoints: []events.Endpoint{{Name: "say"}}, Weight: 100}
 	other := events.InstanceRecord{Announce: a, Status: events.Passing, Node: uuid.NewString()}
