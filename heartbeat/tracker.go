@@ -1,6 +1,7 @@
 package heartbeat
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -82,9 +83,19 @@ type Tracker struct {
 	last   atomic.Pointer[round]
 	closed sync.Once
 	kick   chan struct{}
+	// replies are each instance's last answer, raw and decoded: most
+	// answer the same bytes round after round, and decoding is most of
+	// what reading an answer costs. Only onReply touches it (one
+	// goroutine: the inbox subscription's).
+	replies map[string]lastReply
 	// beforeReply, when set (by a test), runs before each answer is
 	// handled: a node too slow to read its answers.
 	beforeReply atomic.Pointer[func()]
+}
+
+type lastReply struct {
+	raw   []byte
+	reply events.HeartbeatReply
 }
 
 type round struct {
@@ -104,7 +115,8 @@ type round struct {
 // discovery node's id, sent in every heartbeat; timeout() bounds the wait
 // for replies, read at the start of each round.
 func NewTracker(nc *nats.Conn, subjects events.Subjects, node string, timeout func() time.Duration) (*Tracker, error) {
-	t := &Tracker{nc: nc, subjects: subjects, node: node, timeout: timeout, inbox: nc.NewRespInbox() + ".", kick: make(chan struct{}, 1)}
+	t := &Tracker{nc: nc, subjects: subjects, node: node, timeout: timeout, inbox: nc.NewRespInbox() + ".", kick: make(chan struct{}, 1),
+		replies: map[string]lastReply{}}
 	sub, err := nc.Subscribe(t.inbox+">", t.onReply)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe heartbeat inbox: %w", err)
@@ -270,15 +282,16 @@ func (t *Tracker) onReply(m *nats.Msg) {
 	// dropped.
 	for _, r := range [2]*round{t.cur.Load(), t.last.Load()} {
 		if r != nil && seq == r.seq && idx < len(r.ids) {
-			r.finish(idx, readAnswer(m, r.ids[idx], r.start))
+			r.finish(idx, t.readAnswer(m, r, idx))
 			return
 		}
 	}
 }
 
-// readAnswer reads m, an answer to the heartbeat sent to id at start.
-func readAnswer(m *nats.Msg, id string, start time.Time) Result {
-	res := Result{ID: id, RTT: time.Since(start)}
+// readAnswer reads m, the answer to r's heartbeat number idx.
+func (t *Tracker) readAnswer(m *nats.Msg, r *round, idx int) Result {
+	id := r.ids[idx]
+	res := Result{ID: id, RTT: time.Since(r.start)}
 	switch {
 	case len(m.Data) == 0 && m.Header.Get("Status") == "503":
 		res.Err = ErrNoResponders
@@ -286,6 +299,10 @@ func readAnswer(m *nats.Msg, id string, start time.Time) Result {
 		// A bare reply is still a sign of life; it just reports nothing.
 		res.Reply = events.HeartbeatReply{ID: id, Status: events.Passing}
 	default:
+		if last, ok := t.replies[id]; ok && bytes.Equal(last.raw, m.Data) {
+			res.Reply = last.reply
+			return res
+		}
 		reply, err := events.DecodeHeartbeatReply(m.Data)
 		switch {
 		case err != nil:
@@ -294,6 +311,14 @@ func readAnswer(m *nats.Msg, id string, start time.Time) Result {
 			res.Err = fmt.Errorf("%w: answered by %s", ErrBadReply, reply.ID)
 		default:
 			res.Reply = reply
+			// Checks hold a slice, which the judged record keeps: only
+			// replies without them are shared between rounds.
+			if len(reply.Checks) == 0 {
+				if len(t.replies) > 2*len(r.ids)+1024 {
+					clear(t.replies) // instances gone since: start afresh
+				}
+				t.replies[id] = lastReply{raw: m.Data, reply: reply}
+			}
 		}
 	}
 	return res

@@ -360,3 +360,35 @@ func TestLateAnswerCarriedToNextRound(t *testing.T) {
 		t.Errorf("round 3, silent instance: %+v, want nothing late", r)
 	}
 }
+
+// An answer the same as the instance's last is not decoded again, but one
+// that differs is: every round reports what the instance said in it.
+func TestChangedAnswerReadAnew(t *testing.T) {
+	s := bustest.RunServer(t)
+	tnc := bustest.Connect(t, s.ClientURL())
+	inc := bustest.Connect(t, s.ClientURL())
+	id := uuid.NewString()
+	says := []events.Status{events.Passing, events.Passing, events.Warning, events.Warning, events.Passing}
+	var beat int
+	if _, err := heartbeat.Respond(inc, events.Subjects{}, id, func() events.HeartbeatReply {
+		st := says[min(beat, len(says)-1)]
+		beat++
+		return events.HeartbeatReply{Status: st}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := inc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := heartbeat.NewTracker(tnc, events.Subjects{}, uuid.NewString(), fixed(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	for i, want := range says {
+		r := tr.Round(t.Context(), []string{id})[0]
+		if r.Err != nil || r.Reply.Status != want || r.Reply.ID != id {
+			t.Errorf("round %d: %+v, want %s from %s", i+1, r, want, id)
+		}
+	}
+}
