@@ -279,22 +279,36 @@ func measure(b *testing.B, n int) {
 		clear(whyCrit)
 		mu.Unlock()
 		// When the unheard re-announces fall due, second by second from
-		// the stop: which handover leaves instances without heartbeats.
+		// the stop, and the heartbeats the other two nodes judged missed
+		// meanwhile: whether the instances went unheard or only the swarm
+		// thought so.
 		stopped := time.Now()
-		timeline, watched := make(chan string, 1), make(chan struct{})
+		timeline, watched := make(chan [2]string, 1), make(chan struct{})
+		missedBy := func() (sum float64) {
+			for _, a := range r.admin[1:] {
+				if m, err := tryScrape(a); err == nil {
+					sum += m["hail_discovery_heartbeats_missed_total"]
+				}
+			}
+			return sum
+		}
 		go func() {
-			var line []string
-			last := unheard1
+			var line, missedLine []string
+			last, lastMissed := unheard1, missedBy()
 			tick := time.NewTicker(time.Second)
 			defer tick.Stop()
 			for {
 				select {
 				case <-watched:
-					timeline <- strings.Join(line, " ")
+					timeline <- [2]string{strings.Join(line, " "), strings.Join(missedLine, " ")}
 					return
 				case <-tick.C:
 				}
 				at := time.Since(stopped)
+				if v := missedBy(); v > lastMissed {
+					missedLine = append(missedLine, fmt.Sprintf("%ds:%.0f", int(at.Seconds()), v-lastMissed))
+					lastMissed = v
+				}
 				if m, err := tryScrape(r.swarm); err == nil {
 					if v := m[`hail_swarm_announces_due_total{why="unheard"}`]; v > last {
 						line = append(line, fmt.Sprintf("%ds:%.0f", int(at.Seconds()), v-last))
@@ -317,7 +331,9 @@ func measure(b *testing.B, n int) {
 		b.Logf("restart: of those announces, %.0f answered 503; %.0f fell due for want of a heartbeat",
 			r.swarmMetric(`hail_swarm_announces_total{outcome="busy"}`)-busy1, r.swarmMetric(`hail_swarm_announces_due_total{why="unheard"}`)-unheard1)
 		close(watched)
-		b.Logf("restart: unheard re-announces by second from the stop: %s", <-timeline)
+		lines := <-timeline
+		b.Logf("restart: unheard re-announces by second from the stop: %s", lines[0])
+		b.Logf("restart: heartbeats the other two nodes judged missed, by second: %s", lines[1])
 		mu.Lock()
 		if len(whyCrit) > 0 {
 			b.Logf("restart: critical by reason and node: %v", whyCrit)
