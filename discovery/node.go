@@ -44,6 +44,8 @@ type Node struct {
 	startedAt time.Time
 
 	work chan job
+	// claimLater: a batch of claims is due (claim); loop-owned.
+	claimLater bool
 	// urgent is work the loop takes before any in work: heartbeat rounds'
 	// judgements and membership changes, which a burst of announces must
 	// not delay (a round judged late makes instances re-announce, which

@@ -92,9 +92,13 @@ func (o *ownedSet) len() int { return len(o.byKey) }
 
 // takeUnclaimed returns the adopted instances not claimed yet, and
 // forgets them.
-func (o *ownedSet) takeUnclaimed() []*tracked {
-	ts := o.unclaimed
-	o.unclaimed = nil
+func (o *ownedSet) takeUnclaimed(most int) []*tracked {
+	k := min(most, len(o.unclaimed))
+	ts := o.unclaimed[:k:k]
+	o.unclaimed = o.unclaimed[k:]
+	if len(o.unclaimed) == 0 {
+		o.unclaimed = nil
+	}
 	return ts
 }
 

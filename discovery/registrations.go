@@ -257,10 +257,22 @@ func (n *Node) apply(t *tracked, w written) error {
 // setOwner is the mutation of a claim: the node writes itself as owner.
 func (n *Node) setOwner(r *events.InstanceRecord) { r.Node = n.id }
 
-// claim records this node as the owner of the records it adopted, all at
-// once: after a restart that is every record in the bucket.
+// Claims are written claimBatch at a time, claimPause apart. A handover
+// rewrites the owner of every record that changes hands (a third of the
+// region when a node of three stops or starts), and written in one burst
+// those KV writes and their watch deliveries starve the heartbeats: at
+// 50,000 every instance went unheard for seconds. The owner field names
+// who judges; until a claim lands, the new owner's transitions still
+// write it, and only a router's shortcut for health events waits on it.
+const (
+	claimBatch = 256
+	claimPause = 250 * time.Millisecond
+)
+
+// claim records this node as the owner of the records it adopted, the
+// first claimBatch now and the rest in later batches.
 func (n *Node) claim(ctx context.Context) {
-	ts := n.owned.takeUnclaimed()
+	ts := n.owned.takeUnclaimed(claimBatch)
 	if len(ts) == 0 {
 		return
 	}
@@ -269,6 +281,15 @@ func (n *Node) claim(ctx context.Context) {
 		if err != nil {
 			n.log.Warn("claim adopted record", "key", ts[i].rec.Key(), "err", err)
 		}
+	}
+	if len(n.owned.unclaimed) > 0 && !n.claimLater {
+		n.claimLater = true
+		time.AfterFunc(claimPause, func() {
+			n.submit(ctx, func(ctx context.Context) {
+				n.claimLater = false
+				n.claim(ctx)
+			})
+		})
 	}
 }
 
