@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/bus/embedded"
 	"github.com/hailsd/hail/discovery"
@@ -210,4 +211,41 @@ func TestIDUnderTwoServicesRefused(t *testing.T) {
 		t.Errorf("record under the second service: %v", err)
 	}
 	e.waitStatus(events.InstanceKey("echo", f.ID), events.Passing, time.Second)
+}
+
+// A node that adopts more records than one batch of claims holds claims
+// them all, batch after batch. The heartbeat interval is long, so no
+// transition (which writes the owner too) does it instead.
+func TestClaimsInBatches(t *testing.T) {
+	e := newEnv(t)
+	const n = 600 // over two batches of 256
+	other := uuid.NewString()
+	for range n {
+		a := events.Announce{ID: uuid.NewString(), Service: "echo", Endpoints: []events.Endpoint{{Name: "say"}}, Weight: 100}
+		rec := events.InstanceRecord{Announce: a, Status: events.Passing, Node: other}
+		if _, err := e.KV.Instances.Create(t.Context(), rec.Key(), mustJSON(t, rec)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	node, _ := e.StartNode(discovery.Config{Timing: discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: time.Hour}}})
+	bustest.Eventually(t, 20*time.Second, func() error {
+		keys, err := e.KV.Instances.ListKeys(t.Context())
+		if err != nil {
+			return err
+		}
+		claimed := 0
+		for k := range keys.Keys() {
+			r, err := e.Record(k)
+			if err != nil {
+				return err
+			}
+			if r.Node == node.ID() {
+				claimed++
+			}
+		}
+		if claimed != n {
+			return fmt.Errorf("%d of %d records claimed", claimed, n)
+		}
+		return nil
+	})
 }
