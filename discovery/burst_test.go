@@ -120,3 +120,33 @@ func replyInbox(t *testing.T, nc *nats.Conn) (string, *nats.Subscription) {
 	}
 	return inbox, sub
 }
+
+// A claim that waited its turn is not written for an instance the node no
+// longer holds: by then it may be another node's.
+func TestClaimSkipsReleased(t *testing.T) {
+	n, _, kv := idleNode(t)
+	other := uuid.NewString()
+	a := events.Announce{ID: uuid.NewString(), Service: "echo", Endpoints: []events.Endpoint{{Name: "say"}}, Weight: 100}
+	rec := events.InstanceRecord{Announce: a, Status: events.Passing, Node: other}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := kv.Instances.Create(t.Context(), rec.Key(), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.owned.untrack(n.owned.adopt(rec, rev, n.ID())) // adopted, then released before its claim
+	n.claim(t.Context())
+	e, err := kv.Instances.Get(t.Context(), rec.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := events.DecodeInstanceRecord(e.Value())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Node != other || e.Revision() != rev {
+		t.Errorf("record after the claim: node %s at revision %d, want %s at %d untouched", got.Node, e.Revision(), other, rev)
+	}
+}

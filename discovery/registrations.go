@@ -272,10 +272,11 @@ const (
 // claim records this node as the owner of the records it adopted, the
 // first claimBatch now and the rest in later batches.
 func (n *Node) claim(ctx context.Context) {
-	ts := n.owned.takeUnclaimed(claimBatch)
-	if len(ts) == 0 {
-		return
-	}
+	// A batch waits its turn, so by then some of it may have gone to
+	// another node, or been claimed by a transition written meanwhile.
+	ts := slices.DeleteFunc(n.owned.takeUnclaimed(claimBatch), func(t *tracked) bool {
+		return !n.owned.holds(t) || t.rec.Node == n.id
+	})
 	errs := n.updateAll(ctx, ts, func(int) func(*events.InstanceRecord) { return n.setOwner })
 	for i, err := range errs {
 		if err != nil {
