@@ -78,11 +78,10 @@ type inst struct {
 
 type swarmMetrics struct {
 	acked, busy, failed, beats, served, deregistered *metrics.Counter
-	// Why announces fell due: asked (the start, or a discover), unheard
-	// (no heartbeat for the re-announce wait) or silenced (unheard
-	// because the swarm silenced the instance).
-	asked, unheard, silenced *metrics.Counter
-	registered               atomic.Int64
+	// Announces that fell due for want of a heartbeat: unheard, or
+	// silenced (the swarm silenced the instance).
+	unheard, silenced *metrics.Counter
+	registered        atomic.Int64
 }
 
 // New makes the instances; conns carry them, services spread over the
@@ -115,7 +114,6 @@ func New(conns []*nats.Conn, cfg Config) (*Swarm, error) {
 		beats:        set.GetOrCreateCounter("hail_swarm_heartbeats_answered_total"),
 		served:       set.GetOrCreateCounter("hail_swarm_requests_total"),
 		deregistered: set.GetOrCreateCounter("hail_swarm_deregistered_total"),
-		asked:        set.GetOrCreateCounter(`hail_swarm_announces_due_total{why="asked"}`),
 		unheard:      set.GetOrCreateCounter(`hail_swarm_announces_due_total{why="unheard"}`),
 		silenced:     set.GetOrCreateCounter(`hail_swarm_announces_due_total{why="silenced"}`),
 	}
@@ -285,9 +283,7 @@ func (s *Swarm) schedule(ctx context.Context) {
 			if !due && beat.After(in.lastAnnounce) && in.failed > 0 {
 				in.failed, in.wait = 0, heartbeat.ReannounceAfter(s.cfg.HeartbeatInterval, 0, nil)
 			}
-			if due {
-				s.m.asked.Inc()
-			} else if !in.lastAnnounce.IsZero() && now.Sub(maxTime(beat, in.lastAnnounce)) > in.wait {
+			if !due && !in.lastAnnounce.IsZero() && now.Sub(maxTime(beat, in.lastAnnounce)) > in.wait {
 				due = true
 				if in.silent && s.silenced.Load() {
 					s.m.silenced.Inc()
