@@ -9,7 +9,6 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/heartbeat"
-	"github.com/hailsd/hail/registry"
 )
 
 // Config of a node. Zero fields take PROTOCOL.md's defaults.
@@ -21,9 +20,6 @@ type Config struct {
 	Timing
 	Logger  *slog.Logger
 	Metrics *metrics.Set
-	// Registry is the program's follower of hail_instances, run by the
-	// program and shared with its console; nil: the node runs its own.
-	Registry *registry.Follower
 }
 
 // SelfPreservation is Eureka's idea: when more than Share of the

@@ -37,7 +37,6 @@ type Node struct {
 	log       *slog.Logger
 	m         *nodeMetrics
 	reg       *registry.Follower
-	ownReg    bool // the node runs reg itself
 	store     recordStore
 	control   controlDecoder
 	reply     replier
@@ -97,10 +96,7 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 	}
 	t := cfg.Timing
 	n.timing.Store(&t)
-	n.reg, n.ownReg = cfg.Registry, cfg.Registry == nil
-	if n.ownReg {
-		n.reg = registry.NewFollower(kv.Instances, registry.FollowConfig{Logger: log, Invalid: func() { n.m.rejected(reasonBadRecord).Inc() }})
-	}
+	n.reg = registry.NewFollower(kv.Instances, registry.FollowConfig{Logger: log, Invalid: func() { n.m.rejected(reasonBadRecord).Inc() }})
 	n.m = newNodeMetrics(cfg.Metrics, n.reg.Registry, n.Ready)
 	n.store = recordStore{kv: kv, m: n.m, log: log}
 	n.reply = replier{nc: nc, node: n.id, log: log, m: n.m}
@@ -158,9 +154,7 @@ func (n *Node) Run(ctx context.Context) error {
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	g, gctx := errgroup.WithContext(runCtx)
-	if n.ownReg {
-		g.Go(func() error { return n.reg.Run(gctx) })
-	}
+	g.Go(func() error { return n.reg.Run(gctx) })
 	nodes := nodeWatch{kv: n.kv.Nodes, interval: n.interval, log: n.log}
 	nw, err := nodes.start(gctx)
 	if err == nil {
