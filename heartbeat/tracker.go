@@ -88,9 +88,6 @@ type Tracker struct {
 	// what reading an answer costs. Only onReply touches it (one
 	// goroutine: the inbox subscription's).
 	replies map[string]lastReply
-	// beforeReply, when set (by a test), runs before each answer is
-	// handled: a node too slow to read its answers.
-	beforeReply atomic.Pointer[func()]
 }
 
 type lastReply struct {
@@ -261,9 +258,6 @@ func (t *Tracker) drained(r *round, grace time.Duration) bool {
 }
 
 func (t *Tracker) onReply(m *nats.Msg) {
-	if f := t.beforeReply.Load(); f != nil {
-		(*f)()
-	}
 	rest, ok := strings.CutPrefix(m.Subject, t.inbox)
 	if !ok {
 		return
