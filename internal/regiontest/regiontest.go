@@ -243,7 +243,10 @@ type Console struct {
 func NewConsole(t testing.TB) *Console {
 	t.Helper()
 	c := &Console{Region: New(t), Set: metrics.NewSet()}
-	c.StartNode(discovery.Config{Timing: discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: 200 * time.Millisecond, Timeout: 100 * time.Millisecond}}})
+	c.StartNode(discovery.Config{Timing: discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: 200 * time.Millisecond, Timeout: 100 * time.Millisecond},
+		// Instances registered a moment ago count for self-preservation,
+		// so that a test can show a node in it.
+		SelfPreservation: discovery.SelfPreservation{SteadyAfter: time.Millisecond}}})
 	_, c.Srv = c.StartConsole(console.RegionConfig{Metrics: c.Set})
 	return c
 }

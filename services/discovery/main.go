@@ -153,6 +153,12 @@ func (c *Config) Validate() error {
 	if c.SelfPreservation.MinFailures < 1 {
 		add(config.FieldError("self_preservation.min_failures", "%d is below 1", c.SelfPreservation.MinFailures))
 	}
+	if c.SelfPreservation.MaxDuration <= 0 {
+		add(config.FieldError("self_preservation.max_duration", "%v is not above 0", c.SelfPreservation.MaxDuration))
+	}
+	if c.SelfPreservation.SteadyAfter < 0 {
+		add(config.FieldError("self_preservation.steady_after", "%v is negative", c.SelfPreservation.SteadyAfter))
+	}
 	if c.HTTP.Addr != "" && c.Console.TokensFile == "" && !c.Insecure {
 		if host, _, err := net.SplitHostPort(c.HTTP.Addr); err == nil && !config.Loopback(host) {
 			add(config.FieldError("console.tokens_file", "http.addr %s is reachable beyond this machine: set console.tokens_file, or insecure to serve the console to anyone who reaches it", c.HTTP.Addr))
