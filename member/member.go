@@ -117,7 +117,9 @@ func (m *Member) discovered(spread time.Duration) {
 	}
 }
 
-func jitter(d time.Duration) time.Duration {
+// Jitter is a random duration in [0, d), 0 when d <= 0: the jitter the
+// decisions take, for a member's loop and the swarm's scheduler.
+func Jitter(d time.Duration) time.Duration {
 	if d <= 0 {
 		return 0
 	}
@@ -140,7 +142,7 @@ func (m *Member) run(ctx context.Context) {
 		case <-m.change:
 			s = Changed(s, time.Now())
 		case spread := <-m.ask:
-			s = Discovered(s, time.Now(), spread, jitter)
+			s = Discovered(s, time.Now(), spread, Jitter)
 		case <-timer.C:
 		}
 		now := time.Now()
@@ -151,7 +153,7 @@ func (m *Member) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			s = Announced(s, o, time.Now(), interval, jitter)
+			s = Announced(s, o, time.Now(), interval, Jitter)
 			m.record(o, unheard, time.Until(s.Next))
 		}
 		if wake := Wake(s); wake.IsZero() {
