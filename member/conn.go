@@ -30,7 +30,10 @@ type Conn struct {
 	subjects events.Subjects
 	interval time.Duration
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// members are held so that what reaches the connection once (a
+	// discover; a reconnect, which changes what an announce says of the
+	// connection) reaches each of them.
 	members  map[*Member]struct{}
 	discover *nats.Subscription
 }
