@@ -239,10 +239,7 @@ func (i *Instance) Start(ctx context.Context) error {
 		if i.svc != nil {
 			_ = i.svc.Stop(context.WithoutCancel(ctx))
 		}
-		if i.member != nil {
-			_ = i.member.Close()
-		}
-		i.svc, i.member = nil, nil
+		i.svc = nil
 		return fmt.Errorf("start: %w", err)
 	}
 	i.started = true
@@ -271,6 +268,13 @@ func (i *Instance) subscribe() error {
 		return err
 	}
 	i.svc = svc
+	if err := i.nc.Flush(); err != nil {
+		return fmt.Errorf("flush subscriptions: %w", err)
+	}
+	// The member last, so that no failure after it must close it: its
+	// loop builds the announce under i.mu, which Start holds, and closing
+	// it here would wait for that loop forever. Its heartbeat subscription needs no flush: the server takes
+	// it before the announce that follows it on this connection.
 	m, err := member.NewConn(i.nc, s, i.cfg.HeartbeatInterval).Join(member.Config{
 		Service: i.cfg.Service, ID: i.id, Scoped: i.cfg.Scoped,
 		Announce: i.Announce, Report: i.report, Logger: i.log,
@@ -279,9 +283,6 @@ func (i *Instance) subscribe() error {
 		return err
 	}
 	i.member = m
-	if err := i.nc.Flush(); err != nil {
-		return fmt.Errorf("flush subscriptions: %w", err)
-	}
 	return nil
 }
 
