@@ -50,7 +50,7 @@ type Member struct {
 	done   chan struct{}
 
 	mu      sync.Mutex
-	err     error // the last refusal, until an announce is taken
+	err     error // the last announce's refusal
 	stopped bool
 }
 
@@ -167,10 +167,8 @@ func (m *Member) run(ctx context.Context) {
 // record keeps a refusal for Err and logs the state changes.
 func (m *Member) record(o Outcome, unheard bool, next time.Duration) {
 	m.mu.Lock()
-	switch o.Kind {
-	case Taken:
-		m.err = nil
-	case Refused:
+	m.err = nil
+	if o.Kind == Refused {
 		m.err = o.Err
 	}
 	m.mu.Unlock()
