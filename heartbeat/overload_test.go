@@ -13,6 +13,7 @@ import (
 
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/member"
 )
 
 // A node too slow to read the answers that came in time does not take the
@@ -26,7 +27,7 @@ func TestUnreadAnswersMakeTheRoundVoid(t *testing.T) {
 	ids := make([]string, 20)
 	for i := range ids {
 		ids[i] = uuid.NewString()
-		if _, err := Respond(inc, subjects, ids[i], func() events.HeartbeatReply {
+		if _, err := member.Respond(inc, subjects, ids[i], func() events.HeartbeatReply {
 			return events.HeartbeatReply{Status: events.Passing}
 		}); err != nil {
 			t.Fatal(err)
