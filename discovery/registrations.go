@@ -170,9 +170,10 @@ func (n *Node) reannounce(ctx context.Context, key string, a events.Announce) er
 
 // sameAnnounce reports whether an announce would change nothing in a
 // record: its status (which only seeds a registration), its timestamp and
-// its checks' output and since do not count.
+// its checks' output and since do not count. Scoped does: it moves the
+// instance's heartbeats and requests to other subjects.
 func sameAnnounce(a, b events.Announce) bool {
-	return a.Version == b.Version && a.Weight == b.Weight && a.AZ == b.AZ && a.Hostname == b.Hostname &&
+	return a.Version == b.Version && a.Scoped == b.Scoped && a.Weight == b.Weight && a.AZ == b.AZ && a.Hostname == b.Hostname &&
 		slices.Equal(a.Endpoints, b.Endpoints) && maps.Equal(a.Metadata, b.Metadata) &&
 		a.Address == b.Address && a.Port == b.Port && slices.Equal(a.Tags, b.Tags) && events.SameChecks(a.Checks, b.Checks)
 }
