@@ -124,7 +124,7 @@ func (n *Node) registered(ctx context.Context, m *nats.Msg, a events.Announce, r
 	}
 	n.m.announces("registered").Inc()
 	n.publishHealth(rec, "", "registered")
-	n.log.Info("instance registered", "service", a.Service, "instance_id", a.ID, "version", a.Version, "weight", a.Weight)
+	n.log.Info("instance registered", "service", a.Service, "instance_id", a.ID, "version", truncate(a.Version), "weight", a.Weight)
 	n.reply.ack(m, a.ID)
 }
 
@@ -164,7 +164,7 @@ func (n *Node) reannounce(ctx context.Context, key string, a events.Announce) er
 		n.reg.Put(w.rec, w.rev)
 	}
 	n.m.announces("updated").Inc()
-	n.log.Info("instance updated", "service", a.Service, "instance_id", a.ID, "version", a.Version, "weight", a.Weight, "owner", rec.Node)
+	n.log.Info("instance updated", "service", a.Service, "instance_id", a.ID, "version", truncate(a.Version), "weight", a.Weight, "owner", rec.Node)
 	return nil
 }
 
@@ -184,7 +184,7 @@ func (n *Node) handleDeregister(ctx context.Context, m *nats.Msg) {
 		n.reply.reject(m, reason, err)
 		return
 	}
-	why := d.Reason
+	why := events.CutOutput(d.Reason, MaxReason)
 	if why == "" {
 		why = "deregistered"
 	}

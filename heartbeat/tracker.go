@@ -145,6 +145,11 @@ func NewTracker(nc *nats.Conn, subjects events.Subjects, node string, timeout fu
 	return t, nil
 }
 
+// Inbox is the prefix of the tracker's reply subjects, with its trailing
+// dot: every instance sees it, so nobody may have discovery answer there
+// (discovery's reply rule).
+func (t *Tracker) Inbox() string { return t.inbox }
+
 // Close unsubscribes the inbox; safe to call twice.
 func (t *Tracker) Close() error {
 	var err error
