@@ -19,7 +19,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/internal/fakeinst"
@@ -222,4 +224,46 @@ func TestDeputyAnswersOnlyTheSendersInbox(t *testing.T) {
 			return nil
 		})
 	}
+}
+
+// Announcing and deregistering, as svc-evil, with a 60 KB reason each
+// time adds little to HAIL_EVENTS: the reason is cut (872 such pairs
+// added 52.8 MB, and about 28 s of them would have pushed out the week's
+// history).
+func TestAttackFillEventsThroughDiscovery(t *testing.T) {
+	tg := newTarget(t)
+	js, err := jetstream.New(tg.disc.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(t.Context(), bus.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := stream.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const pairs = 40
+	reason := strings.Repeat("x", 60<<10)
+	for range pairs {
+		f := fakeinst.Start(t, "", fakeinst.Options{Service: "evil", Scoped: true, Conn: tg.evil.nc})
+		d, _ := json.Marshal(events.Deregister{ID: f.ID, Service: "evil", Reason: reason})
+		if err := fakeinst.Ack(tg.evil.nc, subjects.Deregister("evil"), d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bustest.Eventually(t, 5*time.Second, func() error {
+		info, err := stream.Info(t.Context())
+		if err != nil {
+			return err
+		}
+		if n := info.State.Msgs - before.State.Msgs; n < 2*pairs {
+			return fmt.Errorf("%d events of %d", n, 2*pairs)
+		}
+		if added := info.State.Bytes - before.State.Bytes; added > 2*pairs*1024 {
+			t.Errorf("%d pairs added %d bytes to %s", pairs, added, bus.EventsStream)
+		}
+		return nil
+	})
 }
