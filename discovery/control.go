@@ -101,7 +101,7 @@ func (r replier) ack(m *nats.Msg, id string) {
 	}
 	data, _ := json.Marshal(events.Ack{OK: true, ID: id, Node: r.node}) // plain fields always encode
 	if err := r.nc.Publish(m.Reply, data); err != nil {
-		r.log.Warn("acknowledge", "subject", m.Subject, "err", err)
+		r.log.Warn("acknowledge", "subject", truncate(m.Subject), "err", err)
 	}
 }
 
@@ -120,7 +120,7 @@ func (r replier) json(m *nats.Msg, v any) {
 		return
 	}
 	if err := r.nc.Publish(m.Reply, data); err != nil {
-		r.log.Warn("answer query", "subject", m.Subject, "err", err)
+		r.log.Warn("answer query", "subject", truncate(m.Subject), "err", err)
 	}
 }
 
