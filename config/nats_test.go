@@ -29,6 +29,7 @@ func TestNATSValidate(t *testing.T) {
 		{"cert without key", NATS{URL: DefaultNATSURL, TLS: NATSTLS{Cert: file}}, "go together"},
 		{"inbox wildcard", NATS{URL: DefaultNATSURL, InboxPrefix: "_INBOX.>"}, "nats.inbox_prefix"},
 		{"bad url keeps its password out of the error", NATS{URL: "http://bob:hunter2@x"}, "REDACTED"},
+		{"unparsable url keeps its token out of the error", NATS{URL: "nats://hunter2@x:port"}, "REDACTED"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -43,6 +44,10 @@ func TestNATSValidate(t *testing.T) {
 				t.Fatalf("the error shows the password: %v", err)
 			}
 		})
+	}
+	// HostPort's error, too.
+	if _, err := (NATS{URL: "nats://hunter2@x:port"}).HostPort(); err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("HostPort of an unparsable URL: %v", err)
 	}
 	n := NATS{URL: DefaultNATSURL, User: "svc", PasswordFile: file, InboxPrefix: "_INBOX.svc-echo"}
 	opts, err := n.Options()

@@ -130,7 +130,7 @@ func (n *Node) selfPreservation(reason string, outlasted int, most time.Duration
 // publishNode publishes a node event: on entering and leaving
 // self-preservation.
 func (n *Node) publishNode(state, reason string) {
-	data, err := json.Marshal(events.NodeEvent{Node: n.id, State: state, Reason: reason, TS: time.Now().UTC()})
+	data, err := json.Marshal(events.NodeEvent{Node: n.id, State: state, Reason: events.CutOutput(reason, MaxReason), TS: time.Now().UTC()})
 	if err == nil {
 		err = n.nc.Publish(n.cfg.Subjects.NodeEvent(n.id), data)
 	}
@@ -142,7 +142,7 @@ func (n *Node) publishNode(state, reason string) {
 func (n *Node) publishHealth(rec events.InstanceRecord, prev events.Status, reason string) {
 	ev := events.HealthEvent{
 		ID: rec.ID, Service: rec.Service, Status: rec.Status, Previous: prev,
-		Reason: reason, Node: n.id, TS: time.Now().UTC(),
+		Reason: events.CutOutput(reason, MaxReason), Node: n.id, TS: time.Now().UTC(),
 	}
 	data, err := json.Marshal(ev)
 	if err == nil {
