@@ -15,9 +15,9 @@ import (
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/events"
-	"github.com/hailsd/hail/heartbeat"
 	"github.com/hailsd/hail/internal/fakeinst"
 	"github.com/hailsd/hail/internal/testlog"
+	instside "github.com/hailsd/hail/member"
 )
 
 // A re-announce that changes only scoped is taken: the record says
@@ -34,7 +34,7 @@ func TestReannounceChangesScoped(t *testing.T) {
 	// From now on it answers heartbeats on the scoped subject only.
 	f.Silence()
 	var beats atomic.Int64
-	r, err := heartbeat.Respond(e.NC, subjects, events.HeartbeatTarget("echo", f.ID, true), func() events.HeartbeatReply {
+	r, err := instside.Respond(e.NC, subjects, events.HeartbeatTarget("echo", f.ID, true), func() events.HeartbeatReply {
 		beats.Add(1)
 		return events.HeartbeatReply{Status: events.Passing}
 	})
