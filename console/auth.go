@@ -34,16 +34,9 @@ type Tokens struct {
 	hashes map[[sha256.Size]byte]Scope
 }
 
-// HashToken is how a token is written in a tokens file: "sha256:" and the
-// hex SHA-256 of the token.
-func HashToken(token string) string {
-	h := sha256.Sum256([]byte(token))
-	return "sha256:" + hex.EncodeToString(h[:])
-}
-
 // ParseTokens reads a tokens file: one "<read|write> sha256:<hex>" per
-// line; blank lines and lines starting with # are skipped. Errors name the
-// line, never its hash.
+// line (the hash as roles.HashToken writes it); blank lines and lines
+// starting with # are skipped. Errors name the line, never its hash.
 func ParseTokens(text string) (*Tokens, error) {
 	t := &Tokens{hashes: map[[sha256.Size]byte]Scope{}}
 	sc := bufio.NewScanner(strings.NewReader(text))

@@ -6,10 +6,12 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/hailsd/hail/roles"
 )
 
 func TestGuard(t *testing.T) {
-	toks, err := ParseTokens("# operators\nread " + HashToken("r-token") + "\nwrite " + HashToken("w-token") + "\n")
+	toks, err := ParseTokens("# operators\nread " + roles.HashToken("r-token") + "\nwrite " + roles.HashToken("w-token") + "\n")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +79,7 @@ func TestGuard(t *testing.T) {
 }
 
 func TestLoginSetsAStrictHttpOnlyCookie(t *testing.T) {
-	toks, err := ParseTokens("read " + HashToken("r-token"))
+	toks, err := ParseTokens("read " + roles.HashToken("r-token"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,11 +105,11 @@ func TestLoginSetsAStrictHttpOnlyCookie(t *testing.T) {
 }
 
 func TestParseTokens(t *testing.T) {
-	good := HashToken("x")
+	good := roles.HashToken("x")
 	for _, tc := range []struct {
 		name, text, wantErr string
 	}{
-		{"a read and a write token", "read " + good + "\nwrite " + HashToken("y"), ""},
+		{"a read and a write token", "read " + good + "\nwrite " + roles.HashToken("y"), ""},
 		{"no token", "# nothing\n", "no token"},
 		{"an unknown scope", "admin " + good, "scope \"admin\""},
 		{"a plain token instead of a hash", "read hunter2", "line 1: the hash"},
@@ -133,7 +135,7 @@ func TestParseTokens(t *testing.T) {
 }
 
 func FuzzParseTokens(f *testing.F) {
-	f.Add("read " + HashToken("x"))
+	f.Add("read " + roles.HashToken("x"))
 	f.Add("write sha256:zz\n#c\n")
 	f.Fuzz(func(t *testing.T, text string) {
 		toks, err := ParseTokens(text)

@@ -20,6 +20,7 @@ import (
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/program"
+	"github.com/hailsd/hail/roles"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -183,7 +184,7 @@ func hashToken(in io.Reader, out io.Writer) error {
 	if tok == "" {
 		return fmt.Errorf("hash-token: give the token on stdin (%v)", err)
 	}
-	_, err = fmt.Fprintln(out, console.HashToken(tok))
+	_, err = fmt.Fprintln(out, roles.HashToken(tok))
 	return err
 }
 
