@@ -95,11 +95,16 @@ func (t *Tokens) Scope(token string) Scope {
 
 // Guard puts the console behind tokens, origin checks and browser
 // hardening headers. Probes and /metrics are not behind it: it wraps only
-// the console's handler.
+// the console's handler. Its zero value guards an open console: no token
+// asked, everything else checked.
 type Guard struct {
 	// Tokens; nil lets everyone read and write (loopback, or insecure).
 	Tokens *Tokens
-	// Hosts the Host header may name (host or host:port); empty allows any.
+	// Hosts the Host header may name (host or host:port). Empty: any
+	// with Tokens; without, only an IP address or localhost, names a DNS
+	// rebinding cannot borrow (a page of evil.example whose name then
+	// points at 127.0.0.1 is same-origin with a console that answers for
+	// any Host, and an open console asks it for nothing else).
 	Hosts []string
 }
 
@@ -114,7 +119,7 @@ func (g Guard) Wrap(h http.Handler) http.Handler {
 		hd.Set("X-Content-Type-Options", "nosniff")
 		hd.Set("Referrer-Policy", "same-origin")
 		if !g.hostAllowed(r.Host) {
-			httpError(w, http.StatusMisdirectedRequest, "host %q is not one this console answers for", r.Host)
+			httpError(w, http.StatusMisdirectedRequest, "host %q is not one this console answers for (console.hosts; a console without tokens answers for IP addresses and localhost alone)", r.Host)
 			return
 		}
 		write := r.Method != http.MethodGet && r.Method != http.MethodHead
@@ -154,12 +159,16 @@ func (g Guard) Wrap(h http.Handler) http.Handler {
 }
 
 func (g Guard) hostAllowed(host string) bool {
-	if len(g.Hosts) == 0 {
-		return true
-	}
 	name := host
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		name = h
+	}
+	if len(g.Hosts) == 0 {
+		if g.Tokens != nil {
+			return true
+		}
+		name = strings.TrimSuffix(strings.TrimPrefix(name, "["), "]")
+		return net.ParseIP(name) != nil || strings.EqualFold(name, "localhost")
 	}
 	for _, a := range g.Hosts {
 		if strings.EqualFold(a, host) || strings.EqualFold(a, name) {

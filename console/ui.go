@@ -32,11 +32,12 @@ type routeWritten struct {
 // maxBody bounds a write request's body, as events bound a message.
 const maxBody = events.MaxPayload
 
-// Handler serves the admin page and the JSON API behind it; Handler in
-// this package mounts it next to /metrics. Every route is a plain
-// http.Handler on one mux, so a middleware (a token check, say) wraps it
-// whole.
-func (r *Region) Handler() http.Handler {
+// Handler serves the admin page and the JSON API behind it, always
+// behind g: tokens are optional (g.Tokens nil: an open console), the
+// origin and content-type checks, the Host allowlist and the browser
+// hardening headers are not, since any web page the operator visits can
+// reach a console on loopback. admin.Handler mounts it next to /metrics.
+func (r *Region) Handler(g Guard) http.Handler {
 	static, _ := fs.Sub(web, "web/static") // present: embedded above
 	versions := staticVersions(static)
 	tmpl := template.Must(template.New("").Funcs(template.FuncMap{
@@ -153,7 +154,7 @@ func (r *Region) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, evs)
 	})
 	mux.HandleFunc("GET /api/events", r.stream)
-	return mux
+	return g.Wrap(mux)
 }
 
 // firstRows is how many services the page's first answer shows: more

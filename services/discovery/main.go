@@ -273,7 +273,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		g.Go(func() error { return region.Run(gctx) })
 		g.Go(func() error { return probe.Run(gctx) })
 		g.Go(func() error {
-			return admin.Serve(gctx, l, admin.Handler(set, ready, guard.Wrap(region.Handler())), log)
+			return admin.Serve(gctx, l, admin.Handler(set, ready, region.Handler(guard)), log)
 		})
 	}
 	g.Go(func() error { return node.Run(gctx) })
