@@ -133,7 +133,11 @@ func (g Guard) Wrap(h http.Handler) http.Handler {
 			g.login(w, r)
 			return
 		}
-		if g.Tokens != nil {
+		// The stylesheet and script are the same for everyone and hold
+		// nothing of the region: the login form needs the stylesheet
+		// before there is a token.
+		public := !write && strings.HasPrefix(r.URL.Path, "/static/")
+		if g.Tokens != nil && !public {
 			s := g.Tokens.Scope(token(r))
 			switch {
 			case s == ScopeNone && !write && r.URL.Path == "/" && !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer "):
@@ -213,10 +217,14 @@ func token(r *http.Request) string {
 	return ""
 }
 
-const loginPage = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>hail console: log in</title>
-<link rel="stylesheet" href="/static/style.css"></head><body><main><h1>hail console</h1>
-<form method="post" action="/login"><label>Token <input type="password" name="token" autocomplete="current-password" required></label>
-<button type="submit">Log in</button></form><p class="error">%s</p></main></body></html>`
+const loginPage = `<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>hail · log in</title>
+<link rel="stylesheet" href="/static/style.css"></head><body>
+<header><h1>hail</h1><span class="sub">service discovery on NATS</span></header>
+<main><section class="login"><h2>Log in to the console</h2>
+<form method="post" action="/login"><label>Token <input type="password" name="token" autocomplete="current-password" autofocus required></label>
+<button type="submit">Log in</button></form><p class="error" role="alert">%s</p>
+<p class="muted">A token with read or write scope, from the console's tokens file (console.token, next to console.tokens, after <code>secure init</code>).</p></section></main></body></html>`
 
 // login serves the form and, on a valid token, sets it as an HttpOnly,
 // SameSite=Strict cookie. The form post is the one write that is not JSON;
@@ -225,6 +233,10 @@ func (g Guard) login(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
+		if g.Tokens == nil { // an open console: nothing to log in to
+			http.Redirect(w, r, "/", http.StatusSeeOther)
+			return
+		}
 		fmt.Fprintf(w, loginPage, "")
 	case http.MethodPost:
 		r.Body = http.MaxBytesReader(w, r.Body, 4096)

@@ -94,6 +94,8 @@ func TestGuard(t *testing.T) {
 		{"a same-origin write is served", req{method: "DELETE", path: "/api/routes/echo", cookie: "w-token", ctype: "application/json", origin: "http://console.example", site: "same-origin"}, http.StatusOK},
 		{"a host not on the list is refused", req{method: "GET", path: "/api/services", token: "r-token", host: "rebind.example"}, http.StatusMisdirectedRequest},
 		{"a listed host with a port is served", req{method: "GET", path: "/api/services", token: "r-token", host: "127.0.0.1:8081"}, http.StatusOK},
+		{"the stylesheet needs no token (the login form uses it)", req{method: "GET", path: "/static/style.css"}, http.StatusOK},
+		{"a write under /static/ needs one", req{method: "POST", path: "/static/style.css", ctype: "application/json"}, http.StatusUnauthorized},
 	})
 	t.Run("tokens and no host list", func(t *testing.T) {
 		checkGuard(t, Guard{Tokens: toks}, []guardCase{

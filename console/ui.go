@@ -175,6 +175,31 @@ type pageData struct {
 	Strategies []string
 	Nodes      []NodeView
 	Routes     []RouteView
+	Cols       columns
+}
+
+// columns say which of the optional columns hold a value in some row: a
+// column empty in every row (no instance with an AZ, say) is left out,
+// and the instances table fits 1280 px.
+type columns struct {
+	Checks, Address, Version, AZ, Node bool // instances
+	NodeAZ, NodeHost                   bool // discovery nodes
+}
+
+func columnsOf(insts []InstanceView, nodes []NodeView) columns {
+	var c columns
+	for _, v := range insts {
+		c.Checks = c.Checks || len(v.Checks) > 0
+		c.Address = c.Address || v.Address != "" || len(v.Tags) > 0
+		c.Version = c.Version || v.Version != ""
+		c.AZ = c.AZ || v.AZ != ""
+		c.Node = c.Node || v.Node != ""
+	}
+	for _, n := range nodes {
+		c.NodeAZ = c.NodeAZ || n.AZ != ""
+		c.NodeHost = c.NodeHost || n.Hostname != ""
+	}
+	return c
 }
 
 func (r *Region) render(w http.ResponseWriter, req *http.Request, tmpl *template.Template, name string) {
@@ -198,6 +223,7 @@ func (r *Region) render(w http.ResponseWriter, req *http.Request, tmpl *template
 		d.Instances = r.Instances(req.Context(), d.Selected)
 		d.Route, d.HasRoute = r.Route(d.Selected)
 	}
+	d.Cols = columnsOf(d.Instances, d.Nodes)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	if err := tmpl.ExecuteTemplate(w, name, d); err != nil {
 		r.log.Warn("render admin page", "err", err)
