@@ -224,7 +224,7 @@ const loginPage = `<!doctype html><html lang="en"><head><meta charset="utf-8">
 <main><section class="login"><h2>Log in to the console</h2>
 <form method="post" action="/login"><label>Token <input type="password" name="token" autocomplete="current-password" autofocus required></label>
 <button type="submit">Log in</button></form><p class="error" role="alert">%s</p>
-<p class="muted">A token with read or write scope, from the console's tokens file (console.token, next to console.tokens, after <code>secure init</code>).</p></section></main></body></html>`
+<p class="muted">A token with read or write scope; <code>secure init</code> (and <code>services/dev --secure</code>) writes one with write scope to console.token.</p></section></main></body></html>`
 
 // login serves the form and, on a valid token, sets it as an HttpOnly,
 // SameSite=Strict cookie. The form post is the one write that is not JSON;
