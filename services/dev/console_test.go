@@ -35,6 +35,8 @@ type consoleCall struct {
 	method, path, body, ctype, origin, site, token, cookie string
 }
 
+// do sends c and returns the status and the body (up to 64 KiB, which
+// holds any answer of a one-instance stack).
 func (c consoleCall) do(t *testing.T, base string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), c.method, base+c.path, strings.NewReader(c.body))
@@ -59,7 +61,7 @@ func (c consoleCall) do(t *testing.T, base string) (int, string) {
 		t.Fatalf("%s %s: %v", c.method, c.path, err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	return resp.StatusCode, string(b)
 }
 
