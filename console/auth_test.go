@@ -123,6 +123,7 @@ func TestOpenGuard(t *testing.T) {
 		{"a rebound name's same-origin write is refused", req{method: "POST", path: "/api/routes/echo", host: "evil.example:8080", origin: "http://evil.example:8080", ctype: "application/json"}, http.StatusMisdirectedRequest},
 		{"localhost is served", req{method: "GET", path: "/api/services", host: "localhost:8080"}, http.StatusOK},
 		{"an IPv6 address is served", req{method: "GET", path: "/api/services", host: "[::1]:8080"}, http.StatusOK},
+		{"the login form sends to the page: no token to give", req{method: "GET", path: "/login", host: local}, http.StatusSeeOther},
 	})
 	t.Run("a host list", func(t *testing.T) {
 		checkGuard(t, Guard{Hosts: []string{"hail.internal"}}, []guardCase{
