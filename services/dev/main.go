@@ -216,8 +216,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		if err != nil {
 			return err
 		}
-		// The guard of a discovery node's console: open on loopback,
-		// behind the tokens of `secure init` (console.tokens) when secured.
+		// The guard of a discovery node's console: without tokens (origin,
+		// content type, Host and headers checked all the same), or behind
+		// the tokens of `secure init` (console.tokens) with --secure.
 		var guard console.Guard
 		if creds != nil {
 			if guard.Tokens, err = console.LoadTokens(creds.File(credentials.ConsoleTokensFile)); err != nil {
