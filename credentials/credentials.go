@@ -30,7 +30,6 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/hailsd/hail/config"
-	"github.com/hailsd/hail/console"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/roles"
 )
@@ -151,7 +150,7 @@ func Write(dir string, o Options) (*Dir, error) {
 	if err := write(ConsoleTokenFile, []byte(token+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	if err := write(ConsoleTokensFile, []byte("write "+console.HashToken(token)+"\n"), 0o600); err != nil {
+	if err := write(ConsoleTokensFile, []byte("write "+roles.HashToken(token)+"\n"), 0o600); err != nil {
 		return nil, err
 	}
 	conf, err := roles.AuthConf(rs, hashed)

@@ -20,6 +20,7 @@ import (
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/program"
+	"github.com/hailsd/hail/roles"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -189,7 +190,7 @@ func hashToken(in io.Reader, out io.Writer) error {
 	if tok == "" {
 		return fmt.Errorf("hash-token: give the token on stdin (%v)", err)
 	}
-	_, err = fmt.Fprintln(out, console.HashToken(tok))
+	_, err = fmt.Fprintln(out, roles.HashToken(tok))
 	return err
 }
 
@@ -278,7 +279,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		g.Go(func() error { return region.Run(gctx) })
 		g.Go(func() error { return probe.Run(gctx) })
 		g.Go(func() error {
-			return admin.Serve(gctx, l, admin.Handler(set, ready, guard.Wrap(region.Handler())), log)
+			return admin.Serve(gctx, l, admin.Handler(set, ready, region.Handler(guard)), log)
 		})
 	}
 	g.Go(func() error { return node.Run(gctx) })
