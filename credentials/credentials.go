@@ -10,6 +10,7 @@ package credentials
 
 import (
 	"bufio"
+	"cmp"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -19,10 +20,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -89,9 +92,17 @@ type Options struct {
 	Services []string
 	// Hosts (IPs and names) the server certificate is for.
 	Hosts []string
-	// ScopedOnly gives the services' users only their own scoped
-	// subjects (roles.ServiceScoped): every instance must announce scoped.
-	ScopedOnly bool
+	// Unscoped are services (of Services) whose user gets the unscoped
+	// subjects instead of the scoped ones (roles.ServiceUnscoped), for
+	// instances that announce unscoped; every other service's user hears
+	// only its own scoped subjects (roles.Service), so its instances must
+	// announce scoped.
+	Unscoped []string
+	// HashCost is bcrypt's cost for the passwords auth.conf holds; 0 is
+	// 11. The server checks a password at the cost it was hashed with on
+	// every connection; tests lower it (bcrypt.MinCost) to stay fast
+	// under the race detector.
+	HashCost int
 }
 
 // Write makes dir (if need be) and writes a fresh set into it.
@@ -102,34 +113,35 @@ func Write(dir string, o Options) (*Dir, error) {
 			return nil, fmt.Errorf("services: %w", err)
 		}
 	}
+	for _, s := range o.Unscoped {
+		if !slices.Contains(services, s) {
+			return nil, fmt.Errorf("unscoped service %q is not one of the services %v", s, services)
+		}
+	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(abs, 0o700); err != nil {
+	if err := os.MkdirAll(abs, dirMode); err != nil {
+		return nil, err
+	}
+	// MkdirAll leaves a directory that was there as it was.
+	if err := os.Chmod(abs, dirMode); err != nil {
 		return nil, err
 	}
 	d := &Dir{Path: abs}
-	write := func(name string, data []byte, mode os.FileMode) error {
-		if err := os.WriteFile(d.File(name), data, mode); err != nil {
-			return fmt.Errorf("write %s: %w", name, err)
-		}
-		return nil
-	}
+	write := func(name string, data []byte) error { return writeFile(abs, name, data) }
 	if err := WriteTLS(abs, hosts); err != nil {
 		return nil, err
 	}
-	rs := roles.All(events.Subjects{}, services...)
-	if o.ScopedOnly {
-		rs = roles.AllScoped(events.Subjects{}, services...)
-	}
+	rs := roles.All(events.Subjects{}, services, o.Unscoped)
 	hashed := map[string]string{}
 	for _, r := range rs {
 		pw, err := password()
 		if err != nil {
 			return nil, err
 		}
-		h, err := bcrypt.GenerateFromPassword([]byte(pw), 11)
+		h, err := bcrypt.GenerateFromPassword([]byte(pw), cmp.Or(o.HashCost, 11))
 		if err != nil {
 			return nil, fmt.Errorf("hash a password: %w", err)
 		}
@@ -137,10 +149,15 @@ func Write(dir string, o Options) (*Dir, error) {
 		u := User{Name: r.Name, Password: pw, InboxPrefix: r.InboxPrefix()}
 		d.Users = append(d.Users, u)
 		env := fmt.Sprintf("HAIL_NATS_USER=%s\nHAIL_NATS_PASSWORD=%s\nHAIL_NATS_TLS_CA=%s\nHAIL_NATS_INBOX_PREFIX=%s\n", u.Name, u.Password, d.File(CAFile), u.InboxPrefix)
-		if err := write(r.Name+".env", []byte(env), 0o600); err != nil {
+		if svc, ok := strings.CutPrefix(r.Name, "svc-"); ok {
+			// An SDK instance (services/echo) run with this file announces
+			// as its user may hear.
+			env += fmt.Sprintf("HAIL_SCOPED=%t\n", !slices.Contains(o.Unscoped, svc))
+		}
+		if err := write(r.Name+".env", []byte(env)); err != nil {
 			return nil, err
 		}
-		if err := write(r.Name+".password", []byte(u.Password), 0o600); err != nil {
+		if err := write(r.Name+".password", []byte(u.Password)); err != nil {
 			return nil, err
 		}
 	}
@@ -148,17 +165,17 @@ func Write(dir string, o Options) (*Dir, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := write(ConsoleTokenFile, []byte(token+"\n"), 0o600); err != nil {
+	if err := write(ConsoleTokenFile, []byte(token+"\n")); err != nil {
 		return nil, err
 	}
-	if err := write(ConsoleTokensFile, []byte("write "+console.HashToken(token)+"\n"), 0o600); err != nil {
+	if err := write(ConsoleTokensFile, []byte("write "+console.HashToken(token)+"\n")); err != nil {
 		return nil, err
 	}
 	conf, err := roles.AuthConf(rs, hashed)
 	if err != nil {
 		return nil, err
 	}
-	if err := write(AuthConfFile, []byte(conf), 0o600); err != nil {
+	if err := write(AuthConfFile, []byte(conf)); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -176,10 +193,52 @@ func WriteTLS(dir string, hosts []string) error {
 	for _, f := range []struct {
 		name string
 		data []byte
-		mode os.FileMode
-	}{{CAFile, caPEM, 0o644}, {CAKeyFile, caKeyPEM, 0o600}, {ServerCertFile, certPEM, 0o644}, {ServerKeyFile, keyPEM, 0o600}} {
-		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
-			return fmt.Errorf("write %s: %w", f.name, err)
+	}{{CAFile, caPEM}, {CAKeyFile, caKeyPEM}, {ServerCertFile, certPEM}, {ServerKeyFile, keyPEM}} {
+		if err := writeFile(dir, f.name, f.data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dirMode is a set's directory's: only its owner may list or enter it.
+const dirMode = 0o700
+
+// fileMode is what a file of a set may be: the certificates are public,
+// everything else (keys, passwords, tokens, the hashes) its owner's alone.
+func fileMode(name string) os.FileMode {
+	if name == CAFile || name == ServerCertFile {
+		return 0o644
+	}
+	return 0o600
+}
+
+// writeFile writes a file of a set with its mode, also when it was there
+// (os.WriteFile keeps an existing file's mode).
+func writeFile(dir, name string, data []byte) error {
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, data, fileMode(name)); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := os.Chmod(path, fileMode(name)); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}
+
+// restrict gives a set that is kept the modes Write gives a new one.
+func restrict(d *Dir) error {
+	if err := os.Chmod(d.Path, dirMode); err != nil {
+		return fmt.Errorf("credentials %s: %w", d.Path, err)
+	}
+	names := []string{CAFile, CAKeyFile, ServerCertFile, ServerKeyFile, AuthConfFile, ConsoleTokenFile, ConsoleTokensFile}
+	for _, u := range d.Users {
+		names = append(names, u.Name+".env", u.Name+".password")
+	}
+	for _, name := range names {
+		// A set written before a file was part of it lacks it.
+		if err := os.Chmod(d.File(name), fileMode(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("credentials %s: %w", d.Path, err)
 		}
 	}
 	return nil
@@ -197,6 +256,9 @@ func Ensure(dir string, o Options) (d *Dir, kept bool, err error) {
 			}
 		}
 		if complete {
+			if err := restrict(d); err != nil {
+				return nil, false, err
+			}
 			return d, true, nil
 		}
 	}

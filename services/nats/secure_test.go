@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -78,12 +79,17 @@ func TestSecureInitAndServe(t *testing.T) {
 		}
 	})
 	url := fmt.Sprintf("tls://127.0.0.1:%d", port)
+	// The server checks a password with bcrypt at secure init's cost,
+	// which under the race detector on a loaded machine takes longer than
+	// a client's default 2 s connect timeout: each attempt is given time.
+	slow := nats.Timeout(time.Minute)
 	connect := func(n config.NATS) (*nats.Conn, error) {
 		opts, err := n.Options()
 		if err != nil {
 			return nil, err
 		}
-		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+		opts = append(opts, slow)
+		cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer ccancel()
 		return bus.Connect(cctx, bus.ConnectOptions{URL: n.URL, Logger: slog.New(slog.DiscardHandler), Extra: opts})
 	}
@@ -92,7 +98,7 @@ func TestSecureInitAndServe(t *testing.T) {
 		return config.NATS{URL: url, User: e["HAIL_NATS_USER"], Password: e["HAIL_NATS_PASSWORD"], TLS: config.NATSTLS{CA: e["HAIL_NATS_TLS_CA"]}, InboxPrefix: e["HAIL_NATS_INBOX_PREFIX"]}
 	}
 	var disc *nats.Conn
-	bustest.Eventually(t, 15*time.Second, func() error { // the server starting
+	bustest.Eventually(t, 3*time.Minute, func() error { // the server starting
 		var err error
 		disc, err = connect(asRole("discovery"))
 		return err
@@ -121,7 +127,7 @@ func TestSecureInitAndServe(t *testing.T) {
 	echo := asRole("svc-echo")
 	opts, _ := echo.Options()
 	violations := make(chan error, 4)
-	opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }))
+	opts = append(opts, slow, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }))
 	nc, err := bus.Connect(t.Context(), bus.ConnectOptions{URL: url, Extra: opts})
 	if err != nil {
 		t.Fatal(err)
@@ -149,5 +155,47 @@ func TestOpenOnlyWhenToldInsecure(t *testing.T) {
 	}
 	if err := run(t.Context(), []string{"--listen", "0.0.0.0:4222", "--insecure", "--print-config"}, func(string) string { return "" }, &out); err != nil {
 		t.Errorf("told insecure: %v", err)
+	}
+}
+
+// What secure init and the server write into the directory they run in
+// by default, the credentials above all, the repository ignores.
+func TestDefaultsIgnoredByTheRepository(t *testing.T) {
+	ignore, err := os.ReadFile("../../.gitignore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(ignore), "\n")
+	for _, dir := range []string{defaultSecureDir, defaults().StoreDir} {
+		if !slices.Contains(lines, "/"+dir+"/") {
+			t.Errorf(".gitignore does not ignore /%s/", dir)
+		}
+	}
+}
+
+// secure init's flags: --dir has a default; svc-<S> is scoped unless the
+// service is named in --unscoped-services; --scoped-only (the default)
+// contradicts that.
+func TestSecureInitFlags(t *testing.T) {
+	for _, tt := range []struct {
+		args     []string
+		dir      string
+		unscoped []string
+		err      bool
+	}{
+		{args: []string{"--services", "echo"}, dir: defaultSecureDir},
+		{args: []string{"--services", "echo", "--scoped-only", "--dir", "x"}, dir: "x"},
+		{args: []string{"--services", "echo,greeter", "--unscoped-services", "greeter"}, dir: defaultSecureDir, unscoped: []string{"greeter"}},
+		{args: []string{"--services", "echo", "--unscoped-services", "echo", "--scoped-only"}, err: true},
+		{args: []string{"--dir", ""}, err: true},
+	} {
+		a, err := parseSecureInit(tt.args, io.Discard)
+		if (err != nil) != tt.err {
+			t.Errorf("%v: %v", tt.args, err)
+			continue
+		}
+		if err == nil && (a.dir != tt.dir || !slices.Equal(a.options.Unscoped, tt.unscoped)) {
+			t.Errorf("%v: dir %q, unscoped %v; want %q, %v", tt.args, a.dir, a.options.Unscoped, tt.dir, tt.unscoped)
+		}
 	}
 }
