@@ -25,7 +25,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -146,20 +148,10 @@ func Write(dir string, o Options) (*Dir, error) {
 			return nil, fmt.Errorf("hash a password: %w", err)
 		}
 		hashed[r.Name] = string(h)
-		u := User{Name: r.Name, Password: pw, InboxPrefix: r.InboxPrefix()}
-		d.Users = append(d.Users, u)
-		env := fmt.Sprintf("HAIL_NATS_USER=%s\nHAIL_NATS_PASSWORD=%s\nHAIL_NATS_TLS_CA=%s\nHAIL_NATS_INBOX_PREFIX=%s\n", u.Name, u.Password, d.File(CAFile), u.InboxPrefix)
-		if svc, ok := strings.CutPrefix(r.Name, "svc-"); ok {
-			// An SDK instance (services/echo) run with this file announces
-			// as its user may hear.
-			env += fmt.Sprintf("HAIL_SCOPED=%t\n", !slices.Contains(o.Unscoped, svc))
-		}
-		if err := write(r.Name+".env", []byte(env)); err != nil {
-			return nil, err
-		}
-		if err := write(r.Name+".password", []byte(u.Password)); err != nil {
-			return nil, err
-		}
+		d.Users = append(d.Users, User{Name: r.Name, Password: pw, InboxPrefix: r.InboxPrefix()})
+	}
+	if err := writeUsers(d, rs, o, hashed); err != nil {
+		return nil, err
 	}
 	token, err := password()
 	if err != nil {
@@ -171,14 +163,31 @@ func Write(dir string, o Options) (*Dir, error) {
 	if err := write(ConsoleTokensFile, []byte("write "+console.HashToken(token)+"\n")); err != nil {
 		return nil, err
 	}
+	return d, nil
+}
+
+// writeUsers writes d's users' files (<user>.env, <user>.password) and
+// auth.conf from the role table rs, with the users' passwords as hashed.
+func writeUsers(d *Dir, rs []roles.Role, o Options, hashed map[string]string) error {
+	for _, u := range d.Users {
+		env := fmt.Sprintf("HAIL_NATS_USER=%s\nHAIL_NATS_PASSWORD=%s\nHAIL_NATS_TLS_CA=%s\nHAIL_NATS_INBOX_PREFIX=%s\n", u.Name, u.Password, d.File(CAFile), u.InboxPrefix)
+		if svc, ok := strings.CutPrefix(u.Name, "svc-"); ok {
+			// An SDK instance (services/echo) run with this file announces
+			// as its user may hear.
+			env += fmt.Sprintf("HAIL_SCOPED=%t\n", !slices.Contains(o.Unscoped, svc))
+		}
+		if err := writeFile(d.Path, u.Name+".env", []byte(env)); err != nil {
+			return err
+		}
+		if err := writeFile(d.Path, u.Name+".password", []byte(u.Password)); err != nil {
+			return err
+		}
+	}
 	conf, err := roles.AuthConf(rs, hashed)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := write(AuthConfFile, []byte(conf)); err != nil {
-		return nil, err
-	}
-	return d, nil
+	return writeFile(d.Path, AuthConfFile, []byte(conf))
 }
 
 // WriteTLS writes a private CA (CAFile, CAKeyFile) and a server
@@ -244,26 +253,69 @@ func restrict(d *Dir) error {
 	return nil
 }
 
-// Ensure keeps the set in dir if it is complete (every file, a user for
-// each service), so that restarts keep their passwords, or writes a new
-// one in its place.
+// Ensure keeps the set in dir if it is complete (every file, a user and
+// a hash for each role of the table), so that restarts keep their
+// passwords, or writes a new one in its place.
+//
+// A kept set's auth.conf (and its users' files) is written again from
+// the role table as it is now, with the passwords' hashes it holds, so a
+// region that keeps its credentials across an upgrade gets the new
+// permissions (the deny rules, scoped-only service users) with them.
 func Ensure(dir string, o Options) (d *Dir, kept bool, err error) {
-	if d, err := Read(dir); err == nil {
-		complete := true
-		for _, s := range o.Services {
-			if _, ok := d.User("svc-" + s); !ok {
-				complete = false
-			}
-		}
-		if complete {
-			if err := restrict(d); err != nil {
-				return nil, false, err
-			}
-			return d, true, nil
-		}
+	if d, err := keep(dir, o); err == nil {
+		return d, true, nil
 	}
 	d, err = Write(dir, o)
 	return d, false, err
+}
+
+// keep is the set in dir, its users' files and auth.conf written again
+// from the role table for o, or an error when the set is not complete:
+// a file missing, or a role of the table without a user and a hash.
+func keep(dir string, o Options) (*Dir, error) {
+	old, err := Read(dir)
+	if err != nil {
+		return nil, err
+	}
+	conf, err := os.ReadFile(old.File(AuthConfFile))
+	if err != nil {
+		return nil, err
+	}
+	stored := hashes(string(conf))
+	rs := roles.All(events.Subjects{}, o.Services, o.Unscoped)
+	d := &Dir{Path: old.Path}
+	for _, r := range rs {
+		u, ok := old.User(r.Name)
+		if !ok || stored[r.Name] == "" {
+			return nil, fmt.Errorf("credentials %s: no user %s", old.Path, r.Name)
+		}
+		u.InboxPrefix = r.InboxPrefix()
+		d.Users = append(d.Users, u)
+	}
+	if err := writeUsers(d, rs, o, stored); err != nil {
+		return nil, err
+	}
+	if err := restrict(d); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// userHash is one user of an auth.conf AuthConf wrote: its name and its
+// password's hash, each a quoted string.
+var userHash = regexp.MustCompile(`\{user: ("(?:[^"\\]|\\.)*"), password: ("(?:[^"\\]|\\.)*")`)
+
+// hashes are the passwords' hashes an auth.conf holds, by user.
+func hashes(conf string) map[string]string {
+	out := map[string]string{}
+	for _, m := range userHash.FindAllStringSubmatch(conf, -1) {
+		name, err1 := strconv.Unquote(m[1])
+		hash, err2 := strconv.Unquote(m[2])
+		if err1 == nil && err2 == nil {
+			out[name] = hash
+		}
+	}
+	return out
 }
 
 // Read reads a directory Write wrote, or says what is missing.

@@ -135,3 +135,41 @@ func env(t *testing.T, path string) map[string]string {
 	}
 	return out
 }
+
+// A kept set takes the role table as it is now (here: svc-echo made
+// scoped) with the passwords and the CA it had, so a region that keeps
+// its credentials across an upgrade gets the new permissions.
+func TestKeptSetFollowsTheTable(t *testing.T) {
+	dir := t.TempDir()
+	o := credentials.Options{Services: []string{"echo"}, Unscoped: []string{"echo"}, HashCost: bcrypt.MinCost}
+	if _, err := credentials.Write(dir, o); err != nil {
+		t.Fatal(err)
+	}
+	before := env(t, filepath.Join(dir, "svc-echo.env"))
+	ca, _ := os.ReadFile(filepath.Join(dir, credentials.CAFile))
+	o.Unscoped = nil
+	d, kept, err := credentials.Ensure(dir, o)
+	if err != nil || !kept {
+		t.Fatalf("Ensure: kept %v, %v", kept, err)
+	}
+	after := env(t, filepath.Join(dir, "svc-echo.env"))
+	if after["HAIL_NATS_PASSWORD"] != before["HAIL_NATS_PASSWORD"] || after["HAIL_SCOPED"] != "true" {
+		t.Errorf("svc-echo.env was %v, is %v: want the password kept and HAIL_SCOPED=true", before, after)
+	}
+	if again, _ := os.ReadFile(filepath.Join(dir, credentials.CAFile)); string(again) != string(ca) {
+		t.Error("the CA changed")
+	}
+	conf, err := os.ReadFile(d.File(credentials.AuthConfFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := strings.Split(string(conf), `{user: "svc-echo"`)[1]
+	if !strings.Contains(block, `"hail.hb.echo.*.>"`) || strings.Contains(block, `"hail.hb.*"`) {
+		t.Errorf("svc-echo's kept permissions: %s", block)
+	}
+	// The password still passes the hash auth.conf holds.
+	hash := strings.Split(strings.Split(block, `password: "`)[1], `"`)[0]
+	if err := bcrypt.CompareHashAndPassword([]byte(hash), []byte(after["HAIL_NATS_PASSWORD"])); err != nil {
+		t.Errorf("the kept hash does not take the kept password: %v", err)
+	}
+}

@@ -63,7 +63,7 @@ func parseSecureInit(args []string, out io.Writer) (initArgs, error) {
 	unscoped := fs.String("unscoped-services", "", "services (of --services), comma-separated, whose instances announce unscoped: their users hear the unscoped subjects of every service instead")
 	hosts := fs.String("hosts", "127.0.0.1,localhost", "names and IPs the server certificate is for, comma-separated")
 	scopedOnly := fs.Bool("scoped-only", false, "no service unscoped: the default, kept so that existing commands run")
-	keep := fs.Bool("keep", false, "leave a complete set already in --dir as it is (a restart keeps its passwords)")
+	keep := fs.Bool("keep", false, "keep a complete set already in --dir (its CA, passwords and console token), writing its auth.conf and .env files again from the role table")
 	if err := fs.Parse(args); err != nil {
 		return initArgs{}, err
 	}
