@@ -102,8 +102,10 @@ type Options struct {
 	Unscoped []string
 	// HashCost is bcrypt's cost for the passwords auth.conf holds; 0 is
 	// 11. The server checks a password at the cost it was hashed with on
-	// every connection; tests lower it (bcrypt.MinCost) to stay fast
-	// under the race detector.
+	// every connection, before it answers the client's first PING: past
+	// 2 s (a small machine at a high cost, the race detector at 11) its
+	// own first PING comes first and the client gives up. Tests lower it
+	// (bcrypt.MinCost).
 	HashCost int
 }
 
@@ -119,6 +121,9 @@ func Write(dir string, o Options) (*Dir, error) {
 		if !slices.Contains(services, s) {
 			return nil, fmt.Errorf("unscoped service %q is not one of the services %v", s, services)
 		}
+	}
+	if o.HashCost != 0 && (o.HashCost < bcrypt.MinCost || o.HashCost > bcrypt.MaxCost) {
+		return nil, fmt.Errorf("hash cost %d is out of bcrypt's range %d..%d", o.HashCost, bcrypt.MinCost, bcrypt.MaxCost)
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {

@@ -114,8 +114,13 @@ func TestServiceUsers(t *testing.T) {
 			t.Errorf("%s.env: HAIL_SCOPED=%s, want %s", tt.user, got, tt.scoped)
 		}
 	}
-	if _, err := credentials.Write(t.TempDir(), credentials.Options{Services: []string{"echo"}, Unscoped: []string{"greeter"}}); err == nil {
-		t.Error("an unscoped service that is not one of the services was taken")
+	for name, o := range map[string]credentials.Options{
+		"an unscoped service that is not one of the services": {Services: []string{"echo"}, Unscoped: []string{"greeter"}},
+		"a hash cost beyond bcrypt's":                         {Services: []string{"echo"}, HashCost: 40},
+	} {
+		if _, err := credentials.Write(t.TempDir(), o); err == nil {
+			t.Errorf("%s was taken", name)
+		}
 	}
 }
 

@@ -63,6 +63,7 @@ func parseSecureInit(args []string, out io.Writer) (initArgs, error) {
 	unscoped := fs.String("unscoped-services", "", "services (of --services), comma-separated, whose instances announce unscoped: their users hear the unscoped subjects of every service instead")
 	hosts := fs.String("hosts", "127.0.0.1,localhost", "names and IPs the server certificate is for, comma-separated")
 	scopedOnly := fs.Bool("scoped-only", false, "no service unscoped: the default, kept so that existing commands run")
+	cost := fs.Int("hash-cost", 11, "bcrypt's cost for the passwords in auth.conf: the server pays it on every connection, and answers nothing until it is paid")
 	keep := fs.Bool("keep", false, "keep a complete set already in --dir (its CA, passwords and console token), writing its auth.conf and .env files again from the role table")
 	if err := fs.Parse(args); err != nil {
 		return initArgs{}, err
@@ -73,7 +74,7 @@ func parseSecureInit(args []string, out io.Writer) (initArgs, error) {
 	if *scopedOnly && *unscoped != "" {
 		return initArgs{}, fmt.Errorf("secure init: --scoped-only and --unscoped-services contradict each other")
 	}
-	return initArgs{dir: *dir, keep: *keep, options: credentials.Options{Services: list(*services), Hosts: list(*hosts), Unscoped: list(*unscoped)}}, nil
+	return initArgs{dir: *dir, keep: *keep, options: credentials.Options{Services: list(*services), Hosts: list(*hosts), Unscoped: list(*unscoped), HashCost: *cost}}, nil
 }
 
 // list splits a comma-separated flag, dropping empty items.
