@@ -73,3 +73,47 @@ func TestPrintRedactsSecrets(t *testing.T) {
 		t.Errorf("printed:\n%s", s)
 	}
 }
+
+type listedCheck struct {
+	HTTP   string              `koanf:"http"`
+	Header map[string][]string `koanf:"header"`
+}
+
+type listedService struct {
+	Name   string        `koanf:"name"`
+	Token  string        `koanf:"token"`
+	Checks []listedCheck `koanf:"checks"`
+}
+
+type listProgram struct {
+	Services []listedService `koanf:"services"`
+	Log      Log             `koanf:"log"`
+}
+
+func (p *listProgram) Logging() Log { return p.Log }
+
+// Secrets in lists of sections (an agent's services and their checks)
+// print redacted too: secret headers, a URL's user information, a token;
+// what is no secret prints as it is.
+func TestPrintRedactsSecretsInLists(t *testing.T) {
+	cfg := &listProgram{Log: DefaultLog, Services: []listedService{{Name: "web", Token: "s-t0k3n", Checks: []listedCheck{{
+		HTTP: "https://bob:hunter2@web.example/health",
+		Header: map[string][]string{"Authorization": {"Bearer b34rer"}, "Proxy-Authorization": {"Basic pr0xy"}, "Cookie": {"session=c00kie"},
+			"X-Consul-Token": {"c0nsul"}, "X-Api-Key": {"ap1key"}, "X-Client-Secret": {"cl13nt"}, "Accept": {"text/plain"}},
+	}}}}}
+	var out bytes.Buffer
+	if err := Print(&out, cfg); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	for _, secret := range []string{"hunter2", "s-t0k3n", "b34rer", "pr0xy", "c00kie", "c0nsul", "ap1key", "cl13nt"} {
+		if strings.Contains(s, secret) {
+			t.Errorf("printed %q:\n%s", secret, s)
+		}
+	}
+	for _, kept := range []string{"text/plain", "Authorization:", "web.example/health", "name: web"} {
+		if !strings.Contains(s, kept) {
+			t.Errorf("did not print %q:\n%s", kept, s)
+		}
+	}
+}

@@ -193,7 +193,7 @@ func TestAttackDeputyIntoHeartbeatInbox(t *testing.T) {
 func TestDeputyAnswersOnlyTheSendersInbox(t *testing.T) {
 	tg := newTarget(t)
 	f := fakeinst.Start(t, "", fakeinst.Options{Service: "evil", Scoped: true, Conn: tg.evil.nc, Manual: true})
-	for _, r := range roles.All(subjects, "echo", "evil") {
+	for _, r := range roles.All(subjects, []string{"echo", "evil"}, nil) {
 		reply := r.InboxPrefix() + ".deputy"
 		before := tg.foreignReplies()
 		if r.Name == roles.Service(subjects, "evil").Name {

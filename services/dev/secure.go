@@ -18,9 +18,9 @@ import (
 // secureDir keeps the credentials of an earlier secured run in dir, so
 // that a caller's flags stay good across runs, or writes new ones.
 func secureDir(dir, host string) (*credentials.Dir, error) {
-	// Every instance of the secured stack announces scoped, so their users
-	// need no unscoped subject.
-	d, _, err := credentials.Ensure(dir, credentials.Options{Services: []string{"echo", "greeter"}, Hosts: []string{"127.0.0.1", "localhost", host}, ScopedOnly: true})
+	// Every instance of the secured stack announces scoped, as the
+	// services' users (scoped-only) need.
+	d, _, err := credentials.Ensure(dir, credentials.Options{Services: []string{"echo", "greeter"}, Hosts: []string{"127.0.0.1", "localhost", host}})
 	if err != nil {
 		return nil, fmt.Errorf("secure: %w", err)
 	}
