@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/internal/proctest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -24,6 +25,7 @@ type devStack struct {
 	nc        *nats.Conn
 	keys      []string // hail_instances keys of the echo instances
 	greeter   string   // the greeter's key (an HTTP service behind the agent)
+	proc      *proctest.Process
 }
 
 func startDev(t *testing.T) *devStack {
@@ -36,6 +38,7 @@ func startDev(t *testing.T) *devStack {
 	}
 	p := start(t, "dev", "dev", map[string]string{"HAIL_LOG_LEVEL": "warn"}, "--nats-url", d.url, "--http-addr", d.http, "--greeter-addr", d.greeterAt, "--ingress-addr", d.ingress)
 	p.WaitReady(t, d.http)
+	d.proc = p
 	nc, err := nats.Connect(d.url)
 	if err != nil {
 		t.Fatal(err)
