@@ -1,0 +1,297 @@
+// Package watch is hail's one way of following a KV bucket: a Watch
+// delivers the bucket's values as of its start, marks the end of that
+// snapshot, then every change, in revision order, and watches again
+// whenever the watch closes, stalls or the bucket is made anew. Every
+// follower of every bucket (the registry's three) is built on it, so a
+// watch that ends never stops a program and every reader recovers the
+// same way.
+//
+// Watching again replays the bucket. What the follower was already given
+// is not given again; keys that went while nobody watched are given as
+// deletes at the end of the replay; and when the bucket was deleted and
+// made again (its revisions start over), the follower is told first
+// (Reset), so that it forgets its revisions.
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Entry is one value of the bucket, or its deletion.
+type Entry struct {
+	Key     string
+	Value   []byte // nil when Deleted
+	Rev     uint64
+	Deleted bool
+}
+
+// Handler takes in what a Watch delivers, on the watch's goroutine, one
+// call at a time.
+type Handler struct {
+	// Apply takes in one change, in revision order per key. During a
+	// replay it gets only what differs from what it was given before.
+	Apply func(Entry)
+	// Synced marks the end of a snapshot: everything the bucket held when
+	// the watch (first or again) started has been applied. It may be nil.
+	Synced func()
+	// Reset says the bucket was made again: revisions start over, and the
+	// entries that follow replace what was applied before (keys it no
+	// longer holds come as deletes before Synced). It may be nil.
+	Reset func()
+}
+
+// Config configures a Watch.
+type Config struct {
+	// Prefix keeps only the keys that start with it (route. of
+	// hail_config); empty keeps all. The consumer follows the whole
+	// bucket either way, so that a stall shows as a revision of the
+	// bucket never delivered.
+	Prefix string
+	Logger *slog.Logger
+	// Metrics counts the watches made again:
+	// hail_watch_rewatches_total{bucket,reason}. Nil: a private set.
+	Metrics *metrics.Set
+	// ProbeEvery is how often the watch looks at the bucket's stream to
+	// find a stall or a bucket made anew. Default 2s.
+	ProbeEvery time.Duration
+}
+
+// DefaultProbeEvery is how often a watch looks at its bucket by default.
+const DefaultProbeEvery = 2 * time.Second
+
+// Why a watch is made again (the reason label).
+const (
+	reasonClosed    = "closed"
+	reasonStalled   = "stalled"
+	reasonRecreated = "recreated"
+)
+
+// Watch follows one bucket for a Handler. Run it once.
+type Watch struct {
+	kv  jetstream.KeyValue
+	cfg Config
+	h   Handler
+	log *slog.Logger
+	set *metrics.Set
+
+	// Owned by Run.
+	held    map[string]heldKey // every key applied, deleted ones too
+	last    uint64             // the highest revision the consumer delivered
+	created time.Time          // when the followed stream was made
+}
+
+// heldKey is what was applied of a key.
+type heldKey struct {
+	rev     uint64
+	present bool // a put, not a delete
+}
+
+// New makes a watch of kv for h; Run follows it.
+func New(kv jetstream.KeyValue, h Handler, cfg Config) *Watch {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.NewSet()
+	}
+	if cfg.ProbeEvery <= 0 {
+		cfg.ProbeEvery = DefaultProbeEvery
+	}
+	if h.Synced == nil {
+		h.Synced = func() {}
+	}
+	if h.Reset == nil {
+		h.Reset = func() {}
+	}
+	w := &Watch{kv: kv, cfg: cfg, h: h, set: cfg.Metrics, held: map[string]heldKey{}}
+	if kv != nil {
+		w.log = cfg.Logger.With("bucket", kv.Bucket())
+	}
+	return w
+}
+
+// Run follows the bucket until ctx ends; it returns nil then, and never
+// earlier: a watch that cannot be made is tried again, and logged once
+// until it can.
+func (w *Watch) Run(ctx context.Context) error {
+	first := true
+	reason := ""
+	for ctx.Err() == nil {
+		kw, reset, upTo := w.open(ctx, first)
+		if kw == nil {
+			return nil // ctx ended
+		}
+		if !first {
+			if reset {
+				reason = reasonRecreated
+			}
+			w.set.GetOrCreateCounter(fmt.Sprintf(`hail_watch_rewatches_total{bucket=%q,reason=%q}`, w.kv.Bucket(), reason)).Inc()
+			w.log.Warn("watching the bucket again", "reason", reason)
+		}
+		if reset {
+			w.h.Reset()
+			w.last = 0
+		}
+		w.last = max(w.last, upTo)
+		reason = w.follow(ctx, kw, !first, reset)
+		_ = kw.Stop()
+		first = false
+	}
+	return nil
+}
+
+// open makes a watch, trying again with a growing pause until it can or
+// ctx ends (nil then). reset says the bucket is not the one followed
+// before; upTo is its last revision when the watch began, which the
+// snapshot covers (a revision gone since, expired say, is never
+// delivered, and must not look like a stall).
+func (w *Watch) open(ctx context.Context, first bool) (kw jetstream.KeyWatcher, reset bool, upTo uint64) {
+	pause := 250 * time.Millisecond
+	failing := false
+	for {
+		st, err := w.status(ctx)
+		if err == nil {
+			kw, err = w.kv.WatchAll(ctx)
+			if err == nil {
+				if failing {
+					w.log.Info("watching the bucket after failures")
+				}
+				reset = !first && !w.created.IsZero() && !st.Created.Equal(w.created)
+				w.created = st.Created
+				return kw, reset, st.LastSeq
+			}
+		}
+		if ctx.Err() != nil {
+			return nil, false, 0
+		}
+		if !failing {
+			failing = true
+			w.log.Warn("cannot watch the bucket; trying again until it can", "err", err)
+		} else {
+			w.log.Debug("watch bucket", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, false, 0
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 10*time.Second)
+	}
+}
+
+type streamState struct {
+	Created time.Time
+	LastSeq uint64
+}
+
+// status looks the bucket's stream up, bounded by one probe period.
+func (w *Watch) status(ctx context.Context) (streamState, error) {
+	sctx, cancel := context.WithTimeout(ctx, w.cfg.ProbeEvery)
+	defer cancel()
+	st, err := w.kv.Status(sctx)
+	if err != nil {
+		return streamState{}, fmt.Errorf("look up bucket %s: %w", w.kv.Bucket(), err)
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok || bs.StreamInfo() == nil {
+		return streamState{}, errors.New("bucket status carries no stream info")
+	}
+	info := bs.StreamInfo()
+	return streamState{Created: info.Created, LastSeq: info.State.LastSeq}, nil
+}
+
+// follow applies one watch's updates until it closes, stalls, its bucket
+// is made anew or ctx ends, and says which. replay: the watch was made
+// again, so its snapshot is compared with what was applied; reset: the
+// bucket is new, so revisions say nothing.
+func (w *Watch) follow(ctx context.Context, kw jetstream.KeyWatcher, replay, reset bool) string {
+	var seen map[string]bool // keys of the snapshot, while replaying
+	if replay {
+		seen = map[string]bool{}
+	}
+	probe := time.NewTicker(w.cfg.ProbeEvery)
+	defer probe.Stop()
+	// A stall is a revision the stream held at one probe and the watch
+	// has still not delivered, with nothing delivered in between.
+	var owed uint64
+	delivered := false
+	for {
+		select {
+		case <-ctx.Done():
+			return ""
+		case e, ok := <-kw.Updates():
+			if !ok {
+				return reasonClosed
+			}
+			delivered = true
+			if e == nil {
+				if seen != nil {
+					w.gone(seen)
+					seen = nil
+				}
+				w.h.Synced()
+				continue
+			}
+			w.last = max(w.last, e.Revision())
+			if seen != nil {
+				seen[e.Key()] = e.Operation() == jetstream.KeyValuePut
+			}
+			w.apply(e, reset && seen != nil)
+		case <-probe.C:
+			st, err := w.status(ctx)
+			if err != nil {
+				// No leader for a moment, a deleted bucket: a look that
+				// fails says nothing of this watch.
+				w.log.Debug("probe the bucket", "err", err)
+				continue
+			}
+			if !st.Created.Equal(w.created) {
+				return reasonRecreated
+			}
+			if !delivered && owed > w.last {
+				return reasonStalled
+			}
+			owed, delivered = st.LastSeq, false
+		}
+	}
+}
+
+// apply gives e to the handler unless it was given already: fresh is set
+// while replaying a new bucket, whose revisions cannot be compared.
+func (w *Watch) apply(e jetstream.KeyValueEntry, fresh bool) {
+	key, rev := e.Key(), e.Revision()
+	if !strings.HasPrefix(key, w.cfg.Prefix) {
+		return
+	}
+	if k, ok := w.held[key]; ok && !fresh && rev <= k.rev {
+		return // replayed, or older than what was applied
+	}
+	deleted := e.Operation() != jetstream.KeyValuePut
+	w.held[key] = heldKey{rev: rev, present: !deleted}
+	if deleted {
+		w.h.Apply(Entry{Key: key, Rev: rev, Deleted: true})
+		return
+	}
+	w.h.Apply(Entry{Key: key, Value: e.Value(), Rev: rev})
+}
+
+// gone deletes the keys applied before a replay that the replay did not
+// list as present: they went while the bucket was not watched.
+func (w *Watch) gone(present map[string]bool) {
+	for key, k := range w.held {
+		if !k.present || present[key] {
+			continue
+		}
+		rev := max(k.rev, w.last)
+		w.held[key] = heldKey{rev: rev}
+		w.h.Apply(Entry{Key: key, Rev: rev, Deleted: true})
+	}
+}
