@@ -459,8 +459,10 @@ func signature(targets []*Target) string {
 }
 
 // BucketsLost reports that a bucket or the events stream was deleted
-// while the table ran: its watches followed the old streams, so it routes
-// from what it last knew and its router reports not ready until restarted.
+// while the table ran. Its followers watch the new buckets (the watch
+// package), but the records went with the old one and the region rebuilds
+// them only as its programs restart, so its router reports not ready
+// until restarted.
 func (t *Table) BucketsLost() bool { return t.bucketsLost.Load() }
 
 // bucketCheckEvery is how often the table looks for its buckets.
@@ -473,8 +475,8 @@ func (t *Table) guardBuckets(ctx context.Context, b *bus.Buckets) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	// What the table's watches follow: a stream made again since (by a
-	// discovery node) is not one of them.
+	// The streams as the table started: one made again since (by a
+	// discovery node) lost what the region held.
 	var first map[string]time.Time
 	for wait := time.Duration(0); ; wait = bucketCheckEvery {
 		select {
