@@ -187,14 +187,19 @@ func (w *Watch) open(ctx context.Context, first bool) (kw jetstream.KeyWatcher, 
 	}
 }
 
+// lookupTimeout is the least time a look at the stream is given.
+const lookupTimeout = 2 * time.Second
+
+// streamState is what a look at the bucket's stream tells.
 type streamState struct {
 	Created time.Time
 	LastSeq uint64
 }
 
-// status looks the bucket's stream up, bounded by one probe period.
+// status looks the bucket's stream up, bounded by a probe period but
+// given at least lookupTimeout (a busy server answers late, not never).
 func (w *Watch) status(ctx context.Context) (streamState, error) {
-	sctx, cancel := context.WithTimeout(ctx, w.cfg.ProbeEvery)
+	sctx, cancel := context.WithTimeout(ctx, max(w.cfg.ProbeEvery, lookupTimeout))
 	defer cancel()
 	st, err := w.kv.Status(sctx)
 	if err != nil {
