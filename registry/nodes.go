@@ -101,8 +101,8 @@ func (n *Nodes) apply(e watch.Entry, invalid func()) {
 		delete(n.live, e.Key)
 	}
 	n.mu.Unlock()
-	if !live && !was && events.ValidateID(e.Key) != nil {
-		return // never a node
+	if !live && !was {
+		return // never a node, or gone already (a delete replayed)
 	}
 	n.subs.tell(NodeChange{ID: e.Key, Live: live, Record: rec, Joined: live && (!was || !prev.StartedAt.Equal(rec.StartedAt))})
 }

@@ -101,10 +101,13 @@ func (r *Routes) apply(e watch.Entry) {
 		return
 	}
 	r.mu.Lock()
-	prev := r.routes[service]
+	prev, had := r.routes[service]
 	if e.Deleted {
 		delete(r.routes, service)
 		r.mu.Unlock()
+		if !had {
+			return // a delete replayed, or of a route never stored
+		}
 		r.log.Info("route removed; defaults apply", "service", service)
 		r.subs.tell(RouteChange{Route: Route{Service: service, Rev: e.Rev}, Deleted: true})
 		return

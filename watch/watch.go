@@ -83,15 +83,9 @@ type Watch struct {
 	set *metrics.Set
 
 	// Owned by Run.
-	held    map[string]heldKey // every key applied, deleted ones too
-	last    uint64             // the highest revision the consumer delivered
-	created time.Time          // when the followed stream was made
-}
-
-// heldKey is what was applied of a key.
-type heldKey struct {
-	rev     uint64
-	present bool // a put, not a delete
+	held    map[string]uint64 // the keys applied and present, at their revision
+	last    uint64            // the highest revision the consumer delivered
+	created time.Time         // when the followed stream was made
 }
 
 // New makes a watch of kv for h; Run follows it.
@@ -111,7 +105,7 @@ func New(kv jetstream.KeyValue, h Handler, cfg Config) *Watch {
 	if h.Reset == nil {
 		h.Reset = func() {}
 	}
-	w := &Watch{kv: kv, cfg: cfg, h: h, set: cfg.Metrics, held: map[string]heldKey{}}
+	w := &Watch{kv: kv, cfg: cfg, h: h, set: cfg.Metrics, held: map[string]uint64{}}
 	if kv != nil {
 		w.log = cfg.Logger.With("bucket", kv.Bucket())
 	}
@@ -270,33 +264,35 @@ func (w *Watch) follow(ctx context.Context, kw jetstream.KeyWatcher, replay, res
 }
 
 // apply gives e to the handler unless it was given already: fresh is set
-// while replaying a new bucket, whose revisions cannot be compared.
+// while replaying a new bucket, whose revisions cannot be compared. Only
+// present keys are held (a bucket's deleted keys would grow without
+// bound), so a replay gives again the deletes whose markers the bucket
+// keeps; a follower takes a delete of what it lacks as nothing.
 func (w *Watch) apply(e jetstream.KeyValueEntry, fresh bool) {
 	key, rev := e.Key(), e.Revision()
 	if !strings.HasPrefix(key, w.cfg.Prefix) {
 		return
 	}
-	if k, ok := w.held[key]; ok && !fresh && rev <= k.rev {
+	if have, ok := w.held[key]; ok && !fresh && rev <= have {
 		return // replayed, or older than what was applied
 	}
-	deleted := e.Operation() != jetstream.KeyValuePut
-	w.held[key] = heldKey{rev: rev, present: !deleted}
-	if deleted {
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(w.held, key)
 		w.h.Apply(Entry{Key: key, Rev: rev, Deleted: true})
 		return
 	}
+	w.held[key] = rev
 	w.h.Apply(Entry{Key: key, Value: e.Value(), Rev: rev})
 }
 
 // gone deletes the keys applied before a replay that the replay did not
 // list as present: they went while the bucket was not watched.
 func (w *Watch) gone(present map[string]bool) {
-	for key, k := range w.held {
-		if !k.present || present[key] {
+	for key, rev := range w.held {
+		if present[key] {
 			continue
 		}
-		rev := max(k.rev, w.last)
-		w.held[key] = heldKey{rev: rev}
-		w.h.Apply(Entry{Key: key, Rev: rev, Deleted: true})
+		delete(w.held, key)
+		w.h.Apply(Entry{Key: key, Rev: max(rev, w.last), Deleted: true})
 	}
 }
