@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -216,11 +217,24 @@ func (w *Watch) follow(ctx context.Context, kw jetstream.KeyWatcher, replay, res
 	if replay {
 		seen = map[string]bool{}
 	}
-	probe := time.NewTicker(w.cfg.ProbeEvery)
-	defer probe.Stop()
-	// A stall is a revision the stream held at one probe and the watch
+	// The looks at the stream run beside the updates, so that a slow
+	// answer never holds a change up.
+	probes := make(chan streamState)
+	pctx, stopProbes := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w.probe(pctx, probes)
+	}()
+	defer func() {
+		stopProbes()
+		wg.Wait()
+	}()
+	// A stall is a revision the stream held at one look and the watch
 	// has still not delivered, with nothing delivered in between.
 	var owed uint64
+	var owedAt time.Time
 	delivered := false
 	for {
 		select {
@@ -244,21 +258,43 @@ func (w *Watch) follow(ctx context.Context, kw jetstream.KeyWatcher, replay, res
 				seen[e.Key()] = e.Operation() == jetstream.KeyValuePut
 			}
 			w.apply(e, reset && seen != nil)
-		case <-probe.C:
-			st, err := w.status(ctx)
-			if err != nil {
-				// No leader for a moment, a deleted bucket: a look that
-				// fails says nothing of this watch.
-				w.log.Debug("probe the bucket", "err", err)
-				continue
-			}
+		case st := <-probes:
 			if !st.Created.Equal(w.created) {
 				return reasonRecreated
 			}
-			if !delivered && owed > w.last {
+			// Entries waiting in the channel mean a slow follower, not a
+			// stalled consumer; and a look that came right after the last
+			// (both taken while the follower was busy) is too soon to say.
+			if !delivered && owed > w.last && len(kw.Updates()) == 0 && time.Since(owedAt) >= w.cfg.ProbeEvery/2 {
 				return reasonStalled
 			}
-			owed, delivered = st.LastSeq, false
+			owed, owedAt, delivered = st.LastSeq, time.Now(), false
+		}
+	}
+}
+
+// probe looks at the bucket's stream every probe period and sends what
+// it saw until ctx ends.
+func (w *Watch) probe(ctx context.Context, out chan<- streamState) {
+	tick := time.NewTicker(w.cfg.ProbeEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		st, err := w.status(ctx)
+		if err != nil {
+			// No leader for a moment, a deleted bucket: a look that
+			// fails says nothing of the watch.
+			w.log.Debug("probe the bucket", "err", err)
+			continue
+		}
+		select {
+		case out <- st:
+		case <-ctx.Done():
+			return
 		}
 	}
 }
