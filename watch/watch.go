@@ -6,9 +6,11 @@
 // watch that ends never stops a program and every reader recovers the
 // same way.
 //
-// Watching again replays the bucket. What the follower was already given
-// is not given again; keys that went while nobody watched are given as
-// deletes at the end of the replay; and when the bucket was deleted and
+// Watching again replays the bucket. A value the follower was already
+// given is not given again (a delete whose marker the bucket keeps may
+// be: only present keys are held, so churn does not grow the watch); keys
+// that went while nobody watched are given as deletes at the end of the
+// replay; and when the bucket was deleted and
 // made again (its revisions start over), the follower is told first
 // (Reset), so that it forgets its revisions.
 package watch
@@ -38,7 +40,9 @@ type Entry struct {
 // call at a time.
 type Handler struct {
 	// Apply takes in one change, in revision order per key. During a
-	// replay it gets only what differs from what it was given before.
+	// replay it gets only what differs from what it was given before, and
+	// the deletes the bucket still marks (a delete of a key it lacks is
+	// nothing).
 	Apply func(Entry)
 	// Synced marks the end of a snapshot: everything the bucket held when
 	// the watch (first or again) started has been applied. It may be nil.
