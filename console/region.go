@@ -3,13 +3,11 @@ package console
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"html/template"
 	"log/slog"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,15 +26,20 @@ import (
 type RegionConfig struct {
 	Subjects events.Subjects
 	Logger   *slog.Logger
-	// Metrics counts the page's writes and refusals:
-	// hail_admin_writes_total{outcome}.
+	// Metrics counts the page's writes and refusals
+	// (hail_admin_writes_total{outcome}) and its followers' watches made
+	// again.
 	Metrics *metrics.Set
 	// RTTWait bounds how long a view waits for the discovery nodes'
 	// heartbeat RTTs; default 250ms.
 	RTTWait time.Duration
-	// Registry is the program's follower of hail_instances, shared with its
-	// discovery node and run by it; nil: the region runs its own.
+	// Registry, Nodes and Routes are the program's followers of
+	// hail_instances, hail_nodes and hail_config's routes, shared with its
+	// discovery node (or router) and run by their owner; nil: the region
+	// makes and runs its own.
 	Registry *registry.Follower
+	Nodes    *registry.Nodes
+	Routes   *registry.Routes
 	// TrafficStep is the resolution of the routers' traffic kept for the
 	// page, 180 steps of it (15 minutes at the default 5s).
 	TrafficStep time.Duration
@@ -46,16 +49,19 @@ type RegionConfig struct {
 }
 
 // Region is what the admin page shows: the region's registry, discovery
-// nodes and routes, kept from watches of hail_instances, hail_nodes and
-// hail_config, and the health events, each change told to the page's live
-// subscribers.
+// nodes and routes, from the followers of hail_instances, hail_nodes and
+// hail_config (the registry package's), and the health events, each
+// change told to the page's live subscribers. A watch that ends or stalls
+// is made again by its follower: the region never stops for it.
 type Region struct {
 	nc             *nats.Conn
 	kv             *bus.Buckets
 	cfg            RegionConfig
 	log            *slog.Logger
 	reg            *registry.Follower
-	ownReg         bool
+	nodes          *registry.Nodes
+	routes         *registry.Routes
+	own            []func(context.Context) error // the followers the region runs
 	traffic        *trafficBook
 	history        *healthHistory
 	wrote, refused *metrics.Counter
@@ -63,21 +69,10 @@ type Region struct {
 	statsWarned    atomic.Int64 // when an invalid snapshot was last logged, unix ns
 
 	mu     sync.RWMutex
-	nodes  map[string]events.NodeRecord
 	states map[string]events.NodeEvent // each node's last node event
-	routes map[string]route            // by service
 	subs   map[chan string]struct{}
 	ready  chan struct{}
 	done   chan struct{} // closed when Run returns: live streams end
-}
-
-// route is one hail_config route.<service> entry.
-type route struct {
-	Config   events.RouteConfig
-	Revision uint64
-	// Invalid says why the stored value is not a valid RouteConfig (routers
-	// ignore it); empty when it is.
-	Invalid string
 }
 
 // NewRegion makes a region view; Run keeps it current.
@@ -98,18 +93,29 @@ func NewRegion(nc *nats.Conn, kv *bus.Buckets, cfg RegionConfig) *Region {
 		cfg.HistoryWindow = time.Hour
 	}
 	log := cfg.Logger.With("component", "console")
-	reg := cfg.Registry
-	if reg == nil {
-		reg = registry.NewFollower(kv.Instances, registry.FollowConfig{Logger: log})
-	}
-	return &Region{
-		nc: nc, kv: kv, cfg: cfg, log: log, reg: reg, ownReg: cfg.Registry == nil, traffic: newTrafficBook(cfg.TrafficStep, trafficSteps*cfg.TrafficStep), history: newHealthHistory(cfg.HistoryWindow),
+	r := &Region{
+		nc: nc, kv: kv, cfg: cfg, log: log, reg: cfg.Registry, nodes: cfg.Nodes, routes: cfg.Routes,
+		traffic: newTrafficBook(cfg.TrafficStep, trafficSteps*cfg.TrafficStep), history: newHealthHistory(cfg.HistoryWindow),
 		wrote:        cfg.Metrics.GetOrCreateCounter(`hail_admin_writes_total{outcome="written"}`),
 		refused:      cfg.Metrics.GetOrCreateCounter(`hail_admin_writes_total{outcome="refused"}`),
 		invalidStats: cfg.Metrics.GetOrCreateCounter(`hail_console_traffic_snapshots_invalid_total`),
-		nodes:        map[string]events.NodeRecord{}, states: map[string]events.NodeEvent{}, routes: map[string]route{}, subs: map[chan string]struct{}{},
+		states:       map[string]events.NodeEvent{}, subs: map[chan string]struct{}{},
 		ready: make(chan struct{}), done: make(chan struct{}),
 	}
+	follow := registry.FollowConfig{Logger: log, Metrics: cfg.Metrics}
+	if r.reg == nil {
+		r.reg = registry.NewFollower(kv.Instances, follow)
+		r.own = append(r.own, r.reg.Run)
+	}
+	if r.nodes == nil {
+		r.nodes = registry.NewNodes(kv.Nodes, follow)
+		r.own = append(r.own, r.nodes.Run)
+	}
+	if r.routes == nil {
+		r.routes = registry.NewRoutes(kv.Config, follow)
+		r.own = append(r.own, r.routes.Run)
+	}
+	return r
 }
 
 // Ready is closed once the three buckets have been read.
@@ -118,14 +124,6 @@ func (r *Region) Ready() <-chan struct{} { return r.ready }
 // Run follows the registry, the buckets and the events until ctx ends.
 func (r *Region) Run(ctx context.Context) error {
 	defer close(r.done)
-	nw, err := r.kv.Nodes.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("watch bucket %s: %w", bus.NodesBucket, err)
-	}
-	cw, err := r.kv.Config.Watch(ctx, events.RouteConfigKey(">"))
-	if err != nil {
-		return fmt.Errorf("watch bucket %s: %w", bus.ConfigBucket, err)
-	}
 	sub, err := r.nc.Subscribe(r.cfg.Subjects.HealthAll(), func(m *nats.Msg) {
 		if ev, err := events.DecodeHealthEvent(m.Data); err == nil {
 			r.history.add(ev, time.Now())
@@ -158,6 +156,14 @@ func (r *Region) Run(ctx context.Context) error {
 		r.log.Warn("read the health history", "err", err)
 	}
 	defer r.reg.Subscribe(func(registry.Change) { r.tell("instance") })()
+	defer r.nodes.Subscribe(func(c registry.NodeChange) {
+		// A node refreshes its entry every interval; only a node that
+		// joins, restarts or goes is news to the page.
+		if c.Joined || !c.Live {
+			r.tell("node")
+		}
+	})()
+	defer r.routes.Subscribe(func(registry.RouteChange) { r.tell("route") })()
 	// The routers' traffic, for the golden metrics.
 	tsub, err := r.nc.Subscribe(r.cfg.Subjects.StatsAll(), func(m *nats.Msg) {
 		s, err := events.DecodeRouterStats(m.Data)
@@ -178,95 +184,22 @@ func (r *Region) Run(ctx context.Context) error {
 		return fmt.Errorf("subscribe %s: %w", r.cfg.Subjects.StatsAll(), err)
 	}
 	defer func() { _ = tsub.Unsubscribe() }()
-	var loaded sync.WaitGroup
-	loaded.Add(2)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		loaded.Wait()
-		select {
-		case <-r.reg.Ready():
-			close(r.ready)
-		case <-gctx.Done():
+		for _, ready := range []<-chan struct{}{r.reg.Ready(), r.nodes.Ready(), r.routes.Ready()} {
+			select {
+			case <-ready:
+			case <-gctx.Done():
+				return nil
+			}
 		}
+		close(r.ready)
 		return nil
 	})
-	if r.ownReg {
-		g.Go(func() error { return r.reg.Run(gctx) })
+	for _, run := range r.own {
+		g.Go(func() error { return run(gctx) })
 	}
-	g.Go(func() error { return r.follow(ctx, gctx, nw, &loaded, r.applyNode) })
-	g.Go(func() error { return r.follow(ctx, gctx, cw, &loaded, r.applyRoute) })
 	return g.Wait()
-}
-
-// follow applies a watch's entries until stop ends; the nil entry marks
-// the end of the initial values. ctx is the one the watch was made with:
-// when it ends the watch closes, and ctx (not stop, derived from it and
-// cancelled a moment later) says that was the reason.
-func (r *Region) follow(ctx, stop context.Context, w jetstream.KeyWatcher, loaded *sync.WaitGroup, apply func(jetstream.KeyValueEntry) string) error {
-	defer func() { _ = w.Stop() }()
-	initial := true
-	for {
-		select {
-		case <-stop.Done():
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return errors.New("console: a KV watch closed")
-			}
-			if e == nil {
-				if initial {
-					initial = false
-					loaded.Done()
-				}
-				continue
-			}
-			if what := apply(e); what != "" && !initial {
-				r.tell(what)
-			}
-		}
-	}
-}
-
-func (r *Region) applyNode(e jetstream.KeyValueEntry) string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if e.Operation() != jetstream.KeyValuePut {
-		delete(r.nodes, e.Key())
-		return "node"
-	}
-	rec, err := events.DecodeNodeRecord(e.Value())
-	if err != nil {
-		r.log.Warn("ignoring invalid node record", "key", e.Key(), "err", err)
-		return ""
-	}
-	prev, known := r.nodes[e.Key()]
-	r.nodes[e.Key()] = rec
-	// A node refreshes its entry every interval; only a node that joins or
-	// restarts is news to the page.
-	if known && prev.StartedAt.Equal(rec.StartedAt) {
-		return ""
-	}
-	return "node"
-}
-
-func (r *Region) applyRoute(e jetstream.KeyValueEntry) string {
-	service := strings.TrimPrefix(e.Key(), events.RouteConfigKey(""))
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if e.Operation() != jetstream.KeyValuePut {
-		delete(r.routes, service)
-		return "route"
-	}
-	cfg, err := events.DecodeRouteConfig(e.Value())
-	rt := route{Config: cfg, Revision: e.Revision()}
-	if err != nil {
-		rt = route{Revision: e.Revision(), Invalid: err.Error()}
-	}
-	r.routes[service] = rt
-	return "route"
 }
 
 // applyNodeEvent keeps a node's state; an older event (from the stream,
@@ -346,8 +279,9 @@ func (r *Region) services(limit int) ([]ServiceView, int) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	for i, s := range sums {
-		out[i] = ServiceView{ServiceSummary: s, Strategy: r.routes[s.Service].Config.Strategy, Traffic: r.traffic.Service(s.Service, now)}
-		weights := r.routes[s.Service].Config.Weights
+		rt, _ := r.routes.Get(s.Service)
+		out[i] = ServiceView{ServiceSummary: s, Strategy: rt.Config.Strategy, Traffic: r.traffic.Service(s.Service, now)}
+		weights := rt.Config.Weights
 		var all [][]segment
 		for _, rec := range r.reg.Service(s.Service) {
 			if drained(rec, weights) {
@@ -410,11 +344,12 @@ func (r *Region) Instances(ctx context.Context, service string) []InstanceView {
 		if d, ok := rtts[rec.ID]; ok {
 			v.RTTMS = &d
 		}
-		w, routed := r.routes[rec.Service].Config.Weights[rec.ID]
+		rt, _ := r.routes.Get(rec.Service)
+		w, routed := rt.Config.Weights[rec.ID]
 		if routed {
 			v.RouteWeight = &w
 		}
-		v.Drained = drained(rec, r.routes[rec.Service].Config.Weights)
+		v.Drained = drained(rec, rt.Config.Weights)
 		v.Traffic = r.traffic.Instance(rec.ID, now)
 		segs := r.history.segments(rec.ID, now)
 		v.Strip = strip(segs, now, r.cfg.HistoryWindow)
@@ -439,11 +374,12 @@ type NodeView struct {
 
 // Nodes are the live discovery nodes, by id.
 func (r *Region) Nodes() []NodeView {
+	live := r.nodes.Live()
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	out := make([]NodeView, 0, len(r.nodes))
-	for _, id := range slices.Sorted(maps.Keys(r.nodes)) {
-		v := NodeView{NodeRecord: r.nodes[id], State: events.NodeNormal}
+	out := make([]NodeView, 0, len(live))
+	for _, id := range slices.Sorted(maps.Keys(live)) {
+		v := NodeView{NodeRecord: live[id], State: events.NodeNormal}
 		// A state from before the node's latest start is not its own.
 		if ev, ok := r.states[id]; ok && !ev.TS.Before(v.StartedAt) {
 			v.State, v.Reason = ev.State, ev.Reason
@@ -464,21 +400,17 @@ type RouteView struct {
 
 // Routes are the hail_config routes, by service.
 func (r *Region) Routes() []RouteView {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	out := make([]RouteView, 0, len(r.routes))
-	for _, s := range slices.Sorted(maps.Keys(r.routes)) {
-		rt := r.routes[s]
-		out = append(out, RouteView{Service: s, Key: events.RouteConfigKey(s), Config: rt.Config, Invalid: rt.Invalid})
+	all := r.routes.All()
+	out := make([]RouteView, 0, len(all))
+	for _, rt := range all {
+		out = append(out, RouteView{Service: rt.Service, Key: events.RouteConfigKey(rt.Service), Config: rt.Config, Invalid: rt.Invalid})
 	}
 	return out
 }
 
 // Route is service's route in force and whether one is stored.
 func (r *Region) Route(service string) (events.RouteConfig, bool) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	rt, ok := r.routes[service]
+	rt, ok := r.routes.Get(service)
 	return rt.Config, ok
 }
 
@@ -486,9 +418,7 @@ func (r *Region) Route(service string) (events.RouteConfig, bool) {
 // ms), waiting for as many answers as there are live nodes, at most
 // RTTWait.
 func (r *Region) RTTs(ctx context.Context) map[string]float64 {
-	r.mu.RLock()
-	want := len(r.nodes)
-	r.mu.RUnlock()
+	want := r.nodes.Len()
 	out := map[string]float64{}
 	if want == 0 {
 		return out

@@ -8,10 +8,11 @@
 // rendezvous hashing over them), ownedSet (the instances this node
 // heartbeats), recordStore (every KV read and write, revision-checked,
 // batched when a round changes many records), controlDecoder and replier
-// (what comes in and what goes back), and nodeWatch (hail_nodes, renewed
-// when it stalls). The judgement of a heartbeat round, self-preservation
-// included, is the pure function decideRound, tested by a table like
-// heartbeat.Judge. The registry itself is a registry.Follower.
+// (what comes in and what goes back). The judgement of a heartbeat round,
+// self-preservation included, is the pure function decideRound, tested by
+// a table like heartbeat.Judge. The registry is a registry.Follower and
+// the live nodes a registry.Nodes (both on the one watch, made again when
+// it closes or stalls), shared with the program's console.
 //
 // Everything that changes the node's state runs on one loop goroutine:
 // NATS callbacks, the registry's changes, membership changes and the

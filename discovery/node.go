@@ -37,6 +37,7 @@ type Node struct {
 	log       *slog.Logger
 	m         *nodeMetrics
 	reg       *registry.Follower
+	nodes     *registry.Nodes // hail_nodes, run by the node
 	store     recordStore
 	control   controlDecoder
 	reply     replier
@@ -97,7 +98,8 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 	}
 	t := cfg.Timing
 	n.timing.Store(&t)
-	n.reg = registry.NewFollower(kv.Instances, registry.FollowConfig{Logger: log, Invalid: func() { n.m.rejected(reasonBadRecord).Inc() }})
+	n.reg = registry.NewFollower(kv.Instances, registry.FollowConfig{Logger: log, Metrics: cfg.Metrics, Invalid: func() { n.m.rejected(reasonBadRecord).Inc() }})
+	n.nodes = registry.NewNodes(kv.Nodes, registry.FollowConfig{Logger: log, Metrics: cfg.Metrics})
 	n.m = newNodeMetrics(cfg.Metrics, n.reg.Registry, n.Ready)
 	n.store = recordStore{kv: kv, m: n.m, log: log}
 	n.reply = replier{nc: nc, node: n.id, log: log, quiet: newQuietLog(log), m: n.m}
@@ -111,6 +113,10 @@ func (n *Node) ID() string { return n.id }
 // Registry is the registry the node answers from: shared with the
 // program's console, so a process follows hail_instances once.
 func (n *Node) Registry() *registry.Follower { return n.reg }
+
+// Nodes is the node's follower of hail_nodes, which it runs: the live
+// nodes, shared with the program's console.
+func (n *Node) Nodes() *registry.Nodes { return n.nodes }
 
 // RTTs are the heartbeat round-trip times of the instances the node owns
 // that answered its last round, by id.
@@ -157,16 +163,11 @@ func (n *Node) Run(ctx context.Context) error {
 	defer stopRun()
 	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error { return n.reg.Run(gctx) })
-	nodes := nodeWatch{kv: n.kv.Nodes, interval: n.interval, log: n.log}
-	nw, err := nodes.start(gctx)
-	if err == nil {
-		// The live nodes, then the records already in KV, are loaded
-		// before any announce is taken, so a restarted node resumes
-		// heartbeating its share instead of treating their announces as
-		// new registrations.
-		err = n.loadInitial(gctx, nodes, nw)
-	}
-	if err != nil {
+	g.Go(func() error { return n.nodes.Run(gctx) })
+	// The live nodes, then the records already in KV, are loaded before
+	// any announce is taken, so a restarted node resumes heartbeating its
+	// share instead of treating their announces as new registrations.
+	if err := n.loadInitial(gctx); err != nil {
 		stopRun()
 		if werr := g.Wait(); werr != nil {
 			err = errors.Join(err, werr)
@@ -189,28 +190,6 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { return n.loop(gctx) })
 	g.Go(func() error { return n.guardBuckets(gctx) })
 	g.Go(func() error { return n.refreshNodeRecord(gctx) })
-	g.Go(func() error {
-		return nodes.follow(gctx, nw, func(id string, live bool) {
-			if id == n.id {
-				if !live && n.ready.Load() {
-					// Its entry lapsed (the bucket had no leader for
-					// longer than the TTL, say): say at once that it is
-					// alive, so peers that saw it go take it back.
-					n.refreshNow()
-				}
-				return
-			}
-			n.submitUrgent(gctx, func(ctx context.Context) {
-				joined, left := n.members.apply(id, live)
-				n.changeMembers(ctx, joined, left)
-			})
-		}, func(live map[string]bool) {
-			n.submitUrgent(gctx, func(ctx context.Context) {
-				joined, left := n.members.replace(live)
-				n.changeMembers(ctx, joined, left)
-			})
-		})
-	})
 	g.Go(func() error {
 		tr.Run(gctx, n.interval, n.owned.ids, func(start time.Time, rs []heartbeat.Result) {
 			n.submitUrgent(gctx, func(ctx context.Context) { n.handleRound(ctx, start, rs) })
@@ -261,12 +240,10 @@ func (n *Node) Run(ctx context.Context) error {
 
 // loadInitial takes in the live nodes, then the registry as of the start,
 // and subscribes to the registry's changes from then on.
-func (n *Node) loadInitial(ctx context.Context, nodes nodeWatch, nw nodeUpdates) error {
-	live, err := nodes.initial(ctx, nw)
-	if err != nil {
+func (n *Node) loadInitial(ctx context.Context) error {
+	if err := n.loadMembers(ctx); err != nil {
 		return err
 	}
-	n.members.replace(live)
 	n.m.members.Store(int64(n.members.len()))
 	n.log.Info("live discovery nodes", "nodes", n.members.len())
 	select {

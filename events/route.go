@@ -14,6 +14,18 @@ const DefaultStrategy = "weighted"
 // RouteConfigKey is the hail_config key of a service's route.
 func RouteConfigKey(service string) string { return "route." + service }
 
+// ParseRouteConfigKey returns the service of a hail_config route key.
+func ParseRouteConfigKey(key string) (string, error) {
+	service, ok := strings.CutPrefix(key, RouteConfigKey(""))
+	if !ok {
+		return "", invalid("key %q is not %s<service>", truncate(key), RouteConfigKey(""))
+	}
+	if err := ValidateService(service); err != nil {
+		return "", err
+	}
+	return service, nil
+}
+
 // RouteConfig is the value of hail_config route.<service>. A field left
 // out takes the router's default.
 type RouteConfig struct {

@@ -1,13 +1,23 @@
-// Package registry is hail's one read model of hail_instances. A Follower
-// watches the bucket (its initial values, then every change, in revision
-// order), decodes each entry once with the events package's rules, keeps
-// the records in a Registry, and tells its subscribers what changed.
+// Package registry holds hail's followers, one per bucket, each on the
+// one watch (package watch) and shared by the programs of a process:
 //
-// Each program runs one follower and shares it: a discovery node answers
-// queries from it and learns of other writers' changes through it, the
-// router's table builds its pickers from one service's records at a time,
-// and the operator's console lists it. A discovery node also reports its
-// own writes as they complete (Put, Delete), so queries see them before
-// their echo comes back through the watch; revisions keep the two kinds of
-// report in order.
+//   - Follower: hail_instances. It decodes each entry once with the events
+//     package's rules, keeps the records in a Registry, and tells its
+//     subscribers what changed. A discovery node answers queries from it
+//     and learns of other writers' changes through it, the router's table
+//     builds its pickers from one service's records at a time, and the
+//     console lists it. A discovery node also reports its own writes as
+//     they complete (Put, Delete), so queries see them before their echo
+//     comes back through the watch; revisions keep the two kinds of report
+//     in order.
+//   - Nodes: hail_nodes, the live discovery nodes, by hail's one rule of a
+//     live node (a UUID key holding a valid record of that id). A discovery node divides the instances among
+//     them; the console lists them.
+//   - Routes: hail_config's routes, each decoded and validated once
+//     (events.DecodeRouteConfig); an invalid value is shown with why and
+//     leaves the last good route in force. The router routes by them; the
+//     console shows and edits them.
+//
+// A watch that closes, stalls or whose bucket is made again is watched
+// again; a follower never stops its program.
 package registry

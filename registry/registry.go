@@ -110,6 +110,22 @@ func (r *Registry) pass(rev uint64) {
 	r.prune()
 }
 
+// reset forgets every revision: the bucket was made again and its
+// revisions start over. The records stay, at revision 0, until the new
+// bucket's entries replace or delete them.
+func (r *Registry) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.watched = 0
+	clear(r.gone)
+	r.expiry = nil
+	for _, ids := range r.byService {
+		for id, e := range ids {
+			ids[id] = entry{rec: e.rec}
+		}
+	}
+}
+
 // Tombstones is the number of deletes the watch has not caught up with.
 func (r *Registry) Tombstones() int {
 	r.mu.RLock()

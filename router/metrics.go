@@ -26,9 +26,6 @@ type tableMetrics struct {
 	badRecords *metrics.Counter
 	badRoutes  *metrics.Counter
 	badEvents  *metrics.Counter
-	// routeRewatches counts watches of hail_config made again after one
-	// ended under the table.
-	routeRewatches *metrics.Counter
 
 	mu    sync.Mutex
 	stats map[[2]string]*endpointStats
@@ -36,12 +33,11 @@ type tableMetrics struct {
 
 func newTableMetrics(set *metrics.Set, t *Table) *tableMetrics {
 	m := &tableMetrics{
-		set:            set,
-		badRecords:     set.GetOrCreateCounter(`hail_router_rejected_total{reason="bad_record"}`),
-		badRoutes:      set.GetOrCreateCounter(`hail_router_rejected_total{reason="bad_route"}`),
-		badEvents:      set.GetOrCreateCounter(`hail_router_rejected_total{reason="bad_event"}`),
-		routeRewatches: set.GetOrCreateCounter("hail_router_route_rewatches_total"),
-		stats:          map[[2]string]*endpointStats{},
+		set:        set,
+		badRecords: set.GetOrCreateCounter(`hail_router_rejected_total{reason="bad_record"}`),
+		badRoutes:  set.GetOrCreateCounter(`hail_router_rejected_total{reason="bad_route"}`),
+		badEvents:  set.GetOrCreateCounter(`hail_router_rejected_total{reason="bad_event"}`),
+		stats:      map[[2]string]*endpointStats{},
 	}
 	set.GetOrCreateGauge("hail_router_services", func() float64 { return float64(len(*t.views.Load())) })
 	return m

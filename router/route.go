@@ -1,6 +1,7 @@
 package router
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -37,25 +38,42 @@ func DefaultRoute() RouteDefaults {
 		WarningWeight: 0.1, RetryBudget: 0.2, MinRetriesPerSecond: 10}
 }
 
-// Validate checks the defaults.
+// Validate checks the defaults and names each wrong key of the router
+// program's route section. What a stored route may also set (strategy,
+// retries, hash load factor, timeout) is checked by the one rule of a
+// route, events.RouteConfig's; defaults must besides set each of them.
 func (d RouteDefaults) Validate() error {
-	c := events.RouteConfig{Strategy: d.Strategy, Retries: &d.Retries, TimeoutMS: int(d.Timeout / time.Millisecond), HashLoadFactor: d.HashLoadFactor}
-	if err := c.Validate(); err != nil {
-		return err
+	var errs []error
+	field := func(key string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("route.%s: %w", key, err))
+		}
 	}
+	asRoute := func(c events.RouteConfig) error { return c.Validate() }
+	if d.Strategy == "" {
+		field("strategy", errors.New("is empty"))
+	}
+	field("strategy", asRoute(events.RouteConfig{Strategy: d.Strategy}))
+	field("retries", asRoute(events.RouteConfig{Retries: &d.Retries}))
+	if d.HashLoadFactor == 0 {
+		field("hash_load_factor", errors.New("is unset; it must be above 1"))
+	}
+	field("hash_load_factor", asRoute(events.RouteConfig{HashLoadFactor: d.HashLoadFactor}))
 	if d.Timeout <= 0 {
-		return fmt.Errorf("timeout %s must be positive", d.Timeout)
+		field("timeout", fmt.Errorf("%s must be positive", d.Timeout))
+	} else if err := asRoute(events.RouteConfig{TimeoutMS: int(min(d.Timeout, time.Hour) / time.Millisecond)}); err != nil {
+		field("timeout", fmt.Errorf("%s is above a route's limit: %w", d.Timeout, err))
 	}
 	if d.WarningWeight < 0 || d.WarningWeight > 1 {
-		return fmt.Errorf("warning weight %g is out of range 0..1", d.WarningWeight)
+		field("warning_weight", fmt.Errorf("%g is out of range 0..1", d.WarningWeight))
 	}
 	if d.RetryBudget <= 0 || d.RetryBudget > 1 {
-		return fmt.Errorf("retry budget %g is out of range (0, 1]", d.RetryBudget)
+		field("retry_budget", fmt.Errorf("%g is out of range (0, 1]", d.RetryBudget))
 	}
 	if d.MinRetriesPerSecond <= 0 {
-		return fmt.Errorf("min retries per second %g must be positive", d.MinRetriesPerSecond)
+		field("min_retries_per_second", fmt.Errorf("%g must be positive", d.MinRetriesPerSecond))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Route is the policy in force for one service.

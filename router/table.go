@@ -29,6 +29,11 @@ type TableConfig struct {
 	// Metrics receives the table's and the forwarder's metrics; nil makes
 	// a private set.
 	Metrics *metrics.Set
+	// Registry and Routes are the program's followers of hail_instances
+	// and of hail_config's routes, shared and run by their owner; nil:
+	// the table makes and runs its own.
+	Registry *registry.Follower
+	Routes   *registry.Routes
 	// DownLapse is how long a health event's down mark holds when the
 	// registry does not confirm it (no newer record arrives). Default 10s.
 	DownLapse time.Duration
@@ -77,8 +82,8 @@ func (c *TableConfig) setDefaults() {
 // picker per endpoint over the instances that may take requests. It is
 // built from the registry (a registry.Follower of hail_instances: a change
 // rebuilds only its service, from that service's records), the health
-// events (which can only take an instance out, sooner), and a watch of
-// hail_config routes. Lookups read an immutable snapshot and never block.
+// events (which can only take an instance out, sooner), and the routes of
+// hail_config (a registry.Routes). Lookups read an immutable snapshot and never block.
 type Table struct {
 	nc  *nats.Conn
 	cfg TableConfig
@@ -89,7 +94,8 @@ type Table struct {
 	ready    chan struct{}
 	defaults chan RouteDefaults // SetDefaults to the loop
 
-	reg *registry.Follower // set by Run
+	reg    *registry.Follower // set by Run
+	routes *registry.Routes   // set by Run
 	// bucketsLost: a bucket or the events stream was deleted under the
 	// table (guardBuckets).
 	bucketsLost atomic.Bool
@@ -97,9 +103,6 @@ type Table struct {
 	// Owned by the loop in Run.
 	services map[string]*service
 	dirty    map[string]bool
-	// resnapshot holds the routes a new watch of hail_config has listed,
-	// until its snapshot ends (watchRoutes).
-	resnapshot map[string]bool
 }
 
 // View is one service as the router sees it at one moment.
@@ -197,21 +200,37 @@ func (t *Table) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	t.reg = registry.NewFollower(b.Instances, registry.FollowConfig{Logger: t.log, Invalid: t.m.badRecords.Inc})
+	t.reg, t.routes = t.cfg.Registry, t.cfg.Routes
+	follow := registry.FollowConfig{Logger: t.log, Metrics: t.cfg.Metrics}
+	var run []func(context.Context) error // the followers the table owns
+	if t.reg == nil {
+		follow.Invalid = t.m.badRecords.Inc
+		t.reg = registry.NewFollower(b.Instances, follow)
+		run = append(run, t.reg.Run)
+	}
+	if t.routes == nil {
+		follow.Invalid = t.m.badRoutes.Inc
+		t.routes = registry.NewRoutes(b.Config, follow)
+		run = append(run, t.routes.Run)
+	}
 	changes := make(chan registry.Change, 1024)
-	// Subscribed before the follower starts: the initial records come as
-	// changes too.
+	// Subscribed before the followers start: the initial records and
+	// routes come as changes too. (A shared follower may have loaded
+	// already: the loop reads what it holds once loaded, and a change
+	// seen both ways is applied twice, which is harmless.)
 	defer t.reg.Subscribe(func(c registry.Change) {
 		select {
 		case changes <- c:
 		case <-ctx.Done():
 		}
 	})()
-	cw, err := b.Config.Watch(ctx, events.RouteConfigKey(">"))
-	if err != nil {
-		return fmt.Errorf("watch bucket %s: %w", bus.ConfigBucket, err)
-	}
-	routes := make(chan routeUpdate, 256)
+	routes := make(chan registry.RouteChange, 256)
+	defer t.routes.Subscribe(func(c registry.RouteChange) {
+		select {
+		case routes <- c:
+		case <-ctx.Done():
+		}
+	})()
 	downs := make(chan healthDown, 1024)
 	sub, err := t.nc.Subscribe(t.cfg.Subjects.HealthAll(), func(m *nats.Msg) { t.onHealth(m, downs) })
 	if err != nil {
@@ -219,8 +238,9 @@ func (t *Table) Run(ctx context.Context) error {
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return t.reg.Run(gctx) })
-	g.Go(func() error { return t.watchRoutes(gctx, b, cw, routes) })
+	for _, f := range run {
+		g.Go(func() error { return f(gctx) })
+	}
 	g.Go(func() error { return t.loop(gctx, changes, routes, downs) })
 	g.Go(func() error { return t.guardBuckets(gctx, b) })
 	return g.Wait()
@@ -228,8 +248,8 @@ func (t *Table) Run(ctx context.Context) error {
 
 // loop applies the registry's changes, routes, health events and new
 // defaults, and publishes views once a burst is over.
-func (t *Table) loop(ctx context.Context, changes <-chan registry.Change, routes <-chan routeUpdate, downs chan healthDown) error {
-	instLoaded, confLoaded := t.reg.Ready(), false
+func (t *Table) loop(ctx context.Context, changes <-chan registry.Change, routes <-chan registry.RouteChange, downs chan healthDown) error {
+	instLoaded, confLoaded := t.reg.Ready(), t.routes.Ready()
 	lapse := time.NewTicker(t.cfg.DownLapse / 2)
 	defer lapse.Stop()
 	for {
@@ -242,10 +262,16 @@ func (t *Table) loop(ctx context.Context, changes <-chan registry.Change, routes
 			t.applyChange(c)
 		case <-instLoaded:
 			instLoaded = nil
-		case u := <-routes:
-			if t.applyRouteUpdate(u) {
-				confLoaded = true
+			t.reg.Each(func(rec events.InstanceRecord, rev uint64) {
+				t.applyChange(registry.Change{Key: rec.Key(), Service: rec.Service, ID: rec.ID, Record: rec, Rev: rev})
+			})
+		case <-confLoaded:
+			confLoaded = nil
+			for _, rt := range t.routes.All() {
+				t.applyRoute(registry.RouteChange{Route: rt})
 			}
+		case c := <-routes:
+			t.applyRoute(c)
 		case d := <-downs:
 			t.applyDown(d)
 		case d := <-t.defaults:
@@ -260,7 +286,7 @@ func (t *Table) loop(ctx context.Context, changes <-chan registry.Change, routes
 		if len(changes) > 0 || len(routes) > 0 || len(downs) > 0 {
 			continue
 		}
-		if instLoaded != nil || !confLoaded {
+		if instLoaded != nil || confLoaded != nil {
 			continue
 		}
 		t.publish()
@@ -452,8 +478,10 @@ func signature(targets []*Target) string {
 }
 
 // BucketsLost reports that a bucket or the events stream was deleted
-// while the table ran: its watches followed the old streams, so it routes
-// from what it last knew and its router reports not ready until restarted.
+// while the table ran. Its followers watch the new buckets (the watch
+// package), but the records went with the old one and the region rebuilds
+// them only as its programs restart, so its router reports not ready
+// until restarted.
 func (t *Table) BucketsLost() bool { return t.bucketsLost.Load() }
 
 // bucketCheckEvery is how often the table looks for its buckets.
@@ -466,8 +494,8 @@ func (t *Table) guardBuckets(ctx context.Context, b *bus.Buckets) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	// What the table's watches follow: a stream made again since (by a
-	// discovery node) is not one of them.
+	// The streams as the table started: one made again since (by a
+	// discovery node) lost what the region held.
 	var first map[string]time.Time
 	for wait := time.Duration(0); ; wait = bucketCheckEvery {
 		select {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/bus/embedded"
+	"github.com/hailsd/hail/roles"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
@@ -35,6 +36,21 @@ func RunServerWith(t testing.TB, configure func(*server.Options)) *server.Server
 		s.WaitForShutdown()
 	})
 	return s
+}
+
+// RunSecured runs a JetStream server whose only users are the roles rs,
+// each with the password "pw-<role>", as `secure init` would make them.
+func RunSecured(t testing.TB, rs ...roles.Role) *server.Server {
+	t.Helper()
+	var users []*server.User
+	for _, r := range rs {
+		p := &server.Permissions{Publish: &server.SubjectPermission{Allow: r.Publish}, Subscribe: &server.SubjectPermission{Allow: r.Subscribe}}
+		if r.AllowResponses {
+			p.Response = &server.ResponsePermission{MaxMsgs: server.DEFAULT_ALLOW_RESPONSE_MAX_MSGS, Expires: server.DEFAULT_ALLOW_RESPONSE_EXPIRATION}
+		}
+		users = append(users, &server.User{Username: r.Name, Password: "pw-" + r.Name, Permissions: p})
+	}
+	return RunServerWith(t, func(o *server.Options) { o.Users = users })
 }
 
 // RunCluster starts an n-node JetStream cluster and waits until it is ready.

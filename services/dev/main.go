@@ -211,7 +211,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		if err != nil {
 			return err
 		}
-		region := console.NewRegion(cnc, ckv, console.RegionConfig{Logger: log, Metrics: set, Registry: nodes[0].Registry()})
+		region := console.NewRegion(cnc, ckv, console.RegionConfig{Logger: log, Metrics: set, Registry: nodes[0].Registry(), Nodes: nodes[0].Nodes()})
 		probe, err := bus.NewProbe(cnc, 2*time.Second)
 		if err != nil {
 			return err

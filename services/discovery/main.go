@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/program"
 	"github.com/hailsd/hail/roles"
+	"github.com/nats-io/nats.go"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -230,8 +232,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	if err != nil {
 		return err
 	}
-	// Everything runs in one errgroup, joined before the connection
-	// drains (the deferred Drain above runs after g.Wait).
+	// The console and the listener are made before any goroutine
+	// starts, so that a failure here returns with nothing to join.
+	var serve []func(context.Context) error
+	if cfg.HTTP.Addr != "" {
+		var cnc *nats.Conn
+		serve, cnc, err = openConsole(ctx, cfg, nc, kv, node, set, log)
+		defer bus.Drain(cnc, 5*time.Second) // after g.Wait; nil is a no-op
+		if err != nil {
+			return err
+		}
+	}
+	// Everything runs in one errgroup, joined before the connections
+	// drain (the deferred Drains above run after g.Wait).
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		config.Watch[*Config]{
@@ -242,46 +255,87 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		}.Run(gctx, loaded, cfg)
 		return nil
 	})
-	if cfg.HTTP.Addr != "" {
-		// The console reads the node's registry: one follower of
-		// hail_instances per process.
-		cnc, ckv := nc, kv
-		if cfg.Console.NATS.User != "" {
-			n := cfg.consoleNATS()
-			opts, err := n.Options()
-			if err != nil {
-				return err
-			}
-			if cnc, err = bus.Connect(ctx, bus.ConnectOptions{URL: n.URL, Name: "hail-console", Logger: log, Extra: opts}); err != nil {
-				return err
-			}
-			defer bus.Drain(cnc, 5*time.Second)
-			if ckv, err = bus.OpenBuckets(ctx, cnc, log); err != nil {
-				return err
-			}
-		}
-		region := console.NewRegion(cnc, ckv, console.RegionConfig{Subjects: events.Subjects{Prefix: cfg.Prefix}, Logger: log, Metrics: set, Registry: node.Registry()})
-		probe, err := bus.NewProbe(nc, 2*time.Second)
-		if err != nil {
-			return err
-		}
-		guard := console.Guard{Hosts: cfg.Console.Hosts}
-		if cfg.Console.TokensFile != "" {
-			if guard.Tokens, err = console.LoadTokens(cfg.Console.TokensFile); err != nil {
-				return err
-			}
-		}
-		l, err := admin.Listen(cfg.HTTP)
-		if err != nil {
-			return err
-		}
-		ready := func() bool { return node.Ready() && probe.Reachable() }
-		g.Go(func() error { return region.Run(gctx) })
-		g.Go(func() error { return probe.Run(gctx) })
-		g.Go(func() error {
-			return admin.Serve(gctx, l, admin.Handler(set, ready, region.Handler(guard)), log)
-		})
+	for _, f := range serve {
+		g.Go(func() error { return f(gctx) })
 	}
 	g.Go(func() error { return node.Run(gctx) })
 	return g.Wait()
+}
+
+// consoleReadyWait is how long the console may take to read the buckets
+// before the node says why it cannot.
+const consoleReadyWait = 10 * time.Second
+
+// openConsole makes the console served on http.addr: its connection (its
+// own NATS user, or the node's), the region view, the listener, and the
+// functions that run them. The console shares the node's followers of
+// hail_instances and hail_nodes and follows the routes itself. A console
+// that cannot read the buckets keeps trying and says what to set: it never
+// stops the node (its watches are made again, and an error of the region
+// is logged, not returned).
+// own is the console's own connection, if it has one (nil when it shares
+// the node's), for the caller to drain once the functions returned.
+func openConsole(ctx context.Context, cfg *Config, nc *nats.Conn, kv *bus.Buckets, node *discovery.Node, set *metrics.Set, log *slog.Logger) (serve []func(context.Context) error, own *nats.Conn, err error) {
+	cnc, ckv := nc, kv
+	if cfg.Console.NATS.User != "" {
+		n := cfg.consoleNATS()
+		opts, err := n.Options()
+		if err != nil {
+			return nil, nil, err
+		}
+		if cnc, err = bus.Connect(ctx, bus.ConnectOptions{URL: n.URL, Name: "hail-console", Logger: log, Extra: opts}); err != nil {
+			return nil, nil, fmt.Errorf("console.nats: %w", err)
+		}
+		own = cnc
+		if ckv, err = bus.OpenBuckets(ctx, cnc, log); err != nil {
+			return nil, own, fmt.Errorf("console: %w", err)
+		}
+	}
+	region := console.NewRegion(cnc, ckv, console.RegionConfig{Subjects: events.Subjects{Prefix: cfg.Prefix}, Logger: log, Metrics: set, Registry: node.Registry(), Nodes: node.Nodes()})
+	probe, err := bus.NewProbe(nc, 2*time.Second)
+	if err != nil {
+		return nil, own, err
+	}
+	guard := console.Guard{Hosts: cfg.Console.Hosts}
+	if cfg.Console.TokensFile != "" {
+		if guard.Tokens, err = console.LoadTokens(cfg.Console.TokensFile); err != nil {
+			return nil, own, err
+		}
+	}
+	l, err := admin.Listen(cfg.HTTP)
+	if err != nil {
+		return nil, own, err
+	}
+	ready := func() bool { return node.Ready() && probe.Reachable() }
+	clog := log.With("component", "console")
+	return []func(context.Context) error{
+		func(ctx context.Context) error {
+			if err := region.Run(ctx); err != nil {
+				clog.Error("console stopped; the node serves on", "err", err)
+			}
+			return nil
+		},
+		func(ctx context.Context) error {
+			select {
+			case <-region.Ready():
+			case <-ctx.Done():
+			case <-time.After(consoleReadyWait):
+				clog.Error("console not ready: it cannot read the buckets yet; it keeps trying, and the node serves meanwhile", "hint", consoleHint(cfg))
+			}
+			return nil
+		},
+		probe.Run,
+		func(ctx context.Context) error {
+			return admin.Serve(ctx, l, admin.Handler(set, ready, region.Handler(guard)), log)
+		},
+	}, own, nil
+}
+
+// consoleHint says what a console that cannot read the buckets most
+// likely lacks.
+func consoleHint(cfg *Config) string {
+	if cfg.Console.NATS.User == "" && (cfg.NATS.User != "" || cfg.NATS.Creds != "" || cfg.NATS.NKey != "" || cfg.NATS.Token != "" || cfg.NATS.TokenFile != "") {
+		return "it shares the node's NATS user, which under hail's roles may not read hail_config: give it the console user with console.nats.user, console.nats.password_file (or console.nats.password) and console.nats.inbox_prefix (HAIL_CONSOLE_NATS_USER, HAIL_CONSOLE_NATS_PASSWORD_FILE, HAIL_CONSOLE_NATS_INBOX_PREFIX)"
+	}
+	return "check that its NATS user (console.nats.user, else nats.user) may read hail_instances, hail_nodes and hail_config"
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -100,6 +101,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		return err
 	}
 	defer bus.Drain(nc, 5*time.Second)
+	// The listener is opened before the instance announces and before any
+	// goroutine starts, so that a failure here returns with nothing to
+	// undo or join.
+	var l net.Listener
+	if cfg.HTTP.Addr != "" {
+		if l, err = admin.Listen(cfg.HTTP); err != nil {
+			return err
+		}
+		defer l.Close() // a no-op once served
+	}
 	set := metrics.NewSet()
 	inst, err := echo.Start(ctx, nc, instance.Config{
 		Service: cfg.Name, Version: cfg.Version, Weight: cfg.Weight, Drain: cfg.Weight == 0, AZ: cfg.AZ,
@@ -112,12 +123,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	// Everything runs in one errgroup, joined before the connection
 	// drains; the instance deregisters and drains first.
 	g, gctx := errgroup.WithContext(ctx)
-	if cfg.HTTP.Addr != "" {
-		l, err := admin.Listen(cfg.HTTP)
-		if err != nil {
-			_ = inst.Shutdown(context.WithoutCancel(ctx))
-			return err
-		}
+	if l != nil {
 		ready := func() bool { return nc.IsConnected() }
 		g.Go(func() error { return admin.Serve(gctx, l, admin.Handler(set, ready, nil), log) })
 	}

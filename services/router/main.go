@@ -8,8 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
-	"strings"
+	"net"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -82,27 +81,7 @@ func (c *Config) Validate() error {
 	if _, err := events.NewSubjects(c.Prefix); err != nil {
 		add(config.FieldError("prefix", "%v", err))
 	}
-	if !slices.Contains(events.Strategies, c.Route.Strategy) {
-		add(config.FieldError("route.strategy", "%q is not one of %s", c.Route.Strategy, strings.Join(events.Strategies, ", ")))
-	}
-	if c.Route.Timeout <= 0 || c.Route.Timeout > 10*time.Minute {
-		add(config.FieldError("route.timeout", "%v is out of range (0, 10m]", c.Route.Timeout))
-	}
-	if c.Route.Retries < 0 || c.Route.Retries > 10 {
-		add(config.FieldError("route.retries", "%d is out of range 0..10", c.Route.Retries))
-	}
-	if c.Route.HashLoadFactor <= 1 || c.Route.HashLoadFactor > 10 {
-		add(config.FieldError("route.hash_load_factor", "%g is out of range (1, 10]", c.Route.HashLoadFactor))
-	}
-	if c.Route.WarningWeight < 0 || c.Route.WarningWeight > 1 {
-		add(config.FieldError("route.warning_weight", "%g is out of range 0..1", c.Route.WarningWeight))
-	}
-	if c.Route.RetryBudget <= 0 || c.Route.RetryBudget > 1 {
-		add(config.FieldError("route.retry_budget", "%g is out of range (0, 1]", c.Route.RetryBudget))
-	}
-	if c.Route.MinRetriesPerSecond <= 0 {
-		add(config.FieldError("route.min_retries_per_second", "%g must be positive", c.Route.MinRetriesPerSecond))
-	}
+	add(c.Route.Validate())
 	if c.Ejection.Base <= 0 {
 		add(config.FieldError("ejection.base", "%v must be positive", c.Ejection.Base))
 	}
@@ -166,6 +145,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	if err != nil {
 		return err
 	}
+	// The listeners are opened before any goroutine starts, so that a
+	// failure here returns with nothing to join.
+	var il, l net.Listener
+	if cfg.Ingress.Addr != "" {
+		if il, err = admin.Listen(cfg.Ingress); err != nil {
+			return fmt.Errorf("ingress.addr: %w", err)
+		}
+		defer il.Close() // a no-op once served; closes it on an early return
+	}
+	var probe *bus.Probe
+	if cfg.HTTP.Addr != "" {
+		if probe, err = bus.NewProbe(nc, 2*time.Second); err != nil {
+			return err
+		}
+		if l, err = admin.Listen(cfg.HTTP); err != nil {
+			return err
+		}
+		defer l.Close()
+	}
 	// Everything runs in one errgroup, joined before the connection
 	// drains.
 	g, gctx := errgroup.WithContext(ctx)
@@ -178,22 +176,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		}.Run(gctx, loaded, cfg)
 		return nil
 	})
-	if cfg.Ingress.Addr != "" {
-		il, err := admin.Listen(cfg.Ingress)
-		if err != nil {
-			return fmt.Errorf("ingress.addr: %w", err)
-		}
+	if il != nil {
 		g.Go(func() error { return admin.Serve(gctx, il, r.Ingress(), log.With("component", "ingress")) })
 	}
-	if cfg.HTTP.Addr != "" {
-		probe, err := bus.NewProbe(nc, 2*time.Second)
-		if err != nil {
-			return err
-		}
-		l, err := admin.Listen(cfg.HTTP)
-		if err != nil {
-			return err
-		}
+	if l != nil {
 		ready := func() bool { return r.Ready() && probe.Reachable() }
 		g.Go(func() error { return probe.Run(gctx) })
 		g.Go(func() error { return admin.Serve(gctx, l, admin.Handler(set, ready, nil), log) })
