@@ -1,0 +1,253 @@
+package consul
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/registry"
+)
+
+// service is one service's answers at one moment. Nothing in it changes
+// once it is published.
+type service struct {
+	name string
+	// catalogIndex is the revision of the last change that altered the
+	// catalog answer; healthIndex that of the health answers (which show
+	// the catalog's fields too, so it is never behind catalogIndex).
+	catalogIndex uint64
+	healthIndex  uint64
+	// insts is ordered by id.
+	insts []*instance
+	// changed is closed when a snapshot with another index replaces this
+	// one; snapshots that differ only in revisions share it.
+	changed chan struct{}
+}
+
+// serviceList is /v1/catalog/services at one moment.
+type serviceList struct {
+	json    []byte
+	index   uint64
+	changed chan struct{}
+}
+
+// slot holds the current snapshot of one service name.
+type slot struct{ p atomic.Pointer[service] }
+
+// View is the read model both interfaces answer from: a snapshot per
+// service, rebuilt from a registry follower's changes on the follower's
+// goroutine and read without locks.
+type View struct {
+	f  *registry.Follower
+	dc string
+
+	// mu orders the builder (the follower's changes, the first load);
+	// readers never take it.
+	mu    sync.Mutex
+	tags  map[string][]string // service → its tags, as listed
+	slots sync.Map            // service name → *slot; a name once seen stays
+	list  atomic.Pointer[serviceList]
+	ready chan struct{}
+	// seen is the last revision taken in.
+	seen atomic.Uint64
+}
+
+// NewView makes a view of f's registry for datacenter dc (the region);
+// Run keeps it current.
+func NewView(f *registry.Follower, dc string) *View {
+	v := &View{f: f, dc: dc, tags: map[string][]string{}, ready: make(chan struct{})}
+	v.list.Store(&serviceList{json: []byte("{}"), index: 1, changed: make(chan struct{})})
+	return v
+}
+
+// Ready is closed once the view holds the registry as loaded.
+func (v *View) Ready() <-chan struct{} { return v.ready }
+
+// Datacenter is the region the view answers for.
+func (v *View) Datacenter() string { return v.dc }
+
+// Run follows the registry until ctx ends. The follower itself is run by
+// its owner.
+func (v *View) Run(ctx context.Context) error {
+	cancel := v.f.Subscribe(v.apply)
+	defer cancel()
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-v.f.Ready():
+	}
+	v.load()
+	close(v.ready)
+	<-ctx.Done()
+	return nil
+}
+
+// Revision is the last registry revision the view has taken in.
+func (v *View) Revision() uint64 { return v.seen.Load() }
+
+// service returns the current snapshot of name, nil for a name never seen.
+func (v *View) service(name string) *service {
+	s, ok := v.slots.Load(name)
+	if !ok {
+		return nil
+	}
+	return s.(*slot).p.Load()
+}
+
+// serviceList returns the current list of services.
+func (v *View) serviceList() *serviceList { return v.list.Load() }
+
+// load takes in the registry as it is, over whatever changes came first
+// (a change seen both ways is kept at its newest revision).
+func (v *View) load() {
+	byService := map[string]map[string]*instance{}
+	v.f.Each(func(rec events.InstanceRecord, rev uint64) {
+		ids := byService[rec.Service]
+		if ids == nil {
+			ids = map[string]*instance{}
+			byService[rec.Service] = ids
+		}
+		ids[rec.ID] = newInstance(rec, rev, v.dc)
+	})
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var top uint64
+	defer func() { v.seen.Store(max(v.seen.Load(), top)) }()
+	for name, ids := range byService {
+		old := v.service(name)
+		if old != nil {
+			for _, in := range old.insts {
+				if cur, ok := ids[in.id]; !ok || cur.rev < in.rev {
+					ids[in.id] = in
+				}
+			}
+		}
+		insts := slices.SortedFunc(maps.Values(ids), func(a, b *instance) int { return strings.Compare(a.id, b.id) })
+		var idx uint64
+		for _, in := range insts {
+			idx = max(idx, in.rev)
+		}
+		if old != nil {
+			idx = max(idx, old.healthIndex)
+		}
+		top = max(top, idx)
+		v.publish(old, &service{name: name, catalogIndex: idx, healthIndex: idx, insts: insts, changed: make(chan struct{})})
+		v.tags[name] = tagsOf(insts)
+	}
+	v.publishList(top)
+}
+
+// apply takes in one change of the registry.
+func (v *View) apply(c registry.Change) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	defer v.seen.Store(max(v.seen.Load(), c.Rev))
+	old := v.service(c.Service)
+	var insts []*instance
+	i, found := -1, false
+	if old != nil {
+		insts = old.insts
+		i, found = slices.BinarySearchFunc(insts, c.ID, func(in *instance, id string) int { return strings.Compare(in.id, id) })
+		if found && insts[i].rev >= c.Rev {
+			return // the load already holds this or a newer one
+		}
+	}
+	var prev, next *instance
+	if found {
+		prev = insts[i]
+	}
+	if !c.Deleted {
+		next = newInstance(c.Record, c.Rev, v.dc)
+	}
+	if prev == nil && next == nil {
+		return
+	}
+	switch {
+	case found && next != nil:
+		insts = slices.Clone(insts)
+		insts[i] = next
+	case found:
+		insts = slices.Delete(slices.Clone(insts), i, i+1)
+	default:
+		if i < 0 {
+			i = 0
+		}
+		insts = slices.Insert(slices.Clip(insts), i, next)
+	}
+	s := &service{name: c.Service, insts: insts}
+	if old != nil {
+		s.catalogIndex, s.healthIndex, s.changed = old.catalogIndex, old.healthIndex, old.changed
+	}
+	sameCatalog, sameHealth := sameAnswer(prev, next)
+	if !sameCatalog {
+		s.catalogIndex = c.Rev
+	}
+	if !sameHealth {
+		s.healthIndex = c.Rev
+	}
+	if !sameCatalog || !sameHealth || old == nil {
+		s.changed = make(chan struct{})
+	}
+	v.publish(old, s)
+	if sameCatalog {
+		return
+	}
+	tags := tagsOf(insts)
+	had, listed := v.tags[c.Service]
+	if len(insts) == 0 {
+		if !listed {
+			return
+		}
+		delete(v.tags, c.Service)
+	} else {
+		if listed && slices.Equal(had, tags) {
+			return
+		}
+		v.tags[c.Service] = tags
+	}
+	v.publishList(c.Rev)
+}
+
+// publish swaps s in for old and wakes old's waiters if s is another
+// answer.
+func (v *View) publish(old, s *service) {
+	sl, _ := v.slots.LoadOrStore(s.name, &slot{})
+	sl.(*slot).p.Store(s)
+	if old != nil && old.changed != s.changed {
+		close(old.changed)
+	}
+}
+
+// publishList rebuilds /v1/catalog/services as changed at rev.
+func (v *View) publishList(rev uint64) {
+	old := v.list.Load()
+	next := &serviceList{json: mustJSON(v.tags), index: max(rev, old.index), changed: make(chan struct{})}
+	v.list.Store(next)
+	close(old.changed)
+}
+
+// tagsOf lists the tags of insts, sorted and without duplicates.
+func tagsOf(insts []*instance) []string {
+	tags := []string{}
+	for _, in := range insts {
+		tags = append(tags, in.tags...)
+	}
+	slices.Sort(tags)
+	return slices.Compact(tags)
+}
+
+// names returns the services that have instances now.
+func (v *View) names() []string {
+	var out []string
+	v.slots.Range(func(k, s any) bool {
+		if len(s.(*slot).p.Load().insts) > 0 {
+			out = append(out, k.(string))
+		}
+		return true
+	})
+	return out
+}
