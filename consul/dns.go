@@ -183,7 +183,7 @@ func (d *DNS) answer(req *dns.Msg) *dns.Msg {
 		}
 		return d.negative(resp, n.domain, dns.RcodeSuccess)
 	case nameInstance:
-		rec, ok := d.v.f.ByID(n.labels[0])
+		rec, ok := d.v.byID(n.labels[0])
 		if !ok || rec.Address == "" {
 			return d.negative(resp, n.domain, dns.RcodeNameError)
 		}

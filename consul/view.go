@@ -42,7 +42,7 @@ type slot struct{ p atomic.Pointer[service] }
 // service, rebuilt from a registry follower's changes on the follower's
 // goroutine and read without locks.
 type View struct {
-	f  *registry.Follower
+	f  atomic.Pointer[registry.Follower]
 	dc string
 
 	// mu orders the builder (the follower's changes, the first load);
@@ -56,10 +56,11 @@ type View struct {
 	seen atomic.Uint64
 }
 
-// NewView makes a view of f's registry for datacenter dc (the region);
-// Run keeps it current.
-func NewView(f *registry.Follower, dc string) *View {
-	v := &View{f: f, dc: dc, tags: map[string][]string{}, ready: make(chan struct{})}
+// NewView makes a view for datacenter dc (the region); Run fills it from
+// a follower and keeps it current. Until it is ready, the interfaces
+// answer that the registry is not loaded.
+func NewView(dc string) *View {
+	v := &View{dc: dc, tags: map[string][]string{}, ready: make(chan struct{})}
 	v.list.Store(&serviceList{json: []byte("{}"), index: 1, changed: make(chan struct{})})
 	return v
 }
@@ -70,20 +71,30 @@ func (v *View) Ready() <-chan struct{} { return v.ready }
 // Datacenter is the region the view answers for.
 func (v *View) Datacenter() string { return v.dc }
 
-// Run follows the registry until ctx ends. The follower itself is run by
-// its owner.
-func (v *View) Run(ctx context.Context) error {
-	cancel := v.f.Subscribe(v.apply)
+// Run follows f until ctx ends; f is run by its owner (a program shares
+// one follower of hail_instances). Run once.
+func (v *View) Run(ctx context.Context, f *registry.Follower) error {
+	v.f.Store(f)
+	cancel := f.Subscribe(v.apply)
 	defer cancel()
 	select {
 	case <-ctx.Done():
 		return nil
-	case <-v.f.Ready():
+	case <-f.Ready():
 	}
-	v.load()
+	v.load(f)
 	close(v.ready)
 	<-ctx.Done()
 	return nil
+}
+
+// byID returns the record of instance id.
+func (v *View) byID(id string) (events.InstanceRecord, bool) {
+	f := v.f.Load()
+	if f == nil {
+		return events.InstanceRecord{}, false
+	}
+	return f.ByID(id)
 }
 
 // Revision is the last registry revision the view has taken in.
@@ -103,9 +114,9 @@ func (v *View) serviceList() *serviceList { return v.list.Load() }
 
 // load takes in the registry as it is, over whatever changes came first
 // (a change seen both ways is kept at its newest revision).
-func (v *View) load() {
+func (v *View) load(f *registry.Follower) {
 	byService := map[string]map[string]*instance{}
-	v.f.Each(func(rec events.InstanceRecord, rev uint64) {
+	f.Each(func(rec events.InstanceRecord, rev uint64) {
 		ids := byService[rec.Service]
 		if ids == nil {
 			ids = map[string]*instance{}

@@ -59,8 +59,8 @@ func Start(t testing.TB, o Options) *Env {
 	e := &Env{T: t, Region: r, Set: metrics.NewSet(), node: uuid.NewString()}
 	f := registry.NewFollower(r.KV.Instances, registry.FollowConfig{})
 	r.Run("registry follower", f.Run)
-	e.View = consul.NewView(f, Datacenter)
-	r.Run("consul view", e.View.Run)
+	e.View = consul.NewView(Datacenter)
+	r.Run("consul view", func(ctx context.Context) error { return e.View.Run(ctx, f) })
 	select {
 	case <-e.View.Ready():
 	case <-time.After(10 * time.Second):
