@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/hailsd/hail/agent"
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/config"
+	"github.com/hailsd/hail/consul"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/program"
 )
@@ -34,10 +36,13 @@ type Config struct {
 	// HeartbeatInterval is discovery's: a service that hears no heartbeat
 	// for three of them announces again. Default 1s.
 	HeartbeatInterval time.Duration `koanf:"heartbeat_interval"`
-	// HTTP serves the agent's API (/v1/checks, /v1/check/...), /metrics,
-	// /healthz and /readyz. Default empty: off (deploy/agent.yaml sets
-	// 127.0.0.1:8500, which TTL checks need).
-	HTTP     config.HTTP           `koanf:"http"`
+	// HTTP serves the agent's API (/v1/checks, /v1/check/...), Consul's
+	// read API (PROTOCOL v1.3), /metrics, /healthz and /readyz. Default
+	// 127.0.0.1:8500, Consul's port; empty: off.
+	HTTP consul.HTTPConfig `koanf:"http"`
+	// DNS answers Consul-style names (PROTOCOL v1.3). Default
+	// 127.0.0.1:8600, domain hail.
+	DNS      consul.DNSConfig      `koanf:"dns"`
 	Log      config.Log            `koanf:"log"`
 	Services []agent.ServiceConfig `koanf:"services"`
 }
@@ -50,6 +55,8 @@ func defaults() *Config {
 		NATS:              config.NATS{URL: config.DefaultNATSURL},
 		Prefix:            events.DefaultPrefix,
 		HeartbeatInterval: time.Second,
+		HTTP:              consul.HTTPConfig{HTTP: config.HTTP{Addr: "127.0.0.1:8500"}, MaxBlocking: consul.DefaultMaxBlocking},
+		DNS:               consul.DefaultDNS(),
 		Log:               config.DefaultLog,
 	}
 }
@@ -71,6 +78,8 @@ func (c *Config) Validate() error {
 		add(config.FieldError("heartbeat_interval", "%v is below 10ms", c.HeartbeatInterval))
 	}
 	add(agent.ValidateServices(c.Services))
+	add(c.HTTP.Validate("http"))
+	add(c.DNS.Validate())
 	return errors.Join(errs...)
 }
 
@@ -119,7 +128,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	})
 	var l net.Listener
 	if cfg.HTTP.Addr != "" {
-		if l, err = admin.Listen(cfg.HTTP); err != nil {
+		if l, err = admin.Listen(cfg.HTTP.HTTP); err != nil {
+			return err
+		}
+	}
+	// Consul's interfaces answer from a follower of hail_instances.
+	view := consul.NewView(consul.Datacenter(nc))
+	host, _ := os.Hostname()
+	consulOpts, err := cfg.HTTP.Options("http", host)
+	if err != nil {
+		return err
+	}
+	consulOpts.Metrics = set
+	var dnsUDP net.PacketConn
+	var dnsTCP net.Listener
+	if cfg.DNS.Addr != "" {
+		if dnsUDP, dnsTCP, err = consul.ListenDNS(cfg.DNS.Addr); err != nil {
 			return err
 		}
 	}
@@ -141,8 +165,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		}.Run(gctx, loaded, cfg)
 		return nil
 	})
+	g.Go(func() error {
+		return consul.Follow(gctx, nc, view, log, set.GetOrCreateCounter("hail_agent_registry_invalid_total").Inc)
+	})
+	if dnsUDP != nil {
+		g.Go(func() error { return consul.NewDNS(view, cfg.DNS, set).Serve(gctx, dnsUDP, dnsTCP, log) })
+	}
 	if l != nil {
-		g.Go(func() error { return admin.Serve(gctx, l, admin.Handler(set, nc.IsConnected, a.Handler()), log) })
+		api := http.NewServeMux()
+		api.Handle("/v1/checks", a.Handler())
+		api.Handle("/v1/check/", a.Handler())
+		api.Handle("/", consul.Handler(view, consulOpts))
+		g.Go(func() error { return admin.Serve(gctx, l, admin.Handler(set, nc.IsConnected, api), log) })
 	}
 	return g.Wait()
 }
