@@ -1,6 +1,7 @@
 package consul
 
 import (
+	"bufio"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -144,7 +145,7 @@ func (h *handler) route(path string) read {
 	}
 	for _, p := range perService {
 		if name, ok := strings.CutPrefix(path, p.prefix); ok {
-			return func(w http.ResponseWriter, r *http.Request, q query) { h.instances(w, r, q, name, p.health, p.pick) }
+			return func(w http.ResponseWriter, r *http.Request, q query) { h.instances(w, r, q, name, p.read) }
 		}
 	}
 	return nil
@@ -154,12 +155,19 @@ func (h *handler) route(path string) read {
 // instances as pick encodes them.
 var perService = []struct {
 	prefix string
+	read   serviceRead
+}{
+	{"/v1/catalog/service/", serviceRead{0, false, (*instance).catalogJSON}},
+	{"/v1/health/service/", serviceRead{1, true, (*instance).healthJSON}},
+	{"/v1/health/checks/", serviceRead{2, true, (*instance).checksJSON}},
+}
+
+// serviceRead is one of perService: which cached answer it is, whether
+// it follows the health index, and how it encodes an instance.
+type serviceRead struct {
+	n      int
 	health bool
 	pick   func(*instance) []byte
-}{
-	{"/v1/catalog/service/", false, func(in *instance) []byte { return in.catalog }},
-	{"/v1/health/service/", true, func(in *instance) []byte { return in.health }},
-	{"/v1/health/checks/", true, func(in *instance) []byte { return in.checks }},
 }
 
 func (h *handler) constant(body []byte) read {
@@ -190,11 +198,10 @@ func (h *handler) services(w http.ResponseWriter, r *http.Request, q query) {
 	h.write(w, l.index, l.json)
 }
 
-// instances answers one service's catalog or health read, each instance
-// as pick encodes it.
-func (h *handler) instances(w http.ResponseWriter, r *http.Request, q query, name string, health bool, pick func(*instance) []byte) {
+// instances answers one service's catalog or health read.
+func (h *handler) instances(w http.ResponseWriter, r *http.Request, q query, name string, rd serviceRead) {
 	idx := func(s *service) uint64 { return s.catalogIndex }
-	if health {
+	if rd.health {
 		idx = func(s *service) uint64 { return s.healthIndex }
 	}
 	s := h.v.service(name)
@@ -213,19 +220,58 @@ func (h *handler) instances(w http.ResponseWriter, r *http.Request, q query, nam
 		s = await(r.Context(), jittered(q.wait), func() *service { return h.v.service(name) }, idx,
 			func(s *service) <-chan struct{} { return s.changed })
 	}
-	parts := make([][]byte, 0, len(s.insts))
+	if !q.passing && len(q.tags) == 0 {
+		c := &s.whole[rd.n]
+		c.once.Do(func() { c.body = array(s.insts, rd.pick, func(*instance) bool { return true }) })
+		h.write(w, idx(s), c.body)
+		return
+	}
+	// Filtered: written as it is read, with no copy of the answer made.
+	keep := func(in *instance) bool { return (!q.passing || in.passing) && in.hasTags(q.tags) }
+	n := 2
 	for _, in := range s.insts {
-		if (q.passing && !in.passing) || !in.hasTags(q.tags) {
-			continue
-		}
-		if p := pick(in); len(p) > 0 {
-			parts = append(parts, p)
+		if p := rd.pick(in); len(p) > 0 && keep(in) {
+			n += len(p) + 1
 		}
 	}
-	inner := joinJSON(parts)
-	body := make([]byte, 0, len(inner)+2)
-	body = append(append(append(body, '['), inner...), ']')
-	h.write(w, idx(s), body)
+	if n > 2 {
+		n-- // no comma after the last
+	}
+	h.headers(w, idx(s), n)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	_ = bw.WriteByte('[')
+	first := true
+	for _, in := range s.insts {
+		if p := rd.pick(in); len(p) > 0 && keep(in) {
+			if !first {
+				_ = bw.WriteByte(',')
+			}
+			first = false
+			_, _ = bw.Write(p)
+		}
+	}
+	_ = bw.WriteByte(']')
+	_ = bw.Flush()
+}
+
+// array is the JSON array of the instances keep keeps, each as pick
+// encodes it.
+func array(insts []*instance, pick func(*instance) []byte, keep func(*instance) bool) []byte {
+	n := 2
+	for _, in := range insts {
+		n += len(pick(in)) + 1
+	}
+	out := make([]byte, 0, n)
+	out = append(out, '[')
+	for _, in := range insts {
+		if p := pick(in); len(p) > 0 && keep(in) {
+			if len(out) > 1 {
+				out = append(out, ',')
+			}
+			out = append(out, p...)
+		}
+	}
+	return append(out, ']')
 }
 
 func (h *handler) tooMany(w http.ResponseWriter) {
@@ -235,13 +281,18 @@ func (h *handler) tooMany(w http.ResponseWriter) {
 
 // write answers body with Consul's headers.
 func (h *handler) write(w http.ResponseWriter, index uint64, body []byte) {
+	h.headers(w, index, len(body))
+	_, _ = w.Write(body)
+}
+
+// headers sets Consul's headers for an answer of size bytes.
+func (h *handler) headers(w http.ResponseWriter, index uint64, size int) {
 	hd := w.Header()
 	hd.Set("Content-Type", "application/json")
 	hd.Set("X-Consul-Index", strconv.FormatUint(max(index, 1), 10))
 	hd.Set("X-Consul-KnownLeader", "true")
 	hd.Set("X-Consul-LastContact", "0")
-	hd.Set("Content-Length", strconv.Itoa(len(body)))
-	_, _ = w.Write(body)
+	hd.Set("Content-Length", strconv.Itoa(size))
 }
 
 // httpError answers a plain-text error, as Consul does.

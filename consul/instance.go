@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/hailsd/hail/events"
 )
@@ -20,11 +21,15 @@ const ConsulIDKey = "consul_id"
 // health answers: hail's heartbeat, as Consul's serfHealth.
 const HailCheck = "hail"
 
-// instance is one record as both interfaces answer it, encoded once when
-// the record changes. It is never modified after newInstance.
+// instance is one record as both interfaces answer it. Its JSON is
+// encoded when first asked for, so a cold start over a large registry
+// does not encode what no client reads. Nothing else changes after
+// newInstance.
 type instance struct {
 	id  string
 	rev uint64
+	rec events.InstanceRecord
+	dc  string
 	// tags as registered, for ?tag= and DNS tag queries.
 	tags []string
 	// status is the record's; passing is true when every check passes.
@@ -36,71 +41,85 @@ type instance struct {
 	address string
 	port    int
 	ip      netip.Addr
+
+	enc sync.Once
 	// catalog is its /v1/catalog/service element, health its
 	// /v1/health/service element, checks its /v1/health/checks elements
 	// (comma-separated).
-	catalog []byte
-	health  []byte
-	checks  []byte
+	catalog, health, checks []byte
 }
 
-// newInstance encodes rec for the datacenter dc.
+// newInstance takes in rec for the datacenter dc.
 func newInstance(rec events.InstanceRecord, rev uint64, dc string) *instance {
 	in := &instance{
-		id: rec.ID, rev: rev, tags: rec.Tags, status: rec.Status, weight: rec.Weight,
+		id: rec.ID, rev: rev, rec: rec, dc: dc, tags: rec.Tags, status: rec.Status, weight: rec.Weight,
 		address: rec.Address, port: int(rec.Port),
 	}
 	if ip, err := netip.ParseAddr(rec.Address); err == nil {
 		in.ip = ip.Unmap()
 	}
-	serviceID := rec.ID
-	if cid := rec.Metadata[ConsulIDKey]; cid != "" {
-		serviceID = cid
-	}
-	nodeName := rec.Hostname
-	if nodeName == "" {
-		nodeName = rec.ID
-	}
-	meta := maps.Clone(rec.Metadata)
-	if meta == nil {
-		meta = map[string]string{}
-	}
-	if rec.Version != "" {
-		meta["hail_version"] = rec.Version
-	}
-	if rec.AZ != "" {
-		meta["hail_az"] = rec.AZ
-	}
-	meta["hail_weight"] = strconv.Itoa(rec.Weight)
-	tags := rec.Tags
-	if tags == nil {
-		tags = []string{}
-	}
-	w := weights{Passing: rec.Weight, Warning: 1}
-	in.catalog = mustJSON(catalogService{
-		ID: rec.ID, Node: nodeName, Address: rec.Address, Datacenter: dc,
-		TaggedAddresses: map[string]string{}, NodeMeta: map[string]string{},
-		ServiceID: serviceID, ServiceName: rec.Service, ServiceAddress: rec.Address,
-		ServiceTags: tags, ServiceMeta: meta, ServicePort: int(rec.Port), ServiceWeights: w,
-	})
-	checks := healthChecks(rec, nodeName, serviceID, tags)
-	in.passing = true
-	for _, c := range checks {
-		in.passing = in.passing && c.Status == string(events.Passing)
-	}
-	in.health = mustJSON(serviceEntry{
-		Node: node{ID: rec.ID, Node: nodeName, Address: rec.Address, Datacenter: dc, TaggedAddresses: map[string]string{}, Meta: map[string]string{}},
-		Service: agentService{
-			ID: serviceID, Service: rec.Service, Tags: tags, Meta: meta, Port: int(rec.Port), Address: rec.Address, Weights: w,
-		},
-		Checks: checks,
-	})
-	parts := make([][]byte, len(checks))
-	for i, c := range checks {
-		parts[i] = mustJSON(c)
-	}
-	in.checks = joinJSON(parts)
+	in.passing = heartbeatStatus(rec) == events.Passing && events.WorstStatus(rec.Checks) == events.Passing
 	return in
+}
+
+// catalogJSON, healthJSON and checksJSON are its encoded forms.
+func (in *instance) catalogJSON() []byte { in.encode(); return in.catalog }
+func (in *instance) healthJSON() []byte  { in.encode(); return in.health }
+func (in *instance) checksJSON() []byte  { in.encode(); return in.checks }
+
+func (in *instance) encode() {
+	in.enc.Do(func() {
+		rec := in.rec
+		serviceID := in.serviceID()
+		nodeName := rec.Hostname
+		if nodeName == "" {
+			nodeName = rec.ID
+		}
+		meta := maps.Clone(rec.Metadata)
+		if meta == nil {
+			meta = map[string]string{}
+		}
+		if rec.Version != "" {
+			meta["hail_version"] = rec.Version
+		}
+		if rec.AZ != "" {
+			meta["hail_az"] = rec.AZ
+		}
+		meta["hail_weight"] = strconv.Itoa(rec.Weight)
+		tags := rec.Tags
+		if tags == nil {
+			tags = []string{}
+		}
+		w := weights{Passing: rec.Weight, Warning: 1}
+		in.catalog = mustJSON(catalogService{
+			ID: rec.ID, Node: nodeName, Address: rec.Address, Datacenter: in.dc,
+			TaggedAddresses: map[string]string{}, NodeMeta: map[string]string{},
+			ServiceID: serviceID, ServiceName: rec.Service, ServiceAddress: rec.Address,
+			ServiceTags: tags, ServiceMeta: meta, ServicePort: int(rec.Port), ServiceWeights: w,
+		})
+		checks := healthChecks(rec, nodeName, serviceID, tags)
+		in.health = mustJSON(serviceEntry{
+			Node: node{ID: rec.ID, Node: nodeName, Address: rec.Address, Datacenter: in.dc, TaggedAddresses: map[string]string{}, Meta: map[string]string{}},
+			Service: agentService{
+				ID: serviceID, Service: rec.Service, Tags: tags, Meta: meta, Port: int(rec.Port), Address: rec.Address, Weights: w,
+			},
+			Checks: checks,
+		})
+		parts := make([][]byte, len(checks))
+		for i, c := range checks {
+			parts[i] = mustJSON(c)
+		}
+		in.checks = joinJSON(parts)
+	})
+}
+
+// serviceID is the ID Consul's clients see: the one it was registered
+// under through Consul's API, else the instance id.
+func (in *instance) serviceID() string {
+	if cid := in.rec.Metadata[ConsulIDKey]; cid != "" {
+		return cid
+	}
+	return in.rec.ID
 }
 
 // healthChecks are an instance's checks as Consul lists them: the
@@ -150,13 +169,20 @@ func (in *instance) hasTags(want []string) bool {
 }
 
 // sameAnswer reports whether a and b (either may be nil) answer alike in
-// the catalog, and in health.
+// the catalog, and in health: the fields each answer shows, compared
+// without encoding them.
 func sameAnswer(a, b *instance) (catalog, health bool) {
 	if a == nil || b == nil {
 		return a == b, a == b
 	}
-	catalog = string(a.catalog) == string(b.catalog)
-	return catalog, catalog && string(a.health) == string(b.health)
+	x, y := a.rec, b.rec
+	catalog = x.ID == y.ID && x.Service == y.Service && x.Hostname == y.Hostname && x.Address == y.Address && x.Port == y.Port &&
+		x.Weight == y.Weight && x.Version == y.Version && x.AZ == y.AZ && slices.Equal(x.Tags, y.Tags) && maps.Equal(x.Metadata, y.Metadata) &&
+		a.dc == b.dc
+	health = catalog && heartbeatStatus(x) == heartbeatStatus(y) && slices.EqualFunc(x.Checks, y.Checks, func(c, d events.CheckResult) bool {
+		return c.Name == d.Name && c.Kind == d.Kind && c.Status == d.Status && c.Output == d.Output
+	})
+	return catalog, health
 }
 
 func mustJSON(v any) []byte {

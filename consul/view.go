@@ -26,6 +26,13 @@ type service struct {
 	// changed is closed when a snapshot with another index replaces this
 	// one; snapshots that differ only in revisions share it.
 	changed chan struct{}
+	// whole caches the unfiltered answer of each read (by perService
+	// index), built by the first request that needs it: a service of
+	// 10,000 instances is then one write of bytes already made.
+	whole [3]struct {
+		once sync.Once
+		body []byte
+	}
 }
 
 // serviceList is /v1/catalog/services at one moment.
@@ -47,20 +54,25 @@ type View struct {
 
 	// mu orders the builder (the follower's changes, the first load);
 	// readers never take it.
-	mu    sync.Mutex
-	tags  map[string][]string // service → its tags, as listed
-	slots sync.Map            // service name → *slot; a name once seen stays
-	list  atomic.Pointer[serviceList]
-	ready chan struct{}
+	mu   sync.Mutex
+	tags map[string][]string // service → its tags, as listed
+	// tagCount counts each service's instances by tag, so that a change
+	// of one instance updates the list without a pass over the service.
+	tagCount map[string]map[string]int
+	slots    sync.Map // service name → *slot; a name once seen stays
+	list     atomic.Pointer[serviceList]
+	ready    chan struct{}
 	// seen is the last revision taken in.
 	seen atomic.Uint64
+	// loaded is set by load: changes before it are in what load reads.
+	loaded bool
 }
 
 // NewView makes a view for datacenter dc (the region); Run fills it from
 // a follower and keeps it current. Until it is ready, the interfaces
 // answer that the registry is not loaded.
 func NewView(dc string) *View {
-	v := &View{dc: dc, tags: map[string][]string{}, ready: make(chan struct{})}
+	v := &View{dc: dc, tags: map[string][]string{}, tagCount: map[string]map[string]int{}, ready: make(chan struct{})}
 	v.list.Store(&serviceList{json: []byte("{}"), index: 1, changed: make(chan struct{})})
 	return v
 }
@@ -126,6 +138,7 @@ func (v *View) load(f *registry.Follower) {
 	})
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	v.loaded = true
 	var top uint64
 	defer func() { v.seen.Store(max(v.seen.Load(), top)) }()
 	for name, ids := range byService {
@@ -147,7 +160,14 @@ func (v *View) load(f *registry.Follower) {
 		}
 		top = max(top, idx)
 		v.publish(old, &service{name: name, catalogIndex: idx, healthIndex: idx, insts: insts, changed: make(chan struct{})})
-		v.tags[name] = tagsOf(insts)
+		counts := map[string]int{}
+		for _, in := range insts {
+			for _, t := range uniqueTags(in) {
+				counts[t]++
+			}
+		}
+		v.tagCount[name] = counts
+		v.tags[name] = sortedKeys(counts)
 	}
 	v.publishList(top)
 }
@@ -157,6 +177,11 @@ func (v *View) apply(c registry.Change) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	defer v.seen.Store(max(v.seen.Load(), c.Rev))
+	if !v.loaded {
+		// The follower's own first load: the registry holds the change
+		// before it is told, so load reads it with the rest, once.
+		return
+	}
 	old := v.service(c.Service)
 	var insts []*instance
 	i, found := -1, false
@@ -207,18 +232,39 @@ func (v *View) apply(c registry.Change) {
 	if sameCatalog {
 		return
 	}
-	tags := tagsOf(insts)
-	had, listed := v.tags[c.Service]
-	if len(insts) == 0 {
+	counts := v.tagCount[c.Service]
+	if counts == nil {
+		counts = map[string]int{}
+		v.tagCount[c.Service] = counts
+	}
+	tagsChanged := false
+	if prev != nil {
+		for _, t := range uniqueTags(prev) {
+			if counts[t]--; counts[t] == 0 {
+				delete(counts, t)
+				tagsChanged = true
+			}
+		}
+	}
+	if next != nil {
+		for _, t := range uniqueTags(next) {
+			if counts[t]++; counts[t] == 1 {
+				tagsChanged = true
+			}
+		}
+	}
+	_, listed := v.tags[c.Service]
+	switch {
+	case len(insts) == 0:
 		if !listed {
 			return
 		}
 		delete(v.tags, c.Service)
-	} else {
-		if listed && slices.Equal(had, tags) {
-			return
-		}
-		v.tags[c.Service] = tags
+		delete(v.tagCount, c.Service)
+	case !listed || tagsChanged:
+		v.tags[c.Service] = sortedKeys(counts)
+	default:
+		return
 	}
 	v.publishList(c.Rev)
 }
@@ -241,24 +287,18 @@ func (v *View) publishList(rev uint64) {
 	close(old.changed)
 }
 
-// tagsOf lists the tags of insts, sorted and without duplicates.
-func tagsOf(insts []*instance) []string {
-	tags := []string{}
-	for _, in := range insts {
-		tags = append(tags, in.tags...)
+// uniqueTags are in's tags, each once.
+func uniqueTags(in *instance) []string {
+	if len(in.tags) < 2 {
+		return in.tags
 	}
-	slices.Sort(tags)
-	return slices.Compact(tags)
+	return slices.Compact(slices.Sorted(slices.Values(in.tags)))
 }
 
-// names returns the services that have instances now.
-func (v *View) names() []string {
-	var out []string
-	v.slots.Range(func(k, s any) bool {
-		if len(s.(*slot).p.Load().insts) > 0 {
-			out = append(out, k.(string))
-		}
-		return true
-	})
+func sortedKeys(m map[string]int) []string {
+	out := slices.Sorted(maps.Keys(m))
+	if out == nil {
+		out = []string{}
+	}
 	return out
 }

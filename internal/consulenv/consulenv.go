@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/consul"
 	"github.com/hailsd/hail/events"
@@ -117,6 +118,39 @@ func (e *Env) Put(rec events.InstanceRecord) uint64 {
 	}
 	e.waitRev(rev)
 	return rev
+}
+
+// PutAll writes recs into hail_instances, asynchronously, and waits
+// until the view holds the last: for thousands of records.
+func (e *Env) PutAll(recs []events.InstanceRecord) {
+	e.T.Helper()
+	js, err := jetstream.New(e.Region.NC)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	var last jetstream.PubAckFuture
+	for i, rec := range recs {
+		data, err := json.Marshal(rec)
+		if err != nil {
+			e.T.Fatal(err)
+		}
+		if last, err = js.PublishAsync("$KV."+bus.InstancesBucket+"."+rec.Key(), data); err != nil {
+			e.T.Fatal(err)
+		}
+		if i%1000 == 999 || i == len(recs)-1 { // within the client's bound on pending acks
+			select {
+			case <-js.PublishAsyncComplete():
+			case <-time.After(60 * time.Second):
+				e.T.Fatal("puts not acknowledged within 60s")
+			}
+		}
+	}
+	select {
+	case ack := <-last.Ok():
+		e.waitRev(ack.Sequence)
+	case err := <-last.Err():
+		e.T.Fatal(err)
+	}
 }
 
 // Delete removes rec from hail_instances and waits until the view has
