@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/console"
 	"github.com/hailsd/hail/consul"
@@ -381,5 +383,65 @@ func TestTokens(t *testing.T) {
 		if code, body, _ := get(t, e.HTTP, tc.path, tc.hdr...); code != tc.code {
 			t.Errorf("%s: %d %s, want %d", tc.name, code, body, tc.code)
 		}
+	}
+}
+
+// 1,000 blocking queries on 1,000 services, one change: exactly one
+// returns, the one on the changed service.
+func TestOneChangeWakesOneOf1000(t *testing.T) {
+	const n = 1000
+	e := consulenv.Start(t, consulenv.Options{})
+	recs := make([]events.InstanceRecord, n)
+	for i := range recs {
+		recs[i] = e.Record(fmt.Sprintf("svc-%d", i), nil)
+	}
+	e.PutAll(recs)
+	set := metrics.NewSet()
+	h := consul.Handler(e.View, consul.HTTPOptions{Metrics: set})
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	returned := make(chan string, n)
+	for i := range n {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, fmt.Sprintf("/v1/health/service/svc-%d", i), nil))
+		idx := rec.Header().Get("X-Consul-Index")
+		wg.Go(func() {
+			req := httptest.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("/v1/health/service/svc-%d?index=%s&wait=10m", i, idx), nil)
+			h.ServeHTTP(httptest.NewRecorder(), req)
+			if ctx.Err() == nil {
+				returned <- req.URL.Path
+			}
+		})
+	}
+	blocked := set.GetOrCreateGauge("hail_consul_blocking_queries", nil)
+	bustest.Eventually(t, 30*time.Second, func() error {
+		if got := blocked.Get(); got != n {
+			return fmt.Errorf("%v blocked, want %d", got, n)
+		}
+		return nil
+	})
+	changed := recs[417]
+	changed.Status = events.Warning
+	e.Put(changed)
+	select {
+	case path := <-returned:
+		if path != "/v1/health/service/svc-417" {
+			t.Fatalf("%s returned for a change of svc-417", path)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no query returned")
+	}
+	bustest.Eventually(t, 10*time.Second, func() error {
+		if got := blocked.Get(); got != n-1 {
+			return fmt.Errorf("%v blocked, want %d", got, n-1)
+		}
+		return nil
+	})
+	if len(returned) != 0 {
+		t.Errorf("%d more queries returned", len(returned))
 	}
 }
