@@ -130,9 +130,16 @@ func healthChecks(rec events.InstanceRecord, nodeName, serviceID string, tags []
 		Node: nodeName, CheckID: HailCheck, Name: HailCheck, Status: string(heartbeatStatus(rec)),
 		Output: "hail heartbeat", ServiceID: serviceID, ServiceName: rec.Service, ServiceTags: tags,
 	})
+	// A check registered through Consul's API is named by its CheckID;
+	// one from the agent's config or an SDK gets service:<id>:<name>.
+	_, api := rec.Metadata[ConsulIDKey]
 	for _, c := range rec.Checks {
+		checkID := "service:" + serviceID + ":" + c.Name
+		if api {
+			checkID = c.Name
+		}
 		out = append(out, healthCheck{
-			Node: nodeName, CheckID: "service:" + serviceID + ":" + c.Name, Name: c.Name, Status: string(c.Status),
+			Node: nodeName, CheckID: checkID, Name: c.Name, Status: string(c.Status),
 			Output: c.Output, ServiceID: serviceID, ServiceName: rec.Service, ServiceTags: tags, Type: c.Kind,
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -45,6 +46,25 @@ type Config struct {
 	DNS      consul.DNSConfig      `koanf:"dns"`
 	Log      config.Log            `koanf:"log"`
 	Services []agent.ServiceConfig `koanf:"services"`
+	// DataDir keeps the services registered through Consul's API, so a
+	// restart registers them again with the same ids. Default hail-agent
+	// under the user's state directory.
+	DataDir string `koanf:"data_dir"`
+	// APIScriptChecks allows checks with args registered through Consul's
+	// API (Consul's enable_script_checks). Default false: refused, 403.
+	APIScriptChecks bool `koanf:"api_script_checks"`
+}
+
+// defaultDataDir is hail-agent under the user's state directory
+// ($XDG_STATE_HOME, else ~/.local/state).
+func defaultDataDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "hail-agent")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "hail-agent")
+	}
+	return "hail-agent"
 }
 
 // Logging is the log section.
@@ -58,6 +78,7 @@ func defaults() *Config {
 		HTTP:              consul.HTTPConfig{HTTP: config.HTTP{Addr: "127.0.0.1:8500"}, MaxBlocking: consul.DefaultMaxBlocking},
 		DNS:               consul.DefaultDNS(),
 		Log:               config.DefaultLog,
+		DataDir:           defaultDataDir(),
 	}
 }
 
@@ -80,6 +101,9 @@ func (c *Config) Validate() error {
 	add(agent.ValidateServices(c.Services))
 	add(c.HTTP.Validate("http"))
 	add(c.DNS.Validate())
+	if c.DataDir == "" {
+		add(config.FieldError("data_dir", "is empty"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -147,10 +171,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 			return err
 		}
 	}
+	// Services registered through Consul's API run beside the config's.
+	reg, err := consul.NewRegistrar(a, consul.RegistrarConfig{Dir: cfg.DataDir, Scripts: cfg.APIScriptChecks, Tokens: consulOpts.Tokens, Logger: log})
+	if err != nil {
+		return err
+	}
 	// Everything runs in one errgroup, joined before the connection
 	// drains: the agent deregisters its services first.
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return a.Run(gctx, cfg.Services) })
+	g.Go(func() error { return a.Run(gctx, reg.Services(cfg.Services)) })
 	g.Go(func() error {
 		config.Watch[*Config]{
 			Fresh:      defaults,
@@ -159,7 +188,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 				if err := fileKeys(loaded.File); err != nil {
 					return err
 				}
-				return a.Apply(c.Services)
+				return reg.SetConfig(c.Services)
 			},
 			Metrics: set,
 		}.Run(gctx, loaded, cfg)
@@ -175,6 +204,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		api := http.NewServeMux()
 		api.Handle("/v1/checks", a.Handler())
 		api.Handle("/v1/check/", a.Handler())
+		for _, p := range []string{"/v1/agent/service/", "/v1/agent/check/", "/v1/agent/services", "/v1/agent/checks"} {
+			api.Handle(p, reg.Handler())
+		}
 		api.Handle("/", consul.Handler(view, consulOpts))
 		g.Go(func() error { return admin.Serve(gctx, l, admin.Handler(set, nc.IsConnected, api), log) })
 	}
