@@ -143,7 +143,8 @@ func toService(reg registrationJSON, scripts bool) (agent.ServiceConfig, error) 
 	svc := agent.ServiceConfig{
 		Name: reg.Name, ID: InstanceID(id), Address: address, Port: reg.Port, Tags: reg.Tags, Metadata: meta,
 	}
-	if reg.Weights != nil {
+	if reg.Weights != nil && reg.Weights.Passing > 0 {
+		// Consul's clients send 0 for "not set": weight 0 would drain.
 		w := reg.Weights.Passing
 		svc.Weight = &w
 	}

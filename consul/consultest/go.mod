@@ -3,6 +3,7 @@ module github.com/hailsd/hail/consul/consultest
 go 1.26.8
 
 require (
+	github.com/VictoriaMetrics/metrics v1.35.1
 	github.com/hailsd/hail v0.0.0
 	github.com/hashicorp/consul/api v1.34.5
 	github.com/prometheus/client_golang v1.23.2
@@ -11,7 +12,6 @@ require (
 )
 
 require (
-	github.com/VictoriaMetrics/metrics v1.35.1 // indirect
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
 	github.com/armon/go-metrics v0.4.1 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
