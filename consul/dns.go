@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,7 +13,6 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/hailsd/hail/config"
-	"github.com/hailsd/hail/events"
 )
 
 // DNSConfig is the dns section (PROTOCOL v1.3 "DNS").
@@ -119,13 +119,16 @@ func (d *DNS) handle(pkt []byte, udp bool, buf []byte) []byte {
 		d.malformed.Inc()
 		return nil
 	}
+	size := msgSize(req, udp)
 	var resp *dns.Msg
 	if req.Opcode != dns.OpcodeQuery {
 		resp = new(dns.Msg).SetRcode(req, dns.RcodeNotImplemented)
 	} else {
-		resp = d.answer(req)
+		// No record takes under 12 bytes: more than size/12 cannot fit,
+		// and are not built.
+		resp = d.answer(req, size/12)
 	}
-	d.fit(req, resp, udp)
+	d.fit(req, resp, udp, size)
 	d.set.GetOrCreateCounter(`hail_dns_answers_total{rcode="` + dns.RcodeToString[resp.Rcode] + `"}`).Inc()
 	out, err := resp.PackBuffer(buf)
 	if err != nil {
@@ -134,22 +137,26 @@ func (d *DNS) handle(pkt []byte, udp bool, buf []byte) []byte {
 	return out
 }
 
-// fit cuts resp to what the transport carries: over UDP 512 bytes, or the
-// client's EDNS0 size, whole records, TC set; over TCP a message's limit.
-func (d *DNS) fit(req, resp *dns.Msg, udp bool) {
-	size := dns.MaxMsgSize
-	if udp {
-		size = dns.MinMsgSize
+// msgSize is what an answer may take: over UDP 512 bytes, or the
+// client's EDNS0 size; over TCP a message's limit.
+func msgSize(req *dns.Msg, udp bool) int {
+	if !udp {
+		return dns.MaxMsgSize
 	}
 	if opt := req.IsEdns0(); opt != nil {
-		if udp {
-			size = max(size, int(opt.UDPSize()))
-		}
-		resp.SetEdns0(uint16(min(size, dns.MaxMsgSize)), false)
+		return min(max(dns.MinMsgSize, int(opt.UDPSize())), dns.MaxMsgSize)
 	}
-	answers := len(resp.Answer)
+	return dns.MinMsgSize
+}
+
+// fit cuts resp to size, whole records, TC set when any is left out.
+func (d *DNS) fit(req, resp *dns.Msg, udp bool, size int) {
+	if req.IsEdns0() != nil {
+		resp.SetEdns0(uint16(size), false)
+	}
+	answers, capped := len(resp.Answer), resp.Truncated
 	resp.Truncate(size)
-	if !udp && len(resp.Answer) == answers {
+	if !udp && !capped && len(resp.Answer) == answers {
 		// Over TCP the answer is whole; only additional records (which a
 		// client can ask for) may have been cut.
 		resp.Truncated = false
@@ -159,8 +166,9 @@ func (d *DNS) fit(req, resp *dns.Msg, udp bool) {
 	}
 }
 
-// answer builds the reply to a question.
-func (d *DNS) answer(req *dns.Msg) *dns.Msg {
+// answer builds the reply to a question, with at most most records in
+// its answer (more set TC).
+func (d *DNS) answer(req *dns.Msg, most int) *dns.Msg {
 	resp := new(dns.Msg).SetReply(req)
 	resp.Authoritative = true
 	resp.RecursionAvailable = false
@@ -194,7 +202,7 @@ func (d *DNS) answer(req *dns.Msg) *dns.Msg {
 		if s == nil {
 			return d.negative(resp, n.domain, dns.RcodeNameError)
 		}
-		d.serviceAnswer(resp, q, n.domain, s, tag)
+		d.serviceAnswer(resp, q, n.domain, s, tag, most)
 	}
 	if len(resp.Answer) == 0 {
 		return d.negative(resp, n.domain, dns.RcodeSuccess)
@@ -215,19 +223,27 @@ func (d *DNS) lookup(labels []string) (*service, string) {
 
 // serviceAnswer answers a service question: every instance that takes
 // traffic, in random order.
-func (d *DNS) serviceAnswer(resp *dns.Msg, q dns.Question, domain string, s *service, tag string) {
-	var tags []string
-	if tag != "" {
-		tags = []string{tag}
-	}
-	picked := make([]*instance, 0, len(s.insts))
-	for _, in := range s.insts {
-		if d.serves(in) && in.hasTags(tags) {
-			picked = append(picked, in)
+func (d *DNS) serviceAnswer(resp *dns.Msg, q dns.Question, domain string, s *service, tag string, most int) {
+	var picked []*instance
+	if tag == "" {
+		picked = slices.Clone(s.served(d.onlyPassing))
+	} else {
+		for _, in := range s.served(d.onlyPassing) {
+			if in.hasTags([]string{tag}) {
+				picked = append(picked, in)
+			}
 		}
 	}
-	rand.Shuffle(len(picked), func(i, j int) { picked[i], picked[j] = picked[j], picked[i] })
-	for _, in := range picked {
+	// In random order, drawn as needed (Fisher-Yates, step by step): an
+	// answer cut at most records shuffles no more than it sends.
+	for i := range picked {
+		if len(resp.Answer) >= most {
+			resp.Truncated = true
+			break
+		}
+		j := i + rand.N(len(picked)-i)
+		picked[i], picked[j] = picked[j], picked[i]
+		in := picked[i]
 		if q.Qtype != dns.TypeSRV {
 			resp.Answer = d.addrRecords(resp.Answer, q.Name, in.ip, q.Qtype)
 			continue
@@ -244,16 +260,6 @@ func (d *DNS) serviceAnswer(resp *dns.Msg, q dns.Question, domain string, s *ser
 			resp.Extra = d.addrRecords(resp.Extra, target, in.ip, dns.TypeANY)
 		}
 	}
-}
-
-// serves reports whether in belongs in a DNS answer: it has an address,
-// takes traffic (not drained), and is passing, or warning unless
-// dns.only_passing.
-func (d *DNS) serves(in *instance) bool {
-	if in.address == "" || in.weight <= 0 {
-		return false
-	}
-	return in.status == events.Passing || (in.status == events.Warning && !d.onlyPassing)
 }
 
 // addrRecords appends the A or AAAA record of a (both for ANY) named name.

@@ -33,6 +33,36 @@ type service struct {
 		once sync.Once
 		body []byte
 	}
+	// serving caches the instances DNS answers with (passing and
+	// warning, passing alone), by id, built when first asked for.
+	serving struct {
+		once     sync.Once
+		any, top []*instance
+	}
+}
+
+// served returns the instances DNS answers with: those with an address
+// that take traffic, passing or (unless onlyPassing) warning.
+func (s *service) served(onlyPassing bool) []*instance {
+	c := &s.serving
+	c.once.Do(func() {
+		for _, in := range s.insts {
+			if in.address == "" || in.weight <= 0 {
+				continue
+			}
+			switch in.status {
+			case events.Passing:
+				c.top = append(c.top, in)
+				c.any = append(c.any, in)
+			case events.Warning:
+				c.any = append(c.any, in)
+			}
+		}
+	})
+	if onlyPassing {
+		return c.top
+	}
+	return c.any
 }
 
 // serviceList is /v1/catalog/services at one moment.
