@@ -107,6 +107,11 @@ func (r *Registrar) Services(config []agent.ServiceConfig) []agent.ServiceConfig
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.config = config
+	for _, s := range r.api {
+		if slices.ContainsFunc(config, func(c agent.ServiceConfig) bool { return c.Name == s.svc.Name }) {
+			r.log.Warn("a service registered through the API has the name of one in the config file; the config's runs", "service", s.svc.Name)
+		}
+	}
 	return r.all()
 }
 
@@ -119,8 +124,7 @@ func (r *Registrar) all() []agent.ServiceConfig {
 	out := slices.Clone(r.config)
 	for _, s := range r.api {
 		if slices.ContainsFunc(r.config, func(c agent.ServiceConfig) bool { return c.Name == s.svc.Name }) {
-			r.log.Warn("a service registered through the API has the name of one in the config file; the config's runs", "service", s.svc.Name)
-			continue
+			continue // the config's runs (Services said so)
 		}
 		out = append(out, s.svc)
 	}
