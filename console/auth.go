@@ -1,97 +1,18 @@
 package console
 
 import (
-	"bufio"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"html"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
-)
 
-// Scope is what a console token may do.
-type Scope int
-
-const (
-	// ScopeNone: no valid token.
-	ScopeNone Scope = iota
-	// ScopeRead sees everything and changes nothing.
-	ScopeRead
-	// ScopeWrite may also change routes and drain instances.
-	ScopeWrite
+	"github.com/hailsd/hail/roles"
 )
 
 // cookieName holds a token set by the login form.
 const cookieName = "hail_console"
-
-// Tokens are the console's tokens, kept as SHA-256 hashes so that the
-// file (and the process's memory) never hold one that works.
-type Tokens struct {
-	hashes map[[sha256.Size]byte]Scope
-}
-
-// ParseTokens reads a tokens file: one "<read|write> sha256:<hex>" per
-// line (the hash as roles.HashToken writes it); blank lines and lines
-// starting with # are skipped. Errors name the line, never its hash.
-func ParseTokens(text string) (*Tokens, error) {
-	t := &Tokens{hashes: map[[sha256.Size]byte]Scope{}}
-	sc := bufio.NewScanner(strings.NewReader(text))
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		f := strings.Fields(line)
-		if len(f) != 2 {
-			return nil, fmt.Errorf("tokens line %d: want \"<read|write> sha256:<hex>\"", n)
-		}
-		var s Scope
-		switch f[0] {
-		case "read":
-			s = ScopeRead
-		case "write":
-			s = ScopeWrite
-		default:
-			return nil, fmt.Errorf("tokens line %d: scope %q is not read or write", n, f[0])
-		}
-		hx, ok := strings.CutPrefix(f[1], "sha256:")
-		b, err := hex.DecodeString(hx)
-		if !ok || err != nil || len(b) != sha256.Size {
-			return nil, fmt.Errorf("tokens line %d: the hash is not sha256:<64 hex digits> (write tokens with `discovery hash-token`)", n)
-		}
-		t.hashes[[sha256.Size]byte(b)] = s
-	}
-	if len(t.hashes) == 0 {
-		return nil, fmt.Errorf("tokens: no token")
-	}
-	return t, nil
-}
-
-// LoadTokens reads a tokens file (see ParseTokens).
-func LoadTokens(path string) (*Tokens, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("console tokens: %w", err)
-	}
-	t, err := ParseTokens(string(b))
-	if err != nil {
-		return nil, fmt.Errorf("console %s: %w", path, err)
-	}
-	return t, nil
-}
-
-// Scope is what token may do.
-func (t *Tokens) Scope(token string) Scope {
-	if t == nil || token == "" {
-		return ScopeNone
-	}
-	// A lookup by hash: its timing tells about the hash, never the token.
-	return t.hashes[sha256.Sum256([]byte(token))]
-}
 
 // Guard puts the console behind tokens, origin checks and browser
 // hardening headers. Probes and /metrics are not behind it: it wraps only
@@ -99,7 +20,7 @@ func (t *Tokens) Scope(token string) Scope {
 // asked, everything else checked.
 type Guard struct {
 	// Tokens; nil lets everyone read and write (loopback, or insecure).
-	Tokens *Tokens
+	Tokens *roles.Tokens
 	// Hosts the Host header may name (host or host:port). Empty: any
 	// with Tokens; without, only an IP address or localhost, names a DNS
 	// rebinding cannot borrow (a page of evil.example whose name then
@@ -140,14 +61,14 @@ func (g Guard) Wrap(h http.Handler) http.Handler {
 		if g.Tokens != nil && !public {
 			s := g.Tokens.Scope(token(r))
 			switch {
-			case s == ScopeNone && !write && r.URL.Path == "/" && !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer "):
+			case s == roles.ScopeNone && !write && r.URL.Path == "/" && !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer "):
 				http.Redirect(w, r, "/login", http.StatusSeeOther)
 				return
-			case s == ScopeNone:
+			case s == roles.ScopeNone:
 				hd.Set("WWW-Authenticate", `Bearer realm="hail console"`)
 				httpError(w, http.StatusUnauthorized, "a console token is needed (Authorization: Bearer <token>, or log in at /login)")
 				return
-			case write && s < ScopeWrite:
+			case write && s < roles.ScopeWrite:
 				httpError(w, http.StatusForbidden, "this token may read, not write")
 				return
 			}
@@ -241,7 +162,7 @@ func (g Guard) login(w http.ResponseWriter, r *http.Request) {
 	case http.MethodPost:
 		r.Body = http.MaxBytesReader(w, r.Body, 4096)
 		tok := r.PostFormValue("token")
-		if g.Tokens == nil || g.Tokens.Scope(tok) == ScopeNone {
+		if g.Tokens == nil || g.Tokens.Scope(tok) == roles.ScopeNone {
 			w.WriteHeader(http.StatusUnauthorized)
 			fmt.Fprintf(w, loginPage, html.EscapeString("That token is not one of this console's."))
 			return

@@ -74,7 +74,7 @@ func checkGuard(t *testing.T, g Guard, cases []guardCase) {
 }
 
 func TestGuard(t *testing.T) {
-	toks, err := ParseTokens("# operators\nread " + roles.HashToken("r-token") + "\nwrite " + roles.HashToken("w-token") + "\n")
+	toks, err := roles.ParseTokens("# operators\nread " + roles.HashToken("r-token") + "\nwrite " + roles.HashToken("w-token") + "\n")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestOpenGuard(t *testing.T) {
 }
 
 func TestLoginSetsAStrictHttpOnlyCookie(t *testing.T) {
-	toks, err := ParseTokens("read " + roles.HashToken("r-token"))
+	toks, err := roles.ParseTokens("read " + roles.HashToken("r-token"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestParseTokens(t *testing.T) {
 		{"three fields", "read " + good + " extra", "line 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseTokens(tc.text)
+			_, err := roles.ParseTokens(tc.text)
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -193,8 +193,8 @@ func FuzzParseTokens(f *testing.F) {
 	f.Add("read " + roles.HashToken("x"))
 	f.Add("write sha256:zz\n#c\n")
 	f.Fuzz(func(t *testing.T, text string) {
-		toks, err := ParseTokens(text)
-		if err == nil && toks.Scope("") != ScopeNone {
+		toks, err := roles.ParseTokens(text)
+		if err == nil && toks.Scope("") != roles.ScopeNone {
 			t.Fatal("the empty token has a scope")
 		}
 	})

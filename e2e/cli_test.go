@@ -36,7 +36,7 @@ func startDev(t *testing.T) *devStack {
 		ingress:   "127.0.0.1:" + strconv.Itoa(bustest.FreePort(t)),
 		greeterAt: "127.0.0.1:" + strconv.Itoa(bustest.FreePort(t)),
 	}
-	p := start(t, "dev", "dev", map[string]string{"HAIL_LOG_LEVEL": "warn"}, "--nats-url", d.url, "--http-addr", d.http, "--greeter-addr", d.greeterAt, "--ingress-addr", d.ingress)
+	p := start(t, "dev", "dev", map[string]string{"HAIL_LOG_LEVEL": "warn"}, "--nats-url", d.url, "--http-addr", d.http, "--greeter-addr", d.greeterAt, "--ingress-addr", d.ingress, "--consul-addr", "", "--dns-addr", "")
 	p.WaitReady(t, d.http)
 	d.proc = p
 	nc, err := nats.Connect(d.url)

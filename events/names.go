@@ -83,8 +83,9 @@ func ValidateEndpoint(s string) error {
 	return nil
 }
 
-// ValidateID checks an instance or node id: a UUID (version 4 or 7) in
-// canonical lower-case text form.
+// ValidateID checks an instance or node id: a UUID (version 4 or 7, or 5
+// for ids derived from a name: PROTOCOL v1.3) in canonical lower-case
+// text form.
 func ValidateID(s string) error {
 	if len(s) != 36 {
 		return invalid("id %q is not a canonical UUID (want 36 characters like 0190f1b6-3c4d-7e8f-9a0b-1c2d3e4f5a6b)", truncate(s))
@@ -106,8 +107,8 @@ func ValidateID(s string) error {
 			return invalid("id %q is not a canonical UUID (%s at position %d)", s, describe(c), i)
 		}
 	}
-	if v := s[14]; v != '4' && v != '7' {
-		return invalid("id %q is a version %c UUID; want version 4 or 7", s, v)
+	if v := s[14]; v != '4' && v != '5' && v != '7' {
+		return invalid("id %q is a version %c UUID; want version 4, 5 or 7", s, v)
 	}
 	if v := s[19]; v != '8' && v != '9' && v != 'a' && v != 'b' {
 		return invalid("id %q does not have the RFC 9562 variant", s)

@@ -63,6 +63,7 @@ func TestValidateID(t *testing.T) {
 	}{
 		{"v4", "6f1c2d3e-4a5b-4c6d-8e7f-9a0b1c2d3e4f", ""},
 		{"v7", "0190f1b6-3c4d-7e8f-9a0b-1c2d3e4f5a6b", ""},
+		{"v5, derived from a name", "f0eabd93-2bad-57bb-a02b-6dbfc99468d1", ""},
 		{"upper", "6F1C2D3E-4A5B-4C6D-8E7F-9A0B1C2D3E4F", "lower case"},
 		{"v1", "6f1c2d3e-4a5b-1c6d-8e7f-9a0b1c2d3e4f", "version 1"},
 		{"bad variant", "6f1c2d3e-4a5b-4c6d-ce7f-9a0b1c2d3e4f", "variant"},

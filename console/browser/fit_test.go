@@ -132,7 +132,7 @@ func TestLoginPageIsStyled(t *testing.T) {
 	r := regiontest.New(t)
 	r.StartNode(discovery.Config{})
 	region, _ := r.StartConsole(console.RegionConfig{})
-	toks, err := console.ParseTokens("read " + roles.HashToken("let-me-read"))
+	toks, err := roles.ParseTokens("read " + roles.HashToken("let-me-read"))
 	if err != nil {
 		t.Fatal(err)
 	}

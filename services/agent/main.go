@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -19,6 +21,7 @@ import (
 	"github.com/hailsd/hail/agent"
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/config"
+	"github.com/hailsd/hail/consul"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/program"
 )
@@ -34,12 +37,34 @@ type Config struct {
 	// HeartbeatInterval is discovery's: a service that hears no heartbeat
 	// for three of them announces again. Default 1s.
 	HeartbeatInterval time.Duration `koanf:"heartbeat_interval"`
-	// HTTP serves the agent's API (/v1/checks, /v1/check/...), /metrics,
-	// /healthz and /readyz. Default empty: off (deploy/agent.yaml sets
-	// 127.0.0.1:8500, which TTL checks need).
-	HTTP     config.HTTP           `koanf:"http"`
+	// HTTP serves the agent's API (/v1/checks, /v1/check/...), Consul's
+	// read API (PROTOCOL v1.3), /metrics, /healthz and /readyz. Default
+	// 127.0.0.1:8500, Consul's port; empty: off.
+	HTTP consul.HTTPConfig `koanf:"http"`
+	// DNS answers Consul-style names (PROTOCOL v1.3). Default
+	// 127.0.0.1:8600, domain hail.
+	DNS      consul.DNSConfig      `koanf:"dns"`
 	Log      config.Log            `koanf:"log"`
 	Services []agent.ServiceConfig `koanf:"services"`
+	// DataDir keeps the services registered through Consul's API, so a
+	// restart registers them again with the same ids. Default hail-agent
+	// under the user's state directory.
+	DataDir string `koanf:"data_dir"`
+	// APIScriptChecks allows checks with args registered through Consul's
+	// API (Consul's enable_script_checks). Default false: refused, 403.
+	APIScriptChecks bool `koanf:"api_script_checks"`
+}
+
+// defaultDataDir is hail-agent under the user's state directory
+// ($XDG_STATE_HOME, else ~/.local/state).
+func defaultDataDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "hail-agent")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "hail-agent")
+	}
+	return "hail-agent"
 }
 
 // Logging is the log section.
@@ -50,7 +75,10 @@ func defaults() *Config {
 		NATS:              config.NATS{URL: config.DefaultNATSURL},
 		Prefix:            events.DefaultPrefix,
 		HeartbeatInterval: time.Second,
+		HTTP:              consul.HTTPConfig{HTTP: config.HTTP{Addr: "127.0.0.1:8500"}, MaxBlocking: consul.DefaultMaxBlocking},
+		DNS:               consul.DefaultDNS(),
 		Log:               config.DefaultLog,
+		DataDir:           defaultDataDir(),
 	}
 }
 
@@ -71,6 +99,11 @@ func (c *Config) Validate() error {
 		add(config.FieldError("heartbeat_interval", "%v is below 10ms", c.HeartbeatInterval))
 	}
 	add(agent.ValidateServices(c.Services))
+	add(c.HTTP.Validate("http"))
+	add(c.DNS.Validate())
+	if c.DataDir == "" {
+		add(config.FieldError("data_dir", "is empty"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -119,14 +152,34 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	})
 	var l net.Listener
 	if cfg.HTTP.Addr != "" {
-		if l, err = admin.Listen(cfg.HTTP); err != nil {
+		if l, err = admin.Listen(cfg.HTTP.HTTP); err != nil {
 			return err
 		}
+	}
+	// Consul's interfaces answer from a follower of hail_instances.
+	view := consul.NewView(consul.Datacenter(nc))
+	host, _ := os.Hostname()
+	consulOpts, err := cfg.HTTP.Options("http", host)
+	if err != nil {
+		return err
+	}
+	consulOpts.Metrics = set
+	var dnsUDP net.PacketConn
+	var dnsTCP net.Listener
+	if cfg.DNS.Addr != "" {
+		if dnsUDP, dnsTCP, err = consul.ListenDNS(cfg.DNS.Addr); err != nil {
+			return err
+		}
+	}
+	// Services registered through Consul's API run beside the config's.
+	reg, err := consul.NewRegistrar(a, consul.RegistrarConfig{Dir: cfg.DataDir, Scripts: cfg.APIScriptChecks, Tokens: consulOpts.Tokens, Logger: log})
+	if err != nil {
+		return err
 	}
 	// Everything runs in one errgroup, joined before the connection
 	// drains: the agent deregisters its services first.
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return a.Run(gctx, cfg.Services) })
+	g.Go(func() error { return a.Run(gctx, reg.Services(cfg.Services)) })
 	g.Go(func() error {
 		config.Watch[*Config]{
 			Fresh:      defaults,
@@ -135,14 +188,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 				if err := fileKeys(loaded.File); err != nil {
 					return err
 				}
-				return a.Apply(c.Services)
+				return reg.SetConfig(c.Services)
 			},
 			Metrics: set,
 		}.Run(gctx, loaded, cfg)
 		return nil
 	})
+	g.Go(func() error {
+		return consul.Follow(gctx, nc, view, log, set.GetOrCreateCounter("hail_agent_registry_invalid_total").Inc)
+	})
+	if dnsUDP != nil {
+		g.Go(func() error { return consul.NewDNS(view, cfg.DNS, set).Serve(gctx, dnsUDP, dnsTCP, log) })
+	}
 	if l != nil {
-		g.Go(func() error { return admin.Serve(gctx, l, admin.Handler(set, nc.IsConnected, a.Handler()), log) })
+		api := http.NewServeMux()
+		api.Handle("/v1/checks", a.Handler())
+		api.Handle("/v1/check/", a.Handler())
+		for _, p := range []string{"/v1/agent/service/", "/v1/agent/check/", "/v1/agent/services", "/v1/agent/checks"} {
+			api.Handle(p, reg.Handler())
+		}
+		api.Handle("/", consul.Handler(view, consulOpts))
+		g.Go(func() error { return admin.Serve(gctx, l, admin.Handler(set, nc.IsConnected, api), log) })
 	}
 	return g.Wait()
 }

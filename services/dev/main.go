@@ -20,12 +20,14 @@ import (
 	"github.com/hailsd/hail/bus/embedded"
 	"github.com/hailsd/hail/config"
 	"github.com/hailsd/hail/console"
+	"github.com/hailsd/hail/consul"
 	"github.com/hailsd/hail/credentials"
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/echo"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/instance"
 	"github.com/hailsd/hail/program"
+	"github.com/hailsd/hail/roles"
 	"github.com/hailsd/hail/router"
 	"github.com/nats-io/nats.go"
 )
@@ -56,8 +58,13 @@ type Config struct {
 	// connected as its own NATS user with least privilege (the roles of
 	// `services/nats secure init`, whose files it keeps in
 	// <store_dir>/secure). Default false: open, on loopback.
-	Secure bool       `koanf:"secure"`
-	Log    config.Log `koanf:"log"`
+	Secure bool `koanf:"secure"`
+	// Consul serves Consul's read API (PROTOCOL v1.3) from the registry.
+	// Default 127.0.0.1:8500; empty: off.
+	Consul consul.HTTPConfig `koanf:"consul"`
+	// DNS answers Consul-style names. Default 127.0.0.1:8600.
+	DNS consul.DNSConfig `koanf:"dns"`
+	Log config.Log       `koanf:"log"`
 }
 
 // GreeterConfig places the example HTTP service.
@@ -72,12 +79,13 @@ func (c *Config) Logging() config.Log { return c.Log }
 
 func defaults() *Config {
 	return &Config{NATS: config.NATS{URL: config.DefaultNATSURL}, Echo: 3, Discovery: 1, HTTP: config.HTTP{Addr: "127.0.0.1:8080"},
-		Ingress: config.HTTP{Addr: "127.0.0.1:8000"}, Greeter: GreeterConfig{Addr: "127.0.0.1:8090"}, Log: config.DefaultLog}
+		Ingress: config.HTTP{Addr: "127.0.0.1:8000"}, Greeter: GreeterConfig{Addr: "127.0.0.1:8090"}, Log: config.DefaultLog,
+		Consul: consul.HTTPConfig{HTTP: config.HTTP{Addr: "127.0.0.1:8500"}, MaxBlocking: consul.DefaultMaxBlocking}, DNS: consul.DefaultDNS()}
 }
 
 // Validate names every wrong field.
 func (c *Config) Validate() error {
-	errs := []error{c.NATS.Validate(), c.Log.Validate()}
+	errs := []error{c.NATS.Validate(), c.Log.Validate(), c.Consul.Validate("consul"), c.DNS.Validate()}
 	if c.Echo < 0 || c.Echo > 1000 {
 		errs = append(errs, config.FieldError("echo", "%d is out of range 0..1000", c.Echo))
 	}
@@ -221,7 +229,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		// the tokens of `secure init` (console.tokens) with --secure.
 		var guard console.Guard
 		if creds != nil {
-			if guard.Tokens, err = console.LoadTokens(creds.File(credentials.ConsoleTokensFile)); err != nil {
+			if guard.Tokens, err = roles.LoadTokens(creds.File(credentials.ConsoleTokensFile)); err != nil {
 				return err
 			}
 		}
@@ -236,6 +244,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		}
 	}
 	if err := rc.wait(ctx, rt.Serving(), "router"); err != nil {
+		return err
+	}
+	cp, err := startConsul(ctx, cfg, nodes[0].Registry(), consul.Datacenter(rnc), set, log, stopped)
+	comps = append(comps, cp.comps...)
+	if err != nil {
 		return err
 	}
 	ingressAt := ""
@@ -278,6 +291,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		ids[i] = n.ID()
 	}
 	printWelcome(out, url, storeDir, ids, len(insts), consoleAt, greeterAt, ingressAt)
+	cp.print(out)
 	if creds != nil {
 		printSecured(out, url, consoleAt, creds)
 	} else {

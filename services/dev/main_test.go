@@ -34,7 +34,7 @@ func startDev(t *testing.T, args ...string) *devStack {
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	t.Cleanup(cancel)
-	args = append([]string{"--nats-url", d.url, "--http-addr", "", "--greeter-addr", "", "--ingress-addr", ""}, args...)
+	args = append([]string{"--nats-url", d.url, "--http-addr", "", "--greeter-addr", "", "--ingress-addr", "", "--consul-addr", "", "--dns-addr", ""}, args...)
 	go func() { d.done <- run(ctx, args, func(string) string { return "" }, d.out) }()
 	// A deadline, not a wait: a secured stack checks a bcrypt hash per
 	// connection, slow under the race detector on a busy machine.

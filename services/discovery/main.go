@@ -298,7 +298,7 @@ func openConsole(ctx context.Context, cfg *Config, nc *nats.Conn, kv *bus.Bucket
 	}
 	guard := console.Guard{Hosts: cfg.Console.Hosts}
 	if cfg.Console.TokensFile != "" {
-		if guard.Tokens, err = console.LoadTokens(cfg.Console.TokensFile); err != nil {
+		if guard.Tokens, err = roles.LoadTokens(cfg.Console.TokensFile); err != nil {
 			return nil, own, err
 		}
 	}
