@@ -131,7 +131,10 @@ func ServiceUnscoped(s events.Subjects, service string) Role {
 
 func serviceRole(s events.Subjects, name string, instance []string) Role {
 	r := Role{Name: "svc-" + name, AllowResponses: true}
-	r.Publish = []string{s.Announce(name), s.Deregister(name)}
+	// The agent runs as its service's user and answers Consul's API and
+	// DNS from a follower of the registry (PROTOCOL v1.3), so the role
+	// reads hail_instances; it writes nothing there.
+	r.Publish = with([]string{s.Announce(name), s.Deregister(name)}, kvRead(bus.InstancesBucket))
 	r.Subscribe = with(instance, []string{s.Svc(name, "*"), s.Discover(), r.InboxPrefix() + ".>"}, micro(bus.MicroName(name)))
 	return confine(r)
 }
