@@ -78,6 +78,11 @@ func StartServer(o ServerOptions) (*server.Server, error) {
 		NoSigs:     true,
 		NoLog:      o.Logger == nil,
 		MaxPayload: o.MaxPayload,
+		// A client whose connect waits long for its authorization (a
+		// bcrypt check on a busy server, a burst of reconnects after a
+		// restart: PROTOCOL v1.6 "Reconnect storms") would otherwise fail
+		// on the server's first PING after ~2 s, before it is in.
+		DisableShortFirstPing: true,
 	}
 	if o.Cluster.Name != "" {
 		opts.Cluster = server.ClusterOpts{Name: o.Cluster.Name, Host: o.Cluster.Host, Port: o.Cluster.Port, Advertise: o.Cluster.Advertise}
