@@ -129,7 +129,7 @@ func (s *Stack) start(ctx context.Context) error {
 		}
 		so := embedded.ServerOptions{Name: "hail-bench", Port: -1, StoreDir: dir}
 		if s.secure {
-			if creds, err = credentials.Write(filepath.Join(dir, "secure"), credentials.Options{Services: []string{"echo"}, Hosts: []string{"127.0.0.1", "localhost"}}); err != nil {
+			if creds, err = credentials.Write(filepath.Join(dir, "secure"), credentials.Options{Services: []string{"echo"}, Hosts: []string{"127.0.0.1", "localhost"}, HashCost: credentials.MinHashCost}); err != nil {
 				return err
 			}
 			sec := embedded.Security{Cert: creds.File(credentials.ServerCertFile), Key: creds.File(credentials.ServerKeyFile), AuthFile: creds.File(credentials.AuthConfFile)}

@@ -101,12 +101,15 @@ type Options struct {
 	Unscoped []string
 	// HashCost is bcrypt's cost for the passwords auth.conf holds; 0 is
 	// 11. The server checks a password at the cost it was hashed with on
-	// every connection, before it answers the client's first PING: past
-	// 2 s (a small machine at a high cost, the race detector at 11) its
-	// own first PING comes first and the client gives up. Tests lower it
-	// (bcrypt.MinCost).
+	// every connection (hail's servers set DisableShortFirstPing, so a
+	// slow check delays a connect rather than failing it). Tests and
+	// throwaway regions lower it (MinHashCost).
 	HashCost int
 }
+
+// MinHashCost is bcrypt's lowest cost: for tests and throwaway regions
+// (the bench's), whose connects are not what they are about.
+const MinHashCost = bcrypt.MinCost
 
 // Write makes dir (if need be) and writes a fresh set into it.
 func Write(dir string, o Options) (*Dir, error) {

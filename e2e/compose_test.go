@@ -166,7 +166,7 @@ func TestComposeFileConsistent(t *testing.T) {
 
 	// The credentials' files, for the environments that name them.
 	secureDir := t.TempDir()
-	if _, err := credentials.Write(secureDir, credentials.Options{Services: []string{"echo", "greeter"}}); err != nil {
+	if _, err := credentials.Write(secureDir, credentials.Options{Services: []string{"echo", "greeter"}, HashCost: credentials.MinHashCost}); err != nil {
 		t.Fatal(err)
 	}
 	// Every hail service runs a program the Dockerfile builds, with an

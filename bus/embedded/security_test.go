@@ -21,7 +21,7 @@ import (
 // each other's certificates; a would-be route without one signed by the
 // CA is refused.
 func TestRoutesNeedACertificate(t *testing.T) {
-	d, err := credentials.Write(t.TempDir(), credentials.Options{Hosts: []string{"127.0.0.1"}})
+	d, err := credentials.Write(t.TempDir(), credentials.Options{Hosts: []string{"127.0.0.1"}, HashCost: credentials.MinHashCost})
 	if err != nil {
 		t.Fatal(err)
 	}
