@@ -116,7 +116,7 @@ func (r replier) json(m *nats.Msg, v any) {
 		return
 	}
 	if max := r.nc.MaxPayload(); int64(len(data)) > max {
-		r.reject(m, reasonTooLarge, fmt.Errorf(`answer of %d bytes exceeds the server's max payload of %d; filter by service or status, or page it: {"limit":1000}, then {"limit":1000,"after":"<the last key>"}`, len(data), max))
+		r.reject(m, reasonTooLarge, fmt.Errorf(`answer of %d bytes exceeds the server's max payload of %d; filter by service or status, or page it: {"limit":1000}, then {"limit":1000,"after":"<service>.<id> of the last instance"}`, len(data), max))
 		return
 	}
 	if err := r.nc.Publish(m.Reply, data); err != nil {
