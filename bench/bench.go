@@ -93,6 +93,9 @@ type Result struct {
 	Errors     int
 	Throughput float64 // requests per second
 	P50, P99   time.Duration
+	// CPU is the process's CPU time per request while the mode was
+	// measured (processCPU).
+	CPU time.Duration
 }
 
 // Stack is everything a run needs: a NATS server (unless given), a
@@ -306,6 +309,7 @@ type tally struct {
 	lats    []time.Duration
 	errors  int
 	elapsed time.Duration
+	cpu     time.Duration
 }
 
 func (t *tally) result(mode string) (Result, error) {
@@ -317,6 +321,7 @@ func (t *tally) result(mode string) (Result, error) {
 		Mode: mode, Requests: len(t.lats), Errors: t.errors,
 		Throughput: float64(len(t.lats)) / t.elapsed.Seconds(),
 		P50:        t.lats[len(t.lats)/2], P99: t.lats[len(t.lats)*99/100],
+		CPU: t.cpu / time.Duration(len(t.lats)),
 	}, nil
 }
 
@@ -340,7 +345,7 @@ func load(ctx context.Context, concurrency int, do func(context.Context) error, 
 		}
 		return time.Now().Before(stopAt)
 	}
-	start := time.Now()
+	start, cpu := time.Now(), processCPU()
 	g, gctx := errgroup.WithContext(ctx)
 	for range concurrency {
 		g.Go(func() error {
@@ -361,6 +366,7 @@ func load(ctx context.Context, concurrency int, do func(context.Context) error, 
 	}
 	_ = g.Wait()
 	into.elapsed += time.Since(start)
+	into.cpu += processCPU() - cpu
 	into.errors += int(errs.Load())
 	return ctx.Err()
 }
@@ -426,8 +432,8 @@ func Write(w io.Writer, cfg Config, results []Result) {
 	cfg.setDefaults()
 	fmt.Fprintf(w, "%d echo instances, %d requests in flight, %d-byte payload, %s per mode in %d turns\n\n",
 		cfg.Instances, cfg.Concurrency, cfg.Payload, cfg.Duration, cfg.Rounds)
-	fmt.Fprintln(w, "| path | req/s | × plain | p50 | p99 | errors |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| path | req/s | × plain | p50 | p99 | CPU/req | errors |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
 	var base float64
 	for _, r := range results {
 		if r.Mode == ModePlain {
@@ -441,12 +447,13 @@ func Write(w io.Writer, cfg Config, results []Result) {
 		if base > 0 {
 			ratio = fmt.Sprintf("%.2f", r.Throughput/base)
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %s | %d |\n", r.Mode, r.Throughput, ratio,
-			r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Errors)
+		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %s | %s | %d |\n", r.Mode, r.Throughput, ratio,
+			r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.CPU.Round(100*time.Nanosecond), r.Errors)
 	}
 	for _, mode := range []string{ModeRouter} {
-		if sec, ok := by[mode+SecureSuffix]; ok && by[mode].Throughput > 0 {
-			fmt.Fprintf(w, "\n%s requests with TLS and authorization: %.2f× those without\n", mode, sec.Throughput/by[mode].Throughput)
+		if sec, ok := by[mode+SecureSuffix]; ok && by[mode].Throughput > 0 && sec.CPU > 0 {
+			fmt.Fprintf(w, "\n%s requests with TLS and authorization: %.2f× those without (req/s); %.2f× by CPU per request\n",
+				mode, sec.Throughput/by[mode].Throughput, float64(by[mode].CPU)/float64(sec.CPU))
 		}
 	}
 }

@@ -8,7 +8,7 @@ import (
 
 // BenchmarkRequest is the go test -bench entry of the side-by-side
 // measurement: b.N requests, 32 in flight, per path. Besides ns/op it
-// reports req/s, p50 and p99.
+// reports req/s, p50, p99 and the process's CPU per request.
 func BenchmarkRequest(b *testing.B) {
 	s, err := Start(b.Context(), Config{})
 	if err != nil {
@@ -16,23 +16,41 @@ func BenchmarkRequest(b *testing.B) {
 	}
 	defer s.Close()
 	for _, mode := range Modes {
-		b.Run(mode, func(b *testing.B) {
-			if _, err := s.Measure(b.Context(), mode, 200*time.Millisecond, 0); err != nil {
-				b.Fatal(err)
-			}
-			b.ResetTimer()
-			r, err := s.Measure(b.Context(), mode, 0, b.N)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if r.Errors > 0 {
-				b.Errorf("%d requests failed", r.Errors)
-			}
-			b.ReportMetric(r.Throughput, "req/s")
-			b.ReportMetric(float64(r.P50.Microseconds()), "p50-µs")
-			b.ReportMetric(float64(r.P99.Microseconds()), "p99-µs")
-		})
+		b.Run(mode, func(b *testing.B) { benchmarkMode(b, s, mode) })
 	}
+}
+
+// BenchmarkRequestSecured is BenchmarkRequest's routed path in a secured
+// region (TLS, a user per role): with BenchmarkRequest/router, the two
+// CPU profiles whose difference is the cost of TLS and authorization
+// (README, Security).
+func BenchmarkRequestSecured(b *testing.B) {
+	s := &Stack{cfg: Config{}, secure: true}
+	s.cfg.setDefaults()
+	if err := s.start(b.Context()); err != nil {
+		s.Close()
+		b.Fatal(err)
+	}
+	defer s.Close()
+	benchmarkMode(b, s, ModeRouter)
+}
+
+func benchmarkMode(b *testing.B, s *Stack, mode string) {
+	if _, err := s.Measure(b.Context(), mode, 200*time.Millisecond, 0); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	r, err := s.Measure(b.Context(), mode, 0, b.N)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if r.Errors > 0 {
+		b.Errorf("%d requests failed", r.Errors)
+	}
+	b.ReportMetric(r.Throughput, "req/s")
+	b.ReportMetric(float64(r.P50.Microseconds()), "p50-µs")
+	b.ReportMetric(float64(r.P99.Microseconds()), "p99-µs")
+	b.ReportMetric(float64(r.CPU.Nanoseconds())/1e3, "cpu-µs/req")
 }
 
 // TestRunShort checks that every path answers without error; the figures
@@ -51,6 +69,9 @@ func TestRunShort(t *testing.T) {
 	for _, r := range results {
 		if r.Requests == 0 || r.Errors != 0 {
 			t.Errorf("%s: %d requests, %d errors", r.Mode, r.Requests, r.Errors)
+		}
+		if r.CPU <= 0 {
+			t.Errorf("%s: CPU per request %v, want the process's CPU time over the requests", r.Mode, r.CPU)
 		}
 	}
 }

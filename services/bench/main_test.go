@@ -14,7 +14,7 @@ func TestRunPrintsTable(t *testing.T) {
 	if err := run(context.Background(), args, func(string) string { return "" }, &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| plain | ", "| router | ", "| client | ", "× plain"} {
+	for _, want := range []string{"| plain | ", "| router | ", "| client | ", "× plain", "CPU/req"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
