@@ -12,6 +12,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/nats-io/nats.go"
 
+	"github.com/hailsd/hail/admin"
 	"github.com/hailsd/hail/agent"
 	"github.com/hailsd/hail/greeter"
 )
@@ -34,13 +35,10 @@ func startGreeter(ctx context.Context, addr string, dial dialer, set *metrics.Se
 	}
 	host, portText, _ := net.SplitHostPort(l.Addr().String())
 	port, _ := strconv.Atoi(portText)
-	srv := &http.Server{Handler: (&greeter.Server{}).Handler(), ReadHeaderTimeout: 5 * time.Second}
+	// admin.Serve, as every server hail starts: a slow client's headers
+	// and body are cut, and it stops with ctx.
 	serve := start(ctx, func(ctx context.Context) error {
-		defer context.AfterFunc(ctx, func() { _ = srv.Close() })()
-		if err := srv.Serve(l); err != http.ErrServerClosed {
-			return err
-		}
-		return nil
+		return admin.Serve(ctx, l, (&greeter.Server{}).Handler(), log.With("component", "greeter"))
 	}, stopped)
 	nc, err := dial.connect(ctx, "hail-agent", "svc-greeter")
 	if err != nil {
