@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/health"
 	"github.com/hailsd/hail/httpmap"
 )
 
@@ -52,7 +53,7 @@ func newBridge(s *service) (*bridge, error) {
 	}
 	base, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("bridge base_url %q: %w", raw, err)
+		return nil, fmt.Errorf("bridge base_url %q: %s", health.Redact(raw), health.Redact(err.Error()))
 	}
 	timeout := cfg.Timeout
 	if timeout <= 0 {
@@ -151,7 +152,7 @@ func (b *bridge) do(ep BridgeEndpoint, m *nats.Msg) *nats.Msg {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, target.String(), bytes.NewReader(m.Data))
 	if err != nil {
-		return failure(http.StatusBadRequest, fmt.Sprintf("request: %v", err))
+		return failure(http.StatusBadRequest, health.Redact(fmt.Sprintf("request: %v", err)))
 	}
 	req.Header = httpmap.BridgeHeaders(m.Header)
 	resp, err := b.client.Do(req)
@@ -159,13 +160,13 @@ func (b *bridge) do(ep BridgeEndpoint, m *nats.Msg) *nats.Msg {
 		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
 			return failure(http.StatusGatewayTimeout, fmt.Sprintf("%s %s: no answer within %v", method, target.Path, b.timeout))
 		}
-		return failure(http.StatusBadGateway, fmt.Sprintf("%s %s: %v", method, target.Path, err))
+		return failure(http.StatusBadGateway, health.Redact(fmt.Sprintf("%s %s: %v", method, target.Path, err)))
 	}
 	defer resp.Body.Close()
 	limit := int(b.s.a.nc.MaxPayload()) - 8<<10 // room for the headers
 	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
 	if err != nil {
-		return failure(http.StatusBadGateway, fmt.Sprintf("%s %s: read response: %v", method, target.Path, err))
+		return failure(http.StatusBadGateway, health.Redact(fmt.Sprintf("%s %s: read response: %v", method, target.Path, err)))
 	}
 	if len(body) > limit {
 		return failure(http.StatusBadGateway, fmt.Sprintf("%s %s: response over %d bytes does not fit one NATS message", method, target.Path, limit))

@@ -71,7 +71,7 @@ func TestBridge(t *testing.T) {
   - name: gone
     address: 127.0.0.1
     bridge:
-      base_url: http://%[3]s
+      base_url: http://ann:s3cret@%[3]s
       endpoints:
         - {name: http, path: "*"}
 `, host, port, closedAddr))
@@ -155,6 +155,11 @@ func TestBridge(t *testing.T) {
 		m = req(tt.subject, tt.hdr, "")
 		if m.Header.Get(events.HeaderServiceErrorCode) != tt.code || m.Header.Get("Hail-Status") != tt.code {
 			t.Errorf("%s %v: %v %q, want %s", tt.subject, tt.hdr, m.Header, m.Data, tt.code)
+		}
+		// gone's base_url carries a user and password: neither reaches
+		// the caller ([trust]: secrets in no error).
+		if reply := fmt.Sprint(m.Header, string(m.Data)); strings.Contains(reply, "ann") || strings.Contains(reply, "s3cret") {
+			t.Errorf("%s: the reply shows the base_url's user info: %s", tt.subject, reply)
 		}
 	}
 	// The heartbeat reply reports the capacity.
