@@ -73,15 +73,28 @@ func Listen(h config.HTTP) (net.Listener, error) {
 	return l, nil
 }
 
+// ReadTimeout bounds the reading of a whole request, body included, on
+// every server Serve runs: a client that trickles a body is cut off then,
+// as one that trickles its headers is after 5 s.
+const ReadTimeout = 10 * time.Second
+
 // Serve serves h on l until ctx ends, then shuts down gracefully, and
 // returns once the server has stopped: a program runs it in its errgroup.
 func Serve(ctx context.Context, l net.Listener, h http.Handler, log *slog.Logger) error {
+	return serve(ctx, l, h, log, ReadTimeout)
+}
+
+func serve(ctx context.Context, l net.Listener, h http.Handler, log *slog.Logger, readTimeout time.Duration) error {
 	// Requests' contexts end when the server shuts down, so long-lived
 	// ones (the console's event stream) do not hold the shutdown up.
 	base, stopRequests := context.WithCancel(context.WithoutCancel(ctx))
 	// A slow or idle client cannot hold a connection: the headers must
-	// come within 5 s and an idle keep-alive ends after 2 minutes.
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute, BaseContext: func(net.Listener) context.Context { return base }}
+	// come within 5 s, the whole request within readTimeout, and an idle
+	// keep-alive ends after 2 minutes. net/http lifts the read deadline
+	// once the body is read, so a long answer (the console's event
+	// stream) is not cut by it.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: readTimeout, IdleTimeout: 2 * time.Minute,
+		BaseContext: func(net.Listener) context.Context { return base }}
 	srv.RegisterOnShutdown(stopRequests)
 	stopped := make(chan error, 1)
 	go func() { stopped <- srv.Serve(l) }()

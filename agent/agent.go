@@ -1,8 +1,9 @@
 // Package agent registers services that do not speak NATS: for each entry
-// of its config it runs the service's checks (the health package), announces
-// it with what the first round found, answers its heartbeats with the worst
-// check's status and every check, announces again when discovery asks or
-// loses it, and deregisters it on removal or shutdown. Its HTTP API lists
+// of its config it runs the service's checks (the health package) and a
+// member (package member, the SDK's instance side) that announces it with
+// what the first round found, answers its heartbeats with the worst check's
+// status and every check, announces again when discovery asks or loses it,
+// and deregisters it on removal or shutdown. Its HTTP API lists
 // the checks and takes TTL reports. services/agent is the program; the dev
 // stack runs one in process.
 package agent
@@ -12,10 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"os"
 	"reflect"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/member"
 )
 
 // Errors the TTL API branches on.
@@ -47,6 +47,7 @@ type Config struct {
 // Agent runs the services of its config.
 type Agent struct {
 	nc       *nats.Conn
+	conn     *member.Conn // every service's member side, on nc
 	cfg      Config
 	log      *slog.Logger
 	m        *metricsSet
@@ -72,7 +73,7 @@ func New(nc *nats.Conn, cfg Config) *Agent {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.NewSet()
 	}
-	a := &Agent{nc: nc, cfg: cfg, log: cfg.Logger.With("component", "agent"), services: map[string]*service{}, ids: map[string]string{}}
+	a := &Agent{nc: nc, conn: member.NewConn(nc, cfg.Subjects, cfg.HeartbeatInterval), cfg: cfg, log: cfg.Logger.With("component", "agent"), services: map[string]*service{}, ids: map[string]string{}}
 	a.hostname, _ = os.Hostname()
 	a.m = newMetrics(cfg.Metrics, a.Len)
 	return a
@@ -87,52 +88,13 @@ func (a *Agent) Run(ctx context.Context, svcs []ServiceConfig) error {
 	a.mu.Lock()
 	a.ctx = ctx
 	a.mu.Unlock()
-	discover := make(chan time.Duration, 1) // the spread asked for
-	sub, err := a.nc.Subscribe(a.cfg.Subjects.Discover(), func(m *nats.Msg) {
-		select {
-		case discover <- events.DiscoverSpread(m.Data, 0):
-		default:
-		}
-	})
-	if err != nil {
-		return fmt.Errorf("subscribe %s: %w", a.cfg.Subjects.Discover(), err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
 	if err := a.Apply(svcs); err != nil {
 		a.shutdown()
 		return err
 	}
-	for {
-		select {
-		case <-ctx.Done():
-			a.shutdown()
-			return nil
-		case spread := <-discover:
-			a.announceAll(ctx, spread)
-		}
-	}
-}
-
-// announceAll answers hail.discover: every service announces again, the
-// announces spaced over spread.
-func (a *Agent) announceAll(ctx context.Context, spread time.Duration) {
-	a.mu.Lock()
-	svcs := slices.Collect(maps.Values(a.services))
-	a.mu.Unlock()
-	if len(svcs) == 0 {
-		return
-	}
-	gap := spread / time.Duration(len(svcs))
-	for _, s := range svcs {
-		if err := s.announce(ctx); err != nil {
-			a.log.Warn("announce on discover", "service", s.cfg.Name, "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(gap):
-		}
-	}
+	<-ctx.Done()
+	a.shutdown()
+	return nil
 }
 
 // Apply makes svcs the registered services: a new entry registers, a
@@ -222,6 +184,18 @@ func (a *Agent) ID(service string) (string, bool) {
 		return "", false
 	}
 	return s.id, true
+}
+
+// Err is discovery's refusal of service's announce (a 4xx, wrapping
+// member.ErrRefused), or nil; a refused service is announced no more until
+// its entry changes.
+func (a *Agent) Err(service string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if s, ok := a.services[service]; ok {
+		return s.member.Err()
+	}
+	return nil
 }
 
 // Report takes a TTL check's report: pass, warn or fail, with output.

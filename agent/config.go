@@ -220,7 +220,7 @@ func validateCheck(c CheckConfig) error {
 	case events.CheckHTTP:
 		u, err := url.Parse(c.HTTP)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("http %q is not an http:// or https:// URL", c.HTTP)
+			return fmt.Errorf("http %q is not an http:// or https:// URL", health.Redact(c.HTTP))
 		}
 		if c.Method != "" && !validMethod(c.Method) {
 			return fmt.Errorf("method %q is not an HTTP method", c.Method)
@@ -245,7 +245,7 @@ func validateCheck(c CheckConfig) error {
 func validateBridge(b BridgeConfig) error {
 	if b.BaseURL != "" {
 		if u, err := url.Parse(b.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("base_url %q is not an http:// or https:// URL", b.BaseURL)
+			return fmt.Errorf("base_url %q is not an http:// or https:// URL", health.Redact(b.BaseURL))
 		}
 	}
 	if b.Timeout < 0 {

@@ -3,21 +3,19 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/hailsd/hail/events"
-	"github.com/hailsd/hail/heartbeat"
+	"github.com/hailsd/hail/member"
 )
 
-// service is one registered service: its checks, its heartbeat
-// subscription, and the goroutines that probe and watch over it.
+// service is one registered service: its checks, its member (the
+// protocol's instance side, shared with the SDK), and the goroutines that
+// probe it.
 type service struct {
 	cfg    ServiceConfig
 	id     string
@@ -25,15 +23,14 @@ type service struct {
 	checks []*check
 	bridge *bridge // nil without bridge endpoints
 
-	lastBeat atomic.Int64 // unix nanoseconds of the last heartbeat
-	sub      *nats.Subscription
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	member *member.Member
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
-// startService runs the checks' first round, subscribes the heartbeat,
-// announces the service with what the round found, and starts the checks'
-// loops and the re-announce watch.
+// startService runs the checks' first round, then joins the service as a
+// member, which announces it with what the round found, and starts the
+// checks' loops.
 func (a *Agent) startService(ctx context.Context, cfg ServiceConfig, id string) (*service, error) {
 	now := time.Now()
 	s := &service{cfg: cfg, id: id, a: a}
@@ -56,27 +53,21 @@ func (a *Agent) startService(ctx context.Context, cfg ServiceConfig, id string) 
 			return nil, fmt.Errorf("bridge of %s: %w", cfg.Name, err)
 		}
 	}
-	sub, err := a.nc.Subscribe(a.cfg.Subjects.HeartbeatOf(cfg.Name, id, cfg.Scoped), s.answer)
+	m, err := a.conn.Join(member.Config{
+		Service: cfg.Name, ID: id, Scoped: cfg.Scoped,
+		Announce: s.announceMsg, Report: s.report, Logger: a.log,
+	})
 	if err != nil {
 		s.release(ctx)
-		return nil, fmt.Errorf("subscribe heartbeats of %s %s: %w", cfg.Name, id, err)
+		return nil, fmt.Errorf("join %s %s: %w", cfg.Name, id, err)
 	}
-	s.sub = sub
-	if err := a.nc.Flush(); err != nil {
-		a.log.Warn("flush heartbeat subscription", "service", cfg.Name, "err", err)
-	}
-	s.lastBeat.Store(time.Now().UnixNano())
-	if err := s.announce(ctx); err != nil {
-		// The watch below announces again; discovery may not be up yet.
-		a.log.Warn("announce", "service", cfg.Name, "instance_id", id, "err", err)
-	}
+	s.member = m
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	for _, k := range s.checks {
 		s.wg.Go(func() { k.run(runCtx) })
 	}
-	s.wg.Go(func() { s.watch(runCtx) })
-	a.log.Info("service registered", "service", cfg.Name, "instance_id", id, "status", events.WorstStatus(s.results(time.Now())), "checks", len(s.checks))
+	a.log.Info("service joined", "service", cfg.Name, "instance_id", id, "status", events.WorstStatus(s.results(time.Now())), "checks", len(s.checks))
 	return s, nil
 }
 
@@ -104,73 +95,15 @@ func (s *service) announceMsg() events.Announce {
 	}
 }
 
-// announce sends the announce and waits for discovery's answer.
-func (s *service) announce(ctx context.Context) error {
-	data, err := json.Marshal(s.announceMsg())
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	m, err := s.a.nc.RequestWithContext(ctx, s.a.cfg.Subjects.Announce(s.cfg.Name), data)
-	if err != nil {
-		return err
-	}
-	if code, text, isErr := events.ReplyError(m); isErr {
-		return fmt.Errorf("refused: %d %s", code, text)
-	}
-	return nil
-}
-
-// answer replies to a heartbeat with the worst check's status and every
-// check.
-func (s *service) answer(m *nats.Msg) {
-	s.lastBeat.Store(time.Now().UnixNano())
+// report answers a heartbeat with the worst check's status and every
+// check, and the bridge's load.
+func (s *service) report() events.HeartbeatReply {
 	checks := s.results(time.Now())
-	reply := events.HeartbeatReply{ID: s.id, Status: events.WorstStatus(checks), Checks: fitChecks(checks, events.MaxPayload-256)}
+	reply := events.HeartbeatReply{Status: events.WorstStatus(checks), Checks: fitChecks(checks, events.MaxPayload-256)}
 	if s.bridge != nil {
 		reply.Inflight, reply.Capacity = int(s.bridge.inflight.Load()), cap(s.bridge.sem)
 	}
-	data, err := json.Marshal(reply)
-	if err != nil {
-		s.a.log.Error("encode heartbeat reply", "service", s.cfg.Name, "err", err)
-		return
-	}
-	_ = m.Respond(data)
-}
-
-// watch announces the service again when no heartbeat came for three
-// intervals (the SDK's rule: discovery lost it, or restarted empty).
-func (s *service) watch(ctx context.Context) {
-	iv := s.a.cfg.HeartbeatInterval
-	t := time.NewTicker(iv)
-	defer t.Stop()
-	failed := 0 // announces in a row not taken, for the backoff (the SDK's rule)
-	last := s.lastBeat.Load()
-	wait := heartbeat.ReannounceAfter(iv, 0, nil)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if beat := s.lastBeat.Load(); beat != last && failed > 0 {
-			failed, wait = 0, heartbeat.ReannounceAfter(iv, 0, nil) // heartbeats again
-		}
-		if time.Since(time.Unix(0, s.lastBeat.Load())) < wait {
-			continue
-		}
-		err := s.announce(ctx)
-		s.lastBeat.Store(time.Now().UnixNano())
-		last = s.lastBeat.Load()
-		if err != nil {
-			failed++
-			wait = heartbeat.ReannounceAfter(iv, failed, func(d time.Duration) time.Duration { return rand.N(d) })
-			s.a.log.Warn("announce again", "service", s.cfg.Name, "instance_id", s.id, "next_in", wait.Round(time.Millisecond), "err", err)
-			continue
-		}
-		s.a.log.Info("announced again: no heartbeat for 3 intervals", "service", s.cfg.Name, "instance_id", s.id)
-	}
+	return reply
 }
 
 // stop ends the service and, with deregister, deregisters it first (a
@@ -178,18 +111,24 @@ func (s *service) watch(ctx context.Context) {
 // SDK's order, so routers stop sending before the bridged requests in
 // flight are finished.
 func (s *service) stop(ctx context.Context, deregister bool) {
-	if deregister {
-		data, _ := json.Marshal(events.Deregister{ID: s.id, Service: s.cfg.Name, Reason: "shutdown"})
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		if _, err := s.a.nc.RequestWithContext(dctx, s.a.cfg.Subjects.Deregister(s.cfg.Name), data); err != nil {
-			s.a.log.Warn("deregister", "service", s.cfg.Name, "instance_id", s.id, "err", err)
-		}
-		cancel()
+	ctx = context.WithoutCancel(ctx)
+	// The checks stop and the bridge finishes what it holds while the
+	// heartbeats are still answered.
+	wind := func(ctx context.Context) error {
+		s.cancel()
+		s.wg.Wait()
+		s.release(ctx)
+		return nil
 	}
-	_ = s.sub.Unsubscribe()
-	s.cancel()
-	s.wg.Wait()
-	s.release(ctx)
+	var err error
+	if deregister {
+		err = s.member.Leave(ctx, wind)
+	} else {
+		err = errors.Join(wind(ctx), s.member.Close())
+	}
+	if err != nil {
+		s.a.log.Warn("leave", "service", s.cfg.Name, "instance_id", s.id, "err", err)
+	}
 	if deregister {
 		s.a.log.Info("service deregistered", "service", s.cfg.Name, "instance_id", s.id)
 	}

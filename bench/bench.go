@@ -182,7 +182,7 @@ func (s *Stack) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		inst, err := echo.Start(ctx, nc, instance.Config{Service: "echo", Capacity: 1024, Logger: s.cfg.Logger})
+		inst, err := echo.Start(ctx, nc, instance.Config{Service: "echo", Capacity: 1024, Scoped: s.secure, Logger: s.cfg.Logger})
 		if err != nil {
 			return err
 		}

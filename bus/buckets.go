@@ -29,11 +29,15 @@ const DefaultNodeTTL = 3 * time.Second
 // (`nats stream view HAIL_EVENTS`).
 const EventsStream = "HAIL_EVENTS"
 
-// Bounds of EventsStream and the registry.
+// Bounds of EventsStream and the registry. An event is small (its reason
+// is cut to 256 bytes), so one subject (one instance, or one node) keeps
+// at most 1,000 events of 4 KiB: 4 MiB of the stream's 256, and its own
+// history only.
 const (
 	EventsMaxAge        = 7 * 24 * time.Hour
 	EventsMaxBytes      = 256 << 20
 	EventsMaxPerSubject = 1000
+	EventsMaxMsgSize    = 4 << 10
 	InstancesMaxBytes   = 1 << 30
 )
 
@@ -187,7 +191,7 @@ func ensure(ctx context.Context, js jetstream.JetStream, replicas int, nodeTTL t
 		// One instance's (or node's) events cannot push out everyone
 		// else's history: each subject keeps its last ones only.
 		MaxMsgsPerSubject: EventsMaxPerSubject,
-		MaxMsgSize:        events.MaxPayload,
+		MaxMsgSize:        EventsMaxMsgSize,
 		Discard:           jetstream.DiscardOld,
 		Replicas:          replicas,
 	}

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -56,6 +55,9 @@ func Connect(ctx context.Context, o ConnectOptions) (*nats.Conn, error) {
 	}
 	log = log.With("component", "bus")
 	where := RedactURL(o.URL)
+	// Errors may quote a URL (nats.go's own, url.Parse's): none reaches a
+	// log line or the caller with its secret.
+	redact := func(err error) error { return RedactError(err, o.URL) }
 	connected := make(chan struct{}, 1)
 	signal := func() {
 		select {
@@ -71,7 +73,7 @@ func Connect(ctx context.Context, o ConnectOptions) (*nats.Conn, error) {
 			return false
 		}
 		if said.Swap(err.Error()) != err.Error() {
-			log.Error("NATS refused this program", "url", where, "reason", err)
+			log.Error("NATS refused this program", "url", where, "reason", redact(err))
 		}
 		if !ever.Load() {
 			select {
@@ -89,18 +91,18 @@ func Connect(ctx context.Context, o ConnectOptions) (*nats.Conn, error) {
 		nats.ConnectHandler(func(nc *nats.Conn) {
 			ever.Store(true)
 			said.Store("")
-			log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
+			log.Info("connected to NATS", "url", RedactURL(nc.ConnectedUrl()), "server", nc.ConnectedServerName())
 			signal()
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil && !refusal(err) {
-				log.Warn("disconnected from NATS", "err", err)
+				log.Warn("disconnected from NATS", "err", redact(err))
 			}
 		}),
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) { refusal(err) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			said.Store("")
-			log.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
+			log.Info("reconnected to NATS", "url", RedactURL(nc.ConnectedUrl()), "server", nc.ConnectedServerName())
 			signal()
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
@@ -111,13 +113,13 @@ func Connect(ctx context.Context, o ConnectOptions) (*nats.Conn, error) {
 			if sub != nil {
 				subject = sub.Subject
 			}
-			log.Error("NATS async error", "subject", subject, "err", err)
+			log.Error("NATS async error", "subject", subject, "err", redact(err))
 		}),
 	}
 	opts = append(opts, o.Extra...)
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", where, err)
+		return nil, fmt.Errorf("connect to %s: %w", where, redact(err))
 	}
 	if nc.IsConnected() {
 		return nc, nil
@@ -128,7 +130,7 @@ func Connect(ctx context.Context, o ConnectOptions) (*nats.Conn, error) {
 		return nc, nil
 	case err := <-refused:
 		nc.Close()
-		return nil, fmt.Errorf("connect to %s: NATS refused this program: %w", where, err)
+		return nil, fmt.Errorf("connect to %s: NATS refused this program: %w", where, redact(err))
 	case <-ctx.Done():
 		nc.Close()
 		return nil, fmt.Errorf("connect to %s: %w", where, ctx.Err())
@@ -157,23 +159,67 @@ func refusedBy(err error) bool {
 }
 
 // RedactURL is a URL list without the passwords or tokens in it, as it is
-// printed, logged and put in errors.
+// printed, logged and put in errors: nats://user:REDACTED@host for a
+// password, nats://REDACTED@host for a token. It works on the text, not on
+// a parsed URL, so that a URL that does not parse (a bad port, a stray
+// character) is redacted too; everything before the last @ of the
+// authority counts as user info.
 func RedactURL(urls string) string {
 	parts := strings.Split(urls, ",")
 	for i, u := range parts {
-		p, err := url.Parse(strings.TrimSpace(u))
-		if err != nil || p.User == nil {
-			continue
+		if secret, start, end := userInfo(u); secret {
+			parts[i] = u[:start] + redactedUserInfo(u[start:end]) + u[end:]
 		}
-		if _, has := p.User.Password(); has {
-			p.User = url.UserPassword(p.User.Username(), Redacted)
-		} else {
-			p.User = url.User(Redacted) // a token in the user part
-		}
-		parts[i] = p.String()
 	}
 	return strings.Join(parts, ",")
 }
+
+// userInfo finds the user info of one URL: u[start:end], before its @.
+func userInfo(u string) (found bool, start, end int) {
+	if k := strings.Index(u, "://"); k >= 0 {
+		start = k + len("://")
+	}
+	at := strings.LastIndexByte(u[start:], '@')
+	if at < 0 {
+		return false, 0, 0
+	}
+	return true, start, start + at
+}
+
+// redactedUserInfo keeps a user name, never a password or a token.
+func redactedUserInfo(info string) string {
+	if user, _, password := strings.Cut(info, ":"); password {
+		return user + ":" + Redacted
+	}
+	return Redacted
+}
+
+// RedactError is err with the user info of every URL of urls redacted in
+// its text, as RedactURL does; it still wraps err. For errors made from a
+// URL by code that knows nothing of secrets (url.Parse, nats.Connect).
+func RedactError(err error, urls string) error {
+	if err == nil {
+		return nil
+	}
+	text := err.Error()
+	for _, u := range strings.Split(urls, ",") {
+		if found, start, end := userInfo(u); found && end > start {
+			text = strings.ReplaceAll(text, u[start:end], redactedUserInfo(u[start:end]))
+		}
+	}
+	if text == err.Error() {
+		return err
+	}
+	return redactedError{err: err, text: text}
+}
+
+type redactedError struct {
+	err  error
+	text string
+}
+
+func (e redactedError) Error() string { return e.text }
+func (e redactedError) Unwrap() error { return e.err }
 
 // Drain drains nc (subscriptions finish what they hold, publishes are
 // flushed) and waits up to timeout for it to close, then closes it anyway.

@@ -200,7 +200,58 @@ func TestBucketsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := info.Config; c.MaxMsgsPerSubject != bus.EventsMaxPerSubject || c.MaxBytes != bus.EventsMaxBytes || c.MaxMsgSize <= 0 {
+	if c := info.Config; c.MaxMsgsPerSubject != bus.EventsMaxPerSubject || c.MaxBytes != bus.EventsMaxBytes || c.MaxMsgSize != bus.EventsMaxMsgSize {
 		t.Errorf("events stream limits %d per subject, %d bytes, %d per message", c.MaxMsgsPerSubject, c.MaxBytes, c.MaxMsgSize)
+	}
+	// One instance's events keep its own history only: its 1,001st
+	// pushes out its first, nobody else's; an event of 60 KB is refused.
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if _, err := js.Publish(ctx, "hail.health.echo.other", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	for range bus.EventsMaxPerSubject + 1 {
+		if _, err := js.Publish(ctx, "hail.health.echo.noisy", []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := js.Publish(ctx, "hail.health.echo.noisy", make([]byte, 60<<10)); err == nil {
+		t.Error("a 60 KB event was stored in HAIL_EVENTS")
+	}
+	info, err = kv.Events.Info(ctx, jetstream.WithSubjectFilter("hail.health.>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.State.Subjects; got["hail.health.echo.other"] != 1 || got["hail.health.echo.noisy"] != bus.EventsMaxPerSubject {
+		t.Errorf("events kept per subject: %v", got)
+	}
+}
+
+// A stream made before the limits (by an older discovery) is updated to
+// them when a node starts.
+func TestEventsStreamLimitsUpdated(t *testing.T) {
+	nc := bustest.Connect(t, bustest.RunServer(t).ClientURL())
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: bus.EventsStream, Subjects: []string{"hail.health.>", "hail.node.>"},
+		MaxAge: bus.EventsMaxAge, MaxBytes: bus.EventsMaxBytes, MaxMsgSize: 64 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := bus.EnsureBuckets(ctx, nc, bus.BucketOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := b.Events.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := info.Config; c.MaxMsgsPerSubject != bus.EventsMaxPerSubject || c.MaxMsgSize != bus.EventsMaxMsgSize {
+		t.Errorf("an existing stream keeps %d per subject and %d bytes per message", c.MaxMsgsPerSubject, c.MaxMsgSize)
 	}
 }

@@ -197,6 +197,11 @@ func Print(w io.Writer, cfg any) error {
 				_ = k.Set(key, bus.RedactURL(s))
 			}
 		}
+		// Lists of sections (an agent's services and their checks) are
+		// not flattened into keys: their secrets are found inside.
+		if l, ok := v.([]any); ok {
+			_ = k.Set(key, redactList(l))
+		}
 	}
 	out, err := k.Marshal(yaml.Parser())
 	if err != nil {
@@ -204,6 +209,96 @@ func Print(w io.Writer, cfg any) error {
 	}
 	_, err = w.Write(out)
 	return err
+}
+
+// redactList is l with the secrets in its sections redacted: values of
+// keys named as secrets, the user info of URLs, and the values of secret
+// headers (a check's header: Authorization: Bearer ...).
+func redactList(l []any) []any {
+	out := make([]any, len(l))
+	for i, v := range l {
+		switch x := v.(type) {
+		case map[string]any:
+			m := make(map[string]any, len(x))
+			for k, e := range x {
+				switch {
+				case k == "header" || k == "headers":
+					m[k] = redactHeader(e)
+				case strings.HasSuffix(k, "password") || strings.HasSuffix(k, "token"):
+					m[k] = redactAll(e)
+				default:
+					m[k] = redactList([]any{e})[0]
+				}
+			}
+			out[i] = m
+		case []any:
+			out[i] = redactList(x)
+		case string:
+			out[i] = x
+			if strings.Contains(x, "@") && strings.Contains(x, "://") {
+				out[i] = bus.RedactURL(x)
+			}
+		default:
+			out[i] = v
+		}
+	}
+	return out
+}
+
+// redactHeader redacts the values of the headers that carry credentials
+// in h, a header section (http.Header's type, or a map a file gave).
+func redactHeader(h any) any {
+	switch x := h.(type) {
+	case map[string][]string:
+		out := make(map[string][]string, len(x))
+		for name, vs := range x {
+			out[name] = vs
+			if secretHeader(name) {
+				out[name] = slices.Repeat([]string{Redacted}, len(vs))
+			}
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for name, v := range x {
+			out[name] = v
+			if secretHeader(name) {
+				out[name] = redactAll(v)
+			}
+		}
+		return out
+	}
+	return redactAll(h)
+}
+
+// secretHeader reports whether an HTTP header called name carries a
+// credential (Authorization, Proxy-Authorization, Cookie, X-Consul-Token,
+// an API key...), so that its value is never printed.
+func secretHeader(name string) bool {
+	n := strings.ToLower(name)
+	for _, s := range []string{"auth", "cookie", "token", "secret", "key", "password", "session"} {
+		if strings.Contains(n, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// redactAll is v with every string in it Redacted.
+func redactAll(v any) any {
+	switch x := v.(type) {
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = redactAll(e)
+		}
+		return out
+	case []string:
+		return slices.Repeat([]string{Redacted}, len(x))
+	case string:
+		return Redacted
+	}
+	return v
 }
 
 // FieldError names the config key that is wrong.

@@ -223,7 +223,7 @@ func (n NATS) HostPort() (string, error) {
 	first := strings.TrimSpace(strings.Split(n.URL, ",")[0])
 	u, err := url.Parse(first)
 	if err != nil || u.Host == "" {
-		return "", fmt.Errorf("nats.url: %q is not a URL like nats://host:4222", first)
+		return "", fmt.Errorf("nats.url: %q is not a URL like nats://host:4222", bus.RedactURL(first))
 	}
 	return u.Host, nil
 }

@@ -34,16 +34,9 @@ type Tokens struct {
 	hashes map[[sha256.Size]byte]Scope
 }
 
-// HashToken is how a token is written in a tokens file: "sha256:" and the
-// hex SHA-256 of the token.
-func HashToken(token string) string {
-	h := sha256.Sum256([]byte(token))
-	return "sha256:" + hex.EncodeToString(h[:])
-}
-
 // ParseTokens reads a tokens file: one "<read|write> sha256:<hex>" per
-// line; blank lines and lines starting with # are skipped. Errors name the
-// line, never its hash.
+// line (the hash as roles.HashToken writes it); blank lines and lines
+// starting with # are skipped. Errors name the line, never its hash.
 func ParseTokens(text string) (*Tokens, error) {
 	t := &Tokens{hashes: map[[sha256.Size]byte]Scope{}}
 	sc := bufio.NewScanner(strings.NewReader(text))
@@ -102,11 +95,16 @@ func (t *Tokens) Scope(token string) Scope {
 
 // Guard puts the console behind tokens, origin checks and browser
 // hardening headers. Probes and /metrics are not behind it: it wraps only
-// the console's handler.
+// the console's handler. Its zero value guards an open console: no token
+// asked, everything else checked.
 type Guard struct {
 	// Tokens; nil lets everyone read and write (loopback, or insecure).
 	Tokens *Tokens
-	// Hosts the Host header may name (host or host:port); empty allows any.
+	// Hosts the Host header may name (host or host:port). Empty: any
+	// with Tokens; without, only an IP address or localhost, names a DNS
+	// rebinding cannot borrow (a page of evil.example whose name then
+	// points at 127.0.0.1 is same-origin with a console that answers for
+	// any Host, and an open console asks it for nothing else).
 	Hosts []string
 }
 
@@ -121,7 +119,7 @@ func (g Guard) Wrap(h http.Handler) http.Handler {
 		hd.Set("X-Content-Type-Options", "nosniff")
 		hd.Set("Referrer-Policy", "same-origin")
 		if !g.hostAllowed(r.Host) {
-			httpError(w, http.StatusMisdirectedRequest, "host %q is not one this console answers for", r.Host)
+			httpError(w, http.StatusMisdirectedRequest, "host %q is not one this console answers for (console.hosts; a console without tokens answers for IP addresses and localhost alone)", r.Host)
 			return
 		}
 		write := r.Method != http.MethodGet && r.Method != http.MethodHead
@@ -135,7 +133,11 @@ func (g Guard) Wrap(h http.Handler) http.Handler {
 			g.login(w, r)
 			return
 		}
-		if g.Tokens != nil {
+		// The stylesheet and script are the same for everyone and hold
+		// nothing of the region: the login form needs the stylesheet
+		// before there is a token.
+		public := !write && strings.HasPrefix(r.URL.Path, "/static/")
+		if g.Tokens != nil && !public {
 			s := g.Tokens.Scope(token(r))
 			switch {
 			case s == ScopeNone && !write && r.URL.Path == "/" && !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer "):
@@ -161,12 +163,16 @@ func (g Guard) Wrap(h http.Handler) http.Handler {
 }
 
 func (g Guard) hostAllowed(host string) bool {
-	if len(g.Hosts) == 0 {
-		return true
-	}
 	name := host
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		name = h
+	}
+	if len(g.Hosts) == 0 {
+		if g.Tokens != nil {
+			return true
+		}
+		name = strings.TrimSuffix(strings.TrimPrefix(name, "["), "]")
+		return net.ParseIP(name) != nil || strings.EqualFold(name, "localhost")
 	}
 	for _, a := range g.Hosts {
 		if strings.EqualFold(a, host) || strings.EqualFold(a, name) {
@@ -211,10 +217,14 @@ func token(r *http.Request) string {
 	return ""
 }
 
-const loginPage = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>hail console: log in</title>
-<link rel="stylesheet" href="/static/style.css"></head><body><main><h1>hail console</h1>
-<form method="post" action="/login"><label>Token <input type="password" name="token" autocomplete="current-password" required></label>
-<button type="submit">Log in</button></form><p class="error">%s</p></main></body></html>`
+const loginPage = `<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>hail · log in</title>
+<link rel="stylesheet" href="/static/style.css"></head><body>
+<header><h1>hail</h1><span class="sub">service discovery on NATS</span></header>
+<main><section class="login"><h2>Log in to the console</h2>
+<form method="post" action="/login"><label>Token <input type="password" name="token" autocomplete="current-password" autofocus required></label>
+<button type="submit">Log in</button></form><p class="error" role="alert">%s</p>
+<p class="muted">A token with read or write scope; <code>secure init</code> (and <code>services/dev --secure</code>) writes one with write scope to console.token.</p></section></main></body></html>`
 
 // login serves the form and, on a valid token, sets it as an HttpOnly,
 // SameSite=Strict cookie. The form post is the one write that is not JSON;
@@ -223,6 +233,10 @@ func (g Guard) login(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
+		if g.Tokens == nil { // an open console: nothing to log in to
+			http.Redirect(w, r, "/", http.StatusSeeOther)
+			return
+		}
 		fmt.Fprintf(w, loginPage, "")
 	case http.MethodPost:
 		r.Body = http.MaxBytesReader(w, r.Body, 4096)

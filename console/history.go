@@ -80,27 +80,33 @@ func (h *healthHistory) segments(id string, now time.Time) []segment {
 	return out
 }
 
-// statusAt is id's status at t, "" when unknown.
-func statusAt(segs []segment, t time.Time) events.Status {
-	for _, s := range segs {
-		if !t.Before(s.From) && t.Before(s.To) {
-			return s.Status
-		}
-	}
-	return ""
-}
-
 var statusColor = map[events.Status]string{
 	events.Passing: "#2e9d57", events.Warning: "#e0a100", events.Critical: "#d64541",
 }
 
-// minSegment is the narrowest a strip's segment is drawn, in px of 120:
-// an hour's strip gives a minute 2 px, and a status of a few seconds (an
-// instance that just went critical) must still be seen.
-const minSegment = 3.0
+// minSegment is the narrowest a status is drawn, in px of 120: an hour's
+// strip gives a minute 2 px and a second 0.03, and a status of a second
+// or more (an instance that was critical for a moment) must still be seen.
+const minSegment = 4.0
+
+// severity orders the statuses as they are drawn: the worse on top, so
+// that the passing stretch after a short critical one does not cover its
+// widened mark.
+func severity(s events.Status) int {
+	switch s {
+	case events.Passing:
+		return 1
+	case events.Warning:
+		return 2
+	case events.Critical:
+		return 3
+	}
+	return 0
+}
 
 // strip draws an instance's statuses over the window as a bar of colored
-// segments, each with its status, start and reason on hover.
+// segments, each with its status, start and reason on hover; every
+// segment at least minSegment wide, the worse drawn over the better.
 func strip(segs []segment, now time.Time, window time.Duration) template.HTML {
 	const w, h = 120.0, 10.0
 	start := now.Add(-window)
@@ -108,6 +114,8 @@ func strip(segs []segment, now time.Time, window time.Duration) template.HTML {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="strip" viewBox="0 0 %g %g" width="%g" height="%g" role="img" aria-label="health over the last %v">`, w, h, w, h, window)
 	fmt.Fprintf(&b, `<rect width="%g" height="%g" fill="#eef"/>`, w, h)
+	segs = slices.Clone(segs)
+	slices.SortStableFunc(segs, func(a, b segment) int { return severity(a.Status) - severity(b.Status) })
 	for _, s := range segs {
 		c, ok := statusColor[s.Status]
 		if !ok {
@@ -127,8 +135,24 @@ func strip(segs []segment, now time.Time, window time.Duration) template.HTML {
 	return template.HTML(b.String()) // safe: numbers, known colors and an escaped title
 }
 
+// worstIn is the worst status segs hold anywhere in [from, to), "" when
+// none: a sample of a service's chart stands for its whole stretch, so a
+// critical second between two sample times still counts.
+func worstIn(segs []segment, from, to time.Time) events.Status {
+	var worst events.Status
+	for _, s := range segs {
+		if s.From.Before(to) && s.To.After(from) && severity(s.Status) > severity(worst) {
+			worst = s.Status
+		}
+	}
+	return worst
+}
+
 // stacked draws a service's instances by status over the window: one
-// column per sample, passing at the bottom, then warning, critical on top.
+// column per sample, each instance counted by its worst status in the
+// column's stretch, passing at the bottom, then warning, critical on top.
+// A run of warning or critical columns is at least minSegment wide and
+// drawn over the passing ones, as in strip.
 func stacked(all [][]segment, now time.Time, window time.Duration) template.HTML {
 	const w, h, samples = 120.0, 20.0, 60
 	peak := max(len(all), 1)
@@ -138,15 +162,15 @@ func stacked(all [][]segment, now time.Time, window time.Duration) template.HTML
 	// Counts per sample first; then one rectangle per run of equal
 	// counts, so a steady service is three rectangles, not 180.
 	counts := make([]map[events.Status]int, samples)
+	step := window / samples
 	for i := range samples {
-		// A column is the status just before its right edge: segments
-		// end exclusive, the last at now.
-		t := now.Add(-window + time.Duration(i+1)*window/samples - time.Nanosecond)
+		from := now.Add(-window + time.Duration(i)*step)
 		counts[i] = map[events.Status]int{}
 		for _, segs := range all {
-			counts[i][statusAt(segs, t)]++
+			counts[i][worstIn(segs, from, from.Add(step))]++
 		}
 	}
+	byStatus := map[events.Status]*strings.Builder{events.Passing: {}, events.Warning: {}, events.Critical: {}}
 	for i := 0; i < samples; {
 		j := i + 1
 		for j < samples && maps.Equal(counts[j], counts[i]) {
@@ -160,10 +184,17 @@ func stacked(all [][]segment, now time.Time, window time.Duration) template.HTML
 			}
 			bar := float64(n) / float64(peak) * h
 			y -= bar
-			fmt.Fprintf(&b, `<rect x="%.2f" y="%.2f" width="%.2f" height="%.2f" fill="%s"><title>%s %d</title></rect>`,
-				float64(i)*col, y, float64(j-i)*col, bar, statusColor[s], s, n)
+			x, width := float64(i)*col, float64(j-i)*col
+			if s != events.Passing && width < minSegment {
+				x, width = min(x, w-minSegment), minSegment
+			}
+			fmt.Fprintf(byStatus[s], `<rect x="%.2f" y="%.2f" width="%.2f" height="%.2f" fill="%s" data-status="%s"><title>%s %d</title></rect>`,
+				x, y, width, bar, statusColor[s], s, s, n)
 		}
 		i = j
+	}
+	for _, s := range []events.Status{events.Passing, events.Warning, events.Critical} {
+		b.WriteString(byStatus[s].String())
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String()) // safe: numbers and known words

@@ -32,7 +32,7 @@ func TestHealthHistory(t *testing.T) {
 			t.Errorf("segment %d = %+v, want %v..%v %s", i, segs[i], w.from, w.to, w.s)
 		}
 	}
-	if s := statusAt(segs, now.Add(-20*time.Minute)); s != events.Critical {
+	if s := worstIn(segs, now.Add(-20*time.Minute), now.Add(-19*time.Minute)); s != events.Critical {
 		t.Errorf("status 20 min ago: %s", s)
 	}
 	svg := string(strip(segs, now, time.Hour))
@@ -76,5 +76,53 @@ func TestHealthJustChanged(t *testing.T) {
 	}
 	if st := string(stacked([][]segment{segs}, now, time.Hour)); !strings.Contains(st, "critical 1") {
 		t.Errorf("the service's chart lacks the critical instance: %s", st)
+	}
+}
+
+// A critical stretch of a second or two in the middle of the hour, passing
+// before and after, is a mark of at least minSegment px on the instance's
+// strip, drawn over the passing stretches, and on the service's chart,
+// though no sample time falls inside it.
+func TestShortCriticalIsSeen(t *testing.T) {
+	const id = "0190f1b6-3c4d-7e8f-9a0b-1c2d3e4f5a65"
+	now := time.Date(2026, 12, 2, 11, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name      string
+		ago, long time.Duration
+	}{
+		{"1 s, 30 min ago", 30*time.Minute + 7*time.Second, time.Second},
+		{"2 s, 10 min ago", 10*time.Minute + 31*time.Second, 2 * time.Second},
+		{"1 s, just now", 2 * time.Second, time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHealthHistory(time.Hour)
+			add := func(ago time.Duration, s, prev events.Status) {
+				h.add(events.HealthEvent{ID: id, Service: "web", Status: s, Previous: prev, TS: now.Add(-ago)}, now)
+			}
+			add(2*time.Hour, events.Passing, "")
+			add(tc.ago, events.Critical, events.Passing)
+			add(tc.ago-tc.long, events.Passing, events.Critical)
+			segs := h.segments(id, now)
+			for name, svg := range map[string]string{"strip": string(strip(segs, now, time.Hour)), "chart": string(stacked([][]segment{segs}, now, time.Hour))} {
+				i := strings.Index(svg, `data-status="critical"`)
+				if i < 0 {
+					t.Fatalf("%s: no critical mark: %s", name, svg)
+				}
+				if strings.Contains(svg[i:], `data-status="passing"`) {
+					t.Errorf("%s: a passing stretch is drawn over the critical mark: %s", name, svg)
+				}
+				rect := svg[strings.LastIndex(svg[:i], "<rect"):i]
+				var x, width float64
+				if _, err := fmt.Sscanf(rect[strings.Index(rect, `x="`):], `x="%g"`, &x); err != nil {
+					t.Fatalf("%s: %s: %v", name, rect, err)
+				}
+				if _, err := fmt.Sscanf(rect[strings.Index(rect, `width="`):], `width="%g"`, &width); err != nil {
+					t.Fatalf("%s: %s: %v", name, rect, err)
+				}
+				if width < minSegment || x < 0 || x+width > 120.001 {
+					t.Errorf("%s: critical drawn at x %v, width %v: not seen, or outside the 120-px strip", name, x, width)
+				}
+			}
+		})
 	}
 }

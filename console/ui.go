@@ -32,11 +32,12 @@ type routeWritten struct {
 // maxBody bounds a write request's body, as events bound a message.
 const maxBody = events.MaxPayload
 
-// Handler serves the admin page and the JSON API behind it; Handler in
-// this package mounts it next to /metrics. Every route is a plain
-// http.Handler on one mux, so a middleware (a token check, say) wraps it
-// whole.
-func (r *Region) Handler() http.Handler {
+// Handler serves the admin page and the JSON API behind it, always
+// behind g: tokens are optional (g.Tokens nil: an open console), the
+// origin and content-type checks, the Host allowlist and the browser
+// hardening headers are not, since any web page the operator visits can
+// reach a console on loopback. admin.Handler mounts it next to /metrics.
+func (r *Region) Handler(g Guard) http.Handler {
 	static, _ := fs.Sub(web, "web/static") // present: embedded above
 	versions := staticVersions(static)
 	tmpl := template.Must(template.New("").Funcs(template.FuncMap{
@@ -153,7 +154,7 @@ func (r *Region) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, evs)
 	})
 	mux.HandleFunc("GET /api/events", r.stream)
-	return mux
+	return g.Wrap(mux)
 }
 
 // firstRows is how many services the page's first answer shows: more
@@ -174,6 +175,31 @@ type pageData struct {
 	Strategies []string
 	Nodes      []NodeView
 	Routes     []RouteView
+	Cols       columns
+}
+
+// columns say which of the optional columns hold a value in some row: a
+// column empty in every row (no instance with an AZ, say) is left out,
+// and the instances table fits 1280 px.
+type columns struct {
+	Checks, Address, Version, AZ, Node bool // instances
+	NodeAZ, NodeHost                   bool // discovery nodes
+}
+
+func columnsOf(insts []InstanceView, nodes []NodeView) columns {
+	var c columns
+	for _, v := range insts {
+		c.Checks = c.Checks || len(v.Checks) > 0
+		c.Address = c.Address || v.Address != "" || len(v.Tags) > 0
+		c.Version = c.Version || v.Version != ""
+		c.AZ = c.AZ || v.AZ != ""
+		c.Node = c.Node || v.Node != ""
+	}
+	for _, n := range nodes {
+		c.NodeAZ = c.NodeAZ || n.AZ != ""
+		c.NodeHost = c.NodeHost || n.Hostname != ""
+	}
+	return c
 }
 
 func (r *Region) render(w http.ResponseWriter, req *http.Request, tmpl *template.Template, name string) {
@@ -197,6 +223,7 @@ func (r *Region) render(w http.ResponseWriter, req *http.Request, tmpl *template
 		d.Instances = r.Instances(req.Context(), d.Selected)
 		d.Route, d.HasRoute = r.Route(d.Selected)
 	}
+	d.Cols = columnsOf(d.Instances, d.Nodes)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	if err := tmpl.ExecuteTemplate(w, name, d); err != nil {
 		r.log.Warn("render admin page", "err", err)

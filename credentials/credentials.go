@@ -10,6 +10,7 @@ package credentials
 
 import (
 	"bufio"
+	"cmp"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -19,10 +20,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,7 +35,6 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/hailsd/hail/config"
-	"github.com/hailsd/hail/console"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/roles"
 )
@@ -89,9 +93,19 @@ type Options struct {
 	Services []string
 	// Hosts (IPs and names) the server certificate is for.
 	Hosts []string
-	// ScopedOnly gives the services' users only their own scoped
-	// subjects (roles.ServiceScoped): every instance must announce scoped.
-	ScopedOnly bool
+	// Unscoped are services (of Services) whose user gets the unscoped
+	// subjects instead of the scoped ones (roles.ServiceUnscoped), for
+	// instances that announce unscoped; every other service's user hears
+	// only its own scoped subjects (roles.Service), so its instances must
+	// announce scoped.
+	Unscoped []string
+	// HashCost is bcrypt's cost for the passwords auth.conf holds; 0 is
+	// 11. The server checks a password at the cost it was hashed with on
+	// every connection, before it answers the client's first PING: past
+	// 2 s (a small machine at a high cost, the race detector at 11) its
+	// own first PING comes first and the client gives up. Tests lower it
+	// (bcrypt.MinCost).
+	HashCost int
 }
 
 // Write makes dir (if need be) and writes a fresh set into it.
@@ -102,66 +116,82 @@ func Write(dir string, o Options) (*Dir, error) {
 			return nil, fmt.Errorf("services: %w", err)
 		}
 	}
+	for _, s := range o.Unscoped {
+		if !slices.Contains(services, s) {
+			return nil, fmt.Errorf("unscoped service %q is not one of the services %v", s, services)
+		}
+	}
+	if o.HashCost != 0 && (o.HashCost < bcrypt.MinCost || o.HashCost > bcrypt.MaxCost) {
+		return nil, fmt.Errorf("hash cost %d is out of bcrypt's range %d..%d", o.HashCost, bcrypt.MinCost, bcrypt.MaxCost)
+	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(abs, 0o700); err != nil {
+	if err := os.MkdirAll(abs, dirMode); err != nil {
+		return nil, err
+	}
+	// MkdirAll leaves a directory that was there as it was.
+	if err := os.Chmod(abs, dirMode); err != nil {
 		return nil, err
 	}
 	d := &Dir{Path: abs}
-	write := func(name string, data []byte, mode os.FileMode) error {
-		if err := os.WriteFile(d.File(name), data, mode); err != nil {
-			return fmt.Errorf("write %s: %w", name, err)
-		}
-		return nil
-	}
+	write := func(name string, data []byte) error { return writeFile(abs, name, data) }
 	if err := WriteTLS(abs, hosts); err != nil {
 		return nil, err
 	}
-	rs := roles.All(events.Subjects{}, services...)
-	if o.ScopedOnly {
-		rs = roles.AllScoped(events.Subjects{}, services...)
-	}
+	rs := roles.All(events.Subjects{}, services, o.Unscoped)
 	hashed := map[string]string{}
 	for _, r := range rs {
 		pw, err := password()
 		if err != nil {
 			return nil, err
 		}
-		h, err := bcrypt.GenerateFromPassword([]byte(pw), 11)
+		h, err := bcrypt.GenerateFromPassword([]byte(pw), cmp.Or(o.HashCost, 11))
 		if err != nil {
 			return nil, fmt.Errorf("hash a password: %w", err)
 		}
 		hashed[r.Name] = string(h)
-		u := User{Name: r.Name, Password: pw, InboxPrefix: r.InboxPrefix()}
-		d.Users = append(d.Users, u)
-		env := fmt.Sprintf("HAIL_NATS_USER=%s\nHAIL_NATS_PASSWORD=%s\nHAIL_NATS_TLS_CA=%s\nHAIL_NATS_INBOX_PREFIX=%s\n", u.Name, u.Password, d.File(CAFile), u.InboxPrefix)
-		if err := write(r.Name+".env", []byte(env), 0o600); err != nil {
-			return nil, err
-		}
-		if err := write(r.Name+".password", []byte(u.Password), 0o600); err != nil {
-			return nil, err
-		}
+		d.Users = append(d.Users, User{Name: r.Name, Password: pw, InboxPrefix: r.InboxPrefix()})
+	}
+	if err := writeUsers(d, rs, o, hashed); err != nil {
+		return nil, err
 	}
 	token, err := password()
 	if err != nil {
 		return nil, err
 	}
-	if err := write(ConsoleTokenFile, []byte(token+"\n"), 0o600); err != nil {
+	if err := write(ConsoleTokenFile, []byte(token+"\n")); err != nil {
 		return nil, err
 	}
-	if err := write(ConsoleTokensFile, []byte("write "+console.HashToken(token)+"\n"), 0o600); err != nil {
-		return nil, err
-	}
-	conf, err := roles.AuthConf(rs, hashed)
-	if err != nil {
-		return nil, err
-	}
-	if err := write(AuthConfFile, []byte(conf), 0o600); err != nil {
+	if err := write(ConsoleTokensFile, []byte("write "+roles.HashToken(token)+"\n")); err != nil {
 		return nil, err
 	}
 	return d, nil
+}
+
+// writeUsers writes d's users' files (<user>.env, <user>.password) and
+// auth.conf from the role table rs, with the users' passwords as hashed.
+func writeUsers(d *Dir, rs []roles.Role, o Options, hashed map[string]string) error {
+	for _, u := range d.Users {
+		env := fmt.Sprintf("HAIL_NATS_USER=%s\nHAIL_NATS_PASSWORD=%s\nHAIL_NATS_TLS_CA=%s\nHAIL_NATS_INBOX_PREFIX=%s\n", u.Name, u.Password, d.File(CAFile), u.InboxPrefix)
+		if svc, ok := strings.CutPrefix(u.Name, "svc-"); ok {
+			// An SDK instance (services/echo) run with this file announces
+			// as its user may hear.
+			env += fmt.Sprintf("HAIL_SCOPED=%t\n", !slices.Contains(o.Unscoped, svc))
+		}
+		if err := writeFile(d.Path, u.Name+".env", []byte(env)); err != nil {
+			return err
+		}
+		if err := writeFile(d.Path, u.Name+".password", []byte(u.Password)); err != nil {
+			return err
+		}
+	}
+	conf, err := roles.AuthConf(rs, hashed)
+	if err != nil {
+		return err
+	}
+	return writeFile(d.Path, AuthConfFile, []byte(conf))
 }
 
 // WriteTLS writes a private CA (CAFile, CAKeyFile) and a server
@@ -176,32 +206,120 @@ func WriteTLS(dir string, hosts []string) error {
 	for _, f := range []struct {
 		name string
 		data []byte
-		mode os.FileMode
-	}{{CAFile, caPEM, 0o644}, {CAKeyFile, caKeyPEM, 0o600}, {ServerCertFile, certPEM, 0o644}, {ServerKeyFile, keyPEM, 0o600}} {
-		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
-			return fmt.Errorf("write %s: %w", f.name, err)
+	}{{CAFile, caPEM}, {CAKeyFile, caKeyPEM}, {ServerCertFile, certPEM}, {ServerKeyFile, keyPEM}} {
+		if err := writeFile(dir, f.name, f.data); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// Ensure keeps the set in dir if it is complete (every file, a user for
-// each service), so that restarts keep their passwords, or writes a new
-// one in its place.
+// dirMode is a set's directory's: only its owner may list or enter it.
+const dirMode = 0o700
+
+// fileMode is what a file of a set may be: the certificates are public,
+// everything else (keys, passwords, tokens, the hashes) its owner's alone.
+func fileMode(name string) os.FileMode {
+	if name == CAFile || name == ServerCertFile {
+		return 0o644
+	}
+	return 0o600
+}
+
+// writeFile writes a file of a set with its mode, also when it was there
+// (os.WriteFile keeps an existing file's mode).
+func writeFile(dir, name string, data []byte) error {
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, data, fileMode(name)); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := os.Chmod(path, fileMode(name)); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}
+
+// restrict gives a set that is kept the modes Write gives a new one.
+func restrict(d *Dir) error {
+	if err := os.Chmod(d.Path, dirMode); err != nil {
+		return fmt.Errorf("credentials %s: %w", d.Path, err)
+	}
+	names := []string{CAFile, CAKeyFile, ServerCertFile, ServerKeyFile, AuthConfFile, ConsoleTokenFile, ConsoleTokensFile}
+	for _, u := range d.Users {
+		names = append(names, u.Name+".env", u.Name+".password")
+	}
+	for _, name := range names {
+		// A set written before a file was part of it lacks it.
+		if err := os.Chmod(d.File(name), fileMode(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("credentials %s: %w", d.Path, err)
+		}
+	}
+	return nil
+}
+
+// Ensure keeps the set in dir if it is complete (every file, a user and
+// a hash for each role of the table), so that restarts keep their
+// passwords, or writes a new one in its place.
+//
+// A kept set's auth.conf (and its users' files) is written again from
+// the role table as it is now, with the passwords' hashes it holds, so a
+// region that keeps its credentials across an upgrade gets the new
+// permissions (the deny rules, scoped-only service users) with them.
 func Ensure(dir string, o Options) (d *Dir, kept bool, err error) {
-	if d, err := Read(dir); err == nil {
-		complete := true
-		for _, s := range o.Services {
-			if _, ok := d.User("svc-" + s); !ok {
-				complete = false
-			}
-		}
-		if complete {
-			return d, true, nil
-		}
+	if d, err := keep(dir, o); err == nil {
+		return d, true, nil
 	}
 	d, err = Write(dir, o)
 	return d, false, err
+}
+
+// keep is the set in dir, its users' files and auth.conf written again
+// from the role table for o, or an error when the set is not complete:
+// a file missing, or a role of the table without a user and a hash.
+func keep(dir string, o Options) (*Dir, error) {
+	old, err := Read(dir)
+	if err != nil {
+		return nil, err
+	}
+	conf, err := os.ReadFile(old.File(AuthConfFile))
+	if err != nil {
+		return nil, err
+	}
+	stored := hashes(string(conf))
+	rs := roles.All(events.Subjects{}, o.Services, o.Unscoped)
+	d := &Dir{Path: old.Path}
+	for _, r := range rs {
+		u, ok := old.User(r.Name)
+		if !ok || stored[r.Name] == "" {
+			return nil, fmt.Errorf("credentials %s: no user %s", old.Path, r.Name)
+		}
+		u.InboxPrefix = r.InboxPrefix()
+		d.Users = append(d.Users, u)
+	}
+	if err := writeUsers(d, rs, o, stored); err != nil {
+		return nil, err
+	}
+	if err := restrict(d); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// userHash is one user of an auth.conf AuthConf wrote: its name and its
+// password's hash, each a quoted string.
+var userHash = regexp.MustCompile(`\{user: ("(?:[^"\\]|\\.)*"), password: ("(?:[^"\\]|\\.)*")`)
+
+// hashes are the passwords' hashes an auth.conf holds, by user.
+func hashes(conf string) map[string]string {
+	out := map[string]string{}
+	for _, m := range userHash.FindAllStringSubmatch(conf, -1) {
+		name, err1 := strconv.Unquote(m[1])
+		hash, err2 := strconv.Unquote(m[2])
+		if err1 == nil && err2 == nil {
+			out[name] = hash
+		}
+	}
+	return out
 }
 
 // Read reads a directory Write wrote, or says what is missing.

@@ -9,7 +9,6 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/heartbeat"
-	"github.com/hailsd/hail/registry"
 )
 
 // Config of a node. Zero fields take PROTOCOL.md's defaults.
@@ -21,21 +20,28 @@ type Config struct {
 	Timing
 	Logger  *slog.Logger
 	Metrics *metrics.Set
-	// Registry is the program's follower of hail_instances, run by the
-	// program and shared with its console; nil: the node runs its own.
-	Registry *registry.Follower
 }
 
 // SelfPreservation is Eureka's idea: when more than Share of the
 // instances a node owns that are not critical are failing their
 // heartbeats at once, and at least MinFailures of them, the node takes it
-// for its own fault (it is cut off, not they) and judges nothing that
-// round.
+// for its own fault (it is cut off, not they) and holds their judgement
+// that round. It holds an instance's silence for MaxDuration at most, and
+// counts only steady instances, so that instances registered to fall
+// silent together cannot keep it from judging a dead one for long.
 type SelfPreservation struct {
 	// Share of the instances not critical. Default 0.5.
 	Share float64 `koanf:"share"`
 	// MinFailures failing at once. Default 5.
 	MinFailures int `koanf:"min_failures"`
+	// MaxDuration an instance's silence is held: one silent for longer
+	// is judged as usual, so self-preservation ends on its own this long
+	// after it starts unless the instances answer again. Default 30s.
+	MaxDuration time.Duration `koanf:"max_duration"`
+	// SteadyAfter: an instance counts toward self-preservation only if
+	// it fell silent at least this long after it was registered. Default
+	// 1m.
+	SteadyAfter time.Duration `koanf:"steady_after"`
 }
 
 // Heartbeat is PROTOCOL.md's heartbeat timing.
@@ -74,7 +80,7 @@ func DefaultTiming() Timing {
 	return Timing{
 		Heartbeat:        Heartbeat{Interval: time.Second, Timeout: 500 * time.Millisecond, MissedToCritical: th.FailuresToCritical, AnsweredToPassing: th.SuccessesToPassing},
 		DeregisterAfter:  60 * time.Second,
-		SelfPreservation: SelfPreservation{Share: 0.5, MinFailures: 5},
+		SelfPreservation: SelfPreservation{Share: 0.5, MinFailures: 5, MaxDuration: 30 * time.Second, SteadyAfter: time.Minute},
 	}
 }
 
@@ -85,6 +91,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.SelfPreservation.MinFailures == 0 {
 		c.SelfPreservation.MinFailures = d.SelfPreservation.MinFailures
+	}
+	if c.SelfPreservation.MaxDuration == 0 {
+		c.SelfPreservation.MaxDuration = d.SelfPreservation.MaxDuration
+	}
+	if c.SelfPreservation.SteadyAfter == 0 {
+		c.SelfPreservation.SteadyAfter = d.SelfPreservation.SteadyAfter
 	}
 	if c.Heartbeat.Interval == 0 {
 		c.Heartbeat.Interval = d.Heartbeat.Interval
@@ -135,6 +147,12 @@ func (c Timing) validate() error {
 	}
 	if c.SelfPreservation.MinFailures < 1 {
 		errs = append(errs, fmt.Errorf("self-preservation min failures %d is below 1", c.SelfPreservation.MinFailures))
+	}
+	if c.SelfPreservation.MaxDuration <= 0 {
+		errs = append(errs, fmt.Errorf("self-preservation max duration %v is not above 0", c.SelfPreservation.MaxDuration))
+	}
+	if c.SelfPreservation.SteadyAfter < 0 {
+		errs = append(errs, fmt.Errorf("self-preservation steady after %v is negative", c.SelfPreservation.SteadyAfter))
 	}
 	if c.DeregisterAfter < 0 {
 		errs = append(errs, fmt.Errorf("deregister after %v is negative", c.DeregisterAfter))

@@ -1,10 +1,12 @@
 package discovery
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strings"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -26,15 +28,11 @@ const (
 	reasonBadReply  = "bad_reply"
 	reasonIDTaken   = "id_taken"
 	reasonReplyTo   = "reply_subject" // a reply subject outside _INBOX.
-	reasonBusy      = "busy"          // an announce shed by a busy node (503)
+	// reasonForeignReply: a reply subject in an inbox the sender cannot
+	// own (replyRule).
+	reasonForeignReply = "foreign_reply"
+	reasonBusy         = "busy" // an announce shed by a busy node (503)
 )
-
-// replyable reports whether m may be answered: no reply wanted, or one
-// under _INBOX. (PROTOCOL v1.2), so that nobody can make a node publish
-// where the sender may not (a health subject, say).
-func replyable(m *nats.Msg) bool {
-	return m.Reply == "" || strings.HasPrefix(m.Reply, "_INBOX.")
-}
 
 // controlDecoder runs every check PROTOCOL.md puts on an announce or
 // deregister: size, subject, JSON, field rules, schema, and that the body's
@@ -81,13 +79,20 @@ func decodeControl[T any](d controlDecoder, m *nats.Msg, kind, schema string, pa
 	return v, "", nil
 }
 
+// MaxReason bounds the reason of a health or node event, which HAIL_EVENTS
+// keeps for a week and logs repeat: a longer one, a deregister's say, is
+// cut to it on a UTF-8 boundary (PROTOCOL v1.2 details).
+const MaxReason = 256
+
 // replier answers requests to a node: acks, JSON answers, and errors that
-// say what was wrong, each refusal counted and logged.
+// say what was wrong, each refusal counted and logged (at a bounded rate:
+// a flood of bad messages must not become a flood of log lines).
 type replier struct {
-	nc   *nats.Conn
-	node string
-	log  *slog.Logger
-	m    *nodeMetrics
+	nc    *nats.Conn
+	node  string
+	log   *slog.Logger
+	quiet *quietLog
+	m     *nodeMetrics
 }
 
 func (r replier) ack(m *nats.Msg, id string) {
@@ -96,7 +101,7 @@ func (r replier) ack(m *nats.Msg, id string) {
 	}
 	data, _ := json.Marshal(events.Ack{OK: true, ID: id, Node: r.node}) // plain fields always encode
 	if err := r.nc.Publish(m.Reply, data); err != nil {
-		r.log.Warn("acknowledge", "subject", m.Subject, "err", err)
+		r.log.Warn("acknowledge", "subject", truncate(m.Subject), "err", err)
 	}
 }
 
@@ -115,7 +120,7 @@ func (r replier) json(m *nats.Msg, v any) {
 		return
 	}
 	if err := r.nc.Publish(m.Reply, data); err != nil {
-		r.log.Warn("answer query", "subject", m.Subject, "err", err)
+		r.log.Warn("answer query", "subject", truncate(m.Subject), "err", err)
 	}
 }
 
@@ -123,7 +128,7 @@ func (r replier) json(m *nats.Msg, v any) {
 // and logs it; the registry is untouched.
 func (r replier) reject(m *nats.Msg, reason string, err error) {
 	r.m.rejected(reason).Inc()
-	r.log.Warn("rejected message", "subject", truncate(m.Subject), "reason", reason, "err", err)
+	r.quiet.log(slog.LevelWarn, reason, "rejected message", "subject", truncate(m.Subject), "err", truncate(err.Error()))
 	r.send(m, events.ErrorMsg(events.CodeBadRequest, err.Error()))
 }
 
@@ -131,7 +136,7 @@ func (r replier) reject(m *nats.Msg, reason string, err error) {
 // the sender's (KV unavailable): a 503, so the sender tries again.
 func (r replier) fail(m *nats.Msg, err error) {
 	r.m.rejected(reasonKV).Inc()
-	r.log.Error("request failed", "subject", truncate(m.Subject), "err", err)
+	r.quiet.log(slog.LevelError, reasonKV, "request failed", "subject", truncate(m.Subject), "err", truncate(err.Error()))
 	r.send(m, events.ErrorMsg(events.CodeUnavailable, err.Error()))
 }
 
@@ -145,9 +150,61 @@ func (r replier) send(m *nats.Msg, out *nats.Msg) {
 	_ = r.nc.PublishMsg(out) // the sender's own timeout covers a lost reply
 }
 
+// truncate bounds a value from the bus that goes into a log line: 200
+// bytes, cut on a UTF-8 boundary.
 func truncate(s string) string {
 	if len(s) > 200 {
-		return s[:200] + "..."
+		return events.CutOutput(s, 200) + "..."
 	}
 	return s
+}
+
+// quietEvery is how often one reason's refusals are logged at most.
+const quietEvery = 10 * time.Second
+
+// quietLog logs refusals at most once per reason every quietEvery; the
+// next line says how many it kept quiet since the last (the metrics count
+// each). Reasons are a fixed set, so its map stays small.
+type quietLog struct {
+	out   *slog.Logger
+	now   func() time.Time
+	mu    sync.Mutex
+	byWhy map[string]*quietReason
+}
+
+type quietReason struct {
+	last  time.Time
+	quiet int
+}
+
+func newQuietLog(out *slog.Logger) *quietLog {
+	return &quietLog{out: out, now: time.Now, byWhy: map[string]*quietReason{}}
+}
+
+// log writes msg with reason and args at level, unless a line of the
+// same reason went out within quietEvery.
+func (q *quietLog) log(level slog.Level, reason, msg string, args ...any) {
+	if !q.out.Enabled(context.Background(), level) {
+		return
+	}
+	now := q.now()
+	q.mu.Lock()
+	r := q.byWhy[reason]
+	if r == nil {
+		r = &quietReason{}
+		q.byWhy[reason] = r
+	}
+	if !r.last.IsZero() && now.Sub(r.last) < quietEvery {
+		r.quiet++
+		q.mu.Unlock()
+		return
+	}
+	quiet := r.quiet
+	r.last, r.quiet = now, 0
+	q.mu.Unlock()
+	args = append([]any{"reason", reason}, args...)
+	if quiet > 0 {
+		args = append(args, "suppressed", quiet, "suppressed_for", quietEvery)
+	}
+	q.out.Log(context.Background(), level, msg, args...)
 }

@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -12,12 +13,13 @@ import (
 
 // handleRound judges one heartbeat round (decideRound) and carries the
 // decision out: all transitions of the round written at once, their events
-// published, then the removals.
+// published, then the removals. In self-preservation only the instances
+// silent for longer than it holds are judged.
 func (n *Node) handleRound(ctx context.Context, start time.Time, results []heartbeat.Result) {
 	owned := make(map[string]instanceState, n.owned.len())
 	for _, r := range results {
 		if t := n.owned.id(r.ID); t != nil {
-			owned[r.ID] = instanceState{Judge: t.judge, CriticalSince: t.criticalSince, Checks: t.rec.Checks, Answered: t.answered}
+			owned[r.ID] = instanceState{Judge: t.judge, CriticalSince: t.criticalSince, SilentSince: t.silentSince, RegisteredAt: t.rec.RegisteredAt, Checks: t.rec.Checks, Answered: t.answered}
 		}
 	}
 	timing := n.Timing()
@@ -36,19 +38,18 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 		n.log.Warn("heartbeat round overran: answers waited unread at its timeout; the unanswered are not judged this round",
 			"instances", len(results), "unjudged", d.Overloaded, "took", time.Since(start).Round(time.Millisecond))
 	}
-	n.selfPreservation(d.Preserve)
-	if d.Preserve != "" {
-		return
-	}
+	n.selfPreservation(d.Preserve, d.Outlasted, timing.SelfPreservation.MaxDuration)
 	n.m.heartbeats.Add(d.Sent)
 	n.m.missed.Add(d.Missed)
 	n.m.rejected(reasonBadReply).Add(d.BadReplies)
-	for _, rtt := range d.RTTs {
-		n.m.rtt.Update(rtt.Seconds())
+	if d.Preserve == "" {
+		for _, rtt := range d.RTTs {
+			n.m.rtt.Update(rtt.Seconds())
+		}
 	}
 	for id, st := range d.Judged {
 		t := n.owned.id(id)
-		t.judge, t.criticalSince, t.answered = st.Judge, st.CriticalSince, st.Answered
+		t.judge, t.criticalSince, t.silentSince, t.answered = st.Judge, st.CriticalSince, st.SilentSince, st.Answered
 	}
 
 	ts := make([]*tracked, len(d.Transitions))
@@ -78,7 +79,7 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 			t.judge = c.Next.Judge
 			continue
 		}
-		t.judge, t.criticalSince, t.answered = c.Next.Judge, c.Next.CriticalSince, c.Next.Answered
+		t.judge, t.criticalSince, t.silentSince, t.answered = c.Next.Judge, c.Next.CriticalSince, c.Next.SilentSince, c.Next.Answered
 		if !c.StatusChanged {
 			n.log.Debug("instance checks changed", "service", t.rec.Service, "instance_id", t.rec.ID, "status", status)
 			continue
@@ -100,14 +101,16 @@ func (n *Node) handleRound(ctx context.Context, start time.Time, results []heart
 }
 
 // selfPreservation enters or leaves self-preservation as a round's
-// decision says (reason empty: judged normally), saying so on each change.
-func (n *Node) selfPreservation(reason string) {
+// decision says (reason empty: judged normally), saying so on each change:
+// it ends when the instances answer again, or when those it held were
+// silent for longer than it holds (outlasted of them, held for most).
+func (n *Node) selfPreservation(reason string, outlasted int, most time.Duration) {
 	if reason != "" {
 		n.m.preserved.Inc()
 		if !n.preserving {
 			n.preserving = true
 			n.m.preserving.Store(true)
-			n.log.Warn("self-preservation: judging nothing while this node seems cut off", "reason", reason)
+			n.log.Warn("self-preservation: judging only instances silent for longer than it holds while this node seems cut off", "reason", reason, "max_duration", most)
 			n.publishNode(events.NodeSelfPreservation, reason)
 		}
 		return
@@ -115,15 +118,19 @@ func (n *Node) selfPreservation(reason string) {
 	if n.preserving {
 		n.preserving = false
 		n.m.preserving.Store(false)
-		n.log.Info("self-preservation over: instances answer again")
-		n.publishNode(events.NodeNormal, "instances answer again")
+		why := "instances answer again"
+		if outlasted > 0 {
+			why = fmt.Sprintf("%d instances silent for longer than self-preservation holds (%v): judged", outlasted, most)
+		}
+		n.log.Info("self-preservation over", "reason", why)
+		n.publishNode(events.NodeNormal, why)
 	}
 }
 
 // publishNode publishes a node event: on entering and leaving
 // self-preservation.
 func (n *Node) publishNode(state, reason string) {
-	data, err := json.Marshal(events.NodeEvent{Node: n.id, State: state, Reason: reason, TS: time.Now().UTC()})
+	data, err := json.Marshal(events.NodeEvent{Node: n.id, State: state, Reason: events.CutOutput(reason, MaxReason), TS: time.Now().UTC()})
 	if err == nil {
 		err = n.nc.Publish(n.cfg.Subjects.NodeEvent(n.id), data)
 	}
@@ -135,7 +142,7 @@ func (n *Node) publishNode(state, reason string) {
 func (n *Node) publishHealth(rec events.InstanceRecord, prev events.Status, reason string) {
 	ev := events.HealthEvent{
 		ID: rec.ID, Service: rec.Service, Status: rec.Status, Previous: prev,
-		Reason: reason, Node: n.id, TS: time.Now().UTC(),
+		Reason: events.CutOutput(reason, MaxReason), Node: n.id, TS: time.Now().UTC(),
 	}
 	data, err := json.Marshal(ev)
 	if err == nil {

@@ -37,11 +37,11 @@ type Node struct {
 	log       *slog.Logger
 	m         *nodeMetrics
 	reg       *registry.Follower
-	ownReg    bool            // the node runs reg itself
 	nodes     *registry.Nodes // hail_nodes, run by the node
 	store     recordStore
 	control   controlDecoder
 	reply     replier
+	replies   replyRule
 	startedAt time.Time
 
 	work chan job
@@ -98,14 +98,12 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 	}
 	t := cfg.Timing
 	n.timing.Store(&t)
-	n.reg, n.ownReg = cfg.Registry, cfg.Registry == nil
-	if n.ownReg {
-		n.reg = registry.NewFollower(kv.Instances, registry.FollowConfig{Logger: log, Metrics: cfg.Metrics, Invalid: func() { n.m.rejected(reasonBadRecord).Inc() }})
-	}
+	n.reg = registry.NewFollower(kv.Instances, registry.FollowConfig{Logger: log, Metrics: cfg.Metrics, Invalid: func() { n.m.rejected(reasonBadRecord).Inc() }})
 	n.nodes = registry.NewNodes(kv.Nodes, registry.FollowConfig{Logger: log, Metrics: cfg.Metrics})
 	n.m = newNodeMetrics(cfg.Metrics, n.reg.Registry, n.Ready)
 	n.store = recordStore{kv: kv, m: n.m, log: log}
-	n.reply = replier{nc: nc, node: n.id, log: log, m: n.m}
+	n.reply = replier{nc: nc, node: n.id, log: log, quiet: newQuietLog(log), m: n.m}
+	n.replies = newReplyRule(nc)
 	return n, nil
 }
 
@@ -164,9 +162,7 @@ func (n *Node) Run(ctx context.Context) error {
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	g, gctx := errgroup.WithContext(runCtx)
-	if n.ownReg {
-		g.Go(func() error { return n.reg.Run(gctx) })
-	}
+	g.Go(func() error { return n.reg.Run(gctx) })
 	g.Go(func() error { return n.nodes.Run(gctx) })
 	// The live nodes, then the records already in KV, are loaded before
 	// any announce is taken, so a restarted node resumes heartbeating its
@@ -188,6 +184,8 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	defer tr.Close()
 	n.tracker = tr
+	// Before subscribing: the handlers read the rule.
+	n.replies.ownInbox(tr.Inbox())
 
 	g.Go(func() error { return n.loop(gctx) })
 	g.Go(func() error { return n.guardBuckets(gctx) })
@@ -360,7 +358,7 @@ func (n *Node) stale(m *nats.Msg, queued time.Time) bool {
 
 func (n *Node) busy(m *nats.Msg, text string) {
 	n.m.rejected(reasonBusy).Inc()
-	n.log.Debug("announce shed: the node is busy", "subject", truncate(m.Subject), "why", text)
+	n.reply.quiet.log(slog.LevelDebug, reasonBusy, "announce shed: the node is busy", "subject", truncate(m.Subject), "why", text)
 	n.reply.send(m, events.ErrorMsg(events.CodeUnavailable, text))
 }
 
@@ -416,13 +414,14 @@ func (n *Node) publishTargets() {
 func (n *Node) subscribe(ctx context.Context) (*bus.Service, error) {
 	s := n.cfg.Subjects
 	queue := s.DiscoveryQueue()
-	// Only replies to _INBOX. are answered; anything else is dropped and
-	// counted before any work.
-	guard := func(h nats.MsgHandler) nats.MsgHandler {
+	// Only a reply subject the sender could own is answered (replyRule);
+	// anything else is dropped and counted before any work.
+	guard := func(kind requestKind, h nats.MsgHandler) nats.MsgHandler {
 		return func(m *nats.Msg) {
-			if !replyable(m) {
-				n.m.rejected(reasonReplyTo).Inc()
-				n.log.Debug("ignoring a request whose reply subject is not under _INBOX.", "subject", truncate(m.Subject), "reply", truncate(m.Reply))
+			if reason := n.replies.answers(kind, m.Reply, n.serviceOf(kind, m.Subject), ""); reason != "" {
+				n.m.rejected(reason).Inc()
+				n.reply.quiet.log(slog.LevelWarn, reason, "ignoring a request whose reply subject its sender cannot own",
+					"subject", truncate(m.Subject), "reply", truncate(m.Reply))
 				return
 			}
 			h(m)
@@ -434,19 +433,33 @@ func (n *Node) subscribe(ctx context.Context) (*bus.Service, error) {
 		Description: "hail discovery node: registrations, heartbeats, registry queries",
 		Metadata:    map[string]string{"node_id": n.id, "az": n.cfg.AZ, "hostname": n.cfg.Hostname},
 	}, []bus.Endpoint{
-		{Name: "announce", Subject: s.AnnounceAll(), Queue: queue, Handler: guard(func(m *nats.Msg) {
+		{Name: "announce", Subject: s.AnnounceAll(), Queue: queue, Handler: guard(kindAnnounce, func(m *nats.Msg) {
 			if n.shed(m) {
 				return
 			}
 			n.enqueue(ctx, job{announce: m, queued: time.Now()})
 		})},
-		{Name: "deregister", Subject: s.DeregisterAll(), Queue: queue, Handler: guard(func(m *nats.Msg) {
+		{Name: "deregister", Subject: s.DeregisterAll(), Queue: queue, Handler: guard(kindDeregister, func(m *nats.Msg) {
 			n.submit(ctx, func(ctx context.Context) { n.handleDeregister(ctx, m) })
 		})},
-		{Name: "services", Subject: s.DiscoveryServices(), Queue: queue, Handler: guard(n.handleServices)},
-		{Name: "instances", Subject: s.DiscoveryInstances(), Queue: queue, Handler: guard(n.handleInstances)},
-		{Name: "rtt", Subject: s.DiscoveryRTT(), Handler: guard(n.handleRTT)},
+		{Name: "services", Subject: s.DiscoveryServices(), Queue: queue, Handler: guard(kindQuery, n.handleServices)},
+		{Name: "instances", Subject: s.DiscoveryInstances(), Queue: queue, Handler: guard(kindQuery, n.handleInstances)},
+		{Name: "rtt", Subject: s.DiscoveryRTT(), Handler: guard(kindQuery, n.handleRTT)},
 	})
+}
+
+// serviceOf is the service an announce or deregister subject names; ""
+// for a query, or a subject that names none (refused later, with its
+// reason).
+func (n *Node) serviceOf(kind requestKind, subject string) string {
+	var service string
+	switch kind {
+	case kindAnnounce:
+		service, _ = n.cfg.Subjects.ParseAnnounce(subject)
+	case kindDeregister:
+		service, _ = n.cfg.Subjects.ParseDeregister(subject)
+	}
+	return service
 }
 
 // refreshNow asks refreshNodeRecord for a refresh before its next tick.

@@ -18,6 +18,9 @@ type tracked struct {
 	// criticalSince is when it was first critical and silent in its
 	// current run of missed heartbeats (see instanceState).
 	criticalSince time.Time
+	// silentSince is when its current run of unanswered heartbeats began
+	// (see instanceState).
+	silentSince time.Time
 	// answered: it answered a heartbeat since this node tracks it (see
 	// instanceState).
 	answered bool

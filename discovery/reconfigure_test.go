@@ -15,7 +15,7 @@ import (
 func TestReconfigureTakesEffect(t *testing.T) {
 	e := newEnv(t)
 	generous := discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: 500 * time.Millisecond, Timeout: 400 * time.Millisecond, MissedToCritical: 1, AnsweredToPassing: 1},
-		DeregisterAfter: time.Minute, SelfPreservation: discovery.SelfPreservation{Share: 0.5, MinFailures: 5}}
+		DeregisterAfter: time.Minute, SelfPreservation: discovery.DefaultTiming().SelfPreservation}
 	n, _ := e.StartNode(discovery.Config{Timing: generous})
 
 	// An instance that answers every heartbeat 100 ms late: in time for a

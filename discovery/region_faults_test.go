@@ -204,7 +204,9 @@ func TestRegionNATSServerKilled(t *testing.T) {
 // nodes (here: they ignore its heartbeats) declares none of them critical.
 func TestRegionSelfPreservation(t *testing.T) {
 	set := newMetricsSet()
-	r := newRegion(t, discovery.Config{})
+	// The fleet is registered a moment before it stops answering: steady
+	// from its first heartbeat on, as a fleet that has run for a while.
+	r := newRegion(t, discovery.Config{Timing: discovery.Timing{SelfPreservation: discovery.SelfPreservation{SteadyAfter: time.Millisecond}}})
 	r.start(0, "")
 	r.start(1, "")
 	r.cfg.Metrics = set
@@ -287,6 +289,10 @@ func TestRegionPartition(t *testing.T) {
 	if os.Getenv("HAIL_TEST_LOG") != "" {
 		r.cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
+	// The fleet is steady from its first heartbeat on, as one that has run
+	// for a while, and the cut-off node holds its silences for longer than
+	// the cut lasts: this test is about the partition, not that limit.
+	r.cfg.SelfPreservation = discovery.SelfPreservation{SteadyAfter: time.Millisecond, MaxDuration: 5 * time.Minute}
 	r.start(0, "")
 	r.start(1, "")
 	minority := newMetricsSet()

@@ -124,7 +124,7 @@ func (n *Node) registered(ctx context.Context, m *nats.Msg, a events.Announce, r
 	}
 	n.m.announces("registered").Inc()
 	n.publishHealth(rec, "", "registered")
-	n.log.Info("instance registered", "service", a.Service, "instance_id", a.ID, "version", a.Version, "weight", a.Weight)
+	n.log.Info("instance registered", "service", a.Service, "instance_id", a.ID, "version", truncate(a.Version), "weight", a.Weight)
 	n.reply.ack(m, a.ID)
 }
 
@@ -164,15 +164,16 @@ func (n *Node) reannounce(ctx context.Context, key string, a events.Announce) er
 		n.reg.Put(w.rec, w.rev)
 	}
 	n.m.announces("updated").Inc()
-	n.log.Info("instance updated", "service", a.Service, "instance_id", a.ID, "version", a.Version, "weight", a.Weight, "owner", rec.Node)
+	n.log.Info("instance updated", "service", a.Service, "instance_id", a.ID, "version", truncate(a.Version), "weight", a.Weight, "owner", rec.Node)
 	return nil
 }
 
 // sameAnnounce reports whether an announce would change nothing in a
 // record: its status (which only seeds a registration), its timestamp and
-// its checks' output and since do not count.
+// its checks' output and since do not count. Scoped does: it moves the
+// instance's heartbeats and requests to other subjects.
 func sameAnnounce(a, b events.Announce) bool {
-	return a.Version == b.Version && a.Weight == b.Weight && a.AZ == b.AZ && a.Hostname == b.Hostname &&
+	return a.Version == b.Version && a.Scoped == b.Scoped && a.Weight == b.Weight && a.AZ == b.AZ && a.Hostname == b.Hostname &&
 		slices.Equal(a.Endpoints, b.Endpoints) && maps.Equal(a.Metadata, b.Metadata) &&
 		a.Address == b.Address && a.Port == b.Port && slices.Equal(a.Tags, b.Tags) && events.SameChecks(a.Checks, b.Checks)
 }
@@ -183,7 +184,7 @@ func (n *Node) handleDeregister(ctx context.Context, m *nats.Msg) {
 		n.reply.reject(m, reason, err)
 		return
 	}
-	why := d.Reason
+	why := events.CutOutput(d.Reason, MaxReason)
 	if why == "" {
 		why = "deregistered"
 	}

@@ -18,6 +18,14 @@ type instanceState struct {
 	// silence removes an instance: one that answers while a check fails
 	// stays registered, critical, for as long as it answers (v1.1).
 	CriticalSince time.Time
+	// SilentSince is when its current run of unanswered heartbeats began
+	// (the start of the round of the first); zero once it answers.
+	// Self-preservation holds the judgement of a silence for
+	// SelfPreservation.MaxDuration at most.
+	SilentSince time.Time
+	// RegisteredAt is its record's registered_at: an instance that fell
+	// silent within SelfPreservation.SteadyAfter of it was never steady.
+	RegisteredAt time.Time
 	// Checks are the checks its record holds.
 	Checks []events.CheckResult
 	// Answered: it has answered a heartbeat since this node tracks it.
@@ -25,6 +33,36 @@ type instanceState struct {
 	// never answer (registered by someone who wants the node to stop
 	// judging) cannot make it preserve; they go critical and expire.
 	Answered bool
+}
+
+// silentSince is when st's instance fell silent, as of a round that
+// started at start and gave it r: zero if it answered. A late answer to
+// the round before is a sign of life, so its silence starts with this
+// round.
+func silentSince(st instanceState, r heartbeat.Result, start time.Time) time.Time {
+	switch {
+	case r.Err == nil:
+		return time.Time{}
+	case r.Late != "" || st.SilentSince.IsZero():
+		return start
+	}
+	return st.SilentSince
+}
+
+// held reports whether self-preservation may hold the judgement of an
+// instance silent since silent, in a round that started at start: a
+// silence lasts MaxDuration at most, so self-preservation cannot keep a
+// dead instance passing for longer, however it is kept on.
+func (sp SelfPreservation) held(silent, start time.Time) bool {
+	return start.Sub(silent) < sp.MaxDuration
+}
+
+// steady reports whether an instance registered at registered and silent
+// since silent counts toward self-preservation: one that fell silent
+// within SteadyAfter of its registration never showed it stays up, and
+// instances registered to fall silent together are just that.
+func (sp SelfPreservation) steady(registered, silent time.Time) bool {
+	return silent.Sub(registered) >= sp.SteadyAfter
 }
 
 // roundInput is everything a heartbeat round is judged on.
@@ -57,10 +95,16 @@ type removal struct {
 
 // roundDecision is what a node does after one round.
 type roundDecision struct {
-	// Preserve, when not empty, is why the round is not judged at all
+	// Preserve, when not empty, is why the round judges only the
+	// instances silent for longer than self-preservation holds
 	// (self-preservation): this node seems cut off, not its instances.
 	Preserve string
-	// Judged are the new states of instances whose record stays as it is.
+	// Outlasted counts the steady instances not critical that were
+	// failing for longer than self-preservation holds: judged, this round
+	// or not preserved.
+	Outlasted int
+	// Judged are the new states of instances whose record stays as it is
+	// (in a preserved round: the held ones, with when they fell silent).
 	Judged map[string]instanceState
 	// Transitions change a status; Removals follow the transitions.
 	Transitions []transition
@@ -84,11 +128,19 @@ type roundDecision struct {
 // Self-preservation (Eureka's idea) comes first: when more than the set
 // share of the owned instances that are not critical are failing, and at
 // least the set minimum, or every result is void, the round is the node's
-// fault and nothing is judged. Counting every failing instance not yet
-// critical, not only those that fell silent this round, catches an outage
-// that spreads over the rounds it takes to go critical.
+// fault and the failing are not judged. Counting every failing instance
+// not yet critical, not only those that fell silent this round, catches an
+// outage that spreads over the rounds it takes to go critical. It holds a
+// silence for MaxDuration at most: an instance silent for longer is judged
+// in every round and counts toward nothing, so self-preservation ends on
+// its own unless the instances answer again, and an instance that dies
+// while it lasts is judged MaxDuration after it fell silent, however the
+// others come and go. An instance that fell silent within SteadyAfter of
+// its registration counts toward nothing either (it is still held while
+// others make the node preserve).
 func decideRound(in roundInput) roundDecision {
 	d := roundDecision{Judged: map[string]instanceState{}, RTTs: map[string]time.Duration{}}
+	sp := in.Timing.SelfPreservation
 	var live, failing, owned int
 	for _, r := range in.Results {
 		st, ok := in.Owned[r.ID]
@@ -106,12 +158,21 @@ func decideRound(in roundInput) roundDecision {
 		if st.Judge.Status == events.Critical || !st.Answered {
 			continue
 		}
-		live++
-		if r.Err != nil {
-			failing++
+		if r.Err == nil {
+			live++
+			continue
 		}
+		silent := silentSince(st, r, in.Start)
+		if !sp.steady(st.RegisteredAt, silent) {
+			continue
+		}
+		if !sp.held(silent, in.Start) {
+			d.Outlasted++
+			continue
+		}
+		live++
+		failing++
 	}
-	sp := in.Timing.SelfPreservation
 	switch {
 	case d.Void > 0 && d.Void == owned && d.Overloaded == d.Void:
 		d.Preserve = "too slow to read its heartbeat answers"
@@ -128,7 +189,14 @@ func decideRound(in roundInput) roundDecision {
 		if r.Err == nil {
 			d.RTTs[r.ID] = r.RTT
 		}
-		if d.Preserve != "" {
+		silent := silentSince(st, r, in.Start)
+		if d.Preserve != "" && (silent.IsZero() || sp.held(silent, in.Start)) {
+			// Held: not judged, but when it fell silent is kept, so
+			// that the hold ends in time.
+			if !silent.Equal(st.SilentSince) {
+				st.SilentSince = silent
+				d.Judged[r.ID] = st
+			}
 			continue
 		}
 		d.Sent++
@@ -147,7 +215,7 @@ func decideRound(in roundInput) roundDecision {
 		}
 		judged, why := heartbeat.Judge(prior, r.Verdict(), in.Timing.Heartbeat.Thresholds())
 		why = cmp.Or(why, lateWhy)
-		next := instanceState{Judge: judged, Checks: st.Checks, Answered: st.Answered || r.Err == nil || r.Late != ""}
+		next := instanceState{Judge: judged, SilentSince: silent, RegisteredAt: st.RegisteredAt, Checks: st.Checks, Answered: st.Answered || r.Err == nil || r.Late != ""}
 		if r.Err == nil {
 			next.CriticalSince = time.Time{}
 		} else if judged.Status == events.Critical {

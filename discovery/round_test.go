@@ -3,6 +3,7 @@ package discovery
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -19,11 +20,21 @@ func TestDecideRound(t *testing.T) {
 	timing := Timing{
 		Heartbeat:        Heartbeat{Interval: time.Second, Timeout: 500 * time.Millisecond, MissedToCritical: 3, AnsweredToPassing: 1},
 		DeregisterAfter:  time.Minute,
-		SelfPreservation: SelfPreservation{Share: 0.5, MinFailures: 5},
+		SelfPreservation: SelfPreservation{Share: 0.5, MinFailures: 5, MaxDuration: 30 * time.Second, SteadyAfter: time.Minute},
 	}
 	passing := instanceState{Judge: heartbeat.State{Status: events.Passing}, Answered: true}
 	missedTwice := instanceState{Judge: heartbeat.State{Status: events.Passing, Failures: 2}, Answered: true}
 	neverAnswered := instanceState{Judge: heartbeat.State{Status: events.Passing, Failures: 2}}
+	// silentFor is a steady instance (registered an hour ago) silent for d
+	// with failures misses on record (a preserved round records none).
+	silentFor := func(d time.Duration, failures int) instanceState {
+		return instanceState{Judge: heartbeat.State{Status: events.Passing, Failures: failures}, Answered: true,
+			RegisteredAt: t0.Add(-time.Hour), SilentSince: t0.Add(-d)}
+	}
+	// young is an instance registered d ago that has answered.
+	young := func(d time.Duration) instanceState {
+		return instanceState{Judge: heartbeat.State{Status: events.Passing}, Answered: true, RegisteredAt: t0.Add(-d)}
+	}
 	critical := func(since time.Duration) instanceState {
 		return instanceState{Judge: heartbeat.State{Status: events.Critical}, CriticalSince: t0.Add(-since)}
 	}
@@ -82,6 +93,19 @@ func TestDecideRound(t *testing.T) {
 		}
 		return m
 	}
+	with := func(m map[string]instanceState, names []string, st instanceState) map[string]instanceState {
+		for _, n := range names {
+			m[n] = st
+		}
+		return m
+	}
+	critical6 := func(prefix string) []string {
+		out := make([]string, 6)
+		for i, id := range ids(prefix, 6) {
+			out[i] = id + ":critical"
+		}
+		return out
+	}
 
 	type want struct {
 		preserve    string   // substring; "" for a judged round
@@ -92,6 +116,7 @@ func TestDecideRound(t *testing.T) {
 		badReplies  int
 		void        int
 		rtts        int
+		outlasted   int
 	}
 	tests := []struct {
 		name    string
@@ -181,6 +206,41 @@ func TestDecideRound(t *testing.T) {
 				return m
 			}(), append(each(ids("n", 10), miss), each(ids("o", 4), ok)...),
 			want{transitions: []string{"n0:critical", "n1:critical", "n2:critical", "n3:critical", "n4:critical", "n5:critical", "n6:critical", "n7:critical", "n8:critical", "n9:critical"}, sent: 14, missed: 10, rtts: 4}},
+		{"self-preservation starts: steady instances fall silent together, their silence noted, not judged",
+			with(allPassing(ids("o", 4)), ids("f", 6), silentFor(0, 0)), append(each(ids("f", 6), miss), each(ids("o", 4), ok)...),
+			want{preserve: "6 of 10 live instances failing", rtts: 4}},
+		{"it stays while they are silent for less than max_duration",
+			with(allPassing(ids("o", 4)), ids("f", 6), silentFor(29*time.Second, 0)), append(each(ids("f", 6), miss), each(ids("o", 4), ok)...),
+			want{preserve: "6 of 10 live instances failing", rtts: 4}},
+		{"it ends at max_duration: the silent are judged as usual",
+			with(allPassing(ids("o", 4)), ids("f", 6), silentFor(30*time.Second, 2)), append(each(ids("f", 6), miss), each(ids("o", 4), ok)...),
+			want{transitions: critical6("f"), sent: 10, missed: 6, rtts: 4, outlasted: 6}},
+		{"it ends when they answer again",
+			with(allPassing(ids("o", 4)), ids("f", 6), silentFor(10*time.Second, 0)), each(append(ids("f", 6), ids("o", 4)...), ok),
+			want{sent: 10, rtts: 10}},
+		{"one killed while it lasts is judged max_duration after it fell silent, the others still held",
+			with(with(allPassing(ids("o", 3)), ids("f", 6), silentFor(10*time.Second, 0)), []string{"killed"}, silentFor(30*time.Second, 2)),
+			append(append(each(ids("f", 6), miss), miss("killed")), each(ids("o", 3), ok)...),
+			want{preserve: "6 of 9 live instances failing", transitions: []string{"killed:critical"}, sent: 1, missed: 1, rtts: 3, outlasted: 1}},
+		{"a critical one silent past max_duration is removed while it lasts",
+			with(with(allPassing(ids("o", 4)), ids("f", 6), silentFor(time.Second, 0)), []string{"gone"}, func() instanceState {
+				st := critical(time.Minute)
+				st.SilentSince = st.CriticalSince
+				return st
+			}()),
+			append(append(each(ids("f", 6), miss), miss("gone")), each(ids("o", 4), ok)...),
+			want{preserve: "6 of 10 live instances failing", removals: []string{"gone"}, sent: 1, missed: 1, rtts: 4}},
+		{"never steady: silent within steady_after of their registration, they count toward nothing and are judged",
+			with(allPassing(ids("o", 4)), ids("y", 10), func() instanceState { st := young(6 * time.Second); st.Judge.Failures = 2; return st }()),
+			append(each(ids("y", 10), miss), each(ids("o", 4), ok)...),
+			want{transitions: []string{"y0:critical", "y1:critical", "y2:critical", "y3:critical", "y4:critical", "y5:critical", "y6:critical", "y7:critical", "y8:critical", "y9:critical"}, sent: 14, missed: 10, rtts: 4}},
+		{"steady once up for steady_after: they count",
+			with(allPassing(ids("o", 4)), ids("y", 6), young(time.Minute)), append(each(ids("y", 6), miss), each(ids("o", 4), ok)...),
+			want{preserve: "6 of 10 live instances failing", rtts: 4}},
+		{"a young one silent while steady ones make the node preserve is held too",
+			with(with(allPassing(ids("o", 4)), ids("f", 6), silentFor(0, 0)), []string{"y"}, young(time.Second)),
+			append(append(each(ids("f", 6), miss), miss("y")), each(ids("o", 4), ok)...),
+			want{preserve: "6 of 10 live instances failing", rtts: 4}},
 		{"critical instances do not count as live",
 			map[string]instanceState{"c0": critical(time.Second), "c1": critical(time.Second), "c2": critical(time.Second),
 				"c3": critical(time.Second), "c4": critical(time.Second), "a": passing},
@@ -220,8 +280,32 @@ func TestDecideRound(t *testing.T) {
 			if d.Sent != tt.want.sent || d.Missed != tt.want.missed || d.BadReplies != tt.want.badReplies || d.Void != tt.want.void || len(d.RTTs) != tt.want.rtts {
 				t.Errorf("counts sent %d missed %d bad %d void %d rtts %d, want %+v", d.Sent, d.Missed, d.BadReplies, d.Void, len(d.RTTs), tt.want)
 			}
-			if d.Preserve != "" && (len(d.Judged) > 0 || len(d.Transitions) > 0 || len(d.Removals) > 0) {
-				t.Error("a preserved round judged something")
+			if d.Outlasted != tt.want.outlasted {
+				t.Errorf("outlasted %d, want %d", d.Outlasted, tt.want.outlasted)
+			}
+			byID := map[string]heartbeat.Result{}
+			for _, r := range tt.results {
+				byID[r.ID] = r
+			}
+			next := maps.Clone(d.Judged)
+			for _, tr := range d.Transitions {
+				next[tr.ID] = tr.Next
+			}
+			for id, st := range next {
+				r, prior := byID[id], tt.owned[id]
+				want := prior.SilentSince
+				switch {
+				case r.Err == nil:
+					want = time.Time{}
+				case want.IsZero():
+					want = t0
+				}
+				if !st.SilentSince.Equal(want) {
+					t.Errorf("%s silent since %v, want %v", id, st.SilentSince, want)
+				}
+				if d.Preserve != "" && prior.SilentSince.Add(timing.SelfPreservation.MaxDuration).After(t0) && st.Judge != prior.Judge {
+					t.Errorf("a preserved round judged %s, held", id)
+				}
 			}
 			for _, tr := range d.Transitions {
 				if _, also := d.Judged[tr.ID]; also {

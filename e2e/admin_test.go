@@ -76,6 +76,7 @@ func TestAdminAPIOnDevStack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header.Set("Content-Type", "application/json") // the console's guard takes no other write
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@
 package health
 
 import (
+	"regexp"
 	"time"
 
 	"github.com/hailsd/hail/events"
@@ -29,6 +30,18 @@ const MaxOutput = events.MaxCheckOutput
 // also capped at the check's interval.
 const DefaultTimeout = 10 * time.Second
 
+// result is what every probe's outcome goes through: its output is stored
+// in the registry and shown to whoever may read the instances, so the
+// credentials of a check's URL are taken out of it first.
 func result(s events.Status, output string) Result {
-	return Result{Status: s, Output: events.CutOutput(output, MaxOutput)}
+	return Result{Status: s, Output: events.CutOutput(Redact(output), MaxOutput)}
 }
+
+// userinfo is the user information of a URL (scheme://user:password@),
+// through the last @ before the host ends, as a parser reads it.
+var userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@`)
+
+// Redact is text with the user information of every URL in it (a
+// password, or a token in the user part) made REDACTED: a check's URL as
+// a probe writes it, and as net/http's errors quote it (user:***@).
+func Redact(text string) string { return userinfo.ReplaceAllString(text, "${1}REDACTED@") }

@@ -93,6 +93,54 @@ func TestHTTP(t *testing.T) {
 	})
 }
 
+// A check URL's user information (a password, a token as the user) is in
+// no output, whether the probe passes, fails to connect or cannot make
+// its request; the server still gets the credentials.
+func TestOutputsRedactUserInfo(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "bob" || p != "hunter2" {
+			http.Error(w, "who are you", http.StatusUnauthorized)
+		}
+	}))
+	defer srv.Close()
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	withUser := func(base, user string) string {
+		return strings.Replace(base, "http://", "http://"+user+"@", 1) + "/health"
+	}
+	for _, tt := range []struct {
+		name, url string
+		want      events.Status
+	}{
+		{"passing", withUser(srv.URL, "bob:hunter2"), events.Passing},
+		{"a token as the user", withUser(closed.URL, "t0k3n"), events.Critical},
+		{"refused", withUser(closed.URL, "bob:hunter2"), events.Critical},
+		{"no request made", "http://bob:hunter2@127.0.0.1:port/health", events.Critical},
+		{"an @ in the password", withUser(closed.URL, "bob:hun@ter2"), events.Critical},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := NewHTTP(tt.url, "", nil, false)
+			defer h.Close()
+			got := probe(t, h, 2*time.Second)
+			if got.Status != tt.want || !strings.Contains(got.Output, "REDACTED@") {
+				t.Errorf("got %s %q, want %s naming the URL redacted", got.Status, got.Output, tt.want)
+			}
+			for _, secret := range []string{"hunter2", "t0k3n", "ter2", "bob"} {
+				if strings.Contains(got.Output, secret) {
+					t.Errorf("output %q holds %q", got.Output, secret)
+				}
+			}
+		})
+	}
+	tl := NewTTL(time.Minute)
+	if err := tl.Report("pass", "synced from https://deploy:s3cret@git.example/repo", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if got := tl.Result(time.Now()); strings.Contains(got.Output, "s3cret") {
+		t.Errorf("a TTL report's output %q holds the password", got.Output)
+	}
+}
+
 func TestTCP(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

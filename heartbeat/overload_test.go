@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/member"
 )
 
 // A node too slow to read the answers that came in time does not take the
@@ -25,7 +27,7 @@ func TestUnreadAnswersMakeTheRoundVoid(t *testing.T) {
 	ids := make([]string, 20)
 	for i := range ids {
 		ids[i] = uuid.NewString()
-		if _, err := Respond(inc, subjects, ids[i], func() events.HeartbeatReply {
+		if _, err := member.Respond(inc, subjects, ids[i], func() events.HeartbeatReply {
 			return events.HeartbeatReply{Status: events.Passing}
 		}); err != nil {
 			t.Fatal(err)
@@ -39,12 +41,26 @@ func TestUnreadAnswersMakeTheRoundVoid(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	// The first answer is held until the round is over: every other one
-	// waits behind it, read off the wire but not handled.
+	// A node too slow to read its answers: the inbox is handled by a
+	// reader that holds the first answer until the round is over, so every
+	// other one waits behind it, read off the wire but not handled. After
+	// that it reads promptly.
 	release := make(chan struct{})
 	var first sync.Once
-	hold := func() { first.Do(func() { <-release }) }
-	tr.beforeReply.Store(&hold)
+	slow := func(m *nats.Msg) {
+		first.Do(func() { <-release })
+		tr.onReply(m)
+	}
+	inbox := tr.sub.Subject
+	if err := tr.sub.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	if tr.sub, err = tnc.Subscribe(inbox, slow); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.sub.SetPendingLimits(-1, -1); err != nil {
+		t.Fatal(err)
+	}
 	results := tr.Round(context.Background(), ids)
 	close(release)
 	var void int
@@ -63,7 +79,6 @@ func TestUnreadAnswersMakeTheRoundVoid(t *testing.T) {
 	t.Logf("%d of %d results void", void, len(ids))
 
 	// Read promptly again, the next round is answered in full.
-	tr.beforeReply.Store(nil)
 	bustest.Eventually(t, 5*time.Second, func() error {
 		for _, r := range tr.Round(context.Background(), ids) {
 			if r.Err != nil {

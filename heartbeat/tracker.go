@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	crand "crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,10 +76,19 @@ type Tracker struct {
 	subjects events.Subjects
 	node     string
 	timeout  func() time.Duration // read at each round, so it may change between rounds
-	inbox    string               // reply subjects are <inbox>.<seq>.<index>
-	sub      *nats.Subscription
-	seq      atomic.Uint64
-	cur      atomic.Pointer[round]
+	// inbox: reply subjects are <inbox><seq>.<index>.<key>, key a random
+	// number per heartbeat. An instance sees its own reply subject, and
+	// the sequence number and index of the others' are easy to guess: the
+	// key is not, so nobody can answer for another instance (nor have
+	// someone else, a confused deputy, answer for it).
+	inbox string
+	// keys draws the keys; only Round uses it, and rounds do not
+	// overlap. ChaCha8 is a cryptographically strong generator, cheap
+	// enough for one draw per heartbeat.
+	keys *rand.ChaCha8
+	sub  *nats.Subscription
+	seq  atomic.Uint64
+	cur  atomic.Pointer[round]
 	// last is the round before cur, whose late answers are kept for the
 	// results of the next.
 	last   atomic.Pointer[round]
@@ -88,9 +99,6 @@ type Tracker struct {
 	// what reading an answer costs. Only onReply touches it (one
 	// goroutine: the inbox subscription's).
 	replies map[string]lastReply
-	// beforeReply, when set (by a test), runs before each answer is
-	// handled: a node too slow to read its answers.
-	beforeReply atomic.Pointer[func()]
 }
 
 type lastReply struct {
@@ -101,6 +109,7 @@ type lastReply struct {
 type round struct {
 	seq       uint64
 	ids       []string
+	keys      []uint64 // each heartbeat's reply key, by index
 	start     time.Time
 	mu        sync.Mutex
 	results   []Result
@@ -115,8 +124,12 @@ type round struct {
 // discovery node's id, sent in every heartbeat; timeout() bounds the wait
 // for replies, read at the start of each round.
 func NewTracker(nc *nats.Conn, subjects events.Subjects, node string, timeout func() time.Duration) (*Tracker, error) {
+	var seed [32]byte
+	if _, err := crand.Read(seed[:]); err != nil {
+		return nil, fmt.Errorf("seed heartbeat reply keys: %w", err)
+	}
 	t := &Tracker{nc: nc, subjects: subjects, node: node, timeout: timeout, inbox: nc.NewRespInbox() + ".", kick: make(chan struct{}, 1),
-		replies: map[string]lastReply{}}
+		keys: rand.NewChaCha8(seed), replies: map[string]lastReply{}}
 	sub, err := nc.Subscribe(t.inbox+">", t.onReply)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe heartbeat inbox: %w", err)
@@ -128,6 +141,11 @@ func NewTracker(nc *nats.Conn, subjects events.Subjects, node string, timeout fu
 	t.sub = sub
 	return t, nil
 }
+
+// Inbox is the prefix of the tracker's reply subjects, with its trailing
+// dot: every instance sees it, so nobody may have discovery answer there
+// (discovery's reply rule).
+func (t *Tracker) Inbox() string { return t.inbox }
 
 // Close unsubscribes the inbox; safe to call twice.
 func (t *Tracker) Close() error {
@@ -160,6 +178,7 @@ func (t *Tracker) Round(ctx context.Context, targets []string) []Result {
 	r := &round{
 		seq:       t.seq.Add(1),
 		ids:       ids,
+		keys:      make([]uint64, n),
 		results:   make([]Result, n),
 		answered:  make([]bool, n),
 		remaining: n,
@@ -176,8 +195,14 @@ func (t *Tracker) Round(ctx context.Context, targets []string) []Result {
 	prev := t.last.Load()
 	t.cur.Store(r)
 	defer t.cur.CompareAndSwap(r, nil)
+	for i := range r.keys {
+		r.keys[i] = t.keys.Uint64()
+	}
+	reply := make([]byte, 0, len(prefix)+32)
 	for i, id := range ids {
-		msg := &nats.Msg{Subject: t.subjects.Heartbeat(targets[i]), Reply: prefix + strconv.Itoa(i), Data: payload}
+		reply = strconv.AppendInt(append(reply[:0], prefix...), int64(i), 10)
+		reply = strconv.AppendUint(append(reply, '.'), r.keys[i], 36)
+		msg := &nats.Msg{Subject: t.subjects.Heartbeat(targets[i]), Reply: string(reply), Data: payload}
 		if err := t.nc.PublishMsg(msg); err != nil {
 			r.finish(i, Result{ID: id, Err: fmt.Errorf("publish heartbeat: %w", err)})
 		}
@@ -261,27 +286,26 @@ func (t *Tracker) drained(r *round, grace time.Duration) bool {
 }
 
 func (t *Tracker) onReply(m *nats.Msg) {
-	if f := t.beforeReply.Load(); f != nil {
-		(*f)()
-	}
 	rest, ok := strings.CutPrefix(m.Subject, t.inbox)
 	if !ok {
 		return
 	}
-	seqText, idxText, ok := strings.Cut(rest, ".")
-	if !ok {
+	seqText, rest, ok1 := strings.Cut(rest, ".")
+	idxText, keyText, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 {
 		return
 	}
 	seq, err1 := strconv.ParseUint(seqText, 10, 64)
 	idx, err2 := strconv.Atoi(idxText)
-	if err1 != nil || err2 != nil || idx < 0 {
+	key, err3 := strconv.ParseUint(keyText, 36, 64)
+	if err1 != nil || err2 != nil || err3 != nil || idx < 0 {
 		return
 	}
 	// An answer to this round, or a late one to the round before (kept
-	// as a sign of life for the next round's results); older ones are
-	// dropped.
+	// as a sign of life for the next round's results); older ones, and
+	// any without the heartbeat's key, are dropped.
 	for _, r := range [2]*round{t.cur.Load(), t.last.Load()} {
-		if r != nil && seq == r.seq && idx < len(r.ids) {
+		if r != nil && seq == r.seq && idx < len(r.ids) && r.keys[idx] == key {
 			r.finish(idx, t.readAnswer(m, r, idx))
 			return
 		}
@@ -292,6 +316,12 @@ func (t *Tracker) onReply(m *nats.Msg) {
 func (t *Tracker) readAnswer(m *nats.Msg, r *round, idx int) Result {
 	id := r.ids[idx]
 	res := Result{ID: id, RTT: time.Since(r.start)}
+	if _, text, isErr := events.ReplyError(m); isErr {
+		// Someone's error reply (a node's 400, say) is no sign of this
+		// instance's life.
+		res.Err = fmt.Errorf("%w: an error reply: %s", ErrBadReply, truncate(text))
+		return res
+	}
 	switch {
 	case len(m.Data) == 0 && m.Header.Get("Status") == "503":
 		res.Err = ErrNoResponders
@@ -308,7 +338,9 @@ func (t *Tracker) readAnswer(m *nats.Msg, r *round, idx int) Result {
 		case err != nil:
 			res.Err = fmt.Errorf("%w: %v", ErrBadReply, err)
 		case reply.ID != "" && reply.ID != id:
-			res.Err = fmt.Errorf("%w: answered by %s", ErrBadReply, reply.ID)
+			res.Err = fmt.Errorf("%w: answered by %s", ErrBadReply, truncate(reply.ID))
+		case reply.ID == "" && errorBody(m.Data):
+			res.Err = fmt.Errorf("%w: an error reply", ErrBadReply)
 		default:
 			res.Reply = reply
 			// Checks hold a slice, which the judged record keeps: only
@@ -322,6 +354,25 @@ func (t *Tracker) readAnswer(m *nats.Msg, r *round, idx int) Result {
 		}
 	}
 	return res
+}
+
+// errorBody reports an error reply's payload ({"ok":false,"error":...})
+// without its headers: it decodes as a HeartbeatReply with nothing in it,
+// but it is no answer.
+func errorBody(data []byte) bool {
+	if !bytes.Contains(data, []byte(`"error"`)) {
+		return false
+	}
+	var e events.ErrorBody
+	return json.Unmarshal(data, &e) == nil && e.Error != ""
+}
+
+// truncate bounds a value an answer carries, for an error's text.
+func truncate(s string) string {
+	if len(s) > 64 {
+		return events.CutOutput(s, 64) + "..."
+	}
+	return s
 }
 
 // finish records an answer: the result, or, once the round is over, a

@@ -11,6 +11,7 @@ import (
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/heartbeat"
+	"github.com/hailsd/hail/member"
 	"github.com/nats-io/nats.go"
 )
 
@@ -31,13 +32,13 @@ func TestRoundOutcomes(t *testing.T) {
 	node := uuid.NewString()
 
 	var seen sync.Map
-	_, err := heartbeat.Respond(inc, subjects, ids[0], func() events.HeartbeatReply {
+	_, err := member.Respond(inc, subjects, ids[0], func() events.HeartbeatReply {
 		return events.HeartbeatReply{Status: events.Passing, Inflight: 2, Capacity: 8}
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := heartbeat.Respond(inc, subjects, ids[1], func() events.HeartbeatReply {
+	if _, err := member.Respond(inc, subjects, ids[1], func() events.HeartbeatReply {
 		return events.HeartbeatReply{Status: events.Warning}
 	}); err != nil {
 		t.Fatal(err)
@@ -101,7 +102,7 @@ func TestSlowInstanceDoesNotDelayOthers(t *testing.T) {
 	ids := newIDs(50)
 	release := make(chan struct{})
 	for _, id := range ids[1:] {
-		if _, err := heartbeat.Respond(inc, subjects, id, func() events.HeartbeatReply { return events.HeartbeatReply{} }); err != nil {
+		if _, err := member.Respond(inc, subjects, id, func() events.HeartbeatReply { return events.HeartbeatReply{} }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -178,37 +179,6 @@ func TestBadReplies(t *testing.T) {
 	}
 }
 
-func TestResponderLastBeat(t *testing.T) {
-	s := bustest.RunServer(t)
-	nc := bustest.Connect(t, s.ClientURL())
-	id := uuid.NewString()
-	r, err := heartbeat.Respond(nc, events.Subjects{}, id, func() events.HeartbeatReply { return events.HeartbeatReply{} })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !r.LastBeat().IsZero() {
-		t.Fatal("LastBeat set before any beat")
-	}
-	before := time.Now()
-	msg, err := nc.Request(events.Subjects{}.Heartbeat(id), []byte(`{"node":"x","seq":1}`), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reply, err := events.DecodeHeartbeatReply(msg.Data)
-	if err != nil || reply.ID != id {
-		t.Fatalf("reply %s: %v", msg.Data, err)
-	}
-	if r.LastBeat().Before(before) {
-		t.Errorf("LastBeat %v not updated", r.LastBeat())
-	}
-	if err := r.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := nc.Request(events.Subjects{}.Heartbeat(id), nil, time.Second); !errors.Is(err, nats.ErrNoResponders) {
-		t.Errorf("after Stop: %v, want no responders", err)
-	}
-}
-
 // BenchmarkFanOut measures one heartbeat round over n instances answering
 // from another connection on an embedded server: the tracker's single
 // inbox against the plain NATS way, one concurrent Request per instance.
@@ -221,7 +191,7 @@ func BenchmarkFanOut(b *testing.B) {
 		inc := bustest.Connect(b, s.ClientURL())
 		ids := newIDs(n)
 		for _, id := range ids {
-			if _, err := heartbeat.Respond(inc, events.Subjects{}, id, func() events.HeartbeatReply {
+			if _, err := member.Respond(inc, events.Subjects{}, id, func() events.HeartbeatReply {
 				return events.HeartbeatReply{Status: events.Passing}
 			}); err != nil {
 				b.Fatal(err)
@@ -370,7 +340,7 @@ func TestChangedAnswerReadAnew(t *testing.T) {
 	id := uuid.NewString()
 	says := []events.Status{events.Passing, events.Passing, events.Warning, events.Warning, events.Passing}
 	var beat int
-	if _, err := heartbeat.Respond(inc, events.Subjects{}, id, func() events.HeartbeatReply {
+	if _, err := member.Respond(inc, events.Subjects{}, id, func() events.HeartbeatReply {
 		st := says[min(beat, len(says)-1)]
 		beat++
 		return events.HeartbeatReply{Status: st}

@@ -1,17 +1,16 @@
-// Package instance is the SDK a Go service uses to join hail: it announces
-// the service, serves its endpoints on the queue-group and per-instance
-// subjects, answers heartbeats, announces again when discovery loses sight
-// of it, and leaves cleanly: deregister, stop taking requests, finish the
-// ones in flight, close.
+// Package instance is the SDK a Go service uses to join hail: it serves
+// the service's endpoints on the queue-group and per-instance subjects,
+// and runs a member (package member, shared with the agent) that
+// announces it, answers heartbeats, announces again when discovery asks or
+// loses sight of it, and leaves cleanly: deregister, stop taking requests,
+// finish the ones in flight, close.
 package instance
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -21,7 +20,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/events"
-	"github.com/hailsd/hail/heartbeat"
+	"github.com/hailsd/hail/member"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 )
@@ -86,24 +85,19 @@ type Instance struct {
 	handlers map[string]Handler
 	order    []string
 
-	mu        sync.Mutex
-	started   bool
-	stopped   bool
-	svc       *bus.Service // the endpoints, as a NATS micro service; drained at shutdown
-	discover  *nats.Subscription
-	responder *heartbeat.Responder
-	weight    int
-	stop      context.CancelFunc
-	loopDone  chan struct{}
+	mu      sync.Mutex
+	started bool
+	stopped bool
+	svc     *bus.Service // the endpoints, as a NATS micro service; drained at shutdown
+	member  *member.Member
+	weight  int
 
-	status       atomic.Value // events.Status
-	inflight     atomic.Int64
-	sem          chan struct{}
-	work         sync.WaitGroup
-	handlerCtx   context.Context
-	cancelWork   context.CancelFunc
-	announceNow  chan struct{}
-	lastAnnounce atomic.Int64
+	status     atomic.Value // events.Status
+	inflight   atomic.Int64
+	sem        chan struct{}
+	work       sync.WaitGroup
+	handlerCtx context.Context
+	cancelWork context.CancelFunc
 }
 
 // New makes an instance with a fresh UUIDv7 id; nothing is sent until Start.
@@ -140,12 +134,11 @@ func New(nc *nats.Conn, cfg Config) (*Instance, error) {
 		return nil, fmt.Errorf("new instance id: %w", err)
 	}
 	i := &Instance{
-		cfg:         cfg,
-		nc:          nc,
-		id:          id.String(),
-		handlers:    map[string]Handler{},
-		sem:         make(chan struct{}, cfg.Capacity),
-		announceNow: make(chan struct{}, 1),
+		cfg:      cfg,
+		nc:       nc,
+		id:       id.String(),
+		handlers: map[string]Handler{},
+		sem:      make(chan struct{}, cfg.Capacity),
 	}
 	i.weight = cfg.Weight
 	if cfg.Drain {
@@ -193,9 +186,25 @@ func (i *Instance) SetWeight(w int) error {
 	}
 	i.mu.Lock()
 	i.weight = w
+	m := i.member
 	i.mu.Unlock()
-	i.triggerAnnounce()
+	if m != nil {
+		m.Changed()
+	}
 	return nil
+}
+
+// Err is discovery's refusal of the instance's announce (a 4xx, wrapping
+// member.ErrRefused), or nil. A refused instance keeps serving its queue
+// group but announces no more until SetWeight changes what it announces.
+func (i *Instance) Err() error {
+	i.mu.Lock()
+	m := i.member
+	i.mu.Unlock()
+	if m == nil {
+		return nil
+	}
+	return m.Err()
 }
 
 // Announce is the message this instance announces with.
@@ -214,8 +223,8 @@ func (i *Instance) Announce() events.Announce {
 }
 
 // Start subscribes the endpoints and heartbeats and announces. An absent
-// discovery is not an error: the instance keeps announcing until it is
-// heartbeated.
+// discovery is not an error: the instance keeps announcing, backing off,
+// until it is heartbeated (package member has the rules).
 func (i *Instance) Start(ctx context.Context) error {
 	i.mu.Lock()
 	defer i.mu.Unlock()
@@ -230,21 +239,10 @@ func (i *Instance) Start(ctx context.Context) error {
 		if i.svc != nil {
 			_ = i.svc.Stop(context.WithoutCancel(ctx))
 		}
-		if i.discover != nil {
-			_ = i.discover.Unsubscribe()
-		}
-		if i.responder != nil {
-			_ = i.responder.Stop()
-		}
-		i.svc, i.discover, i.responder = nil, nil, nil
+		i.svc = nil
 		return fmt.Errorf("start: %w", err)
 	}
 	i.started = true
-	loopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	i.stop = stop
-	i.loopDone = make(chan struct{})
-	go i.announceLoop(loopCtx)
-	i.triggerAnnounce()
 	i.log.Info("instance started", "endpoints", i.order, "weight", i.weight)
 	return nil
 }
@@ -270,25 +268,21 @@ func (i *Instance) subscribe() error {
 		return err
 	}
 	i.svc = svc
-	r, err := heartbeat.Respond(i.nc, s, events.HeartbeatTarget(i.cfg.Service, i.id, i.cfg.Scoped), i.report)
-	if err != nil {
-		return err
-	}
-	i.responder = r
-	disc, err := i.nc.Subscribe(s.Discover(), func(m *nats.Msg) {
-		// Every instance hears the same discover: spread the announces
-		// over the window discovery asks for (by default up to half an
-		// interval, at most a second) instead of all landing at once.
-		spread := events.DiscoverSpread(m.Data, min(i.cfg.HeartbeatInterval/2, time.Second))
-		time.AfterFunc(rand.N(spread+1), i.triggerAnnounce)
-	})
-	if err != nil {
-		return fmt.Errorf("subscribe discover: %w", err)
-	}
-	i.discover = disc
 	if err := i.nc.Flush(); err != nil {
 		return fmt.Errorf("flush subscriptions: %w", err)
 	}
+	// The member last, so that no failure after it must close it: its
+	// loop builds the announce under i.mu, which Start holds, and closing
+	// it here would wait for that loop forever. Its heartbeat subscription needs no flush: the server takes
+	// it before the announce that follows it on this connection.
+	m, err := member.NewConn(i.nc, s, i.cfg.HeartbeatInterval).Join(member.Config{
+		Service: i.cfg.Service, ID: i.id, Scoped: i.cfg.Scoped,
+		Announce: i.Announce, Report: i.report, Logger: i.log,
+	})
+	if err != nil {
+		return err
+	}
+	i.member = m
 	return nil
 }
 
@@ -298,73 +292,6 @@ func (i *Instance) report() events.HeartbeatReply {
 		Inflight: int(i.inflight.Load()),
 		Capacity: i.cfg.Capacity,
 	}
-}
-
-func (i *Instance) triggerAnnounce() {
-	select {
-	case i.announceNow <- struct{}{}:
-	default:
-	}
-}
-
-// announceLoop announces on demand and whenever discovery has not
-// heartbeated the instance for three intervals: discovery lost its record,
-// or restarted without it, or was not there when the instance started.
-func (i *Instance) announceLoop(ctx context.Context) {
-	defer close(i.loopDone)
-	interval := i.cfg.HeartbeatInterval
-	ticker := time.NewTicker(interval / 2)
-	defer ticker.Stop()
-	failed := 0 // announces in a row that went unanswered, for the backoff
-	wait := heartbeat.ReannounceAfter(interval, 0, nil)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-i.announceNow:
-			i.announce(ctx)
-		case <-ticker.C:
-			beat, announced := i.responder.LastBeat().UnixNano(), i.lastAnnounce.Load()
-			if beat > announced && failed > 0 {
-				failed, wait = 0, heartbeat.ReannounceAfter(interval, 0, nil) // discovery is back
-			}
-			if time.Since(time.Unix(0, max(beat, announced))) > wait {
-				if !i.announce(ctx) {
-					failed++
-				}
-				wait = heartbeat.ReannounceAfter(interval, failed, func(d time.Duration) time.Duration { return rand.N(d) })
-			}
-		}
-	}
-}
-
-// announce sends the announce and reports whether discovery took it.
-func (i *Instance) announce(ctx context.Context) bool {
-	i.lastAnnounce.Store(time.Now().UnixNano())
-	data, err := json.Marshal(i.Announce())
-	if err != nil {
-		i.log.Error("encode announce", "err", err)
-		return false
-	}
-	reqCtx, cancel := context.WithTimeout(ctx, i.cfg.HeartbeatInterval)
-	defer cancel()
-	reply, err := i.nc.RequestWithContext(reqCtx, i.cfg.Subjects.Announce(i.cfg.Service), data)
-	if err != nil {
-		i.log.Debug("announce not acknowledged; will announce again", "err", err)
-		return false
-	}
-	if code, text, isErr := events.ReplyError(reply); isErr {
-		if code >= 500 {
-			// Discovery busy (it sheds announce storms) or its KV down:
-			// announce again later, backing off.
-			i.log.Debug("announce not taken now; will announce again", "code", code, "err", text)
-			return false
-		}
-		i.log.Error("announce rejected", "code", code, "err", text)
-		return true
-	}
-	i.log.Debug("announced")
-	return true
 }
 
 func (i *Instance) serve(endpoint string, h Handler) nats.MsgHandler {
@@ -428,52 +355,15 @@ func (i *Instance) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	i.stopped = true
-	i.stop()
 	i.mu.Unlock()
-	<-i.loopDone
-
-	var errs []error
-	if err := i.deregister(ctx); err != nil {
-		errs = append(errs, err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, i.cfg.DrainTimeout)
-	defer cancel()
-	if err := i.drain(ctx); err != nil {
-		errs = append(errs, err)
-	}
-	if err := i.discover.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		errs = append(errs, fmt.Errorf("unsubscribe %s: %w", i.discover.Subject, err))
-	}
-	if err := i.responder.Stop(); err != nil {
-		errs = append(errs, err)
-	}
+	err := i.member.Leave(ctx, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, i.cfg.DrainTimeout)
+		defer cancel()
+		return i.drain(ctx)
+	})
 	i.cancelWork()
 	i.log.Info("instance stopped")
-	return errors.Join(errs...)
-}
-
-func (i *Instance) deregister(ctx context.Context) error {
-	data, err := json.Marshal(events.Deregister{ID: i.id, Service: i.cfg.Service, Reason: "shutdown"})
-	if err != nil {
-		return fmt.Errorf("encode deregister: %w", err)
-	}
-	subject := i.cfg.Subjects.Deregister(i.cfg.Service)
-	reqCtx, cancel := context.WithTimeout(ctx, i.cfg.HeartbeatInterval)
-	defer cancel()
-	reply, err := i.nc.RequestWithContext(reqCtx, subject, data)
-	if err != nil {
-		// Discovery is away; a plain publish still reaches it if it
-		// returns before the heartbeats would have found us gone.
-		if perr := i.nc.Publish(subject, data); perr != nil {
-			return fmt.Errorf("deregister: %w", perr)
-		}
-		i.log.Warn("deregister not acknowledged", "err", err)
-		return nil
-	}
-	if code, text, isErr := events.ReplyError(reply); isErr {
-		return fmt.Errorf("deregister rejected: %d %s", code, text)
-	}
-	return nil
+	return err
 }
 
 // drain stops the endpoint subscriptions, lets the server-side queue empty

@@ -283,6 +283,11 @@ func TestDiscoverBringsEarlyInstancesIn(t *testing.T) {
 		map[string]instance.Handler{"say": echoHandler})
 	e.startNode(t, time.Second)
 	e.waitRegistered(t, inst, "echo", 2*time.Second)
+	// Leave while the node is up: a deregister sent just as the node's
+	// connection closes may reach it and wait a whole (minute) interval.
+	if err := inst.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestDrainWeight(t *testing.T) {

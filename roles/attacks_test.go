@@ -13,7 +13,8 @@ package roles_test
 //     router.TestForgedHealthEventIgnored, and the down mark lapsing:
 //     router.TestDownMarkLapses
 //   - replies to a subject outside _INBOX.: discovery.TestRepliesOnlyToInboxes,
-//     router.TestRouterRepliesOnlyToInboxes
+//     router.TestRouterRepliesOnlyToInboxes; into another's inbox (the
+//     confused deputy): deputy_test.go, discovery.TestReplyRule
 //   - a garbage record: discovery.TestAnnounceOverwritesGarbage
 //   - a deleted bucket: discovery.TestDeletedBucketRecreatedAndNodeNotReady,
 //     router.TestDeletedBucketMakesRouterNotReady; bucket and stream

@@ -22,7 +22,11 @@ func AuthConf(rs []Role, hashed map[string]string) (string, error) {
 		}
 		fmt.Fprintf(&b, "      {user: %s, password: %s, permissions: {\n", strconv.Quote(r.Name), strconv.Quote(pw))
 		fmt.Fprintf(&b, "        publish: {allow: [%s]}\n", quoted(r.Publish))
-		fmt.Fprintf(&b, "        subscribe: {allow: [%s]}\n", quoted(r.Subscribe))
+		if len(r.DenySubscribe) > 0 {
+			fmt.Fprintf(&b, "        subscribe: {allow: [%s], deny: [%s]}\n", quoted(r.Subscribe), quoted(r.DenySubscribe))
+		} else {
+			fmt.Fprintf(&b, "        subscribe: {allow: [%s]}\n", quoted(r.Subscribe))
+		}
 		if r.AllowResponses {
 			b.WriteString("        allow_responses: true\n")
 		}

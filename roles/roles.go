@@ -8,6 +8,7 @@ package roles
 
 import (
 	"slices"
+	"strings"
 
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/events"
@@ -20,6 +21,11 @@ type Role struct {
 	// Publish and Subscribe are the subjects allowed (wildcards as in
 	// NATS); nothing else is.
 	Publish, Subscribe []string
+	// DenySubscribe are refused although Subscribe allows them (see
+	// confine). There is no publish counterpart: a published subject is
+	// literal, so a ">" in it is one token, delivered only to what may
+	// hear a subject of that many tokens anyway.
+	DenySubscribe []string
 	// AllowResponses lets it answer requests it received (nats-server's
 	// allow_responses).
 	AllowResponses bool
@@ -48,6 +54,24 @@ func with(lists ...[]string) []string {
 	return out
 }
 
+// confine denies what a subscription with a literal ">" reaches beyond
+// r's rights. nats-server checks a subscription's subject against the
+// allow list as if it were a message subject, so a "*" allowed as the
+// last token lets in a ">" there: allowed hail.hb.echo.*, a subscription
+// hail.hb.echo.> would hear every deeper subject, such as service
+// echo.admin's hail.hb.echo.admin.<id>. Denying <pattern>.> refuses no
+// subscription of the allowed depth (the deny has a token more), while
+// one that collides with it makes the server filter each message at
+// delivery, dropping the deeper ones.
+func confine(r Role) Role {
+	for _, s := range r.Subscribe {
+		if s == "*" || strings.HasSuffix(s, ".*") {
+			r.DenySubscribe = append(r.DenySubscribe, s+".>")
+		}
+	}
+	return r
+}
+
 // Discovery nodes: take announces and deregisters, heartbeat, publish
 // health and node events, answer queries, write hail_instances and their
 // hail_nodes entries, and create or update hail's buckets and stream (no
@@ -64,7 +88,7 @@ func Discovery(s events.Subjects) Role {
 		admin, kvRead(bus.InstancesBucket), kvRead(bus.NodesBucket))
 	r.Subscribe = with([]string{s.AnnounceAll(), s.DeregisterAll(), s.DiscoveryServices(), s.DiscoveryInstances(), s.DiscoveryRTT(),
 		r.InboxPrefix() + ".>"}, micro("hail-discovery"))
-	return r
+	return confine(r)
 }
 
 // Router: routed requests in, instances' subjects out, the registry and
@@ -74,7 +98,7 @@ func Router(s events.Subjects) Role {
 	r.Publish = with([]string{s.Inst("*", ">"), s.StatsRouter("*")}, kvRead(bus.InstancesBucket), kvRead(bus.ConfigBucket),
 		[]string{"$JS.API.STREAM.INFO." + bus.EventsStream, "$JS.API.STREAM.INFO.KV_" + bus.NodesBucket})
 	r.Subscribe = with([]string{s.RouteAll(), s.HealthAll(), r.InboxPrefix() + ".>"}, micro("hail-router"))
-	return r
+	return confine(r)
 }
 
 // Caller: routed requests and the two registry queries.
@@ -82,36 +106,34 @@ func Caller(s events.Subjects) Role {
 	r := Role{Name: "caller"}
 	r.Publish = []string{s.RouteAll(), s.DiscoveryServices(), s.DiscoveryInstances()}
 	r.Subscribe = []string{r.InboxPrefix() + ".>"}
-	return r
+	return confine(r)
 }
 
 // Service is svc-<service>: instances and agents of one service announce
-// and deregister it alone, answer heartbeats and requests.
+// and deregister it alone, answer heartbeats and requests, on the scoped
+// subjects (PROTOCOL v1.2: hail.hb.<service>.<id>,
+// hail.inst.<service>.<id>.<endpoint>), which name the service, so the
+// user hears only its own service; its instances must announce scoped.
 func Service(s events.Subjects, service string) Role {
-	r := Role{Name: "svc-" + service, AllowResponses: true}
-	r.Publish = []string{s.Announce(service), s.Deregister(service)}
-	// Unscoped instances are heartbeated and reached on subjects that do
-	// not name their service (hail.hb.<id>, hail.inst.<id>.<ep>): a
-	// credential cannot be confined to one service there; scoped subjects
-	// (PROTOCOL v1.2: hail.hb.<service>.<id>,
-	// hail.inst.<service>.<id>.<ep>) are what can, and those of other
-	// services are refused (they have more tokens than the unscoped
-	// patterns match).
-	r.Subscribe = with([]string{s.Heartbeat("*"), s.Inst("*", "*"), s.HeartbeatOf(service, "*", true), s.InstOf(service, "*", "*", true),
-		s.Svc(service, "*"), s.Discover(), r.InboxPrefix() + ".>"},
-		micro(bus.MicroName(service)))
-	return r
+	return serviceRole(s, service, []string{s.HeartbeatOf(service, "*", true), s.InstOf(service, "*", "*", true)})
 }
 
-// ServiceScoped is svc-<service> for a region whose instances all
-// announce scoped (PROTOCOL v1.2): without the unscoped hail.hb.* and
-// hail.inst.*.*, whose instances a credential cannot be confined to, so
-// it may hear only its own service's heartbeats and requests.
-func ServiceScoped(s events.Subjects, service string) Role {
-	r := Service(s, service)
-	unscoped := map[string]bool{s.Heartbeat("*"): true, s.Inst("*", "*"): true}
-	r.Subscribe = slices.DeleteFunc(r.Subscribe, func(subject string) bool { return unscoped[subject] })
-	return r
+// ServiceUnscoped is svc-<service> for a service whose instances announce
+// unscoped (hail.hb.<id>, hail.inst.<id>.<endpoint>): subjects that do not
+// name the service, so it hears the unscoped instances of every service
+// (only a region's own choice, secure init --unscoped-services). The
+// deny rules confine adds, hail.hb.*.> and hail.inst.*.*.>, keep every
+// scoped subject from it; they would refuse its own scoped subscriptions
+// too, so this role has none: its instances announce unscoped.
+func ServiceUnscoped(s events.Subjects, service string) Role {
+	return serviceRole(s, service, []string{s.Heartbeat("*"), s.Inst("*", "*")})
+}
+
+func serviceRole(s events.Subjects, name string, instance []string) Role {
+	r := Role{Name: "svc-" + name, AllowResponses: true}
+	r.Publish = []string{s.Announce(name), s.Deregister(name)}
+	r.Subscribe = with(instance, []string{s.Svc(name, "*"), s.Discover(), r.InboxPrefix() + ".>"}, micro(bus.MicroName(name)))
+	return confine(r)
 }
 
 // Console: reads the three buckets and HAIL_EVENTS, writes routes only,
@@ -124,24 +146,20 @@ func Console(s events.Subjects) Role {
 		"$JS.API.CONSUMER.INFO." + ev + ".>", "$JS.API.CONSUMER.MSG.NEXT." + ev + ".>", "$JS.FC." + ev + ".>"},
 		kvRead(bus.InstancesBucket), kvRead(bus.NodesBucket), kvRead(bus.ConfigBucket))
 	r.Subscribe = []string{s.HealthAll(), s.NodeEventAll(), s.StatsAll(), r.InboxPrefix() + ".>"}
-	return r
+	return confine(r)
 }
 
-// All are the roles of a region whose services are services.
-func All(s events.Subjects, services ...string) []Role {
+// All are the roles of a region whose services are services, each
+// svc-<service> scoped (Service) unless named in unscoped
+// (ServiceUnscoped).
+func All(s events.Subjects, services, unscoped []string) []Role {
 	out := []Role{Discovery(s), Router(s), Console(s), Caller(s)}
 	for _, svc := range services {
-		out = append(out, Service(s, svc))
-	}
-	return out
-}
-
-// AllScoped are the roles of a region whose services' instances all
-// announce scoped.
-func AllScoped(s events.Subjects, services ...string) []Role {
-	out := []Role{Discovery(s), Router(s), Console(s), Caller(s)}
-	for _, svc := range services {
-		out = append(out, ServiceScoped(s, svc))
+		if slices.Contains(unscoped, svc) {
+			out = append(out, ServiceUnscoped(s, svc))
+		} else {
+			out = append(out, Service(s, svc))
+		}
 	}
 	return out
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/bus/embedded"
 	"github.com/hailsd/hail/console"
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/echo"
@@ -27,19 +30,28 @@ import (
 
 var subjects events.Subjects
 
-// secured runs a JetStream server whose only users are hail's roles, each
-// with its password "pw-<role>".
+// secured runs a JetStream server whose only users are hail's roles, from
+// the auth.conf the table renders (as secure init writes it, with the
+// passwords "pw-<role>" in the clear, which nats-server takes as they are).
 func secured(t *testing.T, rs ...roles.Role) *server.Server {
 	t.Helper()
-	var users []*server.User
+	passwords := map[string]string{}
 	for _, r := range rs {
-		p := &server.Permissions{Publish: &server.SubjectPermission{Allow: r.Publish}, Subscribe: &server.SubjectPermission{Allow: r.Subscribe}}
-		if r.AllowResponses {
-			p.Response = &server.ResponsePermission{MaxMsgs: server.DEFAULT_ALLOW_RESPONSE_MAX_MSGS, Expires: server.DEFAULT_ALLOW_RESPONSE_EXPIRATION}
-		}
-		users = append(users, &server.User{Username: r.Name, Password: "pw-" + r.Name, Permissions: p})
+		passwords[r.Name] = "pw-" + r.Name
 	}
-	return bustest.RunServerWith(t, func(o *server.Options) { o.Users = users })
+	conf, err := roles.AuthConf(rs, passwords)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "auth.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	configure, err := embedded.Security{AuthFile: path}.Configure()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bustest.RunServerWith(t, configure)
 }
 
 // as connects as role, counting the permission violations its
@@ -82,7 +94,8 @@ func (a *as) count() []string {
 // permission violation. Then every forbidden action is refused.
 func TestProgramsUnderLeastPrivilege(t *testing.T) {
 	disc, rt, caller, svc, con := roles.Discovery(subjects), roles.Router(subjects), roles.Caller(subjects), roles.Service(subjects, "echo"), roles.Console(subjects)
-	s := secured(t, disc, rt, caller, svc, con)
+	legacy := roles.ServiceUnscoped(subjects, "legacy")
+	s := secured(t, disc, rt, caller, svc, con, legacy)
 
 	d := connectAs(t, s, disc)
 	kv, err := bus.EnsureBuckets(t.Context(), d.nc, bus.BucketOptions{})
@@ -106,17 +119,19 @@ func TestProgramsUnderLeastPrivilege(t *testing.T) {
 	e := connectAs(t, s, svc)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	inst, err := echo.Start(ctx, e.nc, instance.Config{Service: "echo", HeartbeatInterval: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = inst.Shutdown(context.Background()) })
-	// A scoped instance (v1.2) of the same service, under the same role.
+	// A scoped instance (v1.2), as svc-<S> is by default, and an unscoped
+	// one of a service whose user secure init was told is unscoped.
 	scoped, err := echo.Start(ctx, e.nc, instance.Config{Service: "echo", HeartbeatInterval: 200 * time.Millisecond, Scoped: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = scoped.Shutdown(context.Background()) })
+	l := connectAs(t, s, legacy)
+	inst, err := echo.Start(ctx, l.nc, instance.Config{Service: "legacy", HeartbeatInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = inst.Shutdown(context.Background()) })
 
 	// The console, on a connection of its own under its role, reads the
 	// region.
@@ -135,12 +150,14 @@ func TestProgramsUnderLeastPrivilege(t *testing.T) {
 
 	c := connectAs(t, s, caller)
 	bustest.Eventually(t, 10*time.Second, func() error {
-		m, err := c.nc.Request(subjects.Route("echo", "say"), []byte("hi"), time.Second)
-		if err != nil {
-			return err
-		}
-		if string(m.Data) != "hi" {
-			return fmt.Errorf("routed answer %q %v", m.Data, m.Header)
+		for _, service := range []string{"echo", "legacy"} {
+			m, err := c.nc.Request(subjects.Route(service, "say"), []byte("hi"), time.Second)
+			if err != nil {
+				return fmt.Errorf("%s: %w", service, err)
+			}
+			if string(m.Data) != "hi" {
+				return fmt.Errorf("%s: routed answer %q %v", service, m.Data, m.Header)
+			}
 		}
 		return nil
 	})
@@ -160,7 +177,7 @@ func TestProgramsUnderLeastPrivilege(t *testing.T) {
 	if _, err := region.SetRoute(t.Context(), "echo", []byte(`{"strategy":"hash"}`)); err != nil {
 		t.Errorf("console writes a route: %v", err)
 	}
-	for name, a := range map[string]*as{"discovery": d, "router": r, "svc-echo": e, "caller": c, "console": cn} {
+	for name, a := range map[string]*as{"discovery": d, "router": r, "svc-echo": e, "svc-legacy": l, "caller": c, "console": cn} {
 		if v := a.count(); len(v) > 0 {
 			t.Errorf("%s met %d permission violations: %v", name, len(v), v)
 		}
@@ -223,22 +240,35 @@ func run(t *testing.T, name string, f func(context.Context) error) {
 	})
 }
 
-// A scoped-only service user may hear its own service's scoped subjects
-// and none of the unscoped ones, where any service's unscoped instances
-// would be.
-func TestServiceScopedDropsUnscopedSubjects(t *testing.T) {
-	r := roles.ServiceScoped(subjects, "echo")
-	for _, s := range r.Subscribe {
-		if s == subjects.Heartbeat("*") || s == subjects.Inst("*", "*") {
-			t.Errorf("scoped-only svc-echo may subscribe %s", s)
+// svc-<S> is scoped-only: its own service's scoped subjects and none of
+// the unscoped ones, where any service's unscoped instances would be; an
+// unscoped svc-<S> has those instead, and no scoped subject at all.
+func TestServiceScopedByDefault(t *testing.T) {
+	unscoped := []string{subjects.Heartbeat("*"), subjects.Inst("*", "*")}
+	scoped := []string{subjects.HeartbeatOf("echo", "*", true), subjects.InstOf("echo", "*", "*", true)}
+	for _, tt := range []struct {
+		role      roles.Role
+		want, not []string
+	}{
+		{roles.Service(subjects, "echo"), scoped, unscoped},
+		{roles.ServiceUnscoped(subjects, "echo"), unscoped, scoped},
+	} {
+		for _, s := range tt.not {
+			if slices.Contains(tt.role.Subscribe, s) {
+				t.Errorf("%v: %s may subscribe %s", tt.role.Subscribe, tt.role.Name, s)
+			}
+		}
+		for _, s := range append(tt.want, subjects.Svc("echo", "*")) {
+			if !slices.Contains(tt.role.Subscribe, s) {
+				t.Errorf("%v: %s may not subscribe %s", tt.role.Subscribe, tt.role.Name, s)
+			}
 		}
 	}
-	for _, want := range []string{subjects.HeartbeatOf("echo", "*", true), subjects.InstOf("echo", "*", "*", true), subjects.Svc("echo", "*")} {
-		if !slices.Contains(r.Subscribe, want) {
-			t.Errorf("scoped-only svc-echo may not subscribe %s", want)
-		}
+	all := roles.All(subjects, []string{"echo", "legacy"}, []string{"legacy"})
+	if got := all[len(all)-1]; !slices.Contains(got.Subscribe, subjects.Heartbeat("*")) {
+		t.Errorf("All made svc-legacy %v, want it unscoped", got.Subscribe)
 	}
-	if len(roles.Service(subjects, "echo").Subscribe) != len(r.Subscribe)+2 {
-		t.Error("ServiceScoped drops more than the two unscoped subjects")
+	if got := all[len(all)-2]; slices.Contains(got.Subscribe, subjects.Heartbeat("*")) {
+		t.Errorf("All made svc-echo %v, want it scoped", got.Subscribe)
 	}
 }

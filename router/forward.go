@@ -2,13 +2,14 @@ package router
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,6 +29,11 @@ type forwarderConfig struct {
 // when an instance turns out to be gone. It runs no goroutine per request:
 // replies, no-responders notices and timeouts arrive as callbacks on one
 // wildcard inbox, keyed by a token in the reply subject.
+//
+// Tokens are random, not counted: an instance sees the reply subject of
+// each request it serves, and with counted tokens it could answer the
+// next callers' requests to other instances (or have discovery, a
+// confused deputy, answer them with an error).
 type forwarder struct {
 	nc    *nats.Conn
 	table *Table
@@ -36,9 +42,11 @@ type forwarder struct {
 	sub   *nats.Subscription
 	sem   chan struct{}
 	calls sync.WaitGroup
-	token atomic.Uint64
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// tokens draws the tokens, under mu: ChaCha8 is a cryptographically
+	// strong generator and costs a few nanoseconds a draw.
+	tokens  *rand.ChaCha8
 	pending map[uint64]*call
 }
 
@@ -50,9 +58,13 @@ func newForwarder(nc *nats.Conn, table *Table, cfg forwarderConfig) (*forwarder,
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	var seed [32]byte
+	if _, err := crand.Read(seed[:]); err != nil {
+		return nil, fmt.Errorf("seed reply tokens: %w", err)
+	}
 	f := &forwarder{
 		nc: nc, table: table, log: cfg.Logger.With("component", "forwarder"),
-		inbox: nc.NewRespInbox() + ".", sem: make(chan struct{}, cfg.MaxInflight), pending: map[uint64]*call{},
+		inbox: nc.NewRespInbox() + ".", sem: make(chan struct{}, cfg.MaxInflight), tokens: rand.NewChaCha8(seed), pending: map[uint64]*call{},
 	}
 	sub, err := nc.Subscribe(f.inbox+"*", f.onReply)
 	if err != nil {
@@ -162,8 +174,11 @@ func (f *forwarder) attempt(c *call) {
 		f.fail(c, rerr)
 		return
 	}
-	token := f.token.Add(1)
 	f.mu.Lock()
+	token := f.tokens.Uint64()
+	for f.pending[token] != nil {
+		token = f.tokens.Uint64()
+	}
 	f.pending[token] = c
 	c.token = token
 	// Made under the lock so that the reply handler, which takes the

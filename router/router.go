@@ -161,10 +161,27 @@ func (r *Router) subscribe() (*bus.Service, error) {
 	return svc, nil
 }
 
+// answers reports whether the router may answer on reply: only under
+// _INBOX. (PROTOCOL v1.2), so nobody makes it publish where the sender may
+// not, and never into an inbox no caller could own ([trust]): the
+// router's own (where its attempts' answers come, so a forged request
+// could answer another caller's routed request) or discovery's (where its
+// heartbeats' answers come). Callers, the console and instances calling
+// other services are answered on their own inboxes.
+func (r *Router) answers(reply string) bool {
+	rest, ok := strings.CutPrefix(reply, "_INBOX.")
+	if !ok || strings.HasPrefix(reply, r.fwd.inbox) {
+		return false
+	}
+	if p := r.nc.Opts.InboxPrefix; p != "" && strings.HasPrefix(reply, p+".") {
+		return false
+	}
+	owner, _, _ := strings.Cut(rest, ".")
+	return owner != "router" && owner != "discovery"
+}
+
 func (r *Router) handle(m *nats.Msg) {
-	if m.Reply != "" && !strings.HasPrefix(m.Reply, "_INBOX.") {
-		// Answered only under _INBOX. (PROTOCOL v1.2): nobody makes the
-		// router publish where the sender may not.
+	if m.Reply != "" && !r.answers(m.Reply) {
 		r.bad.outcome[outcomeBadRequest].Inc()
 		return
 	}

@@ -245,23 +245,38 @@ func TestRouterRepliesOnlyToInboxes(t *testing.T) {
 	e := newEnv(t)
 	e.instance(fakeinst.Options{})
 	e.routable("echo", 1)
+	// Each is a subject no caller could own: outside _INBOX., inside the
+	// router's own inbox (where its attempts' answers come: a forged
+	// request would answer another caller's routed request) or discovery's
+	// (where heartbeats are answered).
+	forbidden := []string{"hail.health.echo.forged", "_INBOX.router.x.y", "_INBOX.discovery.hb.1.2"}
 	got := make(chan *nats.Msg, 4)
-	sub, err := e.NC.ChanSubscribe("hail.health.echo.forged", got)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	if err := e.NC.PublishRequest(subjects.Route("echo", "say"), "hail.health.echo.forged", []byte("hi")); err != nil {
-		t.Fatal(err)
-	}
-	bustest.Eventually(t, 5*time.Second, func() error {
-		var b strings.Builder
-		e.metrics.WritePrometheus(&b)
-		if !strings.Contains(b.String(), `hail_router_requests_total{service="_unknown",endpoint="_unknown",outcome="bad_request"} 1`) {
-			return fmt.Errorf("not counted yet")
+	for _, subject := range forbidden {
+		sub, err := e.NC.ChanSubscribe(subject, got)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return nil
-	})
+		defer sub.Unsubscribe()
+	}
+	for i, subject := range forbidden {
+		if err := e.NC.PublishRequest(subjects.Route("echo", "say"), subject, []byte("hi")); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf(`hail_router_requests_total{service="_unknown",endpoint="_unknown",outcome="bad_request"} %d`, i+1)
+		bustest.Eventually(t, 5*time.Second, func() error {
+			var b strings.Builder
+			e.metrics.WritePrometheus(&b)
+			if !strings.Contains(b.String(), want) {
+				return fmt.Errorf("%s not counted yet", subject)
+			}
+			return nil
+		})
+	}
+	// A caller's own inbox is answered, so the refusals above were the
+	// rule's and not a dead router's.
+	if _, err := e.NC.Request(subjects.Route("echo", "say"), []byte("hi"), 5*time.Second); err != nil {
+		t.Fatalf("routed request on the caller's inbox: %v", err)
+	}
 	select {
 	case m := <-got:
 		t.Errorf("the router answered on %s: %q", m.Subject, m.Data)

@@ -13,8 +13,8 @@ import (
 // jitter. It comes back when that time is up or when the registry reports
 // it passing again after a spell out of passing. At most MaxShare of a
 // service's instances (and always at least one) are out at a time, so a
-// Ejection is passive outlier detection: an instance that did not answer
-// is taken out for a while. The router program's `ejection` section.
+// router that is itself cut off cannot eject a whole service. The router
+// program's `ejection` section.
 type Ejection struct {
 	// Base time out for an instance that did not answer; doubled per
 	// ejection in a row. Default 30s.

@@ -1,9 +1,10 @@
 // Package swarm runs many protocol-speaking instances in one process, over
 // a few NATS connections, to measure a region's limits: each instance
 // announces (scoped, PROTOCOL v1.2), answers its heartbeats and requests,
-// announces again by the SDK's rule (three intervals without a heartbeat,
-// then exponential backoff with full jitter), honours a busy node's 503 and
-// a discover's spread, and deregisters at the end.
+// and announces again by the SDK's rules, and deregisters at the end. It
+// cannot afford the SDK's goroutine per instance: one scheduler runs
+// package member's decisions (member.State per instance) and a pool
+// announces through member.Conn, the one announce path.
 package swarm
 
 import (
@@ -11,7 +12,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,7 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hailsd/hail/events"
-	"github.com/hailsd/hail/heartbeat"
+	"github.com/hailsd/hail/member"
 )
 
 // Config is one swarm.
@@ -64,16 +64,15 @@ type inst struct {
 	id, service string
 	silent      bool
 	conn        *nats.Conn
-	announce    []byte
+	member      *member.Conn // conn's member side
+	announce    events.Announce
 	reply       []byte
 	lastBeat    atomic.Int64 // unix nanos
-	// Owned by the scheduler.
-	lastAnnounce time.Time
-	next         time.Time // a discover's spread: announce at
-	failed       int
-	wait         time.Duration
-	queued       atomic.Bool
-	acked        atomic.Bool
+	// state is the scheduler's while queued is false, the announcer's
+	// while it is true.
+	state  member.State
+	queued atomic.Bool
+	acked  atomic.Bool
 }
 
 type swarmMetrics struct {
@@ -122,15 +121,11 @@ func New(conns []*nats.Conn, cfg Config) (*Swarm, error) {
 	add := func(service string, silent bool) error {
 		id := uuid.Must(uuid.NewV7()).String()
 		a := events.Announce{ID: id, Service: service, Endpoints: []events.Endpoint{{Name: "say"}}, Weight: events.DefaultWeight, Scoped: true}
-		ann, err := json.Marshal(a)
-		if err != nil {
-			return err
-		}
 		rep, err := json.Marshal(events.HeartbeatReply{ID: id, Status: events.Passing})
 		if err != nil {
 			return err
 		}
-		in := &inst{id: id, service: service, silent: silent, announce: ann, reply: rep, wait: heartbeat.ReannounceAfter(cfg.HeartbeatInterval, 0, nil)}
+		in := &inst{id: id, service: service, silent: silent, announce: a, reply: rep}
 		s.insts = append(s.insts, in)
 		s.byID[id] = in
 		return nil
@@ -147,14 +142,18 @@ func New(conns []*nats.Conn, cfg Config) (*Swarm, error) {
 	}
 	// A service's instances share its connection: one subscription per
 	// service for its heartbeats and one for its requests.
-	connOf := map[string]*nats.Conn{}
+	members := make([]*member.Conn, len(conns))
+	for i, c := range conns {
+		members[i] = member.NewConn(c, cfg.Subjects, cfg.HeartbeatInterval)
+	}
+	connOf := map[string]int{}
 	for _, in := range s.insts {
 		c, ok := connOf[in.service]
 		if !ok {
-			c = conns[len(connOf)%len(conns)]
+			c = len(connOf) % len(conns)
 			connOf[in.service] = c
 		}
-		in.conn = c
+		in.conn, in.member = conns[c], members[c]
 	}
 	s.due = make(chan *inst, len(s.insts))
 	s.spreads = make(chan time.Duration, 1)
@@ -211,7 +210,7 @@ func (s *Swarm) Run(ctx context.Context) error {
 	}
 	now := time.Now()
 	for _, in := range s.insts {
-		in.next = now
+		in.state = member.Begin(now)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	for range s.cfg.InFlight {
@@ -250,7 +249,7 @@ func (s *Swarm) serve(m *nats.Msg) {
 // discover makes every instance announce again at a random point within
 // the spread the node asks for.
 func (s *Swarm) discover(m *nats.Msg) {
-	spread := events.DiscoverSpread(m.Data, time.Second)
+	spread := member.Spread(m.Data, s.cfg.HeartbeatInterval)
 	select {
 	case s.spreads <- spread:
 	default: // one is pending already
@@ -258,90 +257,75 @@ func (s *Swarm) discover(m *nats.Msg) {
 }
 
 // schedule hands due instances to the announcers: first every one (at
-// once), then each whose re-announce wait ran out without a heartbeat.
+// once), then each whose state says so (member.Due): a discover asked, or
+// no heartbeat came, or an announce not taken is tried again.
 func (s *Swarm) schedule(ctx context.Context) {
+	iv := s.cfg.HeartbeatInterval
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
+		var spread time.Duration
+		asked := false
 		select {
 		case <-ctx.Done():
 			return
-		case spread := <-s.spreads:
-			now := time.Now()
-			for _, in := range s.insts {
-				in.next = now.Add(rand.N(spread) + 1)
-			}
+		case spread = <-s.spreads:
+			asked = true
 		case <-tick.C:
 		}
 		now := time.Now()
 		for _, in := range s.insts {
 			if in.queued.Load() {
+				continue // being announced
+			}
+			if asked {
+				in.state = member.Discovered(in.state, now, spread, member.Jitter)
+			}
+			if beat := in.lastBeat.Load(); beat != 0 {
+				in.state = member.Beat(in.state, time.Unix(0, beat), iv)
+			}
+			if !member.Due(in.state, now) {
 				continue
 			}
-			beat := time.Unix(0, in.lastBeat.Load())
-			due := !in.next.IsZero() && !now.Before(in.next)
-			if !due && beat.After(in.lastAnnounce) && in.failed > 0 {
-				in.failed, in.wait = 0, heartbeat.ReannounceAfter(s.cfg.HeartbeatInterval, 0, nil)
-			}
-			if !due && !in.lastAnnounce.IsZero() && now.Sub(maxTime(beat, in.lastAnnounce)) > in.wait {
-				due = true
+			if member.Unheard(in.state, now) {
 				if in.silent && s.silenced.Load() {
 					s.m.silenced.Inc()
 				} else {
 					s.m.unheard.Inc()
 				}
 			}
-			if due {
-				in.next = time.Time{}
-				in.queued.Store(true)
-				s.due <- in
-			}
+			in.queued.Store(true)
+			s.due <- in
 		}
 	}
 }
 
-// announcer sends announces of due instances and records the outcome
-// for the scheduler's backoff.
+// announcer sends announces of due instances and records the outcome in
+// their state.
 func (s *Swarm) announcer(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case in := <-s.due:
-			ok := s.announce(ctx, in)
+			o := in.member.Announce(ctx, in.announce)
+			switch o.Kind {
+			case member.Taken:
+				s.m.acked.Inc()
+				s.registered(in)
+			case member.Busy:
+				s.m.busy.Inc()
+			case member.Unanswered:
+				s.m.failed.Inc()
+			case member.Refused:
+				s.cfg.Logger.Error("announce refused", "service", in.service, "instance_id", in.id, "err", o.Err)
+			}
 			// As the SDK: the wait for a heartbeat runs from the announce's
 			// answer, not from when it was due (it may have queued here).
-			in.lastAnnounce = time.Now()
-			if ok {
-				in.failed = 0
-			} else {
-				in.failed++
-			}
-			in.wait = heartbeat.ReannounceAfter(s.cfg.HeartbeatInterval, in.failed, func(d time.Duration) time.Duration { return rand.N(d) })
+			in.state = member.Announced(in.state, o, time.Now(), s.cfg.HeartbeatInterval, member.Jitter)
 			in.queued.Store(false)
 		}
 	}
-}
-
-func (s *Swarm) announce(ctx context.Context, in *inst) bool {
-	rctx, cancel := context.WithTimeout(ctx, s.cfg.HeartbeatInterval)
-	defer cancel()
-	m, err := in.conn.RequestWithContext(rctx, s.cfg.Subjects.Announce(in.service), in.announce)
-	if err != nil {
-		s.m.failed.Inc()
-		return false
-	}
-	if code, _, isErr := events.ReplyError(m); isErr {
-		if code >= 500 {
-			s.m.busy.Inc()
-			return false
-		}
-		s.cfg.Logger.Error("announce refused", "service", in.service, "code", code, "body", string(m.Data))
-		return true
-	}
-	s.m.acked.Inc()
-	s.registered(in)
-	return true
 }
 
 // registered counts in once: its announce was answered, or it was
@@ -362,12 +346,9 @@ func (s *Swarm) deregisterAll() {
 	for range s.cfg.InFlight {
 		wg.Go(func() {
 			for in := range work {
-				d, _ := json.Marshal(events.Deregister{ID: in.id, Service: in.service, Reason: "swarm stopped"})
-				rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
-				if _, err := in.conn.RequestWithContext(rctx, s.cfg.Subjects.Deregister(in.service), d); err == nil {
+				if in.member.Deregister(ctx, in.service, in.id, "swarm stopped") == nil {
 					s.m.deregistered.Inc()
 				}
-				rcancel()
 			}
 		})
 	}
@@ -382,11 +363,4 @@ func (s *Swarm) deregisterAll() {
 	}
 	close(work)
 	wg.Wait()
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }

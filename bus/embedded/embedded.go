@@ -20,6 +20,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/hailsd/hail/bus"
 )
 
 // ServerOptions describes an embedded NATS server with JetStream.
@@ -82,7 +84,7 @@ func StartServer(o ServerOptions) (*server.Server, error) {
 		for _, r := range o.Cluster.Routes {
 			u, err := url.Parse(r)
 			if err != nil {
-				return nil, fmt.Errorf("route %q: %w", r, err)
+				return nil, fmt.Errorf("route %q: %w", bus.RedactURL(r), bus.RedactError(err, r))
 			}
 			opts.Routes = append(opts.Routes, u)
 		}

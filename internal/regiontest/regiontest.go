@@ -160,7 +160,7 @@ func (r *Region) StartConsole(cfg console.RegionConfig) (*console.Region, *httpt
 		cfg.Metrics = metrics.NewSet()
 	}
 	region := console.NewRegion(r.Connect(), r.KV, cfg)
-	srv := httptest.NewServer(admin.Handler(cfg.Metrics, func() bool { return true }, region.Handler()))
+	srv := httptest.NewServer(admin.Handler(cfg.Metrics, func() bool { return true }, region.Handler(console.Guard{})))
 	r.T.Cleanup(srv.Close)
 	r.Run("console", region.Run) // its cleanup runs before srv.Close
 	select {
@@ -243,18 +243,25 @@ type Console struct {
 func NewConsole(t testing.TB) *Console {
 	t.Helper()
 	c := &Console{Region: New(t), Set: metrics.NewSet()}
-	c.StartNode(discovery.Config{Timing: discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: 200 * time.Millisecond, Timeout: 100 * time.Millisecond}}})
+	c.StartNode(discovery.Config{Timing: discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: 200 * time.Millisecond, Timeout: 100 * time.Millisecond},
+		// Instances registered a moment ago count for self-preservation,
+		// so that a test can show a node in it.
+		SelfPreservation: discovery.SelfPreservation{SteadyAfter: time.Millisecond}}})
 	_, c.Srv = c.StartConsole(console.RegionConfig{Metrics: c.Set})
 	return c
 }
 
-// Do sends an HTTP request to the console and returns the status and
-// body.
+// Do sends an HTTP request to the console, a write as JSON as the page
+// sends it (the console's guard refuses any other), and returns the
+// status and body.
 func (c *Console) Do(method, path, body string) (int, string) {
 	c.T.Helper()
 	req, err := http.NewRequest(method, c.Srv.URL+path, strings.NewReader(body))
 	if err != nil {
 		c.T.Fatal(err)
+	}
+	if method != http.MethodGet && method != http.MethodHead {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

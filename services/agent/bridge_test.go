@@ -77,8 +77,16 @@ func TestBridge(t *testing.T) {
 `, host, port, closedAddr))
 	h := watchHealth(t, r.NC)
 	startAgent(t, r, file)
-	h.next(t, "web", 5*time.Second)
-	h.next(t, "gone", 5*time.Second)
+	// The services announce at once, in no order.
+	registered := map[string]bool{}
+	for deadline := time.After(5 * time.Second); !registered["web"] || !registered["gone"]; {
+		select {
+		case ev := <-h.ch:
+			registered[ev.Service] = true
+		case <-deadline:
+			t.Fatalf("registered %v within 5s, want web and gone", registered)
+		}
+	}
 	rec, _ := instanceOf(t, r, "web")
 	if len(rec.Endpoints) != 2 {
 		t.Fatalf("announced endpoints %v", rec.Endpoints)

@@ -372,3 +372,51 @@ func TestAgentOutputChangesWriteNothing(t *testing.T) {
 		t.Errorf("20 probes with new output moved the record from revision %d to %d", entry.Revision(), again.Revision())
 	}
 }
+
+// --print-config shows no check's credentials (a URL's user information,
+// an Authorization header) nor the bridge's, and an invalid check URL is
+// refused without its password in the error.
+func TestPrintConfigRedactsChecks(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "agent.yaml")
+	writeConfig(t, file, `
+services:
+  - name: web
+    address: 127.0.0.1
+    port: 8080
+    bridge:
+      base_url: http://bridge:br1dge@127.0.0.1:8080
+    checks:
+      - name: health
+        http: http://bob:hunter2@127.0.0.1:8080/health
+        header:
+          Authorization: ["Bearer b34rer"]
+          X-Consul-Token: ["c0nsul"]
+        interval: 1s
+`)
+	var out strings.Builder
+	if err := run(t.Context(), []string{"--config", file, "--print-config"}, func(string) string { return "" }, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"br1dge", "hunter2", "b34rer", "c0nsul"} {
+		if strings.Contains(out.String(), secret) {
+			t.Errorf("--print-config shows %q:\n%s", secret, out.String())
+		}
+	}
+	if !strings.Contains(out.String(), "REDACTED") {
+		t.Errorf("--print-config redacts nothing:\n%s", out.String())
+	}
+	writeConfig(t, file, `
+services:
+  - name: web
+    address: 127.0.0.1
+    port: 8080
+    checks:
+      - name: health
+        http: ftp://bob:hunter2@127.0.0.1:8080/health
+        interval: 1s
+`)
+	err := run(t.Context(), []string{"--config", file, "--print-config"}, func(string) string { return "" }, io.Discard)
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("an ftp check URL: %v", err)
+	}
+}

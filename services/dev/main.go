@@ -197,6 +197,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	}
 	rc := start(ctx, rt.Run, stopped)
 	comps = append(comps, rc)
+	consoleAt := ""
 	if cfg.HTTP.Addr != "" {
 		// The console has its own connection (and user), and reads the
 		// first node's registry: one follower of hail_instances for the
@@ -215,11 +216,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		if err != nil {
 			return err
 		}
+		// The guard of a discovery node's console: without tokens (origin,
+		// content type, Host and headers checked all the same), or behind
+		// the tokens of `secure init` (console.tokens) with --secure.
+		var guard console.Guard
+		if creds != nil {
+			if guard.Tokens, err = console.LoadTokens(creds.File(credentials.ConsoleTokensFile)); err != nil {
+				return err
+			}
+		}
 		if l, err := admin.Listen(cfg.HTTP); err != nil {
 			log.Warn("no HTTP endpoints", "err", err)
 		} else {
+			consoleAt = l.Addr().String()
 			ready := func() bool { return nodes[0].Ready() && rt.Ready() && probe.Reachable() }
-			h := admin.Handler(set, ready, region.Handler())
+			h := admin.Handler(set, ready, region.Handler(guard))
 			comps = append(comps, start(ctx, region.Run, stopped), start(ctx, probe.Run, stopped),
 				start(ctx, func(ctx context.Context) error { return admin.Serve(ctx, l, h, log) }, stopped))
 		}
@@ -266,9 +277,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	for i, n := range nodes {
 		ids[i] = n.ID()
 	}
-	printWelcome(out, url, storeDir, ids, len(insts), cfg.HTTP.Addr, greeterAt, ingressAt)
+	printWelcome(out, url, storeDir, ids, len(insts), consoleAt, greeterAt, ingressAt)
 	if creds != nil {
-		printSecured(out, url, creds)
+		printSecured(out, url, consoleAt, creds)
 	} else {
 		printTry(out, url)
 	}

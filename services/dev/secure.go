@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -17,9 +18,9 @@ import (
 // secureDir keeps the credentials of an earlier secured run in dir, so
 // that a caller's flags stay good across runs, or writes new ones.
 func secureDir(dir, host string) (*credentials.Dir, error) {
-	// Every instance of the secured stack announces scoped, so their users
-	// need no unscoped subject.
-	d, _, err := credentials.Ensure(dir, credentials.Options{Services: []string{"echo", "greeter"}, Hosts: []string{"127.0.0.1", "localhost", host}, ScopedOnly: true})
+	// Every instance of the secured stack announces scoped, as the
+	// services' users (scoped-only) need.
+	d, _, err := credentials.Ensure(dir, credentials.Options{Services: []string{"echo", "greeter"}, Hosts: []string{"127.0.0.1", "localhost", host}})
 	if err != nil {
 		return nil, fmt.Errorf("secure: %w", err)
 	}
@@ -41,13 +42,18 @@ func (d dialer) connect(ctx context.Context, name, role string) (*nats.Conn, err
 		if o.Extra, err = d.creds.Options(role); err != nil {
 			return nil, err
 		}
+		// The server checks a bcrypt hash per connection: on a busy machine
+		// (or under the race detector) that and the TLS handshake outlast
+		// nats.go's 2 s, and every retry pays for both again.
+		o.Extra = append(o.Extra, nats.Timeout(20*time.Second))
 	}
 	return bus.Connect(ctx, o)
 }
 
-// printSecured tells how to reach the secured stack as a caller; the
-// password stays in its file (0600), read by the shell, not printed.
-func printSecured(w io.Writer, url string, d *credentials.Dir) {
+// printSecured tells how to reach the secured stack as a caller, and the
+// console (at consoleAt, if served) with its token; the password and the
+// token stay in their files (0600), read by the shell, not printed.
+func printSecured(w io.Writer, url, consoleAt string, d *credentials.Dir) {
 	u, _ := d.User("caller")
 	env := d.File(u.Name + ".env")
 	flags := fmt.Sprintf(`-s %s --tlsca %s --user %s --password "$(sed -n 's/^HAIL_NATS_PASSWORD=//p' %s)" --inbox-prefix %s`,
@@ -62,4 +68,11 @@ As the caller, with the nats CLI (go -C tools tool nats ...):
 The caller may route and query, nothing else; the other users' .env files (console.env reads
 the buckets and hears events) are for the programs that run as them.
 `, d.Path, flags, s.Route("echo", "say"), s.DiscoveryInstances())
+	if consoleAt != "" {
+		tok := d.File(credentials.ConsoleTokenFile)
+		fmt.Fprintf(w, `The console asks for the token in %[1]s (write scope; console.tokens holds its hash):
+  log in at http://%[2]s/login with it, or
+  curl -H "Authorization: Bearer $(cat %[1]s)" http://%[2]s/api/services
+`, tok, consoleAt)
+	}
 }

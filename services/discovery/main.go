@@ -21,6 +21,7 @@ import (
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/program"
+	"github.com/hailsd/hail/roles"
 	"github.com/nats-io/nats.go"
 	"golang.org/x/sync/errgroup"
 )
@@ -155,6 +156,12 @@ func (c *Config) Validate() error {
 	if c.SelfPreservation.MinFailures < 1 {
 		add(config.FieldError("self_preservation.min_failures", "%d is below 1", c.SelfPreservation.MinFailures))
 	}
+	if c.SelfPreservation.MaxDuration <= 0 {
+		add(config.FieldError("self_preservation.max_duration", "%v is not above 0", c.SelfPreservation.MaxDuration))
+	}
+	if c.SelfPreservation.SteadyAfter < 0 {
+		add(config.FieldError("self_preservation.steady_after", "%v is negative", c.SelfPreservation.SteadyAfter))
+	}
 	if c.HTTP.Addr != "" && c.Console.TokensFile == "" && !c.Insecure {
 		if host, _, err := net.SplitHostPort(c.HTTP.Addr); err == nil && !config.Loopback(host) {
 			add(config.FieldError("console.tokens_file", "http.addr %s is reachable beyond this machine: set console.tokens_file, or insecure to serve the console to anyone who reaches it", c.HTTP.Addr))
@@ -185,7 +192,7 @@ func hashToken(in io.Reader, out io.Writer) error {
 	if tok == "" {
 		return fmt.Errorf("hash-token: give the token on stdin (%v)", err)
 	}
-	_, err = fmt.Fprintln(out, console.HashToken(tok))
+	_, err = fmt.Fprintln(out, roles.HashToken(tok))
 	return err
 }
 
@@ -319,7 +326,7 @@ func openConsole(ctx context.Context, cfg *Config, nc *nats.Conn, kv *bus.Bucket
 		},
 		probe.Run,
 		func(ctx context.Context) error {
-			return admin.Serve(ctx, l, admin.Handler(set, ready, guard.Wrap(region.Handler())), log)
+			return admin.Serve(ctx, l, admin.Handler(set, ready, region.Handler(guard)), log)
 		},
 	}, own, nil
 }

@@ -15,9 +15,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hailsd/hail/bus/bustest"
-	"github.com/hailsd/hail/console"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/internal/testlog"
+	"github.com/hailsd/hail/roles"
 )
 
 func envFrom(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -125,7 +125,7 @@ func TestConsoleNeedsAToken(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	tokens := filepath.Join(t.TempDir(), "tokens")
-	if err := os.WriteFile(tokens, []byte("read "+console.HashToken("let-me-read")+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(tokens, []byte("read "+roles.HashToken("let-me-read")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", bustest.FreePort(t))
@@ -176,7 +176,7 @@ func TestHashToken(t *testing.T) {
 	if err := hashToken(strings.NewReader("s3cret\n"), &out); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.TrimSpace(out.String()); got != console.HashToken("s3cret") {
+	if got := strings.TrimSpace(out.String()); got != roles.HashToken("s3cret") {
 		t.Fatalf("hash-token printed %q", got)
 	}
 	if err := hashToken(strings.NewReader(""), &out); err == nil {

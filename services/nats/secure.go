@@ -9,48 +9,72 @@ import (
 	"github.com/hailsd/hail/credentials"
 )
 
+// defaultSecureDir is secure init's --dir: the repository's .gitignore
+// ignores it (and the default store_dir), so a set made in a checkout,
+// the CA's key and every password, is never committed by accident.
+const defaultSecureDir = "secure"
+
 // secureInit writes what a secured region needs into a directory (package
 // credentials): a private CA, a server certificate for the hosts, an
 // auth.conf with one user per role, and one <user>.env per user.
 //
-//	go run ./services/nats secure init --dir DIR --services echo,greeter [--hosts 127.0.0.1,localhost,nats-1] [--scoped-only] [--keep]
+//	go run ./services/nats secure init [--dir secure] --services echo,greeter [--hosts 127.0.0.1,localhost,nats-1] [--unscoped-services greeter] [--keep]
 func secureInit(args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("secure init", flag.ContinueOnError)
-	fs.SetOutput(out)
-	dir := fs.String("dir", "", "directory to write into (created)")
-	services := fs.String("services", "", "the services, comma-separated: one svc-<service> user each")
-	hosts := fs.String("hosts", "127.0.0.1,localhost", "names and IPs the server certificate is for, comma-separated")
-	scopedOnly := fs.Bool("scoped-only", false, "give svc-<service> users only their service's scoped subjects (every instance must announce scoped)")
-	keep := fs.Bool("keep", false, "leave a complete set already in --dir as it is (a restart keeps its passwords)")
-	if err := fs.Parse(args); err != nil {
+	a, err := parseSecureInit(args, out)
+	if err != nil {
 		return err
 	}
-	if *dir == "" {
-		return fmt.Errorf("secure init: --dir is required")
-	}
-	o := credentials.Options{Services: list(*services), Hosts: list(*hosts), ScopedOnly: *scopedOnly}
 	write := func() (*credentials.Dir, bool, error) {
-		d, err := credentials.Write(*dir, o)
+		d, err := credentials.Write(a.dir, a.options)
 		return d, false, err
 	}
-	if *keep {
-		write = func() (*credentials.Dir, bool, error) { return credentials.Ensure(*dir, o) }
+	if a.keep {
+		write = func() (*credentials.Dir, bool, error) { return credentials.Ensure(a.dir, a.options) }
 	}
 	d, kept, err := write()
 	if err != nil {
 		return fmt.Errorf("secure init: %w", err)
 	}
 	if kept {
-		fmt.Fprintf(out, "kept the credentials in %s\n", *dir)
+		fmt.Fprintf(out, "kept the credentials in %s\n", a.dir)
 		return nil
 	}
 	names := make([]string, len(d.Users))
 	for i, u := range d.Users {
 		names[i] = u.Name + ".env"
 	}
-	fmt.Fprintf(out, "wrote %s: ca.pem, ca-key.pem, server.pem, server-key.pem, auth.conf, console.token, console.tokens, %s (and a .password each)\n", *dir, strings.Join(names, ", "))
-	fmt.Fprintf(out, "run the server with: --tls-cert %[1]s/server.pem --tls-key %[1]s/server-key.pem --auth-file %[1]s/auth.conf\n", *dir)
+	fmt.Fprintf(out, "wrote %s: ca.pem, ca-key.pem, server.pem, server-key.pem, auth.conf, console.token, console.tokens, %s (and a .password each)\n", a.dir, strings.Join(names, ", "))
+	fmt.Fprintf(out, "run the server with: --tls-cert %[1]s/server.pem --tls-key %[1]s/server-key.pem --auth-file %[1]s/auth.conf\n", a.dir)
 	return nil
+}
+
+// initArgs are what secure init's flags ask for.
+type initArgs struct {
+	dir     string
+	keep    bool
+	options credentials.Options
+}
+
+func parseSecureInit(args []string, out io.Writer) (initArgs, error) {
+	fs := flag.NewFlagSet("secure init", flag.ContinueOnError)
+	fs.SetOutput(out)
+	dir := fs.String("dir", defaultSecureDir, "directory to write into (created, mode 0700)")
+	services := fs.String("services", "", "the services, comma-separated: one svc-<service> user each, which may hear only its service's scoped subjects")
+	unscoped := fs.String("unscoped-services", "", "services (of --services), comma-separated, whose instances announce unscoped: their users hear the unscoped subjects of every service instead")
+	hosts := fs.String("hosts", "127.0.0.1,localhost", "names and IPs the server certificate is for, comma-separated")
+	scopedOnly := fs.Bool("scoped-only", false, "no service unscoped: the default, kept so that existing commands run")
+	cost := fs.Int("hash-cost", 11, "bcrypt's cost for the passwords in auth.conf: the server pays it on every connection, and answers nothing until it is paid")
+	keep := fs.Bool("keep", false, "keep a complete set already in --dir (its CA, passwords and console token), writing its auth.conf and .env files again from the role table")
+	if err := fs.Parse(args); err != nil {
+		return initArgs{}, err
+	}
+	if *dir == "" {
+		return initArgs{}, fmt.Errorf("secure init: --dir is empty")
+	}
+	if *scopedOnly && *unscoped != "" {
+		return initArgs{}, fmt.Errorf("secure init: --scoped-only and --unscoped-services contradict each other")
+	}
+	return initArgs{dir: *dir, keep: *keep, options: credentials.Options{Services: list(*services), Hosts: list(*hosts), Unscoped: list(*unscoped), HashCost: *cost}}, nil
 }
 
 // list splits a comma-separated flag, dropping empty items.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -45,7 +46,9 @@ func envFile(t *testing.T, path string) map[string]string {
 func TestSecureInitAndServe(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "secure")
 	var out strings.Builder
-	if err := run(t.Context(), []string{"secure", "init", "--dir", dir, "--services", "echo,greeter"}, nil, &out); err != nil {
+	// bcrypt at its lowest cost: at 11, under the race detector, the
+	// server takes longer than the client waits (credentials.Options.HashCost).
+	if err := run(t.Context(), []string{"secure", "init", "--dir", dir, "--services", "echo,greeter", "--hash-cost", "4"}, nil, &out); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"ca.pem", "ca-key.pem", "server.pem", "server-key.pem", "auth.conf", "discovery.env", "router.env", "console.env", "caller.env", "svc-echo.env", "svc-greeter.env"} {
@@ -149,5 +152,48 @@ func TestOpenOnlyWhenToldInsecure(t *testing.T) {
 	}
 	if err := run(t.Context(), []string{"--listen", "0.0.0.0:4222", "--insecure", "--print-config"}, func(string) string { return "" }, &out); err != nil {
 		t.Errorf("told insecure: %v", err)
+	}
+}
+
+// What secure init and the server write into the directory they run in
+// by default, the credentials above all, the repository ignores.
+func TestDefaultsIgnoredByTheRepository(t *testing.T) {
+	ignore, err := os.ReadFile("../../.gitignore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(ignore), "\n")
+	for _, dir := range []string{defaultSecureDir, defaults().StoreDir} {
+		if !slices.Contains(lines, "/"+dir+"/") {
+			t.Errorf(".gitignore does not ignore /%s/", dir)
+		}
+	}
+}
+
+// secure init's flags: --dir has a default; svc-<S> is scoped unless the
+// service is named in --unscoped-services; --scoped-only (the default)
+// contradicts that.
+func TestSecureInitFlags(t *testing.T) {
+	for _, tt := range []struct {
+		args     []string
+		dir      string
+		unscoped []string
+		err      bool
+	}{
+		{args: []string{"--services", "echo"}, dir: defaultSecureDir},
+		{args: []string{"--services", "echo", "--scoped-only", "--dir", "x"}, dir: "x"},
+		{args: []string{"--services", "echo,greeter", "--unscoped-services", "greeter"}, dir: defaultSecureDir, unscoped: []string{"greeter"}},
+		{args: []string{"--services", "echo", "--unscoped-services", "echo", "--scoped-only"}, err: true},
+		{args: []string{"--dir", ""}, err: true},
+		{args: []string{"--hash-cost", "x"}, err: true},
+	} {
+		a, err := parseSecureInit(tt.args, io.Discard)
+		if (err != nil) != tt.err {
+			t.Errorf("%v: %v", tt.args, err)
+			continue
+		}
+		if err == nil && (a.dir != tt.dir || !slices.Equal(a.options.Unscoped, tt.unscoped)) {
+			t.Errorf("%v: dir %q, unscoped %v; want %q, %v", tt.args, a.dir, a.options.Unscoped, tt.dir, tt.unscoped)
+		}
 	}
 }

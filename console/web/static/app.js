@@ -154,7 +154,7 @@
         var tr = document.createElement("tr");
         tr.className = "timeline-row";
         var td = document.createElement("td");
-        td.colSpan = 9;
+        td.colSpan = row.cells.length;
         var ol = document.createElement("ol");
         ol.className = "timeline";
         (evs || []).forEach(function (ev) {

@@ -1,4 +1,4 @@
-package heartbeat
+package member
 
 import (
 	"encoding/json"
@@ -12,7 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// Responder answers heartbeats for one instance.
+// Responder answers heartbeats for one instance: its own subscription, for
+// a member; the swarm answers many instances from one wildcard instead.
 type Responder struct {
 	sub  *nats.Subscription
 	last atomic.Int64 // unix nanos of the last heartbeat
