@@ -103,6 +103,8 @@ type Stack struct {
 	secure bool // TLS and a user per role
 	caller *nats.Conn
 	client *router.Client
+	url    string         // of the NATS server
+	router *router.Router // for its ingress
 	stop   []func()
 }
 
@@ -142,6 +144,7 @@ func (s *Stack) start(ctx context.Context) error {
 		s.stop = append(s.stop, func() { srv.Shutdown(); srv.WaitForShutdown(); _ = os.RemoveAll(dir) })
 		url = srv.ClientURL()
 	}
+	s.url = url
 	connect := func(name, role string) (*nats.Conn, error) {
 		var opts []nats.Option
 		if creds != nil {
@@ -196,6 +199,7 @@ func (s *Stack) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.router = rt
 	s.run(rt.Run)
 	if !s.secure {
 		// router.Client reads the registry and reaches instances itself:
@@ -318,6 +322,12 @@ func (t *tally) result(mode string) (Result, error) {
 
 func (s *Stack) measure(ctx context.Context, mode string, d time.Duration, n int, into *tally) error {
 	do := s.request(mode, make([]byte, s.cfg.Payload))
+	return load(ctx, s.cfg.Concurrency, func(ctx context.Context) error { _, err := do(ctx); return err }, d, n, into)
+}
+
+// load calls do from concurrency goroutines, for d, or n calls in all
+// when n > 0, and adds the latencies of those that succeed to into.
+func load(ctx context.Context, concurrency int, do func(context.Context) error, d time.Duration, n int, into *tally) error {
 	var (
 		sent   atomic.Int64
 		errs   atomic.Int64
@@ -332,12 +342,12 @@ func (s *Stack) measure(ctx context.Context, mode string, d time.Duration, n int
 	}
 	start := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
-	for range s.cfg.Concurrency {
+	for range concurrency {
 		g.Go(func() error {
 			var mine []time.Duration
 			for more() && gctx.Err() == nil {
 				t := time.Now()
-				if _, err := do(gctx); err != nil {
+				if err := do(gctx); err != nil {
 					errs.Add(1)
 					continue
 				}

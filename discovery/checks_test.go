@@ -157,6 +157,17 @@ func TestInstancesPaging(t *testing.T) {
 	if len(seen) != n {
 		t.Errorf("paged %d instances, want %d", len(seen), n)
 	}
+	// An after that is not a key would start the answer from the top (a
+	// bare id sorts before every "echo." key) or skip a service: refused,
+	// saying what a key is.
+	id := strings.TrimPrefix(last, "echo.")
+	for _, after := range []string{id, "echo", "echo.", ".x", "echo.nope", "Echo." + id} {
+		m := e.request(subjects.DiscoveryInstances(), fmt.Appendf(nil, `{"limit":20,"after":%q}`, after))
+		code, text, isErr := events.ReplyError(m)
+		if !isErr || code != 400 || !strings.Contains(text, "<service>.<id>") {
+			t.Errorf("after %q: code %d %q (error reply %v), want a 400 saying a key is <service>.<id>", after, code, text, isErr)
+		}
+	}
 }
 
 // A request whose reply subject is not under _INBOX. is not answered, so

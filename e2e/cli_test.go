@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/internal/proctest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -24,6 +25,7 @@ type devStack struct {
 	nc        *nats.Conn
 	keys      []string // hail_instances keys of the echo instances
 	greeter   string   // the greeter's key (an HTTP service behind the agent)
+	proc      *proctest.Process
 }
 
 func startDev(t *testing.T) *devStack {
@@ -36,6 +38,7 @@ func startDev(t *testing.T) *devStack {
 	}
 	p := start(t, "dev", "dev", map[string]string{"HAIL_LOG_LEVEL": "warn"}, "--nats-url", d.url, "--http-addr", d.http, "--greeter-addr", d.greeterAt, "--ingress-addr", d.ingress)
 	p.WaitReady(t, d.http)
+	d.proc = p
 	nc, err := nats.Connect(d.url)
 	if err != nil {
 		t.Fatal(err)
@@ -174,42 +177,70 @@ func TestNatsCLIAgainstDevStack(t *testing.T) {
 	d.mustCLI(t, "micro", "stats", "echo")
 }
 
-// Every nats command in the README's sh blocks works as shown.
+// Every nats command in the README's sh blocks works as shown, and
+// prints what its comment says: the JSON shown (ids and times aside) or
+// what natsClaims checks of a description. The agent example's lines
+// need the example agent: TestAgentExample runs those.
 func TestReadmeNatsCommands(t *testing.T) {
-	cmds, err := readmeNatsCommands("../README.md")
+	lines, err := readmeShLines("../README.md", "nats ")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cmds) < 10 {
-		t.Fatalf("found %d nats commands in the README, want the whole list", len(cmds))
+	if len(lines) < 10 {
+		t.Fatalf("found %d nats commands in the README, want the whole list", len(lines))
 	}
 	d := startDev(t)
 	bin := natsCLIPath(t) // built before any command's clock starts
 	id := strings.TrimPrefix(d.keys[0], "echo.")
-	for _, line := range cmds {
-		line := strings.ReplaceAll(line, "greeter.<id>", d.greeter)
+	checked := 0
+	for _, l := range lines {
+		if agentExampleLine(l) {
+			continue
+		}
+		line := strings.ReplaceAll(l.cmd, "greeter.<id>", d.greeter)
 		args, err := shellWords(strings.ReplaceAll(line, "<id>", id))
 		if err != nil {
-			t.Errorf("%s: %v", line, err)
+			t.Errorf("%s: %v", l.cmd, err)
 			continue
 		}
 		args = args[1:] // "nats"
+		run := func() (string, error) { return d.cli(t, args...) }
 		if streams(args) {
 			// Runs until stopped: it must start and print, not fail.
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			cmd := exec.CommandContext(ctx, bin, append([]string{"-s", d.url}, args...)...)
-			cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
-			out, err := cmd.CombinedOutput()
-			cancel()
-			var exit *exec.ExitError
-			if err != nil && !(errors.As(err, &exit) && ctx.Err() != nil) {
-				t.Errorf("%s: %v\n%s", line, err, out)
+			run = func() (string, error) {
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				defer cancel()
+				cmd := exec.CommandContext(ctx, bin, append([]string{"-s", d.url}, args...)...)
+				cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+				out, err := cmd.CombinedOutput()
+				var exit *exec.ExitError
+				if err != nil && errors.As(err, &exit) && ctx.Err() != nil {
+					err = nil
+				}
+				return string(out), err
 			}
-			continue
 		}
-		if out, err := d.cli(t, args...); err != nil {
-			t.Errorf("%s: %v\n%s", line, err, out)
+		// A claim about the state a command leaves (a route in force)
+		// may take moments: the command and its check are tried again.
+		var last error
+		bustest.Eventually(t, 15*time.Second, func() error {
+			out, err := run()
+			if err != nil {
+				last = fmt.Errorf("%w\n%s", err, out)
+				return nil // the command fails: no point trying again
+			}
+			last = nil
+			return checkNatsClaim(t, d, l, out)
+		})
+		if last != nil {
+			t.Errorf("%s: %v", l.cmd, last)
 		}
+		if l.comment != "" {
+			checked++
+		}
+	}
+	if checked < 20 {
+		t.Errorf("checked the comments of %d README nats lines; the nats CLI section alone has more", checked)
 	}
 }
 
@@ -217,10 +248,6 @@ func TestReadmeNatsCommands(t *testing.T) {
 func streams(args []string) bool {
 	return args[0] == "sub" || (len(args) > 1 && args[0] == "kv" && args[1] == "watch")
 }
-
-// readmeNatsCommands are the lines starting with "nats " in the README's
-// sh code blocks.
-func readmeNatsCommands(path string) ([]string, error) { return readmeLines(path, "nats ") }
 
 // shellWords splits a command line as sh would for quotes and a trailing
 // comment.

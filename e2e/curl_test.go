@@ -18,8 +18,9 @@ import (
 // Every curl line of the README's sh blocks aimed at the dev stack's
 // ingress (127.0.0.1:8000) or greeter (127.0.0.1:8090) works as shown:
 // 2xx, or the status its comment names. (The agent API's lines need an
-// agent with deploy/agent.yaml.) The requests are made with Go's client
-// from the line's curl flags, so no curl is needed.
+// agent with deploy/agent.yaml: TestAgentExample runs them.) The requests
+// are made with Go's client from the line's curl flags, so no curl is
+// needed.
 func TestReadmeCurlCommands(t *testing.T) {
 	lines, err := readmeLines("../README.md", "curl ")
 	if err != nil {

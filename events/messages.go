@@ -468,7 +468,8 @@ type InstancesQuery struct {
 	// Limit and After page the answer (this repository's addition, for
 	// registries whose whole list would not fit one message): at most
 	// Limit records (0: all), those whose key sorts after After. The next
-	// page's After is the last key of this one.
+	// page's After is the last key of this one, <service>.<id>; anything
+	// else is refused.
 	Limit int    `json:"limit,omitempty"`
 	After string `json:"after,omitempty"`
 }
@@ -512,8 +513,31 @@ func (q *InstancesQuery) Validate() error {
 	if q.Limit < 0 || q.Limit > MaxPageLimit {
 		return invalid("limit %d is out of range 0..%d", q.Limit, MaxPageLimit)
 	}
-	if n := utf8.RuneCountInString(q.After); n > MaxServiceLen+64 {
-		return invalid("after is %d characters; a key is <service>.<id>", n)
+	if q.After != "" {
+		if err := validateAfter(q.After); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateAfter refuses an after that is not a key: a bare id or a service
+// name sorts before or after every key of a service, so the answer would
+// silently start from the top or skip a service instead of going on from
+// the last page.
+func validateAfter(after string) error {
+	if n := utf8.RuneCountInString(after); n > MaxServiceLen+1+36 {
+		return invalid("after is %d characters; it is a key, <service>.<id> (the last record's service and id of the page before)", n)
+	}
+	i := strings.LastIndexByte(after, '.')
+	if i < 0 {
+		return invalid("after %q is not a key <service>.<id>: the next page's after is the last record's service and id joined by a dot, e.g. echo.0190f1b6-3c4d-7e8f-9a0b-1c2d3e4f5a6b", after)
+	}
+	if err := ValidateService(after[:i]); err != nil {
+		return fmt.Errorf("after %q is not a key <service>.<id>: %w", after, err)
+	}
+	if err := ValidateID(after[i+1:]); err != nil {
+		return fmt.Errorf("after %q is not a key <service>.<id>: %w", after, err)
 	}
 	return nil
 }

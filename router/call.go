@@ -110,6 +110,9 @@ func (c *call) next() (*Target, time.Duration, *Error) {
 	}
 	if err != nil {
 		msg := fmt.Sprintf("no healthy instance of %s serves %q", c.service, c.endpoint)
+		if c.ep.Picker == nil && c.ep.Drained > 0 {
+			msg = fmt.Sprintf("every instance of %s that serves %q is drained (%d at weight 0): none takes new traffic", c.service, c.endpoint, c.ep.Drained)
+		}
 		if c.attempts > 0 {
 			msg += fmt.Sprintf(" (%d tried, none answered)", c.attempts)
 		}

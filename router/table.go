@@ -120,7 +120,10 @@ type Endpoint struct {
 	// Picker is nil when the endpoint is known but no instance may take
 	// a request now.
 	Picker Picker
-	stats  *endpointStats
+	// Drained counts the instances serving it that are healthy but
+	// weighted 0, so a 503 can say they are drained rather than unhealthy.
+	Drained int
+	stats   *endpointStats
 }
 
 // Endpoint returns the endpoint called name, or nil if no instance of the
@@ -377,6 +380,7 @@ func (t *Table) build(s *service, recs []events.InstanceRecord) *View {
 	route := t.cfg.Route.resolve(s.route)
 	v := &View{Service: s.name, Route: route, endpoints: map[string]*Endpoint{}, state: s.state, loads: map[string]*Load{}}
 	byEndpoint := map[string][]*Target{}
+	drainedBy := map[string]int{}
 	pickable := 0
 	for _, rec := range recs {
 		id := rec.ID
@@ -388,6 +392,11 @@ func (t *Table) build(s *service, recs []events.InstanceRecord) *View {
 		_, down := s.down[id]
 		w := t.weight(rec, route, down)
 		if w <= 0 {
+			if !down && drained(rec, route) {
+				for _, ep := range rec.Endpoints {
+					drainedBy[ep.Name]++
+				}
+			}
 			continue
 		}
 		l := s.loads[id]
@@ -407,7 +416,7 @@ func (t *Table) build(s *service, recs []events.InstanceRecord) *View {
 	// and rotations hold across them.
 	shared := map[string]Picker{}
 	for name, targets := range byEndpoint {
-		e := &Endpoint{Name: name, stats: t.m.endpoint(s.name, name)}
+		e := &Endpoint{Name: name, Drained: drainedBy[name], stats: t.m.endpoint(s.name, name)}
 		v.endpoints[name] = e
 		if len(targets) == 0 {
 			continue
@@ -427,6 +436,16 @@ func (t *Table) build(s *service, recs []events.InstanceRecord) *View {
 		e.Picker = p
 	}
 	return v
+}
+
+// drained says whether an instance is healthy but weighted 0, by its
+// announce or the route's weights: out of the picks by choice.
+func drained(rec events.InstanceRecord, route Route) bool {
+	w := rec.Weight
+	if o, ok := route.Weights[rec.ID]; ok {
+		w = o
+	}
+	return w == 0 && (rec.Status == events.Passing || rec.Status == events.Warning)
 }
 
 // weight is the weight an instance is picked by, 0 for none.

@@ -2,6 +2,7 @@
 // tests use, in a module of their own so that the nats CLI's dependencies
 // (an older nats-server among them) stay out of hail's go.mod.
 //
-//	go -C tools tool nats kv ls hail_instances
+//	go tool -modfile=tools/go.mod nats kv ls hail_instances   # from the root, run there
+//	go -C tools tool nats kv ls hail_instances                # run in tools/
 //	go -C tools build -o ../bin/nats github.com/nats-io/natscli/nats
 package tools
