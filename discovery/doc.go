@@ -30,9 +30,11 @@
 // A round's path has no way back up: node.go's loop hands it to rounds,
 // which reads the owned set, decides, writes through records (store,
 // then registry and owned set), and publishes; no file on the way calls
-// into one above it. The registry is a registry.Follower and the live
-// nodes a registry.Nodes (both on the one watch, made again when it
-// closes or stalls), shared with the program's console.
+// into one above it (the store only applies the change it is handed).
+//
+// The registry is a registry.Follower and the live nodes a
+// registry.Nodes (both on the one watch, made again when it closes or
+// stalls), shared with the program's console.
 //
 // Everything that changes the node's state runs on one loop goroutine:
 // NATS callbacks, the registry's changes, membership changes and the
