@@ -44,7 +44,7 @@ func TestAnnounceBurst(t *testing.T) {
 	} {
 		n.work <- j
 	}
-	next := n.burst(t.Context(), announce("echo", ids[0], 100))
+	next := n.regs.burst(t.Context(), announce("echo", ids[0], 100))
 	if !changed {
 		t.Error("the registry change met in the burst did not run")
 	}
@@ -137,7 +137,7 @@ func TestClaimSkipsReleased(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.owned.untrack(n.owned.adopt(rec, rev, n.ID())) // adopted, then released before its claim
-	n.claim(t.Context())
+	n.records.claim(t.Context())
 	e, err := kv.Instances.Get(t.Context(), rec.Key())
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -159,3 +160,18 @@ func (c Timing) validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// liveTiming is the timing in force: Reconfigure swaps it while the node
+// runs, and the next round, announce or refresh reads the new one.
+type liveTiming struct{ p atomic.Pointer[Timing] }
+
+func newLiveTiming(t Timing) *liveTiming {
+	l := &liveTiming{}
+	l.p.Store(&t)
+	return l
+}
+
+func (l *liveTiming) load() Timing { return *l.p.Load() }
+
+// swap puts t in force and returns the timing it replaced.
+func (l *liveTiming) swap(t Timing) Timing { return *l.p.Swap(&t) }

@@ -30,7 +30,7 @@ func (n *Node) loadMembers(ctx context.Context) error {
 		}
 		n.submitUrgent(ctx, func(ctx context.Context) {
 			joined, left := n.members.apply(c.ID, c.Live)
-			n.changeMembers(ctx, joined, left)
+			n.records.changeMembers(ctx, joined, left)
 		})
 	})
 	context.AfterFunc(ctx, cancel)

@@ -22,13 +22,15 @@ import (
 	"github.com/hailsd/hail/schemas"
 )
 
-// Node is one discovery node: wiring. The state it owns is held by small
-// types (members, ownedSet) touched only by its loop goroutine: NATS
-// callbacks, the registry's changes, the hail_nodes watch and the heartbeat
-// tracker hand their work to the loop, so there are no locks around that
-// state and events are applied in the order they arrive. All KV I/O goes
-// through recordStore, replies through replier, and a round's judgement is
-// the pure decideRound.
+// Node is one discovery node: wiring. Its work is done by types that own
+// their state and know nothing of it: registrations (announces and
+// deregisters), rounds (heartbeat rounds), queries (registry queries),
+// records (every change to a record, into the store, the registry and the
+// owned set), members and ownedSet. Those that change state run on its
+// loop goroutine alone: NATS callbacks, the registry's changes, the
+// hail_nodes watch and the heartbeat tracker hand their work to the loop,
+// so there are no locks around that state and events are applied in the
+// order they arrive.
 type Node struct {
 	cfg       Config
 	id        string
@@ -39,7 +41,6 @@ type Node struct {
 	reg       *registry.Follower
 	nodes     *registry.Nodes // hail_nodes, run by the node
 	store     recordStore
-	control   controlDecoder
 	reply     replier
 	replies   replyRule
 	startedAt time.Time
@@ -57,16 +58,15 @@ type Node struct {
 	serving chan struct{} // closed when the node first becomes ready
 	// bucketsLost: a bucket was deleted under the node (guardBuckets).
 	bucketsLost atomic.Bool
-	timing      atomic.Pointer[Timing]
-	// rtts is the last answered heartbeat's RTT of each owned instance,
-	// replaced after every round.
-	rtts atomic.Pointer[map[string]time.Duration]
+	timing      *liveTiming
 
 	// Loop-owned.
-	owned      *ownedSet
-	members    *members
-	preserving bool
-	tracker    *heartbeat.Tracker
+	owned   *ownedSet
+	members *members
+	records *records
+	regs    *registrations
+	rounds  *rounds
+	queries queries
 }
 
 // New makes a node; Run starts it.
@@ -88,22 +88,28 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 	log := cfg.Logger.With("component", "discovery", "node_id", cfg.NodeID)
 	n := &Node{
 		cfg: cfg, id: cfg.NodeID, nc: nc, kv: kv, log: log,
-		control: controlDecoder{subjects: cfg.Subjects, schemas: set},
 		work:    make(chan job, workQueue),
 		urgent:  make(chan func(context.Context), 16),
 		refresh: make(chan struct{}, 1),
 		serving: make(chan struct{}),
+		timing:  newLiveTiming(cfg.Timing),
 		owned:   newOwnedSet(),
 		members: newMembers(cfg.NodeID),
 	}
-	t := cfg.Timing
-	n.timing.Store(&t)
 	n.reg = registry.NewFollower(kv.Instances, registry.FollowConfig{Logger: log, Metrics: cfg.Metrics, Invalid: func() { n.m.rejected(reasonBadRecord).Inc() }})
 	n.nodes = registry.NewNodes(kv.Nodes, registry.FollowConfig{Logger: log, Metrics: cfg.Metrics})
 	n.m = newNodeMetrics(cfg.Metrics, n.reg.Registry, n.Ready)
 	n.store = recordStore{kv: kv, m: n.m, log: log}
 	n.reply = replier{nc: nc, node: n.id, log: log, quiet: newQuietLog(log), m: n.m}
 	n.replies = newReplyRule(nc)
+	pub := publisher{nc: nc, subjects: cfg.Subjects, node: n.id, log: log, m: n.m}
+	n.records = &records{self: n.id, store: n.store, reg: n.reg, owned: n.owned, members: n.members, m: n.m, log: log, submit: n.submit}
+	n.regs = &registrations{
+		work: n.work, timing: n.timing, control: controlDecoder{subjects: cfg.Subjects, schemas: set}, reply: n.reply,
+		reg: n.reg, store: n.store, records: n.records, pub: pub, m: n.m, log: log,
+	}
+	n.rounds = &rounds{owned: n.owned, records: n.records, timing: n.timing, pub: pub, m: n.m, log: log}
+	n.queries = queries{node: n.id, reg: n.reg, rtts: n.rounds.RTTs, reply: n.reply}
 	return n, nil
 }
 
@@ -120,15 +126,10 @@ func (n *Node) Nodes() *registry.Nodes { return n.nodes }
 
 // RTTs are the heartbeat round-trip times of the instances the node owns
 // that answered its last round, by id.
-func (n *Node) RTTs() map[string]time.Duration {
-	if m := n.rtts.Load(); m != nil {
-		return *m
-	}
-	return nil
-}
+func (n *Node) RTTs() map[string]time.Duration { return n.rounds.RTTs() }
 
 // Timing is the timing in force.
-func (n *Node) Timing() Timing { return *n.timing.Load() }
+func (n *Node) Timing() Timing { return n.timing.load() }
 
 // Reconfigure changes the node's timing while it runs: the next heartbeat
 // round uses the new interval, timeout and thresholds. An invalid t is
@@ -137,7 +138,7 @@ func (n *Node) Reconfigure(t Timing) error {
 	if err := t.validate(); err != nil {
 		return fmt.Errorf("reconfigure discovery node: %w", err)
 	}
-	if old := n.timing.Swap(&t); *old != t {
+	if old := n.timing.swap(t); old != t {
 		n.log.Info("timing changed", "interval", t.Heartbeat.Interval, "timeout", t.Heartbeat.Timeout,
 			"missed_to_critical", t.Heartbeat.MissedToCritical, "answered_to_passing", t.Heartbeat.AnsweredToPassing,
 			"deregister_after", t.DeregisterAfter)
@@ -145,7 +146,7 @@ func (n *Node) Reconfigure(t Timing) error {
 	return nil
 }
 
-func (n *Node) interval() time.Duration { return n.timing.Load().Heartbeat.Interval }
+func (n *Node) interval() time.Duration { return n.timing.load().Heartbeat.Interval }
 
 // Ready reports whether the node is subscribed, serving, and registered in
 // hail_nodes.
@@ -183,7 +184,7 @@ func (n *Node) Run(ctx context.Context) error {
 		return errors.Join(err, g.Wait())
 	}
 	defer tr.Close()
-	n.tracker = tr
+	n.records.kick = tr.Kick
 	// Before subscribing: the handlers read the rule.
 	n.replies.ownInbox(tr.Inbox())
 
@@ -192,7 +193,7 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { return n.refreshNodeRecord(gctx) })
 	g.Go(func() error {
 		tr.Run(gctx, n.interval, n.owned.ids, func(start time.Time, rs []heartbeat.Result) {
-			n.submitUrgent(gctx, func(ctx context.Context) { n.handleRound(ctx, start, rs) })
+			n.submitUrgent(gctx, func(ctx context.Context) { n.rounds.handle(ctx, start, rs) })
 		})
 		return nil
 	})
@@ -255,16 +256,12 @@ func (n *Node) loadInitial(ctx context.Context) error {
 	// subscribing covers those before. One seen both ways is applied
 	// twice, which revisions make harmless.
 	cancel := n.reg.Subscribe(func(c registry.Change) {
-		n.enqueue(ctx, job{run: func(ctx context.Context) { n.applyChange(ctx, c) }, change: true})
+		n.enqueue(ctx, job{run: func(ctx context.Context) { n.records.applyChange(ctx, c) }, change: true})
 	})
 	context.AfterFunc(ctx, cancel)
-	n.reg.Each(func(rec events.InstanceRecord, rev uint64) {
-		if n.members.owns(rec.ID) {
-			n.owned.adopt(rec, rev, n.id)
-		}
-	})
-	n.publishTargets()
-	n.claim(ctx)
+	n.records.adoptOwned()
+	n.records.publishTargets()
+	n.records.claim(ctx)
 	return nil
 }
 
@@ -289,77 +286,6 @@ func (n *Node) enqueue(ctx context.Context, j job) {
 	case n.work <- j:
 	case <-ctx.Done():
 	}
-}
-
-// maxBurst bounds the announces handled as one burst: their KV creates go
-// out together, so a burst of registrations costs a few KV round trips,
-// not one per announce, and the loop is back for urgent work soon.
-const maxBurst = 256
-
-// burst gathers the announces queued right behind first, without waiting
-// for more, and handles them together. Registry changes met on the way run
-// at once; any other job ends the burst and is returned to run after it,
-// so a deregister never overtakes the announce before it.
-func (n *Node) burst(ctx context.Context, first job) (next job) {
-	batch := append(make([]job, 0, 16), first)
-gather:
-	for len(batch) < maxBurst {
-		select {
-		case j := <-n.work:
-			switch {
-			case j.announce != nil:
-				batch = append(batch, j)
-			case j.change:
-				j.run(ctx)
-			default:
-				next = j
-				break gather
-			}
-		default:
-			break gather
-		}
-	}
-	n.handleAnnounces(ctx, batch)
-	return next
-}
-
-// workQueue is the node's work queue; from shedAt on, an announce is
-// answered at once with a 503 instead of waiting its turn: a full queue
-// would block the subscription, and the announces behind it would wait
-// past their senders' timeouts.
-const (
-	workQueue = 1024
-	shedAt    = workQueue * 3 / 4
-)
-
-// shed answers m with a cheap 503 (retry later) when the node is too busy
-// to take it; the SDK and the agent back off and announce again.
-func (n *Node) shed(m *nats.Msg) bool {
-	depth := len(n.work)
-	if depth < shedAt {
-		return false
-	}
-	n.busy(m, fmt.Sprintf("discovery busy: %d registrations waiting; retry later", depth))
-	return true
-}
-
-// stale answers with a 503 an announce that waited its turn longer than
-// a heartbeat interval, the SDK's timeout for it: its sender has given up
-// and announces again, so a KV write for it now would be work nobody
-// waits for, in a burst that is already too much.
-func (n *Node) stale(m *nats.Msg, queued time.Time) bool {
-	waited := time.Since(queued)
-	if waited <= n.Timing().Heartbeat.Interval {
-		return false
-	}
-	n.busy(m, fmt.Sprintf("discovery busy: the announce waited %s; retry later", waited.Round(time.Millisecond)))
-	return true
-}
-
-func (n *Node) busy(m *nats.Msg, text string) {
-	n.m.rejected(reasonBusy).Inc()
-	n.reply.quiet.log(slog.LevelDebug, reasonBusy, "announce shed: the node is busy", "subject", truncate(m.Subject), "why", text)
-	n.reply.send(m, events.ErrorMsg(events.CodeUnavailable, text))
 }
 
 // submitUrgent queues f before everything in work.
@@ -389,23 +315,15 @@ func (n *Node) loop(ctx context.Context) error {
 			}
 		}
 		if j.announce != nil {
-			j = n.burst(ctx, j)
+			j = n.regs.burst(ctx, j)
 		}
 		if j.run != nil {
 			j.run(ctx)
 		}
 		if now := time.Now(); len(n.work)+len(n.urgent) == 0 || now.Sub(published) >= publishEvery {
-			n.publishTargets()
+			n.records.publishTargets()
 			published = now
 		}
-	}
-}
-
-// publishTargets hands the tracker the owned ids, once per batch of
-// changes.
-func (n *Node) publishTargets() {
-	if n.owned.publish() {
-		n.m.owned.Store(int64(n.owned.len()))
 	}
 }
 
@@ -434,17 +352,17 @@ func (n *Node) subscribe(ctx context.Context) (*bus.Service, error) {
 		Metadata:    map[string]string{"node_id": n.id, "az": n.cfg.AZ, "hostname": n.cfg.Hostname},
 	}, []bus.Endpoint{
 		{Name: "announce", Subject: s.AnnounceAll(), Queue: queue, Handler: guard(kindAnnounce, func(m *nats.Msg) {
-			if n.shed(m) {
+			if n.regs.shed(m) {
 				return
 			}
 			n.enqueue(ctx, job{announce: m, queued: time.Now()})
 		})},
 		{Name: "deregister", Subject: s.DeregisterAll(), Queue: queue, Handler: guard(kindDeregister, func(m *nats.Msg) {
-			n.submit(ctx, func(ctx context.Context) { n.handleDeregister(ctx, m) })
+			n.submit(ctx, func(ctx context.Context) { n.regs.handleDeregister(ctx, m) })
 		})},
-		{Name: "services", Subject: s.DiscoveryServices(), Queue: queue, Handler: guard(kindQuery, n.handleServices)},
-		{Name: "instances", Subject: s.DiscoveryInstances(), Queue: queue, Handler: guard(kindQuery, n.handleInstances)},
-		{Name: "rtt", Subject: s.DiscoveryRTT(), Handler: guard(kindQuery, n.handleRTT)},
+		{Name: "services", Subject: s.DiscoveryServices(), Queue: queue, Handler: guard(kindQuery, n.queries.services)},
+		{Name: "instances", Subject: s.DiscoveryInstances(), Queue: queue, Handler: guard(kindQuery, n.queries.instances)},
+		{Name: "rtt", Subject: s.DiscoveryRTT(), Handler: guard(kindQuery, n.queries.rtt)},
 	})
 }
 

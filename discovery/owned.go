@@ -115,6 +115,36 @@ func (o *ownedSet) setRecord(t *tracked, rec events.InstanceRecord, rev uint64) 
 	t.rec, t.rev = rec, rev
 }
 
+// takeChange takes in a record someone else wrote for t; a status set
+// from outside (an operator's put) starts its judgement over from it.
+func (o *ownedSet) takeChange(t *tracked, rec events.InstanceRecord, rev uint64) {
+	o.setRecord(t, rec, rev)
+	if rec.Status != t.judge.Status {
+		t.judge = heartbeat.State{Status: rec.Status}
+	}
+}
+
+// states are what a round's decision needs of the owned instances among
+// results, by id.
+func (o *ownedSet) states(results []heartbeat.Result) map[string]instanceState {
+	owned := make(map[string]instanceState, len(o.byKey))
+	for _, r := range results {
+		if t := o.byID[r.ID]; t != nil {
+			owned[r.ID] = instanceState{Judge: t.judge, CriticalSince: t.criticalSince, SilentSince: t.silentSince, RegisteredAt: t.rec.RegisteredAt, Checks: t.rec.Checks, Answered: t.answered}
+		}
+	}
+	return owned
+}
+
+// judged takes in a round's judgement of t.
+func (o *ownedSet) judged(t *tracked, st instanceState) {
+	t.judge, t.criticalSince, t.silentSince, t.answered = st.Judge, st.CriticalSince, st.SilentSince, st.Answered
+}
+
+// setJudge replaces t's judge state alone: a transition that could not be
+// written keeps the stored status, so the next round tries it again.
+func (o *ownedSet) setJudge(t *tracked, j heartbeat.State) { t.judge = j }
+
 // publish makes the tracked ids the tracker's targets, if they changed.
 // One snapshot per batch of changes, not per instance: a registration
 // burst tracks thousands at once.

@@ -1,36 +1,46 @@
 package discovery
 
 import (
+	"time"
+
 	"github.com/nats-io/nats.go"
 
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/registry"
 )
 
-// The node's answers to registry queries: from the registry in memory,
-// on the NATS callback's goroutine (the registry is safe for that).
+// queries answers hail.discovery.services, .instances and .rtt: from the
+// registry and the last round's RTTs in memory, on the NATS callback's
+// goroutine (both are safe for that), never on the node's loop.
+type queries struct {
+	node  string
+	reg   *registry.Follower
+	rtts  func() map[string]time.Duration
+	reply replier
+}
 
-func (n *Node) handleServices(m *nats.Msg) {
+func (q queries) services(m *nats.Msg) {
 	if err := events.CheckSize("services query", m.Data); err != nil {
-		n.reply.reject(m, reasonTooLarge, err)
+		q.reply.reject(m, reasonTooLarge, err)
 		return
 	}
-	n.reply.json(m, n.reg.Services())
+	q.reply.json(m, q.reg.Services())
 }
 
-func (n *Node) handleInstances(m *nats.Msg) {
-	q, err := events.DecodeInstancesQuery(m.Data)
+func (q queries) instances(m *nats.Msg) {
+	iq, err := events.DecodeInstancesQuery(m.Data)
 	if err != nil {
-		n.reply.reject(m, reasonBadQuery, err)
+		q.reply.reject(m, reasonBadQuery, err)
 		return
 	}
-	n.reply.json(m, n.reg.Instances(q))
+	q.reply.json(m, q.reg.Instances(iq))
 }
 
-func (n *Node) handleRTT(m *nats.Msg) {
-	rtts := n.RTTs()
-	rep := events.RTTReport{Node: n.id, RTTMS: make(map[string]float64, len(rtts))}
+func (q queries) rtt(m *nats.Msg) {
+	rtts := q.rtts()
+	rep := events.RTTReport{Node: q.node, RTTMS: make(map[string]float64, len(rtts))}
 	for id, d := range rtts {
 		rep.RTTMS[id] = float64(d.Microseconds()) / 1000
 	}
-	n.reply.json(m, rep)
+	q.reply.json(m, rep)
 }

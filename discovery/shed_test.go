@@ -21,11 +21,11 @@ func TestAnnounceShedWhenBusy(t *testing.T) {
 	for range shedAt - 1 {
 		n.work <- job{run: func(context.Context) {}}
 	}
-	if n.shed(m) {
+	if n.regs.shed(m) {
 		t.Fatalf("shed with %d queued, below the mark", len(n.work))
 	}
 	n.work <- job{run: func(context.Context) {}}
-	if !n.shed(m) {
+	if !n.regs.shed(m) {
 		t.Fatalf("not shed with %d queued", len(n.work))
 	}
 	r, err := replies.NextMsg(5 * time.Second)

@@ -48,7 +48,7 @@ func TestUpdateRetriesOnConflict(t *testing.T) {
 			if _, err := kv.Instances.Put(ctx, rec.Key(), data); err != nil {
 				t.Fatal(err)
 			}
-			if err := n.update(ctx, tr, func(r *events.InstanceRecord) { r.Status = events.Critical }); err != nil {
+			if err := n.records.update(ctx, tr, func(r *events.InstanceRecord) { r.Status = events.Critical }); err != nil {
 				t.Fatalf("update after conflict: %v", err)
 			}
 			entry, err := kv.Instances.Get(ctx, rec.Key())
@@ -82,7 +82,7 @@ func TestAnnounceAdoptsExistingRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	body, _ := json.Marshal(a)
-	n.handleAnnounces(ctx, []job{{announce: &nats.Msg{Subject: "hail.announce.echo", Data: body}, queued: time.Now()}})
+	n.regs.handleAnnounces(ctx, []job{{announce: &nats.Msg{Subject: "hail.announce.echo", Data: body}, queued: time.Now()}})
 	entry, err := kv.Instances.Get(ctx, other.Key())
 	if err != nil {
 		t.Fatal(err)
