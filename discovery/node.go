@@ -65,6 +65,8 @@ type Node struct {
 	members    *members
 	preserving bool
 	tracker    *heartbeat.Tracker
+
+	disconnects *disconnects
 }
 
 // New makes a node; Run starts it.
@@ -98,6 +100,7 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 	n.timing.Store(&t)
 	n.reg = registry.NewFollower(kv.Instances, registry.FollowConfig{Logger: log, Invalid: func() { n.m.rejected(reasonBadRecord).Inc() }})
 	n.m = newNodeMetrics(cfg.Metrics, n.reg.Registry, n.Ready)
+	n.disconnects = newDisconnects(cfg.Metrics)
 	n.store = recordStore{kv: kv, m: n.m, log: log}
 	n.reply = replier{nc: nc, node: n.id, log: log, m: n.m}
 	return n, nil
@@ -183,6 +186,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.tracker = tr
 
 	g.Go(func() error { return n.loop(gctx) })
+	g.Go(func() error { return n.watchDisconnects(gctx) })
 	g.Go(func() error { return n.guardBuckets(gctx) })
 	g.Go(func() error { return n.refreshNodeRecord(gctx) })
 	g.Go(func() error {

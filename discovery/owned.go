@@ -34,13 +34,16 @@ type tracked struct {
 type ownedSet struct {
 	byKey     map[string]*tracked
 	byID      map[string]*tracked
+	// byConn is the owned instances by the connection their record names
+	// (PROTOCOL v1.4): one disconnect advisory marks all of them.
+	byConn    map[events.Conn]map[*tracked]struct{}
 	unclaimed []*tracked // adopted, not yet rewritten with this node as owner
 	dirty     bool       // targets are behind
 	targets   atomic.Pointer[[]string]
 }
 
 func newOwnedSet() *ownedSet {
-	o := &ownedSet{byKey: map[string]*tracked{}, byID: map[string]*tracked{}}
+	o := &ownedSet{byKey: map[string]*tracked{}, byID: map[string]*tracked{}, byConn: map[events.Conn]map[*tracked]struct{}{}}
 	o.targets.Store(&[]string{})
 	return o
 }
@@ -55,6 +58,7 @@ func (o *ownedSet) track(rec events.InstanceRecord, rev uint64) *tracked {
 	}
 	o.byKey[rec.Key()] = t
 	o.byID[rec.ID] = t
+	o.indexConn(t)
 	o.dirty = true
 	return t
 }
@@ -77,7 +81,36 @@ func (o *ownedSet) untrack(t *tracked) {
 	if o.byID[t.rec.ID] == t {
 		delete(o.byID, t.rec.ID)
 	}
+	o.unindexConn(t)
 	o.dirty = true
+}
+
+func (o *ownedSet) indexConn(t *tracked) {
+	if t.rec.Conn == nil {
+		return
+	}
+	on := o.byConn[*t.rec.Conn]
+	if on == nil {
+		on = map[*tracked]struct{}{}
+		o.byConn[*t.rec.Conn] = on
+	}
+	on[t] = struct{}{}
+}
+
+func (o *ownedSet) unindexConn(t *tracked) {
+	if t.rec.Conn == nil {
+		return
+	}
+	on := o.byConn[*t.rec.Conn]
+	delete(on, t)
+	if len(on) == 0 {
+		delete(o.byConn, *t.rec.Conn)
+	}
+}
+
+// onConn returns the owned instances whose record names conn.
+func (o *ownedSet) onConn(conn events.Conn) []*tracked {
+	return slices.Collect(maps.Keys(o.byConn[conn]))
 }
 
 // get returns the instance tracked under key, or nil.
@@ -111,6 +144,10 @@ func (o *ownedSet) setRecord(t *tracked, rec events.InstanceRecord, rev uint64) 
 	if rec.Scoped != t.rec.Scoped {
 		o.dirty = true
 		t.target = events.HeartbeatTarget(rec.Service, rec.ID, rec.Scoped)
+	}
+	if !events.SameConn(rec.Conn, t.rec.Conn) {
+		o.unindexConn(t)
+		defer o.indexConn(t)
 	}
 	t.rec, t.rev = rec, rev
 }

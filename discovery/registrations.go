@@ -174,7 +174,8 @@ func (n *Node) reannounce(ctx context.Context, key string, a events.Announce) er
 func sameAnnounce(a, b events.Announce) bool {
 	return a.Version == b.Version && a.Weight == b.Weight && a.AZ == b.AZ && a.Hostname == b.Hostname &&
 		slices.Equal(a.Endpoints, b.Endpoints) && maps.Equal(a.Metadata, b.Metadata) &&
-		a.Address == b.Address && a.Port == b.Port && slices.Equal(a.Tags, b.Tags) && events.SameChecks(a.Checks, b.Checks)
+		a.Address == b.Address && a.Port == b.Port && slices.Equal(a.Tags, b.Tags) && events.SameChecks(a.Checks, b.Checks) &&
+		events.SameConn(a.Conn, b.Conn)
 }
 
 func (n *Node) handleDeregister(ctx context.Context, m *nats.Msg) {
