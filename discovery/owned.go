@@ -32,8 +32,8 @@ type tracked struct {
 // ownedSet is the instances a node owns and heartbeats. It is used by the
 // node's loop alone, except targets, which the tracker reads.
 type ownedSet struct {
-	byKey     map[string]*tracked
-	byID      map[string]*tracked
+	byKey map[string]*tracked
+	byID  map[string]*tracked
 	// byConn is the owned instances by the connection their record names
 	// (PROTOCOL v1.4): one disconnect advisory marks all of them.
 	byConn    map[events.Conn]map[*tracked]struct{}
