@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -11,12 +12,14 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/google/uuid"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/internal/fakeinst"
+	"github.com/hailsd/hail/internal/testlog"
 	hailmember "github.com/hailsd/hail/member"
 )
 
@@ -272,5 +275,35 @@ func (h *healthEvents) all(t *testing.T, status events.Status, n int, timeout ti
 				t.Fatalf("%d %s events within %v, want %d", got, status, timeout, n)
 			}
 		}
+	}
+}
+
+// A NATS server of the user's own, without the import of the disconnect
+// advisories: discovery says once what to add, and heartbeats alone judge.
+func TestServerWithoutAdvisoriesSaidOnce(t *testing.T) {
+	srv := bustest.RunServerWith(t, func(o *server.Options) {
+		o.Users = []*server.User{{Username: "anyone"}}
+		o.NoAuthUser = "anyone"
+	})
+	e := envOn(t, srv.ClientURL(), bustest.Connect(t, srv.ClientURL()))
+	var logs testlog.Buffer
+	e.StartNode(discovery.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Timing: discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: 100 * time.Millisecond, Timeout: 50 * time.Millisecond}}})
+	const said = "sends no disconnect advisories"
+	bustest.Eventually(t, 20*time.Second, func() error {
+		if _, ok := logs.Line(said); !ok {
+			return errors.New("not said")
+		}
+		return nil
+	})
+	nc, fs := e.onConn("echo", 1)
+	e.waitStatus(events.InstanceKey("echo", fs[0].ID), events.Passing, 10*time.Second)
+	h := e.watchHealth()
+	nc.Close()
+	if ev := h.wait(t, fs[0].ID, events.Critical, 10*time.Second); !strings.Contains(ev.Reason, "heartbeats missed") {
+		t.Errorf("critical for %q, want missed heartbeats", ev.Reason)
+	}
+	if n := strings.Count(logs.String(), said); n != 1 {
+		t.Errorf("said %d times, want once", n)
 	}
 }
