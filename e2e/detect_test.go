@@ -21,12 +21,12 @@ import (
 // region is nats, discovery and a router as processes, with echo
 // processes added by echo.
 type region struct {
-	t   *testing.T
+	t   testing.TB
 	url string
 	nc  *nats.Conn
 }
 
-func startRegion(t *testing.T) *region {
+func startRegion(t testing.TB) *region {
 	t.Helper()
 	port := bustest.FreePort(t)
 	url := "nats://127.0.0.1:" + strconv.Itoa(port)
@@ -112,7 +112,7 @@ func (r *region) health(id string) <-chan events.HealthEvent {
 	return ch
 }
 
-func waitStatus(t *testing.T, ch <-chan events.HealthEvent, status events.Status, within time.Duration) events.HealthEvent {
+func waitStatus(t testing.TB, ch <-chan events.HealthEvent, status events.Status, within time.Duration) events.HealthEvent {
 	t.Helper()
 	deadline := time.After(within)
 	for {
