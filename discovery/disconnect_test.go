@@ -307,3 +307,42 @@ func TestServerWithoutAdvisoriesSaidOnce(t *testing.T) {
 		t.Errorf("said %d times, want once", n)
 	}
 }
+
+// Clients connecting and closing in a loop flood discovery with
+// advisories for connections it does not know: they are counted, and the
+// heartbeats of the instances it owns go on (none is found critical).
+func TestAdvisoryFloodDoesNotStallHeartbeats(t *testing.T) {
+	e := newEnv(t)
+	set := metrics.NewSet()
+	e.StartNode(discovery.Config{Metrics: set, Timing: discovery.Timing{Heartbeat: discovery.Heartbeat{Interval: 200 * time.Millisecond, Timeout: 150 * time.Millisecond}}})
+	_, fs := e.onConn("echo", 20)
+	for _, f := range fs {
+		e.waitStatus(events.InstanceKey("echo", f.ID), events.Passing, 10*time.Second)
+	}
+	h := e.watchHealth()
+	before := fs[0].Beats()
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 250 {
+				nc, err := nats.Connect(e.URL)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				nc.Close()
+			}
+		})
+	}
+	wg.Wait()
+	bustest.Eventually(t, 20*time.Second, func() error {
+		if n := counter(set, `hail_discovery_disconnects_total{outcome="unknown"}`); n < 1 {
+			return fmt.Errorf("%v unknown connections counted", n)
+		}
+		if fs[0].Beats() < before+5 {
+			return errors.New("heartbeats stalled")
+		}
+		return nil
+	})
+	h.none(t, events.Critical)
+}
