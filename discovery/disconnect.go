@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -32,7 +33,7 @@ import (
 // maxPendingDisconnects bounds the connections waiting for the loop.
 const maxPendingDisconnects = 16384
 
-// ProbeTimeout is how long discovery waits for the advisory of the
+// probeTimeout is how long discovery waits for the advisory of the
 // connection it opens and closes at start to see whether the server
 // sends them.
 const probeTimeout = 5 * time.Second
@@ -45,25 +46,34 @@ type disconnects struct {
 	// probe, while set, is the connection whose advisory start waits for.
 	probe *events.Conn
 	heard chan struct{}
+	// opts are the node's connection's options, copied when the node is
+	// made (nats.go writes them while a handler is set): the probe's.
+	opts nats.Options
+	// sent: 1 once the probe's advisory came, 0 when it did not.
+	sent atomic.Int64
 
 	marked, unknown, ignored, invalid, dropped *metrics.Counter
 }
 
-func newDisconnects(set *metrics.Set) *disconnects {
+func newDisconnects(set *metrics.Set, opts nats.Options) *disconnects {
 	c := func(outcome string) *metrics.Counter {
 		return set.GetOrCreateCounter(fmt.Sprintf(`hail_discovery_disconnects_total{outcome=%q}`, outcome))
 	}
-	return &disconnects{
-		pending: map[events.Conn]string{}, wake: make(chan struct{}, 1), heard: make(chan struct{}, 1),
+	d := &disconnects{
+		pending: map[events.Conn]string{}, wake: make(chan struct{}, 1), heard: make(chan struct{}, 1), opts: opts,
 		// marked: a connection whose owned instances were marked;
 		// unknown: no owned record names it; ignored: a server going
 		// away (its clients reconnect elsewhere); invalid: not an
 		// advisory; dropped: beyond maxPendingDisconnects.
 		marked: c("marked"), unknown: c("unknown"), ignored: c("ignored"), invalid: c("invalid"), dropped: c("dropped"),
 	}
+	// 1 until the probe at start finds the server sends none.
+	d.sent.Store(1)
+	set.GetOrCreateGauge("hail_discovery_disconnect_advisories", func() float64 { return float64(d.sent.Load()) })
+	return d
 }
 
-// heard is the subscription's callback.
+// hear is the subscription's callback.
 func (d *disconnects) hear(log *slog.Logger) nats.MsgHandler {
 	return func(m *nats.Msg) {
 		ev, err := events.DecodeDisconnect(m.Data)
@@ -116,7 +126,12 @@ func (n *Node) watchDisconnects(ctx context.Context) error {
 		n.log.Warn("raise the disconnect subscription's limits", "err", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	go n.probeDisconnects(ctx)
+	if err := n.nc.Flush(); err != nil {
+		n.log.Warn("flush the disconnect subscription", "err", err)
+	}
+	var probing sync.WaitGroup
+	defer probing.Wait()
+	probing.Go(func() { n.probeDisconnects(ctx) })
 	for {
 		select {
 		case <-ctx.Done():
@@ -199,12 +214,11 @@ func (n *Node) probeDisconnects(ctx context.Context) {
 	switch {
 	case ctx.Err() != nil:
 	case err != nil:
-		n.m.set.GetOrCreateGauge("hail_discovery_disconnect_advisories", func() float64 { return 0 })
+		n.disconnects.sent.Store(0)
 		n.log.Warn("the NATS server sends no disconnect advisories to hail's account: a crashed instance is found by its heartbeats alone (seconds, not milliseconds). "+
 			"Give the server a system account that exports $SYS.ACCOUNT.*.DISCONNECT to hail's account, import it there without renaming, allow discovery to subscribe it, "+
 			"and deny every user of the account publish on $SYS.> (README: \"Your own NATS server\")", "err", err)
 	default:
-		n.m.set.GetOrCreateGauge("hail_discovery_disconnect_advisories", func() float64 { return 1 })
 		n.log.Debug("the NATS server sends disconnect advisories")
 	}
 }
@@ -212,7 +226,8 @@ func (n *Node) probeDisconnects(ctx context.Context) {
 var errNoAdvisory = errors.New("no advisory for a connection that closed")
 
 func (n *Node) probe(ctx context.Context) error {
-	o := n.nc.Opts
+	d := n.disconnects
+	o := d.opts
 	o.Name = "hail-discovery-probe"
 	o.AllowReconnect, o.RetryOnFailedConnect = false, false
 	o.ConnectedCB, o.ReconnectedCB, o.DisconnectedErrCB, o.DisconnectedCB, o.ClosedCB, o.AsyncErrorCB = nil, nil, nil, nil, nil, nil
@@ -227,7 +242,6 @@ func (n *Node) probe(ctx context.Context) error {
 		pc.Close()
 		return fmt.Errorf("probe connection: %w", err)
 	}
-	d := n.disconnects
 	d.mu.Lock()
 	d.probe = &events.Conn{Server: server, Client: client}
 	d.mu.Unlock()

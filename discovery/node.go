@@ -100,7 +100,7 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 	n.timing.Store(&t)
 	n.reg = registry.NewFollower(kv.Instances, registry.FollowConfig{Logger: log, Invalid: func() { n.m.rejected(reasonBadRecord).Inc() }})
 	n.m = newNodeMetrics(cfg.Metrics, n.reg.Registry, n.Ready)
-	n.disconnects = newDisconnects(cfg.Metrics)
+	n.disconnects = newDisconnects(cfg.Metrics, nc.Opts)
 	n.store = recordStore{kv: kv, m: n.m, log: log}
 	n.reply = replier{nc: nc, node: n.id, log: log, m: n.m}
 	return n, nil
