@@ -67,6 +67,9 @@ type Node struct {
 	regs    *registrations
 	rounds  *rounds
 	queries queries
+
+	disconnects *disconnects
+	pub         publisher
 }
 
 // New makes a node; Run starts it.
@@ -99,10 +102,12 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 	n.reg = registry.NewFollower(kv.Instances, registry.FollowConfig{Logger: log, Metrics: cfg.Metrics, Invalid: func() { n.m.rejected(reasonBadRecord).Inc() }})
 	n.nodes = registry.NewNodes(kv.Nodes, registry.FollowConfig{Logger: log, Metrics: cfg.Metrics})
 	n.m = newNodeMetrics(cfg.Metrics, n.reg.Registry, n.Ready)
+	n.disconnects = newDisconnects(cfg.Metrics, nc.Opts)
 	n.store = recordStore{kv: kv, m: n.m, log: log}
 	n.reply = replier{nc: nc, node: n.id, log: log, quiet: newQuietLog(log), m: n.m}
 	n.replies = newReplyRule(nc)
 	pub := publisher{nc: nc, subjects: cfg.Subjects, node: n.id, log: log, m: n.m}
+	n.pub = pub
 	n.records = &records{self: n.id, store: n.store, reg: n.reg, owned: n.owned, members: n.members, m: n.m, log: log, submit: n.submit}
 	n.regs = &registrations{
 		work: n.work, timing: n.timing, control: controlDecoder{subjects: cfg.Subjects, schemas: set}, reply: n.reply,
@@ -189,6 +194,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.replies.ownInbox(tr.Inbox())
 
 	g.Go(func() error { return n.loop(gctx) })
+	g.Go(func() error { return n.watchDisconnects(gctx) })
 	g.Go(func() error { return n.guardBuckets(gctx) })
 	g.Go(func() error { return n.refreshNodeRecord(gctx) })
 	g.Go(func() error {

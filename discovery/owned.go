@@ -32,15 +32,18 @@ type tracked struct {
 // ownedSet is the instances a node owns and heartbeats. It is used by the
 // node's loop alone, except targets, which the tracker reads.
 type ownedSet struct {
-	byKey     map[string]*tracked
-	byID      map[string]*tracked
+	byKey map[string]*tracked
+	byID  map[string]*tracked
+	// byConn is the owned instances by the connection their record names
+	// (PROTOCOL v1.4): one disconnect advisory marks all of them.
+	byConn    map[events.Conn]map[*tracked]struct{}
 	unclaimed []*tracked // adopted, not yet rewritten with this node as owner
 	dirty     bool       // targets are behind
 	targets   atomic.Pointer[[]string]
 }
 
 func newOwnedSet() *ownedSet {
-	o := &ownedSet{byKey: map[string]*tracked{}, byID: map[string]*tracked{}}
+	o := &ownedSet{byKey: map[string]*tracked{}, byID: map[string]*tracked{}, byConn: map[events.Conn]map[*tracked]struct{}{}}
 	o.targets.Store(&[]string{})
 	return o
 }
@@ -55,6 +58,7 @@ func (o *ownedSet) track(rec events.InstanceRecord, rev uint64) *tracked {
 	}
 	o.byKey[rec.Key()] = t
 	o.byID[rec.ID] = t
+	o.indexConn(t)
 	o.dirty = true
 	return t
 }
@@ -77,7 +81,36 @@ func (o *ownedSet) untrack(t *tracked) {
 	if o.byID[t.rec.ID] == t {
 		delete(o.byID, t.rec.ID)
 	}
+	o.unindexConn(t)
 	o.dirty = true
+}
+
+func (o *ownedSet) indexConn(t *tracked) {
+	if t.rec.Conn == nil {
+		return
+	}
+	on := o.byConn[*t.rec.Conn]
+	if on == nil {
+		on = map[*tracked]struct{}{}
+		o.byConn[*t.rec.Conn] = on
+	}
+	on[t] = struct{}{}
+}
+
+func (o *ownedSet) unindexConn(t *tracked) {
+	if t.rec.Conn == nil {
+		return
+	}
+	on := o.byConn[*t.rec.Conn]
+	delete(on, t)
+	if len(on) == 0 {
+		delete(o.byConn, *t.rec.Conn)
+	}
+}
+
+// onConn returns the owned instances whose record names conn.
+func (o *ownedSet) onConn(conn events.Conn) []*tracked {
+	return slices.Collect(maps.Keys(o.byConn[conn]))
 }
 
 // get returns the instance tracked under key, or nil.
@@ -112,6 +145,10 @@ func (o *ownedSet) setRecord(t *tracked, rec events.InstanceRecord, rev uint64) 
 		o.dirty = true
 		t.target = events.HeartbeatTarget(rec.Service, rec.ID, rec.Scoped)
 	}
+	if !events.SameConn(rec.Conn, t.rec.Conn) {
+		o.unindexConn(t)
+		defer o.indexConn(t)
+	}
 	t.rec, t.rev = rec, rev
 }
 
@@ -144,6 +181,14 @@ func (o *ownedSet) judged(t *tracked, st instanceState) {
 // setJudge replaces t's judge state alone: a transition that could not be
 // written keeps the stored status, so the next round tries it again.
 func (o *ownedSet) setJudge(t *tracked, j heartbeat.State) { t.judge = j }
+
+// disconnected judges t critical from now, as if its heartbeats had
+// failed (PROTOCOL v1.4): an answered one makes it passing again by the
+// judge's usual rule, and its silence from now on removes it after
+// deregister_after.
+func (o *ownedSet) disconnected(t *tracked, now time.Time) {
+	t.judge, t.criticalSince = heartbeat.State{Status: events.Critical}, now
+}
 
 // publish makes the tracked ids the tracker's targets, if they changed.
 // One snapshot per batch of changes, not per instance: a registration

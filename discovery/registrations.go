@@ -234,7 +234,8 @@ func (g *registrations) reannounce(ctx context.Context, key string, a events.Ann
 func sameAnnounce(a, b events.Announce) bool {
 	return a.Version == b.Version && a.Scoped == b.Scoped && a.Weight == b.Weight && a.AZ == b.AZ && a.Hostname == b.Hostname &&
 		slices.Equal(a.Endpoints, b.Endpoints) && maps.Equal(a.Metadata, b.Metadata) &&
-		a.Address == b.Address && a.Port == b.Port && slices.Equal(a.Tags, b.Tags) && events.SameChecks(a.Checks, b.Checks)
+		a.Address == b.Address && a.Port == b.Port && slices.Equal(a.Tags, b.Tags) && events.SameChecks(a.Checks, b.Checks) &&
+		events.SameConn(a.Conn, b.Conn)
 }
 
 func (g *registrations) handleDeregister(ctx context.Context, m *nats.Msg) {

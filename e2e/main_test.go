@@ -44,7 +44,7 @@ func TestMain(m *testing.M) {
 }
 
 // start runs one of the programs TestMain built; see proctest.Start.
-func start(t *testing.T, name, program string, env map[string]string, args ...string) *proctest.Process {
+func start(t testing.TB, name, program string, env map[string]string, args ...string) *proctest.Process {
 	t.Helper()
 	return proctest.Start(t, name, filepath.Join(bins, program), env, args...)
 }

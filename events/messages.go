@@ -59,6 +59,10 @@ type Announce struct {
 	// P.inst.<service>.<id>.<endpoint>, subjects a credential can be
 	// confined to by service.
 	Scoped bool `json:"scoped,omitempty"`
+	// Conn (v1.4) is the connection the instance speaks on, announced
+	// again after every reconnect: its owner marks it critical the
+	// moment the server says that connection closed.
+	Conn *Conn `json:"conn,omitempty"`
 }
 
 // The kinds of CheckResult.
@@ -264,6 +268,11 @@ func (a *Announce) Validate() error {
 	}
 	if a.Status != "" && !a.Status.Valid() {
 		return invalid("status %q is not passing, warning or critical", truncate(string(a.Status)))
+	}
+	if a.Conn != nil {
+		if err := a.Conn.Validate(); err != nil {
+			return err
+		}
 	}
 	return validateChecks(a.Checks)
 }

@@ -36,6 +36,9 @@ type Conn struct {
 	// connection) reaches each of them.
 	members  map[*Member]struct{}
 	discover *nats.Subscription
+	// reconnects hears the connection come back, while members are
+	// joined: each announces again with its new conn (PROTOCOL v1.4).
+	reconnects chan nats.Status
 }
 
 // NewConn is the member side of nc; interval is discovery's heartbeat
@@ -51,9 +54,21 @@ func NewConn(nc *nats.Conn, subjects events.Subjects, interval time.Duration) *C
 // Interval is discovery's heartbeat interval the Conn follows.
 func (c *Conn) Interval() time.Duration { return c.interval }
 
-// Announce sends a and reads discovery's answer (Classify), waiting at
-// most AnnounceTimeout.
+// Current is the connection as it is now (PROTOCOL v1.4's conn), or nil
+// while it is not connected or the server gives no client id.
+func (c *Conn) Current() *events.Conn {
+	server := c.nc.ConnectedServerId()
+	client, err := c.nc.GetClientID()
+	if server == "" || err != nil || client == 0 {
+		return nil
+	}
+	return &events.Conn{Server: server, Client: client}
+}
+
+// Announce sends a, with the connection it goes out on (Current), and
+// reads discovery's answer (Classify), waiting at most AnnounceTimeout.
 func (c *Conn) Announce(ctx context.Context, a events.Announce) Outcome {
+	a.Conn = c.Current()
 	data, err := json.Marshal(a)
 	if err != nil {
 		// Plain fields always encode; a failure here is a bug, and
@@ -101,8 +116,24 @@ func (c *Conn) join(m *Member) error {
 		}
 		c.discover = sub
 	}
+	if c.reconnects == nil {
+		c.reconnects = c.nc.StatusChanged(nats.CONNECTED)
+		go c.reconnected(c.reconnects)
+	}
 	c.members[m] = struct{}{}
 	return nil
+}
+
+// reconnected makes every member announce again when the connection is
+// back (a new server id and client id), until leave closes ch.
+func (c *Conn) reconnected(ch chan nats.Status) {
+	for range ch {
+		c.mu.Lock()
+		for m := range c.members {
+			m.Changed()
+		}
+		c.mu.Unlock()
+	}
 }
 
 // leave removes m; the last one out unsubscribes hail.discover.
@@ -110,7 +141,14 @@ func (c *Conn) leave(m *Member) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.members, m)
-	if len(c.members) > 0 || c.discover == nil {
+	if len(c.members) > 0 {
+		return nil
+	}
+	if c.reconnects != nil {
+		c.nc.RemoveStatusListener(c.reconnects)
+		c.reconnects = nil
+	}
+	if c.discover == nil {
 		return nil
 	}
 	sub := c.discover

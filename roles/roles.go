@@ -87,9 +87,13 @@ func Discovery(s events.Subjects) Role {
 		"$KV." + bus.InstancesBucket + ".>", "$KV." + bus.NodesBucket + ".>"},
 		admin, kvRead(bus.InstancesBucket), kvRead(bus.NodesBucket))
 	r.Subscribe = with([]string{s.AnnounceAll(), s.DeregisterAll(), s.DiscoveryServices(), s.DiscoveryInstances(), s.DiscoveryRTT(),
-		r.InboxPrefix() + ".>"}, micro("hail-discovery"))
+		r.InboxPrefix() + ".>"}, micro("hail-discovery"), disconnects)
 	return confine(r)
 }
+
+// disconnects is what discovery hears the servers' disconnect advisories
+// on (PROTOCOL v1.4), imported into hail's account.
+var disconnects = []string{events.DisconnectAll}
 
 // Router: routed requests in, instances' subjects out, the registry and
 // routes read, health events heard, its traffic published.

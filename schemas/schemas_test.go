@@ -3,6 +3,7 @@ package schemas_test
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -97,6 +98,9 @@ func TestGoMessagesValidate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The largest client id a server can give must encode within the
+	// schema's bounds.
+	ann.Conn = &events.Conn{Server: "NCXOZ7QE4FPGDIZEZ4B5UJJVTHHPWGV5IQZAMFYMDMYPOR3BSU6OZDQQ", Client: math.MaxUint64}
 	rec := events.InstanceRecord{Announce: ann, Status: events.Passing, Node: "5b3e6a52-9d0c-4b8a-a1f2-3c4d5e6f7a8b"}
 	tests := []struct {
 		schema string

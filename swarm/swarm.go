@@ -58,13 +58,19 @@ type Swarm struct {
 	m       swarmMetrics
 	// silenced is set once Silence was called.
 	silenced atomic.Bool
+	// reconnects counts each connection's reconnects: an instance whose
+	// connection came back since it last announced announces again with
+	// its new conn (PROTOCOL v1.4).
+	reconnects []atomic.Uint64
 }
 
 type inst struct {
 	id, service string
 	silent      bool
 	conn        *nats.Conn
+	connIdx     int          // conn's index in Swarm.conns
 	member      *member.Conn // conn's member side
+	reconnects  uint64       // the conn's reconnects as of its state; the scheduler's
 	announce    events.Announce
 	reply       []byte
 	lastBeat    atomic.Int64 // unix nanos
@@ -153,8 +159,9 @@ func New(conns []*nats.Conn, cfg Config) (*Swarm, error) {
 			c = len(connOf) % len(conns)
 			connOf[in.service] = c
 		}
-		in.conn, in.member = conns[c], members[c]
+		in.conn, in.connIdx, in.member = conns[c], c, members[c]
 	}
+	s.reconnects = make([]atomic.Uint64, len(conns))
 	s.due = make(chan *inst, len(s.insts))
 	s.spreads = make(chan time.Duration, 1)
 	return s, nil
@@ -213,6 +220,16 @@ func (s *Swarm) Run(ctx context.Context) error {
 		in.state = member.Begin(now)
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	for i, c := range s.conns {
+		ch := c.StatusChanged(nats.CONNECTED)
+		context.AfterFunc(gctx, func() { c.RemoveStatusListener(ch) })
+		g.Go(func() error {
+			for range ch {
+				s.reconnects[i].Add(1)
+			}
+			return nil
+		})
+	}
 	for range s.cfg.InFlight {
 		g.Go(func() error { s.announcer(gctx); return nil })
 	}
@@ -280,6 +297,10 @@ func (s *Swarm) schedule(ctx context.Context) {
 			}
 			if asked {
 				in.state = member.Discovered(in.state, now, spread, member.Jitter)
+			}
+			if r := s.reconnects[in.connIdx].Load(); r != in.reconnects {
+				in.reconnects = r
+				in.state = member.Changed(in.state, now)
 			}
 			if beat := in.lastBeat.Load(); beat != 0 {
 				in.state = member.Beat(in.state, time.Unix(0, beat), iv)

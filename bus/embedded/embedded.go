@@ -97,6 +97,9 @@ func StartServer(o ServerOptions) (*server.Server, error) {
 	if o.Configure != nil {
 		o.Configure(opts)
 	}
+	if err := withDefaultAccounts(opts); err != nil {
+		return nil, err
+	}
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("new NATS server: %w", err)

@@ -38,6 +38,9 @@ type Options struct {
 	Status events.Status
 	// Scoped announces scoped (v1.2) and listens on the scoped subjects.
 	Scoped bool
+	// AnnounceConn announces its connection (PROTOCOL v1.4), so that
+	// closing it (Kill) makes it critical at once.
+	AnnounceConn bool
 }
 
 // Instance is one fake instance on its own connection.
@@ -141,6 +144,11 @@ func (i *Instance) AnnounceData() []byte {
 		eps[k] = events.Endpoint{Name: ep}
 	}
 	a := events.Announce{ID: i.ID, Service: i.o.Service, Version: "1.0.0", Endpoints: eps, Weight: i.o.Weight, Scoped: i.o.Scoped}
+	if i.o.AnnounceConn {
+		if client, err := i.nc.GetClientID(); err == nil {
+			a.Conn = &events.Conn{Server: i.nc.ConnectedServerId(), Client: client}
+		}
+	}
 	if i.o.Edit != nil {
 		i.o.Edit(&a)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/config"
+	"github.com/hailsd/hail/events"
 )
 
 // envFile reads a <user>.env that secure init wrote.
@@ -139,6 +140,38 @@ func TestSecureInitAndServe(t *testing.T) {
 		}
 	case <-time.After(3 * time.Second):
 		t.Error("svc-echo published a health event unrefused")
+	}
+
+	// PROTOCOL v1.4: discovery hears the disconnect advisories of the
+	// account's clients, and no user may forge one.
+	adv, err := disc.SubscribeSync(events.DisconnectAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := disc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.Publish("$SYS.ACCOUNT.HAIL.DISCONNECT", []byte(`{"server":{"id":"N1"},"client":{"id":1},"reason":"Read Error"}`))
+	_ = nc.Flush()
+	select {
+	case err := <-violations:
+		if !strings.Contains(err.Error(), "ermissions") {
+			t.Errorf("svc-echo publishing a disconnect advisory: %v", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Error("svc-echo published a disconnect advisory unrefused")
+	}
+	cid, err := nc.GetClientID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	m, err := adv.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("discovery heard no disconnect advisory: %v", err)
+	}
+	if d, err := events.DecodeDisconnect(m.Data); err != nil || d.Conn.Client != cid {
+		t.Errorf("advisory %+v (%v), want client %d", d, err, cid)
 	}
 }
 

@@ -1,0 +1,76 @@
+package embedded_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/events"
+)
+
+// A server hail starts puts a client without credentials in account HAIL,
+// with JetStream, where the disconnect advisories of its clients arrive
+// on $SYS.ACCOUNT.*.DISCONNECT, and where nobody may publish one.
+func TestDisconnectAdvisoriesReachHail(t *testing.T) {
+	s := bustest.RunServer(t)
+	perm := make(chan error, 4)
+	watcher := bustest.Connect(t, s.ClientURL(), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { perm <- err }))
+	sub, err := watcher.SubscribeSync(events.DisconnectAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := watcher.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := watcher.Request("$JS.API.INFO", nil, 5*time.Second); err != nil {
+		t.Fatalf("JetStream in the account of a client without credentials: %v", err)
+	}
+
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cid, err := nc.GetClientID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	msg, err := sub.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("no disconnect advisory: %v", err)
+	}
+	if want := "$SYS.ACCOUNT.HAIL.DISCONNECT"; msg.Subject != want {
+		t.Errorf("subject %s, want %s", msg.Subject, want)
+	}
+	d, err := events.DecodeDisconnect(msg.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Conn != (events.Conn{Server: s.ID(), Client: cid}) || d.Reason != "Client Closed" {
+		t.Errorf("got %+v, want server %s client %d, Client Closed", d, s.ID(), cid)
+	}
+
+	// A forgery: refused by the server, and never delivered.
+	forged := `{"server":{"id":"` + s.ID() + `"},"client":{"id":1},"reason":"Read Error"}`
+	if err := watcher.Publish("$SYS.ACCOUNT.HAIL.DISCONNECT", []byte(forged)); err != nil {
+		t.Fatal(err)
+	}
+	if err := watcher.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-perm:
+		if !errors.Is(err, nats.ErrPermissionViolation) && !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+			t.Errorf("forged publish: %v, want a permissions violation", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("a forged advisory was not refused")
+	}
+	if m, err := sub.NextMsg(200 * time.Millisecond); err == nil {
+		t.Errorf("a forged advisory was delivered: %s", m.Data)
+	}
+}

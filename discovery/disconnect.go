@@ -1,0 +1,260 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/nats-io/nats.go"
+
+	"github.com/hailsd/hail/events"
+)
+
+// PROTOCOL v1.4: the server says the moment a client's connection closes
+// ($SYS.ACCOUNT.<account>.DISCONNECT, imported into hail's account), and
+// the owner of every instance whose record names that connection marks it
+// critical at once, instead of waiting for three missed heartbeats.
+// Heartbeats stay, for hangs and partitions.
+//
+// Advisories are read off the loop: the subscription's callback decodes
+// one and adds it to a bounded set of pending connections (a flood of
+// clients reconnecting in a loop coalesces there, and beyond the bound is
+// dropped and counted), and one goroutine hands the set to the loop as a
+// single job, ahead of announces, waiting for it before it hands the next.
+// A job looks each connection up in the owned set's index and writes every
+// instance it finds critical in one batch.
+
+// maxPendingDisconnects bounds the connections waiting for the loop.
+const maxPendingDisconnects = 16384
+
+// probeTimeout is how long discovery waits for the advisory of the
+// connection it opens and closes at start to see whether the server
+// sends them.
+const probeTimeout = 5 * time.Second
+
+// disconnects is the pending advisories and what is counted of them.
+type disconnects struct {
+	mu      sync.Mutex
+	pending map[events.Conn]string // reason by connection
+	wake    chan struct{}
+	// probe, while set, is the connection whose advisory start waits for.
+	probe *events.Conn
+	heard chan struct{}
+	// opts are the node's connection's options, copied when the node is
+	// made (nats.go writes them while a handler is set): the probe's.
+	opts nats.Options
+	// sent: 1 once the probe's advisory came, 0 when it did not.
+	sent atomic.Int64
+
+	marked, unknown, ignored, invalid, dropped *metrics.Counter
+}
+
+func newDisconnects(set *metrics.Set, opts nats.Options) *disconnects {
+	c := func(outcome string) *metrics.Counter {
+		return set.GetOrCreateCounter(fmt.Sprintf(`hail_discovery_disconnects_total{outcome=%q}`, outcome))
+	}
+	d := &disconnects{
+		pending: map[events.Conn]string{}, wake: make(chan struct{}, 1), heard: make(chan struct{}, 1), opts: opts,
+		// marked: a connection whose owned instances were marked;
+		// unknown: no owned record names it; ignored: a server going
+		// away (its clients reconnect elsewhere); invalid: not an
+		// advisory; dropped: beyond maxPendingDisconnects.
+		marked: c("marked"), unknown: c("unknown"), ignored: c("ignored"), invalid: c("invalid"), dropped: c("dropped"),
+	}
+	// 1 until the probe at start finds the server sends none.
+	d.sent.Store(1)
+	set.GetOrCreateGauge("hail_discovery_disconnect_advisories", func() float64 { return float64(d.sent.Load()) })
+	return d
+}
+
+// hear is the subscription's callback.
+func (d *disconnects) hear(log *slog.Logger) nats.MsgHandler {
+	return func(m *nats.Msg) {
+		ev, err := events.DecodeDisconnect(m.Data)
+		if err != nil {
+			d.invalid.Inc()
+			log.Debug("ignoring a disconnect advisory", "subject", truncate(m.Subject), "err", err)
+			return
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.probe != nil && *d.probe == ev.Conn {
+			d.probe = nil
+			d.heard <- struct{}{}
+			return
+		}
+		if ev.Reason == events.ReasonServerShutdown {
+			d.ignored.Inc()
+			return
+		}
+		if _, ok := d.pending[ev.Conn]; !ok && len(d.pending) >= maxPendingDisconnects {
+			d.dropped.Inc()
+			return
+		}
+		d.pending[ev.Conn] = ev.Reason
+		select {
+		case d.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// take returns the pending advisories and forgets them.
+func (d *disconnects) take() map[events.Conn]string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := d.pending
+	d.pending = make(map[events.Conn]string, len(out))
+	return out
+}
+
+// watchDisconnects subscribes the advisories and hands them to the loop
+// until ctx ends.
+func (n *Node) watchDisconnects(ctx context.Context) error {
+	d := n.disconnects
+	sub, err := n.nc.Subscribe(events.DisconnectAll, d.hear(n.log))
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", events.DisconnectAll, err)
+	}
+	if err := sub.SetPendingLimits(-1, 64<<20); err != nil {
+		n.log.Warn("raise the disconnect subscription's limits", "err", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := n.nc.Flush(); err != nil {
+		n.log.Warn("flush the disconnect subscription", "err", err)
+	}
+	var probing sync.WaitGroup
+	defer probing.Wait()
+	probing.Go(func() { n.probeDisconnects(ctx) })
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.wake:
+		}
+		batch := d.take()
+		if len(batch) == 0 {
+			continue
+		}
+		done := make(chan struct{})
+		n.submitUrgent(ctx, func(ctx context.Context) {
+			defer close(done)
+			n.markDisconnected(ctx, batch)
+		})
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// markDisconnected marks critical, in one batch of writes, every owned
+// instance whose record names a connection of batch; runs on the loop.
+func (n *Node) markDisconnected(ctx context.Context, batch map[events.Conn]string) {
+	var ts []*tracked
+	var reasons []string
+	for conn, reason := range batch {
+		on := n.owned.onConn(conn)
+		if len(on) == 0 {
+			n.disconnects.unknown.Inc()
+			continue
+		}
+		n.disconnects.marked.Inc()
+		for _, t := range on {
+			if !n.owned.holds(t) || t.rec.Status == events.Critical {
+				continue
+			}
+			ts = append(ts, t)
+			reasons = append(reasons, events.DisconnectReason(reason))
+		}
+	}
+	if len(ts) == 0 {
+		return
+	}
+	prevs := make([]events.Status, len(ts))
+	for i, t := range ts {
+		prevs[i] = t.rec.Status
+	}
+	errs := n.records.updateAll(ctx, ts, func(int) func(*events.InstanceRecord) {
+		return func(r *events.InstanceRecord) { r.Status = events.Critical; n.records.setOwner(r) }
+	})
+	now := time.Now()
+	for i, t := range ts {
+		if errs[i] != nil {
+			// Its heartbeats still judge it.
+			n.log.Error("record disconnected instance critical", "service", t.rec.Service, "instance_id", t.rec.ID, "err", errs[i])
+			continue
+		}
+		// Critical as if its heartbeats had failed: an answered one
+		// (after it announces its new connection) makes it passing
+		// again by the judge's usual rule, and its silence from now on
+		// removes it after deregister_after.
+		n.owned.disconnected(t, now)
+		n.m.transitions(events.Critical).Inc()
+		n.pub.health(t.rec, prevs[i], reasons[i])
+		n.log.Info("instance health changed", "service", t.rec.Service, "instance_id", t.rec.ID, "status", events.Critical, "previous", prevs[i], "reason", reasons[i])
+	}
+}
+
+// probeDisconnects opens a second connection like the node's own, closes
+// it, and waits for its advisory: a server that does not export them to
+// hail's account (a user's own NATS without the import, or discovery not
+// allowed to subscribe) is said once, with what to add, and the node runs
+// on heartbeats alone.
+func (n *Node) probeDisconnects(ctx context.Context) {
+	err := n.probe(ctx)
+	switch {
+	case ctx.Err() != nil:
+	case err != nil:
+		n.disconnects.sent.Store(0)
+		n.log.Warn("the NATS server sends no disconnect advisories to hail's account: a crashed instance is found by its heartbeats alone (seconds, not milliseconds). "+
+			"Give the server a system account that exports $SYS.ACCOUNT.*.DISCONNECT to hail's account, import it there without renaming, allow discovery to subscribe it, "+
+			"and deny every user of the account publish on $SYS.> (README: \"Your own NATS server\")", "err", err)
+	default:
+		n.log.Debug("the NATS server sends disconnect advisories")
+	}
+}
+
+var errNoAdvisory = errors.New("no advisory for a connection that closed")
+
+func (n *Node) probe(ctx context.Context) error {
+	d := n.disconnects
+	o := d.opts
+	o.Name = "hail-discovery-probe"
+	o.AllowReconnect, o.RetryOnFailedConnect = false, false
+	o.ConnectedCB, o.ReconnectedCB, o.DisconnectedErrCB, o.DisconnectedCB, o.ClosedCB, o.AsyncErrorCB = nil, nil, nil, nil, nil, nil
+	o.Servers = n.nc.Servers()
+	pc, err := o.Connect()
+	if err != nil {
+		return fmt.Errorf("open a probe connection: %w", err)
+	}
+	server := pc.ConnectedServerId()
+	client, err := pc.GetClientID()
+	if err != nil {
+		pc.Close()
+		return fmt.Errorf("probe connection: %w", err)
+	}
+	d.mu.Lock()
+	d.probe = &events.Conn{Server: server, Client: client}
+	d.mu.Unlock()
+	pc.Close()
+	t := time.NewTimer(probeTimeout)
+	defer t.Stop()
+	select {
+	case <-d.heard:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		d.mu.Lock()
+		d.probe = nil
+		d.mu.Unlock()
+		return fmt.Errorf("%w within %v", errNoAdvisory, probeTimeout)
+	}
+}
