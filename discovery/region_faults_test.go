@@ -230,14 +230,21 @@ func TestRegionSelfPreservation(t *testing.T) {
 		in.refuse[cut.n.ID()] = true
 		in.mu.Unlock()
 	}
-	select {
-	case ev := <-nodeEvents:
-		if ev.Node != cut.n.ID() || ev.State != events.NodeSelfPreservation {
-			t.Fatalf("node event %+v", ev)
+	for deadline := time.After(5 * time.Second); ; {
+		select {
+		case ev := <-nodeEvents:
+			if ev.Node != cut.n.ID() {
+				t.Logf("another node's event: %+v", ev)
+				continue
+			}
+			if ev.State != events.NodeSelfPreservation {
+				t.Fatalf("node event %+v", ev)
+			}
+			t.Logf("node event: %+v", ev)
+		case <-deadline:
+			t.Fatal("no self-preservation event within 5s")
 		}
-		t.Logf("node event: %+v", ev)
-	case <-time.After(5 * time.Second):
-		t.Fatal("no self-preservation event within 5s")
+		break
 	}
 	// Well past the 3 misses that would make them critical.
 	bustest.Eventually(t, 10*time.Second, func() error {
@@ -265,13 +272,23 @@ func TestRegionSelfPreservation(t *testing.T) {
 		delete(in.refuse, cut.n.ID())
 		in.mu.Unlock()
 	}
-	select {
-	case ev := <-nodeEvents:
-		if ev.State != events.NodeNormal {
-			t.Fatalf("node event %+v", ev)
+	// The cut node's own events: on a loaded machine another node's
+	// fakes may be starved long enough to put it in self-preservation too,
+	// which is that node protecting itself, not what this test is about.
+	for deadline := time.After(5 * time.Second); ; {
+		select {
+		case ev := <-nodeEvents:
+			if ev.Node != cut.n.ID() {
+				t.Logf("another node's event: %+v", ev)
+				continue
+			}
+			if ev.State != events.NodeNormal {
+				t.Fatalf("node event %+v", ev)
+			}
+		case <-deadline:
+			t.Fatal("self-preservation did not end within 5s")
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("self-preservation did not end within 5s")
+		break
 	}
 }
 
