@@ -28,9 +28,7 @@ func main() { program.Main(run) }
 // Config is the agent's configuration. The services come from the YAML
 // file (--config): a list has no environment variable or flag.
 type Config struct {
-	NATS config.NATS `koanf:"nats"`
-	// Prefix of every hail subject. Default hail.
-	Prefix string `koanf:"prefix"`
+	config.Common `koanf:",squash"`
 	// HeartbeatInterval is discovery's: a service that hears no heartbeat
 	// for three of them announces again. Default 1s.
 	HeartbeatInterval time.Duration `koanf:"heartbeat_interval"`
@@ -38,19 +36,13 @@ type Config struct {
 	// /healthz and /readyz. Default empty: off (deploy/agent.yaml sets
 	// 127.0.0.1:8500, which TTL checks need).
 	HTTP     config.HTTP           `koanf:"http"`
-	Log      config.Log            `koanf:"log"`
 	Services []agent.ServiceConfig `koanf:"services"`
 }
 
-// Logging is the log section.
-func (c *Config) Logging() config.Log { return c.Log }
-
 func defaults() *Config {
 	return &Config{
-		NATS:              config.NATS{URL: config.DefaultNATSURL},
-		Prefix:            events.DefaultPrefix,
+		Common:            config.DefaultCommon(),
 		HeartbeatInterval: time.Second,
-		Log:               config.DefaultLog,
 	}
 }
 
@@ -62,11 +54,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	add(c.NATS.Validate())
-	add(c.Log.Validate())
-	if _, err := events.NewSubjects(c.Prefix); err != nil {
-		add(config.FieldError("prefix", "%v", err))
-	}
+	add(c.Common.Validate())
 	if c.HeartbeatInterval < 10*time.Millisecond {
 		add(config.FieldError("heartbeat_interval", "%v is below 10ms", c.HeartbeatInterval))
 	}

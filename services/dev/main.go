@@ -56,8 +56,8 @@ type Config struct {
 	// connected as its own NATS user with least privilege (the roles of
 	// `services/nats secure init`, whose files it keeps in
 	// <store_dir>/secure). Default false: open, on loopback.
-	Secure bool       `koanf:"secure"`
-	Log    config.Log `koanf:"log"`
+	Secure        bool `koanf:"secure"`
+	config.Logged `koanf:",squash"`
 }
 
 // GreeterConfig places the example HTTP service.
@@ -67,12 +67,9 @@ type GreeterConfig struct {
 	Addr string `koanf:"addr"`
 }
 
-// Logging is the log section.
-func (c *Config) Logging() config.Log { return c.Log }
-
 func defaults() *Config {
 	return &Config{NATS: config.NATS{URL: config.DefaultNATSURL}, Echo: 3, Discovery: 1, HTTP: config.HTTP{Addr: "127.0.0.1:8080"},
-		Ingress: config.HTTP{Addr: "127.0.0.1:8000"}, Greeter: GreeterConfig{Addr: "127.0.0.1:8090"}, Log: config.DefaultLog}
+		Ingress: config.HTTP{Addr: "127.0.0.1:8000"}, Greeter: GreeterConfig{Addr: "127.0.0.1:8090"}, Logged: config.Logged{Log: config.DefaultLog}}
 }
 
 // Validate names every wrong field.
