@@ -77,7 +77,7 @@ type CheckConfig struct {
 	Interval time.Duration `koanf:"interval"`
 	// Timeout defaults to 10s and is capped at Interval.
 	Timeout           time.Duration `koanf:"timeout"`
-	health.Thresholds `koanf:",squash,flatten"`
+	health.Thresholds `koanf:",squash"`
 }
 
 // Kind is the check's kind as a CheckResult names it.

@@ -18,7 +18,6 @@ import (
 
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
-	"github.com/knadh/koanf/providers/structs"
 	"github.com/knadh/koanf/v2"
 )
 
@@ -71,7 +70,7 @@ func FlagName(key string) string {
 func Load(cfg any, o Options) (Result, error) {
 	var res Result
 	k := koanf.New(".")
-	if err := k.Load(structs.Provider(cfg, "koanf"), nil); err != nil {
+	if err := k.Load(structProvider{cfg}, nil); err != nil {
 		return res, fmt.Errorf("load defaults: %w", err)
 	}
 	defaults := k.All()
@@ -178,7 +177,7 @@ func lookup(getenv func(string) string, name string) (string, bool) {
 // Print writes cfg as the YAML a config file would hold.
 func Print(w io.Writer, cfg any) error {
 	k := koanf.New(".")
-	if err := k.Load(structs.Provider(cfg, "koanf"), nil); err != nil {
+	if err := k.Load(structProvider{cfg}, nil); err != nil {
 		return err
 	}
 	// Durations print as text ("1s"), as they are written in files;

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/hailsd/hail/bus"
+	"github.com/hailsd/hail/events"
 )
 
 // NATS is the connection section every program has: where, as whom, and
@@ -228,9 +229,62 @@ func (n NATS) HostPort() (string, error) {
 	return u.Host, nil
 }
 
-// Program is a program's config: it names its log section.
+// Program is a program's config: it names its log section. Embedding
+// Logged or Common makes a config one.
 type Program interface {
 	Logging() Log
+}
+
+// Logged is the log section, which every program has. A program's Config
+// embeds it, or Common, with koanf:",squash": the key stays log.*.
+type Logged struct {
+	Log Log `koanf:"log"`
+}
+
+// Logging is the log section.
+func (l *Logged) Logging() Log { return l.Log }
+
+// Common are the sections of every program that is part of a region: the
+// connection to its NATS, the prefix of its subjects, the log. A
+// program's Config embeds it with koanf:",squash", so that its keys stay
+// nats.*, prefix and log.*.
+type Common struct {
+	NATS NATS `koanf:"nats"`
+	// Prefix of every hail subject. Default hail.
+	Prefix string `koanf:"prefix"`
+	Logged `koanf:",squash"`
+}
+
+// DefaultCommon connects to DefaultNATSURL with the default prefix and log.
+func DefaultCommon() Common {
+	return Common{NATS: NATS{URL: DefaultNATSURL}, Prefix: events.DefaultPrefix, Logged: Logged{Log: DefaultLog}}
+}
+
+// Validate checks the common sections; a program's Validate calls it
+// beside its own keys' checks.
+func (c *Common) Validate() error {
+	errs := []error{c.NATS.Validate(), c.Log.Validate()}
+	if _, err := events.NewSubjects(c.Prefix); err != nil {
+		errs = append(errs, FieldError("prefix", "%v", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Section is err, the validation of a section by the package that owns
+// it (one error per wrong key, each starting with its key relative to the
+// section), naming each key as the program does: name.key.
+func Section(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		var errs []error
+		for _, e := range joined.Unwrap() {
+			errs = append(errs, Section(name, e))
+		}
+		return errors.Join(errs...)
+	}
+	return fmt.Errorf("%s.%w", name, err)
 }
 
 // Loaded is a program's loaded config: its logger, and what Watch needs

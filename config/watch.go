@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/knadh/koanf/providers/structs"
 	"github.com/knadh/koanf/v2"
 )
 
@@ -123,7 +122,7 @@ func reloadable(keys []string, key string) bool {
 
 func flatten(cfg any) map[string]string {
 	k := koanf.New(".")
-	_ = k.Load(structs.Provider(cfg, "koanf"), nil) // a config struct always loads
+	_ = k.Load(structProvider{cfg}, nil) // a config struct always loads
 	out := map[string]string{}
 	for key, v := range k.All() {
 		out[key] = fmt.Sprint(v)

@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -86,34 +87,16 @@ func DefaultTiming() Timing {
 }
 
 func (c *Config) setDefaults() {
-	d := DefaultTiming()
-	if c.SelfPreservation.Share == 0 {
-		c.SelfPreservation.Share = d.SelfPreservation.Share
-	}
-	if c.SelfPreservation.MinFailures == 0 {
-		c.SelfPreservation.MinFailures = d.SelfPreservation.MinFailures
-	}
-	if c.SelfPreservation.MaxDuration == 0 {
-		c.SelfPreservation.MaxDuration = d.SelfPreservation.MaxDuration
-	}
-	if c.SelfPreservation.SteadyAfter == 0 {
-		c.SelfPreservation.SteadyAfter = d.SelfPreservation.SteadyAfter
-	}
-	if c.Heartbeat.Interval == 0 {
-		c.Heartbeat.Interval = d.Heartbeat.Interval
-	}
-	if c.Heartbeat.Timeout == 0 {
-		c.Heartbeat.Timeout = d.Heartbeat.Timeout
-	}
-	if c.Heartbeat.MissedToCritical == 0 {
-		c.Heartbeat.MissedToCritical = d.Heartbeat.MissedToCritical
-	}
-	if c.Heartbeat.AnsweredToPassing == 0 {
-		c.Heartbeat.AnsweredToPassing = d.Heartbeat.AnsweredToPassing
-	}
-	if c.DeregisterAfter == 0 {
-		c.DeregisterAfter = d.DeregisterAfter
-	}
+	d, hb, sp := DefaultTiming(), &c.Heartbeat, &c.SelfPreservation
+	sp.Share = cmp.Or(sp.Share, d.SelfPreservation.Share)
+	sp.MinFailures = cmp.Or(sp.MinFailures, d.SelfPreservation.MinFailures)
+	sp.MaxDuration = cmp.Or(sp.MaxDuration, d.SelfPreservation.MaxDuration)
+	sp.SteadyAfter = cmp.Or(sp.SteadyAfter, d.SelfPreservation.SteadyAfter)
+	hb.Interval = cmp.Or(hb.Interval, d.Heartbeat.Interval)
+	hb.Timeout = cmp.Or(hb.Timeout, d.Heartbeat.Timeout)
+	hb.MissedToCritical = cmp.Or(hb.MissedToCritical, d.Heartbeat.MissedToCritical)
+	hb.AnsweredToPassing = cmp.Or(hb.AnsweredToPassing, d.Heartbeat.AnsweredToPassing)
+	c.DeregisterAfter = cmp.Or(c.DeregisterAfter, d.DeregisterAfter)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -129,34 +112,42 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("node id: %w", err))
 		}
 	}
-	return errors.Join(append(errs, c.Timing.validate())...)
+	return errors.Join(append(errs, c.Timing.Validate())...)
 }
 
-func (c Timing) validate() error {
+// Validate checks the timing. Each error names its key as the discovery
+// program's config does, which takes Timing's keys as its own: the
+// program wraps this, it does not restate it.
+func (c Timing) Validate() error {
 	var errs []error
-	if c.Heartbeat.Interval < 10*time.Millisecond {
-		errs = append(errs, fmt.Errorf("heartbeat interval %v is below 10ms", c.Heartbeat.Interval))
+	field := func(key string, err error) { errs = append(errs, fmt.Errorf("%s: %w", key, err)) }
+	hb, sp := c.Heartbeat, c.SelfPreservation
+	if hb.Interval < 10*time.Millisecond {
+		field("heartbeat.interval", fmt.Errorf("%v is below 10ms", hb.Interval))
 	}
-	if c.Heartbeat.Timeout <= 0 || c.Heartbeat.Timeout >= c.Heartbeat.Interval {
-		errs = append(errs, fmt.Errorf("heartbeat timeout %v must be above 0 and below the interval %v", c.Heartbeat.Timeout, c.Heartbeat.Interval))
+	if hb.Timeout <= 0 || hb.Timeout >= hb.Interval {
+		field("heartbeat.timeout", fmt.Errorf("%v must be above 0 and below heartbeat.interval (%v)", hb.Timeout, hb.Interval))
 	}
-	if c.Heartbeat.MissedToCritical < 1 || c.Heartbeat.AnsweredToPassing < 1 {
-		errs = append(errs, errors.New("heartbeat thresholds must be at least 1"))
+	if hb.MissedToCritical < 1 {
+		field("heartbeat.missed_to_critical", fmt.Errorf("%d is below 1", hb.MissedToCritical))
 	}
-	if c.SelfPreservation.Share <= 0 || c.SelfPreservation.Share > 1 {
-		errs = append(errs, fmt.Errorf("self-preservation share %g is out of range (0, 1]", c.SelfPreservation.Share))
-	}
-	if c.SelfPreservation.MinFailures < 1 {
-		errs = append(errs, fmt.Errorf("self-preservation min failures %d is below 1", c.SelfPreservation.MinFailures))
-	}
-	if c.SelfPreservation.MaxDuration <= 0 {
-		errs = append(errs, fmt.Errorf("self-preservation max duration %v is not above 0", c.SelfPreservation.MaxDuration))
-	}
-	if c.SelfPreservation.SteadyAfter < 0 {
-		errs = append(errs, fmt.Errorf("self-preservation steady after %v is negative", c.SelfPreservation.SteadyAfter))
+	if hb.AnsweredToPassing < 1 {
+		field("heartbeat.answered_to_passing", fmt.Errorf("%d is below 1", hb.AnsweredToPassing))
 	}
 	if c.DeregisterAfter < 0 {
-		errs = append(errs, fmt.Errorf("deregister after %v is negative", c.DeregisterAfter))
+		field("deregister_after", fmt.Errorf("%v is negative", c.DeregisterAfter))
+	}
+	if sp.Share <= 0 || sp.Share > 1 {
+		field("self_preservation.share", fmt.Errorf("%g is out of range (0, 1]", sp.Share))
+	}
+	if sp.MinFailures < 1 {
+		field("self_preservation.min_failures", fmt.Errorf("%d is below 1", sp.MinFailures))
+	}
+	if sp.MaxDuration <= 0 {
+		field("self_preservation.max_duration", fmt.Errorf("%v is not above 0", sp.MaxDuration))
+	}
+	if sp.SteadyAfter < 0 {
+		field("self_preservation.steady_after", fmt.Errorf("%v is negative", sp.SteadyAfter))
 	}
 	return errors.Join(errs...)
 }

@@ -140,7 +140,7 @@ func (n *Node) Timing() Timing { return n.timing.load() }
 // round uses the new interval, timeout and thresholds. An invalid t is
 // refused and the timing in force stays.
 func (n *Node) Reconfigure(t Timing) error {
-	if err := t.validate(); err != nil {
+	if err := t.Validate(); err != nil {
 		return fmt.Errorf("reconfigure discovery node: %w", err)
 	}
 	if old := n.timing.swap(t); old != t {

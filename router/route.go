@@ -38,15 +38,15 @@ func DefaultRoute() RouteDefaults {
 		WarningWeight: 0.1, RetryBudget: 0.2, MinRetriesPerSecond: 10}
 }
 
-// Validate checks the defaults and names each wrong key of the router
-// program's route section. What a stored route may also set (strategy,
+// Validate checks the defaults and names each wrong key relative to the
+// router program's route section, which wraps it (config.Section). What a stored route may also set (strategy,
 // retries, hash load factor, timeout) is checked by the one rule of a
 // route, events.RouteConfig's; defaults must besides set each of them.
 func (d RouteDefaults) Validate() error {
 	var errs []error
 	field := func(key string, err error) {
 		if err != nil {
-			errs = append(errs, fmt.Errorf("route.%s: %w", key, err))
+			errs = append(errs, fmt.Errorf("%s: %w", key, err))
 		}
 	}
 	asRoute := func(c events.RouteConfig) error { return c.Validate() }

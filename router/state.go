@@ -1,6 +1,8 @@
 package router
 
 import (
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -28,6 +30,23 @@ type Ejection struct {
 // DefaultEjection is the ejection a router starts from.
 func DefaultEjection() Ejection {
 	return Ejection{Base: 30 * time.Second, Max: 5 * time.Minute, MaxShare: 0.5}
+}
+
+// Validate checks an ejection policy, naming each wrong key relative to
+// the router program's ejection section, which wraps it
+// (config.Section). A table takes an invalid policy's defaults instead.
+func (e Ejection) Validate() error {
+	var errs []error
+	if e.Base <= 0 {
+		errs = append(errs, fmt.Errorf("base: %v must be positive", e.Base))
+	}
+	if e.Max < e.Base {
+		errs = append(errs, fmt.Errorf("max: %v is below ejection.base (%v)", e.Max, e.Base))
+	}
+	if e.MaxShare <= 0 || e.MaxShare > 1 {
+		errs = append(errs, fmt.Errorf("max_share: %g is out of range (0, 1]", e.MaxShare))
+	}
+	return errors.Join(errs...)
 }
 
 func (e *Ejection) setDefaults() {

@@ -31,9 +31,7 @@ func main() { program.Main(run) }
 // Config is the agent's configuration. The services come from the YAML
 // file (--config): a list has no environment variable or flag.
 type Config struct {
-	NATS config.NATS `koanf:"nats"`
-	// Prefix of every hail subject. Default hail.
-	Prefix string `koanf:"prefix"`
+	config.Common `koanf:",squash"`
 	// HeartbeatInterval is discovery's: a service that hears no heartbeat
 	// for three of them announces again. Default 1s.
 	HeartbeatInterval time.Duration `koanf:"heartbeat_interval"`
@@ -44,7 +42,6 @@ type Config struct {
 	// DNS answers Consul-style names (PROTOCOL v1.3). Default
 	// 127.0.0.1:8600, domain hail.
 	DNS      consul.DNSConfig      `koanf:"dns"`
-	Log      config.Log            `koanf:"log"`
 	Services []agent.ServiceConfig `koanf:"services"`
 	// DataDir keeps the services registered through Consul's API, so a
 	// restart registers them again with the same ids. Default hail-agent
@@ -67,17 +64,12 @@ func defaultDataDir() string {
 	return "hail-agent"
 }
 
-// Logging is the log section.
-func (c *Config) Logging() config.Log { return c.Log }
-
 func defaults() *Config {
 	return &Config{
-		NATS:              config.NATS{URL: config.DefaultNATSURL},
-		Prefix:            events.DefaultPrefix,
+		Common:            config.DefaultCommon(),
 		HeartbeatInterval: time.Second,
 		HTTP:              consul.HTTPConfig{HTTP: config.HTTP{Addr: "127.0.0.1:8500"}, MaxBlocking: consul.DefaultMaxBlocking},
 		DNS:               consul.DefaultDNS(),
-		Log:               config.DefaultLog,
 		DataDir:           defaultDataDir(),
 	}
 }
@@ -90,11 +82,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	add(c.NATS.Validate())
-	add(c.Log.Validate())
-	if _, err := events.NewSubjects(c.Prefix); err != nil {
-		add(config.FieldError("prefix", "%v", err))
-	}
+	add(c.Common.Validate())
 	if c.HeartbeatInterval < 10*time.Millisecond {
 		add(config.FieldError("heartbeat_interval", "%v is below 10ms", c.HeartbeatInterval))
 	}

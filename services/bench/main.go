@@ -36,17 +36,14 @@ type Config struct {
 	Rounds int `koanf:"rounds"`
 	// Secure measures a secured region (TLS, a user per role) beside the
 	// open one, in the same rotation. Default false.
-	Secure bool       `koanf:"secure"`
-	Log    config.Log `koanf:"log"`
+	Secure        bool `koanf:"secure"`
+	config.Logged `koanf:",squash"`
 }
-
-// Logging is the log section.
-func (c *Config) Logging() config.Log { return c.Log }
 
 func defaults() *Config {
 	log := config.DefaultLog
 	log.Level = "warn"
-	return &Config{Instances: 3, Concurrency: 32, Payload: 128, Duration: 10 * time.Second, Warmup: time.Second, Rounds: 10, Log: log}
+	return &Config{Instances: 3, Concurrency: 32, Payload: 128, Duration: 10 * time.Second, Warmup: time.Second, Rounds: 10, Logged: config.Logged{Log: log}}
 }
 
 // Validate names every wrong field.

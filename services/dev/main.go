@@ -63,8 +63,8 @@ type Config struct {
 	// Default 127.0.0.1:8500; empty: off.
 	Consul consul.HTTPConfig `koanf:"consul"`
 	// DNS answers Consul-style names. Default 127.0.0.1:8600.
-	DNS consul.DNSConfig `koanf:"dns"`
-	Log config.Log       `koanf:"log"`
+	DNS           consul.DNSConfig `koanf:"dns"`
+	config.Logged `koanf:",squash"`
 }
 
 // GreeterConfig places the example HTTP service.
@@ -74,12 +74,9 @@ type GreeterConfig struct {
 	Addr string `koanf:"addr"`
 }
 
-// Logging is the log section.
-func (c *Config) Logging() config.Log { return c.Log }
-
 func defaults() *Config {
 	return &Config{NATS: config.NATS{URL: config.DefaultNATSURL}, Echo: 3, Discovery: 1, HTTP: config.HTTP{Addr: "127.0.0.1:8080"},
-		Ingress: config.HTTP{Addr: "127.0.0.1:8000"}, Greeter: GreeterConfig{Addr: "127.0.0.1:8090"}, Log: config.DefaultLog,
+		Ingress: config.HTTP{Addr: "127.0.0.1:8000"}, Greeter: GreeterConfig{Addr: "127.0.0.1:8090"}, Logged: config.Logged{Log: config.DefaultLog},
 		Consul: consul.HTTPConfig{HTTP: config.HTTP{Addr: "127.0.0.1:8500"}, MaxBlocking: consul.DefaultMaxBlocking}, DNS: consul.DefaultDNS()}
 }
 

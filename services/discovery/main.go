@@ -30,20 +30,17 @@ func main() { program.Main(run) }
 
 // Config is the discovery node's configuration. Its heartbeat,
 // deregister_after and self_preservation keys are the discovery package's
-// Timing, defaults and all.
+// Timing, defaults and rules and all.
 type Config struct {
-	NATS config.NATS `koanf:"nats"`
-	// Prefix of every hail subject. Default hail.
-	Prefix           string     `koanf:"prefix"`
+	config.Common    `koanf:",squash"`
 	Node             NodeConfig `koanf:"node"`
-	discovery.Timing `koanf:",flatten,squash"`
+	discovery.Timing `koanf:",squash"`
 	KV               KVConfig      `koanf:"kv"`
 	HTTP             config.HTTP   `koanf:"http"`
 	Console          ConsoleConfig `koanf:"console"`
 	// Insecure lets the console listen beyond loopback without tokens
 	// (--insecure, as services/nats's).
-	Insecure bool       `koanf:"insecure"`
-	Log      config.Log `koanf:"log"`
+	Insecure bool `koanf:"insecure"`
 }
 
 // ConsoleConfig guards the console served on http.addr (the probes and
@@ -98,16 +95,11 @@ type KVConfig struct {
 	Replicas int `koanf:"replicas"`
 }
 
-// Logging is the log section.
-func (c *Config) Logging() config.Log { return c.Log }
-
 func defaults() *Config {
 	return &Config{
-		NATS:   config.NATS{URL: config.DefaultNATSURL},
-		Prefix: events.DefaultPrefix,
+		Common: config.DefaultCommon(),
 		Node:   NodeConfig{TTL: bus.DefaultNodeTTL},
 		Timing: discovery.DefaultTiming(),
-		Log:    config.DefaultLog,
 	}
 }
 
@@ -119,11 +111,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	add(c.NATS.Validate())
-	add(c.Log.Validate())
-	if _, err := events.NewSubjects(c.Prefix); err != nil {
-		add(config.FieldError("prefix", "%v", err))
-	}
+	add(c.Common.Validate())
 	if c.Node.ID != "" {
 		if err := events.ValidateID(c.Node.ID); err != nil {
 			add(config.FieldError("node.id", "%v", err))
@@ -132,35 +120,9 @@ func (c *Config) Validate() error {
 	if c.Node.TTL < time.Second {
 		add(config.FieldError("node.ttl", "%v is below 1s", c.Node.TTL))
 	}
-	if c.Heartbeat.Interval < 10*time.Millisecond {
-		add(config.FieldError("heartbeat.interval", "%v is below 10ms", c.Heartbeat.Interval))
-	}
-	if c.Heartbeat.Timeout <= 0 || c.Heartbeat.Timeout >= c.Heartbeat.Interval {
-		add(config.FieldError("heartbeat.timeout", "%v must be above 0 and below heartbeat.interval (%v)", c.Heartbeat.Timeout, c.Heartbeat.Interval))
-	}
+	add(c.Timing.Validate())
 	if c.Heartbeat.Interval >= c.Node.TTL {
 		add(config.FieldError("heartbeat.interval", "%v must be below node.ttl (%v): the node refreshes its hail_nodes entry every interval", c.Heartbeat.Interval, c.Node.TTL))
-	}
-	if c.Heartbeat.MissedToCritical < 1 {
-		add(config.FieldError("heartbeat.missed_to_critical", "%d is below 1", c.Heartbeat.MissedToCritical))
-	}
-	if c.Heartbeat.AnsweredToPassing < 1 {
-		add(config.FieldError("heartbeat.answered_to_passing", "%d is below 1", c.Heartbeat.AnsweredToPassing))
-	}
-	if c.DeregisterAfter < 0 {
-		add(config.FieldError("deregister_after", "%v is negative", c.DeregisterAfter))
-	}
-	if c.SelfPreservation.Share <= 0 || c.SelfPreservation.Share > 1 {
-		add(config.FieldError("self_preservation.share", "%g is out of range (0, 1]", c.SelfPreservation.Share))
-	}
-	if c.SelfPreservation.MinFailures < 1 {
-		add(config.FieldError("self_preservation.min_failures", "%d is below 1", c.SelfPreservation.MinFailures))
-	}
-	if c.SelfPreservation.MaxDuration <= 0 {
-		add(config.FieldError("self_preservation.max_duration", "%v is not above 0", c.SelfPreservation.MaxDuration))
-	}
-	if c.SelfPreservation.SteadyAfter < 0 {
-		add(config.FieldError("self_preservation.steady_after", "%v is negative", c.SelfPreservation.SteadyAfter))
 	}
 	if c.HTTP.Addr != "" && c.Console.TokensFile == "" && !c.Insecure {
 		if host, _, err := net.SplitHostPort(c.HTTP.Addr); err == nil && !config.Loopback(host) {

@@ -23,9 +23,7 @@ func main() { program.Main(run) }
 
 // Config is the echo service's configuration.
 type Config struct {
-	NATS config.NATS `koanf:"nats"`
-	// Prefix of every hail subject. Default hail.
-	Prefix string `koanf:"prefix"`
+	config.Common `koanf:",squash"`
 	// Name of the service. Default echo.
 	Name string `koanf:"name"`
 	// Version announced. Default 1.0.0.
@@ -46,27 +44,19 @@ type Config struct {
 	// be confined to. Default false.
 	Scoped bool        `koanf:"scoped"`
 	HTTP   config.HTTP `koanf:"http"`
-	Log    config.Log  `koanf:"log"`
 }
-
-// Logging is the log section.
-func (c *Config) Logging() config.Log { return c.Log }
 
 func defaults() *Config {
 	return &Config{
-		NATS: config.NATS{URL: config.DefaultNATSURL}, Prefix: events.DefaultPrefix,
-		Name: "echo", Version: "1.0.0", Weight: events.DefaultWeight, Capacity: 64,
-		HeartbeatInterval: time.Second, DrainTimeout: 10 * time.Second, Log: config.DefaultLog,
+		Common: config.DefaultCommon(), Name: "echo", Version: "1.0.0", Weight: events.DefaultWeight, Capacity: 64,
+		HeartbeatInterval: time.Second, DrainTimeout: 10 * time.Second,
 	}
 }
 
 // Validate names every wrong field.
 func (c *Config) Validate() error {
 	var errs []error
-	errs = append(errs, c.NATS.Validate(), c.Log.Validate())
-	if _, err := events.NewSubjects(c.Prefix); err != nil {
-		errs = append(errs, config.FieldError("prefix", "%v", err))
-	}
+	errs = append(errs, c.Common.Validate())
 	if err := events.ValidateService(c.Name); err != nil {
 		errs = append(errs, config.FieldError("name", "%v", err))
 	}

@@ -18,12 +18,9 @@ func main() { program.Main(run) }
 // Config is the greeter's configuration.
 type Config struct {
 	// Addr it serves /hello and /health on. Default 127.0.0.1:8090.
-	Addr string     `koanf:"addr"`
-	Log  config.Log `koanf:"log"`
+	Addr          string `koanf:"addr"`
+	config.Logged `koanf:",squash"`
 }
-
-// Logging is the log section.
-func (c *Config) Logging() config.Log { return c.Log }
 
 // Validate names every wrong field.
 func (c *Config) Validate() error {
@@ -35,7 +32,7 @@ func (c *Config) Validate() error {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
-	cfg := &Config{Addr: "127.0.0.1:8090", Log: config.DefaultLog}
+	cfg := &Config{Addr: "127.0.0.1:8090", Logged: config.Logged{Log: config.DefaultLog}}
 	loaded, err := config.Start(cfg, "greeter", args, getenv, out)
 	if loaded == nil || err != nil {
 		return err

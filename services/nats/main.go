@@ -39,8 +39,8 @@ type Config struct {
 	Auth        AuthConfig    `koanf:"auth"`
 	// Insecure lets the server listen beyond loopback without auth.file.
 	// Default false: it refuses to.
-	Insecure bool       `koanf:"insecure"`
-	Log      config.Log `koanf:"log"`
+	Insecure      bool `koanf:"insecure"`
+	config.Logged `koanf:",squash"`
 }
 
 // TLSConfig turns TLS on for clients and cluster routes.
@@ -78,12 +78,9 @@ type ClusterConfig struct {
 	Advertise string `koanf:"advertise"`
 }
 
-// Logging is the log section.
-func (c *Config) Logging() config.Log { return c.Log }
-
 func defaults() *Config {
 	return &Config{Name: "hail-nats", Listen: "127.0.0.1:4222", StoreDir: "nats-data", MonitorHost: "127.0.0.1",
-		Cluster: ClusterConfig{Listen: "127.0.0.1:6222"}, Log: config.DefaultLog}
+		Cluster: ClusterConfig{Listen: "127.0.0.1:6222"}, Logged: config.Logged{Log: config.DefaultLog}}
 }
 
 // Validate names every wrong field.

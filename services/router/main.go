@@ -27,11 +27,9 @@ func main() { program.Main(run) }
 // Config is the router's configuration. Its route and ejection sections
 // are the router package's own types, defaults and all.
 type Config struct {
-	NATS config.NATS `koanf:"nats"`
-	// Prefix of every hail subject. Default hail.
-	Prefix   string               `koanf:"prefix"`
-	Route    router.RouteDefaults `koanf:"route"`
-	Ejection router.Ejection      `koanf:"ejection"`
+	config.Common `koanf:",squash"`
+	Route         router.RouteDefaults `koanf:"route"`
+	Ejection      router.Ejection      `koanf:"ejection"`
 	// Workers is how many subscriptions share hail.route.>. Default 0:
 	// one per CPU.
 	Workers int `koanf:"workers"`
@@ -47,24 +45,18 @@ type Config struct {
 	// Ingress takes plain HTTP: /<service>/<endpoint>[/<rest>] routed like
 	// hail.route.<service>.<endpoint>. Default empty: off.
 	Ingress config.HTTP `koanf:"ingress"`
-	Log     config.Log  `koanf:"log"`
 }
-
-// Logging is the log section.
-func (c *Config) Logging() config.Log { return c.Log }
 
 func defaults() *Config {
 	d := router.DefaultConfig()
 	return &Config{
-		NATS:          config.NATS{URL: config.DefaultNATSURL},
-		Prefix:        events.DefaultPrefix,
+		Common:        config.DefaultCommon(),
 		Route:         d.Table.Route,
 		Ejection:      d.Table.Ejection,
 		Workers:       d.Workers,
 		MaxInflight:   d.MaxInflight,
 		DrainTimeout:  d.DrainTimeout,
 		StatsInterval: router.DefaultStatsInterval,
-		Log:           config.DefaultLog,
 	}
 }
 
@@ -76,21 +68,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	add(c.NATS.Validate())
-	add(c.Log.Validate())
-	if _, err := events.NewSubjects(c.Prefix); err != nil {
-		add(config.FieldError("prefix", "%v", err))
-	}
-	add(c.Route.Validate())
-	if c.Ejection.Base <= 0 {
-		add(config.FieldError("ejection.base", "%v must be positive", c.Ejection.Base))
-	}
-	if c.Ejection.Max < c.Ejection.Base {
-		add(config.FieldError("ejection.max", "%v is below ejection.base (%v)", c.Ejection.Max, c.Ejection.Base))
-	}
-	if c.Ejection.MaxShare <= 0 || c.Ejection.MaxShare > 1 {
-		add(config.FieldError("ejection.max_share", "%g is out of range (0, 1]", c.Ejection.MaxShare))
-	}
+	add(c.Common.Validate())
+	add(config.Section("route", c.Route.Validate()))
+	add(config.Section("ejection", c.Ejection.Validate()))
 	if c.Workers < 0 || c.Workers > 256 {
 		add(config.FieldError("workers", "%d is out of range 0..256", c.Workers))
 	}

@@ -27,9 +27,7 @@ func main() { program.Main(run) }
 
 // Config is the swarm's configuration.
 type Config struct {
-	NATS config.NATS `koanf:"nats"`
-	// Prefix of every hail subject. Default hail.
-	Prefix string `koanf:"prefix"`
+	config.Common `koanf:",squash"`
 	// Name of the services: <name>-0 ... Default swarm.
 	Name string `koanf:"name"`
 	// Instances to run. Default 1000.
@@ -49,20 +47,16 @@ type Config struct {
 	Deregister bool `koanf:"deregister"`
 	// HTTP serves /metrics and POST /silence. Default empty: none.
 	HTTP config.HTTP `koanf:"http"`
-	Log  config.Log  `koanf:"log"`
 }
 
-// Logging is the log section.
-func (c *Config) Logging() config.Log { return c.Log }
-
 func defaults() *Config {
-	return &Config{NATS: config.NATS{URL: config.DefaultNATSURL}, Prefix: events.DefaultPrefix, Name: "swarm", Instances: 1000, Services: 100,
-		Connections: 4, HeartbeatInterval: time.Second, InFlight: 256, Deregister: true, Log: config.DefaultLog}
+	return &Config{Common: config.DefaultCommon(), Name: "swarm", Instances: 1000, Services: 100,
+		Connections: 4, HeartbeatInterval: time.Second, InFlight: 256, Deregister: true}
 }
 
 // Validate names every wrong field.
 func (c *Config) Validate() error {
-	errs := []error{c.NATS.Validate(), c.Log.Validate()}
+	errs := []error{c.Common.Validate()}
 	if err := events.ValidateService(c.Name + "-silent"); err != nil {
 		errs = append(errs, config.FieldError("name", "%v", err))
 	}
