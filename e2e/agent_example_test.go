@@ -33,7 +33,11 @@ func TestAgentExample(t *testing.T) {
 	d := startDev(t)
 	api := "127.0.0.1:" + strconv.Itoa(bustest.FreePort(t))
 	file := exampleAgentConfig(t, d, api)
-	p := start(t, "agent", "agent", nil, "--config", file)
+	// Its DNS and its data beside the test's, not on the defaults a
+	// developer's own agent or dev stack may hold (127.0.0.1:8600,
+	// ~/.local/state/hail-agent).
+	env := map[string]string{"HAIL_DNS_ADDR": "127.0.0.1:" + strconv.Itoa(bustest.FreePort(t)), "HAIL_DATA_DIR": t.TempDir()}
+	p := start(t, "agent", "agent", env, "--config", file)
 	p.WaitReady(t, api)
 
 	curls, err := readmeShLines("../README.md", "curl ")

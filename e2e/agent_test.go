@@ -55,7 +55,7 @@ func TestAgentBinarySIGTERMDeregisters(t *testing.T) {
 	}
 	defer sub.Unsubscribe()
 	_ = r.NC.Flush()
-	p := start(t, "agent", "agent", map[string]string{"HAIL_NATS_URL": r.URL, "HAIL_HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", bustest.FreePort(t)), "HAIL_HEARTBEAT_INTERVAL": "200ms", "HAIL_DNS_ADDR": "127.0.0.1:0"}, "--config", file)
+	p := start(t, "agent", "agent", map[string]string{"HAIL_NATS_URL": r.URL, "HAIL_HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", bustest.FreePort(t)), "HAIL_HEARTBEAT_INTERVAL": "200ms", "HAIL_DNS_ADDR": "127.0.0.1:0", "HAIL_DATA_DIR": t.TempDir()}, "--config", file)
 	bustest.Eventually(t, 10*time.Second, func() error {
 		if n := len(r.Instances()); n != 2 {
 			return fmt.Errorf("%d instances registered, want 2", n)

@@ -481,6 +481,13 @@ func TestComposeTopologyAsProcesses(t *testing.T) {
 			env[k] = v
 		}
 		env["HAIL_LOG_LEVEL"] = "warn"
+		if name == "agent" {
+			// In its container the agent's DNS and data are its own; as
+			// a process here they would be the defaults a developer's
+			// own agent or dev stack may hold.
+			env["HAIL_DNS_ADDR"] = "127.0.0.1:" + port(name+"-dns", "8600")
+			env["HAIL_DATA_DIR"] = t.TempDir()
+		}
 		return env
 	}
 	procs := map[string]*proctest.Process{}

@@ -101,7 +101,7 @@ func startAgent(t *testing.T, r *regiontest.Region, file string) (*testlog.Buffe
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--config", file, "--nats-url", r.URL, "--heartbeat-interval", "200ms", "--http-addr", "", "--dns-addr", ""}, func(string) string { return "" }, out)
+		done <- run(ctx, []string{"--config", file, "--nats-url", r.URL, "--heartbeat-interval", "200ms", "--http-addr", "", "--dns-addr", "", "--data-dir", t.TempDir()}, func(string) string { return "" }, out)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -287,7 +287,7 @@ func TestAgentTTLAPI(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--config", file, "--nats-url", r.URL, "--http-addr", addr, "--dns-addr", "", "--heartbeat-interval", "200ms"}, func(string) string { return "" }, out)
+		done <- run(ctx, []string{"--config", file, "--nats-url", r.URL, "--http-addr", addr, "--dns-addr", "", "--data-dir", t.TempDir(), "--heartbeat-interval", "200ms"}, func(string) string { return "" }, out)
 	}()
 	defer func() { cancel(); <-done }()
 	if ev := h.next(t, "app", 5*time.Second); ev.Status != events.Critical {
