@@ -65,7 +65,11 @@ func New(c Config) (*Callout, error) {
 	if c.Account == "" {
 		return nil, errors.New("callout: no account")
 	}
-	out := &Callout{issuer: c.Issuer, account: c.Account, secrets: map[string][32]byte{}, subjects: c.Subjects, log: c.Log}
+	issuer, err := newSigner(c.Issuer)
+	if err != nil {
+		return nil, fmt.Errorf("callout: %w", err)
+	}
+	out := &Callout{issuer: issuer, account: c.Account, secrets: map[string][32]byte{}, subjects: c.Subjects, log: c.Log}
 	if out.log == nil {
 		out.log = slog.New(slog.DiscardHandler)
 	}
