@@ -8,12 +8,14 @@
 package callout
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -88,18 +90,11 @@ func New(c Config) (*Callout, error) {
 // Serve answers the server's requests on nc, which must be connected as
 // one of the auth_users, until the subscription it returns is
 // unsubscribed or nc closes. It returns once the server has the
-// subscription, so that the connects that follow are answered.
+// subscription, so that the connects that follow are answered. One
+// answer is two signatures and two checks (about 0.3 ms of CPU): it
+// answers on every core, not one request after another.
 func (c *Callout) Serve(nc *nats.Conn) (*nats.Subscription, error) {
-	sub, err := nc.Subscribe(Subject, func(m *nats.Msg) {
-		answer, err := c.Answer(m.Data)
-		if err != nil {
-			c.log.Error("auth callout: cannot answer", "err", err)
-			return
-		}
-		if err := m.Respond(answer); err != nil {
-			c.log.Warn("auth callout: answer not sent", "err", err)
-		}
-	})
+	sub, err := nc.SubscribeSync(Subject)
 	if err != nil {
 		return nil, fmt.Errorf("auth callout: subscribe %s: %w", Subject, err)
 	}
@@ -107,7 +102,30 @@ func (c *Callout) Serve(nc *nats.Conn) (*nats.Subscription, error) {
 		sub.Unsubscribe()
 		return nil, fmt.Errorf("auth callout: subscribe %s: %w", Subject, err)
 	}
+	for range runtime.GOMAXPROCS(0) {
+		go c.serve(sub)
+	}
 	return sub, nil
+}
+
+// serve answers sub's requests until it ends.
+func (c *Callout) serve(sub *nats.Subscription) {
+	for {
+		// Only the subscription's end (unsubscribed, its connection
+		// closed) ends the wait.
+		m, err := sub.NextMsgWithContext(context.Background())
+		if err != nil {
+			return
+		}
+		answer, err := c.Answer(m.Data)
+		if err != nil {
+			c.log.Error("auth callout: cannot answer", "err", err)
+			continue
+		}
+		if err := m.Respond(answer); err != nil {
+			c.log.Warn("auth callout: answer not sent", "err", err)
+		}
+	}
 }
 
 // Answer is the signed response to one authorization request: a user JWT
