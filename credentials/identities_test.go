@@ -1,18 +1,23 @@
 package credentials_test
 
 import (
+	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/hailsd/hail/credentials"
 )
 
 // A set with identities has a secret per service and no svc-<S> users,
+// the callout's password at bcrypt's lowest cost whatever the others',
 // and Ensure keeps it (the same secrets and issuer) rather than writing a
 // new one, which would lock out every instance.
 func TestIdentitiesKept(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "secure")
-	o := credentials.Options{Services: []string{"echo", "greeter"}, Hosts: []string{"127.0.0.1"}, HashCost: credentials.MinHashCost, Identities: true}
+	o := credentials.Options{Services: []string{"echo", "greeter"}, Hosts: []string{"127.0.0.1"}, HashCost: credentials.MinHashCost + 1, Identities: true}
 	d, err := credentials.Write(dir, o)
 	if err != nil {
 		t.Fatal(err)
@@ -22,6 +27,19 @@ func TestIdentitiesKept(t *testing.T) {
 	}
 	if _, ok := d.User("admin"); !ok {
 		t.Error("no admin user")
+	}
+	conf, err := os.ReadFile(d.File(credentials.AuthConfFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for user, cost := range map[string]int{"callout": credentials.MinHashCost, "discovery": credentials.MinHashCost + 1} {
+		m := regexp.MustCompile(`user: "` + user + `", password: "([^"]+)"`).FindSubmatch(conf)
+		if m == nil {
+			t.Fatalf("no user %s in auth.conf", user)
+		}
+		if got, err := bcrypt.Cost(m[1]); err != nil || got != cost {
+			t.Errorf("%s's password hashed at cost %d (%v), want %d", user, got, err, cost)
+		}
 	}
 	before, err := credentials.ReadIdentities(dir)
 	if err != nil {
