@@ -142,7 +142,7 @@ func (c *Callout) Answer(request []byte) ([]byte, error) {
 	if err != nil {
 		// The reason names no secret: the server logs it and closes the
 		// connection with an authorization violation.
-		c.log.Info("auth callout: refused", "user", bounded(req.ConnectOptions.Username), "host", req.ClientInformation.Host, "reason", err.Error())
+		c.log.Info("auth callout: refused", "service", c.known(req.ConnectOptions.Username), "host", req.ClientInformation.Host, "reason", err.Error())
 		resp.Error = err.Error()
 	} else {
 		resp.Jwt = user
@@ -221,11 +221,12 @@ func Permissions(r roles.IdentityRole) jwt.Permissions {
 	return p
 }
 
-// bounded is a client's free text cut for a log.
-func bounded(s string) string {
-	const max = 64
-	if len(s) > max {
-		return s[:max] + "…"
+// known is user when it is one of the services, else "unknown": a user
+// field may hold anything, a secret typed in the wrong place included,
+// and a log holds no secret.
+func (c *Callout) known(user string) string {
+	if _, ok := c.secrets[user]; ok {
+		return user
 	}
-	return s
+	return "unknown"
 }

@@ -1,10 +1,14 @@
 package callout_test
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,7 +30,9 @@ type region struct {
 	dir *credentials.Dir
 }
 
-func newRegion(t *testing.T) region {
+func newRegion(t *testing.T) region { return newRegionLogged(t, nil) }
+
+func newRegionLogged(t *testing.T, log *slog.Logger) region {
 	t.Helper()
 	d, err := credentials.Write(filepath.Join(t.TempDir(), "secure"), credentials.Options{Services: []string{"echo", "greeter"},
 		Hosts: []string{"127.0.0.1"}, HashCost: credentials.MinHashCost, Identities: true})
@@ -38,7 +44,7 @@ func newRegion(t *testing.T) region {
 		t.Fatal(err)
 	}
 	srv := bustest.RunServerWith(t, configure)
-	stop, err := callout.StartInProcess(srv, d.Path, nil)
+	stop, err := callout.StartInProcess(srv, d.Path, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,4 +261,45 @@ func TestStaticRolesAndAdmin(t *testing.T) {
 	if err != nil || m.Subject != subject {
 		t.Fatalf("admin's deregister not heard: %v", err)
 	}
+}
+
+// A refusal is logged without the secret, also when a client put it in
+// the user field.
+func TestRefusalLogsNoSecret(t *testing.T) {
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&lockedWriter{mu: &mu, w: &buf}, nil))
+	r := newRegionLogged(t, log)
+	a := newIdentity(t)
+	echo := r.secret(t, "echo")
+	for _, opts := range [][]nats.Option{a.Options(echo, echo), a.Options("echo", echo+"x")} {
+		if nc, err := nats.Connect(r.srv.ClientURL(), append(opts, nats.MaxReconnects(0))...); err == nil {
+			nc.Close()
+			t.Fatal("let in")
+		}
+	}
+	bustest.Eventually(t, 10*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if n := strings.Count(buf.String(), "auth callout: refused"); n < 2 {
+			return fmt.Errorf("%d refusals logged", n)
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Contains(buf.String(), echo) {
+		t.Errorf("the log holds the secret:\n%s", buf.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

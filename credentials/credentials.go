@@ -299,6 +299,11 @@ func restrict(d *Dir) error {
 	for _, u := range d.Users {
 		names = append(names, u.Name+".env", u.Name+".password")
 	}
+	names = append(names, CalloutIssuerFile)
+	secrets, _ := filepath.Glob(d.File(SecretFile("*")))
+	for _, f := range secrets {
+		names = append(names, filepath.Base(f))
+	}
 	for _, name := range names {
 		// A set written before a file was part of it lacks it.
 		if err := os.Chmod(d.File(name), fileMode(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
