@@ -18,7 +18,7 @@ const defaultSecureDir = "secure"
 // credentials): a private CA, a server certificate for the hosts, an
 // auth.conf with one user per role, and one <user>.env per user.
 //
-//	go run ./services/nats secure init [--dir secure] --services echo,greeter [--hosts 127.0.0.1,localhost,nats-1] [--unscoped-services greeter] [--keep]
+//	go run ./services/nats secure init [--dir secure] --services echo,greeter [--hosts 127.0.0.1,localhost,nats-1] [--unscoped-services greeter | --identities] [--keep]
 func secureInit(args []string, out io.Writer) error {
 	a, err := parseSecureInit(args, out)
 	if err != nil {
