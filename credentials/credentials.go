@@ -50,7 +50,14 @@ const (
 	// scope; ConsoleTokensFile its hash, for console.tokens_file.
 	ConsoleTokenFile  = "console.token"
 	ConsoleTokensFile = "console.tokens"
+	// CalloutIssuerFile holds the seed of the account nkey that signs the
+	// auth callout's answers (Options.Identities).
+	CalloutIssuerFile = "callout-issuer.nk"
 )
+
+// SecretFile is the file of service's bootstrap secret (PROTOCOL v1.6),
+// the secret alone on one line.
+func SecretFile(service string) string { return "svc-" + service + ".secret" }
 
 // User is one role's NATS user.
 type User struct {
@@ -105,6 +112,20 @@ type Options struct {
 	// slow check delays a connect rather than failing it). Tests and
 	// throwaway regions lower it (MinHashCost).
 	HashCost int
+	// Identities writes a region whose instances connect with their own
+	// identities (PROTOCOL v1.6): a bootstrap secret per service
+	// (SecretFile) instead of svc-<service> users, the admin role, and an
+	// auth.conf that hands every other connection to services/nats's auth
+	// callout (CalloutIssuerFile signs its answers).
+	Identities bool
+}
+
+// roleTable is the static roles of a set for o.
+func roleTable(o Options) []roles.Role {
+	if o.Identities {
+		return roles.IdentityRegion(events.Subjects{})
+	}
+	return roles.All(events.Subjects{}, o.Services, o.Unscoped)
 }
 
 // MinHashCost is bcrypt's lowest cost: for tests and throwaway regions
@@ -143,14 +164,26 @@ func Write(dir string, o Options) (*Dir, error) {
 	if err := WriteTLS(abs, hosts); err != nil {
 		return nil, err
 	}
-	rs := roles.All(events.Subjects{}, services, o.Unscoped)
+	if o.Identities {
+		if err := writeIdentities(abs, services); err != nil {
+			return nil, err
+		}
+	}
+	rs := roleTable(o)
 	hashed := map[string]string{}
 	for _, r := range rs {
 		pw, err := password()
 		if err != nil {
 			return nil, err
 		}
-		h, err := bcrypt.GenerateFromPassword([]byte(pw), cmp.Or(o.HashCost, 11))
+		cost := cmp.Or(o.HashCost, 11)
+		if r.Name == roles.CalloutUser().Name {
+			// The callout's connect is the one every identity waits for
+			// after a restart; its password is 192 random bits, which no
+			// hash cost makes harder to guess.
+			cost = bcrypt.MinCost
+		}
+		h, err := bcrypt.GenerateFromPassword([]byte(pw), cost)
 		if err != nil {
 			return nil, fmt.Errorf("hash a password: %w", err)
 		}
@@ -193,6 +226,21 @@ func writeUsers(d *Dir, rs []roles.Role, o Options, hashed map[string]string) er
 	conf, err := roles.AuthConf(rs, hashed)
 	if err != nil {
 		return err
+	}
+	if o.Identities {
+		ids, err := ReadIdentities(d.Path)
+		if err != nil {
+			return err
+		}
+		pub, err := ids.Issuer.PublicKey()
+		if err != nil {
+			return fmt.Errorf("credentials %s: %w", d.Path, err)
+		}
+		names := make([]string, len(rs))
+		for i, r := range rs {
+			names[i] = r.Name
+		}
+		conf += roles.CalloutConf(pub, roles.Account, names)
 	}
 	return writeFile(d.Path, AuthConfFile, []byte(conf))
 }
@@ -251,6 +299,11 @@ func restrict(d *Dir) error {
 	for _, u := range d.Users {
 		names = append(names, u.Name+".env", u.Name+".password")
 	}
+	names = append(names, CalloutIssuerFile)
+	secrets, _ := filepath.Glob(d.File(SecretFile("*")))
+	for _, f := range secrets {
+		names = append(names, filepath.Base(f))
+	}
 	for _, name := range names {
 		// A set written before a file was part of it lacks it.
 		if err := os.Chmod(d.File(name), fileMode(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -289,7 +342,17 @@ func keep(dir string, o Options) (*Dir, error) {
 		return nil, err
 	}
 	stored := hashes(string(conf))
-	rs := roles.All(events.Subjects{}, o.Services, o.Unscoped)
+	if o.Identities {
+		if _, err := ReadIdentities(old.Path); err != nil {
+			return nil, err
+		}
+		// A service added gets its secret; the others keep theirs, or
+		// every instance of theirs would be locked out.
+		if err := writeSecrets(old.Path, o.Services, true); err != nil {
+			return nil, err
+		}
+	}
+	rs := roleTable(o)
 	d := &Dir{Path: old.Path}
 	for _, r := range rs {
 		u, ok := old.User(r.Name)

@@ -55,6 +55,9 @@ func (s Security) Configure() (func(*server.Options), error) {
 			o.Accounts, o.Users, o.Nkeys = auth.Accounts, auth.Users, auth.Nkeys
 			o.Authorization, o.Username, o.Password, o.NoAuthUser = auth.Authorization, auth.Username, auth.Password, auth.NoAuthUser
 			o.SystemAccount = auth.SystemAccount
+			// A callout (PROTOCOL v1.6) checks the nonce's signature
+			// itself: the server must send one though it has no nkey users.
+			o.AuthCallout, o.AlwaysEnableNonce = auth.AuthCallout, auth.AuthCallout != nil
 		}
 	}, nil
 }

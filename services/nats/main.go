@@ -11,10 +11,14 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/hailsd/hail/bus/embedded"
+	"github.com/hailsd/hail/callout"
 	"github.com/hailsd/hail/config"
 	"github.com/hailsd/hail/program"
 )
@@ -165,6 +169,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		return fmt.Errorf("NATS server %s: %w", cfg.Name, err)
 	}
 	o.Configure = configure
+	var probe server.Options
+	configure(&probe)
 	if cfg.Cluster.Name != "" {
 		chost, cport, _ := hostPort(cfg.Cluster.Listen)
 		o.Cluster = embedded.ClusterOptions{Name: cfg.Cluster.Name, Host: chost, Port: cport, Routes: cfg.routes(), Advertise: cfg.Cluster.Advertise}
@@ -172,6 +178,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	srv, err := embedded.StartServer(o)
 	if err != nil {
 		return fmt.Errorf("NATS server %s: %w", cfg.Name, err)
+	}
+	if probe.AuthCallout != nil {
+		// secure init --identities wrote the callout's files beside
+		// auth.file.
+		stop, err := callout.StartInProcess(srv, filepath.Dir(cfg.Auth.File), log)
+		if err != nil {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+			return fmt.Errorf("NATS server %s: %w", cfg.Name, err)
+		}
+		defer stop()
 	}
 	log.Info("NATS server ready", "name", cfg.Name, "url", srv.ClientURL(), "cluster", cfg.Cluster.Name)
 	<-ctx.Done()

@@ -18,7 +18,7 @@ const defaultSecureDir = "secure"
 // credentials): a private CA, a server certificate for the hosts, an
 // auth.conf with one user per role, and one <user>.env per user.
 //
-//	go run ./services/nats secure init [--dir secure] --services echo,greeter [--hosts 127.0.0.1,localhost,nats-1] [--unscoped-services greeter] [--keep]
+//	go run ./services/nats secure init [--dir secure] --services echo,greeter [--hosts 127.0.0.1,localhost,nats-1] [--unscoped-services greeter | --identities] [--keep]
 func secureInit(args []string, out io.Writer) error {
 	a, err := parseSecureInit(args, out)
 	if err != nil {
@@ -44,6 +44,13 @@ func secureInit(args []string, out io.Writer) error {
 		names[i] = u.Name + ".env"
 	}
 	fmt.Fprintf(out, "wrote %s: ca.pem, ca-key.pem, server.pem, server-key.pem, auth.conf, console.token, console.tokens, %s (and a .password each)\n", a.dir, strings.Join(names, ", "))
+	if a.options.Identities {
+		secrets := make([]string, len(a.options.Services))
+		for i, s := range a.options.Services {
+			secrets[i] = credentials.SecretFile(s)
+		}
+		fmt.Fprintf(out, "and for identities: %s, %s\n", credentials.CalloutIssuerFile, strings.Join(secrets, ", "))
+	}
 	fmt.Fprintf(out, "run the server with: --tls-cert %[1]s/server.pem --tls-key %[1]s/server-key.pem --auth-file %[1]s/auth.conf\n", a.dir)
 	return nil
 }
@@ -64,6 +71,7 @@ func parseSecureInit(args []string, out io.Writer) (initArgs, error) {
 	hosts := fs.String("hosts", "127.0.0.1,localhost", "names and IPs the server certificate is for, comma-separated")
 	scopedOnly := fs.Bool("scoped-only", false, "no service unscoped: the default, kept so that existing commands run")
 	cost := fs.Int("hash-cost", 11, "bcrypt's cost for the passwords in auth.conf: the server pays it on every connection, and answers nothing until it is paid")
+	identities := fs.Bool("identities", false, "every instance its own identity (PROTOCOL v1.6): a bootstrap secret per service (svc-<service>.secret) instead of shared svc-<service> users, the admin role, and an auth.conf whose auth callout this server runs")
 	keep := fs.Bool("keep", false, "keep a complete set already in --dir (its CA, passwords and console token), writing its auth.conf and .env files again from the role table")
 	if err := fs.Parse(args); err != nil {
 		return initArgs{}, err
@@ -71,10 +79,13 @@ func parseSecureInit(args []string, out io.Writer) (initArgs, error) {
 	if *dir == "" {
 		return initArgs{}, fmt.Errorf("secure init: --dir is empty")
 	}
+	if *identities && *unscoped != "" {
+		return initArgs{}, fmt.Errorf("secure init: --identities and --unscoped-services contradict each other (an identity's subjects are scoped)")
+	}
 	if *scopedOnly && *unscoped != "" {
 		return initArgs{}, fmt.Errorf("secure init: --scoped-only and --unscoped-services contradict each other")
 	}
-	return initArgs{dir: *dir, keep: *keep, options: credentials.Options{Services: list(*services), Hosts: list(*hosts), Unscoped: list(*unscoped), HashCost: *cost}}, nil
+	return initArgs{dir: *dir, keep: *keep, options: credentials.Options{Services: list(*services), Hosts: list(*hosts), Unscoped: list(*unscoped), HashCost: *cost, Identities: *identities}}, nil
 }
 
 // list splits a comma-separated flag, dropping empty items.

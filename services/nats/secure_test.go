@@ -218,6 +218,8 @@ func TestSecureInitFlags(t *testing.T) {
 		{args: []string{"--services", "echo,greeter", "--unscoped-services", "greeter"}, dir: defaultSecureDir, unscoped: []string{"greeter"}},
 		{args: []string{"--services", "echo", "--unscoped-services", "echo", "--scoped-only"}, err: true},
 		{args: []string{"--dir", ""}, err: true},
+		{args: []string{"--services", "echo", "--identities"}, dir: defaultSecureDir},
+		{args: []string{"--services", "echo", "--identities", "--unscoped-services", "echo"}, err: true},
 		{args: []string{"--hash-cost", "x"}, err: true},
 	} {
 		a, err := parseSecureInit(tt.args, io.Discard)
