@@ -103,6 +103,11 @@ func TestEverySubscriptionFormConfined(t *testing.T) {
 			subjects.InstOf(svc, "0b7c7f1e-5d4f-4f0a-9a55-1c1b5c0c6d11", "say", true), subjects.Svc(svc, "say"))
 	}
 	probes = append(probes, subjects.Heartbeat("0b7c7f1e-5d4f-4f0a-9a55-1c1b5c0c6d11"), subjects.Inst("0b7c7f1e-5d4f-4f0a-9a55-1c1b5c0c6d11", "say"))
+	// The servers' own advisories ($SYS.>, PROTOCOL v1.4) are published
+	// by no user of hail's account (every one is denied $SYS.> and only
+	// the system account's import delivers them): the detect tests try
+	// them, a forged one included.
+	probes = slices.DeleteFunc(probes, func(s string) bool { return strings.HasPrefix(s, "$SYS.") })
 	slices.Sort(probes)
 	probes = slices.Compact(probes)
 
