@@ -99,7 +99,8 @@ func exampleAgentConfig(t *testing.T, d *devStack, api string) string {
 	text := strings.NewReplacer(
 		"nats://127.0.0.1:4222", d.url,
 		"127.0.0.1:8090", d.greeterAt,
-		"127.0.0.1:8500", api,
+		"127.0.0.1:8501", api,
+		"127.0.0.1:8601", "127.0.0.1:"+strconv.Itoa(bustest.FreePort(t)),
 	).Replace(string(data))
 	for _, want := range []string{d.url, d.greeterAt, api} {
 		if !strings.Contains(text, want) {
@@ -116,7 +117,7 @@ func exampleAgentConfig(t *testing.T, d *devStack, api string) string {
 // runExampleLine runs a curl or nats line of the README against the stack
 // and returns the answer's body.
 func runExampleLine(t *testing.T, d *devStack, api, cmd string) (string, error) {
-	args, err := shellWords(strings.ReplaceAll(cmd, "127.0.0.1:8500", api))
+	args, err := shellWords(strings.ReplaceAll(cmd, "127.0.0.1:8501", api))
 	if err != nil {
 		return "", err
 	}
