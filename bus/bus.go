@@ -91,7 +91,13 @@ func Connect(ctx context.Context, o ConnectOptions) (*nats.Conn, error) {
 		nats.ConnectHandler(func(nc *nats.Conn) {
 			ever.Store(true)
 			said.Store("")
-			log.Info("connected to NATS", "url", RedactURL(nc.ConnectedUrl()), "server", nc.ConnectedServerName())
+			// The handler runs after the fact, on nats.go's callback
+			// goroutine: a program that stopped at once (a port taken)
+			// may have closed the connection by now, and then there is
+			// no URL or server left to tell.
+			if url := nc.ConnectedUrl(); url != "" {
+				log.Info("connected to NATS", "url", RedactURL(url), "server", nc.ConnectedServerName())
+			}
 			signal()
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
