@@ -51,7 +51,7 @@ func secureInit(args []string, out io.Writer) error {
 		}
 		fmt.Fprintf(out, "and for identities: %s, %s\n", credentials.CalloutIssuerFile, strings.Join(secrets, ", "))
 	}
-	fmt.Fprintf(out, "run the server with: --tls-cert %[1]s/server.pem --tls-key %[1]s/server-key.pem --auth-file %[1]s/auth.conf\n", a.dir)
+	fmt.Fprintf(out, "run the server with: --tls-cert %[1]s/server.pem --tls-key %[1]s/server-key.pem --tls-ca %[1]s/ca.pem --auth-file %[1]s/auth.conf\n", a.dir)
 	return nil
 }
 
