@@ -30,19 +30,23 @@ func TestAnnouncesConnAgainAfterReconnect(t *testing.T) {
 	url := s.ClientURL()
 	opts := []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(20 * time.Millisecond)}
 	disc := bustest.Connect(t, url, opts...)
-	nc := bustest.Connect(t, url, opts...)
+	// The member's connection comes back after disc's: an announce that
+	// finds no discovery yet is retried only after three intervals.
+	nc := bustest.Connect(t, url, append(opts, bustest.ReconnectAfter(disc))...)
 
 	var mu sync.Mutex
 	var conns []events.Conn
 	if _, err := disc.Subscribe(events.Subjects{}.AnnounceAll(), func(m *nats.Msg) {
 		a, err := events.DecodeAnnounce(m.Data)
+		// Answered before it is counted: the flushes after the first
+		// announce then bring the answer to the member before the restart.
+		ack, _ := json.Marshal(events.Ack{OK: true, ID: a.ID})
+		_ = m.Respond(ack)
 		if err == nil && a.Conn != nil {
 			mu.Lock()
 			conns = append(conns, *a.Conn)
 			mu.Unlock()
 		}
-		ack, _ := json.Marshal(events.Ack{OK: true, ID: a.ID})
-		_ = m.Respond(ack)
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +82,15 @@ func TestAnnouncesConnAgainAfterReconnect(t *testing.T) {
 		t.Fatalf("announced conn %+v, want server %s client %d", first, s.ID(), cid)
 	}
 
+	// The answer reaches nc before the restart (disc's flush: the server
+	// has it; nc's: nc has read it): an answer lost with the server leaves
+	// the announce waiting out AnnounceTimeout (an interval, a minute
+	// here) before the member takes note of the reconnect.
+	for _, c := range []*nats.Conn{disc, nc} {
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s.Shutdown()
 	s.WaitForShutdown()
 	s = start()

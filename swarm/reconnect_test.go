@@ -26,7 +26,9 @@ func TestSwarmAnnouncesNewConnAfterReconnect(t *testing.T) {
 	s := start()
 	opts := []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(20 * time.Millisecond)}
 	disc := bustest.Connect(t, s.ClientURL(), opts...)
-	nc := bustest.Connect(t, s.ClientURL(), opts...)
+	// The swarm's connection comes back after disc's: an announce that
+	// finds no discovery yet is retried only after three intervals.
+	nc := bustest.Connect(t, s.ClientURL(), append(opts, bustest.ReconnectAfter(disc))...)
 	var mu sync.Mutex
 	conns := map[string]events.Conn{} // the last announced, by id
 	if _, err := disc.Subscribe(events.Subjects{}.AnnounceAll(), func(m *nats.Msg) {
@@ -64,7 +66,15 @@ func TestSwarmAnnouncesNewConnAfterReconnect(t *testing.T) {
 		}
 		return nil
 	}
-	bustest.Eventually(t, 10*time.Second, func() error { return on(s.ID()) })
+	// Every announce answered before the restart: an answer lost with the
+	// server leaves its announce waiting out AnnounceTimeout (an interval,
+	// a minute here) before the instance takes note of the reconnect.
+	bustest.Eventually(t, 10*time.Second, func() error {
+		if r := sw.Registered(); r != n {
+			return fmt.Errorf("%d instances heard their answer, want %d", r, n)
+		}
+		return on(s.ID())
+	})
 	s.Shutdown()
 	s.WaitForShutdown()
 	s = start()

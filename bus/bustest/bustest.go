@@ -91,6 +91,32 @@ func Connect(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
 	return nc
 }
 
+// ReconnectAfter is an Option for a connection that must reconnect only
+// once lead has reconnected and the server has its subscriptions (or a
+// minute has passed): after a server restart, a test's fake discovery
+// (lead) is back before the instances announce their new conn. Without
+// it, an instance back first finds no responders and backs off three
+// heartbeat intervals, as it must, which a test with long intervals
+// cannot wait for. It takes lead's reconnect handler.
+func ReconnectAfter(lead *nats.Conn) nats.Option {
+	back := make(chan struct{})
+	var once sync.Once
+	lead.SetReconnectHandler(func(c *nats.Conn) {
+		// The flush's PONG comes after the server took the resent
+		// subscriptions.
+		if c.Flush() == nil {
+			once.Do(func() { close(back) })
+		}
+	})
+	return nats.CustomReconnectDelay(func(int) time.Duration {
+		select {
+		case <-back:
+		case <-time.After(time.Minute):
+		}
+		return 20 * time.Millisecond
+	})
+}
+
 // Buckets creates the hail buckets through nc.
 func Buckets(t testing.TB, nc *nats.Conn) *bus.Buckets {
 	t.Helper()
