@@ -44,12 +44,12 @@ type controlDecoder struct {
 }
 
 func (d controlDecoder) announce(m *nats.Msg) (events.Announce, string, error) {
-	return decodeControl(d, m, "announce", schemas.Announce, d.subjects.ParseAnnounce, events.DecodeAnnounce,
+	return decodeControl(d, m, "announce", schemas.Announce, d.subjects.Parse().Announce, events.DecodeAnnounce,
 		func(a events.Announce) string { return a.Service })
 }
 
 func (d controlDecoder) deregister(m *nats.Msg) (events.Deregister, string, error) {
-	return decodeControl(d, m, "deregister", schemas.Deregister, d.subjects.ParseDeregister, events.DecodeDeregister,
+	return decodeControl(d, m, "deregister", schemas.Deregister, d.subjects.Parse().Deregister, events.DecodeDeregister,
 		func(r events.Deregister) string { return r.Service })
 }
 

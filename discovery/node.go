@@ -379,9 +379,9 @@ func (n *Node) serviceOf(kind requestKind, subject string) string {
 	var service string
 	switch kind {
 	case kindAnnounce:
-		service, _ = n.cfg.Subjects.ParseAnnounce(subject)
+		service, _ = n.cfg.Subjects.Parse().Announce(subject)
 	case kindDeregister:
-		service, _ = n.cfg.Subjects.ParseDeregister(subject)
+		service, _ = n.cfg.Subjects.Parse().Deregister(subject)
 	}
 	return service
 }

@@ -7,12 +7,12 @@ import (
 )
 
 // A service name may hold dots, so the endpoint is always the last token.
-func ExampleSubjects_ParseRoute() {
+func ExampleParser_Route() {
 	var s events.Subjects
-	service, endpoint, err := s.ParseRoute("hail.route.com.example.login.Login")
+	service, endpoint, err := s.Parse().Route("hail.route.com.example.login.Login")
 	fmt.Println(service, endpoint, err)
 
-	_, _, err = s.ParseRoute("hail.route.echo.*")
+	_, _, err = s.Parse().Route("hail.route.echo.*")
 	fmt.Println(err)
 	// Output:
 	// com.example.login Login <nil>

@@ -112,7 +112,7 @@ func FuzzValidateService(f *testing.F) {
 			t.Fatalf("accepted unsafe service %q", s)
 		}
 		var sub Subjects
-		got, err := sub.ParseAnnounce(sub.Announce(s))
+		got, err := sub.Parse().Announce(sub.Announce(s))
 		if err != nil || got != s {
 			t.Fatalf("ParseAnnounce(Announce(%q)) = %q, %v", s, got, err)
 		}

@@ -39,17 +39,17 @@ func TestParseServiceLast(t *testing.T) {
 		parse             func(string) (string, string, error)
 		wantA, wantB, err string
 	}{
-		{"route simple", "hail.route.echo.say", s.ParseRoute, "echo", "say", ""},
-		{"route dotted service", "hail.route.com.example.login.Login", s.ParseRoute, "com.example.login", "Login", ""},
-		{"route no endpoint", "hail.route.echo", s.ParseRoute, "", "", "no endpoint"},
-		{"route wildcard", "hail.route.echo.*", s.ParseRoute, "", "", "wildcard"},
-		{"route upper service", "hail.route.Echo.say", s.ParseRoute, "", "", "upper case"},
-		{"route wrong prefix", "other.route.echo.say", s.ParseRoute, "", "", "does not start"},
-		{"svc", "hail.svc.echo.say", s.ParseSvc, "echo", "say", ""},
-		{"health", "hail.health.a.b." + testID, s.ParseHealth, "a.b", testID, ""},
-		{"health bad id", "hail.health.echo.nope", s.ParseHealth, "", "", "canonical UUID"},
-		{"inst", "hail.inst." + testID + ".say", s.ParseInst, testID, "say", ""},
-		{"inst bad id", "hail.inst.x.say", s.ParseInst, "", "", "canonical UUID"},
+		{"route simple", "hail.route.echo.say", s.Parse().Route, "echo", "say", ""},
+		{"route dotted service", "hail.route.com.example.login.Login", s.Parse().Route, "com.example.login", "Login", ""},
+		{"route no endpoint", "hail.route.echo", s.Parse().Route, "", "", "no endpoint"},
+		{"route wildcard", "hail.route.echo.*", s.Parse().Route, "", "", "wildcard"},
+		{"route upper service", "hail.route.Echo.say", s.Parse().Route, "", "", "upper case"},
+		{"route wrong prefix", "other.route.echo.say", s.Parse().Route, "", "", "does not start"},
+		{"svc", "hail.svc.echo.say", s.Parse().Svc, "echo", "say", ""},
+		{"health", "hail.health.a.b." + testID, s.Parse().Health, "a.b", testID, ""},
+		{"health bad id", "hail.health.echo.nope", s.Parse().Health, "", "", "canonical UUID"},
+		{"inst", "hail.inst." + testID + ".say", s.Parse().Inst, testID, "say", ""},
+		{"inst bad id", "hail.inst.x.say", s.Parse().Inst, "", "", "canonical UUID"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -64,16 +64,16 @@ func TestParseServiceLast(t *testing.T) {
 
 func TestParseAnnounceAndHeartbeat(t *testing.T) {
 	s := Subjects{Prefix: "acme"}
-	if got, err := s.ParseAnnounce("acme.announce.com.example"); err != nil || got != "com.example" {
+	if got, err := s.Parse().Announce("acme.announce.com.example"); err != nil || got != "com.example" {
 		t.Errorf("ParseAnnounce = %q, %v", got, err)
 	}
-	if _, err := s.ParseAnnounce("acme.announce.>"); err == nil {
+	if _, err := s.Parse().Announce("acme.announce.>"); err == nil {
 		t.Error("ParseAnnounce accepted a wildcard")
 	}
-	if _, err := s.ParseDeregister("hail.deregister.echo"); err == nil {
+	if _, err := s.Parse().Deregister("hail.deregister.echo"); err == nil {
 		t.Error("ParseDeregister accepted another prefix")
 	}
-	if got, err := s.ParseHeartbeat("acme.hb." + testID); err != nil || got != testID {
+	if got, err := s.Parse().Heartbeat("acme.hb." + testID); err != nil || got != testID {
 		t.Errorf("ParseHeartbeat = %q, %v", got, err)
 	}
 }
@@ -97,7 +97,7 @@ func FuzzParseRoute(f *testing.F) {
 	}
 	var sub Subjects
 	f.Fuzz(func(t *testing.T, subject string) {
-		service, endpoint, err := sub.ParseRoute(subject)
+		service, endpoint, err := sub.Parse().Route(subject)
 		if err != nil {
 			return
 		}
@@ -115,7 +115,7 @@ func FuzzParseHealth(f *testing.F) {
 	f.Add("hail.health.echo")
 	var sub Subjects
 	f.Fuzz(func(t *testing.T, subject string) {
-		service, id, err := sub.ParseHealth(subject)
+		service, id, err := sub.Parse().Health(subject)
 		if err != nil {
 			return
 		}
@@ -130,7 +130,7 @@ func FuzzParseInst(f *testing.F) {
 	f.Add("hail.inst.x")
 	var sub Subjects
 	f.Fuzz(func(t *testing.T, subject string) {
-		id, endpoint, err := sub.ParseInst(subject)
+		id, endpoint, err := sub.Parse().Inst(subject)
 		if err != nil {
 			return
 		}

@@ -185,7 +185,7 @@ func (r *Router) handle(m *nats.Msg) {
 		r.bad.outcome[outcomeBadRequest].Inc()
 		return
 	}
-	service, endpoint, err := r.cfg.Table.Subjects.ParseRoute(m.Subject)
+	service, endpoint, err := r.cfg.Table.Subjects.Parse().Route(m.Subject)
 	if err != nil {
 		r.bad.outcome[outcomeBadRequest].Inc()
 		if m.Reply != "" {
