@@ -94,7 +94,7 @@ func BenchmarkBlockingWake(b *testing.B) {
 			return nil
 		})
 		if web.Status == events.Passing {
-			web.Status = events.Warning
+			web.Status = events.Critical
 		} else {
 			web.Status = events.Passing
 		}
