@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -143,10 +144,24 @@ func checkValue(t reflect.Type, path string, nonempty, null bool, str *string) (
 			return nil, fmt.Sprintf("%s is not an RFC 3339 timestamp like 2026-12-02T10:00:00Z", strings.TrimSuffix(path, "."))
 		}
 	}
-	if t != nil && reflect.PointerTo(t).Implements(unmarshalerType) {
+	if t != nil && decodesItself(t) {
 		return nil, "" // its own decoder (a timestamp, a port) checks it
 	}
 	return t, ""
+}
+
+// selfDecoding caches decodesItself by type: asking reflect is most of
+// a key walk's time otherwise (every value of every record).
+var selfDecoding sync.Map // reflect.Type -> bool
+
+// decodesItself reports whether *t has its own UnmarshalJSON.
+func decodesItself(t reflect.Type) bool {
+	if v, ok := selfDecoding.Load(t); ok {
+		return v.(bool)
+	}
+	yes := reflect.PointerTo(t).Implements(unmarshalerType)
+	selfDecoding.Store(t, yes)
+	return yes
 }
 
 // object is one JSON object being walked: its keys so far and what they
@@ -418,7 +433,7 @@ func (w *byteWalk) value(t reflect.Type, path string, nonempty bool) (problem st
 				}
 				w.i++
 			}
-			if p, stop := w.value(elem, fmt.Sprintf("%s[%d].", strings.TrimSuffix(path, "."), i), false); stop {
+			if p, stop := w.value(elem, strings.TrimSuffix(path, ".")+"["+strconv.Itoa(i)+"].", false); stop {
 				return p, true
 			}
 		}
