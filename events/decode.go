@@ -355,6 +355,28 @@ func (w *byteWalk) str() (string, bool) {
 	return s, true
 }
 
+// scalarPath stands for a scalar member's path while nothing is found
+// wrong with it (a member's path is never empty): building every key's
+// path was most of the walk's allocations. A scalar found wrong is
+// walked again with its real path, for the message.
+const scalarPath = "."
+
+// member reads the value of an object's key or an array's element, whose
+// path is path().
+func (w *byteWalk) member(t reflect.Type, nonempty bool, path func() string) (problem string, stop bool) {
+	w.ws()
+	if w.i < len(w.b) && (w.b[w.i] == '{' || w.b[w.i] == '[') {
+		return w.value(t, path(), nonempty)
+	}
+	at := w.i
+	problem, stop = w.value(t, scalarPath, nonempty)
+	if problem != "" {
+		w.i = at
+		problem, stop = w.value(t, path(), nonempty)
+	}
+	return problem, stop
+}
+
 // value reads one value of type t at path, as walkKeys does.
 func (w *byteWalk) value(t reflect.Type, path string, nonempty bool) (problem string, stop bool) {
 	w.ws()
@@ -408,7 +430,7 @@ func (w *byteWalk) value(t reflect.Type, path string, nonempty bool) (problem st
 			if problem != "" {
 				return problem, true
 			}
-			if p, stop := w.value(vt, path+key+".", ne); stop {
+			if p, stop := w.member(vt, ne, func() string { return path + key + "." }); stop {
 				return p, true
 			}
 		}
@@ -433,7 +455,7 @@ func (w *byteWalk) value(t reflect.Type, path string, nonempty bool) (problem st
 				}
 				w.i++
 			}
-			if p, stop := w.value(elem, strings.TrimSuffix(path, ".")+"["+strconv.Itoa(i)+"].", false); stop {
+			if p, stop := w.member(elem, false, func() string { return strings.TrimSuffix(path, ".") + "[" + strconv.Itoa(i) + "]." }); stop {
 				return p, true
 			}
 		}
