@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -85,7 +86,9 @@ type DNS struct {
 
 	malformed *metrics.Counter
 	truncated *metrics.Counter
-	set       *metrics.Set
+	// rcodes are the answers' counters by rcode, made when first used.
+	rcodes [16]atomic.Pointer[metrics.Counter]
+	set    *metrics.Set
 }
 
 // NewDNS answers from v as c says; counters go to set.
@@ -113,13 +116,16 @@ func (d *DNS) Malformed() uint64 { return d.malformed.Get() }
 // handle answers one packet; nil drops it (it does not parse, or is not
 // a question: any answer could be used to amplify). max is the size an
 // answer may take on this transport before the client's EDNS0 size.
-func (d *DNS) handle(pkt []byte, udp bool, buf []byte) []byte {
+func (d *DNS) handle(pkt []byte, udp bool, sc *scratch) []byte {
 	req := new(dns.Msg)
 	if err := req.Unpack(pkt); err != nil || req.Response || len(req.Question) != 1 {
 		d.malformed.Inc()
 		return nil
 	}
 	size := msgSize(req, udp)
+	if out := d.fast(req, size, sc); out != nil {
+		return out
+	}
 	var resp *dns.Msg
 	if req.Opcode != dns.OpcodeQuery {
 		resp = new(dns.Msg).SetRcode(req, dns.RcodeNotImplemented)
@@ -129,12 +135,54 @@ func (d *DNS) handle(pkt []byte, udp bool, buf []byte) []byte {
 		resp = d.answer(req, size/12)
 	}
 	d.fit(req, resp, udp, size)
-	d.set.GetOrCreateCounter(`hail_dns_answers_total{rcode="` + dns.RcodeToString[resp.Rcode] + `"}`).Inc()
-	out, err := resp.PackBuffer(buf)
+	d.answered(resp.Rcode)
+	out, err := resp.PackBuffer(sc.out)
 	if err != nil {
 		return nil
 	}
 	return out
+}
+
+// fast answers the commonest question, A or AAAA of a whole service with
+// instances to answer, from the addresses packed per snapshot
+// (addrAnswer); nil: the general path answers.
+func (d *DNS) fast(req *dns.Msg, size int, sc *scratch) []byte {
+	q := req.Question[0]
+	if req.Opcode != dns.OpcodeQuery || (q.Qtype != dns.TypeA && q.Qtype != dns.TypeAAAA) || (q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY) {
+		return nil
+	}
+	n := parseName(q.Name, d.domains, d.v.Datacenter())
+	if n.kind != nameService {
+		return nil
+	}
+	s, tag := d.lookup(n.labels)
+	if s == nil || tag != "" {
+		return nil
+	}
+	width := 4
+	if q.Qtype == dns.TypeAAAA {
+		width = 16
+	}
+	ips := s.servedAddrs(d.onlyPassing, width == 16)
+	if len(ips) == 0 {
+		return nil // NOERROR with the SOA
+	}
+	return d.addrAnswer(req, ips, width, size, sc)
+}
+
+// answered counts an answer by its rcode.
+func (d *DNS) answered(rcode int) {
+	if rcode >= 0 && rcode < len(d.rcodes) {
+		if c := d.rcodes[rcode].Load(); c != nil {
+			c.Inc()
+			return
+		}
+	}
+	c := d.set.GetOrCreateCounter(`hail_dns_answers_total{rcode="` + dns.RcodeToString[rcode] + `"}`)
+	if rcode >= 0 && rcode < len(d.rcodes) {
+		d.rcodes[rcode].Store(c)
+	}
+	c.Inc()
 }
 
 // msgSize is what an answer may take: over UDP 512 bytes, or the

@@ -206,6 +206,46 @@ func TestDNSLargeAnswers(t *testing.T) {
 	}
 }
 
+// A UDP answer cut to 512 bytes holds as many distinct instances as fit,
+// drawn at random: over many answers every instance is sent, and the
+// first record changes.
+func TestDNSCutAnswersShuffled(t *testing.T) {
+	e := consulenv.Start(t, consulenv.Options{})
+	const n = 300
+	var recs []events.InstanceRecord
+	for i := range n {
+		recs = append(recs, e.Record("big", func(r *events.InstanceRecord) { r.Address = fmt.Sprintf("10.1.%d.%d", i/200, i%200+1) }))
+	}
+	e.PutAll(recs)
+	sent := map[string]bool{}
+	firsts := map[string]bool{}
+	for range 200 {
+		resp := ask(t, e.DNSAddr, "udp", "big.service.hail.", dns.TypeA, 0)
+		resp.Compress = true
+		packed, err := resp.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !resp.Truncated || len(packed) > 512 || len(packed)+16 <= 512 {
+			t.Fatalf("TC %v, %d records in %d bytes: want TC and as many 16-byte records as fit 512", resp.Truncated, len(resp.Answer), len(packed))
+		}
+		got := values(resp.Answer)
+		for i, v := range got {
+			if i > 0 && got[i-1] == v {
+				t.Fatalf("%s twice in one answer", v)
+			}
+			sent[v] = true
+		}
+		firsts[resp.Answer[0].(*dns.A).A.String()] = true
+	}
+	if len(sent) != n {
+		t.Errorf("%d of %d instances sent over 200 answers", len(sent), n)
+	}
+	if len(firsts) < 20 {
+		t.Errorf("only %d different first records over 200 answers", len(firsts))
+	}
+}
+
 // Go's resolver, dialed to the test server, finds the addresses and the
 // RFC 2782 SRV records.
 func TestDNSWithNetResolver(t *testing.T) {

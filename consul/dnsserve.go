@@ -89,7 +89,7 @@ func (d *DNS) serveUDP(ctx context.Context, pc net.PacketConn) error {
 	for i := range errs {
 		wg.Go(func() {
 			in := make([]byte, dns.MaxMsgSize)
-			out := make([]byte, dns.MaxMsgSize)
+			sc := newScratch()
 			for {
 				n, from, err := pc.ReadFrom(in)
 				if err != nil {
@@ -98,7 +98,7 @@ func (d *DNS) serveUDP(ctx context.Context, pc net.PacketConn) error {
 					}
 					return
 				}
-				if resp := d.handle(in[:n], true, out); resp != nil {
+				if resp := d.handle(in[:n], true, sc); resp != nil {
 					_, _ = pc.WriteTo(resp, from)
 				}
 			}
@@ -156,7 +156,7 @@ func (d *DNS) serveTCP(ctx context.Context, l net.Listener) error {
 
 func (d *DNS) serveConn(c net.Conn) {
 	in := make([]byte, dns.MaxMsgSize)
-	out := make([]byte, dns.MaxMsgSize)
+	sc := newScratch()
 	var size [2]byte
 	for {
 		_ = c.SetDeadline(time.Now().Add(tcpIdle))
@@ -167,7 +167,7 @@ func (d *DNS) serveConn(c net.Conn) {
 		if _, err := io.ReadFull(c, in[:n]); err != nil {
 			return
 		}
-		resp := d.handle(in[:n], false, out)
+		resp := d.handle(in[:n], false, sc)
 		if resp == nil {
 			continue
 		}

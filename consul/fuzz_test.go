@@ -75,9 +75,9 @@ func FuzzDNSPacket(f *testing.F) {
 	}
 	f.Add([]byte{0x12})
 	d := NewDNS(NewView("local"), DefaultDNS(), nil)
-	buf := make([]byte, dns.MaxMsgSize)
+	sc := newScratch()
 	f.Fuzz(func(t *testing.T, pkt []byte) {
-		out := d.handle(pkt, true, buf)
+		out := d.handle(pkt, true, sc)
 		if len(out) > 4096 && len(out) > dns.MinMsgSize {
 			t.Fatalf("UDP answer of %d bytes", len(out))
 		}

@@ -253,11 +253,11 @@ func TestBlockingQueryWakesOnlyForItsService(t *testing.T) {
 		return nil
 	})
 
-	web.Status = events.Warning
+	web.Status = events.Critical
 	rev := e.Put(web)
 	select {
 	case r := <-webCh:
-		if r.idx != rev || !strings.Contains(r.body, `"Status":"warning"`) {
+		if r.idx != rev || !strings.Contains(r.body, `"Status":"critical"`) {
 			t.Errorf("woken web query: index %d (want %d) %s", r.idx, rev, r.body)
 		}
 	case <-time.After(10 * time.Second):
@@ -425,7 +425,7 @@ func TestOneChangeWakesOneOf1000(t *testing.T) {
 		return nil
 	})
 	changed := recs[417]
-	changed.Status = events.Warning
+	changed.Status = events.Critical
 	e.Put(changed)
 	select {
 	case path := <-returned:
@@ -443,5 +443,42 @@ func TestOneChangeWakesOneOf1000(t *testing.T) {
 	})
 	if len(returned) != 0 {
 		t.Errorf("%d more queries returned", len(returned))
+	}
+}
+
+// The hail check is Consul's serfHealth: passing or critical, never
+// warning, whatever the record's status and checks say.
+func TestHailCheckPassingOrCritical(t *testing.T) {
+	e := consulenv.Start(t, consulenv.Options{})
+	warnCheck := []events.CheckResult{{Name: "http", Kind: events.CheckHTTP, Status: events.Warning, Output: "slow"}}
+	critCheck := []events.CheckResult{{Name: "http", Kind: events.CheckHTTP, Status: events.Critical, Output: "refused"}}
+	for _, tc := range []struct {
+		name   string
+		status events.Status
+		checks []events.CheckResult
+		want   string
+	}{
+		{"passing", events.Passing, nil, "passing"},
+		{"warning reported by heartbeat", events.Warning, nil, "passing"},
+		{"warning from a check", events.Warning, warnCheck, "passing"},
+		{"critical heartbeat", events.Critical, nil, "critical"},
+		{"critical from a check", events.Critical, critCheck, "passing"},
+		{"critical heartbeat, warning check", events.Critical, warnCheck, "critical"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			svc := "svc-" + strings.ReplaceAll(tc.name, " ", "-")
+			svc = strings.ReplaceAll(svc, ",", "")
+			e.Put(e.Record(svc, func(r *events.InstanceRecord) { r.Status, r.Checks = tc.status, tc.checks }))
+			_, body, _ := get(t, e.HTTP, "/v1/health/service/"+svc)
+			entries := decode[[]struct {
+				Checks []struct{ CheckID, Status string }
+			}](t, body)
+			if len(entries) != 1 || len(entries[0].Checks) == 0 || entries[0].Checks[0].CheckID != consul.HailCheck {
+				t.Fatalf("answer: %s", body)
+			}
+			if got := entries[0].Checks[0].Status; got != tc.want {
+				t.Errorf("hail check %s, want %s", got, tc.want)
+			}
+		})
 	}
 }

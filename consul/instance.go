@@ -126,9 +126,10 @@ func (in *instance) serviceID() string {
 // heartbeat first, then one per local check.
 func healthChecks(rec events.InstanceRecord, nodeName, serviceID string, tags []string) []healthCheck {
 	out := make([]healthCheck, 0, 1+len(rec.Checks))
+	status, output := hailCheck(rec)
 	out = append(out, healthCheck{
-		Node: nodeName, CheckID: HailCheck, Name: HailCheck, Status: string(heartbeatStatus(rec)),
-		Output: "hail heartbeat", ServiceID: serviceID, ServiceName: rec.Service, ServiceTags: tags,
+		Node: nodeName, CheckID: HailCheck, Name: HailCheck, Status: string(status),
+		Output: output, ServiceID: serviceID, ServiceName: rec.Service, ServiceTags: tags,
 	})
 	// A check registered through Consul's API is named by its CheckID;
 	// one from the agent's config or an SDK gets service:<id>:<name>.
@@ -144,6 +145,21 @@ func healthChecks(rec events.InstanceRecord, nodeName, serviceID string, tags []
 		})
 	}
 	return out
+}
+
+// hailCheck is the heartbeat check's status and output. As Consul's
+// serfHealth it is passing or critical only (clients take it for
+// liveness): an instance that answers its heartbeats reporting warning,
+// beyond what its checks say, is alive, so passing, and its output says
+// so.
+func hailCheck(rec events.InstanceRecord) (events.Status, string) {
+	switch heartbeatStatus(rec) {
+	case events.Critical:
+		return events.Critical, "hail heartbeat: critical"
+	case events.Warning:
+		return events.Passing, "hail heartbeat: answered, the instance reports warning"
+	}
+	return events.Passing, "hail heartbeat"
 }
 
 // heartbeatStatus is what the record's status says beyond its checks: a

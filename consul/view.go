@@ -38,6 +38,10 @@ type service struct {
 	serving struct {
 		once     sync.Once
 		any, top []*instance
+		// addrs are the same instances' IP addresses, packed for the
+		// wire ([onlyPassing][ipv6]): an A or AAAA answer is copied out
+		// of them, never built record by record.
+		addrs [2][2][]byte
 	}
 }
 
@@ -58,11 +62,35 @@ func (s *service) served(onlyPassing bool) []*instance {
 				c.any = append(c.any, in)
 			}
 		}
+		for i, ins := range [][]*instance{c.any, c.top} {
+			for _, in := range ins {
+				switch {
+				case in.ip.Is4():
+					c.addrs[i][0] = append(c.addrs[i][0], in.ip.AsSlice()...)
+				case in.ip.Is6():
+					c.addrs[i][1] = append(c.addrs[i][1], in.ip.AsSlice()...)
+				}
+			}
+		}
 	})
 	if onlyPassing {
 		return c.top
 	}
 	return c.any
+}
+
+// servedAddrs are the IPv4 (v6: IPv6) addresses of the instances served
+// (see served), packed 4 (16) bytes each.
+func (s *service) servedAddrs(onlyPassing, v6 bool) []byte {
+	s.served(onlyPassing)
+	return s.serving.addrs[b2i(onlyPassing)][b2i(v6)]
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // serviceList is /v1/catalog/services at one moment.

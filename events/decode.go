@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -143,10 +144,24 @@ func checkValue(t reflect.Type, path string, nonempty, null bool, str *string) (
 			return nil, fmt.Sprintf("%s is not an RFC 3339 timestamp like 2026-12-02T10:00:00Z", strings.TrimSuffix(path, "."))
 		}
 	}
-	if t != nil && reflect.PointerTo(t).Implements(unmarshalerType) {
+	if t != nil && decodesItself(t) {
 		return nil, "" // its own decoder (a timestamp, a port) checks it
 	}
 	return t, ""
+}
+
+// selfDecoding caches decodesItself by type: asking reflect is most of
+// a key walk's time otherwise (every value of every record).
+var selfDecoding sync.Map // reflect.Type -> bool
+
+// decodesItself reports whether *t has its own UnmarshalJSON.
+func decodesItself(t reflect.Type) bool {
+	if v, ok := selfDecoding.Load(t); ok {
+		return v.(bool)
+	}
+	yes := reflect.PointerTo(t).Implements(unmarshalerType)
+	selfDecoding.Store(t, yes)
+	return yes
 }
 
 // object is one JSON object being walked: its keys so far and what they
@@ -340,6 +355,28 @@ func (w *byteWalk) str() (string, bool) {
 	return s, true
 }
 
+// scalarPath stands for a scalar member's path while nothing is found
+// wrong with it (a member's path is never empty): building every key's
+// path was most of the walk's allocations. A scalar found wrong is
+// walked again with its real path, for the message.
+const scalarPath = "."
+
+// member reads the value of an object's key or an array's element, whose
+// path is path().
+func (w *byteWalk) member(t reflect.Type, nonempty bool, path func() string) (problem string, stop bool) {
+	w.ws()
+	if w.i < len(w.b) && (w.b[w.i] == '{' || w.b[w.i] == '[') {
+		return w.value(t, path(), nonempty)
+	}
+	at := w.i
+	problem, stop = w.value(t, scalarPath, nonempty)
+	if problem != "" {
+		w.i = at
+		problem, stop = w.value(t, path(), nonempty)
+	}
+	return problem, stop
+}
+
 // value reads one value of type t at path, as walkKeys does.
 func (w *byteWalk) value(t reflect.Type, path string, nonempty bool) (problem string, stop bool) {
 	w.ws()
@@ -393,7 +430,7 @@ func (w *byteWalk) value(t reflect.Type, path string, nonempty bool) (problem st
 			if problem != "" {
 				return problem, true
 			}
-			if p, stop := w.value(vt, path+key+".", ne); stop {
+			if p, stop := w.member(vt, ne, func() string { return path + key + "." }); stop {
 				return p, true
 			}
 		}
@@ -418,7 +455,7 @@ func (w *byteWalk) value(t reflect.Type, path string, nonempty bool) (problem st
 				}
 				w.i++
 			}
-			if p, stop := w.value(elem, fmt.Sprintf("%s[%d].", strings.TrimSuffix(path, "."), i), false); stop {
+			if p, stop := w.member(elem, false, func() string { return strings.TrimSuffix(path, ".") + "[" + strconv.Itoa(i) + "]." }); stop {
 				return p, true
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -62,6 +63,10 @@ type Follower struct {
 	invalid func()
 	ready   chan struct{}
 	loaded  bool // owned by the watch's goroutine
+	// load batches the entries of the first load (owned by the watch's
+	// goroutine): they are decoded on every core while the watch
+	// receives the next, and applied in order.
+	load loadBatches
 
 	subs subscribers[Change]
 }
@@ -91,6 +96,7 @@ func (f *Follower) Subscribe(fn func(Change)) (cancel func()) { return f.subs.ad
 func (f *Follower) Run(ctx context.Context) error { return f.w.Run(ctx) }
 
 func (f *Follower) synced() {
+	f.flush()
 	if !f.loaded {
 		f.loaded = true
 		f.log.Debug("registry loaded", "instances", f.Len())
@@ -101,13 +107,111 @@ func (f *Follower) synced() {
 // reset forgets the revisions of a bucket made again; its records stay
 // until the new bucket's snapshot replaces or deletes them.
 func (f *Follower) reset() {
+	f.flush()
 	f.log.Warn("hail_instances was made again; reloading the registry from it")
 	f.Registry.reset()
 }
 
-// apply decodes one entry, applies it and tells the subscribers when it
-// is news.
+// loadBatch is how many entries of the first load are decoded together.
+const loadBatch = 512
+
+// loadBatches are the first load's entries: pending, still coming in,
+// and the batch being decoded (done is closed when it is).
+type loadBatches struct {
+	pending []decodedEntry
+	busy    []decodedEntry
+	done    chan struct{}
+}
+
+// decodedEntry is an entry with its record decoded (err: it is not a
+// valid record of its key).
+type decodedEntry struct {
+	watch.Entry
+	rec events.InstanceRecord
+	err error
+}
+
+// apply takes in one entry. Until the first load is done, entries are
+// batched and decoded on every core (the decoding is most of a cold
+// start's time: 50,000 records); then one at a time, as they come.
 func (f *Follower) apply(e watch.Entry) {
+	if f.loaded {
+		d := decodedEntry{Entry: e}
+		d.decode()
+		f.applyDecoded(d)
+		return
+	}
+	f.load.pending = append(f.load.pending, decodedEntry{Entry: e})
+	if len(f.load.pending) < loadBatch {
+		return
+	}
+	f.finish()
+	f.load.busy, f.load.pending = f.load.pending, make([]decodedEntry, 0, loadBatch)
+	f.load.done = make(chan struct{})
+	go func(batch []decodedEntry, done chan struct{}) {
+		decodeAll(batch)
+		close(done)
+	}(f.load.busy, f.load.done)
+}
+
+// finish waits for the batch being decoded and applies it.
+func (f *Follower) finish() {
+	if f.load.done == nil {
+		return
+	}
+	<-f.load.done
+	for _, d := range f.load.busy {
+		f.applyDecoded(d)
+	}
+	f.load.busy, f.load.done = nil, nil
+}
+
+// flush applies every entry batched, in order.
+func (f *Follower) flush() {
+	f.finish()
+	decodeAll(f.load.pending)
+	for _, d := range f.load.pending {
+		f.applyDecoded(d)
+	}
+	f.load.pending = nil
+}
+
+// decodeAll decodes batch on every core.
+func decodeAll(batch []decodedEntry) {
+	workers := min(runtime.GOMAXPROCS(0), len(batch))
+	if workers <= 1 {
+		for i := range batch {
+			batch[i].decode()
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	per := (len(batch) + workers - 1) / workers
+	for lo := 0; lo < len(batch); lo += per {
+		part := batch[lo:min(lo+per, len(batch))]
+		wg.Go(func() {
+			for i := range part {
+				part[i].decode()
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// decode decodes the entry's record, unless it is a delete.
+func (d *decodedEntry) decode() {
+	if d.Deleted {
+		return
+	}
+	d.rec, d.err = events.DecodeInstanceRecord(d.Value)
+	if d.err == nil && d.rec.Key() != d.Key {
+		d.err = fmt.Errorf("record for %s stored under key %s", d.rec.Key(), d.Key)
+	}
+}
+
+// applyDecoded applies one decoded entry and tells the subscribers when
+// it is news.
+func (f *Follower) applyDecoded(e decodedEntry) {
 	key, rev := e.Key, e.Rev
 	service, id, ok := splitKey(key)
 	if !ok {
@@ -122,16 +226,12 @@ func (f *Follower) apply(e watch.Entry) {
 		}
 		return
 	}
-	rec, err := events.DecodeInstanceRecord(e.Value)
-	if err == nil && rec.Key() != key {
-		err = fmt.Errorf("record for %s stored under key %s", rec.Key(), key)
-	}
-	if err != nil {
-		f.reject(key, rev, err)
+	if e.err != nil {
+		f.reject(key, rev, e.err)
 		return
 	}
-	c.Record = rec
-	if f.Apply(key, rec, rev, false) {
+	c.Record = e.rec
+	if f.Apply(key, e.rec, rev, false) {
 		f.notify(c)
 	}
 }

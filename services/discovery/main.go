@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/config"
 	"github.com/hailsd/hail/console"
+	"github.com/hailsd/hail/consul"
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/program"
@@ -38,6 +40,12 @@ type Config struct {
 	KV               KVConfig      `koanf:"kv"`
 	HTTP             config.HTTP   `koanf:"http"`
 	Console          ConsoleConfig `koanf:"console"`
+	// Consul serves Consul's read API on http.addr (beside the console,
+	// guarded by console.tokens_file) and DNS on dns.addr, from the node's
+	// own follower of hail_instances (PROTOCOL v1.3). Default off.
+	Consul ConsulConfig `koanf:"consul"`
+	// DNS is the agent's dns section, served when consul.enabled.
+	DNS consul.DNSConfig `koanf:"dns"`
 	// Insecure lets the console listen beyond loopback without tokens
 	// (--insecure, as services/nats's).
 	Insecure bool `koanf:"insecure"`
@@ -76,6 +84,11 @@ func (c *Config) consoleNATS() config.NATS {
 	return n
 }
 
+// ConsulConfig switches Consul's interfaces on.
+type ConsulConfig struct {
+	Enabled bool `koanf:"enabled"`
+}
+
 // NodeConfig describes this node.
 type NodeConfig struct {
 	// ID is the node's UUID. Default: a new one each start.
@@ -100,6 +113,7 @@ func defaults() *Config {
 		Common: config.DefaultCommon(),
 		Node:   NodeConfig{TTL: bus.DefaultNodeTTL},
 		Timing: discovery.DefaultTiming(),
+		DNS:    consul.DefaultDNS(),
 	}
 }
 
@@ -135,6 +149,12 @@ func (c *Config) Validate() error {
 		}
 	} else if c.Console.NATS != (ConsoleNATS{}) {
 		add(config.FieldError("console.nats.user", "is empty while other console.nats keys are set"))
+	}
+	if c.Consul.Enabled {
+		add(c.DNS.Validate())
+		if c.HTTP.Addr == "" && c.DNS.Addr == "" {
+			add(config.FieldError("consul.enabled", "neither http.addr nor dns.addr is set: nothing to serve Consul's interfaces on"))
+		}
 	}
 	if c.KV.Replicas < 0 || c.KV.Replicas > 5 {
 		add(config.FieldError("kv.replicas", "%d is out of range 0..5", c.KV.Replicas))
@@ -194,12 +214,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	if err != nil {
 		return err
 	}
-	// The console and the listener are made before any goroutine
+	// The console and the listeners are made before any goroutine
 	// starts, so that a failure here returns with nothing to join.
 	var serve []func(context.Context) error
+	var view *consul.View
+	if cfg.Consul.Enabled {
+		view = consul.NewView(consul.Datacenter(nc))
+		serve = append(serve, func(ctx context.Context) error { return view.Run(ctx, node.Registry()) })
+		if cfg.DNS.Addr != "" {
+			pc, l, err := consul.ListenDNS(cfg.DNS.Addr)
+			if err != nil {
+				return err
+			}
+			dns := consul.NewDNS(view, cfg.DNS, set)
+			serve = append(serve, func(ctx context.Context) error { return dns.Serve(ctx, pc, l, log) })
+		}
+	}
 	if cfg.HTTP.Addr != "" {
 		var cnc *nats.Conn
-		serve, cnc, err = openConsole(ctx, cfg, nc, kv, node, set, log)
+		var console []func(context.Context) error
+		console, cnc, err = openConsole(ctx, cfg, nc, kv, node, view, set, log)
+		serve = append(serve, console...)
 		defer bus.Drain(cnc, 5*time.Second) // after g.Wait; nil is a no-op
 		if err != nil {
 			return err
@@ -237,7 +272,7 @@ const consoleReadyWait = 10 * time.Second
 // is logged, not returned).
 // own is the console's own connection, if it has one (nil when it shares
 // the node's), for the caller to drain once the functions returned.
-func openConsole(ctx context.Context, cfg *Config, nc *nats.Conn, kv *bus.Buckets, node *discovery.Node, set *metrics.Set, log *slog.Logger) (serve []func(context.Context) error, own *nats.Conn, err error) {
+func openConsole(ctx context.Context, cfg *Config, nc *nats.Conn, kv *bus.Buckets, node *discovery.Node, view *consul.View, set *metrics.Set, log *slog.Logger) (serve []func(context.Context) error, own *nats.Conn, err error) {
 	cnc, ckv := nc, kv
 	if cfg.Console.NATS.User != "" {
 		n := cfg.consoleNATS()
@@ -269,6 +304,17 @@ func openConsole(ctx context.Context, cfg *Config, nc *nats.Conn, kv *bus.Bucket
 		return nil, own, err
 	}
 	ready := func() bool { return node.Ready() && probe.Reachable() }
+	ui := region.Handler(guard)
+	if view != nil {
+		host := cfg.Node.Hostname
+		if host == "" {
+			host, _ = os.Hostname()
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/v1/", consul.Handler(view, consul.HTTPOptions{NodeName: host, Tokens: guard.Tokens, Metrics: set}))
+		mux.Handle("/", ui)
+		ui = mux
+	}
 	clog := log.With("component", "console")
 	return []func(context.Context) error{
 		func(ctx context.Context) error {
@@ -288,7 +334,7 @@ func openConsole(ctx context.Context, cfg *Config, nc *nats.Conn, kv *bus.Bucket
 		},
 		probe.Run,
 		func(ctx context.Context) error {
-			return admin.Serve(ctx, l, admin.Handler(set, ready, region.Handler(guard)), log)
+			return admin.Serve(ctx, l, admin.Handler(set, ready, ui), log)
 		},
 	}, own, nil
 }

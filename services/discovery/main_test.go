@@ -197,6 +197,8 @@ func TestConfigErrorsNameField(t *testing.T) {
 		{[]string{"--log-level", "chatty"}, nil, "log.level"},
 		{[]string{"--http-addr", "0.0.0.0:8081"}, nil, "console.tokens_file"},
 		{nil, map[string]string{"HAIL_CONSOLE_NATS_PASSWORD": "pw"}, "console.nats.user"},
+		{[]string{"--dns-addr", ""}, map[string]string{"HAIL_CONSUL_ENABLED": "true"}, "consul.enabled"},
+		{[]string{"--dns-ttl", "48h"}, map[string]string{"HAIL_CONSUL_ENABLED": "true"}, "dns.ttl"},
 	}
 	for _, tt := range tests {
 		err := run(context.Background(), tt.args, envFrom(tt.env), io.Discard)
