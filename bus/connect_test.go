@@ -21,6 +21,14 @@ import (
 func TestConnectWaitsAndLogsReconnects(t *testing.T) {
 	opts := embedded.ServerOptions{Name: "later", Port: bustest.FreePort(t), StoreDir: t.TempDir()}
 	url := "nats://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.Port))
+	connectThroughRestart(t, opts, url, "disconnected from NATS", "reconnected to NATS")
+}
+
+// connectThroughRestart connects to url before the server of opts is up,
+// starts it, restarts it once, and waits until the log holds every one of
+// wants. It returns the log.
+func connectThroughRestart(t *testing.T, opts embedded.ServerOptions, url string, wants ...string) *testlog.Buffer {
+	t.Helper()
 	var logs testlog.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 
@@ -55,15 +63,16 @@ func TestConnectWaitsAndLogsReconnects(t *testing.T) {
 	if s, err = embedded.StartServer(opts); err != nil {
 		t.Fatal(err)
 	}
-	defer s.Shutdown()
+	t.Cleanup(s.Shutdown)
 	bustest.Eventually(t, 10*time.Second, func() error {
-		for _, want := range []string{"disconnected from NATS", "reconnected to NATS"} {
+		for _, want := range wants {
 			if !strings.Contains(logs.String(), want) {
 				return errors.New("log lacks " + want)
 			}
 		}
 		return nil
 	})
+	return &logs
 }
 
 func TestConnectGivesUpWithContext(t *testing.T) {

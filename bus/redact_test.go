@@ -1,20 +1,17 @@
 package bus_test
 
 import (
-	"errors"
 	"log/slog"
 	"net"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/bus/embedded"
-	"github.com/hailsd/hail/internal/testlog"
 )
 
 func TestRedactURL(t *testing.T) {
@@ -42,48 +39,7 @@ func TestTokenURLNeverLogged(t *testing.T) {
 	opts := embedded.ServerOptions{Name: "token", Port: bustest.FreePort(t), StoreDir: t.TempDir(),
 		Configure: func(o *server.Options) { o.Authorization = token }}
 	url := "nats://" + token + "@" + net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.Port))
-	var logs testlog.Buffer
-	log := slog.New(slog.NewTextHandler(&logs, nil))
-	connected := make(chan error, 1)
-	go func() {
-		nc, err := bus.Connect(t.Context(), bus.ConnectOptions{URL: url, Name: "test", Logger: log})
-		if err == nil {
-			t.Cleanup(nc.Close)
-		}
-		connected <- err
-	}()
-	bustest.Eventually(t, 5*time.Second, func() error {
-		if !strings.Contains(logs.String(), "waiting for NATS") {
-			return errors.New("not waiting yet")
-		}
-		return nil
-	})
-	s, err := embedded.StartServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-connected:
-		if err != nil {
-			t.Fatalf("Connect: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Connect did not return once the server was up")
-	}
-	s.Shutdown()
-	s.WaitForShutdown()
-	if s, err = embedded.StartServer(opts); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Shutdown()
-	bustest.Eventually(t, 10*time.Second, func() error {
-		for _, want := range []string{"connected to NATS", "disconnected from NATS", "reconnected to NATS"} {
-			if !strings.Contains(logs.String(), want) {
-				return errors.New("log lacks " + want)
-			}
-		}
-		return nil
-	})
+	logs := connectThroughRestart(t, opts, url, "connected to NATS", "disconnected from NATS", "reconnected to NATS")
 	if strings.Contains(logs.String(), token) {
 		t.Errorf("the token is in the log:\n%s", logs.String())
 	}
@@ -92,7 +48,8 @@ func TestTokenURLNeverLogged(t *testing.T) {
 	}
 
 	// Nor in the error of a URL that does not parse.
-	_, err = bus.Connect(t.Context(), bus.ConnectOptions{URL: "nats://" + token + "@127.0.0.1:port", Logger: log})
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	_, err := bus.Connect(t.Context(), bus.ConnectOptions{URL: "nats://" + token + "@127.0.0.1:port", Logger: log})
 	if err == nil || strings.Contains(err.Error(), token) {
 		t.Errorf("Connect to a bad URL: %v", err)
 	}
