@@ -1,9 +1,6 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,21 +52,7 @@ func TestSecureInitIdentities(t *testing.T) {
 		t.Error("auth.conf holds a service's secret, or no auth_callout")
 	}
 
-	port := bustest.FreePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--store-dir", t.TempDir(),
-			"--tls-cert", filepath.Join(dir, "server.pem"), "--tls-key", filepath.Join(dir, "server-key.pem"), "--auth-file", filepath.Join(dir, "auth.conf")},
-			func(string) string { return "" }, io.Discard)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
-	url := fmt.Sprintf("tls://127.0.0.1:%d", port)
+	url := serveSecure(t, dir)
 	ca := nats.RootCAs(filepath.Join(dir, "ca.pem"))
 	id, err := identity.New()
 	if err != nil {

@@ -40,6 +40,27 @@ func envFile(t *testing.T, path string) map[string]string {
 	return out
 }
 
+// serveSecure runs the server with the TLS files and auth.conf that secure
+// init wrote to dir until the test ends, and returns its URL.
+func serveSecure(t *testing.T, dir string) string {
+	t.Helper()
+	port := bustest.FreePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--store-dir", t.TempDir(),
+			"--tls-cert", filepath.Join(dir, "server.pem"), "--tls-key", filepath.Join(dir, "server-key.pem"), "--auth-file", filepath.Join(dir, "auth.conf")},
+			func(string) string { return "" }, io.Discard)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("server: %v", err)
+		}
+	})
+	return fmt.Sprintf("tls://127.0.0.1:%d", port)
+}
+
 // secure init writes a CA, a server certificate, auth.conf and one .env
 // per role; the server runs with them (TLS, the roles as users); a role
 // connects with its .env, and a wrong password or a client without the CA
@@ -67,21 +88,7 @@ func TestSecureInitAndServe(t *testing.T) {
 		t.Error("auth.conf holds a password in the clear, or no bcrypt hash")
 	}
 
-	port := bustest.FreePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--store-dir", t.TempDir(),
-			"--tls-cert", filepath.Join(dir, "server.pem"), "--tls-key", filepath.Join(dir, "server-key.pem"), "--auth-file", filepath.Join(dir, "auth.conf")},
-			func(string) string { return "" }, io.Discard)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
-	url := fmt.Sprintf("tls://127.0.0.1:%d", port)
+	url := serveSecure(t, dir)
 	connect := func(n config.NATS) (*nats.Conn, error) {
 		opts, err := n.Options()
 		if err != nil {
