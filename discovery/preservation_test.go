@@ -53,7 +53,7 @@ func waitNodeEvent(t *testing.T, ch <-chan events.NodeEvent, state string, timeo
 
 // answeredBeats waits until every instance has had n heartbeats: registered
 // at least n-1 intervals ago, and answering.
-func answeredBeats(t *testing.T, insts []*fakeinst.Instance, n int64) {
+func answeredBeats(t testing.TB, insts []*fakeinst.Instance, n int64) {
 	t.Helper()
 	bustest.Eventually(t, 15*time.Second, func() error {
 		for _, f := range insts {
@@ -63,6 +63,21 @@ func answeredBeats(t *testing.T, insts []*fakeinst.Instance, n int64) {
 		}
 		return nil
 	})
+}
+
+// realAndTen starts a real echo instance and announces ten fakes of evil,
+// and waits until all eleven have had n heartbeats.
+func (e *env) realAndTen(n int64) (*fakeinst.Instance, []*fakeinst.Instance) {
+	e.T.Helper()
+	real := fakeinst.Start(e.T, e.URL, fakeinst.Options{Service: "echo"})
+	var ten []*fakeinst.Instance
+	for range 10 {
+		f := e.fake("evil")
+		e.mustAnnounce(f)
+		ten = append(ten, f)
+	}
+	answeredBeats(e.T, append(ten, real), n)
+	return real, ten
 }
 
 // The attack of the [trust] review, with instances steady enough to count:
@@ -82,14 +97,7 @@ func TestSelfPreservationEndsAtItsLimit(t *testing.T) {
 			SteadyAfter: 2 * interval},
 	}})
 	nodes := e.nodeEvents()
-	real := fakeinst.Start(t, e.URL, fakeinst.Options{Service: "echo"})
-	var ten []*fakeinst.Instance
-	for range 10 {
-		f := e.fake("evil")
-		e.mustAnnounce(f)
-		ten = append(ten, f)
-	}
-	answeredBeats(t, append(ten, real), 5)
+	real, ten := e.realAndTen(5)
 
 	for _, f := range ten {
 		f.Silence()
@@ -128,14 +136,7 @@ func TestNeverSteadyInstancesCannotPreserve(t *testing.T) {
 	if got := discovery.DefaultTiming().SelfPreservation; got.SteadyAfter < time.Minute || got.MaxDuration < 30*time.Second {
 		t.Fatalf("defaults %+v: the test needs steady_after and max_duration far above its deadline", got)
 	}
-	real := fakeinst.Start(t, e.URL, fakeinst.Options{Service: "echo"})
-	var ten []*fakeinst.Instance
-	for range 10 {
-		f := e.fake("evil")
-		e.mustAnnounce(f)
-		ten = append(ten, f)
-	}
-	answeredBeats(t, append(ten, real), 3)
+	real, ten := e.realAndTen(3)
 
 	for _, f := range ten {
 		f.Silence()
