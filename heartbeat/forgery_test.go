@@ -22,9 +22,8 @@ func TestForgedAnswersDoNotCount(t *testing.T) {
 	s := bustest.RunServer(t)
 	tnc := bustest.Connect(t, s.ClientURL())
 	inc := bustest.Connect(t, s.ClientURL())
-	var subjects events.Subjects
 	ids := newIDs(2) // 0 forges for 1, which is silent
-	if _, err := inc.Subscribe(subjects.Heartbeat(ids[0]), func(m *nats.Msg) {
+	forge := func(m *nats.Msg) {
 		var hb events.Heartbeat
 		if err := json.Unmarshal(m.Data, &hb); err != nil {
 			t.Errorf("heartbeat %s: %v", m.Data, err)
@@ -43,18 +42,8 @@ func TestForgedAnswersDoNotCount(t *testing.T) {
 			}
 		}
 		_ = m.Respond([]byte(`{"id":"` + ids[0] + `","status":"passing"}`))
-	}); err != nil {
-		t.Fatal(err)
 	}
-	if _, err := inc.Subscribe(subjects.Heartbeat(ids[1]), func(*nats.Msg) {}); err != nil {
-		t.Fatal(err)
-	}
-	inc.Flush()
-	tr, err := heartbeat.NewTracker(tnc, subjects, "node", fixed(300*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
+	tr := trackAnswers(t, tnc, inc, ids, 300*time.Millisecond, forge, func(*nats.Msg) {})
 	for range 3 {
 		results := tr.Round(t.Context(), ids)
 		if results[0].Err != nil {
@@ -72,24 +61,12 @@ func TestErrorReplyIsNoAnswer(t *testing.T) {
 	s := bustest.RunServer(t)
 	tnc := bustest.Connect(t, s.ClientURL())
 	inc := bustest.Connect(t, s.ClientURL())
-	var subjects events.Subjects
 	ids := newIDs(2)
-	if _, err := inc.Subscribe(subjects.Heartbeat(ids[0]), func(m *nats.Msg) {
+	tr := trackAnswers(t, tnc, inc, ids, 2*time.Second, func(m *nats.Msg) {
 		_ = m.RespondMsg(events.ErrorMsg(events.CodeBadRequest, "announce: invalid: id is required"))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := inc.Subscribe(subjects.Heartbeat(ids[1]), func(m *nats.Msg) {
+	}, func(m *nats.Msg) {
 		_ = m.Respond([]byte(`{"ok":false,"error":"announce: invalid: id is required","code":400}`))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	inc.Flush()
-	tr, err := heartbeat.NewTracker(tnc, subjects, "node", fixed(2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
+	})
 	for i, r := range tr.Round(t.Context(), ids) {
 		if !errors.Is(r.Err, heartbeat.ErrBadReply) {
 			t.Errorf("reply %d: %+v, want a bad reply", i, r)
@@ -103,23 +80,33 @@ func TestOverlongCheckOutputIsNoAnswer(t *testing.T) {
 	s := bustest.RunServer(t)
 	tnc := bustest.Connect(t, s.ClientURL())
 	inc := bustest.Connect(t, s.ClientURL())
-	var subjects events.Subjects
 	ids := newIDs(1)
 	reply, err := json.Marshal(events.HeartbeatReply{ID: ids[0], Status: events.Passing, Checks: []events.CheckResult{
 		{Name: "health", Kind: events.CheckHTTP, Status: events.Passing, Output: strings.Repeat("x", events.MaxCheckOutput+1)}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := inc.Subscribe(subjects.Heartbeat(ids[0]), func(m *nats.Msg) { _ = m.Respond(reply) }); err != nil {
-		t.Fatal(err)
-	}
-	inc.Flush()
-	tr, err := heartbeat.NewTracker(tnc, subjects, "node", fixed(2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
+	tr := trackAnswers(t, tnc, inc, ids, 2*time.Second, func(m *nats.Msg) { _ = m.Respond(reply) })
 	if r := tr.Round(t.Context(), ids)[0]; !errors.Is(r.Err, heartbeat.ErrBadReply) {
 		t.Errorf("a reply with %d characters of output: %+v, want a bad reply", events.MaxCheckOutput+1, r.Err)
 	}
+}
+
+// trackAnswers subscribes answers[i] on inc to the heartbeats of ids[i],
+// and returns a tracker on tnc that waits timeout for them.
+func trackAnswers(t *testing.T, tnc, inc *nats.Conn, ids []string, timeout time.Duration, answers ...nats.MsgHandler) *heartbeat.Tracker {
+	t.Helper()
+	var subjects events.Subjects
+	for i, answer := range answers {
+		if _, err := inc.Subscribe(subjects.Heartbeat(ids[i]), answer); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inc.Flush()
+	tr, err := heartbeat.NewTracker(tnc, subjects, "node", fixed(timeout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr
 }
