@@ -19,6 +19,22 @@ import (
 	"github.com/hailsd/hail/internal/consulenv"
 )
 
+// tenAndThousand starts hail's Consul interfaces with a service ten of 10
+// instances and one thousand of 1,000.
+func tenAndThousand(b *testing.B) *consulenv.Env {
+	b.Helper()
+	e := consulenv.Start(b, consulenv.Options{})
+	var recs []events.InstanceRecord
+	for i := range 10 {
+		recs = append(recs, e.Record("ten", func(r *events.InstanceRecord) { r.Address = fmt.Sprintf("10.0.0.%d", i+1) }))
+	}
+	for i := range 1000 {
+		recs = append(recs, e.Record("thousand", func(r *events.InstanceRecord) { r.Address = fmt.Sprintf("10.1.%d.%d", i/200, i%200+1) }))
+	}
+	e.PutAll(recs)
+	return e
+}
+
 // dnsperf (Debian's package) against hail's DNS and, side by side in one
 // run, against a miekg/dns server answering one fixed record (the
 // library's own limit): queries per second and mean latency, for a
@@ -30,15 +46,7 @@ func BenchmarkDNSPerf(b *testing.B) {
 	if err != nil {
 		b.Skip("dnsperf is not installed (apt-get install dnsperf)")
 	}
-	e := consulenv.Start(b, consulenv.Options{})
-	var recs []events.InstanceRecord
-	for i := range 10 {
-		recs = append(recs, e.Record("ten", func(r *events.InstanceRecord) { r.Address = fmt.Sprintf("10.0.0.%d", i+1) }))
-	}
-	for i := range 1000 {
-		recs = append(recs, e.Record("thousand", func(r *events.InstanceRecord) { r.Address = fmt.Sprintf("10.1.%d.%d", i/200, i%200+1) }))
-	}
-	e.PutAll(recs)
+	e := tenAndThousand(b)
 	fixed := fixedServer(b)
 	run := func(addr, mode, question string, outstanding int) (qps, ms float64) {
 		file := filepath.Join(b.TempDir(), "queries")
@@ -97,15 +105,7 @@ func BenchmarkDNSPerf(b *testing.B) {
 //
 //	go test -run '^$' -bench DNSClient -cpu 8 ./consul/
 func BenchmarkDNSClient(b *testing.B) {
-	e := consulenv.Start(b, consulenv.Options{})
-	var recs []events.InstanceRecord
-	for i := range 10 {
-		recs = append(recs, e.Record("ten", func(r *events.InstanceRecord) { r.Address = fmt.Sprintf("10.0.0.%d", i+1) }))
-	}
-	for i := range 1000 {
-		recs = append(recs, e.Record("thousand", func(r *events.InstanceRecord) { r.Address = fmt.Sprintf("10.1.%d.%d", i/200, i%200+1) }))
-	}
-	e.PutAll(recs)
+	e := tenAndThousand(b)
 	fixed := fixedServer(b)
 	for _, network := range []string{"udp", "tcp"} {
 		for _, c := range []struct {
