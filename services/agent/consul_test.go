@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/hailsd/hail/bus/bustest"
-	"github.com/hailsd/hail/internal/testlog"
 )
 
 // The agent serves Consul's HTTP read API beside its own, and DNS: the
@@ -24,18 +22,8 @@ func TestAgentServesConsulInterfaces(t *testing.T) {
 	writeConfig(t, file, "services:\n  - name: web\n    address: 127.0.0.7\n    port: 8080\n    tags: [v2]\n")
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", bustest.FreePort(t))
 	dnsAddr := fmt.Sprintf("127.0.0.1:%d", bustest.FreePort(t))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"--config", file, "--nats-url", r.URL, "--http-addr", httpAddr, "--dns-addr", dnsAddr, "--heartbeat-interval", "200ms"},
-			func(string) string { return "" }, &testlog.Buffer{})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
+	stop := runAgent(t, "--config", file, "--nats-url", r.URL, "--http-addr", httpAddr, "--dns-addr", dnsAddr, "--heartbeat-interval", "200ms")
+	defer stop()
 	bustest.Eventually(t, 15*time.Second, func() error {
 		resp, err := http.Get("http://" + httpAddr + "/v1/health/service/web?passing&tag=v2")
 		if err != nil {

@@ -16,6 +16,20 @@ import (
 	"github.com/hailsd/hail/internal/testlog"
 )
 
+// runAgent runs the agent with args until stop, which fails the test if
+// the agent ends in an error.
+func runAgent(t *testing.T, args ...string) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, func(string) string { return "" }, &testlog.Buffer{}) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}
+}
+
 // Consul's registration API on the agent: a non-UUID ID becomes its
 // UUIDv5 instance id and stays the ServiceID; TTL reports by CheckID;
 // scripts refused; a config service's name 409; too large 413; the
@@ -27,12 +41,8 @@ func TestAgentConsulRegistration(t *testing.T) {
 	dataDir := t.TempDir()
 	addr := fmt.Sprintf("127.0.0.1:%d", bustest.FreePort(t))
 	startRun := func() func() {
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() {
-			done <- run(ctx, []string{"--config", file, "--nats-url", r.URL, "--http-addr", addr, "--dns-addr", "", "--data-dir", dataDir,
-				"--heartbeat-interval", "200ms"}, func(string) string { return "" }, &testlog.Buffer{})
-		}()
+		stop := runAgent(t, "--config", file, "--nats-url", r.URL, "--http-addr", addr, "--dns-addr", "", "--data-dir", dataDir,
+			"--heartbeat-interval", "200ms")
 		bustest.Eventually(t, 10*time.Second, func() error {
 			resp, err := http.Get("http://" + addr + "/healthz")
 			if err != nil {
@@ -41,12 +51,7 @@ func TestAgentConsulRegistration(t *testing.T) {
 			resp.Body.Close()
 			return nil
 		})
-		return func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("run: %v", err)
-			}
-		}
+		return stop
 	}
 	do := func(method, path, body string) (int, string) {
 		req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
