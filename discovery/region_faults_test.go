@@ -230,22 +230,8 @@ func TestRegionSelfPreservation(t *testing.T) {
 		in.refuse[cut.n.ID()] = true
 		in.mu.Unlock()
 	}
-	for deadline := time.After(5 * time.Second); ; {
-		select {
-		case ev := <-nodeEvents:
-			if ev.Node != cut.n.ID() {
-				t.Logf("another node's event: %+v", ev)
-				continue
-			}
-			if ev.State != events.NodeSelfPreservation {
-				t.Fatalf("node event %+v", ev)
-			}
-			t.Logf("node event: %+v", ev)
-		case <-deadline:
-			t.Fatal("no self-preservation event within 5s")
-		}
-		break
-	}
+	ev := waitOwnNodeEvent(t, nodeEvents, cut.n.ID(), events.NodeSelfPreservation, "no self-preservation event within 5s")
+	t.Logf("node event: %+v", ev)
 	// Well past the 3 misses that would make them critical.
 	bustest.Eventually(t, 10*time.Second, func() error {
 		if v := counter(set, "hail_discovery_self_preservation_rounds_total"); v < 5 {
@@ -275,21 +261,7 @@ func TestRegionSelfPreservation(t *testing.T) {
 	// The cut node's own events: on a loaded machine another node's
 	// fakes may be starved long enough to put it in self-preservation too,
 	// which is that node protecting itself, not what this test is about.
-	for deadline := time.After(5 * time.Second); ; {
-		select {
-		case ev := <-nodeEvents:
-			if ev.Node != cut.n.ID() {
-				t.Logf("another node's event: %+v", ev)
-				continue
-			}
-			if ev.State != events.NodeNormal {
-				t.Fatalf("node event %+v", ev)
-			}
-		case <-deadline:
-			t.Fatal("self-preservation did not end within 5s")
-		}
-		break
-	}
+	waitOwnNodeEvent(t, nodeEvents, cut.n.ID(), events.NodeNormal, "self-preservation did not end within 5s")
 }
 
 // One NATS server is cut off from the other two (its cluster routes
@@ -419,4 +391,27 @@ collect:
 		t.Errorf("after healing %d nodes own instances, want 3", len(owners))
 	}
 	h.none(t, events.Deregistered)
+}
+
+// waitOwnNodeEvent waits 5s for node's next event, which must be of state;
+// other nodes' events are logged and passed over. timeout is the failure
+// when none comes.
+func waitOwnNodeEvent(t *testing.T, ch <-chan events.NodeEvent, node, state, timeout string) events.NodeEvent {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case ev := <-ch:
+			if ev.Node != node {
+				t.Logf("another node's event: %+v", ev)
+				continue
+			}
+			if ev.State != state {
+				t.Fatalf("node event %+v", ev)
+			}
+			return ev
+		case <-deadline:
+			t.Fatal(timeout)
+		}
+	}
 }
