@@ -2,13 +2,10 @@ package e2e
 
 import (
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -63,34 +60,9 @@ func TestReadmeConsulCommands(t *testing.T) {
 		if !strings.Contains(line, "127.0.0.1:8500") {
 			continue
 		}
-		cmd, comment, _ := strings.Cut(line, " #")
-		args, err := shellWords(strings.ReplaceAll(cmd, "127.0.0.1:8500", consulAt))
-		if err != nil {
-			t.Errorf("%s: %v", line, err)
-			continue
+		if runCurlLine(t, line, strings.NewReplacer("127.0.0.1:8500", consulAt), 3, 20*time.Second) {
+			ran++
 		}
-		req, err := curlRequest(args[1:])
-		if err != nil {
-			t.Errorf("%s: %v", line, err)
-			continue
-		}
-		want := 0
-		if m := regexp.MustCompile(`^\s*(\d{3})\b`).FindStringSubmatch(comment); m != nil {
-			want, _ = strconv.Atoi(m[1])
-		}
-		ran++
-		bustest.Eventually(t, 20*time.Second, func() error {
-			resp, err := http.DefaultClient.Do(req())
-			if err != nil {
-				return err
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if (want == 0 && (resp.StatusCode/100 != 2 || len(body) < 3)) || (want != 0 && resp.StatusCode != want) {
-				return fmt.Errorf("%s: %d %q", line, resp.StatusCode, body)
-			}
-			return nil
-		})
 	}
 	for _, line := range digs {
 		if !strings.Contains(line, "-p 8600") {

@@ -32,39 +32,49 @@ func TestReadmeCurlCommands(t *testing.T) {
 		if !strings.Contains(line, "127.0.0.1:8000") && !strings.Contains(line, "127.0.0.1:8090") {
 			continue
 		}
-		cmd, comment, _ := strings.Cut(line, " #")
-		cmd = strings.ReplaceAll(strings.ReplaceAll(cmd, "127.0.0.1:8000", d.ingress), "127.0.0.1:8090", d.greeterAt)
-		args, err := shellWords(cmd)
-		if err != nil {
-			t.Errorf("%s: %v", line, err)
-			continue
+		if runCurlLine(t, line, strings.NewReplacer("127.0.0.1:8000", d.ingress, "127.0.0.1:8090", d.greeterAt), 0, 10*time.Second) {
+			ran++
 		}
-		req, err := curlRequest(args[1:])
-		if err != nil {
-			t.Errorf("%s: %v", line, err)
-			continue
-		}
-		want := 0
-		if m := regexp.MustCompile(`^\s*(\d{3})\b`).FindStringSubmatch(comment); m != nil {
-			want, _ = strconv.Atoi(m[1])
-		}
-		ran++
-		bustest.Eventually(t, 10*time.Second, func() error {
-			resp, err := http.DefaultClient.Do(req())
-			if err != nil {
-				return err
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if (want == 0 && resp.StatusCode/100 != 2) || (want != 0 && resp.StatusCode != want) {
-				return fmt.Errorf("%s: %d %q", line, resp.StatusCode, body)
-			}
-			return nil
-		})
 	}
 	if ran < 5 {
 		t.Errorf("ran %d curl lines of the README; the ingress section has more", ran)
 	}
+}
+
+// runCurlLine makes the request of a README curl line, its addresses
+// replaced by addrs, until it answers as the line's comment says within
+// timeout: 2xx with at least minBody bytes, or the status the comment
+// names. It reports whether the line could be made into a request.
+func runCurlLine(t *testing.T, line string, addrs *strings.Replacer, minBody int, timeout time.Duration) bool {
+	t.Helper()
+	cmd, comment, _ := strings.Cut(line, " #")
+	args, err := shellWords(addrs.Replace(cmd))
+	if err != nil {
+		t.Errorf("%s: %v", line, err)
+		return false
+	}
+	req, err := curlRequest(args[1:])
+	if err != nil {
+		t.Errorf("%s: %v", line, err)
+		return false
+	}
+	want := 0
+	if m := regexp.MustCompile(`^\s*(\d{3})\b`).FindStringSubmatch(comment); m != nil {
+		want, _ = strconv.Atoi(m[1])
+	}
+	bustest.Eventually(t, timeout, func() error {
+		resp, err := http.DefaultClient.Do(req())
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if (want == 0 && (resp.StatusCode/100 != 2 || len(body) < minBody)) || (want != 0 && resp.StatusCode != want) {
+			return fmt.Errorf("%s: %d %q", line, resp.StatusCode, body)
+		}
+		return nil
+	})
+	return true
 }
 
 // curlRequest makes a request from curl's -X, -d, -H, -i and -s and a URL.
