@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
+	"github.com/hailsd/hail/events"
 	"github.com/nats-io/nats.go"
 )
 
@@ -43,18 +44,6 @@ func newReplyRule(nc *nats.Conn) replyRule {
 // ownInbox adds prefix to the node's own inboxes.
 func (r *replyRule) ownInbox(prefix string) { r.own = append(r.own, prefix) }
 
-// The static roles, by the last token of their inbox prefix: none of them
-// announces, and of them only admin deregisters (PROTOCOL v1.6).
-const (
-	roleDiscovery = "discovery"
-	roleRouter    = "router"
-	roleConsole   = "console"
-	roleCaller    = "caller"
-	roleAdmin     = "admin"
-	// servicePrefix starts the role of a service's instances, svc-<S>.
-	servicePrefix = "svc-"
-)
-
 // requestKind is what a request asks, which decides who may have sent it.
 type requestKind int
 
@@ -74,7 +63,7 @@ func (r replyRule) answers(kind requestKind, reply, service, identity string) st
 	if reply == "" {
 		return "" // nothing is sent
 	}
-	rest, ok := strings.CutPrefix(reply, "_INBOX.")
+	owner, ok := events.InboxOwner(reply)
 	if !ok {
 		// Nobody may make a node publish where the sender may not (a
 		// health subject, say).
@@ -85,21 +74,20 @@ func (r replyRule) answers(kind requestKind, reply, service, identity string) st
 			return reasonForeignReply
 		}
 	}
-	owner, _, _ := strings.Cut(rest, ".")
 	switch {
-	case owner == roleDiscovery || owner == roleRouter:
+	case owner == events.RoleDiscovery || owner == events.RoleRouter:
 		return reasonForeignReply // they ask discovery nothing
-	case owner == roleConsole || owner == roleCaller:
+	case owner == events.RoleConsole || owner == events.RoleCaller:
 		if kind != kindQuery {
 			return reasonForeignReply
 		}
-	case owner == roleAdmin:
+	case owner == events.RoleAdmin:
 		if kind == kindAnnounce {
 			return reasonForeignReply
 		}
-	case strings.HasPrefix(owner, servicePrefix):
+	case strings.HasPrefix(owner, events.ServiceRolePrefix):
 		// An instance of S asks about S only, and asks no queries.
-		if kind == kindQuery || owner != servicePrefix+service {
+		if kind == kindQuery || owner != events.ServiceRolePrefix+service {
 			return reasonForeignReply
 		}
 	case isIdentity(owner):

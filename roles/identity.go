@@ -12,7 +12,7 @@ import (
 // instance, on hail.deregister.<service>.<id> as on the unscoped subject
 // of regions without identities.
 func Admin(s events.Subjects) Role {
-	r := Role{Name: "admin"}
+	r := Role{Name: events.RoleAdmin}
 	r.Publish = []string{s.DeregisterAll()}
 	r.Subscribe = []string{r.InboxPrefix() + ".>"}
 	return confine(r)

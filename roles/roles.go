@@ -82,7 +82,7 @@ func Discovery(s events.Subjects) Role {
 	for _, st := range streams {
 		admin = append(admin, "$JS.API.STREAM.INFO."+st, "$JS.API.STREAM.CREATE."+st, "$JS.API.STREAM.UPDATE."+st)
 	}
-	r := Role{Name: "discovery", AllowResponses: true}
+	r := Role{Name: events.RoleDiscovery, AllowResponses: true}
 	r.Publish = with([]string{s.Heartbeat(">"), s.HealthAll(), s.NodeEventAll(), s.Discover(), "$JS.API.INFO",
 		"$KV." + bus.InstancesBucket + ".>", "$KV." + bus.NodesBucket + ".>"},
 		admin, kvRead(bus.InstancesBucket), kvRead(bus.NodesBucket))
@@ -98,7 +98,7 @@ var disconnects = []string{events.DisconnectAll}
 // Router: routed requests in, instances' subjects out, the registry and
 // routes read, health events heard, its traffic published.
 func Router(s events.Subjects) Role {
-	r := Role{Name: "router", AllowResponses: true}
+	r := Role{Name: events.RoleRouter, AllowResponses: true}
 	r.Publish = with([]string{s.Inst("*", ">"), s.StatsRouter("*")}, kvRead(bus.InstancesBucket), kvRead(bus.ConfigBucket),
 		[]string{"$JS.API.STREAM.INFO." + bus.EventsStream, "$JS.API.STREAM.INFO.KV_" + bus.NodesBucket})
 	r.Subscribe = with([]string{s.RouteAll(), s.HealthAll(), r.InboxPrefix() + ".>"}, micro("hail-router"))
@@ -107,7 +107,7 @@ func Router(s events.Subjects) Role {
 
 // Caller: routed requests and the two registry queries.
 func Caller(s events.Subjects) Role {
-	r := Role{Name: "caller"}
+	r := Role{Name: events.RoleCaller}
 	r.Publish = []string{s.RouteAll(), s.DiscoveryServices(), s.DiscoveryInstances()}
 	r.Subscribe = []string{r.InboxPrefix() + ".>"}
 	return confine(r)
@@ -134,7 +134,7 @@ func ServiceUnscoped(s events.Subjects, service string) Role {
 }
 
 func serviceRole(s events.Subjects, name string, instance []string) Role {
-	r := Role{Name: "svc-" + name, AllowResponses: true}
+	r := Role{Name: events.ServiceRolePrefix + name, AllowResponses: true}
 	// The agent runs as its service's user and answers Consul's API and
 	// DNS from a follower of the registry (PROTOCOL v1.3), so the role
 	// reads hail_instances; it writes nothing there.
@@ -146,7 +146,7 @@ func serviceRole(s events.Subjects, name string, instance []string) Role {
 // Console: reads the three buckets and HAIL_EVENTS, writes routes only,
 // hears health, node and traffic events, asks the discovery queries.
 func Console(s events.Subjects) Role {
-	r := Role{Name: "console"}
+	r := Role{Name: events.RoleConsole}
 	ev := bus.EventsStream
 	r.Publish = with([]string{"$KV." + bus.ConfigBucket + ".route.>", s.DiscoveryServices(), s.DiscoveryInstances(), s.DiscoveryRTT(),
 		"$JS.API.STREAM.INFO." + ev, "$JS.API.CONSUMER.CREATE." + ev + ".>", "$JS.API.CONSUMER.DELETE." + ev + ".>",

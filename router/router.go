@@ -169,15 +169,14 @@ func (r *Router) subscribe() (*bus.Service, error) {
 // heartbeats' answers come). Callers, the console and instances calling
 // other services are answered on their own inboxes.
 func (r *Router) answers(reply string) bool {
-	rest, ok := strings.CutPrefix(reply, "_INBOX.")
+	owner, ok := events.InboxOwner(reply)
 	if !ok || strings.HasPrefix(reply, r.fwd.inbox) {
 		return false
 	}
 	if p := r.nc.Opts.InboxPrefix; p != "" && strings.HasPrefix(reply, p+".") {
 		return false
 	}
-	owner, _, _ := strings.Cut(rest, ".")
-	return owner != "router" && owner != "discovery"
+	return owner != events.RoleRouter && owner != events.RoleDiscovery
 }
 
 func (r *Router) handle(m *nats.Msg) {
