@@ -151,34 +151,59 @@ func (c *call) answered(m *nats.Msg, now time.Time) *nats.Msg {
 	return m
 }
 
-// unanswered ends an attempt the instance did not answer: no responders
-// (the request reached no one) or a timeout. The instance is ejected, and
-// retry says whether to try another; if not, err is the answer.
-func (c *call) unanswered(timedOut bool, now time.Time) (retry bool, err *Error) {
+// missed is why an attempt got no answer.
+type missed int
+
+const (
+	// noResponders: the request reached no one; another attempt is
+	// always safe.
+	noResponders missed = iota
+	// timedOut: the instance took the request and did not answer in time.
+	timedOut
+	// connClosed: the instance's connection closed with the request in it
+	// (its owner's critical event, reason disconnected; PROTOCOL v1.4). The
+	// instance may have acted on it before it died, so this is a timeout
+	// known early: retried only where a timeout would be.
+	connClosed
+)
+
+// unanswered ends an attempt the instance did not answer. The instance is
+// ejected (unless the table took it out already), and retry says whether
+// to try another; if not, err is the answer.
+func (c *call) unanswered(why missed, now time.Time) (retry bool, err *Error) {
 	t, st := c.target, c.stats
 	t.Done(Result{Latency: now.Sub(c.sent), Failed: true, At: now})
-	reason := "no responders"
-	if timedOut {
-		reason = "timeout"
-	}
-	if c.view.state.eject(t) {
+	if why != connClosed && c.view.state.eject(t) {
 		st.ejected.Inc()
+		reason := "no responders"
+		if why == timedOut {
+			reason = "timeout"
+		}
 		c.log.Info("instance ejected", "service", c.service, "instance_id", t.ID, "reason", reason)
 	}
 	c.tried = append(c.tried, t)
 	route := c.view.Route
 	// After no responders another attempt is always safe; after a
 	// timeout only if the route says the endpoint is idempotent.
-	if (!timedOut || route.RetryOnTimeout) && c.attempts <= route.Retries && now.Before(c.deadline) {
+	if (why == noResponders || route.RetryOnTimeout) && c.attempts <= route.Retries && now.Before(c.deadline) {
 		if c.view.state.budget.withdraw() {
 			st.retries.Inc()
 			return true, nil
 		}
 		st.budget.Inc()
 	}
-	if timedOut {
+	switch why {
+	case timedOut:
 		return false, &Error{events.CodeTimeout,
 			fmt.Sprintf("%s.%s: instance %s did not answer within %s", c.service, c.endpoint, t.ID, now.Sub(c.sent).Round(time.Millisecond))}
+	case connClosed:
+		note := fmt.Sprintf("%d attempts", c.attempts)
+		if !route.RetryOnTimeout {
+			note = "not retried: the route has no retry_on_timeout"
+		}
+		return false, &Error{events.CodeTimeout,
+			fmt.Sprintf("%s.%s: instance %s's connection closed with the request in it, %s after it was sent (%s)",
+				c.service, c.endpoint, t.ID, now.Sub(c.sent).Round(time.Millisecond), note)}
 	}
 	return false, &Error{events.CodeUnavailable,
 		fmt.Sprintf("%s.%s: no instance answered after %d attempts (last: %s, no responders)", c.service, c.endpoint, c.attempts, t.ID)}

@@ -89,7 +89,11 @@ func roundTrip(ctx context.Context, nc *nats.Conn, table *Table, log *slog.Logge
 			call.end(outcomeCanceled)
 			return nil, ctx.Err()
 		case errors.Is(err, nats.ErrNoResponders), errors.Is(err, context.DeadlineExceeded):
-			retry, rerr := call.unanswered(errors.Is(err, context.DeadlineExceeded), now)
+			why := noResponders
+			if errors.Is(err, context.DeadlineExceeded) {
+				why = timedOut
+			}
+			retry, rerr := call.unanswered(why, now)
 			if !retry {
 				call.end(outcomeOf(rerr))
 				return nil, rerr

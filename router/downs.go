@@ -14,6 +14,8 @@ import (
 type healthDown struct {
 	service, id, node string
 	ts                time.Time
+	// disconnected: the owner says the instance's connection closed.
+	disconnected bool
 }
 
 func (t *Table) onHealth(m *nats.Msg, downs chan<- healthDown) {
@@ -36,7 +38,7 @@ func (t *Table) onHealth(m *nats.Msg, downs chan<- healthDown) {
 		return
 	}
 	select {
-	case downs <- healthDown{service: ev.Service, id: ev.ID, node: ev.Node, ts: ev.TS}:
+	case downs <- healthDown{service: ev.Service, id: ev.ID, node: ev.Node, ts: ev.TS, disconnected: ev.Status == events.Critical && disconnected(ev.Reason)}:
 	default:
 		// The KV watch brings the same news a moment later.
 	}
@@ -48,7 +50,11 @@ func (t *Table) applyDown(d healthDown) {
 		return
 	}
 	rec, ok := t.reg.Get(events.InstanceKey(d.service, d.id))
-	if !ok || rec.Status == events.Critical || rec.UpdatedAt.After(d.ts) {
+	out := rec.Status == events.Critical
+	// A closed connection still matters when the record is out already:
+	// the owner writes the record before it sends the event, and the
+	// record may come first, but attempts still wait on the instance.
+	if !ok || (out && !d.disconnected) || rec.UpdatedAt.After(d.ts) {
 		return // gone, already out, or the record is newer than the event
 	}
 	if d.node == "" || d.node != rec.Node {
@@ -56,6 +62,12 @@ func (t *Table) applyDown(d healthDown) {
 		// it; an event from anyone else takes nothing out.
 		t.m.badEvents.Inc()
 		t.log.Debug("ignoring a health event not from the instance's owner", "service", d.service, "instance_id", d.id, "node", d.node)
+		return
+	}
+	if d.disconnected {
+		t.closings.add(d.service, d.id)
+	}
+	if out {
 		return
 	}
 	s.down[d.id] = time.Now()

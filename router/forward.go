@@ -48,6 +48,7 @@ type forwarder struct {
 	// strong generator and costs a few nanoseconds a draw.
 	tokens  *rand.ChaCha8
 	pending map[uint64]*call
+	closed  closedConns // under mu but its epoch
 }
 
 // newForwarder subscribes the forwarder's reply inbox on nc.
@@ -65,6 +66,7 @@ func newForwarder(nc *nats.Conn, table *Table, cfg forwarderConfig) (*forwarder,
 	f := &forwarder{
 		nc: nc, table: table, log: cfg.Logger.With("component", "forwarder"),
 		inbox: nc.NewRespInbox() + ".", sem: make(chan struct{}, cfg.MaxInflight), tokens: rand.NewChaCha8(seed), pending: map[uint64]*call{},
+		closed: closedConns{at: map[instanceRef]uint64{}},
 	}
 	sub, err := nc.Subscribe(f.inbox+"*", f.onReply)
 	if err != nil {
@@ -169,12 +171,23 @@ func (f *forwarder) oneWay(c *call) {
 }
 
 func (f *forwarder) attempt(c *call) {
+	epoch := f.closed.epoch.Load()
 	t, timeout, rerr := c.next()
 	if rerr != nil {
 		f.fail(c, rerr)
 		return
 	}
+	// Made before the call is pending: once it is, a closed connection
+	// (closeAttempts) may take it and try again on another goroutine.
+	m := &nats.Msg{Subject: c.subject(), Header: c.in.Header, Data: c.in.Data}
 	f.mu.Lock()
+	if f.closed.since(epoch, c.service, t.ID) {
+		// Picked from a view older than its connection's closing, and
+		// not sent: another attempt is safe.
+		f.mu.Unlock()
+		f.unanswered(c, noResponders, time.Now())
+		return
+	}
 	token := f.tokens.Uint64()
 	for f.pending[token] != nil {
 		token = f.tokens.Uint64()
@@ -185,7 +198,7 @@ func (f *forwarder) attempt(c *call) {
 	// call out under the same lock, always finds the timer set.
 	c.timer = time.AfterFunc(timeout, func() { f.expire(token) })
 	f.mu.Unlock()
-	m := &nats.Msg{Subject: c.subject(), Reply: replySubject(f.inbox, token), Header: c.in.Header, Data: c.in.Data}
+	m.Reply = replySubject(f.inbox, token)
 	if err := f.nc.PublishMsg(m); err != nil {
 		if f.take(token) == nil {
 			return // the timer got there first
@@ -209,8 +222,8 @@ func (f *forwarder) take(token uint64) *call {
 // NATS tells a requester that nobody subscribes to the subject with an
 // empty message whose Status header is 503.
 const (
-	statusHeader = "Status"
-	noResponders = "503"
+	statusHeader       = "Status"
+	statusNoResponders = "503"
 )
 
 // replySubject is the reply subject of an attempt's token.
@@ -252,8 +265,8 @@ func (f *forwarder) onReply(m *nats.Msg) {
 	}
 	c.timer.Stop()
 	now := time.Now()
-	if len(m.Data) == 0 && m.Header.Get(statusHeader) == noResponders {
-		f.unanswered(c, false, now)
+	if len(m.Data) == 0 && m.Header.Get(statusHeader) == statusNoResponders {
+		f.unanswered(c, noResponders, now)
 		return
 	}
 	out := c.answered(m, now)
@@ -264,12 +277,12 @@ func (f *forwarder) onReply(m *nats.Msg) {
 
 func (f *forwarder) expire(token uint64) {
 	if c := f.take(token); c != nil {
-		f.unanswered(c, true, time.Now())
+		f.unanswered(c, timedOut, time.Now())
 	}
 }
 
-func (f *forwarder) unanswered(c *call, timedOut bool, now time.Time) {
-	retry, err := c.unanswered(timedOut, now)
+func (f *forwarder) unanswered(c *call, why missed, now time.Time) {
+	retry, err := c.unanswered(why, now)
 	if retry {
 		f.attempt(c)
 		return

@@ -97,6 +97,7 @@ func (r *Router) Run(ctx context.Context) error {
 		return err
 	}
 	r.fwd = fwd
+	r.table.closings.notify = fwd.closeAttempts // before the table runs
 	tableCtx, stopTable := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopTable()
 	g, gctx := errgroup.WithContext(tableCtx)

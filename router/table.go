@@ -103,6 +103,7 @@ type Table struct {
 	// Owned by the loop in Run.
 	services map[string]*service
 	dirty    map[string]bool
+	closings closings
 }
 
 // View is one service as the router sees it at one moment.
@@ -290,6 +291,7 @@ func (t *Table) loop(ctx context.Context, changes <-chan registry.Change, routes
 			continue
 		}
 		t.publish()
+		t.closings.flush() // after the views without them are out
 		select {
 		case <-t.ready:
 		default:
