@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -21,24 +22,50 @@ import (
 // processes behind a router with 16 routed requests in flight at all
 // times; 20 times, one is killed with kill -9 (a fresh one started after
 // each), timing its critical event and the last request the router sent
-// it. Then 1,000 instances on one connection, which is closed: the time
-// until all 1,000 are critical. Run with -benchtime=1x (each run does
-// every kill):
+// it, and counting the routed requests that failed, that waited for a
+// timeout, and that were sent to a killed instance after its critical
+// event. Once on echo's default route (no retry_on_timeout: what is
+// inside a killed process is answered 504 at its critical event), once
+// with retry_on_timeout (it is tried again elsewhere). Then 1,000
+// instances on one connection, which is closed: the time until all 1,000
+// are critical. Run with -benchtime=1x (each run does every kill):
 //
 //	go test -run '^$' -bench BenchmarkDetectKill -benchtime=1x ./e2e/
 func BenchmarkDetectKill(b *testing.B) {
+	b.Run("route=default", func(b *testing.B) { detectKills(b, "") })
+	// 15 s for the call, 5 s for an attempt, as the default route's.
+	b.Run("route=retry_on_timeout", func(b *testing.B) { detectKills(b, `{"timeout_ms":15000,"retry_on_timeout":true}`) })
+	b.Run("one_conn_1000", detectOneConn)
+}
+
+// detectKills kills echo processes under routed load (echo's route set to
+// route unless empty).
+func detectKills(b *testing.B, route string) {
 	const kills, procs, inflight = 20, 5, 16
+	b.Logf("load average at start: %s", loadAverage())
 	r := startRegion(b)
+	if route != "" {
+		r.putRoute("echo", route)
+	}
 	type echo struct {
-		p  *proctest.Process
-		id string
+		p    *proctest.Process
+		id   string
+		conn events.Conn
 	}
 	var live []echo
 	version := 0
 	add := func() {
 		version++
 		p, id := r.echo(fmt.Sprintf("1.0.%d", version))
-		live = append(live, echo{p, id})
+		recs, err := r.instances()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, rec := range recs {
+			if rec.ID == id {
+				live = append(live, echo{p, id, *rec.Conn})
+			}
+		}
 	}
 	for range procs {
 		add()
@@ -48,20 +75,41 @@ func BenchmarkDetectKill(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer caller.Close()
-	// An observer of the subjects the router sends to each instance on:
-	// the last request it sends a killed one is seen here. For a killed
-	// one it answers what the server would without it, no responders, so
-	// that the router tries another at once instead of waiting for a
-	// timeout the observer alone would cause.
+	// An observer of the subjects the router sends each instance on sees
+	// the last request sent to a killed one. Being a subscriber, it hides
+	// from the server that nobody else listens there once the process's
+	// connection is closed; from the server's own disconnect advisory on,
+	// it answers what the server would without it, no responders. What
+	// it sees before the advisory reached the process too (and the router
+	// must end it at the critical event).
 	var mu sync.Mutex
 	lastTo := map[string]time.Time{}
-	dead := map[string]bool{}
+	advised := map[string]bool{}
+	critical := map[string]bool{}
+	victims := map[events.Conn]string{}
+	var reachedAfter atomic.Int64
+	adv, err := caller.Subscribe(events.DisconnectAll, func(m *nats.Msg) {
+		if d, err := events.DecodeDisconnect(m.Data); err == nil {
+			mu.Lock()
+			if id, ok := victims[d.Conn]; ok {
+				advised[id] = true
+			}
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer adv.Unsubscribe()
 	obs, err := caller.Subscribe(events.Subjects{}.Inst("*", ">"), func(m *nats.Msg) {
 		rest := strings.TrimPrefix(m.Subject, events.DefaultPrefix+".inst.")
 		id, _, _ := strings.Cut(rest, ".")
 		mu.Lock()
 		lastTo[id] = time.Now()
-		gone := dead[id]
+		gone := advised[id]
+		if critical[id] {
+			reachedAfter.Add(1)
+		}
 		mu.Unlock()
 		if gone {
 			_ = m.RespondMsg(&nats.Msg{Header: nats.Header{"Status": []string{"503"}}})
@@ -74,19 +122,38 @@ func BenchmarkDetectKill(b *testing.B) {
 	if err := obs.SetPendingLimits(-1, -1); err != nil {
 		b.Fatal(err)
 	}
+	if err := caller.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	// An attempt's timeout is 5 s on either route: a request that took
+	// that long waited for one.
+	const routeTimeout = 5 * time.Second
 	var stop atomic.Bool
-	var failed, served atomic.Int64
+	var served, failed, atCritical, waited atomic.Int64
 	var wg sync.WaitGroup
 	for range inflight {
 		wg.Go(func() {
 			for !stop.Load() {
-				m, err := caller.Request(events.Subjects{}.Route("echo", "say"), []byte("hi"), 10*time.Second)
+				at := time.Now()
+				m, err := caller.Request(events.Subjects{}.Route("echo", "say"), []byte("hi"), 4*routeTimeout)
+				text := ""
 				if err != nil {
-					failed.Add(1)
-				} else if _, _, isErr := events.ReplyError(m); isErr {
-					failed.Add(1)
-				} else {
+					text = err.Error()
+				} else if code, msg, isErr := events.ReplyError(m); isErr {
+					text = fmt.Sprintf("%d %s", code, msg)
+				}
+				switch {
+				case text == "":
 					served.Add(1)
+				case strings.Contains(text, "connection closed"):
+					failed.Add(1)
+					atCritical.Add(1)
+				default:
+					failed.Add(1)
+					b.Logf("routed request failed after %v: %s", time.Since(at).Round(time.Millisecond), text)
+				}
+				if time.Since(at) >= routeTimeout {
+					waited.Add(1)
 				}
 			}
 		})
@@ -99,7 +166,7 @@ func BenchmarkDetectKill(b *testing.B) {
 		victim := live[k%len(live)]
 		hev := r.health(victim.id)
 		mu.Lock()
-		dead[victim.id] = true
+		victims[victim.conn] = victim.id
 		mu.Unlock()
 		killed := time.Now()
 		if err := syscall.Kill(victim.p.PID(), syscall.SIGKILL); err != nil {
@@ -107,6 +174,9 @@ func BenchmarkDetectKill(b *testing.B) {
 		}
 		ev := waitStatus(b, hev, events.Critical, 10*time.Second)
 		toCritical = append(toCritical, time.Since(killed))
+		mu.Lock()
+		critical[victim.id] = true
+		mu.Unlock()
 		if !strings.HasPrefix(ev.Reason, "disconnected:") {
 			b.Logf("kill %d: critical for %q", k, ev.Reason)
 		}
@@ -126,11 +196,20 @@ func BenchmarkDetectKill(b *testing.B) {
 	}
 	b.ReportMetric(float64(p99(toCritical).Microseconds())/1000, "ms-to-critical-p99")
 	b.ReportMetric(float64(p99(toLast).Microseconds())/1000, "ms-to-last-request-p99")
-	b.Logf("%d kills: to critical %v (p99 %v), to the last routed request %v (p99 %v); %d routed requests served, %d failed",
-		kills, toCritical, p99(toCritical), toLast, p99(toLast), served.Load(), failed.Load())
+	b.ReportMetric(float64(failed.Load()), "failed")
+	b.ReportMetric(float64(waited.Load()), "waited-timeout")
+	b.ReportMetric(float64(reachedAfter.Load()), "sent-after-critical")
+	b.Logf("%d kills: to critical %v (p99 %v), to the last routed request %v (p99 %v)", kills, toCritical, p99(toCritical), toLast, p99(toLast))
+	b.Logf("routed requests: %d served, %d failed (%d of them inside a killed process, answered 504 at its critical event), %d waited for a timeout, %d sent to a killed instance after its critical event reached this benchmark (no responders from then on: retried)",
+		served.Load(), failed.Load(), atCritical.Load(), waited.Load(), reachedAfter.Load())
+	b.Logf("load average after the kills: %s", loadAverage())
+}
 
-	// 1,000 instances on one connection, closed.
+// detectOneConn closes one connection holding 1,000 instances.
+func detectOneConn(b *testing.B) {
 	const many = 1000
+	r := startRegion(b)
+	caller := r.nc
 	one, err := nats.Connect(r.url)
 	if err != nil {
 		b.Fatal(err)
@@ -167,4 +246,15 @@ func BenchmarkDetectKill(b *testing.B) {
 	all := time.Since(closed)
 	b.ReportMetric(float64(all.Microseconds())/1000, "ms-1000-on-one-conn")
 	b.Logf("%d instances on one connection closed: all critical in %v", many, all)
+}
+
+// loadAverage is the machine's load average (1, 5 and 15 minutes), to
+// read the figures by.
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(data))
+	return strings.Join(f[:min(3, len(f))], " ")
 }
