@@ -165,6 +165,10 @@ const (
 	// instance may have acted on it before it died, so this is a timeout
 	// known early: retried only where a timeout would be.
 	connClosed
+	// notSent: picked from a view that still held an instance whose
+	// connection had closed, and caught before it was sent; another
+	// attempt is safe.
+	notSent
 )
 
 // unanswered ends an attempt the instance did not answer. The instance is
@@ -173,7 +177,8 @@ const (
 func (c *call) unanswered(why missed, now time.Time) (retry bool, err *Error) {
 	t, st := c.target, c.stats
 	t.Done(Result{Latency: now.Sub(c.sent), Failed: true, At: now})
-	if why != connClosed && c.view.state.eject(t) {
+	// The table took out an instance whose connection closed already.
+	if (why == noResponders || why == timedOut) && c.view.state.eject(t) {
 		st.ejected.Inc()
 		reason := "no responders"
 		if why == timedOut {
@@ -185,7 +190,7 @@ func (c *call) unanswered(why missed, now time.Time) (retry bool, err *Error) {
 	route := c.view.Route
 	// After no responders another attempt is always safe; after a
 	// timeout only if the route says the endpoint is idempotent.
-	if (why == noResponders || route.RetryOnTimeout) && c.attempts <= route.Retries && now.Before(c.deadline) {
+	if (why == noResponders || why == notSent || route.RetryOnTimeout) && c.attempts <= route.Retries && now.Before(c.deadline) {
 		if c.view.state.budget.withdraw() {
 			st.retries.Inc()
 			return true, nil
@@ -205,8 +210,12 @@ func (c *call) unanswered(why missed, now time.Time) (retry bool, err *Error) {
 			fmt.Sprintf("%s.%s: instance %s's connection closed with the request in it, %s after it was sent (%s)",
 				c.service, c.endpoint, t.ID, now.Sub(c.sent).Round(time.Millisecond), note)}
 	}
+	last := "no responders"
+	if why == notSent {
+		last = "its connection closed"
+	}
 	return false, &Error{events.CodeUnavailable,
-		fmt.Sprintf("%s.%s: no instance answered after %d attempts (last: %s, no responders)", c.service, c.endpoint, c.attempts, t.ID)}
+		fmt.Sprintf("%s.%s: no instance answered after %d attempts (last: %s, %s)", c.service, c.endpoint, c.attempts, t.ID, last)}
 }
 
 // end counts the call's outcome and frees its slot (a call without an answer).

@@ -182,10 +182,9 @@ func (f *forwarder) attempt(c *call) {
 	m := &nats.Msg{Subject: c.subject(), Header: c.in.Header, Data: c.in.Data}
 	f.mu.Lock()
 	if f.closed.since(epoch, c.service, t.ID) {
-		// Picked from a view older than its connection's closing, and
-		// not sent: another attempt is safe.
+		// Picked from a view older than its connection's closing.
 		f.mu.Unlock()
-		f.unanswered(c, noResponders, time.Now())
+		f.unanswered(c, notSent, time.Now())
 		return
 	}
 	token := f.tokens.Uint64()
