@@ -1,6 +1,7 @@
 package router_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 
 	"github.com/hailsd/hail/bus/bustest"
@@ -30,7 +32,8 @@ type answer struct {
 // attempt's timeout here is 20 s, the test gives it 10): on a route with
 // retry_on_timeout it is tried again on the healthy instance, else it is
 // answered 504 at once (the request may have been acted on; PROTOCOL
-// v1.4). From the bus (hail.route.>) and from the HTTP ingress alike.
+// v1.4). From the bus (hail.route.>) and from the HTTP ingress alike. The
+// same event from a node that does not own the instance ends nothing.
 func TestClosedConnectionEndsAttempts(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -70,8 +73,28 @@ func TestClosedConnectionEndsAttempts(t *testing.T) {
 				}
 				return nil
 			})
+			// The same event from a node that does not own the instance
+			// ends nothing. (The healthy instance comes in by a later
+			// turn of the table's loop, so once it is pickable, an
+			// attempt the forgery ended would have been counted.)
+			forged, _ := json.Marshal(events.HealthEvent{ID: hung.ID, Service: "echo", Status: events.Critical, Previous: events.Passing,
+				Reason: events.DisconnectReason("Client Closed"), Node: uuid.NewString(), TS: time.Now().UTC()})
+			if err := e.NC.Publish(subjects.Health("echo", hung.ID), forged); err != nil {
+				t.Fatal(err)
+			}
+			bustest.Eventually(t, 10*time.Second, func() error {
+				if e.counter(`hail_router_rejected_total{reason="bad_event"}`) == 0 {
+					return errors.New("forged event not taken yet")
+				}
+				return nil
+			})
 			good := e.instance(fakeinst.Options{AnnounceConn: true})
 			e.waitPickable(2)
+			for _, outcome := range []string{"ok", "timeout", "unavailable", "canceled"} {
+				if n := e.counter(fmt.Sprintf(`hail_router_requests_total{service="echo",endpoint="say",outcome=%q}`, outcome)); n != 0 {
+					t.Fatalf("a forged disconnected event ended the attempt: %v %s", n, outcome)
+				}
+			}
 			hung.Kill() // its connection closes: the owner's event follows
 			var a answer
 			select {
