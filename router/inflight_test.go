@@ -40,11 +40,16 @@ func TestClosedConnectionEndsAttempts(t *testing.T) {
 		route string
 		http  bool
 		retry bool // want the healthy instance's answer, else a 504
+		// recordFirst: the instance is out of the table (its record
+		// critical) before the event comes, as when the owner's KV write
+		// reaches the router before its event.
+		recordFirst bool
 	}{
-		{"bus retried", `{"timeout_ms":60000,"retry_on_timeout":true}`, false, true},
-		{"ingress retried", `{"timeout_ms":60000,"retry_on_timeout":true}`, true, true},
-		{"bus not idempotent", `{"timeout_ms":60000}`, false, false},
-		{"ingress not idempotent", `{"timeout_ms":60000}`, true, false},
+		{"bus retried", `{"timeout_ms":60000,"retry_on_timeout":true}`, false, true, false},
+		{"ingress retried", `{"timeout_ms":60000,"retry_on_timeout":true}`, true, true, false},
+		{"bus not idempotent", `{"timeout_ms":60000}`, false, false, false},
+		{"ingress not idempotent", `{"timeout_ms":60000}`, true, false, false},
+		{"bus record first", `{"timeout_ms":60000,"retry_on_timeout":true}`, false, true, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,7 +100,26 @@ func TestClosedConnectionEndsAttempts(t *testing.T) {
 					t.Fatalf("a forged disconnected event ended the attempt: %v %s", n, outcome)
 				}
 			}
-			hung.Kill() // its connection closes: the owner's event follows
+			if tt.recordFirst {
+				// Silent, it is critical by its heartbeats (not closed:
+				// the attempt still waits); then the owner's event.
+				hung.Silence()
+				bustest.Eventually(t, 30*time.Second, func() error {
+					rec, err := e.Record(events.InstanceKey("echo", hung.ID))
+					if err != nil || rec.Status != events.Critical {
+						return fmt.Errorf("record %s %v", rec.Status, err)
+					}
+					return nil
+				})
+				e.waitPickable(1)
+				ev, _ := json.Marshal(events.HealthEvent{ID: hung.ID, Service: "echo", Status: events.Critical, Previous: events.Critical,
+					Reason: events.DisconnectReason("Client Closed"), Node: e.owner("echo", hung.ID), TS: time.Now().UTC()})
+				if err := e.NC.Publish(subjects.Health("echo", hung.ID), ev); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				hung.Kill() // its connection closes: the owner's event follows
+			}
 			var a answer
 			select {
 			case a = <-got:
