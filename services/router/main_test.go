@@ -157,6 +157,11 @@ func TestConfigErrorsNameField(t *testing.T) {
 		{[]string{"--ejection-max-share", "2"}, nil, "ejection.max_share"},
 		{[]string{"--prefix", "hail.>"}, nil, "prefix"},
 		{[]string{"--route-retries", "-1"}, nil, "route.retries"},
+		{[]string{"--remote-regions", "eu,US"}, nil, "remote_regions"},
+		{nil, map[string]string{"HAIL_REMOTE_REGIONS": "eu,eu.west"}, "remote_regions"},
+		{nil, map[string]string{"HAIL_REMOTE_REGIONS": "eu,eu"}, "remote_regions"},
+		{[]string{"--remote-stale", "0s"}, nil, "remote_stale"},
+		{[]string{"--az", strings.Repeat("a", 200)}, nil, "az"},
 	}
 	for _, tt := range tests {
 		err := run(context.Background(), tt.args, envFrom(tt.env), io.Discard)
@@ -168,10 +173,13 @@ func TestConfigErrorsNameField(t *testing.T) {
 
 func TestPrintConfig(t *testing.T) {
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"--print-config", "--route-strategy", "p2c_ewma"}, envFrom(map[string]string{"HAIL_ROUTE_RETRIES": "3"}), &out); err != nil {
+	if err := run(context.Background(), []string{"--print-config", "--route-strategy", "p2c_ewma", "--az", "eu-west-1a"},
+		envFrom(map[string]string{"HAIL_ROUTE_RETRIES": "3", "HAIL_REMOTE_REGIONS": "us,ap"}), &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"strategy: p2c_ewma", "retries: 3", "timeout: 5s", "hash_load_factor: 1.25"} {
+	for _, want := range []string{"strategy: p2c_ewma", "retries: 3", "timeout: 5s", "hash_load_factor: 1.25",
+		"az: eu-west-1a", "remote_regions:\n    - us\n    - ap", "remote_stale: 10s"} {
+		want = strings.ReplaceAll(want, "\\n", "\n")
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("printed config lacks %q:\n%s", want, out.String())
 		}
