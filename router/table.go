@@ -546,6 +546,12 @@ func (t *Table) targets(recs []events.InstanceRecord, route Route, down map[stri
 		_, isDown := down[id]
 		w := t.weight(rec, route, isDown)
 		if w <= 0 {
+			if l := loads[id]; l != nil {
+				// Out by the registry (or a health event): its ejection
+				// need not hold a place under the service's bound, which
+				// the next one to fail (the last at home, say) needs.
+				state.lift(l)
+			}
 			if !isDown && drained(rec, route) {
 				for _, ep := range rec.Endpoints {
 					out.drainedBy[ep.Name]++
