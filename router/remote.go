@@ -124,11 +124,13 @@ func (s *service) rtt(region string) float64 {
 }
 
 // applyRemote takes in a change to hail_remote: the service is rebuilt;
-// a region turning stale or fresh rebuilds every service.
+// a region turning stale or fresh rebuilds the services it holds.
 func (t *Table) applyRemote(c registry.RemoteChange) {
 	if c.Freshness {
-		for name := range t.services {
-			t.dirty[name] = true
+		for name, s := range t.services {
+			if rs := s.regions[c.Region]; rs != nil && len(rs.statuses) > 0 {
+				t.dirty[name] = true
+			}
 		}
 		return
 	}
