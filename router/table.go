@@ -522,7 +522,7 @@ func (t *Table) picker(route Route, local []*Target, regions [][]*Target) (Picke
 	return f, nil
 }
 
-// endpointTargets are one region's targets of a service by endpoint.
+// regionTargets are one region's targets of a service by endpoint.
 type regionTargets struct {
 	region     string
 	byEndpoint map[string][]*Target
