@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/discovery"
@@ -224,4 +228,75 @@ func TestConfigFileRouteDefaultsEdit(t *testing.T) {
 	if line := waitLog("config file edit refused"); !strings.Contains(line, "route.strategy") {
 		t.Errorf("refusal does not name route.strategy: %s", line)
 	}
+}
+
+// The program with HAIL_REMOTE_REGIONS routes a service with no instance
+// at home to another region's instance (in hail_remote), and with
+// HAIL_AZ keeps to its zone; its replies name it in Hail-Router.
+func TestRunRoutesAbroadAndByZone(t *testing.T) {
+	s := bustest.RunServer(t)
+	nc := bustest.Connect(t, s.ClientURL())
+	kv := bustest.Buckets(t, nc)
+	regions := bustest.RemoteBucket(t, nc, "eu")
+	node, err := discovery.New(bustest.Connect(t, s.ClientURL()), kv, discovery.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	nodeDone, done := make(chan error, 1), make(chan error, 1)
+	go func() { nodeDone <- node.Run(ctx) }()
+	defer func() { <-nodeDone }()
+	var out testlog.Buffer
+	go func() {
+		done <- run(ctx, nil, envFrom(map[string]string{"HAIL_NATS_URL": s.ClientURL(), "HAIL_REMOTE_REGIONS": "eu", "HAIL_AZ": "a"}), &out)
+	}()
+	defer func() { cancel(); <-done }()
+
+	far := fakeinst.Start(t, s.ClientURL(), fakeinst.Options{Service: "far", Manual: true})
+	a, err := events.DecodeAnnounce(far.AnnounceData())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := json.Marshal(events.InstanceRecord{Announce: a, Status: events.Passing, Node: uuid.NewString()})
+	if _, err := regions["eu"].Put(t.Context(), a.Service+"."+a.ID, rec); err != nil {
+		t.Fatal(err)
+	}
+	zoned := map[string]string{}
+	for _, az := range []string{"a", "b"} {
+		i := fakeinst.Start(t, s.ClientURL(), fakeinst.Options{Service: "near", Edit: func(a *events.Announce) { a.AZ = az }})
+		zoned[i.ID] = az
+	}
+	ask := func(service string) (*nats.Msg, error) {
+		m, err := nc.Request("hail.route."+service+".say", nil, time.Second)
+		if err != nil {
+			return nil, err
+		}
+		if code, text, isErr := events.ReplyError(m); isErr {
+			return nil, fmt.Errorf("%d %s", code, text)
+		}
+		if m.Header.Get(events.HeaderRouter) == "" {
+			return nil, fmt.Errorf("reply without %s", events.HeaderRouter)
+		}
+		return m, nil
+	}
+	bustest.Eventually(t, 15*time.Second, func() error {
+		m, err := ask("far")
+		if err != nil {
+			return err
+		}
+		if string(m.Data) != far.ID {
+			return fmt.Errorf("far answered by %s", m.Data)
+		}
+		for range 20 {
+			m, err := ask("near")
+			if err != nil {
+				return err
+			}
+			if zoned[string(m.Data)] != "a" {
+				return fmt.Errorf("near answered in zone %q", zoned[string(m.Data)])
+			}
+		}
+		return nil
+	})
 }
