@@ -246,7 +246,12 @@ func TestRunRoutesAbroadAndByZone(t *testing.T) {
 	defer cancel()
 	nodeDone, done := make(chan error, 1), make(chan error, 1)
 	go func() { nodeDone <- node.Run(ctx) }()
-	defer func() { <-nodeDone }()
+	defer func() { cancel(); <-nodeDone }()
+	select {
+	case <-node.Serving():
+	case <-time.After(10 * time.Second):
+		t.Fatal("discovery not serving within 10s")
+	}
 	var out testlog.Buffer
 	go func() {
 		done <- run(ctx, nil, envFrom(map[string]string{"HAIL_NATS_URL": s.ClientURL(), "HAIL_REMOTE_REGIONS": "eu", "HAIL_AZ": "a"}), &out)
