@@ -15,6 +15,10 @@ const (
 	HeaderServiceErrorCode = "Nats-Service-Error-Code"
 )
 
+// HeaderRouter names the router that routed a reply, beside
+// Hail-Instance (PROTOCOL v1.5).
+const HeaderRouter = "Hail-Router"
+
 // Error codes of PROTOCOL.md, HTTP-like as in the NATS micro convention.
 const (
 	CodeBadRequest  = 400

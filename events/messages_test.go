@@ -62,7 +62,7 @@ func TestRoundTrip(t *testing.T) {
 		{"record", InstanceRecord{Announce: ann, Status: Critical, Node: testNode, RegisteredAt: ts, UpdatedAt: ts.Add(time.Second)},
 			func(b []byte) (any, error) { return DecodeInstanceRecord(b) }},
 		{"reply", HeartbeatReply{ID: testID, Status: Warning, Inflight: 3, Capacity: 64}, func(b []byte) (any, error) { return DecodeHeartbeatReply(b) }},
-		{"route", RouteConfig{Strategy: "hash", HashHeader: "X-User", Retries: new(2), TimeoutMS: 500, RetryOnTimeout: true, HashLoadFactor: 1.5, Weights: map[string]int{testID: 5}},
+		{"route", RouteConfig{Strategy: "hash", HashHeader: "X-User", Retries: new(2), TimeoutMS: 500, RetryOnTimeout: true, HashLoadFactor: 1.5, Weights: map[string]int{testID: 5}, ZoneAware: new(false)},
 			func(b []byte) (any, error) { return DecodeRouteConfig(b) }},
 		{"query", InstancesQuery{Service: "echo", Status: Passing}, func(b []byte) (any, error) { return DecodeInstancesQuery(b) }},
 	}

@@ -39,6 +39,9 @@ type RouteConfig struct {
 	// multiple of the mean (1 < f <= 10); this repository's addition.
 	HashLoadFactor float64        `json:"hash_load_factor,omitempty"`
 	Weights        map[string]int `json:"weights,omitempty"`
+	// ZoneAware, when false, turns off a router's preference for its own
+	// zone for this service (PROTOCOL v1.5); absent means on.
+	ZoneAware *bool `json:"zone_aware,omitempty"`
 }
 
 // Validate checks a route config; an invalid one must never replace a good one.

@@ -13,6 +13,10 @@
 //   - Nodes: hail_nodes, the live discovery nodes, by hail's one rule of a
 //     live node (a UUID key holding a valid record of that id). A discovery node divides the instances among
 //     them; the console lists them.
+//   - Remote: hail_remote, the other regions' registries that discovery
+//     sources into this one (PROTOCOL v1.5), a Registry per region, and
+//     each region's staleness from its source's activity. The router
+//     routes to them when a service has no instance at home.
 //   - Routes: hail_config's routes, each decoded and validated once
 //     (events.DecodeRouteConfig); an invalid value is shown with why and
 //     leaves the last good route in force. The router routes by them; the

@@ -95,11 +95,11 @@ func Discovery(s events.Subjects) Role {
 // on (PROTOCOL v1.4), imported into hail's account.
 var disconnects = []string{events.DisconnectAll}
 
-// Router: routed requests in, instances' subjects out, the registry and
-// routes read, health events heard, its traffic published.
+// Router: routed requests in, instances' subjects out, the registry,
+// the other regions' (hail_remote) and routes read, health events heard, its traffic published.
 func Router(s events.Subjects) Role {
 	r := Role{Name: events.RoleRouter, AllowResponses: true}
-	r.Publish = with([]string{s.Inst("*", ">"), s.StatsRouter("*")}, kvRead(bus.InstancesBucket), kvRead(bus.ConfigBucket),
+	r.Publish = with([]string{s.Inst("*", ">"), s.StatsRouter("*")}, kvRead(bus.InstancesBucket), kvRead(bus.ConfigBucket), kvRead(bus.RemoteBucket),
 		[]string{"$JS.API.STREAM.INFO." + bus.EventsStream, "$JS.API.STREAM.INFO.KV_" + bus.NodesBucket})
 	r.Subscribe = with([]string{s.RouteAll(), s.HealthAll(), r.InboxPrefix() + ".>"}, micro("hail-router"))
 	return confine(r)

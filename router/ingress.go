@@ -88,6 +88,7 @@ func (r *Router) ingress(w http.ResponseWriter, req *http.Request) int {
 	for k, vs := range httpmap.ResponseHeaders(a.m.Header) {
 		h[k] = vs
 	}
+	h.Set(events.HeaderRouter, r.id)
 	h.Set("Content-Length", strconv.Itoa(len(a.m.Data)))
 	w.WriteHeader(status)
 	_, _ = w.Write(a.m.Data)

@@ -170,7 +170,8 @@ func TestIngress(t *testing.T) {
 	}
 	// The ingress reaches an SDK instance (here one speaking the protocol
 	// by hand) just as well.
-	if code, h, body := e.do(http.MethodPost, "/echo/say", nil, "hi"); code != 200 || body == "" || h.Get("Hail-Instance") != body {
+	if code, h, body := e.do(http.MethodPost, "/echo/say", nil, "hi"); code != 200 || body == "" || h.Get("Hail-Instance") != body ||
+		h.Get("Hail-Router") != rt.ID() {
 		t.Errorf("echo through the ingress: %d %q %v", code, body, h)
 	}
 

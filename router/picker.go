@@ -31,6 +31,11 @@ type Target struct {
 	Weight int
 	// Scoped: reached on P.inst.<service>.<id>.<endpoint> (v1.2).
 	Scoped bool
+	// AZ is the instance's zone ("" is a zone too: PROTOCOL v1.5).
+	AZ string
+	// Region is the instance's region when it is not the router's own
+	// (it came from hail_remote); "" at home.
+	Region string
 	load   *Load
 }
 
@@ -103,7 +108,10 @@ func (t *Target) ejected() bool { return t.load.ejected.Load() }
 type Load struct {
 	inflight atomic.Int64
 	// total is the service's in-flight sum, for the hash strategy's bound.
-	total   *atomic.Int64
+	total *atomic.Int64
+	// owner is the state the instance's ejections count in: its
+	// service's, or the service's in its region when that is another.
+	owner   *serviceState
 	ejected atomic.Bool
 	// clock is when the last attempt on any instance of the service
 	// ended (Unix ns): a clock for decaying latencies that costs no

@@ -85,6 +85,9 @@ type Route struct {
 	RetryOnTimeout bool
 	HashLoadFactor float64
 	Weights        map[string]int
+	// ZoneAware: a router with an az prefers its own zone (PROTOCOL
+	// v1.5). On unless the route turns it off.
+	ZoneAware bool
 }
 
 // resolve lays a validated RouteConfig over d.
@@ -92,6 +95,7 @@ func (d RouteDefaults) resolve(c events.RouteConfig) Route {
 	r := Route{
 		Strategy: d.Strategy, HashHeader: events.HeaderKey, Retries: d.Retries, Timeout: d.Timeout,
 		RetryOnTimeout: c.RetryOnTimeout, HashLoadFactor: d.HashLoadFactor, Weights: c.Weights,
+		ZoneAware: c.ZoneAware == nil || *c.ZoneAware,
 	}
 	if c.Strategy != "" {
 		r.Strategy = c.Strategy

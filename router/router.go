@@ -36,12 +36,12 @@ type Config struct {
 }
 
 // Router answers requests on P.route.<service>.<endpoint> by forwarding
-// them to one instance. Several routers share the queue group
+// them to one instance; its replies name it in Hail-Router. Several routers share the queue group
 // P.router, so each request is routed once.
 type Router struct {
 	nc      *nats.Conn
 	cfg     Config
-	id      string // names its traffic snapshots
+	id      string // names its traffic snapshots and replies (Hail-Router)
 	log     *slog.Logger
 	table   *Table
 	fwd     *forwarder
@@ -79,6 +79,9 @@ func New(nc *nats.Conn, cfg Config) (*Router, error) {
 	return &Router{nc: nc, cfg: cfg, id: uuid.NewString(), log: t.cfg.Logger.With("component", "router"), table: t,
 		serving: make(chan struct{}), bad: t.m.endpoint(unknownLabel, unknownLabel)}, nil
 }
+
+// ID is the router's id, as its replies' Hail-Router header gives it.
+func (r *Router) ID() string { return r.id }
 
 // Table is the router's routing table.
 func (r *Router) Table() *Table { return r.table }
@@ -198,6 +201,8 @@ func (r *Router) handle(m *nats.Msg) {
 		done = func(out *nats.Msg, err error) {
 			if err != nil {
 				out = errorMsg(err)
+			} else {
+				out.Header.Set(events.HeaderRouter, r.id)
 			}
 			respond(r.nc, reply, out)
 		}

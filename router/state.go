@@ -81,6 +81,9 @@ func newServiceState(e Ejection, d RouteDefaults) *serviceState {
 // eject takes t out for a while; it reports false when the share of the
 // service already out forbids it.
 func (s *serviceState) eject(t *Target) bool {
+	if o := t.load.owner; o != nil && o != s {
+		return o.eject(t) // another region's instance: bounded in its region
+	}
 	limit := max(1, int64(s.ej.MaxShare*float64(s.pickable.Load())))
 	if s.ejected.Add(1) > limit {
 		s.ejected.Add(-1)

@@ -37,6 +37,21 @@ type TableConfig struct {
 	// DownLapse is how long a health event's down mark holds when the
 	// registry does not confirm it (no newer record arrives). Default 10s.
 	DownLapse time.Duration
+	// AZ is the router's zone: requests stay in it while its instances
+	// can carry their share (PROTOCOL v1.5). Empty: one zone.
+	AZ string
+	// RemoteRegions are the other regions a service with no instance at
+	// home is routed to, nearest first (PROTOCOL v1.5); regions of
+	// hail_remote not named come after them by measured round-trip time.
+	// Empty: hail_remote is not followed, nothing is routed abroad.
+	RemoteRegions []string
+	// RemoteStale is how long a region's source may be inactive before
+	// it is not routed to. Default 10s.
+	RemoteStale time.Duration
+	// Remote is the program's follower of hail_remote, shared and run by
+	// its owner; nil: the table makes and runs its own when
+	// RemoteRegions is set.
+	Remote *registry.Remote
 }
 
 // defaultDownLapse: the registry's critical record follows a health
@@ -96,6 +111,7 @@ type Table struct {
 
 	reg    *registry.Follower // set by Run
 	routes *registry.Routes   // set by Run
+	remote *registry.Remote   // set by Run; nil: nothing abroad
 	// bucketsLost: a bucket or the events stream was deleted under the
 	// table (guardBuckets).
 	bucketsLost atomic.Bool
@@ -108,8 +124,11 @@ type Table struct {
 
 // View is one service as the router sees it at one moment.
 type View struct {
-	Service   string
-	Route     Route
+	Service string
+	Route   Route
+	// Abroad are the other regions routed to when no instance at home
+	// can take a request, nearest first: those with an instance that may.
+	Abroad    []string
 	endpoints map[string]*Endpoint
 	state     *serviceState
 	loads     map[string]*Load // by instance id, for the traffic snapshots
@@ -145,6 +164,12 @@ type service struct {
 	route    events.RouteConfig
 	hasRoute bool
 	state    *serviceState
+	// regions are the service's instances in other regions (hail_remote),
+	// by region.
+	regions map[string]*regionService
+	// away: no instance at home may take requests and another region's
+	// can (logged as it turns).
+	away bool
 }
 
 // NewTable makes a table; Run fills and maintains it.
@@ -214,6 +239,27 @@ func (t *Table) Run(ctx context.Context) error {
 		t.routes = registry.NewRoutes(b.Config, follow)
 		run = append(run, t.routes.Run)
 	}
+	t.remote = t.cfg.Remote
+	if t.remote == nil && len(t.cfg.RemoteRegions) > 0 {
+		js, err := jetstream.New(t.nc)
+		if err != nil {
+			return fmt.Errorf("jetstream: %w", err)
+		}
+		follow.Invalid = t.m.badRecords.Inc
+		t.remote = registry.NewRemote(js, registry.RemoteConfig{FollowConfig: follow, StaleAfter: t.cfg.RemoteStale})
+		run = append(run, t.remote.Run)
+	}
+	remotes := make(chan registry.RemoteChange, 1024)
+	var remoteLoaded <-chan struct{}
+	if t.remote != nil {
+		remoteLoaded = t.remote.Ready()
+		defer t.remote.Subscribe(func(c registry.RemoteChange) {
+			select {
+			case remotes <- c:
+			case <-ctx.Done():
+			}
+		})()
+	}
 	changes := make(chan registry.Change, 1024)
 	// Subscribed before the followers start: the initial records and
 	// routes come as changes too. (A shared follower may have loaded
@@ -242,14 +288,15 @@ func (t *Table) Run(ctx context.Context) error {
 	for _, f := range run {
 		g.Go(func() error { return f(gctx) })
 	}
-	g.Go(func() error { return t.loop(gctx, changes, routes, downs) })
+	g.Go(func() error { return t.loop(gctx, changes, routes, downs, remotes, remoteLoaded) })
 	g.Go(func() error { return t.guardBuckets(gctx, b) })
 	return g.Wait()
 }
 
 // loop applies the registry's changes, routes, health events and new
 // defaults, and publishes views once a burst is over.
-func (t *Table) loop(ctx context.Context, changes <-chan registry.Change, routes <-chan registry.RouteChange, downs chan healthDown) error {
+func (t *Table) loop(ctx context.Context, changes <-chan registry.Change, routes <-chan registry.RouteChange, downs chan healthDown,
+	remotes <-chan registry.RemoteChange, remoteLoaded <-chan struct{}) error {
 	instLoaded, confLoaded := t.reg.Ready(), t.routes.Ready()
 	lapse := time.NewTicker(t.cfg.DownLapse / 2)
 	defer lapse.Stop()
@@ -273,6 +320,14 @@ func (t *Table) loop(ctx context.Context, changes <-chan registry.Change, routes
 			}
 		case c := <-routes:
 			t.applyRoute(c)
+		case c := <-remotes:
+			t.applyRemote(c)
+		case <-remoteLoaded:
+			// hail_remote may never exist: the table is ready without it.
+			remoteLoaded = nil
+			t.remote.Each(func(region string, rec events.InstanceRecord, rev uint64) {
+				t.applyRemote(registry.RemoteChange{Region: region, Change: registry.Change{Key: rec.Key(), Service: rec.Service, ID: rec.ID, Record: rec, Rev: rev}})
+			})
 		case d := <-downs:
 			t.applyDown(d)
 		case d := <-t.defaults:
@@ -284,7 +339,7 @@ func (t *Table) loop(ctx context.Context, changes <-chan registry.Change, routes
 		}
 		// Coalesce a burst (start-up, a mass transition) into one rebuild
 		// per service: rebuild only once nothing more is waiting.
-		if len(changes) > 0 || len(routes) > 0 || len(downs) > 0 {
+		if len(changes) > 0 || len(routes) > 0 || len(downs) > 0 || len(remotes) > 0 {
 			continue
 		}
 		if instLoaded != nil || confLoaded != nil {
@@ -359,76 +414,77 @@ func (t *Table) publish() {
 	for name := range t.dirty {
 		s := t.services[name]
 		var recs []events.InstanceRecord
+		var abroad []regionRecords
 		if s != nil {
 			recs = t.reg.Service(name)
+			abroad = t.abroad(name)
 		}
-		if len(recs) == 0 {
+		if len(recs) == 0 && len(abroad) == 0 {
 			delete(next, name)
-			if s != nil && !s.hasRoute {
+			if s != nil && !s.hasRoute && !s.knownAbroad() {
 				delete(t.services, name)
 			}
 			continue
 		}
-		next[name] = t.build(s, recs)
+		next[name] = t.build(s, recs, abroad)
 	}
 	clear(t.dirty)
 	t.views.Store(&next)
 }
 
-// build makes a service's view from its records (ordered by id): the
-// targets that may take requests and a picker per endpoint over those that
-// serve it.
-func (t *Table) build(s *service, recs []events.InstanceRecord) *View {
+// build makes a service's view from its records (ordered by id) and its
+// records in other regions (nearest first): the targets that may take
+// requests and a picker per endpoint over those that serve it, at home
+// first and abroad only when no instance at home can take the request.
+func (t *Table) build(s *service, recs []events.InstanceRecord, abroad []regionRecords) *View {
 	route := t.cfg.Route.resolve(s.route)
 	v := &View{Service: s.name, Route: route, endpoints: map[string]*Endpoint{}, state: s.state, loads: map[string]*Load{}}
-	byEndpoint := map[string][]*Target{}
-	drainedBy := map[string]int{}
-	pickable := 0
-	for _, rec := range recs {
-		id := rec.ID
-		for _, ep := range rec.Endpoints {
-			if _, ok := byEndpoint[ep.Name]; !ok {
-				byEndpoint[ep.Name] = nil
-			}
+	home := t.targets(recs, route, s.down, s.loads, s.state, "", v)
+	s.state.pickable.Store(int64(home.pickable))
+	away := make([]regionTargets, 0, len(abroad))
+	awayPickable := 0
+	for _, a := range abroad {
+		rs := s.region(a.region, t)
+		rt := t.targets(a.recs, route, nil, rs.loads, rs.state, a.region, nil)
+		rs.state.pickable.Store(int64(rt.pickable))
+		awayPickable += rt.pickable
+		if rt.pickable > 0 {
+			v.Abroad = append(v.Abroad, a.region)
 		}
-		_, down := s.down[id]
-		w := t.weight(rec, route, down)
-		if w <= 0 {
-			if !down && drained(rec, route) {
-				for _, ep := range rec.Endpoints {
-					drainedBy[ep.Name]++
-				}
-			}
-			continue
-		}
-		l := s.loads[id]
-		if l == nil {
-			l = newLoad(&s.state.inflight, &s.state.clock)
-			s.loads[id] = l
-		}
-		pickable++
-		v.loads[id] = l
-		target := &Target{ID: id, Weight: w, Scoped: rec.Scoped, load: l}
-		for _, ep := range rec.Endpoints {
-			byEndpoint[ep.Name] = append(byEndpoint[ep.Name], target)
-		}
+		away = append(away, rt)
 	}
-	s.state.pickable.Store(int64(pickable))
+	t.logAway(s, home.pickable, awayPickable, abroad)
 	// Endpoints served by the same instances share one picker, so weights
 	// and rotations hold across them.
 	shared := map[string]Picker{}
-	for name, targets := range byEndpoint {
-		e := &Endpoint{Name: name, Drained: drainedBy[name], stats: t.m.endpoint(s.name, name)}
+	names := map[string]bool{}
+	for name := range home.byEndpoint {
+		names[name] = true
+	}
+	for _, a := range away {
+		for name := range a.byEndpoint {
+			names[name] = true
+		}
+	}
+	for name := range names {
+		e := &Endpoint{Name: name, Drained: home.drainedBy[name], stats: t.m.endpoint(s.name, name)}
 		v.endpoints[name] = e
-		if len(targets) == 0 {
+		local := home.byEndpoint[name]
+		sig := signature(local)
+		var regions [][]*Target
+		for _, a := range away {
+			if ts := a.byEndpoint[name]; len(ts) > 0 {
+				regions = append(regions, ts)
+				sig += "|" + a.region + ":" + signature(ts)
+			}
+		}
+		if len(local) == 0 && len(regions) == 0 {
 			continue
 		}
-		sig := signature(targets)
 		p, ok := shared[sig]
 		if !ok {
 			var err error
-			p, err = NewPicker(route.Strategy, targets, route.HashLoadFactor)
-			if err != nil {
+			if p, err = t.picker(route, local, regions); err != nil {
 				// Validated routes name known strategies; this is a bug.
 				t.log.Error("build picker", "service", s.name, "err", err)
 				continue
@@ -438,6 +494,89 @@ func (t *Table) build(s *service, recs []events.InstanceRecord) *View {
 		e.Picker = p
 	}
 	return v
+}
+
+// picker is the picker of one endpoint: the route's strategy over the
+// instances at home (the zone choice first, for a router with a zone),
+// and only when none of them can take a request, over each other
+// region's in turn.
+func (t *Table) picker(route Route, local []*Target, regions [][]*Target) (Picker, error) {
+	var home Picker
+	if len(local) > 0 {
+		var err error
+		if route.ZoneAware && t.cfg.AZ != "" {
+			home, err = newZonePicker(route.Strategy, local, route.HashLoadFactor, t.cfg.AZ)
+		} else {
+			home, err = NewPicker(route.Strategy, local, route.HashLoadFactor)
+		}
+		if err != nil || len(regions) == 0 {
+			return home, err
+		}
+	}
+	f := &failover{home: home}
+	for _, ts := range regions {
+		p, err := NewPicker(route.Strategy, ts, route.HashLoadFactor)
+		if err != nil {
+			return nil, err
+		}
+		f.regions = append(f.regions, p)
+	}
+	return f, nil
+}
+
+// regionTargets are one region's targets of a service by endpoint.
+type regionTargets struct {
+	region     string
+	byEndpoint map[string][]*Target
+	drainedBy  map[string]int
+	pickable   int
+}
+
+// targets makes the targets of recs that may take requests, with their
+// loads (kept in loads, counted in state), by endpoint. An endpoint no
+// target serves is listed with none. v, when not nil, gets the loads for
+// the traffic snapshots.
+func (t *Table) targets(recs []events.InstanceRecord, route Route, down map[string]time.Time, loads map[string]*Load, state *serviceState, region string, v *View) regionTargets {
+	out := regionTargets{region: region, byEndpoint: map[string][]*Target{}, drainedBy: map[string]int{}}
+	for _, rec := range recs {
+		id := rec.ID
+		for _, ep := range rec.Endpoints {
+			if _, ok := out.byEndpoint[ep.Name]; !ok {
+				out.byEndpoint[ep.Name] = nil
+			}
+		}
+		_, isDown := down[id]
+		w := t.weight(rec, route, isDown)
+		if w <= 0 {
+			if l := loads[id]; l != nil {
+				// Out by the registry (or a health event): its ejection
+				// need not hold a place under the service's bound, which
+				// the next one to fail (the last at home, say) needs.
+				state.lift(l)
+			}
+			if !isDown && drained(rec, route) {
+				for _, ep := range rec.Endpoints {
+					out.drainedBy[ep.Name]++
+				}
+			}
+			continue
+		}
+		l := loads[id]
+		if l == nil {
+			l = newLoad(&state.inflight, &state.clock)
+			l.owner = state
+			loads[id] = l
+		}
+		out.pickable++
+		if v != nil {
+			v.loads[id] = l
+		}
+		target := &Target{ID: id, Weight: w, Scoped: rec.Scoped, AZ: rec.AZ, Region: region, load: l}
+		for _, ep := range rec.Endpoints {
+			out.byEndpoint[ep.Name] = append(out.byEndpoint[ep.Name], target)
+		}
+	}
+	return out
 }
 
 // drained says whether an instance is healthy but weighted 0, by its

@@ -18,6 +18,7 @@ import (
 	"github.com/hailsd/hail/config"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/program"
+	"github.com/hailsd/hail/registry"
 	"github.com/hailsd/hail/router"
 	"golang.org/x/sync/errgroup"
 )
@@ -45,6 +46,16 @@ type Config struct {
 	// Ingress takes plain HTTP: /<service>/<endpoint>[/<rest>] routed like
 	// hail.route.<service>.<endpoint>. Default empty: off.
 	Ingress config.HTTP `koanf:"ingress"`
+	// AZ is the router's zone: requests stay in it while its instances
+	// carry their share (PROTOCOL v1.5). Default empty: one zone.
+	AZ string `koanf:"az"`
+	// RemoteRegions are the regions a service with no instance at home is
+	// routed to, nearest first (comma-separated in env and flags).
+	// Default empty: none.
+	RemoteRegions config.List `koanf:"remote_regions"`
+	// RemoteStale: a region whose hail_remote source has been inactive
+	// this long is not routed to. Default 10s.
+	RemoteStale time.Duration `koanf:"remote_stale"`
 }
 
 func defaults() *Config {
@@ -57,8 +68,12 @@ func defaults() *Config {
 		MaxInflight:   d.MaxInflight,
 		DrainTimeout:  d.DrainTimeout,
 		StatsInterval: router.DefaultStatsInterval,
+		RemoteStale:   registry.DefaultRemoteStale,
 	}
 }
+
+// maxAZ bounds the zone's name.
+const maxAZ = 128
 
 // Validate checks every field and names the ones that are wrong.
 func (c *Config) Validate() error {
@@ -83,6 +98,23 @@ func (c *Config) Validate() error {
 	if c.StatsInterval < 100*time.Millisecond {
 		add(config.FieldError("stats_interval", "%v is below 100ms", c.StatsInterval))
 	}
+	if len(c.AZ) > maxAZ {
+		add(config.FieldError("az", "is %d bytes, over %d", len(c.AZ), maxAZ))
+	}
+	seen := map[string]bool{}
+	for _, r := range c.RemoteRegions {
+		if err := registry.ValidateRegion(r); err != nil {
+			add(config.FieldError("remote_regions", "%v", err))
+		} else if seen[r] {
+			add(config.FieldError("remote_regions", "%q is named twice", r))
+		}
+		seen[r] = true
+	}
+	// A source's idle heartbeat comes every second: below two, a quiet
+	// region would flap.
+	if c.RemoteStale < 2*time.Second {
+		add(config.FieldError("remote_stale", "%v is below 2s", c.RemoteStale))
+	}
 	return errors.Join(errs...)
 }
 
@@ -90,11 +122,14 @@ func (c *Config) Validate() error {
 func (c *Config) routerConfig(set *metrics.Set, log *slog.Logger) router.Config {
 	return router.Config{
 		Table: router.TableConfig{
-			Subjects: events.Subjects{Prefix: c.Prefix},
-			Route:    c.Route,
-			Ejection: c.Ejection,
-			Logger:   log,
-			Metrics:  set,
+			Subjects:      events.Subjects{Prefix: c.Prefix},
+			Route:         c.Route,
+			Ejection:      c.Ejection,
+			Logger:        log,
+			Metrics:       set,
+			AZ:            c.AZ,
+			RemoteRegions: c.RemoteRegions,
+			RemoteStale:   c.RemoteStale,
 		},
 		Workers: c.Workers, MaxInflight: c.MaxInflight, DrainTimeout: c.DrainTimeout, StatsInterval: c.StatsInterval,
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/discovery"
@@ -157,6 +161,11 @@ func TestConfigErrorsNameField(t *testing.T) {
 		{[]string{"--ejection-max-share", "2"}, nil, "ejection.max_share"},
 		{[]string{"--prefix", "hail.>"}, nil, "prefix"},
 		{[]string{"--route-retries", "-1"}, nil, "route.retries"},
+		{[]string{"--remote-regions", "eu,US"}, nil, "remote_regions"},
+		{nil, map[string]string{"HAIL_REMOTE_REGIONS": "eu,eu.west"}, "remote_regions"},
+		{nil, map[string]string{"HAIL_REMOTE_REGIONS": "eu,eu"}, "remote_regions"},
+		{[]string{"--remote-stale", "0s"}, nil, "remote_stale"},
+		{[]string{"--az", strings.Repeat("a", 200)}, nil, "az"},
 	}
 	for _, tt := range tests {
 		err := run(context.Background(), tt.args, envFrom(tt.env), io.Discard)
@@ -168,10 +177,13 @@ func TestConfigErrorsNameField(t *testing.T) {
 
 func TestPrintConfig(t *testing.T) {
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"--print-config", "--route-strategy", "p2c_ewma"}, envFrom(map[string]string{"HAIL_ROUTE_RETRIES": "3"}), &out); err != nil {
+	if err := run(context.Background(), []string{"--print-config", "--route-strategy", "p2c_ewma", "--az", "eu-west-1a"},
+		envFrom(map[string]string{"HAIL_ROUTE_RETRIES": "3", "HAIL_REMOTE_REGIONS": "us,ap"}), &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"strategy: p2c_ewma", "retries: 3", "timeout: 5s", "hash_load_factor: 1.25"} {
+	for _, want := range []string{"strategy: p2c_ewma", "retries: 3", "timeout: 5s", "hash_load_factor: 1.25",
+		"az: eu-west-1a", "remote_regions:\n    - us\n    - ap", "remote_stale: 10s"} {
+		want = strings.ReplaceAll(want, "\\n", "\n")
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("printed config lacks %q:\n%s", want, out.String())
 		}
@@ -216,4 +228,80 @@ func TestConfigFileRouteDefaultsEdit(t *testing.T) {
 	if line := waitLog("config file edit refused"); !strings.Contains(line, "route.strategy") {
 		t.Errorf("refusal does not name route.strategy: %s", line)
 	}
+}
+
+// The program with HAIL_REMOTE_REGIONS routes a service with no instance
+// at home to another region's instance (in hail_remote), and with
+// HAIL_AZ keeps to its zone; its replies name it in Hail-Router.
+func TestRunRoutesAbroadAndByZone(t *testing.T) {
+	s := bustest.RunServer(t)
+	nc := bustest.Connect(t, s.ClientURL())
+	kv := bustest.Buckets(t, nc)
+	regions := bustest.RemoteBucket(t, nc, "eu")
+	node, err := discovery.New(bustest.Connect(t, s.ClientURL()), kv, discovery.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	nodeDone, done := make(chan error, 1), make(chan error, 1)
+	go func() { nodeDone <- node.Run(ctx) }()
+	defer func() { cancel(); <-nodeDone }()
+	select {
+	case <-node.Serving():
+	case <-time.After(10 * time.Second):
+		t.Fatal("discovery not serving within 10s")
+	}
+	var out testlog.Buffer
+	go func() {
+		done <- run(ctx, nil, envFrom(map[string]string{"HAIL_NATS_URL": s.ClientURL(), "HAIL_REMOTE_REGIONS": "eu", "HAIL_AZ": "a"}), &out)
+	}()
+	defer func() { cancel(); <-done }()
+
+	far := fakeinst.Start(t, s.ClientURL(), fakeinst.Options{Service: "far", Manual: true})
+	a, err := events.DecodeAnnounce(far.AnnounceData())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := json.Marshal(events.InstanceRecord{Announce: a, Status: events.Passing, Node: uuid.NewString()})
+	if _, err := regions["eu"].Put(t.Context(), a.Service+"."+a.ID, rec); err != nil {
+		t.Fatal(err)
+	}
+	zoned := map[string]string{}
+	for _, az := range []string{"a", "b"} {
+		i := fakeinst.Start(t, s.ClientURL(), fakeinst.Options{Service: "near", Edit: func(a *events.Announce) { a.AZ = az }})
+		zoned[i.ID] = az
+	}
+	ask := func(service string) (*nats.Msg, error) {
+		m, err := nc.Request("hail.route."+service+".say", nil, time.Second)
+		if err != nil {
+			return nil, err
+		}
+		if code, text, isErr := events.ReplyError(m); isErr {
+			return nil, fmt.Errorf("%d %s", code, text)
+		}
+		if m.Header.Get(events.HeaderRouter) == "" {
+			return nil, fmt.Errorf("reply without %s", events.HeaderRouter)
+		}
+		return m, nil
+	}
+	bustest.Eventually(t, 15*time.Second, func() error {
+		m, err := ask("far")
+		if err != nil {
+			return err
+		}
+		if string(m.Data) != far.ID {
+			return fmt.Errorf("far answered by %s", m.Data)
+		}
+		for range 20 {
+			m, err := ask("near")
+			if err != nil {
+				return err
+			}
+			if zoned[string(m.Data)] != "a" {
+				return fmt.Errorf("near answered in zone %q", zoned[string(m.Data)])
+			}
+		}
+		return nil
+	})
 }
