@@ -1,5 +1,7 @@
 package events
 
+import "fmt"
+
 // MaxRegionLen bounds a region's name (PROTOCOL v1.5).
 const MaxRegionLen = 64
 
@@ -30,4 +32,32 @@ func ValidateRegion(s string) error {
 		}
 	}
 	return nil
+}
+
+// AllRegions is a query's region for every region known.
+const AllRegions = "*"
+
+// validateRegionField checks an optional region field of a message.
+func validateRegionField(region string) error {
+	if region == "" {
+		return nil
+	}
+	if err := ValidateRegion(region); err != nil {
+		return fmt.Errorf("region: %w", err)
+	}
+	return nil
+}
+
+// ValidateRegionQuery checks a query's region: empty (the own region), a
+// region, or AllRegions, which pages nothing (paged is whether the query
+// has a limit or an after): a page of every region at once would have no
+// one key to go on from.
+func ValidateRegionQuery(region string, paged bool) error {
+	if region == AllRegions {
+		if paged {
+			return invalid("region %q cannot be paged (limit, after); page one region at a time", AllRegions)
+		}
+		return nil
+	}
+	return validateRegionField(region)
 }

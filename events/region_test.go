@@ -50,3 +50,33 @@ func FuzzValidateRegion(f *testing.F) {
 		}
 	})
 }
+
+func TestRegionQueries(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		body string
+		ok   bool
+	}{
+		{"own", `{}`, true},
+		{"named", `{"region":"us"}`, true},
+		{"all", `{"region":"*"}`, true},
+		{"all paged", `{"region":"*","limit":10}`, false},
+		{"named paged", `{"region":"us","limit":10}`, true},
+		{"bad", `{"region":"us.east"}`, false},
+		{"too long", `{"region":"` + strings.Repeat("a", MaxRegionLen+1) + `"}`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := DecodeInstancesQuery([]byte(tc.body))
+			if got := err == nil; got != tc.ok {
+				t.Fatalf("instances query %s: err %v, want ok %v", tc.body, err, tc.ok)
+			}
+			if tc.name == "all paged" || tc.name == "named paged" {
+				return
+			}
+			_, err = DecodeServicesQuery([]byte(tc.body))
+			if got := err == nil; got != tc.ok {
+				t.Fatalf("services query %s: err %v, want ok %v", tc.body, err, tc.ok)
+			}
+		})
+	}
+}
