@@ -64,6 +64,10 @@ func StartRegions(ctx context.Context, o RegionsOptions) (*Regions, error) {
 		}
 		if i == 0 {
 			so.Leaf.Port = leafPort
+			// The others link through their proxies: told of this
+			// server's real leafnode address, they would link around
+			// them, and Cut would cut nothing.
+			so.Configure = func(o *server.Options) { o.LeafNode.NoAdvertise = true }
 		} else {
 			p, err := newProxy("127.0.0.1:" + strconv.Itoa(leafPort))
 			if err != nil {
