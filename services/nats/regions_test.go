@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/bus/embedded"
+)
+
+// serveRegion runs the program with args until the test ends (or it stops
+// by itself: its error is sent on the channel returned).
+func serveRegion(t *testing.T, args ...string) <-chan error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, append(args, "--store-dir", t.TempDir()), func(string) string { return "" }, io.Discard)
+	}()
+	t.Cleanup(cancel)
+	return done
+}
+
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	ports, err := embedded.FreeLoopbackPorts(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ports
+}
+
+// leafz is the number of leafnode links the monitoring port reports.
+func leafz(monitor int) (int, error) {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/leafz", monitor))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var lz struct {
+		Leafnodes int `json:"leafnodes"`
+	}
+	return lz.Leafnodes, json.NewDecoder(resp.Body).Decode(&lz)
+}
+
+// Two regions of the program: us links to eu, and each JetStream answers
+// in its own domain from the other region.
+func TestRegionsLinked(t *testing.T) {
+	p := freePorts(t, 3)
+	serveRegion(t, "--name", "eu-1", "--region", "eu", "--listen", fmt.Sprintf("127.0.0.1:%d", p[0]), "--leafnodes-listen", fmt.Sprintf("127.0.0.1:%d", p[2]))
+	serveRegion(t, "--name", "us-1", "--region", "us", "--listen", fmt.Sprintf("127.0.0.1:%d", p[1]), "--leafnodes-remotes", fmt.Sprintf("nats-leaf://127.0.0.1:%d", p[2]))
+	bustest.Eventually(t, 30*time.Second, func() error {
+		c, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", p[0]))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for _, domain := range []string{"eu", "us"} {
+			m, err := c.Request("$JS."+domain+".API.INFO", nil, time.Second)
+			if err != nil {
+				return fmt.Errorf("JetStream of %s from eu: %w", domain, err)
+			}
+			if !strings.Contains(string(m.Data), `"domain":"`+domain+`"`) {
+				return fmt.Errorf("$JS.%s.API.INFO: %s", domain, m.Data)
+			}
+		}
+		return nil
+	})
+}
+
+// Two regions of one name refuse to join: each server stops with an
+// error that says so.
+func TestSameRegionRefused(t *testing.T) {
+	p := freePorts(t, 3)
+	a := serveRegion(t, "--name", "eu-1", "--region", "eu", "--listen", fmt.Sprintf("127.0.0.1:%d", p[0]), "--leafnodes-listen", fmt.Sprintf("127.0.0.1:%d", p[2]))
+	b := serveRegion(t, "--name", "eu-2", "--region", "eu", "--listen", fmt.Sprintf("127.0.0.1:%d", p[1]), "--leafnodes-remotes", fmt.Sprintf("nats-leaf://127.0.0.1:%d", p[2]))
+	for name, done := range map[string]<-chan error{"eu-1": a, "eu-2": b} {
+		select {
+		case err := <-done:
+			if !errors.Is(err, embedded.ErrSameRegion) {
+				t.Errorf("%s stopped with %v, want ErrSameRegion", name, err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Errorf("%s still runs joined to a region of its own name", name)
+		}
+	}
+}
+
+// On a secured server (secure init's files) the regions' link
+// authenticates as the leaf user over TLS.
+func TestSecuredRegionsLinked(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "secure")
+	if err := run(t.Context(), []string{"secure", "init", "--dir", dir, "--services", "echo", "--hash-cost", "4"}, nil, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	secured := []string{"--tls-cert", filepath.Join(dir, "server.pem"), "--tls-key", filepath.Join(dir, "server-key.pem"), "--tls-ca", filepath.Join(dir, "ca.pem"), "--auth-file", filepath.Join(dir, "auth.conf")}
+	p := freePorts(t, 5)
+	serveRegion(t, append([]string{"--name", "eu-1", "--region", "eu", "--listen", fmt.Sprintf("127.0.0.1:%d", p[0]), "--monitor-port", fmt.Sprint(p[3]),
+		"--leafnodes-listen", fmt.Sprintf("127.0.0.1:%d", p[2])}, secured...)...)
+	serveRegion(t, append([]string{"--name", "us-1", "--region", "us", "--listen", fmt.Sprintf("127.0.0.1:%d", p[1]), "--monitor-port", fmt.Sprint(p[4]),
+		"--leafnodes-remotes", fmt.Sprintf("nats-leaf://127.0.0.1:%d", p[2])}, secured...)...)
+	for _, mon := range []int{p[3], p[4]} {
+		bustest.Eventually(t, 30*time.Second, func() error {
+			n, err := leafz(mon)
+			if err == nil && n != 1 {
+				err = fmt.Errorf("%d leafnode links", n)
+			}
+			return err
+		})
+	}
+}
