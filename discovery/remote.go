@@ -307,6 +307,9 @@ func (r *remote) recreate(ctx context.Context, regions []string, now time.Time) 
 	if _, err := r.js.UpdateKeyValue(cctx, r.bucketConfig(r.cfg.regions)); err != nil {
 		return fmt.Errorf("put the sources of %v back on %s: %w", regions, RemoteBucket, err)
 	}
+	for _, region := range regions {
+		r.cfg.set.GetOrCreateCounter(fmt.Sprintf(`hail_discovery_remote_sources_remade_total{region=%q}`, region)).Inc()
+	}
 	r.cfg.log.Debug("remote sources made again", "regions", regions)
 	return nil
 }
