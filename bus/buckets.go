@@ -19,6 +19,9 @@ const (
 	InstancesBucket = "hail_instances"
 	NodesBucket     = "hail_nodes"
 	ConfigBucket    = "hail_config"
+	// RemoteBucket holds the other regions' registries, sourced by
+	// discovery (PROTOCOL v1.5): keys <region>.<service>.<id>.
+	RemoteBucket = "hail_remote"
 )
 
 // DefaultNodeTTL is how long a discovery node's hail_nodes entry outlives

@@ -20,7 +20,7 @@ import (
 
 // RemoteBucket is where a region keeps the other regions' registries
 // (PROTOCOL v1.5): keys <region>.<service>.<id>.
-const RemoteBucket = "hail_remote"
+const RemoteBucket = bus.RemoteBucket
 
 // DefaultRemoteStale is v1.5's remote_stale.
 const DefaultRemoteStale = 10 * time.Second

@@ -8,10 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/internal/fakeinst"
 	"github.com/hailsd/hail/internal/regiontest"
+	"github.com/hailsd/hail/roles"
 )
 
 // The program in two regions: each takes its region from its server's
@@ -43,6 +46,38 @@ func TestRunSourcesRemoteRegion(t *testing.T) {
 		}
 		if len(recs) != 1 || recs[0].ID != inst.ID || recs[0].Region != "us" || recs[0].Stale {
 			return fmt.Errorf("us seen from eu: %s", m.Data)
+		}
+		return nil
+	})
+}
+
+// A secured node (the discovery role's permissions) makes and reads
+// hail_remote: a query of a remote region is answered, empty here (the
+// region is not linked), not refused.
+func TestSecuredRemoteRegions(t *testing.T) {
+	s := bustest.RunSecured(t, roles.Discovery(events.Subjects{}), roles.Console(events.Subjects{}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, nil, envFrom(map[string]string{
+			"HAIL_NATS_URL": s.ClientURL(), "HAIL_NATS_USER": "discovery", "HAIL_NATS_PASSWORD": "pw-discovery",
+			"HAIL_NATS_INBOX_PREFIX": roles.Discovery(events.Subjects{}).InboxPrefix(), "HAIL_REMOTE_REGIONS": "us",
+		}), io.Discard)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	nc := bustest.Connect(t, s.ClientURL(), nats.UserInfo("console", "pw-console"), nats.CustomInboxPrefix(roles.Console(events.Subjects{}).InboxPrefix()))
+	bustest.Eventually(t, 30*time.Second, func() error {
+		m, err := nc.Request("hail.discovery.instances", []byte(`{"region":"us"}`), 5*time.Second)
+		if err != nil {
+			return err
+		}
+		if string(m.Data) != "[]" {
+			return fmt.Errorf("region us: %s", m.Data)
 		}
 		return nil
 	})
