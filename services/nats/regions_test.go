@@ -96,11 +96,21 @@ func TestSameRegionRefused(t *testing.T) {
 	}
 }
 
-// On a secured server (secure init's files) the regions' link
-// authenticates as the leaf user over TLS.
+// On a secured server (secure init's files, with identities or without)
+// the regions' link authenticates as the leaf user over TLS.
 func TestSecuredRegionsLinked(t *testing.T) {
+	for _, identities := range []bool{false, true} {
+		t.Run(fmt.Sprintf("identities=%v", identities), func(t *testing.T) { securedRegionsLinked(t, identities) })
+	}
+}
+
+func securedRegionsLinked(t *testing.T, identities bool) {
 	dir := filepath.Join(t.TempDir(), "secure")
-	if err := run(t.Context(), []string{"secure", "init", "--dir", dir, "--services", "echo", "--hash-cost", "4"}, nil, io.Discard); err != nil {
+	args := []string{"secure", "init", "--dir", dir, "--services", "echo", "--hash-cost", "4"}
+	if identities {
+		args = append(args, "--identities")
+	}
+	if err := run(t.Context(), args, nil, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	secured := []string{"--tls-cert", filepath.Join(dir, "server.pem"), "--tls-key", filepath.Join(dir, "server-key.pem"), "--tls-ca", filepath.Join(dir, "ca.pem"), "--auth-file", filepath.Join(dir, "auth.conf")}
