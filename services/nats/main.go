@@ -249,10 +249,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		chost, cport, _ := hostPort(cfg.Cluster.Listen)
 		o.Cluster = embedded.ClusterOptions{Name: name, Host: chost, Port: cport, Routes: cfg.routes(), Advertise: cfg.Cluster.Advertise}
 	}
-	// A fault of the links (a region of this name, a link without the
-	// denies) stops the server: it refuses to be part of that join.
+	// A region of this one's name joined by a link this server made stops
+	// it: it refuses to join. The server that accepted the link, and any
+	// server that finds a link without the denies (which the other side
+	// wrote), logs the fault and serves on: one misconfigured region must
+	// not stop the regions it tried to join.
 	faults := make(chan error, 1)
 	if configure, err = cfg.regionOptions(&o, configure, func(err error) {
+		if !errors.Is(err, embedded.ErrSameRegion) || len(cfg.Leafnodes.Remotes) == 0 {
+			return // logged by the link checker
+		}
 		select {
 		case faults <- err:
 		default:

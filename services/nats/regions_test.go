@@ -16,6 +16,7 @@ import (
 
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/bus/embedded"
+	"github.com/hailsd/hail/internal/testlog"
 )
 
 // serveRegion runs the program with args until the test ends (or it stops
@@ -78,22 +79,49 @@ func TestRegionsLinked(t *testing.T) {
 	})
 }
 
-// Two regions of one name refuse to join: each server stops with an
-// error that says so.
+// Two regions of one name refuse to join: the server that made the link
+// stops with an error that says so; the one that accepted it logs the
+// fault and serves on.
 func TestSameRegionRefused(t *testing.T) {
 	p := freePorts(t, 3)
-	a := serveRegion(t, "--name", "eu-1", "--region", "eu", "--listen", fmt.Sprintf("127.0.0.1:%d", p[0]), "--leafnodes-listen", fmt.Sprintf("127.0.0.1:%d", p[2]))
-	b := serveRegion(t, "--name", "eu-2", "--region", "eu", "--listen", fmt.Sprintf("127.0.0.1:%d", p[1]), "--leafnodes-remotes", fmt.Sprintf("nats-leaf://127.0.0.1:%d", p[2]))
-	for name, done := range map[string]<-chan error{"eu-1": a, "eu-2": b} {
-		select {
-		case err := <-done:
-			if !errors.Is(err, embedded.ErrSameRegion) {
-				t.Errorf("%s stopped with %v, want ErrSameRegion", name, err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Errorf("%s still runs joined to a region of its own name", name)
+	var acceptLog testlog.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	accepted := make(chan error, 1)
+	go func() {
+		accepted <- run(ctx, []string{"--name", "eu-1", "--region", "eu", "--listen", fmt.Sprintf("127.0.0.1:%d", p[0]),
+			"--leafnodes-listen", fmt.Sprintf("127.0.0.1:%d", p[2]), "--store-dir", t.TempDir()}, func(string) string { return "" }, &acceptLog)
+	}()
+	defer func() {
+		cancel()
+		if err := <-accepted; err != nil {
+			t.Errorf("eu-1: %v", err)
 		}
+	}()
+	joiner := serveRegion(t, "--name", "eu-2", "--region", "eu", "--listen", fmt.Sprintf("127.0.0.1:%d", p[1]), "--leafnodes-remotes", fmt.Sprintf("nats-leaf://127.0.0.1:%d", p[2]))
+	select {
+	case err := <-joiner:
+		if !errors.Is(err, embedded.ErrSameRegion) {
+			t.Fatalf("eu-2 stopped with %v, want ErrSameRegion", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("eu-2 still runs joined to a region of its own name")
 	}
+	bustest.Eventually(t, 30*time.Second, func() error {
+		if !strings.Contains(acceptLog.String(), "a region of the same name is joined") {
+			return errors.New("eu-1 has not logged the same-named region")
+		}
+		return nil
+	})
+	select {
+	case err := <-accepted:
+		t.Fatalf("eu-1 stopped: %v", err)
+	default:
+	}
+	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", p[0]))
+	if err != nil {
+		t.Fatalf("eu-1 no longer serves: %v", err)
+	}
+	nc.Close()
 }
 
 // On a secured server (secure init's files, with identities or without)
