@@ -80,3 +80,22 @@ func TestRegionQueries(t *testing.T) {
 		})
 	}
 }
+
+func FuzzDecodeServicesQuery(f *testing.F) {
+	f.Add([]byte(`{"region":"us"}`))
+	f.Add([]byte(`{"region":"*"}`))
+	f.Add([]byte(``))
+	f.Add([]byte(`{"region":"us.east"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		q, err := DecodeServicesQuery(data)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v does not wrap ErrInvalid", err)
+			}
+			return
+		}
+		if q.Region != "" && q.Region != AllRegions && ValidateRegion(q.Region) != nil {
+			t.Fatalf("accepted query names region %q", q.Region)
+		}
+	})
+}
