@@ -116,7 +116,7 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 		reg: n.reg, store: n.store, records: n.records, pub: pub, m: n.m, log: log,
 	}
 	n.rounds = &rounds{owned: n.owned, records: n.records, timing: n.timing, pub: pub, m: n.m, log: log}
-	if n.remote, err = newRemote(nc, remoteConfig{region: cfg.Region, regions: cfg.RemoteRegions, stale: cfg.RemoteStale, replicas: kv.Replicas, log: log.With("component", "remote"), set: cfg.Metrics}); err != nil {
+	if n.remote, err = newRemote(nc, remoteConfig{region: cfg.Region, regions: cfg.RemoteRegions, stale: cfg.RemoteStale, replicas: kv.Replicas, log: log, set: cfg.Metrics}); err != nil {
 		return nil, err
 	}
 	n.queries = queries{node: n.id, region: cfg.Region, reg: n.reg, remote: n.remote, rtts: n.rounds.RTTs, reply: n.reply}
