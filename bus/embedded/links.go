@@ -78,6 +78,13 @@ func addProbeUser(opts *server.Options, prefix string) []nats.Option {
 			Response:  &server.ResponsePermission{MaxMsgs: 1, Expires: time.Minute},
 		},
 	})
+	if opts.AuthCallout != nil {
+		// A server whose callout authorizes its users (PROTOCOL v1.6)
+		// leaves its own users to itself: this one too.
+		ac := *opts.AuthCallout
+		ac.AuthUsers = append(slices.Clone(ac.AuthUsers), probeUser)
+		opts.AuthCallout = &ac
+	}
 	return []nats.Option{nats.UserInfo(probeUser, pw), nats.CustomInboxPrefix(inbox)}
 }
 

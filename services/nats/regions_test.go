@@ -157,3 +157,24 @@ func securedRegionsLinked(t *testing.T, identities bool) {
 		})
 	}
 }
+
+// With secure init --identities (the server's auth callout), the link
+// checker still gets in: a region of the server's own name is refused.
+func TestSameRegionRefusedWithIdentities(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "secure")
+	if err := run(t.Context(), []string{"secure", "init", "--dir", dir, "--services", "echo", "--hash-cost", "4", "--identities"}, nil, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	secured := []string{"--tls-cert", filepath.Join(dir, "server.pem"), "--tls-key", filepath.Join(dir, "server-key.pem"), "--tls-ca", filepath.Join(dir, "ca.pem"), "--auth-file", filepath.Join(dir, "auth.conf")}
+	p := freePorts(t, 3)
+	serveRegion(t, append([]string{"--name", "eu-1", "--region", "eu", "--listen", fmt.Sprintf("127.0.0.1:%d", p[0]), "--leafnodes-listen", fmt.Sprintf("127.0.0.1:%d", p[2])}, secured...)...)
+	j := serveRegion(t, append([]string{"--name", "eu-2", "--region", "eu", "--listen", fmt.Sprintf("127.0.0.1:%d", p[1]), "--leafnodes-remotes", fmt.Sprintf("nats-leaf://127.0.0.1:%d", p[2])}, secured...)...)
+	select {
+	case err := <-j:
+		if !errors.Is(err, embedded.ErrSameRegion) {
+			t.Fatalf("eu-2: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("not refused")
+	}
+}
