@@ -192,6 +192,9 @@ func (c *Config) validateRegion() []error {
 			errs = append(errs, config.FieldError("leafnodes.listen", "%s is beyond loopback and no auth.file says who may link; set auth.file (links then need the leaf user) or, knowingly, insecure", leaf.Listen))
 		}
 	}
+	if len(leaf.Remotes) > 0 && c.Auth.File != "" && c.TLS.Cert != "" && c.TLS.CA == "" {
+		errs = append(errs, config.FieldError("tls.ca", "is empty, but leafnodes.remotes link over TLS: the CA verifies the other region's certificate"))
+	}
 	for _, r := range leaf.Remotes {
 		if !strings.HasPrefix(r, "nats-leaf://") {
 			errs = append(errs, config.FieldError("leafnodes.remotes", "%q is not nats-leaf://host:port", bus.RedactURL(r)))

@@ -27,6 +27,9 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"leafnodes beyond loopback without auth", func(c *Config) { c.Region = "eu"; c.Leafnodes.Listen = "0.0.0.0:7422" }, "leafnodes.listen"},
 		{"leafnodes remote scheme", func(c *Config) { c.Region = "eu"; c.Leafnodes.Remotes = []string{"nats://a:7422"} }, "leafnodes.remotes"},
 		{"region's cluster", func(c *Config) { c.Region = "eu"; c.Cluster.Name = "hail"; c.Cluster.Routes = "nats-route://a:6222" }, "cluster.name"},
+		{"secured link without a CA", func(c *Config) {
+			c.Region, c.Leafnodes.Remotes, c.Auth.File, c.TLS.Cert, c.TLS.Key = "us", []string{"nats-leaf://eu:7422"}, "main.go", "main.go", "main.go"
+		}, "tls.ca"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
