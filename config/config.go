@@ -133,7 +133,7 @@ func Load(cfg any, o Options) (Result, error) {
 	env := map[string]any{}
 	for _, key := range keys {
 		if v, ok := lookup(getenv, EnvName(key)); ok {
-			env[key] = v
+			env[key] = textValue(defaults[key], v)
 		}
 	}
 	if err := k.Load(confmap.Provider(env, "."), nil); err != nil {
@@ -142,7 +142,7 @@ func Load(cfg any, o Options) (Result, error) {
 	flags := map[string]any{}
 	fs.Visit(func(f *flag.Flag) {
 		if key, ok := byFlag[f.Name]; ok {
-			flags[key] = f.Value.String()
+			flags[key] = textValue(defaults[key], f.Value.String())
 		}
 	})
 	if err := k.Load(confmap.Provider(flags, "."), nil); err != nil {
@@ -157,6 +157,22 @@ func Load(cfg any, o Options) (Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// textValue is the value of a key given as text (a variable, a flag): a
+// key that holds a list takes a comma-separated one (HAIL_REMOTE_REGIONS=
+// us,ap), as a file takes a YAML list; any other key the text itself.
+func textValue(def any, text string) any {
+	if _, ok := def.([]string); !ok {
+		return text
+	}
+	out := []string{}
+	for _, item := range strings.Split(text, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 // rawBytes is a koanf provider of bytes already read.

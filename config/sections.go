@@ -252,6 +252,9 @@ type Common struct {
 	NATS NATS `koanf:"nats"`
 	// Prefix of every hail subject. Default hail.
 	Prefix string `koanf:"prefix"`
+	// Region is the program's region (PROTOCOL v1.5). Default: the
+	// JetStream domain of the server it connects to, else local.
+	Region string `koanf:"region"`
 	Logged `koanf:",squash"`
 }
 
@@ -267,7 +270,30 @@ func (c *Common) Validate() error {
 	if _, err := events.NewSubjects(c.Prefix); err != nil {
 		errs = append(errs, FieldError("prefix", "%v", err))
 	}
+	if c.Region != "" {
+		if err := events.ValidateRegion(c.Region); err != nil {
+			errs = append(errs, FieldError("region", "%v", err))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// RegionOf is the program's region: the region key, else the JetStream
+// domain of the server nc is connected to, else events.DefaultRegion. A
+// domain that is no region's name (a server configured by hand) is an
+// error naming it.
+func (c *Common) RegionOf(nc *nats.Conn) (string, error) {
+	if c.Region != "" {
+		return c.Region, nil
+	}
+	d := nc.ConnectedDomain()
+	if d == "" {
+		return events.DefaultRegion, nil
+	}
+	if err := events.ValidateRegion(d); err != nil {
+		return "", FieldError("region", "unset, and the server's JetStream domain is no region's name (set region): %v", err)
+	}
+	return d, nil
 }
 
 // Section is err, the validation of a section by the package that owns

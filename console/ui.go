@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -100,7 +101,26 @@ func (r *Region) Handler(g Guard) http.Handler {
 				return
 			}
 		}
+		if region := req.URL.Query().Get("region"); region != "" {
+			// Another region's, or every region's (v1.5): discovery's
+			// answer, from hail_remote.
+			recs, err := r.RegionInstances(req.Context(), region, service)
+			if err != nil {
+				writeError(w, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, recs)
+			return
+		}
 		writeJSON(w, http.StatusOK, r.Instances(req.Context(), service))
+	})
+	mux.HandleFunc("GET /api/regions", func(w http.ResponseWriter, req *http.Request) {
+		rs, err := r.Regions(req.Context())
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, rs)
 	})
 	mux.HandleFunc("GET /api/nodes", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, r.Nodes()) })
 	mux.HandleFunc("GET /api/routes", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, r.Routes()) })
@@ -175,7 +195,9 @@ type pageData struct {
 	Strategies []string
 	Nodes      []NodeView
 	Routes     []RouteView
-	Cols       columns
+	// Regions are shown when there is more than this one (v1.5).
+	Regions []RegionView
+	Cols    columns
 }
 
 // columns say which of the optional columns hold a value in some row: a
@@ -184,6 +206,7 @@ type pageData struct {
 type columns struct {
 	Checks, Address, Version, AZ, Node bool // instances
 	NodeAZ, NodeHost                   bool // discovery nodes
+	Region                             bool // more than one region known
 }
 
 func columnsOf(insts []InstanceView, nodes []NodeView) columns {
@@ -224,6 +247,11 @@ func (r *Region) render(w http.ResponseWriter, req *http.Request, tmpl *template
 		d.Route, d.HasRoute = r.Route(d.Selected)
 	}
 	d.Cols = columnsOf(d.Instances, d.Nodes)
+	rctx, cancel := context.WithTimeout(req.Context(), regionsWait)
+	if rs, err := r.Regions(rctx); err == nil && len(rs) > 1 {
+		d.Regions, d.Cols.Region = rs, true
+	}
+	cancel()
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	if err := tmpl.ExecuteTemplate(w, name, d); err != nil {
 		r.log.Warn("render admin page", "err", err)

@@ -446,6 +446,10 @@ func readEnv(path string) (User, error) {
 	return u, nil
 }
 
+// NewPassword is a new password as a set's are (services/nats's leaf
+// user's).
+func NewPassword() (string, error) { return password() }
+
 // password is 24 random bytes, URL-safe.
 func password() (string, error) {
 	b := make([]byte, 24)

@@ -19,6 +19,14 @@ type Config struct {
 	AZ       string
 	Hostname string
 	Subjects events.Subjects
+	// Region of the node (PROTOCOL v1.5); default the JetStream domain
+	// of its server, else local.
+	Region string
+	// RemoteRegions are sourced into hail_remote; default none.
+	RemoteRegions []string
+	// RemoteStale: a remote region whose source has not delivered (or
+	// heartbeat) for this long is stale. Default 10s.
+	RemoteStale time.Duration
 	Timing
 	Logger  *slog.Logger
 	Metrics *metrics.Set
@@ -97,6 +105,7 @@ func (c *Config) setDefaults() {
 	hb.MissedToCritical = cmp.Or(hb.MissedToCritical, d.Heartbeat.MissedToCritical)
 	hb.AnsweredToPassing = cmp.Or(hb.AnsweredToPassing, d.Heartbeat.AnsweredToPassing)
 	c.DeregisterAfter = cmp.Or(c.DeregisterAfter, d.DeregisterAfter)
+	c.RemoteStale = cmp.Or(c.RemoteStale, DefaultRemoteStale)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -112,6 +121,12 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("node id: %w", err))
 		}
 	}
+	if c.Region != "" {
+		if err := events.ValidateRegion(c.Region); err != nil {
+			errs = append(errs, fmt.Errorf("region: %w", err))
+		}
+	}
+	errs = append(errs, validateRemote(c.Region, c.RemoteRegions, c.RemoteStale))
 	return errors.Join(append(errs, c.Timing.Validate())...)
 }
 

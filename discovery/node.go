@@ -67,6 +67,7 @@ type Node struct {
 	regs    *registrations
 	rounds  *rounds
 	queries queries
+	remote  *remote
 
 	disconnects *disconnects
 	pub         publisher
@@ -75,6 +76,7 @@ type Node struct {
 // New makes a node; Run starts it.
 func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 	cfg.setDefaults()
+	cfg.Region = regionOf(nc, cfg.Region)
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("discovery config: %w", err)
 	}
@@ -103,10 +105,10 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 	n.nodes = registry.NewNodes(kv.Nodes, registry.FollowConfig{Logger: log, Metrics: cfg.Metrics})
 	n.m = newNodeMetrics(cfg.Metrics, n.reg.Registry, n.Ready)
 	n.disconnects = newDisconnects(cfg.Metrics, nc.Opts)
-	n.store = recordStore{kv: kv, m: n.m, log: log}
+	n.store = recordStore{kv: kv, m: n.m, log: log, region: cfg.Region}
 	n.reply = replier{nc: nc, node: n.id, log: log, quiet: newQuietLog(log), m: n.m}
 	n.replies = newReplyRule(nc)
-	pub := publisher{nc: nc, subjects: cfg.Subjects, node: n.id, log: log, m: n.m}
+	pub := publisher{nc: nc, subjects: cfg.Subjects, node: n.id, region: cfg.Region, log: log, m: n.m}
 	n.pub = pub
 	n.records = &records{self: n.id, store: n.store, reg: n.reg, owned: n.owned, members: n.members, m: n.m, log: log, submit: n.submit}
 	n.regs = &registrations{
@@ -114,7 +116,10 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 		reg: n.reg, store: n.store, records: n.records, pub: pub, m: n.m, log: log,
 	}
 	n.rounds = &rounds{owned: n.owned, records: n.records, timing: n.timing, pub: pub, m: n.m, log: log}
-	n.queries = queries{node: n.id, reg: n.reg, rtts: n.rounds.RTTs, reply: n.reply}
+	if n.remote, err = newRemote(nc, remoteConfig{region: cfg.Region, regions: cfg.RemoteRegions, stale: cfg.RemoteStale, replicas: kv.Replicas, log: log, set: cfg.Metrics}); err != nil {
+		return nil, err
+	}
+	n.queries = queries{node: n.id, region: cfg.Region, reg: n.reg, remote: n.remote, rtts: n.rounds.RTTs, reply: n.reply}
 	return n, nil
 }
 
@@ -196,6 +201,7 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { return n.loop(gctx) })
 	g.Go(func() error { return n.watchDisconnects(gctx) })
 	g.Go(func() error { return n.guardBuckets(gctx) })
+	g.Go(func() error { return n.remote.run(gctx) })
 	g.Go(func() error { return n.refreshNodeRecord(gctx) })
 	g.Go(func() error {
 		tr.Run(gctx, n.interval, n.owned.ids, func(start time.Time, rs []heartbeat.Result) {

@@ -16,6 +16,7 @@ type publisher struct {
 	nc       *nats.Conn
 	subjects events.Subjects
 	node     string
+	region   string
 	log      *slog.Logger
 	m        *nodeMetrics
 }
@@ -24,7 +25,7 @@ type publisher struct {
 func (p publisher) health(rec events.InstanceRecord, prev events.Status, reason string) {
 	ev := events.HealthEvent{
 		ID: rec.ID, Service: rec.Service, Status: rec.Status, Previous: prev,
-		Reason: events.CutOutput(reason, MaxReason), Node: p.node, TS: time.Now().UTC(),
+		Reason: events.CutOutput(reason, MaxReason), Node: p.node, TS: time.Now().UTC(), Region: p.region,
 	}
 	data, err := json.Marshal(ev)
 	if err == nil {

@@ -181,7 +181,7 @@ func (g *registrations) newRecord(a events.Announce) events.InstanceRecord {
 	if status == "" {
 		status = events.Passing
 	}
-	return events.InstanceRecord{Announce: a, Status: status, Node: g.records.owner(a.ID), RegisteredAt: now, UpdatedAt: now}
+	return events.InstanceRecord{Announce: a, Status: status, Node: g.records.owner(a.ID), RegisteredAt: now, UpdatedAt: now, Region: g.store.region}
 }
 
 // registered takes in the outcome of rec's create and answers m. If the key

@@ -31,6 +31,8 @@ type recordStore struct {
 	kv  *bus.Buckets
 	m   *nodeMetrics
 	log *slog.Logger
+	// region every record written is in (PROTOCOL v1.5).
+	region string
 }
 
 // created is the outcome of a create: the new key's revision, or, when the
@@ -112,6 +114,7 @@ func (s recordStore) write(ctx context.Context, rec events.InstanceRecord, rev u
 		next := rec
 		mutate(&next)
 		next.UpdatedAt = time.Now().UTC()
+		next.Region = s.region
 		data, err := json.Marshal(next)
 		if err != nil {
 			return written{err: fmt.Errorf("encode record: %w", err)}

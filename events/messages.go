@@ -337,6 +337,12 @@ type InstanceRecord struct {
 	Node         string    `json:"node" hail:"required"`
 	RegisteredAt time.Time `json:"registered_at" hail:"required"`
 	UpdatedAt    time.Time `json:"updated_at" hail:"required"`
+	// Region the instance is registered in (PROTOCOL v1.5); absent in
+	// records written before v1.5.
+	Region string `json:"region,omitempty"`
+	// Stale is set only in answers of another region's instances, when
+	// that region's source has not delivered for remote_stale.
+	Stale bool `json:"stale,omitempty"`
 }
 
 // Key is the record's key in hail_instances.
@@ -353,7 +359,7 @@ func (r *InstanceRecord) Validate() error {
 	if err := requireID(r.Node); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	return nil
+	return validateRegionField(r.Region)
 }
 
 // InstanceKey is the hail_instances key of an instance.
@@ -368,6 +374,8 @@ type HealthEvent struct {
 	Reason   string    `json:"reason,omitempty"`
 	Node     string    `json:"node" hail:"required"`
 	TS       time.Time `json:"ts" hail:"required"`
+	// Region of the node that judged (PROTOCOL v1.5).
+	Region string `json:"region,omitempty"`
 }
 
 // Validate checks an event heard on the bus, which anyone allowed to
@@ -388,7 +396,7 @@ func (e *HealthEvent) Validate() error {
 	if err := requireID(e.Node); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	return nil
+	return validateRegionField(e.Region)
 }
 
 // NodeEvent is what a discovery node publishes on P.node.<node-id> about
@@ -460,6 +468,10 @@ type ServiceSummary struct {
 	Passing   int    `json:"passing"`
 	Warning   int    `json:"warning,omitempty"`
 	Critical  int    `json:"critical,omitempty"`
+	// Region and Stale are set in answers that take a region (PROTOCOL
+	// v1.5): one row per region and service.
+	Region string `json:"region,omitempty"`
+	Stale  bool   `json:"stale,omitempty"`
 }
 
 // InstancesQuery is the request of P.discovery.instances.
@@ -481,6 +493,9 @@ type InstancesQuery struct {
 	// else is refused.
 	Limit int    `json:"limit,omitempty"`
 	After string `json:"after,omitempty"`
+	// Region (PROTOCOL v1.5) asks for another region's instances, or
+	// every known region's with "*"; absent: the own region's.
+	Region string `json:"region,omitempty"`
 }
 
 // MaxPageLimit bounds InstancesQuery.Limit.
@@ -527,7 +542,7 @@ func (q *InstancesQuery) Validate() error {
 			return err
 		}
 	}
-	return nil
+	return ValidateRegionQuery(q.Region, q.Limit > 0 || q.After != "")
 }
 
 // validateAfter refuses an after that is not a key: a bare id or a service
@@ -623,6 +638,26 @@ func DecodeInstancesQuery(data []byte) (InstancesQuery, error) {
 		return q, nil
 	}
 	err := Decode("instances query", data, &q)
+	return q, err
+}
+
+// ServicesQuery is the request of P.discovery.services: empty, or a
+// region (PROTOCOL v1.5).
+type ServicesQuery struct {
+	Region string `json:"region,omitempty"`
+}
+
+// Validate checks the region.
+func (q *ServicesQuery) Validate() error { return ValidateRegionQuery(q.Region, false) }
+
+// DecodeServicesQuery parses a services query; an empty body is the own
+// region's.
+func DecodeServicesQuery(data []byte) (ServicesQuery, error) {
+	var q ServicesQuery
+	if len(bytes.TrimSpace(data)) == 0 {
+		return q, nil
+	}
+	err := Decode("services query", data, &q)
 	return q, err
 }
 

@@ -77,7 +77,7 @@ func confine(r Role) Role {
 // hail_nodes entries, and create or update hail's buckets and stream (no
 // other role may).
 func Discovery(s events.Subjects) Role {
-	streams := []string{"KV_" + bus.InstancesBucket, "KV_" + bus.NodesBucket, "KV_" + bus.ConfigBucket, bus.EventsStream}
+	streams := []string{"KV_" + bus.InstancesBucket, "KV_" + bus.NodesBucket, "KV_" + bus.ConfigBucket, bus.EventsStream, "KV_" + bus.RemoteBucket}
 	var admin []string
 	for _, st := range streams {
 		admin = append(admin, "$JS.API.STREAM.INFO."+st, "$JS.API.STREAM.CREATE."+st, "$JS.API.STREAM.UPDATE."+st)
@@ -85,7 +85,10 @@ func Discovery(s events.Subjects) Role {
 	r := Role{Name: events.RoleDiscovery, AllowResponses: true}
 	r.Publish = with([]string{s.Heartbeat(">"), s.HealthAll(), s.NodeEventAll(), s.Discover(), "$JS.API.INFO",
 		"$KV." + bus.InstancesBucket + ".>", "$KV." + bus.NodesBucket + ".>"},
-		admin, kvRead(bus.InstancesBucket), kvRead(bus.NodesBucket))
+		admin, kvRead(bus.InstancesBucket), kvRead(bus.NodesBucket),
+		// hail_remote (v1.5): a region query reads it; a region no longer
+		// remote is purged from it.
+		kvRead(bus.RemoteBucket), []string{"$JS.API.STREAM.PURGE.KV_" + bus.RemoteBucket})
 	r.Subscribe = with([]string{s.AnnounceAll(), s.DeregisterAll(), s.DiscoveryServices(), s.DiscoveryInstances(), s.DiscoveryRTT(),
 		r.InboxPrefix() + ".>"}, micro("hail-discovery"), disconnects)
 	return confine(r)

@@ -37,6 +37,7 @@ const (
 	Error          = "error"
 	Services       = "services"
 	InstancesQuery = "instances_query"
+	ServicesQuery  = "services_query"
 	Instances      = "instances"
 	Discover       = "discover"
 	RouterStats    = "router_stats"

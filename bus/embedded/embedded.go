@@ -43,6 +43,11 @@ type ServerOptions struct {
 	// Configure, when set, finishes the server's options (TLS, accounts
 	// and users) before it starts.
 	Configure func(*server.Options)
+	// Region is the server's JetStream domain (PROTOCOL v1.5); empty:
+	// none.
+	Region string
+	// Leaf joins the region to others.
+	Leaf LeafOptions
 }
 
 // ClusterOptions places a server in a cluster.
@@ -94,11 +99,19 @@ func StartServer(o ServerOptions) (*server.Server, error) {
 			opts.Routes = append(opts.Routes, u)
 		}
 	}
+	if err := configureRegion(o, opts); err != nil {
+		return nil, err
+	}
 	if o.Configure != nil {
 		o.Configure(opts)
 	}
 	if err := withDefaultAccounts(opts); err != nil {
 		return nil, err
+	}
+	bindLeafAccounts(opts)
+	var probeCreds []nats.Option
+	if o.Region != "" && o.Leaf.linked() {
+		probeCreds = addProbeUser(opts, o.Leaf.Prefix)
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
@@ -111,6 +124,16 @@ func StartServer(o ServerOptions) (*server.Server, error) {
 	if !s.ReadyForConnections(10 * time.Second) {
 		s.Shutdown()
 		return nil, errors.New("NATS server not ready for connections after 10s")
+	}
+	if o.Region != "" && o.Leaf.linked() {
+		log := o.Logger
+		if log == nil {
+			log = slog.New(slog.DiscardHandler)
+		}
+		if err := startLinkChecker(s, o, probeCreds, log.With("component", "region-links")); err != nil {
+			s.Shutdown()
+			return nil, err
+		}
 	}
 	return s, nil
 }

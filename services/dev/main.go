@@ -63,7 +63,11 @@ type Config struct {
 	// Default 127.0.0.1:8500; empty: off.
 	Consul consul.HTTPConfig `koanf:"consul"`
 	// DNS answers Consul-style names. Default 127.0.0.1:8600.
-	DNS           consul.DNSConfig `koanf:"dns"`
+	DNS consul.DNSConfig `koanf:"dns"`
+	// Regions (--regions eu,us) runs these regions in one process,
+	// joined by leafnodes (PROTOCOL v1.5): the first on nats.url's port,
+	// each next one on the port after. Default none: one region.
+	Regions       []string `koanf:"regions"`
 	config.Logged `koanf:",squash"`
 }
 
@@ -89,6 +93,7 @@ func (c *Config) Validate() error {
 	if c.Discovery < 1 || c.Discovery > 9 {
 		errs = append(errs, config.FieldError("discovery", "%d is out of range 1..9", c.Discovery))
 	}
+	errs = append(errs, c.validateRegions()...)
 	return errors.Join(errs...)
 }
 
@@ -117,6 +122,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 			return fmt.Errorf("make store dir: %w", err)
 		}
 		defer os.RemoveAll(storeDir)
+	}
+	if len(cfg.Regions) > 0 {
+		return runRegions(ctx, cfg, port, storeDir, log, out)
 	}
 
 	so := embedded.ServerOptions{Name: "hail-dev", Host: host, Port: port, StoreDir: storeDir}

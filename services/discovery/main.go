@@ -49,6 +49,12 @@ type Config struct {
 	// Insecure lets the console listen beyond loopback without tokens
 	// (--insecure, as services/nats's).
 	Insecure bool `koanf:"insecure"`
+	// RemoteRegions are the other regions whose registries the node
+	// sources into hail_remote (PROTOCOL v1.5). Default none.
+	RemoteRegions []string `koanf:"remote_regions"`
+	// RemoteStale: a remote region whose source has not delivered for
+	// this long is stale. Default 10s.
+	RemoteStale time.Duration `koanf:"remote_stale"`
 }
 
 // ConsoleConfig guards the console served on http.addr (the probes and
@@ -114,6 +120,8 @@ func defaults() *Config {
 		Node:   NodeConfig{TTL: bus.DefaultNodeTTL},
 		Timing: discovery.DefaultTiming(),
 		DNS:    consul.DefaultDNS(),
+
+		RemoteStale: discovery.DefaultRemoteStale,
 	}
 }
 
@@ -155,6 +163,14 @@ func (c *Config) Validate() error {
 		if c.HTTP.Addr == "" && c.DNS.Addr == "" {
 			add(config.FieldError("consul.enabled", "neither http.addr nor dns.addr is set: nothing to serve Consul's interfaces on"))
 		}
+	}
+	for _, r := range c.RemoteRegions {
+		if err := events.ValidateRegion(r); err != nil {
+			add(config.FieldError("remote_regions", "%v", err))
+		}
+	}
+	if c.RemoteStale <= 0 {
+		add(config.FieldError("remote_stale", "%v is not above 0", c.RemoteStale))
 	}
 	if c.KV.Replicas < 0 || c.KV.Replicas > 5 {
 		add(config.FieldError("kv.replicas", "%d is out of range 0..5", c.KV.Replicas))
@@ -201,15 +217,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	if err != nil {
 		return err
 	}
+	region, err := cfg.RegionOf(nc)
+	if err != nil {
+		return err
+	}
 	set := metrics.NewSet()
 	node, err := discovery.New(nc, kv, discovery.Config{
-		NodeID:   cfg.Node.ID,
-		AZ:       cfg.Node.AZ,
-		Hostname: cfg.Node.Hostname,
-		Subjects: events.Subjects{Prefix: cfg.Prefix},
-		Timing:   cfg.Timing,
-		Logger:   log,
-		Metrics:  set,
+		NodeID:        cfg.Node.ID,
+		AZ:            cfg.Node.AZ,
+		Hostname:      cfg.Node.Hostname,
+		Subjects:      events.Subjects{Prefix: cfg.Prefix},
+		Region:        region,
+		RemoteRegions: cfg.RemoteRegions,
+		RemoteStale:   cfg.RemoteStale,
+		Timing:        cfg.Timing,
+		Logger:        log,
+		Metrics:       set,
 	})
 	if err != nil {
 		return err

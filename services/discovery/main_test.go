@@ -199,6 +199,9 @@ func TestConfigErrorsNameField(t *testing.T) {
 		{nil, map[string]string{"HAIL_CONSOLE_NATS_PASSWORD": "pw"}, "console.nats.user"},
 		{[]string{"--dns-addr", ""}, map[string]string{"HAIL_CONSUL_ENABLED": "true"}, "consul.enabled"},
 		{[]string{"--dns-ttl", "48h"}, map[string]string{"HAIL_CONSUL_ENABLED": "true"}, "dns.ttl"},
+		{[]string{"--region", "EU"}, nil, "region"},
+		{nil, map[string]string{"HAIL_REMOTE_REGIONS": "us.east"}, "remote_regions"},
+		{[]string{"--remote-stale", "0s"}, nil, "remote_stale"},
 	}
 	for _, tt := range tests {
 		err := run(context.Background(), tt.args, envFrom(tt.env), io.Discard)

@@ -17,9 +17,11 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/bus/embedded"
 	"github.com/hailsd/hail/callout"
 	"github.com/hailsd/hail/config"
+	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/program"
 )
 
@@ -39,8 +41,16 @@ type Config struct {
 	// MonitorHost is where monitoring listens. Default 127.0.0.1.
 	MonitorHost string        `koanf:"monitor_host"`
 	Cluster     ClusterConfig `koanf:"cluster"`
-	TLS         TLSConfig     `koanf:"tls"`
-	Auth        AuthConfig    `koanf:"auth"`
+	// Region the server belongs to (PROTOCOL v1.5): its JetStream
+	// domain, and the cluster's name when cluster.routes are set.
+	// Default empty: no domain (programs then call the region local).
+	Region    string     `koanf:"region"`
+	Leafnodes LeafConfig `koanf:"leafnodes"`
+	// Prefix of the hail subjects the leafnode denies are written for.
+	// Default hail.
+	Prefix string     `koanf:"prefix"`
+	TLS    TLSConfig  `koanf:"tls"`
+	Auth   AuthConfig `koanf:"auth"`
 	// Insecure lets the server listen beyond loopback without auth.file.
 	// Default false: it refuses to.
 	Insecure      bool `koanf:"insecure"`
@@ -68,6 +78,20 @@ type AuthConfig struct {
 	File string `koanf:"file"`
 }
 
+// LeafConfig joins the region to other regions by leafnodes (PROTOCOL
+// v1.5), each link with the v1.5 denies, written by this program. With
+// auth.file, links authenticate as the user leaf with the password in
+// leaf.password beside it (secure init writes one), over TLS when
+// tls.cert is set; every region's servers share that file and the CA.
+type LeafConfig struct {
+	// Listen accepts other regions' links, host:port. Default empty:
+	// none.
+	Listen string `koanf:"listen"`
+	// Remotes are other regions (or a hub) to link to,
+	// nats-leaf://host:port each. Default none.
+	Remotes []string `koanf:"remotes"`
+}
+
 // ClusterConfig joins the server to a cluster when Name is set.
 type ClusterConfig struct {
 	// Name of the cluster; empty runs a single server. Default empty.
@@ -83,7 +107,7 @@ type ClusterConfig struct {
 }
 
 func defaults() *Config {
-	return &Config{Name: "hail-nats", Listen: "127.0.0.1:4222", StoreDir: "nats-data", MonitorHost: "127.0.0.1",
+	return &Config{Name: "hail-nats", Listen: "127.0.0.1:4222", StoreDir: "nats-data", MonitorHost: "127.0.0.1", Prefix: events.DefaultPrefix,
 		Cluster: ClusterConfig{Listen: "127.0.0.1:6222"}, Logged: config.Logged{Log: config.DefaultLog}}
 }
 
@@ -118,7 +142,8 @@ func (c *Config) Validate() error {
 	if c.MonitorPort < 0 || c.MonitorPort > 65535 {
 		errs = append(errs, config.FieldError("monitor_port", "%d is out of range 0..65535", c.MonitorPort))
 	}
-	if c.Cluster.Name != "" {
+	errs = append(errs, c.validateRegion()...)
+	if c.clusterName() != "" {
 		if _, _, err := hostPort(c.Cluster.Listen); err != nil {
 			errs = append(errs, config.FieldError("cluster.listen", "%v", err))
 		}
@@ -139,6 +164,59 @@ func (c *Config) Validate() error {
 }
 
 func (c *Config) routes() []string { return list(c.Cluster.Routes) }
+
+// validateRegion checks region and the leafnodes.
+func (c *Config) validateRegion() []error {
+	var errs []error
+	if c.Region != "" {
+		if err := events.ValidateRegion(c.Region); err != nil {
+			errs = append(errs, config.FieldError("region", "%v", err))
+		}
+		if c.Cluster.Name != "" && c.Cluster.Name != c.Region && c.Cluster.Routes != "" {
+			errs = append(errs, config.FieldError("cluster.name", "%q is not region %q: a region's cluster is named for it (or leave cluster.name empty)", c.Cluster.Name, c.Region))
+		}
+	}
+	if _, err := events.NewSubjects(c.Prefix); err != nil {
+		errs = append(errs, config.FieldError("prefix", "%v", err))
+	}
+	leaf := c.Leafnodes
+	if (leaf.Listen != "" || len(leaf.Remotes) > 0) && c.Region == "" {
+		errs = append(errs, config.FieldError("region", "is empty, but leafnodes are set: regions are linked by their names (JetStream domains)"))
+	}
+	if leaf.Listen != "" {
+		host, _, err := hostPort(leaf.Listen)
+		switch {
+		case err != nil:
+			errs = append(errs, config.FieldError("leafnodes.listen", "%v", err))
+		case !config.Loopback(host) && c.Auth.File == "" && !c.Insecure:
+			errs = append(errs, config.FieldError("leafnodes.listen", "%s is beyond loopback and no auth.file says who may link; set auth.file (links then need the leaf user) or, knowingly, insecure", leaf.Listen))
+		}
+	}
+	if len(leaf.Remotes) > 0 && c.Auth.File != "" && c.TLS.Cert != "" && c.TLS.CA == "" {
+		errs = append(errs, config.FieldError("tls.ca", "is empty, but leafnodes.remotes link over TLS: the CA verifies the other region's certificate"))
+	}
+	for _, r := range leaf.Remotes {
+		if !strings.HasPrefix(r, "nats-leaf://") {
+			errs = append(errs, config.FieldError("leafnodes.remotes", "%q is not nats-leaf://host:port", bus.RedactURL(r)))
+		} else if _, _, err := hostPort(strings.TrimPrefix(r, "nats-leaf://")); err != nil {
+			errs = append(errs, config.FieldError("leafnodes.remotes", "%q: %v", bus.RedactURL(r), err))
+		}
+	}
+	return errs
+}
+
+// clusterName is the cluster's name: cluster.name, else the region when
+// routes are set (a single server with a cluster block never elects a
+// JetStream leader, so a region of one has none).
+func (c *Config) clusterName() string {
+	if c.Cluster.Name != "" {
+		return c.Cluster.Name
+	}
+	if c.Cluster.Routes != "" {
+		return c.Region
+	}
+	return ""
+}
 
 func hostPort(addr string) (string, int, error) {
 	host, portText, err := net.SplitHostPort(addr)
@@ -168,13 +246,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	if err != nil {
 		return fmt.Errorf("NATS server %s: %w", cfg.Name, err)
 	}
-	o.Configure = configure
 	var probe server.Options
 	configure(&probe)
-	if cfg.Cluster.Name != "" {
+	if name := cfg.clusterName(); name != "" {
 		chost, cport, _ := hostPort(cfg.Cluster.Listen)
-		o.Cluster = embedded.ClusterOptions{Name: cfg.Cluster.Name, Host: chost, Port: cport, Routes: cfg.routes(), Advertise: cfg.Cluster.Advertise}
+		o.Cluster = embedded.ClusterOptions{Name: name, Host: chost, Port: cport, Routes: cfg.routes(), Advertise: cfg.Cluster.Advertise}
 	}
+	// A region of this one's name joined by a link this server made stops
+	// it: it refuses to join. The server that accepted the link, and any
+	// server that finds a link without the denies (which the other side
+	// wrote), logs the fault and serves on: one misconfigured region must
+	// not stop the regions it tried to join.
+	faults := make(chan error, 1)
+	if configure, err = cfg.regionOptions(&o, configure, func(err error) {
+		if !errors.Is(err, embedded.ErrSameRegion) || len(cfg.Leafnodes.Remotes) == 0 {
+			return // logged by the link checker
+		}
+		select {
+		case faults <- err:
+		default:
+		}
+	}); err != nil {
+		return fmt.Errorf("NATS server %s: %w", cfg.Name, err)
+	}
+	o.Configure = configure
 	srv, err := embedded.StartServer(o)
 	if err != nil {
 		return fmt.Errorf("NATS server %s: %w", cfg.Name, err)
@@ -190,9 +285,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		}
 		defer stop()
 	}
-	log.Info("NATS server ready", "name", cfg.Name, "url", srv.ClientURL(), "cluster", cfg.Cluster.Name)
-	<-ctx.Done()
+	log.Info("NATS server ready", "name", cfg.Name, "url", srv.ClientURL(), "cluster", cfg.clusterName(), "region", cfg.Region, "leafnodes_listen", cfg.Leafnodes.Listen, "leafnodes_remotes", len(cfg.Leafnodes.Remotes))
+	var fault error
+	select {
+	case <-ctx.Done():
+	case fault = <-faults:
+	}
 	srv.Shutdown()
 	srv.WaitForShutdown()
+	if fault != nil {
+		return fmt.Errorf("NATS server %s of region %s stopped, refusing the join: %w", cfg.Name, cfg.Region, fault)
+	}
 	return nil
 }

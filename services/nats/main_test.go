@@ -20,6 +20,16 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"route port", func(c *Config) { c.Cluster.Name = "hail"; c.Cluster.Routes = "nats-route://a" }, "cluster.routes"},
 		{"cluster listen", func(c *Config) { c.Cluster.Name = "hail"; c.Cluster.Listen = ":" }, "cluster.listen"},
 		{"routes beyond loopback without authorization", func(c *Config) { c.Cluster.Name = "hail"; c.Cluster.Listen = "0.0.0.0:6222" }, "cluster.listen"},
+		{"region not a token", func(c *Config) { c.Region = "eu.west" }, "region"},
+		{"region upper case", func(c *Config) { c.Region = "EU" }, "region"},
+		{"leafnodes without region", func(c *Config) { c.Leafnodes.Listen = "127.0.0.1:7422" }, "region"},
+		{"leafnodes listen", func(c *Config) { c.Region = "eu"; c.Leafnodes.Listen = "7422" }, "leafnodes.listen"},
+		{"leafnodes beyond loopback without auth", func(c *Config) { c.Region = "eu"; c.Leafnodes.Listen = "0.0.0.0:7422" }, "leafnodes.listen"},
+		{"leafnodes remote scheme", func(c *Config) { c.Region = "eu"; c.Leafnodes.Remotes = []string{"nats://a:7422"} }, "leafnodes.remotes"},
+		{"region's cluster", func(c *Config) { c.Region = "eu"; c.Cluster.Name = "hail"; c.Cluster.Routes = "nats-route://a:6222" }, "cluster.name"},
+		{"secured link without a CA", func(c *Config) {
+			c.Region, c.Leafnodes.Remotes, c.Auth.File, c.TLS.Cert, c.TLS.Key = "us", []string{"nats-leaf://eu:7422"}, "main.go", "main.go", "main.go"
+		}, "tls.ca"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -35,6 +35,9 @@ func secureInit(args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("secure init: %w", err)
 	}
+	if err := writeLeafPassword(a.dir, kept); err != nil {
+		return fmt.Errorf("secure init: %w", err)
+	}
 	if kept {
 		fmt.Fprintf(out, "kept the credentials in %s\n", a.dir)
 		return nil
@@ -43,7 +46,7 @@ func secureInit(args []string, out io.Writer) error {
 	for i, u := range d.Users {
 		names[i] = u.Name + ".env"
 	}
-	fmt.Fprintf(out, "wrote %s: ca.pem, ca-key.pem, server.pem, server-key.pem, auth.conf, console.token, console.tokens, %s (and a .password each)\n", a.dir, strings.Join(names, ", "))
+	fmt.Fprintf(out, "wrote %s: ca.pem, ca-key.pem, server.pem, server-key.pem, auth.conf, console.token, console.tokens, leaf.password (the regions' links' user: copy it and ca.pem to every region), %s (and a .password each)\n", a.dir, strings.Join(names, ", "))
 	if a.options.Identities {
 		secrets := make([]string, len(a.options.Services))
 		for i, s := range a.options.Services {
