@@ -9,6 +9,7 @@ package scale
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -36,13 +37,13 @@ import (
 )
 
 var (
-	sizes       = flag.String("sizes", "10000", "instance counts to measure, comma-separated")
-	modes       = flag.String("modes", "sdk,v1", "swarm modes to measure, comma-separated: sdk (hail's rules), v1 (PROTOCOL v1 alone)")
-	window      = flag.Duration("window", 60*time.Second, "the steady window")
-	silent      = flag.Int("silent", 100, "instances silenced in each of the two silences, during registration and after the window")
-	connections = flag.Int("connections", 8, "the swarm's NATS connections")
-	restart     = flag.Bool("restart", true, "restart a discovery node after the silence test")
-	natsRestart = flag.Bool("nats-restart", true, "restart a NATS server of the cluster after the node restart")
+	sizes        = flag.String("sizes", "10000", "instance counts to measure, comma-separated")
+	modes        = flag.String("modes", "sdk,v1", "swarm modes to measure, comma-separated: sdk (hail's rules), v1 (PROTOCOL v1 alone)")
+	window       = flag.Duration("window", 60*time.Second, "the steady window")
+	silent       = flag.Int("silent", 100, "instances silenced in each of the two silences, during registration and after the window")
+	connections  = flag.Int("connections", 8, "the swarm's NATS connections")
+	restart      = flag.Bool("restart", true, "restart a discovery node after the silence test")
+	natsRestarts = flag.Int("nats-restarts", 1, "NATS servers of the cluster restarted, one after the other, after the node restart")
 )
 
 var (
@@ -68,6 +69,11 @@ func build(b *testing.B) string {
 }
 
 func BenchmarkRegion(b *testing.B) {
+	b.Cleanup(func() {
+		if bins != "" {
+			_ = os.RemoveAll(bins)
+		}
+	})
 	var ms []string
 	for _, m := range strings.Split(*modes, ",") {
 		m = strings.TrimSpace(m)
@@ -279,8 +285,8 @@ type watch struct {
 	// criticalAt is each silenced-service instance's first critical event
 	// after its silence.
 	silencedAt, criticalAt map[string]time.Time
-	// whyCrit says why answering instances went critical: by reason,
-	// node and second from the origin.
+	// whyCrit says why answering instances went critical: by service,
+	// reason, node and second from the origin.
 	whyCrit map[string]int
 	origin  time.Time
 }
@@ -300,17 +306,31 @@ func (w *watch) event(m *nats.Msg) {
 		} else {
 			// A silent instance not (yet) silenced is an answering one.
 			w.crit.Add(1)
-			w.whyCrit[fmt.Sprintf("%s by %s at %ds (silent service, not silenced)", ev.Reason, short(ev.Node), int(time.Since(w.origin).Seconds()))]++
+			w.whyCrit[fmt.Sprintf("%s: %s by %s at %ds (not silenced)", ev.Service, ev.Reason, short(ev.Node), int(time.Since(w.origin).Seconds()))]++
 		}
 		w.mu.Unlock()
 	case ev.Status == events.Critical:
 		w.crit.Add(1)
 		w.mu.Lock()
-		w.whyCrit[fmt.Sprintf("%s by %s at %ds", ev.Reason, short(ev.Node), int(time.Since(w.origin).Seconds()))]++
+		w.whyCrit[fmt.Sprintf("%s: %s by %s at %ds", ev.Service, ev.Reason, short(ev.Node), int(time.Since(w.origin).Seconds()))]++
 		w.mu.Unlock()
 	case ev.Status == events.Deregistered && ev.Service != "swarm-silent":
 		w.dereg.Add(1)
 	}
+}
+
+// top is the n most counted keys of m, most first.
+func top(m map[string]int, n int) string {
+	keys := slices.Collect(maps.Keys(m))
+	slices.SortFunc(keys, func(a, b string) int { return m[b] - m[a] })
+	var out []string
+	for _, k := range keys[:min(n, len(keys))] {
+		out = append(out, fmt.Sprintf("%s: %d", k, m[k]))
+	}
+	if len(keys) > n {
+		out = append(out, fmt.Sprintf("and %d more", len(keys)-n))
+	}
+	return strings.Join(out, "; ")
 }
 
 func short(node string) string { return node[max(0, len(node)-8):] }
@@ -553,7 +573,7 @@ func measure(b *testing.B, n int, v1 bool) {
 	if *restart {
 		r.restartNode(w, n, want, miss)
 	}
-	if *natsRestart {
+	for range *natsRestarts {
 		r.restartNATS(w, total, miss)
 	}
 
@@ -613,7 +633,7 @@ func (r *region) restartNode(w *watch, n int, want targets, miss func(string, ..
 		r.say("node restart: %s", l)
 	}
 	if why := w.takeWhy(); len(why) > 0 {
-		r.say("node restart: critical by reason and node: %v", why)
+		r.say("node restart: critical by service, reason, node and second: %s", top(why, 20))
 	}
 	if restartCrit > 0 || restartDereg > 0 {
 		miss("node restart: %d critical, %d deregistered; want none", restartCrit, restartDereg)
@@ -627,9 +647,9 @@ func (r *region) restartNode(w *watch, n int, want targets, miss func(string, ..
 // again, and counts the critical events while its clients reconnect and
 // for 30 s after it is back ([detect]: none), and how long until every
 // client is connected again. Of the two servers the benchmark's own
-// connection is not on, it stops the one that leads hail_instances, else
-// the JetStream meta leader, else the one with more clients: a leader's
-// restart is the harder case.
+// connection is not on, it stops the one with more clients; on a tie the
+// one that leads hail_instances or the JetStream meta layer, the harder
+// case.
 func (r *region) restartNATS(w *watch, total int, miss func(string, ...any)) {
 	b := r.b
 	vs := r.varzAll()
@@ -637,7 +657,7 @@ func (r *region) restartNATS(w *watch, total int, miss func(string, ...any)) {
 	if vs[2].Connections > vs[1].Connections {
 		victim = 2
 	}
-	if i, role := r.leader(); i > 0 {
+	if i, role := r.leader(); i > 0 && vs[1].Connections == vs[2].Connections {
 		victim, why = i, role
 	}
 	clients := 0
@@ -701,7 +721,7 @@ func (r *region) restartNATS(w *watch, total int, miss func(string, ...any)) {
 	r.say("NATS restart: %d false critical, %d deregistered, %.0f announces from the SIGTERM to 30 s after the server was back; %d of %d in the registry, %d passing; load %s",
 		restartCrit, restartDereg, r.swarmMetric("hail_swarm_announces_sent_total")-sent1, got, total, passing, load())
 	if why := w.takeWhy(); len(why) > 0 {
-		r.say("NATS restart: critical by reason and node: %v", why)
+		r.say("NATS restart: critical by service, reason, node and second: %s", top(why, 20))
 	}
 	if restartCrit > 0 || restartDereg > 0 {
 		miss("NATS restart: %d false critical, %d deregistered; want none", restartCrit, restartDereg)
@@ -716,7 +736,7 @@ func (r *region) restartNATS(w *watch, total int, miss func(string, ...any)) {
 func (r *region) timeline(since time.Time) (stop func() []string) {
 	series := []struct{ name, metric string }{
 		{"re-announces for want of a heartbeat", `hail_swarm_announces_due_total{why="unheard"}`},
-		{"heartbeats judged missed", "hail_discovery_heartbeats_missed_total"},
+		{"heartbeats judged missed (all nodes)", "hail_discovery_heartbeats_missed_total"},
 		{"self-preservation rounds", "hail_discovery_self_preservation_rounds_total"},
 		{"rebalances", "hail_discovery_rebalances_total"},
 	}
@@ -735,10 +755,22 @@ func (r *region) timeline(since time.Time) (stop func() []string) {
 		}
 		return out
 	}
+	// Which process burns the cores, second by second: the region's own
+	// (from /proc) and the whole machine's, which is shared.
+	procs := r.processes()
+	cpuOf := func() (map[string]float64, float64) {
+		out := map[string]float64{}
+		for name, pid := range procs {
+			out[name] = procCPU(pid)
+		}
+		return out, machineCPU()
+	}
 	done, result := make(chan struct{}), make(chan []string, 1)
 	go func() {
 		lines := make([][]string, len(series))
+		var busy []string
 		last := sum()
+		lastCPU, lastMachine := cpuOf()
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
 		for {
@@ -748,6 +780,7 @@ func (r *region) timeline(since time.Time) (stop func() []string) {
 				for i, s := range series {
 					out[i] = fmt.Sprintf("%s, by second from the stop: %s", s.name, strings.Join(lines[i], " "))
 				}
+				out = append(out, "cores used (the machine's; the region's processes over 0.3), by second from the stop: "+strings.Join(busy, " "))
 				result <- out
 				return
 			case <-tick.C:
@@ -761,6 +794,16 @@ func (r *region) timeline(since time.Time) (stop func() []string) {
 				}
 			}
 			last = now
+			cpu, machine := cpuOf()
+			var hot []string
+			for name, v := range cpu {
+				if d := v - lastCPU[name]; d > 0.3 {
+					hot = append(hot, fmt.Sprintf("%s %.1f", name, d))
+				}
+			}
+			slices.Sort(hot)
+			busy = append(busy, fmt.Sprintf("%ds:%.1f[%s]", at, machine-lastMachine, strings.Join(hot, ",")))
+			lastCPU, lastMachine = cpu, machine
 		}
 	}()
 	return func() []string {
@@ -846,6 +889,53 @@ func (r *region) probe(other int, since time.Time) (stop func() []string) {
 		close(done)
 		return <-result
 	}
+}
+
+// processes is the region's processes by name, with their pids.
+func (r *region) processes() map[string]int {
+	out := map[string]int{"swarm": r.swarmP.PID()}
+	for i, p := range r.natsP {
+		out[fmt.Sprintf("nats-%d", i)] = p.PID()
+	}
+	for i, p := range r.nodes {
+		out[fmt.Sprintf("discovery-%d", i)] = p.PID()
+	}
+	return out
+}
+
+// procCPU is the CPU seconds a process has used (0 when it is gone).
+func procCPU(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command, which is in parentheses.
+	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	user, _ := strconv.ParseFloat(f[11], 64)
+	sys, _ := strconv.ParseFloat(f[12], 64)
+	return (user + sys) / 100 // USER_HZ
+}
+
+// machineCPU is the CPU seconds every process of the machine has used.
+func machineCPU() float64 {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	var busy float64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		x, _ := strconv.ParseFloat(v, 64)
+		busy += x
+	}
+	return busy / 100
 }
 
 // silence asks the swarm to silence up to n of its registered silent
