@@ -440,6 +440,12 @@ func (s *Swarm) v1Answer(m *nats.Msg) {
 		return
 	}
 	in := s.insts[i]
+	// The server's own no-responders status (no discovery listening) is
+	// what a request would have returned as nats.ErrNoResponders.
+	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+		s.m.failed.Inc()
+		return
+	}
 	switch o := member.Classify(m, nil); o.Kind {
 	case member.Taken:
 		s.m.acked.Inc()

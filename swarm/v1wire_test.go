@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/nats-io/nats.go"
 
 	"github.com/hailsd/hail/bus/bustest"
@@ -101,5 +102,29 @@ func TestV1IgnoresRetryAfterAndSpread(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// With no discovery listening, the server answers a V1 announce with its
+// no-responders status: the instance is not registered by it.
+func TestV1NoRespondersIsNoRegistration(t *testing.T) {
+	url := bustest.RunServer(t).ClientURL()
+	reg := metrics.NewSet()
+	sw, err := swarm.New([]*nats.Conn{bustest.Connect(t, url)}, swarm.Config{Instances: 3, Services: 1, Name: "v1",
+		HeartbeatInterval: 100 * time.Millisecond, V1: true, Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, sw.Run)
+	unanswered := reg.GetOrCreateCounter(`hail_swarm_announces_total{outcome="unanswered"}`)
+	// Two rounds of announces each, all answered by the server alone.
+	bustest.Eventually(t, 10*time.Second, func() error {
+		if n := unanswered.Get(); n < 6 {
+			return fmt.Errorf("%d no-responders answers, want 6", n)
+		}
+		return nil
+	})
+	if r := sw.Registered(); r != 0 {
+		t.Errorf("%d registered with no discovery, want 0", r)
 	}
 }
