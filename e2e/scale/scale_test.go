@@ -446,6 +446,9 @@ func measure(b *testing.B, n int, v1 bool) {
 	var early []string
 	var earlyAt time.Duration
 	var earlyRegistered float64
+	// Every 10 s while it lasts, where registration stands: a run that
+	// never finishes registering still says how far it got and why.
+	nextSay := t0.Add(10 * time.Second)
 	poll(b, 10*time.Minute, 250*time.Millisecond, func() error {
 		if err := r.swarmP.Exited(); err != nil {
 			b.Fatal(err)
@@ -464,6 +467,12 @@ func measure(b *testing.B, n int, v1 bool) {
 			early = append(early, ids...)
 		}
 		if got < float64(total) {
+			if time.Now().After(nextSay) {
+				nextSay = nextSay.Add(10 * time.Second)
+				r.say("registering for %s: %.0f of %d registered; %.0f announces sent, %.0f answered 503, %.0f unanswered, %.0f fell due for want of a heartbeat; %d critical; load %s",
+					time.Since(t0).Round(time.Second), got, total, m["hail_swarm_announces_sent_total"], m[`hail_swarm_announces_total{outcome="busy"}`],
+					m[`hail_swarm_announces_total{outcome="unanswered"}`], m[`hail_swarm_announces_due_total{why="unheard"}`], w.crit.Load(), load())
+			}
 			return fmt.Errorf("%.0f of %d registered", got, total)
 		}
 		return nil
