@@ -462,7 +462,9 @@ func measure(b *testing.B, n int, v1 bool) {
 			ids := r.silence(*silent - len(early))
 			w.silenced(ids, time.Now())
 			if len(early) == 0 && len(ids) > 0 {
-				earlyAt, earlyRegistered = time.Since(t0), got
+				// Registered as the silence took effect, not at the scrape
+				// before it.
+				earlyAt, earlyRegistered = time.Since(t0), r.swarmMetric("hail_swarm_registered")
 			}
 			early = append(early, ids...)
 		}
