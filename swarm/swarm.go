@@ -5,6 +5,10 @@
 // cannot afford the SDK's goroutine per instance: one scheduler runs
 // package member's decisions (member.State per instance) and a pool
 // announces through member.Conn, the one announce path.
+//
+// In its V1 mode the instances are instead clients written from PROTOCOL
+// v1 alone (v1.go): no backoff, no spread, no answer read, no conn, so
+// that a region can be measured against clients that are not hail's SDK.
 package swarm
 
 import (
@@ -12,6 +16,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,14 +35,23 @@ import (
 type Config struct {
 	// Instances in all; Services they are spread over, named
 	// <Name>-<n>; Silent more in service <Name>-silent, which answer
-	// until Silence is called.
+	// until Silence is called. The silent ones announce first, so that
+	// they can be silenced while the others are still registering.
 	Instances, Services, Silent int
 	Name                        string
 	Subjects                    events.Subjects
 	// HeartbeatInterval is discovery's, for the re-announce rule.
 	HeartbeatInterval time.Duration
-	// InFlight bounds the announces waiting for an answer at once.
+	// InFlight bounds the announces waiting for an answer at once (not
+	// in V1 mode, where each instance is a client of its own).
 	InFlight int
+	// V1: every instance behaves as a client written from PROTOCOL v1
+	// alone (v1.go): it announces once, at once when a hail.discover
+	// asks, and again after 3 heartbeat intervals without a heartbeat,
+	// whatever discovery answered; it sends no conn (v1.4) and does not
+	// announce again after a reconnect. Its subjects stay scoped (v1.2),
+	// so that a heartbeat costs the same in both modes.
+	V1 bool
 	// Deregister the instances when the swarm stops (bounded by
 	// DeregisterTimeout).
 	Deregister        bool
@@ -56,8 +70,13 @@ type Swarm struct {
 	// spreads carries a discover's spread to the scheduler.
 	spreads chan time.Duration
 	m       swarmMetrics
-	// silenced is set once Silence was called.
-	silenced atomic.Bool
+	// v1Inboxes are the connections' inbox prefixes for V1 answers.
+	v1Inboxes []string
+	// silence serializes Silence and Unsilence.
+	silence sync.Mutex
+	// refusedOnce: a V1 instance's refusal is logged once (it is sent
+	// again anyway).
+	refusedOnce atomic.Bool
 	// reconnects counts each connection's reconnects: an instance whose
 	// connection came back since it last announced announces again with
 	// its new conn (PROTOCOL v1.4).
@@ -67,22 +86,32 @@ type Swarm struct {
 type inst struct {
 	id, service string
 	silent      bool
-	conn        *nats.Conn
-	connIdx     int          // conn's index in Swarm.conns
-	member      *member.Conn // conn's member side
-	reconnects  uint64       // the conn's reconnects as of its state; the scheduler's
-	announce    events.Announce
-	reply       []byte
-	lastBeat    atomic.Int64 // unix nanos
+	// silenced: a silent instance no longer answers heartbeats.
+	silenced   atomic.Bool
+	conn       *nats.Conn
+	connIdx    int          // conn's index in Swarm.conns
+	member     *member.Conn // conn's member side
+	reconnects uint64       // the conn's reconnects as of its state; the scheduler's
+	announce   events.Announce
+	reply      []byte
+	lastBeat   atomic.Int64 // unix nanos
 	// state is the scheduler's while queued is false, the announcer's
 	// while it is true.
 	state  member.State
 	queued atomic.Bool
 	acked  atomic.Bool
+	// V1 mode: the client's state (the scheduler's), its announce as
+	// sent (no conn) and the reply subject its answers come back on.
+	v1      v1State
+	v1Data  []byte
+	v1Reply string
 }
 
 type swarmMetrics struct {
-	acked, busy, failed, beats, served, deregistered *metrics.Counter
+	// sent counts every announce sent; acked, busy, failed and refused
+	// their outcomes as read (a V1 announce unanswered is sent and
+	// nothing else).
+	sent, acked, busy, failed, refused, beats, served, deregistered *metrics.Counter
 	// Announces that fell due for want of a heartbeat: unheard, or
 	// silenced (the swarm silenced the instance).
 	unheard, silenced *metrics.Counter
@@ -113,9 +142,11 @@ func New(conns []*nats.Conn, cfg Config) (*Swarm, error) {
 	s := &Swarm{cfg: cfg, conns: conns, byID: map[string]*inst{}}
 	set := cfg.Metrics
 	s.m = swarmMetrics{
+		sent:         set.GetOrCreateCounter("hail_swarm_announces_sent_total"),
 		acked:        set.GetOrCreateCounter(`hail_swarm_announces_total{outcome="ok"}`),
 		busy:         set.GetOrCreateCounter(`hail_swarm_announces_total{outcome="busy"}`),
 		failed:       set.GetOrCreateCounter(`hail_swarm_announces_total{outcome="unanswered"}`),
+		refused:      set.GetOrCreateCounter(`hail_swarm_announces_total{outcome="refused"}`),
 		beats:        set.GetOrCreateCounter("hail_swarm_heartbeats_answered_total"),
 		served:       set.GetOrCreateCounter("hail_swarm_requests_total"),
 		deregistered: set.GetOrCreateCounter("hail_swarm_deregistered_total"),
@@ -136,13 +167,13 @@ func New(conns []*nats.Conn, cfg Config) (*Swarm, error) {
 		s.byID[id] = in
 		return nil
 	}
-	for i := range cfg.Instances {
-		if err := add(fmt.Sprintf("%s-%d", cfg.Name, i%cfg.Services), false); err != nil {
+	for range cfg.Silent {
+		if err := add(cfg.Name+"-silent", true); err != nil {
 			return nil, err
 		}
 	}
-	for range cfg.Silent {
-		if err := add(cfg.Name+"-silent", true); err != nil {
+	for i := range cfg.Instances {
+		if err := add(fmt.Sprintf("%s-%d", cfg.Name, i%cfg.Services), false); err != nil {
 			return nil, err
 		}
 	}
@@ -153,23 +184,64 @@ func New(conns []*nats.Conn, cfg Config) (*Swarm, error) {
 		members[i] = member.NewConn(c, cfg.Subjects, cfg.HeartbeatInterval)
 	}
 	connOf := map[string]int{}
-	for _, in := range s.insts {
+	inboxes := make([]string, len(conns))
+	for i, c := range conns {
+		inboxes[i] = c.NewInbox()
+	}
+	for i, in := range s.insts {
 		c, ok := connOf[in.service]
 		if !ok {
 			c = len(connOf) % len(conns)
 			connOf[in.service] = c
 		}
 		in.conn, in.connIdx, in.member = conns[c], c, members[c]
+		if cfg.V1 {
+			data, err := json.Marshal(in.announce)
+			if err != nil {
+				return nil, err
+			}
+			// The answer comes back on the connection's inbox, with the
+			// instance's index as its last token: one subscription per
+			// connection, and no goroutine waits for it.
+			in.v1Data, in.v1Reply = data, inboxes[c]+"."+strconv.Itoa(i)
+		}
 	}
+	s.v1Inboxes = inboxes
 	s.reconnects = make([]atomic.Uint64, len(conns))
 	s.due = make(chan *inst, len(s.insts))
 	s.spreads = make(chan time.Duration, 1)
 	return s, nil
 }
 
-// Silence makes the silent instances stop answering heartbeats (they
-// still serve requests, as a hung process's socket might).
-func (s *Swarm) Silence() { s.silenced.Store(true) }
+// Silence makes up to n silent instances, registered and not yet
+// silenced, stop answering heartbeats (they still serve requests, as a
+// hung process's socket might), and returns their ids; n <= 0 silences
+// every silent instance, registered or not.
+func (s *Swarm) Silence(n int) []string {
+	s.silence.Lock()
+	defer s.silence.Unlock()
+	var ids []string
+	for _, in := range s.insts {
+		if n > 0 && len(ids) == n {
+			break
+		}
+		if !in.silent || in.silenced.Load() || (n > 0 && !in.acked.Load()) {
+			continue
+		}
+		in.silenced.Store(true)
+		ids = append(ids, in.id)
+	}
+	return ids
+}
+
+// Unsilence makes every silenced instance answer again.
+func (s *Swarm) Unsilence() {
+	s.silence.Lock()
+	defer s.silence.Unlock()
+	for _, in := range s.insts {
+		in.silenced.Store(false)
+	}
+}
 
 // Registered is how many instances discovery has acknowledged or
 // heartbeated.
@@ -210,6 +282,18 @@ func (s *Swarm) Run(ctx context.Context) error {
 		return fmt.Errorf("subscribe discover: %w", err)
 	}
 	subs = append(subs, d)
+	if s.cfg.V1 {
+		for i, c := range s.conns {
+			sub, err := c.Subscribe(s.v1Inboxes[i]+".*", s.v1Answer)
+			if err != nil {
+				return fmt.Errorf("subscribe announce answers: %w", err)
+			}
+			if err := sub.SetPendingLimits(-1, -1); err != nil {
+				return err
+			}
+			subs = append(subs, sub)
+		}
+	}
 	for _, c := range s.conns {
 		if err := c.Flush(); err != nil {
 			return err
@@ -217,7 +301,7 @@ func (s *Swarm) Run(ctx context.Context) error {
 	}
 	now := time.Now()
 	for _, in := range s.insts {
-		in.state = member.Begin(now)
+		in.state, in.v1 = member.Begin(now), v1Begin(now)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	for i, c := range s.conns {
@@ -230,8 +314,10 @@ func (s *Swarm) Run(ctx context.Context) error {
 			return nil
 		})
 	}
-	for range s.cfg.InFlight {
-		g.Go(func() error { s.announcer(gctx); return nil })
+	if !s.cfg.V1 {
+		for range s.cfg.InFlight {
+			g.Go(func() error { s.announcer(gctx); return nil })
+		}
 	}
 	g.Go(func() error { s.schedule(gctx); return nil })
 	err = g.Wait()
@@ -244,7 +330,7 @@ func (s *Swarm) Run(ctx context.Context) error {
 // beat answers hail.hb.<service>.<id>.
 func (s *Swarm) beat(m *nats.Msg) {
 	in := s.byID[m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]]
-	if in == nil || (in.silent && s.silenced.Load()) {
+	if in == nil || in.silenced.Load() {
 		return
 	}
 	in.lastBeat.Store(time.Now().UnixNano())
@@ -264,7 +350,7 @@ func (s *Swarm) serve(m *nats.Msg) {
 }
 
 // discover makes every instance announce again at a random point within
-// the spread the node asks for.
+// the spread the node asks for (at once in V1 mode).
 func (s *Swarm) discover(m *nats.Msg) {
 	spread := member.Spread(m.Data, s.cfg.HeartbeatInterval)
 	select {
@@ -291,6 +377,10 @@ func (s *Swarm) schedule(ctx context.Context) {
 		case <-tick.C:
 		}
 		now := time.Now()
+		if s.cfg.V1 {
+			s.scheduleV1(now, asked)
+			continue
+		}
 		for _, in := range s.insts {
 			if in.queued.Load() {
 				continue // being announced
@@ -309,15 +399,74 @@ func (s *Swarm) schedule(ctx context.Context) {
 				continue
 			}
 			if member.Unheard(in.state, now) {
-				if in.silent && s.silenced.Load() {
-					s.m.silenced.Inc()
-				} else {
-					s.m.unheard.Inc()
-				}
+				s.countUnheard(in)
 			}
 			in.queued.Store(true)
 			s.due <- in
 		}
+	}
+}
+
+// scheduleV1 sends the announce of every V1 instance due at now, without
+// waiting for answers (v1Answer reads them, for the counts only).
+func (s *Swarm) scheduleV1(now time.Time, asked bool) {
+	iv := s.cfg.HeartbeatInterval
+	for _, in := range s.insts {
+		if asked {
+			in.v1 = v1Discovered(in.v1)
+		}
+		if beat := in.lastBeat.Load(); beat != 0 {
+			in.v1 = v1Beat(in.v1, time.Unix(0, beat), iv)
+		}
+		if !v1Due(in.v1, now) {
+			continue
+		}
+		if v1Unheard(in.v1, now) {
+			s.countUnheard(in)
+		}
+		s.m.sent.Inc()
+		if err := in.conn.PublishRequest(s.cfg.Subjects.Announce(in.service), in.v1Reply, in.v1Data); err != nil {
+			s.m.failed.Inc()
+		}
+		in.v1 = v1Announced(in.v1, now, iv)
+	}
+}
+
+// v1Answer reads discovery's answer to a V1 announce, for the counts: a V1
+// client does not act on it.
+func (s *Swarm) v1Answer(m *nats.Msg) {
+	i, err := strconv.Atoi(m.Subject[strings.LastIndexByte(m.Subject, '.')+1:])
+	if err != nil || i < 0 || i >= len(s.insts) {
+		return
+	}
+	in := s.insts[i]
+	// The server's own no-responders status (no discovery listening) is
+	// what a request would have returned as nats.ErrNoResponders.
+	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+		s.m.failed.Inc()
+		return
+	}
+	switch o := member.Classify(m, nil); o.Kind {
+	case member.Taken:
+		s.m.acked.Inc()
+		s.registered(in)
+	case member.Refused:
+		s.m.refused.Inc()
+		if s.refusedOnce.CompareAndSwap(false, true) {
+			s.cfg.Logger.Error("announce refused (logged once)", "service", in.service, "instance_id", in.id, "err", o.Err)
+		}
+	default:
+		s.m.busy.Inc()
+	}
+}
+
+// countUnheard counts an announce due for want of a heartbeat: silenced
+// instances apart.
+func (s *Swarm) countUnheard(in *inst) {
+	if in.silenced.Load() {
+		s.m.silenced.Inc()
+	} else {
+		s.m.unheard.Inc()
 	}
 }
 
@@ -329,6 +478,7 @@ func (s *Swarm) announcer(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case in := <-s.due:
+			s.m.sent.Inc()
 			o := in.member.Announce(ctx, in.announce)
 			switch o.Kind {
 			case member.Taken:
@@ -339,6 +489,7 @@ func (s *Swarm) announcer(ctx context.Context) {
 			case member.Unanswered:
 				s.m.failed.Inc()
 			case member.Refused:
+				s.m.refused.Inc()
 				s.cfg.Logger.Error("announce refused", "service", in.service, "instance_id", in.id, "err", o.Err)
 			}
 			// As the SDK: the wait for a heartbeat runs from the announce's

@@ -18,8 +18,18 @@ import (
 
 // A swarm registers every instance with a real discovery node, its
 // instances answer routed requests, the silent ones go critical once
-// silenced, and stopping it deregisters them all.
+// silenced and passing once they answer again, and stopping it
+// deregisters them all: in both modes.
 func TestSwarmAgainstARegion(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		v1   bool
+	}{{"sdk", false}, {"v1", true}} {
+		t.Run(mode.name, func(t *testing.T) { swarmAgainstARegion(t, mode.v1) })
+	}
+}
+
+func swarmAgainstARegion(t *testing.T, v1 bool) {
 	url := bustest.RunServer(t).ClientURL()
 	dnc := bustest.Connect(t, url)
 	node, err := discovery.New(dnc, bustest.Buckets(t, dnc), discovery.Config{
@@ -34,7 +44,7 @@ func TestSwarmAgainstARegion(t *testing.T) {
 	}
 	run(t, rt.Run)
 	conns := []*nats.Conn{bustest.Connect(t, url), bustest.Connect(t, url)}
-	s, err := swarm.New(conns, swarm.Config{Instances: 60, Services: 6, Silent: 5, Name: "swarm", HeartbeatInterval: 200 * time.Millisecond, Deregister: true})
+	s, err := swarm.New(conns, swarm.Config{Instances: 60, Services: 6, Silent: 5, Name: "swarm", HeartbeatInterval: 200 * time.Millisecond, Deregister: true, V1: v1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +83,18 @@ func TestSwarmAgainstARegion(t *testing.T) {
 		}
 		return nil
 	})
-	s.Silence()
+	if ids := s.Silence(2); len(ids) != 2 {
+		t.Fatalf("Silence(2) silenced %v, want 2", ids)
+	}
+	bustest.Eventually(t, 5*time.Second, func() error {
+		if n, err := count("swarm-silent", events.Critical); err != nil || n != 2 {
+			return fmt.Errorf("%d silent instances critical (%v), want 2", n, err)
+		}
+		return nil
+	})
+	if ids := s.Silence(0); len(ids) != 3 {
+		t.Fatalf("Silence(0) silenced %v, want the other 3", ids)
+	}
 	bustest.Eventually(t, 5*time.Second, func() error {
 		if n, err := count("swarm-silent", events.Critical); err != nil || n != 5 {
 			return fmt.Errorf("%d silent instances critical (%v), want 5", n, err)
@@ -83,6 +104,13 @@ func TestSwarmAgainstARegion(t *testing.T) {
 	if n, _ := count("swarm-", events.Critical); n != 5 {
 		t.Errorf("%d critical in all, want only the 5 silent", n)
 	}
+	s.Unsilence()
+	bustest.Eventually(t, 5*time.Second, func() error {
+		if n, err := count("swarm", events.Passing); err != nil || n != 65 {
+			return fmt.Errorf("%d passing after Unsilence (%v), want 65", n, err)
+		}
+		return nil
+	})
 	stop()
 	bustest.Eventually(t, 5*time.Second, func() error {
 		if n, err := count("swarm", ""); err != nil || n != 0 {

@@ -5,10 +5,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -35,7 +37,8 @@ type Config struct {
 	// Services they are spread over. Default 100.
 	Services int `koanf:"services"`
 	// Silent instances more, in service <name>-silent: they answer until
-	// POST /silence on http.addr. Default 0.
+	// POST /silence on http.addr (?n=N: N of those registered), and again
+	// after POST /unsilence. Default 0.
 	Silent int `koanf:"silent"`
 	// Connections the instances share. Default 4.
 	Connections int `koanf:"connections"`
@@ -45,6 +48,12 @@ type Config struct {
 	InFlight int `koanf:"in_flight"`
 	// Deregister every instance on exit. Default true.
 	Deregister bool `koanf:"deregister"`
+	// V1 makes every instance a client written from PROTOCOL v1 alone:
+	// it announces at once, on every hail.discover at once, and after 3
+	// heartbeat intervals without a heartbeat, with no backoff, ignoring
+	// spread_ms and retry_after_ms, and without conn. Default false: the
+	// SDK's rules.
+	V1 bool `koanf:"v1"`
 	// HTTP serves /metrics and POST /silence. Default empty: none.
 	HTTP config.HTTP `koanf:"http"`
 }
@@ -108,7 +117,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	set := metrics.NewSet()
 	s, err := swarm.New(conns, swarm.Config{Instances: cfg.Instances, Services: cfg.Services, Silent: cfg.Silent, Name: cfg.Name,
 		Subjects: events.Subjects{Prefix: cfg.Prefix}, HeartbeatInterval: cfg.HeartbeatInterval, InFlight: cfg.InFlight,
-		Deregister: cfg.Deregister, Logger: log, Metrics: set})
+		Deregister: cfg.Deregister, V1: cfg.V1, Logger: log, Metrics: set})
 	if err != nil {
 		return err
 	}
@@ -119,15 +128,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 			return err
 		}
 		mux := http.NewServeMux()
-		mux.HandleFunc("POST /silence", func(w http.ResponseWriter, _ *http.Request) {
-			s.Silence()
-			log.Info("silent instances silenced", "instances", cfg.Silent)
-			fmt.Fprintf(w, "silenced %d instances\n", cfg.Silent)
+		mux.HandleFunc("POST /silence", func(w http.ResponseWriter, r *http.Request) {
+			n := 0
+			if text := r.URL.Query().Get("n"); text != "" {
+				v, err := strconv.Atoi(text)
+				if err != nil || v < 1 {
+					http.Error(w, fmt.Sprintf("n: %q is not a positive number", text), http.StatusBadRequest)
+					return
+				}
+				n = v
+			}
+			ids := s.Silence(n)
+			log.Info("silent instances silenced", "instances", len(ids))
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(struct {
+				Silenced []string `json:"silenced"`
+			}{ids})
+		})
+		mux.HandleFunc("POST /unsilence", func(w http.ResponseWriter, _ *http.Request) {
+			s.Unsilence()
+			log.Info("silent instances answer again")
+			fmt.Fprintln(w, "unsilenced")
 		})
 		ready := func() bool { return s.Registered() == cfg.Instances+cfg.Silent }
 		g.Go(func() error { return admin.Serve(gctx, l, admin.Handler(set, ready, mux), log) })
 	}
-	log.Info("swarm starting", "instances", cfg.Instances, "silent", cfg.Silent, "services", cfg.Services, "connections", cfg.Connections)
+	log.Info("swarm starting", "instances", cfg.Instances, "silent", cfg.Silent, "services", cfg.Services, "connections", cfg.Connections, "v1", cfg.V1)
 	g.Go(func() error { return s.Run(gctx) })
 	return g.Wait()
 }
