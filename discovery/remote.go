@@ -16,6 +16,7 @@ import (
 
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/watch"
 )
 
 // RemoteBucket is where a region keeps the other regions' registries
@@ -327,34 +328,23 @@ func (r *remote) records(ctx context.Context, region string, q events.InstancesQ
 	if q.Service != "" {
 		filter = region + "." + q.Service + ".*"
 	}
-	w, err := kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+	entries, err := watch.Read(ctx, kv, filter)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read %s: %w", RemoteBucket, err)
+		return nil, nil, err
 	}
-	defer func() { _ = w.Stop() }()
 	stale := r.source(region).Stale
 	var recs []events.InstanceRecord
 	var revs []uint64
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, nil, fmt.Errorf("read %s: %w", RemoteBucket, ctx.Err())
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, nil, fmt.Errorf("read %s: the watch closed", RemoteBucket)
-			}
-			if e == nil {
-				return recs, revs, nil
-			}
-			rec, err := events.DecodeInstanceRecord(e.Value())
-			if err != nil || region+"."+rec.Key() != e.Key() {
-				continue // what the other region's registry ignores too
-			}
-			rec.Region, rec.Stale = region, stale
-			recs = append(recs, rec)
-			revs = append(revs, e.Revision())
+	for _, e := range entries {
+		rec, err := events.DecodeInstanceRecord(e.Value)
+		if err != nil || region+"."+rec.Key() != e.Key {
+			continue // what the other region's registry ignores too
 		}
+		rec.Region, rec.Stale = region, stale
+		recs = append(recs, rec)
+		revs = append(revs, e.Rev)
 	}
+	return recs, revs, nil
 }
 
 // regionOf is a node's region: configured, else its server's JetStream
