@@ -115,7 +115,7 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 		work: n.work, timing: n.timing, control: controlDecoder{subjects: cfg.Subjects, schemas: set}, reply: n.reply,
 		reg: n.reg, store: n.store, records: n.records, pub: pub, m: n.m, log: log,
 	}
-	n.rounds = &rounds{owned: n.owned, records: n.records, timing: n.timing, pub: pub, m: n.m, log: log}
+	n.rounds = &rounds{owned: n.owned, records: n.records, timing: n.timing, pub: pub, m: n.m, log: log, losses: newServerLosses(cfg.Metrics, nc.ConnectedServerId, log)}
 	if n.remote, err = newRemote(nc, remoteConfig{region: cfg.Region, regions: cfg.RemoteRegions, stale: cfg.RemoteStale, replicas: kv.Replicas, log: log, set: cfg.Metrics}); err != nil {
 		return nil, err
 	}
@@ -200,6 +200,7 @@ func (n *Node) Run(ctx context.Context) error {
 
 	g.Go(func() error { return n.loop(gctx) })
 	g.Go(func() error { return n.watchDisconnects(gctx) })
+	g.Go(func() error { return n.watchServerLosses(gctx) })
 	g.Go(func() error { return n.guardBuckets(gctx) })
 	g.Go(func() error { return n.remote.run(gctx) })
 	g.Go(func() error { return n.refreshNodeRecord(gctx) })
