@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -112,6 +113,16 @@ func (n NATS) Validate() error {
 		errs = append(errs, FieldError("nats.inbox_prefix", "%q is not a subject prefix without wildcards", n.InboxPrefix))
 	}
 	return errors.Join(errs...)
+}
+
+// Connect connects a program as name with the section's options, waiting
+// until connected or ctx ends (bus.Connect): every program's one way in.
+func (n NATS) Connect(ctx context.Context, name string, log *slog.Logger) (*nats.Conn, error) {
+	opts, err := n.Options()
+	if err != nil {
+		return nil, err
+	}
+	return bus.Connect(ctx, bus.ConnectOptions{URL: n.URL, Name: name, Logger: log, Extra: opts})
 }
 
 // Options are the nats.go options of the section: credentials (files read

@@ -204,11 +204,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		return err
 	}
 	log := loaded.Log
-	natsOpts, err := cfg.NATS.Options()
-	if err != nil {
-		return err
-	}
-	nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: cfg.NATS.URL, Name: "hail-discovery", Logger: log, Extra: natsOpts})
+	nc, err := cfg.NATS.Connect(ctx, "hail-discovery", log)
 	if err != nil {
 		return err
 	}

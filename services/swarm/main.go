@@ -97,10 +97,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		return err
 	}
 	log := loaded.Log
-	natsOpts, err := cfg.NATS.Options()
-	if err != nil {
-		return err
-	}
 	var conns []*nats.Conn
 	defer func() {
 		for _, nc := range conns {
@@ -108,7 +104,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		}
 	}()
 	for i := range cfg.Connections {
-		nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: cfg.NATS.URL, Name: fmt.Sprintf("hail-swarm-%d", i), Logger: log, Extra: natsOpts})
+		nc, err := cfg.NATS.Connect(ctx, fmt.Sprintf("hail-swarm-%d", i), log)
 		if err != nil {
 			return err
 		}
