@@ -103,7 +103,7 @@ func (c *Config) Validate() error {
 	}
 	seen := map[string]bool{}
 	for _, r := range c.RemoteRegions {
-		if err := registry.ValidateRegion(r); err != nil {
+		if err := events.ValidateRegion(r); err != nil {
 			add(config.FieldError("remote_regions", "%v", err))
 		} else if seen[r] {
 			add(config.FieldError("remote_regions", "%q is named twice", r))
