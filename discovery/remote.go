@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/registry"
 	"github.com/hailsd/hail/watch"
 )
 
@@ -129,16 +129,6 @@ func sourceOf(region string) *jetstream.StreamSource {
 	}
 }
 
-// regionOfSource is the region a source of hail_remote reads, from its
-// API prefix.
-func regionOfSource(ext *jetstream.ExternalStream) string {
-	if ext == nil {
-		return ""
-	}
-	region, _ := strings.CutSuffix(strings.TrimPrefix(ext.APIPrefix, "$JS."), ".API")
-	return region
-}
-
 func (r *remote) bucketConfig(regions []string) jetstream.KeyValueConfig {
 	c := jetstream.KeyValueConfig{
 		Bucket:      RemoteBucket,
@@ -197,7 +187,7 @@ func (r *remote) ensure(ctx context.Context) error {
 	var gone []string
 	if s, err := r.js.Stream(cctx, "KV_"+RemoteBucket); err == nil {
 		for _, src := range s.CachedInfo().Config.Sources {
-			if region := regionOfSource(src.External); region != "" && !r.knows(region) {
+			if region, ok := registry.SourceRegion(src.External, src.SubjectTransforms); ok && !r.knows(region) {
 				gone = append(gone, region)
 			}
 		}
@@ -244,7 +234,7 @@ func (r *remote) check(ctx context.Context) error {
 	info := s.CachedInfo()
 	seen := map[string]*jetstream.StreamSourceInfo{}
 	for _, si := range info.Sources {
-		if region := regionOfSource(si.External); region != "" {
+		if region, ok := registry.SourceRegion(si.External, si.SubjectTransforms); ok {
 			seen[region] = si
 		}
 	}
@@ -275,18 +265,16 @@ func (r *remote) check(ctx context.Context) error {
 }
 
 // judgeSource is a region's state from its source's info (nil: the stream
-// has no such source). A source is fresh while it has delivered, or sent
-// an idle heartbeat, within stale: a quiet but connected region stays
-// fresh.
+// has no such source), stale by registry.SourceStale, the rule the router
+// applies too.
 func judgeSource(si *jetstream.StreamSourceInfo, stale time.Duration) sourceState {
 	if si == nil {
 		return sourceState{Stale: true, Active: -1, Err: "no source"}
 	}
-	st := sourceState{Active: si.Active, Lag: si.Lag}
+	st := sourceState{Active: si.Active, Lag: si.Lag, Stale: registry.SourceStale(si, stale)}
 	if si.Error != nil {
 		st.Err = si.Error.Error()
 	}
-	st.Stale = si.Active < 0 || si.Active > stale || si.Error != nil
 	return st
 }
 

@@ -37,7 +37,7 @@ func FuzzRemoteApply(f *testing.F) {
 		r := NewRemote(nil, RemoteConfig{})
 		r.apply(watch.Entry{Key: key, Value: value, Rev: 1, Deleted: deleted})
 		r.Each(func(region string, rec events.InstanceRecord, _ uint64) {
-			if ValidateRegion(region) != nil || region+"."+rec.Key() != key {
+			if events.ValidateRegion(region) != nil || region+"."+rec.Key() != key {
 				t.Fatalf("entry %q kept as %s's %s", key, region, rec.Key())
 			}
 		})

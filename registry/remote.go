@@ -204,59 +204,54 @@ func streamSources(ctx context.Context, kv jetstream.KeyValue) ([]*jetstream.Str
 }
 
 // FreshRegions is which regions the sources of hail_remote keep fresh:
-// those whose source was active within staleAfter and reports no error.
-// A source names its region by its subject transform
-// ($KV.hail_instances.> → $KV.hail_remote.<region>.>) or, failing that,
-// its JetStream domain ($JS.<region>.API).
+// those whose source is not SourceStale. A source names its region by its
+// subject transform ($KV.hail_instances.> → $KV.hail_remote.<region>.>)
+// or, failing that, its JetStream domain ($JS.<region>.API).
 func FreshRegions(sources []*jetstream.StreamSourceInfo, staleAfter time.Duration) map[string]bool {
 	fresh := map[string]bool{}
 	for _, s := range sources {
 		if s == nil {
 			continue
 		}
-		region, ok := sourceRegion(s)
-		if !ok {
-			continue
-		}
-		// Active is -1 for a source never heard from.
-		if s.Active >= 0 && s.Active < staleAfter && s.Error == nil {
+		if region, ok := SourceRegion(s.External, s.SubjectTransforms); ok && !SourceStale(s, staleAfter) {
 			fresh[region] = true
 		}
 	}
 	return fresh
 }
 
-func sourceRegion(s *jetstream.StreamSourceInfo) (string, bool) {
+// SourceStale is PROTOCOL v1.5's rule for a region's source, the one that
+// discovery (which answers "stale": true and makes the source again) and
+// the router (which routes to fresh regions only) both apply: stale when
+// there is no source, it has never been active (Active is -1), has been
+// inactive for more than staleAfter, or reports an error. A source's idle
+// heartbeat counts as activity, so a quiet but connected region stays
+// fresh.
+func SourceStale(s *jetstream.StreamSourceInfo, staleAfter time.Duration) bool {
+	return s == nil || s.Active < 0 || s.Active > staleAfter || s.Error != nil
+}
+
+// SourceRegion is the region a source of hail_remote brings in (from a
+// source's config or its info): named by its subject transform or,
+// failing that, its JetStream domain; false when neither names a valid
+// region.
+func SourceRegion(external *jetstream.ExternalStream, transforms []jetstream.SubjectTransformConfig) (string, bool) {
 	prefix := "$KV." + bus.RemoteBucket + "."
-	for _, t := range s.SubjectTransforms {
+	for _, t := range transforms {
 		if rest, ok := strings.CutPrefix(t.Destination, prefix); ok {
-			if region, _, ok := strings.Cut(rest, "."); ok && validRegion(region) {
+			if region, _, ok := strings.Cut(rest, "."); ok && events.ValidateRegion(region) == nil {
 				return region, true
 			}
 		}
 	}
-	if s.External != nil {
-		if rest, ok := strings.CutPrefix(s.External.APIPrefix, "$JS."); ok {
-			if region, ok := strings.CutSuffix(rest, ".API"); ok && validRegion(region) {
+	if external != nil {
+		if rest, ok := strings.CutPrefix(external.APIPrefix, "$JS."); ok {
+			if region, ok := strings.CutSuffix(rest, ".API"); ok && events.ValidateRegion(region) == nil {
 				return region, true
 			}
 		}
 	}
 	return "", false
-}
-
-func validRegion(s string) bool { return ValidateRegion(s) == nil }
-
-// ValidateRegion checks a region's name as hail_remote's keys hold it:
-// one lower-case subject token, the rule of a one-token service name.
-func ValidateRegion(s string) error {
-	if strings.Contains(s, ".") {
-		return fmt.Errorf("region %q holds a '.': a region is one subject token", s)
-	}
-	if err := events.ValidateService(s); err != nil {
-		return fmt.Errorf("region: %w", err)
-	}
-	return nil
 }
 
 func (r *Remote) setFresh(fresh map[string]bool) {
@@ -316,7 +311,7 @@ func (r *Remote) region(name string) *Registry {
 func (r *Remote) apply(e watch.Entry) {
 	region, key, ok := strings.Cut(e.Key, ".")
 	service, id, kok := splitKey(key)
-	if !ok || !kok || !validRegion(region) {
+	if !ok || !kok || events.ValidateRegion(region) != nil {
 		r.reject(e, fmt.Errorf("key is not <region>.<service>.<id>"))
 		return
 	}

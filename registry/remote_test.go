@@ -28,7 +28,8 @@ func TestFreshRegions(t *testing.T) {
 		want   map[string]bool
 	}{
 		{"active", jetstream.StreamSourceInfo{Active: time.Second, SubjectTransforms: transform("eu")}, map[string]bool{"eu": true}},
-		{"inactive too long", jetstream.StreamSourceInfo{Active: 10 * time.Second, SubjectTransforms: transform("eu")}, map[string]bool{}},
+		{"inactive for remote_stale", jetstream.StreamSourceInfo{Active: 10 * time.Second, SubjectTransforms: transform("eu")}, map[string]bool{"eu": true}},
+		{"inactive too long", jetstream.StreamSourceInfo{Active: 10*time.Second + time.Millisecond, SubjectTransforms: transform("eu")}, map[string]bool{}},
 		{"never heard from", jetstream.StreamSourceInfo{Active: -1, SubjectTransforms: transform("eu")}, map[string]bool{}},
 		{"failing", jetstream.StreamSourceInfo{Active: time.Second, SubjectTransforms: transform("eu"), Error: &jetstream.APIError{Code: 503}}, map[string]bool{}},
 		{"by domain", jetstream.StreamSourceInfo{Active: time.Second, External: &jetstream.ExternalStream{APIPrefix: "$JS.us.API"}}, map[string]bool{"us": true}},

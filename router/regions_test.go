@@ -1,19 +1,12 @@
 package router_test
 
 import (
-	"errors"
 	"fmt"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/bus/bustest"
-	"github.com/hailsd/hail/bus/embedded"
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/internal/fakeinst"
@@ -21,44 +14,16 @@ import (
 	"github.com/hailsd/hail/router"
 )
 
-// linkedRegions runs two regions as PROTOCOL v1.5 lays them out: eu and
-// us, one server each with JetStream in the region's domain, us linked
-// to eu by a leafnode in hail's account that denies the region-local
-// subjects; each with its buckets and a discovery node, and eu's
-// hail_remote sourcing us's hail_instances across the link. (Until the
-// regions of internal/regiontest are merged, this is its own small
-// setup.)
+// linkedRegions runs two regions as PROTOCOL v1.5 lays them out
+// (regiontest.NewLinked: eu and us, one server each with JetStream in the
+// region's domain, us linked to eu by a leafnode with hail's denies), each
+// with a discovery node; eu's sources us's hail_instances into hail_remote.
 func linkedRegions(t testing.TB) (eu, us *regiontest.Region) {
 	t.Helper()
-	port := bustest.FreePort(t)
-	euServer := bustest.RunServerWith(t, func(o *server.Options) {
-		o.JetStreamDomain = "eu"
-		o.LeafNode.Host, o.LeafNode.Port = "127.0.0.1", port
-	})
-	leaf := &url.URL{Scheme: "nats-leaf", Host: fmt.Sprintf("127.0.0.1:%d", port)}
-	deny := []string{"hail.discover", "hail.hb.>", "hail.health.>", "hail.node.>", "hail.announce.>", "hail.deregister.>", "hail.discovery.>"}
-	usServer := bustest.RunServerWith(t, func(o *server.Options) {
-		o.JetStreamDomain = "us"
-		o.LeafNode.Remotes = []*server.RemoteLeafOpts{{URLs: []*url.URL{leaf}, LocalAccount: embedded.HailAccount, DenyImports: deny, DenyExports: deny}}
-	})
-	bustest.Eventually(t, 15*time.Second, func() error {
-		if euServer.NumLeafNodes() != 1 || usServer.NumLeafNodes() != 1 {
-			return errors.New("leafnode not up")
-		}
-		return nil
-	})
-	eu, us = regiontest.On(t, euServer.ClientURL()), regiontest.On(t, usServer.ClientURL())
-	eu.StartNode(discovery.Config{})
+	l := regiontest.NewLinked(t, "eu", "us")
+	eu, us = l.Region("eu"), l.Region("us")
 	us.StartNode(discovery.Config{})
-	js, err := jetstream.New(eu.NC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	source := &jetstream.StreamSource{Name: "KV_" + bus.InstancesBucket, External: &jetstream.ExternalStream{APIPrefix: "$JS.us.API"},
-		SubjectTransforms: []jetstream.SubjectTransformConfig{{Source: "$KV." + bus.InstancesBucket + ".>", Destination: "$KV." + bus.RemoteBucket + ".us.>"}}}
-	if _, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: bus.RemoteBucket, History: 1, Sources: []*jetstream.StreamSource{source}}); err != nil {
-		t.Fatal(err)
-	}
+	eu.StartNode(discovery.Config{RemoteRegions: []string{"us"}})
 	return eu, us
 }
 

@@ -156,12 +156,11 @@ func runRegions(ctx context.Context, cfg *Config, port int, storeDir string, log
 }
 
 // regionRouter is a region's router. remotes are its remote_regions,
-// nearest first (PROTOCOL v1.5): the router's table takes them to route a
-// service with no passing instance at home, with the router's side of
-// v1.5; until the table has that key, a router here routes at home only.
+// nearest first (PROTOCOL v1.5): the table follows hail_remote and routes
+// a service with no instance at home that may take a request to the
+// first of them that has one, and home again as soon as one passes.
 func regionRouter(log *slog.Logger, remotes []string) router.Config {
-	log.Debug("router's remote regions", "remote_regions", remotes)
-	return router.Config{Table: router.TableConfig{Logger: log, Metrics: metrics.NewSet()}}
+	return router.Config{Table: router.TableConfig{Logger: log, Metrics: metrics.NewSet(), RemoteRegions: remotes}}
 }
 
 func printRegions(w io.Writer, rs *embedded.Regions, names []string, echoes int) {
@@ -180,6 +179,7 @@ Move traffic: run this stack with --echo 0 and your own instances, then Ctrl-C %
   go run ./services/echo --nats-url %[1]s &      # in %[5]s
   go run ./services/echo --nats-url %[2]s &      # in %[6]s
   kill %%1                                        # %[5]s has no echo left: %[5]s's router goes to %[6]s
+  nats -s %[1]s request %[3]s hi                          # answered in %[6]s (header Hail-Instance); start %[5]s's again: home
 Ctrl-C stops everything.
 
 `, rs.URL(first), rs.URL(second), s.Route("echo", "say"), s.DiscoveryInstances(), first, second)

@@ -52,7 +52,7 @@ type Config struct {
 	// RemoteRegions are the regions a service with no instance at home is
 	// routed to, nearest first (comma-separated in env and flags).
 	// Default empty: none.
-	RemoteRegions config.List `koanf:"remote_regions"`
+	RemoteRegions []string `koanf:"remote_regions"`
 	// RemoteStale: a region whose hail_remote source has been inactive
 	// this long is not routed to. Default 10s.
 	RemoteStale time.Duration `koanf:"remote_stale"`
@@ -103,7 +103,7 @@ func (c *Config) Validate() error {
 	}
 	seen := map[string]bool{}
 	for _, r := range c.RemoteRegions {
-		if err := registry.ValidateRegion(r); err != nil {
+		if err := events.ValidateRegion(r); err != nil {
 			add(config.FieldError("remote_regions", "%v", err))
 		} else if seen[r] {
 			add(config.FieldError("remote_regions", "%q is named twice", r))
