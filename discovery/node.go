@@ -341,7 +341,8 @@ func (n *Node) subscribe(ctx context.Context) (*bus.Service, error) {
 	// anything else is dropped and counted before any work.
 	guard := func(kind requestKind, h nats.MsgHandler) nats.MsgHandler {
 		return func(m *nats.Msg) {
-			if reason := n.replies.answers(kind, m.Reply, n.serviceOf(kind, m.Subject), ""); reason != "" {
+			service, id := n.requester(kind, m.Subject)
+			if reason := n.replies.answers(kind, m.Reply, service, id); reason != "" {
 				n.m.rejected(reason).Inc()
 				n.reply.quiet.log(slog.LevelWarn, reason, "ignoring a request whose reply subject its sender cannot own",
 					"subject", truncate(m.Subject), "reply", truncate(m.Reply))
@@ -362,20 +363,6 @@ func (n *Node) subscribe(ctx context.Context) (*bus.Service, error) {
 		{Name: "instances", Subject: s.DiscoveryInstances(), Queue: queue, Handler: guard(kindQuery, n.queries.instances)},
 		{Name: "rtt", Subject: s.DiscoveryRTT(), Handler: guard(kindQuery, n.queries.rtt)},
 	})
-}
-
-// serviceOf is the service an announce or deregister subject names; ""
-// for a query, or a subject that names none (refused later, with its
-// reason).
-func (n *Node) serviceOf(kind requestKind, subject string) string {
-	var service string
-	switch kind {
-	case kindAnnounce:
-		service, _ = n.cfg.Subjects.Parse().Announce(subject)
-	case kindDeregister:
-		service, _ = n.cfg.Subjects.Parse().Deregister(subject)
-	}
-	return service
 }
 
 // refreshNow asks refreshNodeRecord for a refresh before its next tick.
