@@ -45,25 +45,22 @@ accounts: {
 // duck (discovery holds the judgement of its clients' silence while they
 // reconnect).
 func sysExports() string {
-	var b strings.Builder
-	for i, s := range events.ServerEvents {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "{stream: %q, accounts: [%s]}", s, HailAccount)
-	}
-	return b.String()
+	return eachServerEvent(func(s string) string { return fmt.Sprintf("{stream: %q, accounts: [%s]}", s, HailAccount) })
 }
 
 func sysImports() string {
-	var b strings.Builder
+	return eachServerEvent(func(s string) string {
+		return fmt.Sprintf("{stream: {account: %s, subject: %q}}", SystemAccount, s)
+	})
+}
+
+// eachServerEvent joins one entry per subject of events.ServerEvents.
+func eachServerEvent(entry func(subject string) string) string {
+	parts := make([]string, len(events.ServerEvents))
 	for i, s := range events.ServerEvents {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "{stream: {account: %s, subject: %q}}", SystemAccount, s)
+		parts[i] = entry(s)
 	}
-	return b.String()
+	return strings.Join(parts, ", ")
 }
 
 // withDefaultAccounts gives o hail's accounts when nothing else says who
