@@ -1,6 +1,7 @@
 package console
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -46,6 +47,11 @@ type RegionConfig struct {
 	// HistoryWindow is how much health history the page draws; default
 	// an hour.
 	HistoryWindow time.Duration
+	// Admin is the connection the page deregisters instances on: the
+	// admin role of PROTOCOL v1.6 (console.admin). Nil: the region's own,
+	// which may deregister only where nothing restricts it (an open
+	// region).
+	Admin *nats.Conn
 }
 
 // Region is what the admin page shows: the region's registry, discovery
@@ -67,6 +73,7 @@ type Region struct {
 	wrote, refused *metrics.Counter
 	invalidStats   *metrics.Counter
 	statsWarned    atomic.Int64 // when an invalid snapshot was last logged, unix ns
+	dereg          deregistrar
 
 	mu     sync.RWMutex
 	states map[string]events.NodeEvent // each node's last node event
@@ -101,6 +108,7 @@ func NewRegion(nc *nats.Conn, kv *bus.Buckets, cfg RegionConfig) *Region {
 		invalidStats: cfg.Metrics.GetOrCreateCounter(`hail_console_traffic_snapshots_invalid_total`),
 		states:       map[string]events.NodeEvent{}, subs: map[chan string]struct{}{},
 		ready: make(chan struct{}), done: make(chan struct{}),
+		dereg: deregistrar{nc: cmp.Or(cfg.Admin, nc), subjects: cfg.Subjects},
 	}
 	follow := registry.FollowConfig{Logger: log, Metrics: cfg.Metrics}
 	if r.reg == nil {

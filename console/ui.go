@@ -164,6 +164,7 @@ func (r *Region) Handler(g Guard) http.Handler {
 	}
 	mux.HandleFunc("POST /api/instances/{id}/drain", drain(true))
 	mux.HandleFunc("POST /api/instances/{id}/undrain", drain(false))
+	mux.HandleFunc("POST /api/instances/{id}/deregister", r.deregisterHandler)
 	mux.HandleFunc("GET /api/timeline", func(w http.ResponseWriter, req *http.Request) {
 		q := req.URL.Query()
 		evs, err := r.Timeline(req.Context(), q.Get("service"), q.Get("id"), 50)
@@ -332,6 +333,8 @@ func writeError(w http.ResponseWriter, err error) {
 		code = http.StatusNotFound
 	case errors.Is(err, ErrConflict):
 		code = http.StatusConflict
+	case errors.Is(err, ErrUpstream):
+		code = http.StatusBadGateway
 	}
 	writeJSON(w, code, map[string]any{"error": err.Error(), "code": code})
 }

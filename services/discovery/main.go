@@ -3,6 +3,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -70,6 +71,12 @@ type ConsoleConfig struct {
 	// that user to nats.url, with nats.tls. Default none: the console
 	// shares the node's connection.
 	NATS ConsoleNATS `koanf:"nats"`
+	// Admin is the operator's user the page deregisters instances as
+	// (the admin role of PROTOCOL v1.6, admin.env of secure init
+	// --identities; its inbox prefix defaults to _INBOX.admin, where
+	// discovery answers it). Default none: the page deregisters on the
+	// console's connection, which only an open region lets it.
+	Admin ConsoleNATS `koanf:"admin"`
 }
 
 // ConsoleNATS is who the console connects as.
@@ -86,6 +93,15 @@ type ConsoleNATS struct {
 func (c *Config) consoleNATS() config.NATS {
 	n := c.NATS
 	n.User, n.Password, n.PasswordFile, n.InboxPrefix = c.Console.NATS.User, c.Console.NATS.Password, c.Console.NATS.PasswordFile, c.Console.NATS.InboxPrefix
+	n.Token, n.TokenFile, n.NKey, n.Creds = "", "", "", ""
+	return n
+}
+
+// consoleAdmin is the connection section of the console's admin user.
+func (c *Config) consoleAdmin() config.NATS {
+	n := c.NATS
+	n.User, n.Password, n.PasswordFile = c.Console.Admin.User, c.Console.Admin.Password, c.Console.Admin.PasswordFile
+	n.InboxPrefix = cmp.Or(c.Console.Admin.InboxPrefix, "_INBOX."+events.RoleAdmin)
 	n.Token, n.TokenFile, n.NKey, n.Creds = "", "", "", ""
 	return n
 }
@@ -157,6 +173,13 @@ func (c *Config) Validate() error {
 		}
 	} else if c.Console.NATS != (ConsoleNATS{}) {
 		add(config.FieldError("console.nats.user", "is empty while other console.nats keys are set"))
+	}
+	if c.Console.Admin.User != "" {
+		if err := c.consoleAdmin().Validate(); err != nil {
+			add(fmt.Errorf("console.admin: %w", err))
+		}
+	} else if c.Console.Admin != (ConsoleNATS{}) {
+		add(config.FieldError("console.admin.user", "is empty while other console.admin keys are set"))
 	}
 	if c.Consul.Enabled {
 		add(c.DNS.Validate())
@@ -250,11 +273,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		}
 	}
 	if cfg.HTTP.Addr != "" {
-		var cnc *nats.Conn
+		var owns []*nats.Conn
 		var console []func(context.Context) error
-		console, cnc, err = openConsole(ctx, cfg, nc, kv, node, view, set, log)
+		console, owns, err = openConsole(ctx, cfg, nc, kv, node, view, set, log)
 		serve = append(serve, console...)
-		defer bus.Drain(cnc, 5*time.Second) // after g.Wait; nil is a no-op
+		for _, c := range owns {
+			defer bus.Drain(c, 5*time.Second) // after g.Wait
+		}
 		if err != nil {
 			return err
 		}
@@ -289,38 +314,40 @@ const consoleReadyWait = 10 * time.Second
 // that cannot read the buckets keeps trying and says what to set: it never
 // stops the node (its watches are made again, and an error of the region
 // is logged, not returned).
-// own is the console's own connection, if it has one (nil when it shares
-// the node's), for the caller to drain once the functions returned.
-func openConsole(ctx context.Context, cfg *Config, nc *nats.Conn, kv *bus.Buckets, node *discovery.Node, view *consul.View, set *metrics.Set, log *slog.Logger) (serve []func(context.Context) error, own *nats.Conn, err error) {
+// owns are the console's own connections (its user's, its admin's), for
+// the caller to drain once the functions returned.
+func openConsole(ctx context.Context, cfg *Config, nc *nats.Conn, kv *bus.Buckets, node *discovery.Node, view *consul.View, set *metrics.Set, log *slog.Logger) (serve []func(context.Context) error, owns []*nats.Conn, err error) {
 	cnc, ckv := nc, kv
 	if cfg.Console.NATS.User != "" {
-		n := cfg.consoleNATS()
-		opts, err := n.Options()
-		if err != nil {
-			return nil, nil, err
-		}
-		if cnc, err = bus.Connect(ctx, bus.ConnectOptions{URL: n.URL, Name: "hail-console", Logger: log, Extra: opts}); err != nil {
+		if cnc, err = cfg.consoleNATS().Connect(ctx, "hail-console", log); err != nil {
 			return nil, nil, fmt.Errorf("console.nats: %w", err)
 		}
-		own = cnc
+		owns = append(owns, cnc)
 		if ckv, err = bus.OpenBuckets(ctx, cnc, log); err != nil {
-			return nil, own, fmt.Errorf("console: %w", err)
+			return nil, owns, fmt.Errorf("console: %w", err)
 		}
 	}
-	region := console.NewRegion(cnc, ckv, console.RegionConfig{Subjects: events.Subjects{Prefix: cfg.Prefix}, Logger: log, Metrics: set, Registry: node.Registry(), Nodes: node.Nodes()})
+	var operator *nats.Conn
+	if cfg.Console.Admin.User != "" {
+		if operator, err = cfg.consoleAdmin().Connect(ctx, "hail-console-admin", log); err != nil {
+			return nil, owns, fmt.Errorf("console.admin: %w", err)
+		}
+		owns = append(owns, operator)
+	}
+	region := console.NewRegion(cnc, ckv, console.RegionConfig{Subjects: events.Subjects{Prefix: cfg.Prefix}, Logger: log, Metrics: set, Registry: node.Registry(), Nodes: node.Nodes(), Admin: operator})
 	probe, err := bus.NewProbe(nc, 2*time.Second)
 	if err != nil {
-		return nil, own, err
+		return nil, owns, err
 	}
 	guard := console.Guard{Hosts: cfg.Console.Hosts}
 	if cfg.Console.TokensFile != "" {
 		if guard.Tokens, err = roles.LoadTokens(cfg.Console.TokensFile); err != nil {
-			return nil, own, err
+			return nil, owns, err
 		}
 	}
 	l, err := admin.Listen(cfg.HTTP)
 	if err != nil {
-		return nil, own, err
+		return nil, owns, err
 	}
 	ready := func() bool { return node.Ready() && probe.Reachable() }
 	ui := region.Handler(guard)
@@ -355,7 +382,7 @@ func openConsole(ctx context.Context, cfg *Config, nc *nats.Conn, kv *bus.Bucket
 		func(ctx context.Context) error {
 			return admin.Serve(ctx, l, admin.Handler(set, ready, ui), log)
 		},
-	}, own, nil
+	}, owns, nil
 }
 
 // consoleHint says what a console that cannot read the buckets most
