@@ -214,7 +214,7 @@ func (n *Node) probeDisconnects(ctx context.Context) {
 	case err != nil:
 		n.disconnects.sent.Store(0)
 		n.log.Warn("the NATS server sends no disconnect advisories to hail's account: a crashed instance is found by its heartbeats alone (seconds, not milliseconds). "+
-			"Give the server a system account that exports $SYS.ACCOUNT.*.DISCONNECT to hail's account, import it there without renaming, allow discovery to subscribe it, "+
+			"Give the server a system account that exports $SYS.ACCOUNT.*.DISCONNECT (and $SYS.SERVER.*.SHUTDOWN and $SYS.SERVER.*.LAMEDUCK, so that a server's clients are not judged while they reconnect) to hail's account, import them there without renaming, allow discovery to subscribe them, "+
 			"and deny every user of the account publish on $SYS.> (README: \"Your own NATS server\")", "err", err)
 	default:
 		n.log.Debug("the NATS server sends disconnect advisories")
