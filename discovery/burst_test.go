@@ -1,7 +1,6 @@
 package discovery
 
 import (
-	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -14,50 +13,41 @@ import (
 	"github.com/hailsd/hail/events"
 )
 
-// A burst of announces is taken as one: new instances are created
-// together, an id met twice is applied after the creates in queue order,
-// an id taken under another service within the burst is refused, a
-// registry change met on the way runs at once, and the first other job
-// ends the burst and comes back to run after it, with what follows it
-// still queued.
+// A batch of the admission queue is applied in order: new instances are
+// created together, an id met twice is applied after the creates in queue
+// order, an id taken under another service within the batch is refused,
+// and a deregister keeps its place: after the announce before it (which
+// it undoes), before the one after it.
 func TestAnnounceBurst(t *testing.T) {
 	n, nc, kv := idleNode(t)
 	inbox, replies := replyInbox(t, nc)
-	announce := func(service, id string, weight int) job {
-		a := events.Announce{ID: id, Service: service, Endpoints: []events.Endpoint{{Name: "say"}}, Weight: weight}
-		body, err := json.Marshal(a)
+	msg := func(subject string, v any) *nats.Msg {
+		body, err := json.Marshal(v)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return job{announce: &nats.Msg{Subject: events.Subjects{}.Announce(service), Reply: inbox, Data: body}, queued: time.Now()}
+		return &nats.Msg{Subject: subject, Reply: inbox, Data: body}
+	}
+	announce := func(service, id string, weight int) {
+		n.regs.offerAnnounce(t.Context(), msg(events.Subjects{}.Announce(service),
+			events.Announce{ID: id, Service: service, Endpoints: []events.Endpoint{{Name: "say"}}, Weight: weight}))
 	}
 	ids := []string{uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()}
-	var changed, other bool
-	for _, j := range []job{
-		announce("echo", ids[1], 100),
-		announce("echo", ids[0], 50), // the first id again: applied after the creates
-		{change: true, run: func(context.Context) { changed = true }},
-		announce("greeter", ids[1], 100), // an id of echo's, for another service
-		announce("echo", ids[2], 100),
-		{run: func(context.Context) { other = true }},
-		announce("echo", ids[3], 100), // after the other job: not this burst's
-	} {
-		n.work <- j
-	}
-	next := n.regs.burst(t.Context(), announce("echo", ids[0], 100))
-	if !changed {
-		t.Error("the registry change met in the burst did not run")
-	}
-	if next.run == nil || next.announce != nil {
-		t.Fatalf("burst returned %+v, want the other job", next)
-	}
-	if next.run(t.Context()); !other {
-		t.Error("the returned job is not the other job")
-	}
+	announce("echo", ids[0], 100)
+	announce("echo", ids[1], 100)
+	announce("echo", ids[0], 50)     // the first id again: applied after the creates
+	announce("greeter", ids[1], 100) // an id of echo's, for another service
+	announce("echo", ids[2], 100)    // undone by the deregister after it
+	n.regs.offerDeregister(t.Context(), msg(events.Subjects{}.Deregister("echo"), events.Deregister{ID: ids[2], Service: "echo"}))
+	announce("echo", ids[3], 100) // after the deregister
 	if len(n.work) != 1 {
-		t.Errorf("%d jobs left queued, want the announce after the other job", len(n.work))
+		t.Fatalf("%d jobs queued for the loop, want one drain", len(n.work))
 	}
-	for i, want := range []int{50, 100, 100} {
+	n.regs.drain(t.Context())
+	if got := n.regs.adm.pending(events.InstanceKey("echo", ids[0])); got != 0 {
+		t.Errorf("%d items of a key left pending after the drain", got)
+	}
+	for i, want := range map[int]int{0: 50, 1: 100, 3: 100} {
 		e, err := kv.Instances.Get(t.Context(), events.InstanceKey("echo", ids[i]))
 		if err != nil {
 			t.Fatalf("instance %d: %v", i, err)
@@ -73,11 +63,11 @@ func TestAnnounceBurst(t *testing.T) {
 	if _, err := kv.Instances.Get(t.Context(), events.InstanceKey("greeter", ids[1])); err == nil {
 		t.Error("an id of echo's was registered for greeter too")
 	}
-	if _, err := kv.Instances.Get(t.Context(), events.InstanceKey("echo", ids[3])); err == nil {
-		t.Error("an announce queued after the other job was taken in the burst")
+	if _, err := kv.Instances.Get(t.Context(), events.InstanceKey("echo", ids[2])); err == nil {
+		t.Error("the deregister was overtaken by the announce before it")
 	}
 	var acks, refused int
-	for range 5 {
+	for range 7 {
 		m, err := replies.NextMsg(5 * time.Second)
 		if err != nil {
 			t.Fatalf("after %d acks and %d refusals: %v", acks, refused, err)
@@ -91,8 +81,8 @@ func TestAnnounceBurst(t *testing.T) {
 		}
 		acks++
 	}
-	if acks != 4 || refused != 1 {
-		t.Errorf("%d acks and %d refusals, want 4 and 1", acks, refused)
+	if acks != 6 || refused != 1 {
+		t.Errorf("%d acks and %d refusals, want 6 and 1", acks, refused)
 	}
 }
 

@@ -36,7 +36,7 @@ const (
 
 // controlDecoder runs every check PROTOCOL.md puts on an announce or
 // deregister: size, subject, JSON, field rules, schema, and that the body's
-// service is the subject's. A refusal comes with the reason it is counted
+// service (and, v1.6, id) is the subject's. A refusal comes with the reason it is counted
 // under.
 type controlDecoder struct {
 	subjects events.Subjects
@@ -44,22 +44,22 @@ type controlDecoder struct {
 }
 
 func (d controlDecoder) announce(m *nats.Msg) (events.Announce, string, error) {
-	return decodeControl(d, m, "announce", schemas.Announce, d.subjects.Parse().Announce, events.DecodeAnnounce,
-		func(a events.Announce) string { return a.Service })
+	return decodeControl(d, m, "announce", schemas.Announce, d.announceSubject, events.DecodeAnnounce,
+		func(a events.Announce) (string, string) { return a.Service, a.ID })
 }
 
 func (d controlDecoder) deregister(m *nats.Msg) (events.Deregister, string, error) {
-	return decodeControl(d, m, "deregister", schemas.Deregister, d.subjects.Parse().Deregister, events.DecodeDeregister,
-		func(r events.Deregister) string { return r.Service })
+	return decodeControl(d, m, "deregister", schemas.Deregister, d.deregisterSubject, events.DecodeDeregister,
+		func(r events.Deregister) (string, string) { return r.Service, r.ID })
 }
 
-func decodeControl[T any](d controlDecoder, m *nats.Msg, kind, schema string, parseSubject func(string) (string, error),
-	decode func([]byte) (T, error), serviceOf func(T) string) (T, string, error) {
+func decodeControl[T any](d controlDecoder, m *nats.Msg, kind, schema string, parseSubject func(string) (string, string, error),
+	decode func([]byte) (T, error), keyOf func(T) (string, string)) (T, string, error) {
 	var zero T
 	if err := events.CheckSize(kind, m.Data); err != nil {
 		return zero, reasonTooLarge, err
 	}
-	service, err := parseSubject(m.Subject)
+	service, id, err := parseSubject(m.Subject)
 	if err != nil {
 		return zero, reasonSubject, fmt.Errorf("%s: %w", kind, err)
 	}
@@ -73,8 +73,10 @@ func decodeControl[T any](d controlDecoder, m *nats.Msg, kind, schema string, pa
 	if err := d.schemas.Validate(schema, m.Data); err != nil {
 		return zero, reasonSchema, err
 	}
-	if got := serviceOf(v); got != service {
-		return zero, reasonMismatch, fmt.Errorf("%s: service %q in the body differs from %q in the subject", kind, got, service)
+	if gotService, gotID := keyOf(v); gotService != service || id != "" {
+		if reason, err := checkKey(kind, service, id, gotService, gotID); err != nil {
+			return zero, reason, err
+		}
 	}
 	return v, "", nil
 }

@@ -113,9 +113,9 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 	n.records = &records{self: n.id, store: n.store, reg: n.reg, owned: n.owned, members: n.members, m: n.m, log: log, submit: n.submit}
 	n.regs = &registrations{
 		work: n.work, timing: n.timing, control: controlDecoder{subjects: cfg.Subjects, schemas: set}, reply: n.reply,
-		reg: n.reg, store: n.store, records: n.records, pub: pub, m: n.m, log: log,
+		reg: n.reg, store: n.store, records: n.records, pub: pub, m: n.m, log: log, adm: newAdmission(cfg.Metrics),
 	}
-	n.rounds = &rounds{owned: n.owned, records: n.records, timing: n.timing, pub: pub, m: n.m, log: log}
+	n.rounds = &rounds{owned: n.owned, records: n.records, timing: n.timing, pub: pub, m: n.m, log: log, losses: newServerLosses(cfg.Metrics, nc.ConnectedServerId, log)}
 	if n.remote, err = newRemote(nc, remoteConfig{region: cfg.Region, regions: cfg.RemoteRegions, stale: cfg.RemoteStale, replicas: kv.Replicas, log: log, set: cfg.Metrics}); err != nil {
 		return nil, err
 	}
@@ -200,6 +200,7 @@ func (n *Node) Run(ctx context.Context) error {
 
 	g.Go(func() error { return n.loop(gctx) })
 	g.Go(func() error { return n.watchDisconnects(gctx) })
+	g.Go(func() error { return n.watchServerLosses(gctx) })
 	g.Go(func() error { return n.guardBuckets(gctx) })
 	g.Go(func() error { return n.remote.run(gctx) })
 	g.Go(func() error { return n.refreshNodeRecord(gctx) })
@@ -268,7 +269,7 @@ func (n *Node) loadInitial(ctx context.Context) error {
 	// subscribing covers those before. One seen both ways is applied
 	// twice, which revisions make harmless.
 	cancel := n.reg.Subscribe(func(c registry.Change) {
-		n.enqueue(ctx, job{run: func(ctx context.Context) { n.records.applyChange(ctx, c) }, change: true})
+		n.enqueue(ctx, job{run: func(ctx context.Context) { n.records.applyChange(ctx, c) }})
 	})
 	context.AfterFunc(ctx, cancel)
 	n.records.adoptOwned()
@@ -277,15 +278,10 @@ func (n *Node) loadInitial(ctx context.Context) error {
 	return nil
 }
 
-// job is one item of the node's work queue: an announce, which the loop
-// takes in bursts (registrations), or work to run.
+// job is one item of the node's work queue: work to run. Announces and
+// deregisters wait in the admission queue, which a job drains.
 type job struct {
-	run      func(context.Context)
-	announce *nats.Msg
-	queued   time.Time // when the announce was queued
-	// change: a change from the registry's watch, which may run before
-	// announces queued ahead of it (the watch races them anyway).
-	change bool
+	run func(context.Context)
 }
 
 // submit hands f to the loop; it gives up when ctx ends.
@@ -326,9 +322,6 @@ func (n *Node) loop(ctx context.Context) error {
 			case j = <-n.work:
 			}
 		}
-		if j.announce != nil {
-			j = n.regs.burst(ctx, j)
-		}
 		if j.run != nil {
 			j.run(ctx)
 		}
@@ -348,7 +341,8 @@ func (n *Node) subscribe(ctx context.Context) (*bus.Service, error) {
 	// anything else is dropped and counted before any work.
 	guard := func(kind requestKind, h nats.MsgHandler) nats.MsgHandler {
 		return func(m *nats.Msg) {
-			if reason := n.replies.answers(kind, m.Reply, n.serviceOf(kind, m.Subject), ""); reason != "" {
+			service, id := n.requester(kind, m.Subject)
+			if reason := n.replies.answers(kind, m.Reply, service, id); reason != "" {
 				n.m.rejected(reason).Inc()
 				n.reply.quiet.log(slog.LevelWarn, reason, "ignoring a request whose reply subject its sender cannot own",
 					"subject", truncate(m.Subject), "reply", truncate(m.Reply))
@@ -363,33 +357,12 @@ func (n *Node) subscribe(ctx context.Context) (*bus.Service, error) {
 		Description: "hail discovery node: registrations, heartbeats, registry queries",
 		Metadata:    map[string]string{"node_id": n.id, "az": n.cfg.AZ, "hostname": n.cfg.Hostname},
 	}, []bus.Endpoint{
-		{Name: "announce", Subject: s.AnnounceAll(), Queue: queue, Handler: guard(kindAnnounce, func(m *nats.Msg) {
-			if n.regs.shed(m) {
-				return
-			}
-			n.enqueue(ctx, job{announce: m, queued: time.Now()})
-		})},
-		{Name: "deregister", Subject: s.DeregisterAll(), Queue: queue, Handler: guard(kindDeregister, func(m *nats.Msg) {
-			n.submit(ctx, func(ctx context.Context) { n.regs.handleDeregister(ctx, m) })
-		})},
+		{Name: "announce", Subject: s.AnnounceAll(), Queue: queue, Handler: guard(kindAnnounce, func(m *nats.Msg) { n.regs.offerAnnounce(ctx, m) })},
+		{Name: "deregister", Subject: s.DeregisterAll(), Queue: queue, Handler: guard(kindDeregister, func(m *nats.Msg) { n.regs.offerDeregister(ctx, m) })},
 		{Name: "services", Subject: s.DiscoveryServices(), Queue: queue, Handler: guard(kindQuery, n.queries.services)},
 		{Name: "instances", Subject: s.DiscoveryInstances(), Queue: queue, Handler: guard(kindQuery, n.queries.instances)},
 		{Name: "rtt", Subject: s.DiscoveryRTT(), Handler: guard(kindQuery, n.queries.rtt)},
 	})
-}
-
-// serviceOf is the service an announce or deregister subject names; ""
-// for a query, or a subject that names none (refused later, with its
-// reason).
-func (n *Node) serviceOf(kind requestKind, subject string) string {
-	var service string
-	switch kind {
-	case kindAnnounce:
-		service, _ = n.cfg.Subjects.Parse().Announce(subject)
-	case kindDeregister:
-		service, _ = n.cfg.Subjects.Parse().Deregister(subject)
-	}
-	return service
 }
 
 // refreshNow asks refreshNodeRecord for a refresh before its next tick.

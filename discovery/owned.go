@@ -21,6 +21,9 @@ type tracked struct {
 	// silentSince is when its current run of unanswered heartbeats began
 	// (see instanceState).
 	silentSince time.Time
+	// silentOn is the server its record named when that run began (see
+	// instanceState).
+	silentOn string
 	// answered: it answered a heartbeat since this node tracks it (see
 	// instanceState).
 	answered bool
@@ -167,7 +170,11 @@ func (o *ownedSet) states(results []heartbeat.Result) map[string]instanceState {
 	owned := make(map[string]instanceState, len(o.byKey))
 	for _, r := range results {
 		if t := o.byID[r.ID]; t != nil {
-			owned[r.ID] = instanceState{Judge: t.judge, CriticalSince: t.criticalSince, SilentSince: t.silentSince, RegisteredAt: t.rec.RegisteredAt, Checks: t.rec.Checks, Answered: t.answered}
+			st := instanceState{Judge: t.judge, CriticalSince: t.criticalSince, SilentSince: t.silentSince, SilentOn: t.silentOn, RegisteredAt: t.rec.RegisteredAt, Checks: t.rec.Checks, Answered: t.answered}
+			if t.rec.Conn != nil {
+				st.Server = t.rec.Conn.Server
+			}
+			owned[r.ID] = st
 		}
 	}
 	return owned
@@ -175,7 +182,7 @@ func (o *ownedSet) states(results []heartbeat.Result) map[string]instanceState {
 
 // judged takes in a round's judgement of t.
 func (o *ownedSet) judged(t *tracked, st instanceState) {
-	t.judge, t.criticalSince, t.silentSince, t.answered = st.Judge, st.CriticalSince, st.SilentSince, st.Answered
+	t.judge, t.criticalSince, t.silentSince, t.silentOn, t.answered = st.Judge, st.CriticalSince, st.SilentSince, st.SilentOn, st.Answered
 }
 
 // setJudge replaces t's judge state alone: a transition that could not be

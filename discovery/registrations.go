@@ -14,11 +14,11 @@ import (
 	"github.com/hailsd/hail/registry"
 )
 
-// registrations takes announces and deregisters: it decodes them, takes a
-// burst of announces as one (their KV creates go out together), sheds
-// what the node is too busy for, writes through records and answers the
-// sender. It runs on the node's loop, and reads on from the node's work
-// queue while it gathers a burst.
+// registrations takes announces and deregisters: it decodes them as they
+// come (on the subscriptions' goroutines), queues them behind admission
+// control, and applies the queue in bursts
+// on the node's loop: their KV creates go out together, it writes through
+// records and answers the senders.
 type registrations struct {
 	work    chan job // the node's work queue
 	timing  *liveTiming
@@ -30,84 +30,106 @@ type registrations struct {
 	pub     publisher
 	m       *nodeMetrics
 	log     *slog.Logger
+	adm     *admission
 }
 
-// maxBurst bounds the announces handled as one burst: their KV creates go
-// out together, so a burst of registrations costs a few KV round trips,
-// not one per announce, and the loop is back for urgent work soon.
+// maxBurst bounds the items applied as one batch: the KV creates of its
+// announces go out together, so a burst of registrations costs a few KV
+// round trips, not one per announce, and the loop is back for urgent work
+// (a heartbeat round's judgement) soon.
 const maxBurst = 256
 
-// burst gathers the announces queued right behind first, without waiting
-// for more, and handles them together. Registry changes met on the way run
-// at once; any other job ends the burst and is returned to run after it,
-// so a deregister never overtakes the announce before it.
-func (g *registrations) burst(ctx context.Context, first job) (next job) {
-	batch := append(make([]job, 0, 16), first)
-gather:
-	for len(batch) < maxBurst {
-		select {
-		case j := <-g.work:
-			switch {
-			case j.announce != nil:
-				batch = append(batch, j)
-			case j.change:
-				j.run(ctx)
-			default:
-				next = j
-				break gather
-			}
-		default:
-			break gather
+// workQueue is the node's work queue. Announces and deregisters wait in
+// the admission queue instead, which a job in it drains.
+const workQueue = 1024
+
+// offerAnnounce takes an announce from its subscription: refused at once
+// if invalid, else queued by admission control; a 503 with retry_after_ms when the node
+// cannot answer it in its turn.
+func (g *registrations) offerAnnounce(ctx context.Context, m *nats.Msg) {
+	a, reason, err := g.control.announce(m)
+	if err != nil {
+		g.reply.reject(m, reason, err)
+		return
+	}
+	key := events.InstanceKey(a.Service, a.ID)
+	o, after, schedule := g.adm.offer(queued{m: m, key: key, a: a, size: len(m.Data)})
+	if o != admitted {
+		g.busy(m, after, fmt.Sprintf("discovery busy: announces queued; %s", o))
+	}
+	if schedule {
+		g.schedule(ctx)
+	}
+}
+
+// offerDeregister takes a deregister from its subscription: it is queued
+// behind the announces before it, so that it never overtakes one of the
+// same instance.
+func (g *registrations) offerDeregister(ctx context.Context, m *nats.Msg) {
+	d, reason, err := g.control.deregister(m)
+	if err != nil {
+		g.reply.reject(m, reason, err)
+		return
+	}
+	o, after, schedule := g.adm.offer(queued{m: m, key: events.InstanceKey(d.Service, d.ID), dereg: &d})
+	if o == refused {
+		g.busy(m, after, "discovery busy: deregisters queued; refused")
+	}
+	if schedule {
+		g.schedule(ctx)
+	}
+}
+
+// schedule queues a drain in the node's work queue, from a subscription.
+func (g *registrations) schedule(ctx context.Context) {
+	select {
+	case g.work <- job{run: g.drain}:
+	case <-ctx.Done():
+	}
+}
+
+// drain applies a batch from the head of the admission queue, in order:
+// each run of announces as one burst (handleAnnounces), each deregister
+// after the announces before it. It queues itself again, behind the work
+// queued meanwhile, while items are left.
+func (g *registrations) drain(ctx context.Context) {
+	batch := g.adm.take(maxBurst)
+	for i := 0; i < len(batch); {
+		if batch[i].dereg != nil {
+			g.handleDeregister(ctx, batch[i].m, *batch[i].dereg)
+			i++
+			continue
 		}
+		j := i + 1
+		for j < len(batch) && batch[j].dereg == nil {
+			j++
+		}
+		g.handleAnnounces(ctx, batch[i:j])
+		i = j
 	}
-	g.handleAnnounces(ctx, batch)
-	return next
+	if !g.adm.done(batch, time.Now()) {
+		return
+	}
+	// On the loop, which alone reads the work queue: never block on it.
+	select {
+	case g.work <- job{run: g.drain}:
+	default:
+		go g.schedule(ctx)
+	}
 }
 
-// workQueue is the node's work queue; from shedAt on, an announce is
-// answered at once with a 503 instead of waiting its turn: a full queue
-// would block the subscription, and the announces behind it would wait
-// past their senders' timeouts.
-const (
-	workQueue = 1024
-	shedAt    = workQueue * 3 / 4
-)
-
-// shed answers m with a cheap 503 (retry later) when the node is too busy
-// to take it; the SDK and the agent back off and announce again.
-func (g *registrations) shed(m *nats.Msg) bool {
-	depth := len(g.work)
-	if depth < shedAt {
-		return false
-	}
-	g.busy(m, fmt.Sprintf("discovery busy: %d registrations waiting; retry later", depth))
-	return true
-}
-
-// stale answers with a 503 an announce that waited its turn longer than
-// a heartbeat interval, the SDK's timeout for it: its sender has given up
-// and announces again, so a KV write for it now would be work nobody
-// waits for, in a burst that is already too much.
-func (g *registrations) stale(m *nats.Msg, queued time.Time) bool {
-	waited := time.Since(queued)
-	if waited <= g.timing.load().Heartbeat.Interval {
-		return false
-	}
-	g.busy(m, fmt.Sprintf("discovery busy: the announce waited %s; retry later", waited.Round(time.Millisecond)))
-	return true
-}
-
-func (g *registrations) busy(m *nats.Msg, text string) {
+// busy answers m with a 503 saying when to come back.
+func (g *registrations) busy(m *nats.Msg, after time.Duration, text string) {
 	g.m.rejected(reasonBusy).Inc()
-	g.reply.quiet.log(slog.LevelDebug, reasonBusy, "announce shed: the node is busy", "subject", truncate(m.Subject), "why", text)
-	g.reply.send(m, events.ErrorMsg(events.CodeUnavailable, text))
+	g.reply.quiet.log(slog.LevelDebug, reasonBusy, "announce not taken now: the node is busy", "subject", truncate(m.Subject), "retry_after", after)
+	g.reply.send(m, events.BusyMsg(text, after))
 }
 
 // handleAnnounces takes a burst of announces in queue order. Those of new
 // instances are registered together: their KV creates go out at once. An
 // announce of a known instance, or of an id met before in the burst, is
 // applied after them, one at a time, as it always was.
-func (g *registrations) handleAnnounces(ctx context.Context, batch []job) {
+func (g *registrations) handleAnnounces(ctx context.Context, batch []queued) {
 	type announced struct {
 		m   *nats.Msg
 		a   events.Announce
@@ -115,24 +137,16 @@ func (g *registrations) handleAnnounces(ctx context.Context, batch []job) {
 	}
 	var fresh, rest []announced
 	ids := make(map[string]bool, len(batch))
-	for _, j := range batch {
-		if g.stale(j.announce, j.queued) {
+	for _, it := range batch {
+		if g.records.known(it.key) || ids[it.a.ID] {
+			rest = append(rest, announced{m: it.m, a: it.a})
 			continue
 		}
-		a, reason, err := g.control.announce(j.announce)
-		if err != nil {
-			g.reply.reject(j.announce, reason, err)
+		if g.refuseTaken(it.m, it.a) {
 			continue
 		}
-		if g.records.known(events.InstanceKey(a.Service, a.ID)) || ids[a.ID] {
-			rest = append(rest, announced{m: j.announce, a: a})
-			continue
-		}
-		if g.refuseTaken(j.announce, a) {
-			continue
-		}
-		ids[a.ID] = true
-		fresh = append(fresh, announced{m: j.announce, a: a, rec: g.newRecord(a)})
+		ids[it.a.ID] = true
+		fresh = append(fresh, announced{m: it.m, a: it.a, rec: g.newRecord(it.a)})
 	}
 	if len(fresh) > 0 {
 		recs := make([]events.InstanceRecord, len(fresh))
@@ -238,12 +252,7 @@ func sameAnnounce(a, b events.Announce) bool {
 		events.SameConn(a.Conn, b.Conn)
 }
 
-func (g *registrations) handleDeregister(ctx context.Context, m *nats.Msg) {
-	d, reason, err := g.control.deregister(m)
-	if err != nil {
-		g.reply.reject(m, reason, err)
-		return
-	}
+func (g *registrations) handleDeregister(ctx context.Context, m *nats.Msg, d events.Deregister) {
 	why := events.CutOutput(d.Reason, MaxReason)
 	if why == "" {
 		why = "deregistered"

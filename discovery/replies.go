@@ -57,8 +57,9 @@ const (
 // about service (empty for a query): "" when it may, reasonReplyTo when
 // it is no inbox at all, reasonForeignReply when it is an inbox its sender
 // could not own. identity is the instance id a v1.6 identity's subject
-// carries (hail.announce.<S>.<id>); "" until identities are built, so an
-// identity's inbox (_INBOX.<id>) is answered for no one yet.
+// carries (hail.announce.<S>.<id>, Node.requester), "" on the v1 form: an
+// identity's inbox (_INBOX.<id>) is answered for that id's own subjects
+// alone, never for another's or for the v1 form.
 func (r replyRule) answers(kind requestKind, reply, service, identity string) string {
 	if reply == "" {
 		return "" // nothing is sent

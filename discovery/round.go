@@ -28,6 +28,12 @@ type instanceState struct {
 	RegisteredAt time.Time
 	// Checks are the checks its record holds.
 	Checks []events.CheckResult
+	// Server is the NATS server its record's conn names ("" without
+	// one); SilentOn the one it named when its current silence began.
+	// A silence that began on a server as it went away is held for
+	// serverLossGrace (serverloss.go), whatever the instance re-announces
+	// meanwhile.
+	Server, SilentOn string
 	// Answered: it has answered a heartbeat since this node tracks it.
 	// Only such instances count for self-preservation, so instances that
 	// never answer (registered by someone who wants the node to stop
@@ -47,6 +53,19 @@ func silentSince(st instanceState, r heartbeat.Result, start time.Time) time.Tim
 		return start
 	}
 	return st.SilentSince
+}
+
+// silentOn is the server st's instance fell silent on, as of a round
+// that gave it r and found it silent since silent: its server when the
+// silence began.
+func silentOn(st instanceState, silent time.Time) string {
+	if silent.IsZero() {
+		return ""
+	}
+	if silent.Equal(st.SilentSince) && st.SilentOn != "" {
+		return st.SilentOn
+	}
+	return st.Server
 }
 
 // held reports whether self-preservation may hold the judgement of an
@@ -71,6 +90,8 @@ type roundInput struct {
 	Owned   map[string]instanceState // by id, as before the round
 	Timing  Timing
 	Start   time.Time // when the round's heartbeats went out
+	// Lost are the servers that went away lately, by id (serverloss.go).
+	Lost map[string]lossWindow
 }
 
 // transition is a change to record: a status change (announced by a
@@ -114,6 +135,9 @@ type roundDecision struct {
 	// Overloaded counts results void because the node read its answers
 	// too slowly (heartbeat.ErrOverloaded).
 	Overloaded int
+	// ServerHeld counts the silent instances not judged because their
+	// server went away as they fell silent.
+	ServerHeld int
 	// RTTs of the instances that answered, by id, even in a round not
 	// judged: what answered is worth showing.
 	RTTs map[string]time.Duration
@@ -138,6 +162,10 @@ type roundDecision struct {
 // others come and go. An instance that fell silent within SteadyAfter of
 // its registration counts toward nothing either (it is still held while
 // others make the node preserve).
+//
+// An instance whose silence began on a server as it went away (in.Lost)
+// is held apart from all that, for serverLossGrace from the start of its
+// silence, and counts toward nothing: its clients are reconnecting.
 func decideRound(in roundInput) roundDecision {
 	d := roundDecision{Judged: map[string]instanceState{}, RTTs: map[string]time.Duration{}}
 	sp := in.Timing.SelfPreservation
@@ -163,6 +191,11 @@ func decideRound(in roundInput) roundDecision {
 			continue
 		}
 		silent := silentSince(st, r, in.Start)
+		if serverHeld(in.Lost, silentOn(st, silent), silent, in.Start) {
+			// Its silence is its server's going away, not this node's
+			// nor its own: it counts toward nothing.
+			continue
+		}
 		if !sp.steady(st.RegisteredAt, silent) {
 			continue
 		}
@@ -190,11 +223,16 @@ func decideRound(in roundInput) roundDecision {
 			d.RTTs[r.ID] = r.RTT
 		}
 		silent := silentSince(st, r, in.Start)
-		if d.Preserve != "" && (silent.IsZero() || sp.held(silent, in.Start)) {
-			// Held: not judged, but when it fell silent is kept, so
-			// that the hold ends in time.
-			if !silent.Equal(st.SilentSince) {
-				st.SilentSince = silent
+		on := silentOn(st, silent)
+		serverLost := r.Err != nil && serverHeld(in.Lost, on, silent, in.Start)
+		if serverLost {
+			d.ServerHeld++
+		}
+		if serverLost || d.Preserve != "" && (silent.IsZero() || sp.held(silent, in.Start)) {
+			// Held: not judged, but when and where it fell silent is
+			// kept, so that the hold ends in time.
+			if !silent.Equal(st.SilentSince) || on != st.SilentOn {
+				st.SilentSince, st.SilentOn = silent, on
 				d.Judged[r.ID] = st
 			}
 			continue
@@ -215,7 +253,7 @@ func decideRound(in roundInput) roundDecision {
 		}
 		judged, why := heartbeat.Judge(prior, r.Verdict(), in.Timing.Heartbeat.Thresholds())
 		why = cmp.Or(why, lateWhy)
-		next := instanceState{Judge: judged, SilentSince: silent, RegisteredAt: st.RegisteredAt, Checks: st.Checks, Answered: st.Answered || r.Err == nil || r.Late != ""}
+		next := instanceState{Judge: judged, SilentSince: silent, SilentOn: on, Server: st.Server, RegisteredAt: st.RegisteredAt, Checks: st.Checks, Answered: st.Answered || r.Err == nil || r.Late != ""}
 		if r.Err == nil {
 			next.CriticalSince = time.Time{}
 		} else if judged.Status == events.Critical {

@@ -24,6 +24,8 @@ type rounds struct {
 	pub     publisher
 	m       *nodeMetrics
 	log     *slog.Logger
+	// losses are the servers that went away (serverloss.go).
+	losses *serverLosses
 	// preserving: the node is in self-preservation.
 	preserving bool
 	// rtts is the last answered heartbeat's RTT of each owned instance,
@@ -46,13 +48,15 @@ func (r *rounds) RTTs() map[string]time.Duration {
 // instances silent for longer than it holds are judged.
 func (r *rounds) handle(ctx context.Context, start time.Time, results []heartbeat.Result) {
 	timing := r.timing.load()
-	d := decideRound(roundInput{Results: results, Owned: r.owned.states(results), Timing: timing, Start: start})
+	lost := r.losses.snapshot(start, timing.Heartbeat.Interval+timing.Heartbeat.Timeout)
+	d := decideRound(roundInput{Results: results, Owned: r.owned.states(results), Timing: timing, Start: start, Lost: lost})
 	if r.log.Enabled(ctx, slog.LevelDebug) {
 		r.log.Debug("heartbeat round", "instances", len(results), "answered", len(d.RTTs), "took", time.Since(start).Round(time.Microsecond))
 	}
 	defer r.m.roundTook.UpdateDuration(start)
 	r.rtts.Store(&d.RTTs)
 	r.m.void.Add(d.Void)
+	r.losses.held.Add(d.ServerHeld)
 	if d.Overloaded > 0 {
 		// Answers came in time and waited unread: the node is short of
 		// CPU (or its connection of bandwidth), and those instances are

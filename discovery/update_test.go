@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/hailsd/hail/bus/bustest"
@@ -81,8 +80,7 @@ func TestAnnounceAdoptsExistingRecord(t *testing.T) {
 	if _, err := kv.Instances.Create(ctx, other.Key(), data); err != nil {
 		t.Fatal(err)
 	}
-	body, _ := json.Marshal(a)
-	n.regs.handleAnnounces(ctx, []job{{announce: &nats.Msg{Subject: "hail.announce.echo", Data: body}, queued: time.Now()}})
+	n.regs.handleAnnounces(ctx, []queued{{m: &nats.Msg{Subject: "hail.announce.echo"}, key: other.Key(), a: a}})
 	entry, err := kv.Instances.Get(ctx, other.Key())
 	if err != nil {
 		t.Fatal(err)

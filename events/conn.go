@@ -60,6 +60,19 @@ func SameConn(a, b *Conn) bool {
 // names it.
 const DisconnectAll = "$SYS.ACCOUNT.*.DISCONNECT"
 
+// ServerShutdownAll and ServerLameDuckAll are the subjects of a server
+// going away, $SYS.SERVER.<server id>.SHUTDOWN and .LAMEDUCK, imported into
+// hail's account beside DisconnectAll: discovery holds the judgement of
+// the silence of that server's clients while they reconnect (PROTOCOL
+// v1.4).
+const (
+	ServerShutdownAll = "$SYS.SERVER.*.SHUTDOWN"
+	ServerLameDuckAll = "$SYS.SERVER.*.LAMEDUCK"
+)
+
+// ServerEvents are the servers' events imported into hail's account.
+var ServerEvents = []string{DisconnectAll, ServerShutdownAll, ServerLameDuckAll}
+
 // SysPublish is what no user of hail's account may publish: the server's
 // own subjects, among them the disconnect advisories discovery acts on.
 const SysPublish = "$SYS.>"

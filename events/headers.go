@@ -3,6 +3,7 @@ package events
 import (
 	"encoding/json"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -32,7 +33,18 @@ const (
 // and the same as an ErrorBody for clients that read only the payload (the
 // `nats` CLI prints both).
 func ErrorMsg(code int, text string) *nats.Msg {
-	body, _ := json.Marshal(ErrorBody{Error: text, Code: code}) // plain fields always encode
+	return errorMsg(ErrorBody{Error: text, Code: code})
+}
+
+// BusyMsg is a 503 that says when to come back: retry_after_ms, in whole
+// milliseconds, at least 1.
+func BusyMsg(text string, after time.Duration) *nats.Msg {
+	return errorMsg(ErrorBody{Error: text, Code: CodeUnavailable, RetryAfterMS: max(after.Milliseconds(), 1)})
+}
+
+func errorMsg(e ErrorBody) *nats.Msg {
+	text, code := e.Error, e.Code
+	body, _ := json.Marshal(e) // plain fields always encode
 	m := nats.NewMsg("")
 	m.Header.Set(HeaderServiceError, text)
 	m.Header.Set(HeaderServiceErrorCode, strconv.Itoa(code))

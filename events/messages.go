@@ -459,6 +459,11 @@ type ErrorBody struct {
 	OK    bool   `json:"ok"`
 	Error string `json:"error"`
 	Code  int    `json:"code"`
+	// RetryAfterMS, on a 503 to an announce (this repository's growth of
+	// v1), is how long the sender should wait before announcing again:
+	// the node's estimate of when its queue of announces has room. Absent
+	// (0): back off as usual.
+	RetryAfterMS int64 `json:"retry_after_ms,omitempty"`
 }
 
 // ServiceSummary is one row of the P.discovery.services answer.

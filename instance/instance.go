@@ -20,6 +20,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/identity"
 	"github.com/hailsd/hail/member"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -54,6 +55,11 @@ type Config struct {
 	// Metrics, if set, receives hail_instance_requests_total{service,
 	// endpoint,outcome} and hail_instance_request_duration_seconds{service}.
 	Metrics *metrics.Set
+	// Identity, when set, is the instance's own identity (PROTOCOL v1.6),
+	// which nc was connected as (member.IdentityOptions with the
+	// service's secret): the instance's id is the identity's, it is
+	// scoped, and it announces and deregisters on its own subjects.
+	Identity *identity.Identity
 }
 
 // Handler serves one request. The returned bytes are the reply; an error is
@@ -100,7 +106,8 @@ type Instance struct {
 	cancelWork context.CancelFunc
 }
 
-// New makes an instance with a fresh UUIDv7 id; nothing is sent until Start.
+// New makes an instance with a fresh UUIDv7 id, or its identity's;
+// nothing is sent until Start.
 func New(nc *nats.Conn, cfg Config) (*Instance, error) {
 	if err := events.ValidateService(cfg.Service); err != nil {
 		return nil, fmt.Errorf("new instance: %w", err)
@@ -129,14 +136,14 @@ func New(nc *nats.Conn, cfg Config) (*Instance, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.NewSet()
 	}
-	id, err := uuid.NewV7()
+	id, err := instanceID(&cfg)
 	if err != nil {
-		return nil, fmt.Errorf("new instance id: %w", err)
+		return nil, err
 	}
 	i := &Instance{
 		cfg:      cfg,
 		nc:       nc,
-		id:       id.String(),
+		id:       id,
 		handlers: map[string]Handler{},
 		sem:      make(chan struct{}, cfg.Capacity),
 	}
@@ -148,6 +155,20 @@ func New(nc *nats.Conn, cfg Config) (*Instance, error) {
 	i.status.Store(events.Passing)
 	i.handlerCtx, i.cancelWork = context.WithCancel(context.Background())
 	return i, nil
+}
+
+// instanceID is the id of an instance of cfg: its identity's (which
+// makes it scoped), or a fresh UUIDv7.
+func instanceID(cfg *Config) (string, error) {
+	if cfg.Identity != nil {
+		cfg.Scoped = true
+		return cfg.Identity.ID(), nil
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return "", fmt.Errorf("new instance id: %w", err)
+	}
+	return id.String(), nil
 }
 
 // ID is the instance's hail id.
@@ -275,7 +296,11 @@ func (i *Instance) subscribe() error {
 	// loop builds the announce under i.mu, which Start holds, and closing
 	// it here would wait for that loop forever. Its heartbeat subscription needs no flush: the server takes
 	// it before the announce that follows it on this connection.
-	m, err := member.NewConn(i.nc, s, i.cfg.HeartbeatInterval).Join(member.Config{
+	conn := member.NewConn(i.nc, s, i.cfg.HeartbeatInterval)
+	if i.cfg.Identity != nil {
+		conn = member.NewIdentityConn(i.nc, s, i.cfg.HeartbeatInterval, i.cfg.Service, i.id)
+	}
+	m, err := conn.Join(member.Config{
 		Service: i.cfg.Service, ID: i.id, Scoped: i.cfg.Scoped,
 		Announce: i.Announce, Report: i.report, Logger: i.log,
 	})

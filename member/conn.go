@@ -29,6 +29,9 @@ type Conn struct {
 	nc       *nats.Conn
 	subjects events.Subjects
 	interval time.Duration
+	// identity is the identity nc was made as (NewIdentityConn), nil for
+	// a connection of a region without identities.
+	identity *owner
 
 	mu sync.Mutex
 	// members are held so that what reaches the connection once (a
@@ -77,7 +80,7 @@ func (c *Conn) Announce(ctx context.Context, a events.Announce) Outcome {
 	}
 	ctx, cancel := context.WithTimeout(ctx, AnnounceTimeout(c.interval))
 	defer cancel()
-	return Classify(c.nc.RequestWithContext(ctx, c.subjects.Announce(a.Service), data))
+	return Classify(c.nc.RequestWithContext(ctx, c.announceSubject(a.Service, a.ID), data))
 }
 
 // Deregister tells discovery that the instance id of service leaves, and
@@ -88,7 +91,7 @@ func (c *Conn) Deregister(ctx context.Context, service, id, reason string) error
 	if err != nil {
 		return fmt.Errorf("encode deregister: %w", err)
 	}
-	subject := c.subjects.Deregister(service)
+	subject := c.deregisterSubject(service, id)
 	rctx, cancel := context.WithTimeout(ctx, AnnounceTimeout(c.interval))
 	defer cancel()
 	reply, err := c.nc.RequestWithContext(rctx, subject, data)

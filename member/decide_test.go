@@ -201,6 +201,7 @@ func TestClassify(t *testing.T) {
 		{"503 with a huge retry_after_ms", reply(503, `{"retry_after_ms":99999999999}`), nil, Busy, ReannounceCap},
 		{"503 with a negative retry_after_ms", reply(503, `{"retry_after_ms":-5}`), nil, Busy, 0},
 		{"503 with a body that is not JSON", reply(503, `busy`), nil, Busy, 0},
+		{"discovery's own busy answer", events.BusyMsg("discovery busy", 1500*time.Millisecond), nil, Busy, 1500 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -62,6 +62,9 @@ func (c *Conn) Join(cfg Config) (*Member, error) {
 	if cfg.Service == "" || cfg.ID == "" || cfg.Announce == nil || cfg.Report == nil {
 		return nil, errors.New("join: a member needs a service, an id, Announce and Report")
 	}
+	if err := c.identity.check(cfg); err != nil {
+		return nil, fmt.Errorf("join: %w", err)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -41,12 +41,17 @@ func AuthConf(rs []Role, hashed map[string]string) (string, error) {
 }
 
 // sysAccount is the system account, exporting the servers' disconnect
-// advisories to HAIL, and sysImport HAIL's import of them, not renamed
-// (PROTOCOL v1.4).
-var (
-	sysAccount = fmt.Sprintf("  SYS: {\n    exports: [{stream: %q, accounts: [HAIL]}]\n  }\n", events.DisconnectAll)
-	sysImport  = fmt.Sprintf("    imports: [{stream: {account: SYS, subject: %q}}]\n", events.DisconnectAll)
-)
+// advisories and their shutdown and lame duck events to HAIL, and
+// sysImport HAIL's import of them, not renamed (PROTOCOL v1.4).
+var sysAccount, sysImport = func() (string, string) {
+	var exports, imports []string
+	for _, s := range events.ServerEvents {
+		exports = append(exports, fmt.Sprintf("{stream: %q, accounts: [HAIL]}", s))
+		imports = append(imports, fmt.Sprintf("{stream: {account: SYS, subject: %q}}", s))
+	}
+	return "  SYS: {\n    exports: [" + strings.Join(exports, ", ") + "]\n  }\n",
+		"    imports: [" + strings.Join(imports, ", ") + "]\n"
+}()
 
 func quoted(subjects []string) string {
 	q := make([]string, len(subjects))

@@ -94,9 +94,10 @@ func Discovery(s events.Subjects) Role {
 	return confine(r)
 }
 
-// disconnects is what discovery hears the servers' disconnect advisories
-// on (PROTOCOL v1.4), imported into hail's account.
-var disconnects = []string{events.DisconnectAll}
+// disconnects is what discovery hears the servers' disconnect advisories,
+// shutdowns and lame ducks on (PROTOCOL v1.4), imported into hail's
+// account.
+var disconnects = events.ServerEvents
 
 // Router: routed requests in, instances' subjects out, the registry,
 // the other regions' (hail_remote) and routes read, health events heard, its traffic published.

@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats-server/v2/server"
 
@@ -10,7 +11,7 @@ import (
 
 // The accounts of a server hail starts without an auth file (PROTOCOL
 // v1.4): the system account SYS exports the servers' disconnect
-// advisories, hail's account HAIL imports them without renaming (so
+// advisories and their shutdown and lame duck events, hail's account HAIL imports them without renaming (so
 // discovery hears $SYS.ACCOUNT.*.DISCONNECT), keeps JetStream (hail's
 // buckets live there), and takes every client that brings no credentials
 // (no_auth_user). The import alone would let a client of HAIL publish a
@@ -28,15 +29,39 @@ system_account: %[1]s
 no_auth_user: %[3]s
 accounts: {
   %[1]s: {
-    exports: [{stream: %[4]q, accounts: [%[2]s]}]
+    exports: [%[4]s]
   }
   %[2]s: {
     jetstream: enabled
-    imports: [{stream: {account: %[1]s, subject: %[4]q}}]
-    users: [{user: %[3]s, permissions: {publish: {deny: [%[5]q]}}}]
+    imports: [%[5]s]
+    users: [{user: %[3]s, permissions: {publish: {deny: [%[6]q]}}}]
   }
 }
-`, SystemAccount, HailAccount, NoAuthUser, events.DisconnectAll, events.SysPublish)
+`, SystemAccount, HailAccount, NoAuthUser, sysExports(), sysImports(), events.SysPublish)
+
+// sysExports and sysImports are the export of every server event of
+// events.ServerEvents from SYS to HAIL, and HAIL's imports of them, not
+// renamed: the disconnect advisories, and a server's shutdown and lame
+// duck (discovery holds the judgement of its clients' silence while they
+// reconnect).
+func sysExports() string {
+	return eachServerEvent(func(s string) string { return fmt.Sprintf("{stream: %q, accounts: [%s]}", s, HailAccount) })
+}
+
+func sysImports() string {
+	return eachServerEvent(func(s string) string {
+		return fmt.Sprintf("{stream: {account: %s, subject: %q}}", SystemAccount, s)
+	})
+}
+
+// eachServerEvent joins one entry per subject of events.ServerEvents.
+func eachServerEvent(entry func(subject string) string) string {
+	parts := make([]string, len(events.ServerEvents))
+	for i, s := range events.ServerEvents {
+		parts[i] = entry(s)
+	}
+	return strings.Join(parts, ", ")
+}
 
 // withDefaultAccounts gives o hail's accounts when nothing else says who
 // may connect (no users, accounts or auth of its own).

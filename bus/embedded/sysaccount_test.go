@@ -74,3 +74,47 @@ func TestDisconnectAdvisoriesReachHail(t *testing.T) {
 		t.Errorf("a forged advisory was delivered: %s", m.Data)
 	}
 }
+
+// A server's shutdown and lame duck events reach HAIL too (discovery holds
+// the judgement of that server's clients' silence on them), and nobody
+// there may forge one: every subject of events.ServerEvents is refused.
+func TestServerEventsCannotBeForged(t *testing.T) {
+	s := bustest.RunServer(t)
+	perm := make(chan error, 8)
+	nc := bustest.Connect(t, s.ClientURL(), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { perm <- err }))
+	for _, subject := range []string{"$SYS.SERVER." + s.ID() + ".SHUTDOWN", "$SYS.SERVER." + s.ID() + ".LAMEDUCK", "$SYS.ACCOUNT.HAIL.DISCONNECT"} {
+		t.Run(subject, func(t *testing.T) {
+			if err := nc.Publish(subject, []byte("{}")); err != nil {
+				t.Fatal(err)
+			}
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-perm:
+				if !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+					t.Errorf("forged %s: %v, want a permissions violation", subject, err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Errorf("a forged %s was not refused", subject)
+			}
+		})
+	}
+	// The server's own shutdown reaches a subscriber of HAIL.
+	sub, err := nc.SubscribeSync(events.ServerShutdownAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	id := s.ID()
+	go s.Shutdown()
+	m, err := sub.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("no shutdown event: %v", err)
+	}
+	if want := "$SYS.SERVER." + id + ".SHUTDOWN"; m.Subject != want {
+		t.Errorf("subject %s, want %s", m.Subject, want)
+	}
+}

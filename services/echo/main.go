@@ -14,8 +14,11 @@ import (
 	"github.com/hailsd/hail/config"
 	"github.com/hailsd/hail/echo"
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/identity"
 	"github.com/hailsd/hail/instance"
+	"github.com/hailsd/hail/member"
 	"github.com/hailsd/hail/program"
+	"github.com/nats-io/nats.go"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -44,6 +47,22 @@ type Config struct {
 	// be confined to. Default false.
 	Scoped bool        `koanf:"scoped"`
 	HTTP   config.HTTP `koanf:"http"`
+	// Identity connects the instance as its own identity (PROTOCOL v1.6),
+	// in a region set up with secure init --identities.
+	Identity Identity `koanf:"identity"`
+}
+
+// Identity is an instance's own identity.
+type Identity struct {
+	// SecretFile is the service's bootstrap secret, svc-<name>.secret of
+	// secure init --identities. Set, the instance connects with its own
+	// nkey, the service's name and this secret (no nats user, token,
+	// nkey or creds), and is scoped. Default empty: no identity.
+	SecretFile string `koanf:"secret_file"`
+	// SeedFile keeps the identity's nkey seed (0600), made at the first
+	// start, so that the instance keeps its id across restarts. Default
+	// empty: a new identity, and id, at every start.
+	SeedFile string `koanf:"seed_file"`
 }
 
 func defaults() *Config {
@@ -72,7 +91,31 @@ func (c *Config) Validate() error {
 	if c.DrainTimeout <= 0 {
 		errs = append(errs, config.FieldError("drain_timeout", "%v is not positive", c.DrainTimeout))
 	}
+	if c.Identity.SecretFile != "" {
+		if n := c.NATS; n.User != "" || n.Token != "" || n.TokenFile != "" || n.NKey != "" || n.Creds != "" {
+			errs = append(errs, config.FieldError("identity.secret_file", "an identity connects with its own nkey and its service's secret: set no nats user, token, nkey or creds with it"))
+		}
+	} else if c.Identity.SeedFile != "" {
+		errs = append(errs, config.FieldError("identity.seed_file", "is an identity's seed: set identity.secret_file too"))
+	}
 	return errors.Join(errs...)
+}
+
+// identityOptions are the identity's connect options and the identity,
+// when c names a secret; none otherwise.
+func (c *Config) identityOptions() ([]nats.Option, *identity.Identity, error) {
+	if c.Identity.SecretFile == "" {
+		return nil, nil, nil
+	}
+	secret, err := member.ReadSecret(c.Identity.SecretFile)
+	if err != nil {
+		return nil, nil, config.FieldError("identity.secret_file", "%v", err)
+	}
+	id, err := member.LoadOrNew(c.Identity.SeedFile)
+	if err != nil {
+		return nil, nil, config.FieldError("identity.seed_file", "%v", err)
+	}
+	return member.IdentityOptions(id, c.Name, secret), id, nil
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
@@ -86,7 +129,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	if err != nil {
 		return err
 	}
-	nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: cfg.NATS.URL, Name: "hail-" + cfg.Name, Logger: log, Extra: natsOpts})
+	idOpts, id, err := cfg.identityOptions()
+	if err != nil {
+		return err
+	}
+	nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: cfg.NATS.URL, Name: "hail-" + cfg.Name, Logger: log, Extra: append(natsOpts, idOpts...)})
 	if err != nil {
 		return err
 	}
@@ -106,6 +153,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		Service: cfg.Name, Version: cfg.Version, Weight: cfg.Weight, Drain: cfg.Weight == 0, AZ: cfg.AZ,
 		Subjects: events.Subjects{Prefix: cfg.Prefix}, HeartbeatInterval: cfg.HeartbeatInterval,
 		Capacity: cfg.Capacity, DrainTimeout: cfg.DrainTimeout, Scoped: cfg.Scoped, Logger: log, Metrics: set,
+		Identity: id,
 	})
 	if err != nil {
 		return err

@@ -168,6 +168,21 @@ func TestSecureInitAndServe(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Error("svc-echo published a disconnect advisory unrefused")
 	}
+	// Nor a server's shutdown, on which discovery holds the judgement of
+	// that server's clients' silence; discovery may subscribe it.
+	if _, err := disc.SubscribeSync(events.ServerShutdownAll); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.Publish("$SYS.SERVER.N1.SHUTDOWN", []byte(`{}`))
+	_ = nc.Flush()
+	select {
+	case err := <-violations:
+		if !strings.Contains(err.Error(), "ermissions") {
+			t.Errorf("svc-echo publishing a server's shutdown: %v", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Error("svc-echo published a server's shutdown unrefused")
+	}
 	cid, err := nc.GetClientID()
 	if err != nil {
 		t.Fatal(err)

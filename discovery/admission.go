@@ -1,0 +1,217 @@
+package discovery
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/nats-io/nats.go"
+
+	"github.com/hailsd/hail/events"
+)
+
+// Admission bounds a node's queue of announces (and the deregisters
+// queued behind them, which keep their place in it).
+//
+// A client written from PROTOCOL v1 alone does not back off: whatever the
+// node answers, it announces again after three intervals without a
+// heartbeat. An announce the node drops (the shedding of before) is
+// therefore sent again three intervals later, and a region that drops
+// during a burst makes the burst come back. So the queue has two parts:
+//
+//   - the first answerMax announces are admitted: their senders wait, and
+//     each is answered when it is applied, within a fraction of an
+//     interval at the node's measured pace;
+//   - beyond them, up to holdMax items and holdBytes of announces, an
+//     announce is deferred: answered at once with a 503 whose
+//     retry_after_ms says when the queue should have drained to it, and
+//     still applied in its turn, without a second answer. A v1 client that
+//     ignores the 503 is registered and heartbeated (so it has no reason
+//     to announce again); hail's SDK comes back after retry_after_ms and
+//     finds itself registered.
+//
+// Beyond holdMax an announce is refused: the same 503, and dropped.
+const (
+	answerMax = 1024
+	holdMax   = 64 << 10
+	holdBytes = 32 << 20
+	// A retry_after_ms is between these; the SDK reads at most a minute.
+	minRetryAfter = 100 * time.Millisecond
+	maxRetryAfter = 30 * time.Second
+	// startRate is the pace (items per second) assumed until one is
+	// measured: a cautious guess, well under what a node does.
+	startRate = 1000.0
+)
+
+// queued is an item of the queue: a decoded announce, or a deregister.
+type queued struct {
+	// m is what the answer goes to: for a deferred announce, already
+	// answered, a copy without the reply subject.
+	m   *nats.Msg
+	key string
+	a   events.Announce
+	// dereg, when set, makes the item a deregister.
+	dereg *events.Deregister
+	// deferred: answered 503 when queued.
+	deferred bool
+	size     int
+}
+
+// outcome is what admission did with an announce.
+type outcome int
+
+const (
+	admitted outcome = iota
+	deferred
+	refused
+)
+
+func (o outcome) String() string {
+	switch o {
+	case admitted:
+		return "admitted"
+	case deferred:
+		return "deferred"
+	}
+	return "refused"
+}
+
+// admission is the queue between the announce and deregister
+// subscriptions, which offer, and the node's loop, which takes and is
+// done. Safe for concurrent use.
+type admission struct {
+	answerMax, holdMax, holdBytes int
+
+	mu    sync.Mutex
+	items []queued // the queue is items[head:]
+	head  int
+	// waiting: admitted announces queued or being applied.
+	waiting int
+	bytes   int
+	byKey   map[string]int
+	// scheduled: a drain job is in the node's work queue, or running.
+	scheduled bool
+	// rate is the measured pace: items applied per second of wall time
+	// while the queue was not empty (EWMA).
+	rate float64
+	// lastDone is when the last batch was done with items left behind it;
+	// zero when it emptied the queue.
+	lastDone time.Time
+
+	counts [refused + 1]*metrics.Counter
+}
+
+func newAdmission(set *metrics.Set) *admission {
+	q := &admission{answerMax: answerMax, holdMax: holdMax, holdBytes: holdBytes, byKey: map[string]int{}, rate: startRate}
+	for o := admitted; o <= refused; o++ {
+		q.counts[o] = set.GetOrCreateCounter(fmt.Sprintf(`hail_discovery_admission_total{outcome=%q}`, o))
+	}
+	set.GetOrCreateGauge("hail_discovery_announces_queued", func() float64 {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return float64(len(q.items) - q.head)
+	})
+	return q
+}
+
+// offer queues it, an announce or a deregister, and reports what became
+// of it, how long its sender should wait before announcing again (for a
+// 503), and whether the caller must schedule a drain. A deregister is
+// never deferred: it waits its turn with its answer, or is refused when
+// the queue is full.
+func (q *admission) offer(it queued) (o outcome, retryAfter time.Duration, schedule bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := len(q.items) - q.head
+	switch {
+	case it.dereg == nil && q.waiting < q.answerMax:
+		o = admitted
+		q.waiting++
+	case n < q.holdMax && q.bytes+it.size <= q.holdBytes:
+		o = admitted
+		if it.dereg == nil {
+			o = deferred
+			it.deferred = true
+			it.m = &nats.Msg{Subject: it.m.Subject}
+		}
+	default:
+		o = refused
+	}
+	if it.dereg == nil {
+		q.counts[o].Inc()
+	}
+	retryAfter = q.retryAfter(n + 1)
+	if o == refused {
+		return o, retryAfter, false
+	}
+	q.items = append(q.items, it)
+	q.bytes += it.size
+	q.byKey[it.key]++
+	if !q.scheduled {
+		q.scheduled, schedule = true, true
+	}
+	return o, retryAfter, schedule
+}
+
+// retryAfter is how long the queue takes, at the measured pace, to
+// apply the first n items: bounded by minRetryAfter and maxRetryAfter.
+func (q *admission) retryAfter(n int) time.Duration {
+	d := time.Duration(float64(n) / q.rate * float64(time.Second))
+	return min(max(d, minRetryAfter), maxRetryAfter)
+}
+
+// take removes up to most items from the head of the queue, for the loop
+// to apply; done must follow.
+func (q *admission) take(most int) []queued {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	k := min(most, len(q.items)-q.head)
+	batch := make([]queued, k)
+	copy(batch, q.items[q.head:q.head+k])
+	clear(q.items[q.head : q.head+k])
+	q.head += k
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	} else if q.head >= 1024 && q.head*2 >= len(q.items) {
+		q.items = append(q.items[:0], q.items[q.head:]...)
+		q.head = 0
+	}
+	return batch
+}
+
+// done records that batch, taken at the head, has been applied, and
+// reports whether items are left (the caller schedules the next drain).
+func (q *admission) done(batch []queued, now time.Time) (more bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, it := range batch {
+		if c := q.byKey[it.key] - 1; c > 0 {
+			q.byKey[it.key] = c
+		} else {
+			delete(q.byKey, it.key)
+		}
+		if it.dereg == nil && !it.deferred {
+			q.waiting--
+		}
+		q.bytes -= it.size
+	}
+	if !q.lastDone.IsZero() && len(batch) > 0 {
+		if took := now.Sub(q.lastDone); took > 0 {
+			q.rate = 0.7*q.rate + 0.3*float64(len(batch))/took.Seconds()
+		}
+	}
+	if len(q.items) == q.head {
+		q.scheduled, q.lastDone = false, time.Time{}
+		return false
+	}
+	q.lastDone = now
+	return true
+}
+
+// pending is how many items of key are queued or being applied.
+func (q *admission) pending(key string) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.byKey[key]
+}

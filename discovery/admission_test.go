@@ -1,0 +1,220 @@
+package discovery
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+
+	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/events"
+)
+
+// A burst of announces past the admission bound, while the node's loop is
+// busy: the first answerMax are admitted and answered when applied; the
+// next, up to the hold, are answered at once with a 503 whose
+// retry_after_ms is within bounds, and still registered in their turn
+// without being sent again (as for a v1 client that ignores the 503);
+// beyond the hold they are refused, and registered when sent again (as
+// the SDK does after retry_after_ms). Nothing is lost, and the admission
+// counters say what happened.
+func TestAnnounceAdmission(t *testing.T) {
+	tests := []struct {
+		name                   string
+		answer, hold, burst    int
+		deferred, refusedFirst int
+	}{
+		{"within the hold: deferred, registered without a resend", 8, 1000, 50, 42, 0},
+		{"beyond the hold: refused, registered when sent again", 8, 20, 50, 12, 30},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, nc := runningNode(t, Config{})
+			q := n.regs.adm
+			q.mu.Lock()
+			q.answerMax, q.holdMax = tt.answer, tt.hold
+			q.mu.Unlock()
+
+			// Answers by announce number, from the reply subject's last
+			// token.
+			inbox := nc.NewInbox()
+			var mu sync.Mutex
+			answers := map[int][]*nats.Msg{}
+			sub, err := nc.Subscribe(inbox+".*", func(m *nats.Msg) {
+				i, _ := strconv.Atoi(m.Subject[strings.LastIndexByte(m.Subject, '.')+1:])
+				mu.Lock()
+				answers[i] = append(answers[i], m)
+				mu.Unlock()
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = sub.Unsubscribe() })
+			busyAnswers := func() (busy []int) {
+				mu.Lock()
+				defer mu.Unlock()
+				for i, ms := range answers {
+					if code, _, isErr := events.ReplyError(ms[len(ms)-1]); isErr && code == events.CodeUnavailable {
+						busy = append(busy, i)
+					}
+				}
+				return busy
+			}
+
+			// The loop is held busy until the burst is queued.
+			release := make(chan struct{})
+			n.submit(t.Context(), func(context.Context) { <-release })
+			ids := make([]string, tt.burst)
+			send := func(i int) {
+				a := events.Announce{ID: ids[i], Service: "echo", Endpoints: []events.Endpoint{{Name: "say"}}, Weight: 100}
+				data, err := json.Marshal(a)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := nc.PublishRequest(events.Subjects{}.Announce("echo"), inbox+"."+strconv.Itoa(i), data); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range ids {
+				ids[i] = uuid.NewString()
+				send(i)
+			}
+			bustest.Eventually(t, 10*time.Second, func() error {
+				if got, want := len(busyAnswers()), tt.deferred+tt.refusedFirst; got != want {
+					return fmt.Errorf("%d answered 503 while the loop is busy, want %d", got, want)
+				}
+				return nil
+			})
+			mu.Lock()
+			for i, ms := range answers {
+				var body events.ErrorBody
+				if err := json.Unmarshal(ms[0].Data, &body); err != nil {
+					t.Fatalf("answer %d: %v", i, err)
+				}
+				if after := time.Duration(body.RetryAfterMS) * time.Millisecond; after < minRetryAfter || after > maxRetryAfter {
+					t.Errorf("answer %d: retry_after_ms %d, want within [%v, %v]", i, body.RetryAfterMS, minRetryAfter, maxRetryAfter)
+				}
+				if i < tt.answer {
+					t.Errorf("announce %d, within the bound, answered %s", i, ms[0].Data)
+				}
+			}
+			mu.Unlock()
+			close(release)
+
+			registered := func() (missing []int) {
+				for i, id := range ids {
+					if _, ok := n.Registry().Get(events.InstanceKey("echo", id)); !ok {
+						missing = append(missing, i)
+					}
+				}
+				return missing
+			}
+			bustest.Eventually(t, 10*time.Second, func() error {
+				if missing := registered(); len(missing) != tt.refusedFirst {
+					return fmt.Errorf("%d not registered, want the %d refused", len(missing), tt.refusedFirst)
+				}
+				return nil
+			})
+			// The refused come back, as the SDK does after retry_after_ms,
+			// until taken.
+			sent := tt.burst
+			bustest.Eventually(t, 10*time.Second, func() error {
+				missing := registered()
+				for _, i := range missing {
+					send(i)
+				}
+				sent += len(missing)
+				if len(missing) > 0 {
+					return fmt.Errorf("%d of %d not registered: lost", len(missing), tt.burst)
+				}
+				return nil
+			})
+			bustest.Eventually(t, 10*time.Second, func() error {
+				mu.Lock()
+				defer mu.Unlock()
+				for i := range tt.answer {
+					if len(answers[i]) != 1 {
+						return fmt.Errorf("admitted announce %d: %d answers", i, len(answers[i]))
+					}
+					if _, _, isErr := events.ReplyError(answers[i][0]); isErr {
+						return fmt.Errorf("admitted announce %d answered %s", i, answers[i][0].Data)
+					}
+				}
+				return nil
+			})
+			var b strings.Builder
+			n.m.set.WritePrometheus(&b)
+			counts := map[string]int{}
+			for _, line := range strings.Split(b.String(), "\n") {
+				for _, o := range []outcome{admitted, deferred, refused} {
+					if v, ok := strings.CutPrefix(line, fmt.Sprintf(`hail_discovery_admission_total{outcome=%q} `, o)); ok {
+						counts[o.String()], _ = strconv.Atoi(v)
+					}
+				}
+			}
+			if counts["admitted"]+counts["deferred"]+counts["refused"] != sent || counts["admitted"] < tt.answer ||
+				counts["deferred"] < tt.deferred || counts["refused"] < tt.refusedFirst {
+				t.Errorf("admission counts %v for %d sent; want at least %d admitted, %d deferred, %d refused",
+					counts, sent, tt.answer, tt.deferred, tt.refusedFirst)
+			}
+		})
+	}
+}
+
+// retry_after_ms is the time the queue ahead takes at the measured pace,
+// within its bounds.
+func TestRetryAfter(t *testing.T) {
+	tests := []struct {
+		rate  float64
+		ahead int
+		want  time.Duration
+	}{
+		{1000, 500, 500 * time.Millisecond},
+		{1000, 1, minRetryAfter},
+		{100, 1_000_000, maxRetryAfter},
+		{4000, 8000, 2 * time.Second},
+	}
+	for _, tt := range tests {
+		q := &admission{rate: tt.rate}
+		if got := q.retryAfter(tt.ahead); got != tt.want {
+			t.Errorf("rate %v/s, %d ahead: %v, want %v", tt.rate, tt.ahead, got, tt.want)
+		}
+	}
+}
+
+// runningNode is a node on a server of its own, running until the test
+// ends, and the test's connection to that server.
+func runningNode(t *testing.T, cfg Config) (*Node, *nats.Conn) {
+	t.Helper()
+	url := bustest.RunServer(t).ClientURL()
+	nc := bustest.Connect(t, url)
+	kv := bustest.Buckets(t, nc)
+	n, err := New(bustest.Connect(t, url), kv, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("node: %v", err)
+		}
+	})
+	select {
+	case <-n.Serving():
+	case err := <-done:
+		t.Fatalf("node stopped before serving: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("node not serving within 10s")
+	}
+	return n, nc
+}

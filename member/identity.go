@@ -1,0 +1,138 @@
+package member
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/hailsd/hail/bus"
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/identity"
+)
+
+// PROTOCOL v1.6: an instance connects as its own identity, and the server
+// refuses it every subject of another instance. The member side of such a
+// connection announces and deregisters on P.announce.<S>.<id> and
+// P.deregister.<S>.<id>, is heartbeated on the scoped subject, and holds
+// one member: the identity's own instance.
+
+// FirstReconnectSpread bounds the wait before an identity's first
+// reconnect after it lost its server: every instance of a region loses it
+// at once when the server restarts, and each connect costs the server's
+// auth callout about a millisecond of CPU, so they come back spread over
+// this window instead of in one burst the server cannot authorize in time
+// (PROTOCOL v1.6 "Reconnect storms"; below discovery's 10 s budget).
+const FirstReconnectSpread = 5 * time.Second
+
+// IdentityOptions are the options of a connection made as id of service
+// with the service's bootstrap secret, to append after bus.Connect's own:
+// the nkey, user and secret, the id as the name, the inbox _INBOX.<id>,
+// authorization errors retried, and the first reconnect after a
+// disconnect spread over FirstReconnectSpread (later ones back off as
+// bus.Backoff). In a cluster the first pass over the other servers goes
+// at once: nats.go waits only after it has tried every server.
+func IdentityOptions(id *identity.Identity, service, secret string) []nats.Option {
+	return append(id.Options(service, secret), nats.CustomReconnectDelay(IdentityBackoff))
+}
+
+// IdentityBackoff is an identity's reconnect delay after the given number
+// of passes over its servers: the first spread over FirstReconnectSpread,
+// then bus.Backoff.
+func IdentityBackoff(attempts int) time.Duration {
+	if attempts <= 1 {
+		return Jitter(FirstReconnectSpread)
+	}
+	return bus.Backoff(attempts)
+}
+
+// ReadSecret reads a service's bootstrap secret from file, as secure init
+// --identities writes it (svc-<S>.secret: the secret alone on one line).
+// The error names the file, never what it holds.
+func ReadSecret(file string) (string, error) {
+	st, err := os.Stat(file)
+	if err != nil {
+		return "", fmt.Errorf("read secret: %w", err)
+	}
+	if st.Size() > 4<<10 {
+		return "", fmt.Errorf("read secret %s: larger than 4 KiB", file)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("read secret: %w", err)
+	}
+	secret := strings.TrimSpace(string(data))
+	if secret == "" || strings.ContainsAny(secret, " \t\r\n") {
+		return "", fmt.Errorf("read secret %s: not one secret alone on a line", file)
+	}
+	return secret, nil
+}
+
+// LoadOrNew is the identity kept in seedFile, made and saved there (0600)
+// when the file does not exist yet, so that an instance keeps its id
+// across restarts; with seedFile "" a fresh identity each time.
+func LoadOrNew(seedFile string) (*identity.Identity, error) {
+	if seedFile == "" {
+		return identity.New()
+	}
+	id, err := identity.Load(seedFile)
+	if err == nil {
+		return id, nil
+	}
+	if _, serr := os.Stat(seedFile); !os.IsNotExist(serr) {
+		return nil, err
+	}
+	if id, err = identity.New(); err != nil {
+		return nil, err
+	}
+	if err := id.Save(seedFile); err != nil {
+		return nil, err
+	}
+	return id, nil
+}
+
+// NewIdentityConn is the member side of nc, a connection made as the
+// identity id of service (IdentityOptions): its one member is that
+// instance, scoped, and it announces and deregisters on the identity's
+// own subjects.
+func NewIdentityConn(nc *nats.Conn, subjects events.Subjects, interval time.Duration, service, id string) *Conn {
+	c := NewConn(nc, subjects, interval)
+	c.identity = &owner{service: service, id: id}
+	return c
+}
+
+// owner is the identity a Conn was made as.
+type owner struct{ service, id string }
+
+// check refuses a member that is not the identity's own instance: the
+// server would refuse its subjects anyway, and silently.
+func (o *owner) check(cfg Config) error {
+	if o == nil {
+		return nil
+	}
+	if cfg.Service != o.service || cfg.ID != o.id {
+		return fmt.Errorf("the connection is the identity %s.%s: it cannot join %s.%s", o.service, o.id, cfg.Service, cfg.ID)
+	}
+	if !cfg.Scoped {
+		return fmt.Errorf("the identity %s.%s is heartbeated on its scoped subject: join it scoped", o.service, o.id)
+	}
+	return nil
+}
+
+// announceSubject and deregisterSubject are where a member of c speaks:
+// an identity's own subjects, or the service's (v1).
+func (c *Conn) announceSubject(service, id string) string {
+	if c.identity != nil {
+		return c.subjects.Announce(service) + "." + id
+	}
+	return c.subjects.Announce(service)
+}
+
+func (c *Conn) deregisterSubject(service, id string) string {
+	if c.identity != nil {
+		return c.subjects.Deregister(service) + "." + id
+	}
+	return c.subjects.Deregister(service)
+}
