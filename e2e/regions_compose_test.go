@@ -5,11 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +14,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/hailsd/hail/bus/bustest"
-	"github.com/hailsd/hail/config"
 	"github.com/hailsd/hail/credentials"
 	"github.com/hailsd/hail/events"
 )
@@ -66,29 +61,6 @@ func loadComposeRegions(t *testing.T) (merged composeFile, override composeFile)
 	return merged, override
 }
 
-// secureInit runs the file's secure init command into a directory standing
-// for the secure volume.
-func (f composeFile) secureInit(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	for _, name := range f.hailServices() {
-		c := f.Services[name].Command
-		if len(c) < 2 || c[1] != "secure" {
-			continue
-		}
-		args := slices.Clone(c[1:])
-		for i, a := range args {
-			if a == strings.TrimSuffix(securePath, "/") {
-				args[i] = dir
-			}
-		}
-		if out, err := exec.Command(filepath.Join(bins, c[0]), args...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", name, err, out)
-		}
-	}
-	return dir
-}
-
 // regionOf is the region of a service: a server's own, a client's the
 // servers its HAIL_NATS_URL names (all of one region, or "" and false).
 func (f composeFile) regionOf(name string) (string, bool) {
@@ -128,62 +100,8 @@ func TestComposeRegionsFileConsistent(t *testing.T) {
 			t.Errorf("%s overrides a service docker-compose.yml does not have, and builds nothing", name)
 		}
 	}
-	hostPorts := map[string]string{}
-	for _, name := range slices.Sorted(maps.Keys(f.Services)) {
-		s := f.Services[name]
-		for _, d := range s.DependsOn {
-			if _, ok := f.Services[d]; !ok {
-				t.Errorf("%s depends on %s, which is not a service", name, d)
-			}
-		}
-		for _, p := range s.Ports {
-			parts := strings.Split(p, ":")
-			if len(parts) != 3 || parts[0] != "127.0.0.1" {
-				t.Errorf("%s: port %q is not 127.0.0.1:host:container", name, p)
-				continue
-			}
-			if other, ok := hostPorts[parts[1]]; ok {
-				t.Errorf("%s publishes host port %s, which %s does too", name, parts[1], other)
-			}
-			hostPorts[parts[1]] = name
-			if cp, _ := strconv.Atoi(parts[2]); s.Build != nil && !s.listenPorts()[cp] {
-				t.Errorf("%s publishes container port %d, which it does not listen on", name, cp)
-			}
-		}
-		for _, v := range s.Volumes {
-			src, _, _ := strings.Cut(v, ":")
-			if _, ok := f.Volumes[src]; !ok && !strings.HasPrefix(src, "./") {
-				t.Errorf("%s mounts volume %s, which is not declared", name, src)
-			}
-		}
-	}
-
-	secureDir := f.secureInit(t)
-	for _, name := range f.hailServices() {
-		s := f.Services[name]
-		if len(s.Command) != 1 {
-			continue // secure init, run above
-		}
-		program := s.Command[0]
-		if !slices.Contains(programs, program) || !strings.Contains(string(dockerfile), "./services/"+program) {
-			t.Errorf("%s runs %q, which the Dockerfile does not build", name, program)
-			continue
-		}
-		keys, err := printConfig(program, hostPaths(s, secureDir))
-		if err != nil {
-			t.Errorf("%s: %v", name, err)
-			continue
-		}
-		envs := map[string]bool{}
-		for k := range keys {
-			envs[config.EnvName(k)] = true
-		}
-		for k := range s.Environment {
-			if !envs[k] && k != config.FileEnv {
-				t.Errorf("%s sets %s, which is not a key of %s", name, k, program)
-			}
-		}
-	}
+	f.checkWiring(t)
+	f.checkPrograms(t, dockerfile, f.secureInit(t))
 
 	// The regions: servers named for theirs, the second linked to the
 	// first.
@@ -265,42 +183,7 @@ func TestComposeRegionsAsProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports := map[string]int{}
-	port := func(service, p string) string {
-		key := service + ":" + p
-		if _, ok := ports[key]; !ok {
-			ports[key] = bustest.FreePort(t)
-		}
-		return strconv.Itoa(ports[key])
-	}
-	addr := regexp.MustCompile(`([a-z0-9.-]+):(\d+)`)
-	envOf := func(name string) map[string]string {
-		env := map[string]string{"HAIL_LOG_LEVEL": "warn"}
-		for k, v := range f.Services[name].Environment {
-			switch {
-			case k == "HAIL_STORE_DIR":
-				v = filepath.Join(t.TempDir(), "data")
-			case k == "HAIL_MONITOR_PORT":
-				v = port(name, v)
-			case strings.HasPrefix(v, securePath):
-				v = filepath.Join(secureDir, strings.TrimPrefix(v, securePath))
-			default:
-				v = addr.ReplaceAllStringFunc(v, func(s string) string {
-					m := addr.FindStringSubmatch(s)
-					host := m[1]
-					if host == "0.0.0.0" {
-						host = name
-					}
-					if _, ok := f.Services[host]; !ok {
-						return s
-					}
-					return "127.0.0.1:" + port(host, m[2])
-				})
-			}
-			env[k] = v
-		}
-		return env
-	}
+	envOf := f.processEnv(t, secureDir)
 	for _, n := range f.byProgram("nats") {
 		start(t, n, "nats", envOf(n))
 	}
