@@ -127,77 +127,12 @@ func TestComposeFileConsistent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hosts := map[string]bool{}
-	for name, s := range f.Services {
-		for _, d := range s.DependsOn {
-			if _, ok := f.Services[d]; !ok {
-				t.Errorf("%s depends on %s, which is not a service", name, d)
-			}
-		}
-		for _, p := range s.Ports {
-			parts := strings.Split(p, ":")
-			if len(parts) != 3 || parts[0] != "127.0.0.1" {
-				t.Errorf("%s: port %q is not 127.0.0.1:host:container (published beyond this machine)", name, p)
-				continue
-			}
-			host, container := parts[1], parts[2]
-			if hosts[host] {
-				t.Errorf("%s: host port %s is published twice", name, host)
-			}
-			hosts[host] = true
-			if s.Build != nil {
-				cp, _ := strconv.Atoi(container)
-				if !s.listenPorts()[cp] {
-					t.Errorf("%s publishes container port %d, which it does not listen on (listens on %v)", name, cp, slices.Sorted(maps.Keys(s.listenPorts())))
-				}
-			}
-		}
-		for _, v := range s.Volumes {
-			src, _, _ := strings.Cut(v, ":")
-			if strings.HasPrefix(src, "./") {
-				if _, err := os.Stat(filepath.Join("..", src)); err != nil {
-					t.Errorf("%s mounts %s: %v", name, src, err)
-				}
-			} else if _, ok := f.Volumes[src]; !ok {
-				t.Errorf("%s mounts volume %s, which is not declared", name, src)
-			}
-		}
-	}
-
-	// The credentials' files, for the environments that name them.
+	f.checkWiring(t)
 	secureDir := t.TempDir()
 	if _, err := credentials.Write(secureDir, credentials.Options{Services: []string{"echo", "greeter"}, HashCost: credentials.MinHashCost}); err != nil {
 		t.Fatal(err)
 	}
-	// Every hail service runs a program the Dockerfile builds, with an
-	// environment that program accepts (each HAIL_* is one of its keys,
-	// and the whole validates: --print-config exits 0).
-	for _, name := range f.hailServices() {
-		s := f.Services[name]
-		if len(s.Command) == 0 {
-			t.Errorf("%s has no command", name)
-			continue
-		}
-		program := s.Command[0]
-		if !slices.Contains(programs, program) || !strings.Contains(string(dockerfile), "./services/"+program) {
-			t.Errorf("%s runs %q, which the Dockerfile does not build", name, program)
-			continue
-		}
-		keys, err := printConfig(program, hostPaths(s, secureDir))
-		if err != nil {
-			t.Errorf("%s: %v", name, err)
-			continue
-		}
-		envs := map[string]bool{}
-		for k := range keys {
-			envs[config.EnvName(k)] = true
-		}
-		for k := range s.Environment {
-			if !envs[k] && k != config.FileEnv { // HAIL_CONFIG names the file, not a key
-				t.Errorf("%s sets %s, which is not a key of %s", name, k, program)
-			}
-		}
-	}
+	f.checkPrograms(t, dockerfile, secureDir)
 
 	// The NATS cluster: one name, distinct server names, every server
 	// routing to every server at its cluster port, data on a volume.
@@ -364,39 +299,111 @@ func hostPaths(s composeService, secureDir string) map[string]string {
 	return env
 }
 
-func printConfig(program string, env map[string]string) (map[string]bool, error) {
-	cmd := exec.Command(filepath.Join(bins, program), "--print-config")
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return nil, fmt.Errorf("%s --print-config with its compose environment: %v\n%s", program, err, out)
-	}
-	var tree map[string]any
-	if err := yaml.Unmarshal(out, &tree); err != nil {
-		return nil, fmt.Errorf("%s --print-config: %v", program, err)
-	}
-	keys := map[string]bool{}
-	var walk func(prefix string, m map[string]any)
-	walk = func(prefix string, m map[string]any) {
-		for k, v := range m {
-			if sub, ok := v.(map[string]any); ok {
-				walk(prefix+k+".", sub)
+// checkWiring checks what compose itself resolves: every depends_on a
+// service, every port published on 127.0.0.1 once and listened on by the
+// program, every volume declared or a file of the repository.
+func (f composeFile) checkWiring(t *testing.T) {
+	t.Helper()
+	hosts := map[string]bool{}
+	for name, s := range f.Services {
+		for _, d := range s.DependsOn {
+			if _, ok := f.Services[d]; !ok {
+				t.Errorf("%s depends on %s, which is not a service", name, d)
+			}
+		}
+		for _, p := range s.Ports {
+			parts := strings.Split(p, ":")
+			if len(parts) != 3 || parts[0] != "127.0.0.1" {
+				t.Errorf("%s: port %q is not 127.0.0.1:host:container (published beyond this machine)", name, p)
 				continue
 			}
-			keys[prefix+k] = true
+			host, container := parts[1], parts[2]
+			if hosts[host] {
+				t.Errorf("%s: host port %s is published twice", name, host)
+			}
+			hosts[host] = true
+			if s.Build != nil {
+				cp, _ := strconv.Atoi(container)
+				if !s.listenPorts()[cp] {
+					t.Errorf("%s publishes container port %d, which it does not listen on (listens on %v)", name, cp, slices.Sorted(maps.Keys(s.listenPorts())))
+				}
+			}
+		}
+		for _, v := range s.Volumes {
+			src, _, _ := strings.Cut(v, ":")
+			if strings.HasPrefix(src, "./") {
+				if _, err := os.Stat(filepath.Join("..", src)); err != nil {
+					t.Errorf("%s mounts %s: %v", name, src, err)
+				}
+			} else if _, ok := f.Volumes[src]; !ok {
+				t.Errorf("%s mounts volume %s, which is not declared", name, src)
+			}
 		}
 	}
-	walk("", tree)
-	return keys, nil
 }
 
-// The compose topology as OS processes on loopback: each service's
-// environment as written, with service host names made 127.0.0.1 and every
-// port a free one, then requests routed through it.
-func TestComposeTopologyAsProcesses(t *testing.T) {
-	f := loadCompose(t)
+// checkPrograms checks that every hail service runs a program the
+// Dockerfile builds, with an environment that program accepts (each
+// HAIL_* is one of its keys, and the whole validates: --print-config
+// exits 0); secureDir stands for the credentials volume.
+func (f composeFile) checkPrograms(t *testing.T, dockerfile []byte, secureDir string) {
+	t.Helper()
+	for _, name := range f.hailServices() {
+		s := f.Services[name]
+		if len(s.Command) == 0 {
+			t.Errorf("%s has no command", name)
+			continue
+		}
+		program := s.Command[0]
+		if !slices.Contains(programs, program) || !strings.Contains(string(dockerfile), "./services/"+program) {
+			t.Errorf("%s runs %q, which the Dockerfile does not build", name, program)
+			continue
+		}
+		keys, err := printConfig(program, hostPaths(s, secureDir))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		envs := map[string]bool{}
+		for k := range keys {
+			envs[config.EnvName(k)] = true
+		}
+		for k := range s.Environment {
+			if !envs[k] && k != config.FileEnv { // HAIL_CONFIG names the file, not a key
+				t.Errorf("%s sets %s, which is not a key of %s", name, k, program)
+			}
+		}
+	}
+}
+
+// secureInit runs the file's one-shot secure init command, as the
+// secure-init service does, into a directory standing for its volume.
+func (f composeFile) secureInit(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, name := range f.hailServices() {
+		c := f.Services[name].Command
+		if len(c) < 2 || c[1] != "secure" {
+			continue
+		}
+		args := slices.Clone(c[1:])
+		for i, a := range args {
+			if a == strings.TrimSuffix(securePath, "/") {
+				args[i] = dir
+			}
+		}
+		if out, err := exec.Command(filepath.Join(bins, c[0]), args...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, out)
+		}
+	}
+	return dir
+}
+
+// processEnv gives each service's environment as written, for a process
+// on loopback: service host names made 127.0.0.1 and every port a free
+// one (the same for the same service and port), data in the test's
+// directories, the credentials volume secureDir.
+func (f composeFile) processEnv(t *testing.T, secureDir string) func(name string) map[string]string {
 	ports := map[string]int{} // "service:port" -> loopback port
 	port := func(service, p string) string {
 		key := service + ":" + p
@@ -406,29 +413,7 @@ func TestComposeTopologyAsProcesses(t *testing.T) {
 		return strconv.Itoa(ports[key])
 	}
 	addr := regexp.MustCompile(`([a-z0-9.-]+):(\d+)`)
-	// The credentials first, as the one-shot secure-init service makes
-	// them, in a directory standing for its volume.
-	secureDir := t.TempDir()
-	for _, name := range f.hailServices() {
-		c := f.Services[name].Command
-		if len(c) < 2 || c[1] != "secure" {
-			continue
-		}
-		args := slices.Clone(c[1:])
-		for i, a := range args {
-			if a == strings.TrimSuffix(securePath, "/") {
-				args[i] = secureDir
-			}
-		}
-		if out, err := exec.Command(filepath.Join(bins, c[0]), args...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", name, err, out)
-		}
-	}
-	creds, err := credentials.Read(secureDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	envOf := func(name string) map[string]string {
+	return func(name string) map[string]string {
 		env := map[string]string{}
 		for k, v := range f.Services[name].Environment {
 			switch k {
@@ -490,6 +475,47 @@ func TestComposeTopologyAsProcesses(t *testing.T) {
 		}
 		return env
 	}
+}
+
+func printConfig(program string, env map[string]string) (map[string]bool, error) {
+	cmd := exec.Command(filepath.Join(bins, program), "--print-config")
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("%s --print-config with its compose environment: %v\n%s", program, err, out)
+	}
+	var tree map[string]any
+	if err := yaml.Unmarshal(out, &tree); err != nil {
+		return nil, fmt.Errorf("%s --print-config: %v", program, err)
+	}
+	keys := map[string]bool{}
+	var walk func(prefix string, m map[string]any)
+	walk = func(prefix string, m map[string]any) {
+		for k, v := range m {
+			if sub, ok := v.(map[string]any); ok {
+				walk(prefix+k+".", sub)
+				continue
+			}
+			keys[prefix+k] = true
+		}
+	}
+	walk("", tree)
+	return keys, nil
+}
+
+// The compose topology as OS processes on loopback: each service's
+// environment as written, with service host names made 127.0.0.1 and every
+// port a free one, then requests routed through it.
+func TestComposeTopologyAsProcesses(t *testing.T) {
+	f := loadCompose(t)
+	secureDir := f.secureInit(t)
+	creds, err := credentials.Read(secureDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	envOf := f.processEnv(t, secureDir)
 	procs := map[string]*proctest.Process{}
 	run := func(program string) {
 		for _, name := range f.byProgram(program) {
