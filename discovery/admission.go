@@ -29,7 +29,7 @@ import (
 //     still applied in its turn, without a second answer. A v1 client that
 //     ignores the 503 is registered and heartbeated (so it has no reason
 //     to announce again); hail's SDK comes back after retry_after_ms and
-//     finds itself registered.
+//     finds itself registered, which the fast path answers at no cost.
 //
 // Beyond holdMax an announce is refused: the same 503, and dropped.
 const (
@@ -79,7 +79,10 @@ func (o outcome) String() string {
 
 // admission is the queue between the announce and deregister
 // subscriptions, which offer, and the node's loop, which takes and is
-// done. Safe for concurrent use.
+// done. It counts per key the items queued or being applied, which the
+// fast path reads: an announce of a key with none may be answered from the
+// registry without queueing, as nothing of that key can still change it.
+// Safe for concurrent use.
 type admission struct {
 	answerMax, holdMax, holdBytes int
 
@@ -100,6 +103,8 @@ type admission struct {
 	lastDone time.Time
 
 	counts [refused + 1]*metrics.Counter
+	// fast counts announces answered by the fast path.
+	fast *metrics.Counter
 }
 
 func newAdmission(set *metrics.Set) *admission {
@@ -107,6 +112,7 @@ func newAdmission(set *metrics.Set) *admission {
 	for o := admitted; o <= refused; o++ {
 		q.counts[o] = set.GetOrCreateCounter(fmt.Sprintf(`hail_discovery_admission_total{outcome=%q}`, o))
 	}
+	q.fast = set.GetOrCreateCounter("hail_discovery_announces_fast_total")
 	set.GetOrCreateGauge("hail_discovery_announces_queued", func() float64 {
 		q.mu.Lock()
 		defer q.mu.Unlock()

@@ -70,7 +70,7 @@ func TestAnnounceAdmission(t *testing.T) {
 
 			// The loop is held busy until the burst is queued.
 			release := make(chan struct{})
-			n.submit(t.Context(), func(context.Context) { <-release })
+			holdLoop(t, n, release)
 			ids := make([]string, tt.burst)
 			send := func(i int) {
 				a := events.Announce{ID: ids[i], Service: "echo", Endpoints: []events.Endpoint{{Name: "say"}}, Weight: 100}

@@ -15,8 +15,9 @@ import (
 )
 
 // registrations takes announces and deregisters: it decodes them as they
-// come (on the subscriptions' goroutines), queues them behind admission
-// control, and applies the queue in bursts
+// come (on the subscriptions' goroutines), answers at once an announce
+// that changes nothing (the fast path), queues the others with the
+// deregisters behind admission control, and applies the queue in bursts
 // on the node's loop: their KV creates go out together, it writes through
 // records and answers the senders.
 type registrations struct {
@@ -25,6 +26,7 @@ type registrations struct {
 	control controlDecoder
 	reply   replier
 	reg     *registry.Follower
+	nodes   *registry.Nodes
 	store   recordStore
 	records *records
 	pub     publisher
@@ -44,7 +46,8 @@ const maxBurst = 256
 const workQueue = 1024
 
 // offerAnnounce takes an announce from its subscription: refused at once
-// if invalid, else queued by admission control; a 503 with retry_after_ms when the node
+// if invalid, answered at once if it changes nothing (fastAck), else
+// queued by admission control; a 503 with retry_after_ms when the node
 // cannot answer it in its turn.
 func (g *registrations) offerAnnounce(ctx context.Context, m *nats.Msg) {
 	a, reason, err := g.control.announce(m)
@@ -53,6 +56,9 @@ func (g *registrations) offerAnnounce(ctx context.Context, m *nats.Msg) {
 		return
 	}
 	key := events.InstanceKey(a.Service, a.ID)
+	if g.fastAck(m, key, a) {
+		return
+	}
 	o, after, schedule := g.adm.offer(queued{m: m, key: key, a: a, size: len(m.Data)})
 	if o != admitted {
 		g.busy(m, after, fmt.Sprintf("discovery busy: announces queued; %s", o))
