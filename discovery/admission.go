@@ -103,8 +103,9 @@ type admission struct {
 	lastDone time.Time
 
 	counts [refused + 1]*metrics.Counter
-	// fast counts announces answered by the fast path.
-	fast *metrics.Counter
+	// fast counts announces answered by the fast path, welcomed the
+	// instances heartbeated at once on their registration.
+	fast, welcomed *metrics.Counter
 }
 
 func newAdmission(set *metrics.Set) *admission {
@@ -113,6 +114,7 @@ func newAdmission(set *metrics.Set) *admission {
 		q.counts[o] = set.GetOrCreateCounter(fmt.Sprintf(`hail_discovery_admission_total{outcome=%q}`, o))
 	}
 	q.fast = set.GetOrCreateCounter("hail_discovery_announces_fast_total")
+	q.welcomed = set.GetOrCreateCounter("hail_discovery_welcome_heartbeats_total")
 	set.GetOrCreateGauge("hail_discovery_announces_queued", func() float64 {
 		q.mu.Lock()
 		defer q.mu.Unlock()

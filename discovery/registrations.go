@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -33,6 +34,12 @@ type registrations struct {
 	m       *nodeMetrics
 	log     *slog.Logger
 	adm     *admission
+
+	// Loop-owned: the instances this node registered in the batch being
+	// applied, heartbeated at its end (welcome), and the reply subject of
+	// those heartbeats.
+	fresh        []string
+	welcomeInbox string
 }
 
 // maxBurst bounds the items applied as one batch: the KV creates of its
@@ -113,6 +120,7 @@ func (g *registrations) drain(ctx context.Context) {
 		g.handleAnnounces(ctx, batch[i:j])
 		i = j
 	}
+	g.welcome()
 	if !g.adm.done(batch, time.Now()) {
 		return
 	}
@@ -217,6 +225,9 @@ func (g *registrations) registered(ctx context.Context, m *nats.Msg, a events.An
 		return
 	}
 	g.m.announces("registered").Inc()
+	if rec.Node == g.records.self {
+		g.fresh = append(g.fresh, events.HeartbeatTarget(rec.Service, rec.ID, rec.Scoped))
+	}
 	g.pub.health(rec, "", "registered")
 	g.log.Info("instance registered", "service", a.Service, "instance_id", a.ID, "version", truncate(a.Version), "weight", a.Weight)
 	g.reply.ack(m, a.ID)
@@ -276,4 +287,30 @@ func (g *registrations) handleDeregister(ctx context.Context, m *nats.Msg, d eve
 	}
 	g.pub.deregistered(rec, why)
 	g.reply.ack(m, d.ID)
+}
+
+// welcome heartbeats the instances the batch just registered, at once,
+// rather than at the tracker's next round: a client that follows PROTOCOL
+// v1 alone announces again after three intervals without a heartbeat,
+// counted from its announce, and one that waited its turn in a burst has
+// less than that left. The beat is the tracker's (seq 0, which no round
+// uses); its answers go to an inbox nobody reads, as the round that
+// follows judges the instance. Publishing costs the loop a few
+// microseconds per instance.
+func (g *registrations) welcome() {
+	if len(g.fresh) == 0 {
+		return
+	}
+	if g.welcomeInbox == "" {
+		g.welcomeInbox = g.pub.nc.NewInbox()
+	}
+	data, _ := json.Marshal(events.Heartbeat{Node: g.records.self, TS: time.Now().UTC()}) // plain fields always encode
+	for _, target := range g.fresh {
+		if err := g.pub.nc.PublishMsg(&nats.Msg{Subject: g.pub.subjects.Heartbeat(target), Reply: g.welcomeInbox, Data: data}); err != nil {
+			g.log.Warn("welcome heartbeat", "err", err)
+			break
+		}
+	}
+	g.adm.welcomed.Add(len(g.fresh))
+	g.fresh = g.fresh[:0]
 }
