@@ -23,7 +23,6 @@ import (
 // records and answers the senders.
 type registrations struct {
 	work    chan job // the node's work queue
-	timing  *liveTiming
 	control controlDecoder
 	reply   replier
 	reg     *registry.Follower
@@ -67,8 +66,11 @@ func (g *registrations) offerAnnounce(ctx context.Context, m *nats.Msg) {
 		return
 	}
 	o, after, schedule := g.adm.offer(queued{m: m, key: key, a: a, size: len(m.Data)})
-	if o != admitted {
-		g.busy(m, after, fmt.Sprintf("discovery busy: announces queued; %s", o))
+	switch o {
+	case deferred:
+		g.busy(m, after, "discovery busy: the announce is queued and will be applied in its turn; announce again after retry_after_ms")
+	case refused:
+		g.busy(m, after, "discovery busy: too many announces queued; announce again after retry_after_ms")
 	}
 	if schedule {
 		g.schedule(ctx)
@@ -86,7 +88,7 @@ func (g *registrations) offerDeregister(ctx context.Context, m *nats.Msg) {
 	}
 	o, after, schedule := g.adm.offer(queued{m: m, key: events.InstanceKey(d.Service, d.ID), dereg: &d})
 	if o == refused {
-		g.busy(m, after, "discovery busy: deregisters queued; refused")
+		g.busy(m, after, "discovery busy: too many announces queued; deregister again after retry_after_ms")
 	}
 	if schedule {
 		g.schedule(ctx)

@@ -23,7 +23,12 @@ import (
 // announce again than there are instances, and none is judged critical
 // while the burst lasts or in the four rounds after it.
 func TestV1BurstHeartbeatedWithinAnInterval(t *testing.T) {
-	const instances = 2000
+	instances := 2000
+	if raceEnabled {
+		// The swarm, the server and the node share this process and its
+		// two cores: under the race detector 2,000 answer too late.
+		instances = 400
+	}
 	n, nc := runningNode(t, Config{})
 	interval := n.interval()
 	url := nc.ConnectedUrl()
@@ -100,7 +105,7 @@ func TestV1BurstHeartbeatedWithinAnInterval(t *testing.T) {
 	// Four whole rounds after the last registration.
 	sent := n.m.heartbeats.Get()
 	bustest.Eventually(t, 30*time.Second, func() error {
-		if got := n.m.heartbeats.Get() - sent; got < 4*instances {
+		if got := n.m.heartbeats.Get() - sent; got < uint64(4*instances) {
 			return fmt.Errorf("%d heartbeats since all registered, want four rounds", got)
 		}
 		return nil
@@ -133,7 +138,7 @@ func TestV1BurstHeartbeatedWithinAnInterval(t *testing.T) {
 		t.Errorf("instance %s first heartbeated %v after its registration, want within half the interval %v", worstID, worst, interval)
 	}
 	unheard := set.GetOrCreateCounter(`hail_swarm_announces_due_total{why="unheard"}`).Get()
-	if unheard >= instances {
+	if unheard >= uint64(instances) {
 		t.Errorf("%d announces again for want of a heartbeat, want fewer than the %d instances", unheard, instances)
 	}
 	t.Logf("%d instances: worst registration to first heartbeat %v; %d announced again unheard; %d welcome heartbeats",
