@@ -29,7 +29,7 @@ import (
 //     still applied in its turn, without a second answer. A v1 client that
 //     ignores the 503 is registered and heartbeated (so it has no reason
 //     to announce again); hail's SDK comes back after retry_after_ms and
-//     finds itself registered.
+//     finds itself registered, which the fast path answers at no cost.
 //
 // Beyond holdMax an announce is refused: the same 503, and dropped.
 const (
@@ -43,6 +43,14 @@ const (
 	// measured: a cautious guess, well under what a node does.
 	startRate = 1000.0
 )
+
+// keyQueued is what the queue holds of one instance key.
+type keyQueued struct {
+	n int // items queued or being applied
+	// last is the announce queued last, when the last item is one.
+	last     events.Announce
+	announce bool
+}
 
 // queued is an item of the queue: a decoded announce, or a deregister.
 type queued struct {
@@ -79,7 +87,10 @@ func (o outcome) String() string {
 
 // admission is the queue between the announce and deregister
 // subscriptions, which offer, and the node's loop, which takes and is
-// done. Safe for concurrent use.
+// done. It counts per key the items queued or being applied, which the
+// fast path reads: an announce of a key with none may be answered from the
+// registry without queueing, as nothing of that key can still change it.
+// Safe for concurrent use.
 type admission struct {
 	answerMax, holdMax, holdBytes int
 
@@ -89,7 +100,7 @@ type admission struct {
 	// waiting: admitted announces queued or being applied.
 	waiting int
 	bytes   int
-	byKey   map[string]int
+	byKey   map[string]*keyQueued
 	// scheduled: a drain job is in the node's work queue, or running.
 	scheduled bool
 	// rate is the measured pace: items applied per second of wall time
@@ -100,13 +111,22 @@ type admission struct {
 	lastDone time.Time
 
 	counts [refused + 1]*metrics.Counter
+	// fast counts announces answered by the fast path, welcomed the
+	// instances heartbeated at once on their registration.
+	fast, welcomed *metrics.Counter
+	// coalesced counts announces deferred without being queued: the same
+	// announce of the instance was queued already.
+	coalesced *metrics.Counter
 }
 
 func newAdmission(set *metrics.Set) *admission {
-	q := &admission{answerMax: answerMax, holdMax: holdMax, holdBytes: holdBytes, byKey: map[string]int{}, rate: startRate}
+	q := &admission{answerMax: answerMax, holdMax: holdMax, holdBytes: holdBytes, byKey: map[string]*keyQueued{}, rate: startRate}
 	for o := admitted; o <= refused; o++ {
 		q.counts[o] = set.GetOrCreateCounter(fmt.Sprintf(`hail_discovery_admission_total{outcome=%q}`, o))
 	}
+	q.fast = set.GetOrCreateCounter("hail_discovery_announces_fast_total")
+	q.welcomed = set.GetOrCreateCounter("hail_discovery_welcome_heartbeats_total")
+	q.coalesced = set.GetOrCreateCounter("hail_discovery_announces_coalesced_total")
 	set.GetOrCreateGauge("hail_discovery_announces_queued", func() float64 {
 		q.mu.Lock()
 		defer q.mu.Unlock()
@@ -124,6 +144,15 @@ func (q *admission) offer(it queued) (o outcome, retryAfter time.Duration, sched
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	n := len(q.items) - q.head
+	if k := q.byKey[it.key]; it.dereg == nil && k != nil && k.announce && sameAnnounce(k.last, it.a) {
+		// The same announce is queued already, and will be applied in
+		// its turn: a client announcing again because it waits (a v1
+		// client does every 3 intervals) adds nothing to the queue, or a
+		// burst would feed on itself.
+		q.counts[deferred].Inc()
+		q.coalesced.Inc()
+		return deferred, q.retryAfter(n), false
+	}
 	switch {
 	case it.dereg == nil && q.waiting < q.answerMax:
 		o = admitted
@@ -147,7 +176,13 @@ func (q *admission) offer(it queued) (o outcome, retryAfter time.Duration, sched
 	}
 	q.items = append(q.items, it)
 	q.bytes += it.size
-	q.byKey[it.key]++
+	k := q.byKey[it.key]
+	if k == nil {
+		k = &keyQueued{}
+		q.byKey[it.key] = k
+	}
+	k.n++
+	k.last, k.announce = it.a, it.dereg == nil
 	if !q.scheduled {
 		q.scheduled, schedule = true, true
 	}
@@ -186,8 +221,8 @@ func (q *admission) done(batch []queued, now time.Time) (more bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, it := range batch {
-		if c := q.byKey[it.key] - 1; c > 0 {
-			q.byKey[it.key] = c
+		if k := q.byKey[it.key]; k.n > 1 {
+			k.n--
 		} else {
 			delete(q.byKey, it.key)
 		}
@@ -213,5 +248,15 @@ func (q *admission) done(batch []queued, now time.Time) (more bool) {
 func (q *admission) pending(key string) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.byKey[key]
+	if k := q.byKey[key]; k != nil {
+		return k.n
+	}
+	return 0
+}
+
+// idle reports whether nothing is queued or being applied.
+func (q *admission) idle() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return !q.scheduled
 }

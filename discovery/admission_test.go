@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 
@@ -70,7 +71,7 @@ func TestAnnounceAdmission(t *testing.T) {
 
 			// The loop is held busy until the burst is queued.
 			release := make(chan struct{})
-			n.submit(t.Context(), func(context.Context) { <-release })
+			holdLoop(t, n, release)
 			ids := make([]string, tt.burst)
 			send := func(i int) {
 				a := events.Announce{ID: ids[i], Service: "echo", Endpoints: []events.Endpoint{{Name: "say"}}, Weight: 100}
@@ -159,10 +160,13 @@ func TestAnnounceAdmission(t *testing.T) {
 					}
 				}
 			}
-			if counts["admitted"]+counts["deferred"]+counts["refused"] != sent || counts["admitted"] < tt.answer ||
+			// A resend that finds its instance registered meanwhile is
+			// answered by the fast path, not admission.
+			fast := int(n.regs.adm.fast.Get())
+			if counts["admitted"]+counts["deferred"]+counts["refused"]+fast != sent || counts["admitted"] < tt.answer ||
 				counts["deferred"] < tt.deferred || counts["refused"] < tt.refusedFirst {
-				t.Errorf("admission counts %v for %d sent; want at least %d admitted, %d deferred, %d refused",
-					counts, sent, tt.answer, tt.deferred, tt.refusedFirst)
+				t.Errorf("admission counts %v and %d fast for %d sent; want at least %d admitted, %d deferred, %d refused",
+					counts, fast, sent, tt.answer, tt.deferred, tt.refusedFirst)
 			}
 		})
 	}
@@ -217,4 +221,45 @@ func runningNode(t *testing.T, cfg Config) (*Node, *nats.Conn) {
 		t.Fatal("node not serving within 10s")
 	}
 	return n, nc
+}
+
+// An announce the same as the one of its instance queued last is not
+// queued again (a client that announces again while it waits adds
+// nothing); a changed one is, and so is one queued behind a deregister.
+func TestAnnounceCoalesced(t *testing.T) {
+	a := events.Announce{ID: uuid.NewString(), Service: "echo", Endpoints: []events.Endpoint{{Name: "say"}}, Weight: 100}
+	changed := a
+	changed.Weight = 50
+	key := events.InstanceKey(a.Service, a.ID)
+	announce := func(a events.Announce) queued {
+		return queued{m: &nats.Msg{Subject: "hail.announce.echo"}, key: key, a: a}
+	}
+	dereg := queued{m: &nats.Msg{Subject: "hail.deregister.echo"}, key: key, dereg: &events.Deregister{ID: a.ID, Service: a.Service}}
+	tests := []struct {
+		name   string
+		offers []queued
+		want   []outcome
+		queued int
+	}{
+		{"the same twice", []queued{announce(a), announce(a)}, []outcome{admitted, deferred}, 1},
+		{"changed", []queued{announce(a), announce(changed), announce(changed)}, []outcome{admitted, admitted, deferred}, 2},
+		{"back to the first", []queued{announce(a), announce(changed), announce(a)}, []outcome{admitted, admitted, admitted}, 3},
+		{"after a deregister", []queued{announce(a), dereg, announce(a)}, []outcome{admitted, admitted, admitted}, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := newAdmission(metrics.NewSet())
+			for i, it := range tt.offers {
+				if o, _, _ := q.offer(it); o != tt.want[i] {
+					t.Errorf("offer %d: %s, want %s", i, o, tt.want[i])
+				}
+			}
+			if got := q.pending(key); got != tt.queued {
+				t.Errorf("%d queued, want %d", got, tt.queued)
+			}
+			if got := len(q.take(maxBurst)); got != tt.queued {
+				t.Errorf("took %d, want %d", got, tt.queued)
+			}
+		})
+	}
 }

@@ -112,8 +112,8 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 	n.pub = pub
 	n.records = &records{self: n.id, store: n.store, reg: n.reg, owned: n.owned, members: n.members, m: n.m, log: log, submit: n.submit}
 	n.regs = &registrations{
-		work: n.work, timing: n.timing, control: controlDecoder{subjects: cfg.Subjects, schemas: set}, reply: n.reply,
-		reg: n.reg, store: n.store, records: n.records, pub: pub, m: n.m, log: log, adm: newAdmission(cfg.Metrics),
+		work: n.work, control: controlDecoder{subjects: cfg.Subjects, schemas: set}, reply: n.reply,
+		reg: n.reg, nodes: n.nodes, store: n.store, records: n.records, pub: pub, m: n.m, log: log, adm: newAdmission(cfg.Metrics),
 	}
 	n.rounds = &rounds{owned: n.owned, records: n.records, timing: n.timing, pub: pub, m: n.m, log: log, losses: newServerLosses(cfg.Metrics, nc.ConnectedServerId, log)}
 	if n.remote, err = newRemote(nc, remoteConfig{region: cfg.Region, regions: cfg.RemoteRegions, stale: cfg.RemoteStale, replicas: kv.Replicas, log: log, set: cfg.Metrics}); err != nil {

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -15,22 +16,29 @@ import (
 )
 
 // registrations takes announces and deregisters: it decodes them as they
-// come (on the subscriptions' goroutines), queues them behind admission
-// control, and applies the queue in bursts
+// come (on the subscriptions' goroutines), answers at once an announce
+// that changes nothing (the fast path), queues the others with the
+// deregisters behind admission control, and applies the queue in bursts
 // on the node's loop: their KV creates go out together, it writes through
 // records and answers the senders.
 type registrations struct {
 	work    chan job // the node's work queue
-	timing  *liveTiming
 	control controlDecoder
 	reply   replier
 	reg     *registry.Follower
+	nodes   *registry.Nodes
 	store   recordStore
 	records *records
 	pub     publisher
 	m       *nodeMetrics
 	log     *slog.Logger
 	adm     *admission
+
+	// Loop-owned: the instances this node registered in the batch being
+	// applied, heartbeated at its end (welcome), and the reply subject of
+	// those heartbeats.
+	fresh        []string
+	welcomeInbox string
 }
 
 // maxBurst bounds the items applied as one batch: the KV creates of its
@@ -44,7 +52,8 @@ const maxBurst = 256
 const workQueue = 1024
 
 // offerAnnounce takes an announce from its subscription: refused at once
-// if invalid, else queued by admission control; a 503 with retry_after_ms when the node
+// if invalid, answered at once if it changes nothing (fastAck), else
+// queued by admission control; a 503 with retry_after_ms when the node
 // cannot answer it in its turn.
 func (g *registrations) offerAnnounce(ctx context.Context, m *nats.Msg) {
 	a, reason, err := g.control.announce(m)
@@ -53,9 +62,15 @@ func (g *registrations) offerAnnounce(ctx context.Context, m *nats.Msg) {
 		return
 	}
 	key := events.InstanceKey(a.Service, a.ID)
+	if g.fastAck(m, key, a) {
+		return
+	}
 	o, after, schedule := g.adm.offer(queued{m: m, key: key, a: a, size: len(m.Data)})
-	if o != admitted {
-		g.busy(m, after, fmt.Sprintf("discovery busy: announces queued; %s", o))
+	switch o {
+	case deferred:
+		g.busy(m, after, "discovery busy: the announce is queued and will be applied in its turn; announce again after retry_after_ms")
+	case refused:
+		g.busy(m, after, "discovery busy: too many announces queued; announce again after retry_after_ms")
 	}
 	if schedule {
 		g.schedule(ctx)
@@ -73,7 +88,7 @@ func (g *registrations) offerDeregister(ctx context.Context, m *nats.Msg) {
 	}
 	o, after, schedule := g.adm.offer(queued{m: m, key: events.InstanceKey(d.Service, d.ID), dereg: &d})
 	if o == refused {
-		g.busy(m, after, "discovery busy: deregisters queued; refused")
+		g.busy(m, after, "discovery busy: too many announces queued; deregister again after retry_after_ms")
 	}
 	if schedule {
 		g.schedule(ctx)
@@ -88,13 +103,22 @@ func (g *registrations) schedule(ctx context.Context) {
 	}
 }
 
-// drain applies a batch from the head of the admission queue, in order:
-// each run of announces as one burst (handleAnnounces), each deregister
-// after the announces before it. It queues itself again, behind the work
-// queued meanwhile, while items are left.
+// drain applies a batch from the head of the admission queue.
 func (g *registrations) drain(ctx context.Context) {
-	batch := g.adm.take(maxBurst)
-	for i := 0; i < len(batch); {
+	g.applyBatch(ctx, g.adm.take(maxBurst), 0)
+}
+
+// applyBatch applies batch[from:] in order: each run of announces as one
+// burst (handleAnnounces), each deregister after the announces before it.
+// A run that registers new instances writes them off the loop and goes on
+// when they are written, so the loop judges heartbeat rounds meanwhile:
+// on a slow KV a batch's creates take seconds (up to kvTimeout), and a
+// judgement waiting behind them leaves silence unnoticed for as long.
+// The next batch is taken only when this one is done, so the queue's
+// order holds. It queues the next drain, behind the work queued
+// meanwhile, while items are left.
+func (g *registrations) applyBatch(ctx context.Context, batch []queued, from int) {
+	for i := from; i < len(batch); {
 		if batch[i].dereg != nil {
 			g.handleDeregister(ctx, batch[i].m, *batch[i].dereg)
 			i++
@@ -104,9 +128,12 @@ func (g *registrations) drain(ctx context.Context) {
 		for j < len(batch) && batch[j].dereg == nil {
 			j++
 		}
-		g.handleAnnounces(ctx, batch[i:j])
+		if g.handleAnnounces(ctx, batch[i:j], func(ctx context.Context) { g.applyBatch(ctx, batch, j) }) {
+			return
+		}
 		i = j
 	}
+	g.welcome()
 	if !g.adm.done(batch, time.Now()) {
 		return
 	}
@@ -118,6 +145,14 @@ func (g *registrations) drain(ctx context.Context) {
 	}
 }
 
+// onLoop hands f to the node's loop, from another goroutine.
+func (g *registrations) onLoop(ctx context.Context, f func(context.Context)) {
+	select {
+	case g.work <- job{run: f}:
+	case <-ctx.Done():
+	}
+}
+
 // busy answers m with a 503 saying when to come back.
 func (g *registrations) busy(m *nats.Msg, after time.Duration, text string) {
 	g.m.rejected(reasonBusy).Inc()
@@ -126,10 +161,13 @@ func (g *registrations) busy(m *nats.Msg, after time.Duration, text string) {
 }
 
 // handleAnnounces takes a burst of announces in queue order. Those of new
-// instances are registered together: their KV creates go out at once. An
-// announce of a known instance, or of an id met before in the burst, is
-// applied after them, one at a time, as it always was.
-func (g *registrations) handleAnnounces(ctx context.Context, batch []queued) {
+// instances are registered together: their KV creates go out at once,
+// from a goroutine of their own, and the rest of the burst is applied on
+// the loop when they are written, then next runs; it reports whether it
+// left the burst so (later). An announce of a known instance, or of an id
+// met before in the burst, is applied after the creates, one at a time,
+// as it always was.
+func (g *registrations) handleAnnounces(ctx context.Context, batch []queued, next func(context.Context)) (later bool) {
 	type announced struct {
 		m   *nats.Msg
 		a   events.Announce
@@ -148,18 +186,30 @@ func (g *registrations) handleAnnounces(ctx context.Context, batch []queued) {
 		ids[it.a.ID] = true
 		fresh = append(fresh, announced{m: it.m, a: it.a, rec: g.newRecord(it.a)})
 	}
-	if len(fresh) > 0 {
-		recs := make([]events.InstanceRecord, len(fresh))
-		for i, f := range fresh {
-			recs[i] = f.rec
-		}
-		for i, c := range g.store.createAll(ctx, recs) {
-			g.registered(ctx, fresh[i].m, fresh[i].a, recs[i], c)
+	applyRest := func(ctx context.Context) {
+		for _, r := range rest {
+			g.announce(ctx, r.m, r.a)
 		}
 	}
-	for _, r := range rest {
-		g.announce(ctx, r.m, r.a)
+	if len(fresh) == 0 {
+		applyRest(ctx)
+		return false
 	}
+	recs := make([]events.InstanceRecord, len(fresh))
+	for i, f := range fresh {
+		recs[i] = f.rec
+	}
+	go func() {
+		cs := g.store.createAll(ctx, recs)
+		g.onLoop(ctx, func(ctx context.Context) {
+			for i, c := range cs {
+				g.registered(ctx, fresh[i].m, fresh[i].a, recs[i], c)
+			}
+			applyRest(ctx)
+			next(ctx)
+		})
+	}()
+	return true
 }
 
 // refuseTaken answers a 400 for an id registered under another service.
@@ -206,11 +256,21 @@ func (g *registrations) registered(ctx context.Context, m *nats.Msg, a events.An
 		g.reply.fail(m, c.err)
 		return
 	}
-	if g.records.created(ctx, rec, c) {
+	switch {
+	case g.records.owned.get(rec.Key()) != nil:
+		// The watch delivered the record while its create was in flight
+		// (handleAnnounces), and the node took it in: its own create's
+		// echo, or another node's record.
+		if c.exists {
+			g.ackReannounce(ctx, m, rec.Key(), a)
+			return
+		}
+	case g.records.created(ctx, rec, c):
 		g.ackReannounce(ctx, m, rec.Key(), a)
 		return
 	}
 	g.m.announces("registered").Inc()
+	g.fresh = append(g.fresh, events.HeartbeatTarget(rec.Service, rec.ID, rec.Scoped))
 	g.pub.health(rec, "", "registered")
 	g.log.Info("instance registered", "service", a.Service, "instance_id", a.ID, "version", truncate(a.Version), "weight", a.Weight)
 	g.reply.ack(m, a.ID)
@@ -270,4 +330,31 @@ func (g *registrations) handleDeregister(ctx context.Context, m *nats.Msg, d eve
 	}
 	g.pub.deregistered(rec, why)
 	g.reply.ack(m, d.ID)
+}
+
+// welcome heartbeats the instances the batch just registered, at once,
+// rather than at their owner's next round (the owner may be another node,
+// which hears of them from the registry's watch): a client that follows PROTOCOL
+// v1 alone announces again after three intervals without a heartbeat,
+// counted from its announce, and one that waited its turn in a burst has
+// less than that left. The beat is the tracker's (seq 0, which no round
+// uses); its answers go to an inbox nobody reads, as the round that
+// follows judges the instance. Publishing costs the loop a few
+// microseconds per instance.
+func (g *registrations) welcome() {
+	if len(g.fresh) == 0 {
+		return
+	}
+	if g.welcomeInbox == "" {
+		g.welcomeInbox = g.pub.nc.NewInbox()
+	}
+	data, _ := json.Marshal(events.Heartbeat{Node: g.records.self, TS: time.Now().UTC()}) // plain fields always encode
+	for _, target := range g.fresh {
+		if err := g.pub.nc.PublishMsg(&nats.Msg{Subject: g.pub.subjects.Heartbeat(target), Reply: g.welcomeInbox, Data: data}); err != nil {
+			g.log.Warn("welcome heartbeat", "err", err)
+			break
+		}
+	}
+	g.adm.welcomed.Add(len(g.fresh))
+	g.fresh = g.fresh[:0]
 }

@@ -80,7 +80,9 @@ func TestAnnounceAdoptsExistingRecord(t *testing.T) {
 	if _, err := kv.Instances.Create(ctx, other.Key(), data); err != nil {
 		t.Fatal(err)
 	}
-	n.regs.handleAnnounces(ctx, []queued{{m: &nats.Msg{Subject: "hail.announce.echo"}, key: other.Key(), a: a}})
+	body, _ := json.Marshal(a)
+	n.regs.offerAnnounce(ctx, &nats.Msg{Subject: "hail.announce.echo", Data: body})
+	runWork(t, n)
 	entry, err := kv.Instances.Get(ctx, other.Key())
 	if err != nil {
 		t.Fatal(err)
