@@ -30,13 +30,20 @@ const FirstReconnectSpread = 5 * time.Second
 // IdentityOptions are the options of a connection made as id of service
 // with the service's bootstrap secret, to append after bus.Connect's own:
 // the nkey, user and secret, the id as the name, the inbox _INBOX.<id>,
-// authorization errors retried, and the first reconnect after a
+// authorization errors retried, ConnectTimeout, and the first reconnect after a
 // disconnect spread over FirstReconnectSpread (later ones back off as
 // bus.Backoff). In a cluster the first pass over the other servers goes
 // at once: nats.go waits only after it has tried every server.
 func IdentityOptions(id *identity.Identity, service, secret string) []nats.Option {
-	return append(id.Options(service, secret), nats.CustomReconnectDelay(IdentityBackoff))
+	return append(id.Options(service, secret), nats.CustomReconnectDelay(IdentityBackoff), nats.Timeout(ConnectTimeout))
 }
+
+// ConnectTimeout bounds an identity's connect, its authorization by the
+// callout included (nats.go's default is 2 s). While a region comes back
+// the callout's queue may hold a connect longer; one given up on is
+// authorized all the same, and its retry asks again, which adds to the
+// queue it gave up on.
+const ConnectTimeout = 5 * time.Second
 
 // IdentityBackoff is an identity's reconnect delay after the given number
 // of passes over its servers: the first spread over FirstReconnectSpread,
