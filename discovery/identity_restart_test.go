@@ -33,6 +33,7 @@ type identityFleet struct {
 	// error: its callout did not answer in time); timeouts those that
 	// timed out dialling or in the handshake (a starved machine).
 	refused, timeouts atomic.Int64
+	reconnected       atomic.Int64
 	mu                sync.Mutex
 	why               []string // the first of either
 }
@@ -86,7 +87,7 @@ func (f *identityFleet) start(url, secret string, i int) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	opts := append(instside.IdentityOptions(id, "echo", secret), nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+	opts := append(instside.IdentityOptions(id, "echo", secret), nats.ReconnectHandler(func(*nats.Conn) { f.reconnected.Add(1) }), nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
 		if s := strings.ToLower(err.Error()); strings.Contains(s, "authorization") || strings.Contains(s, "timeout") {
 			if strings.Contains(s, "authorization") {
 				f.refused.Add(1)
@@ -134,7 +135,11 @@ func (f *identityFleet) back(n *discovery.Node, since time.Time) error {
 		}
 	})
 	if unheard > 0 || passing < len(f.members) {
-		return fmt.Errorf("%d of %d identities not heartbeated since, %d passing", unheard, len(f.members), passing)
+		f.mu.Lock()
+		why := f.why
+		f.mu.Unlock()
+		return fmt.Errorf("%d of %d identities not heartbeated since, %d passing; %d reconnects, %d refused, %d timed out %q",
+			unheard, len(f.members), passing, f.reconnected.Load(), f.refused.Load(), f.timeouts.Load(), why)
 	}
 	return nil
 }
