@@ -41,7 +41,10 @@ const probeTimeout = 5 * time.Second
 type disconnects struct {
 	mu      sync.Mutex
 	pending map[events.Conn]string // reason by connection
-	wake    chan struct{}
+	// who is the identity (its instance key, <S>.<id>) a pending
+	// connection was, when the advisory names one (PROTOCOL v1.6).
+	who  map[events.Conn]string
+	wake chan struct{}
 	// probe, while set, is the connection whose advisory start waits for.
 	probe *events.Conn
 	heard chan struct{}
@@ -59,7 +62,7 @@ func newDisconnects(set *metrics.Set, opts nats.Options) *disconnects {
 		return set.GetOrCreateCounter(fmt.Sprintf(`hail_discovery_disconnects_total{outcome=%q}`, outcome))
 	}
 	d := &disconnects{
-		pending: map[events.Conn]string{}, wake: make(chan struct{}, 1), heard: make(chan struct{}, 1), opts: opts,
+		pending: map[events.Conn]string{}, who: map[events.Conn]string{}, wake: make(chan struct{}, 1), heard: make(chan struct{}, 1), opts: opts,
 		// marked: a connection whose owned instances were marked;
 		// unknown: no owned record names it; ignored: a server going
 		// away (its clients reconnect elsewhere); invalid: not an
@@ -97,6 +100,9 @@ func (d *disconnects) hear(log *slog.Logger) nats.MsgHandler {
 			return
 		}
 		d.pending[ev.Conn] = ev.Reason
+		if key := identityOf(m.Data); key != "" {
+			d.who[ev.Conn] = key
+		}
 		select {
 		case d.wake <- struct{}{}:
 		default:
@@ -106,11 +112,18 @@ func (d *disconnects) hear(log *slog.Logger) nats.MsgHandler {
 
 // take returns the pending advisories and forgets them.
 func (d *disconnects) take() map[events.Conn]string {
+	out, _ := d.takeAll()
+	return out
+}
+
+// takeAll returns the pending advisories, and the identities of those
+// that name one, and forgets them.
+func (d *disconnects) takeAll() (pending, who map[events.Conn]string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := d.pending
-	d.pending = make(map[events.Conn]string, len(out))
-	return out
+	pending, who = d.pending, d.who
+	d.pending, d.who = make(map[events.Conn]string, len(pending)), map[events.Conn]string{}
+	return pending, who
 }
 
 // watchDisconnects subscribes the advisories and hands them to the loop
@@ -137,14 +150,14 @@ func (n *Node) watchDisconnects(ctx context.Context) error {
 			return nil
 		case <-d.wake:
 		}
-		batch := d.take()
+		batch, who := d.takeAll()
 		if len(batch) == 0 {
 			continue
 		}
 		done := make(chan struct{})
 		n.submitUrgent(ctx, func(ctx context.Context) {
 			defer close(done)
-			n.markDisconnected(ctx, batch)
+			n.markDisconnected(ctx, batch, who)
 		})
 		select {
 		case <-done:
@@ -155,12 +168,13 @@ func (n *Node) watchDisconnects(ctx context.Context) error {
 }
 
 // markDisconnected marks critical, in one batch of writes, every owned
-// instance whose record names a connection of batch; runs on the loop.
-func (n *Node) markDisconnected(ctx context.Context, batch map[events.Conn]string) {
+// instance a connection of batch was: an identity's own (who, v1.6),
+// else every one whose record names the connection; runs on the loop.
+func (n *Node) markDisconnected(ctx context.Context, batch, who map[events.Conn]string) {
 	var ts []*tracked
 	var reasons []string
 	for conn, reason := range batch {
-		on := n.owned.onConn(conn)
+		on := n.instancesOn(conn, who[conn])
 		if len(on) == 0 {
 			n.disconnects.unknown.Inc()
 			continue

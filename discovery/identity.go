@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -79,4 +80,51 @@ func (n *Node) requester(kind requestKind, subject string) (service, id string) 
 		service, id, _ = controlSubject(n.cfg.Subjects, "deregister", subject)
 	}
 	return service, id
+}
+
+// An identity's connection is named by the server itself: its DISCONNECT
+// advisory's client.user is <S>.<id>, the name the auth callout gave the
+// identity (PROTOCOL v1.6), which no one else can take. So discovery
+// marks the identity's own instance critical when it closes, whatever
+// the instance announced as its conn. The announced conn serves only to
+// skip an advisory that came late: a record that names another
+// connection was announced from a newer one (or its instance lied about
+// itself, which harms it alone).
+
+// identityOf is the instance key of the identity a disconnect advisory
+// names (client.user = <S>.<id>), or "" for any other user. data was
+// checked by events.DecodeDisconnect first (its size bounded).
+func identityOf(data []byte) string {
+	var adv struct {
+		Client struct {
+			User string `json:"user"`
+		} `json:"client"`
+	}
+	if json.Unmarshal(data, &adv) != nil {
+		return ""
+	}
+	user := adv.Client.User
+	i := strings.LastIndexByte(user, '.')
+	if i < 0 || events.ValidateID(user[i+1:]) != nil || events.ValidateService(user[:i]) != nil {
+		return ""
+	}
+	return events.InstanceKey(user[:i], user[i+1:])
+}
+
+// instancesOn are the owned instances the closed connection conn was:
+// the identity's own instance, key, when the advisory named one, unless
+// its record names a newer connection; else those whose records name
+// conn (PROTOCOL v1.4).
+func (n *Node) instancesOn(conn events.Conn, key string) []*tracked {
+	if key == "" {
+		return n.owned.onConn(conn)
+	}
+	t := n.owned.get(key)
+	if t == nil {
+		return nil
+	}
+	if c := t.rec.Conn; c != nil && *c != conn {
+		return nil
+	}
+	return []*tracked{t}
 }

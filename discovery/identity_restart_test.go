@@ -1,0 +1,238 @@
+package discovery_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/hailsd/hail/bus"
+	"github.com/hailsd/hail/bus/bustest"
+	"github.com/hailsd/hail/discovery"
+	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/identity"
+	"github.com/hailsd/hail/identity/identitytest"
+	instside "github.com/hailsd/hail/member"
+)
+
+// identityFleet is n instances of one service, each with its own identity
+// and connection (member.IdentityOptions: the first reconnect after a
+// restart spread over up to 5 s), announcing and answering heartbeats in
+// one process.
+type identityFleet struct {
+	members []*instside.Member
+	conns   []*nats.Conn
+	// refused counts reconnects the server refused (an authorization
+	// error: its callout did not answer in time); timeouts those that
+	// timed out dialling or in the handshake (a starved machine).
+	refused, timeouts atomic.Int64
+	reconnected       atomic.Int64
+	mu                sync.Mutex
+	why               []string // the first of either
+}
+
+func startIdentityFleet(tb testing.TB, r *identitytest.Region, n int) *identityFleet {
+	tb.Helper()
+	f := &identityFleet{members: make([]*instside.Member, n), conns: make([]*nats.Conn, n)}
+	secret := r.Secret("echo")
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	next := atomic.Int64{}
+	for range 16 {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				if err := f.start(r.URL, secret, i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	tb.Cleanup(func() {
+		// In parallel, connections first: a connection in the middle
+		// of a reconnect holds its lock until its handshake ends.
+		var closing sync.WaitGroup
+		for i, c := range f.conns {
+			closing.Go(func() {
+				if c != nil {
+					c.Close()
+				}
+				if m := f.members[i]; m != nil {
+					_ = m.Close()
+				}
+			})
+		}
+		closing.Wait()
+	})
+	select {
+	case err := <-errs:
+		tb.Fatal(err)
+	default:
+	}
+	return f
+}
+
+func (f *identityFleet) start(url, secret string, i int) error {
+	id, err := identity.New()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	opts := append(instside.IdentityOptions(id, "echo", secret), nats.ReconnectHandler(func(*nats.Conn) { f.reconnected.Add(1) }), nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+		if s := strings.ToLower(err.Error()); strings.Contains(s, "authorization") || strings.Contains(s, "timeout") {
+			if strings.Contains(s, "authorization") {
+				f.refused.Add(1)
+			} else {
+				f.timeouts.Add(1)
+			}
+			f.mu.Lock()
+			if len(f.why) < 5 {
+				f.why = append(f.why, err.Error())
+			}
+			f.mu.Unlock()
+		}
+	}))
+	nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: url, Extra: opts})
+	if err != nil {
+		return fmt.Errorf("identity %d: %w", i, err)
+	}
+	f.conns[i] = nc
+	a := events.Announce{ID: id.ID(), Service: "echo", Version: "1.0.0", Endpoints: []events.Endpoint{{Name: "say"}}, Weight: 100, Scoped: true}
+	m, err := instside.NewIdentityConn(nc, events.Subjects{}, time.Second, "echo", id.ID()).Join(instside.Config{
+		Service: "echo", ID: id.ID(), Scoped: true,
+		Announce: func() events.Announce { return a },
+		Report:   func() events.HeartbeatReply { return events.HeartbeatReply{Status: events.Passing} },
+	})
+	if err != nil {
+		return fmt.Errorf("identity %d: %w", i, err)
+	}
+	f.members[i] = m
+	return nil
+}
+
+// back is nil once every identity has answered a heartbeat since
+// since and discovery's registry holds every one of them passing.
+func (f *identityFleet) back(n *discovery.Node, since time.Time) error {
+	unheard := 0
+	for _, m := range f.members {
+		if !m.LastBeat().After(since) {
+			unheard++
+		}
+	}
+	passing := 0
+	n.Registry().Each(func(rec events.InstanceRecord, _ uint64) {
+		if rec.Service == "echo" && rec.Status == events.Passing {
+			passing++
+		}
+	})
+	if unheard > 0 || passing < len(f.members) {
+		f.mu.Lock()
+		why := f.why
+		f.mu.Unlock()
+		return fmt.Errorf("%d of %d identities not heartbeated since, %d passing; %d reconnects, %d refused, %d timed out %q",
+			unheard, len(f.members), passing, f.reconnected.Load(), f.refused.Load(), f.timeouts.Load(), why)
+	}
+	return nil
+}
+
+// restartIdentities restarts the region's server under the fleet and
+// returns how long after it was ready again every identity was back and
+// passing.
+func restartIdentities(tb testing.TB, r *identitytest.Region, n *discovery.Node, f *identityFleet, within time.Duration) time.Duration {
+	tb.Helper()
+	r.Restart()
+	ready := time.Now()
+	last := time.Now()
+	if err := bustest.PollEvery(within, 50*time.Millisecond, func() error {
+		err := f.back(n, ready)
+		if err != nil && time.Since(last) >= time.Second {
+			last = time.Now()
+			tb.Logf("%v after the restart: %v", time.Since(ready).Round(time.Second), err)
+		}
+		return err
+	}); err != nil {
+		tb.Fatalf("after the restart: %v", err)
+	}
+	return time.Since(ready)
+}
+
+// identitiesRegion is the region, its discovery node and a fleet of n
+// identities, all passing.
+func identitiesRegion(tb testing.TB, n int) (*identitytest.Region, *discovery.Node, *identityFleet) {
+	tb.Helper()
+	r := identitytest.New(tb, "echo")
+	node, _ := r.Discovery(discovery.Config{})
+	start := time.Now()
+	f := startIdentityFleet(tb, r, n)
+	tb.Logf("%d identities connected and joined %v after the start", n, time.Since(start).Round(time.Millisecond))
+	if err := bustest.PollEvery(3*time.Minute, 100*time.Millisecond, func() error { return f.back(node, start) }); err != nil {
+		tb.Fatalf("before the restart: %v", err)
+	}
+	return r, node, f
+}
+
+// restartFleet is how many identities TestIdentitiesRestart restarts
+// under; HAIL_TEST_IDENTITIES sets another number.
+var restartFleet = func() int {
+	if n, err := strconv.Atoi(os.Getenv("HAIL_TEST_IDENTITIES")); err == nil && n > 0 {
+		return n
+	}
+	return 2000
+}()
+
+// 2,000 identities reconnect after their server restarts (a restart of
+// the embedded server, its auth callout with it) and are heartbeated and
+// passing again; none is refused for the callout's load. How fast is
+// BenchmarkIdentitiesRestart's figure.
+func TestIdentitiesRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("2,000 connections")
+	}
+	start := time.Now()
+	r, node, f := identitiesRegion(t, restartFleet)
+	t.Logf("%d identities passing %v after the start", restartFleet, time.Since(start).Round(time.Millisecond))
+	took := restartIdentities(t, r, node, f, 3*time.Minute)
+	t.Logf("back and passing %v after the restart, load average %s", took.Round(time.Millisecond), loadavg())
+	if n := f.refused.Load(); n > 0 {
+		t.Errorf("%d reconnects refused: %q", n, f.why)
+	}
+	if n := f.timeouts.Load(); n > 0 {
+		t.Logf("%d reconnects timed out and were retried: %q", n, f.why)
+	}
+}
+
+// BenchmarkIdentitiesRestart is the time from the restarted server being
+// ready until every one of 2,000 identities has reconnected, answered a
+// heartbeat and is passing in discovery's registry (PROTOCOL v1.6's
+// budget: 10 s for 10,000). Run once:
+//
+//	go test -run '^$' -bench BenchmarkIdentitiesRestart -benchtime 3x ./discovery/
+func BenchmarkIdentitiesRestart(b *testing.B) {
+	r, node, f := identitiesRegion(b, 2000)
+	var worst time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		worst = max(worst, restartIdentities(b, r, node, f, 3*time.Minute))
+	}
+	b.ReportMetric(worst.Seconds(), "worst-s-to-passing")
+	b.ReportMetric(float64(f.refused.Load()), "refused")
+	b.ReportMetric(float64(f.timeouts.Load()), "timeouts")
+	b.Logf("2000 identities, load average %s", loadavg())
+}
+
+func loadavg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Join(strings.Fields(string(data))[:3], " ")
+}
