@@ -155,3 +155,39 @@ func TestClaimSkipsReleased(t *testing.T) {
 		t.Errorf("record after the claim: node %s at revision %d, want %s at %d untouched", got.Node, e.Revision(), other, rev)
 	}
 }
+
+// A batch's KV creates are written off the loop: the drain returns before
+// they are written, leaving the loop free for a round's judgement, and
+// the batch is applied (registered, answered, done) when they come back
+// through the work queue.
+func TestCreatesOffTheLoop(t *testing.T) {
+	n, nc, _ := idleNode(t)
+	inbox, replies := replyInbox(t, nc)
+	const count = 50
+	for range count {
+		id := uuid.NewString()
+		body, err := json.Marshal(events.Announce{ID: id, Service: "echo", Endpoints: []events.Endpoint{{Name: "say"}}, Weight: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.regs.offerAnnounce(t.Context(), &nats.Msg{Subject: events.Subjects{}.Announce("echo"), Reply: inbox, Data: body})
+	}
+	drain := <-n.work
+	drain.run(t.Context())
+	if n.regs.adm.idle() {
+		t.Fatal("the batch was applied before the drain returned: its creates held the loop")
+	}
+	runWork(t, n)
+	if got := n.Registry().Len(); got != count {
+		t.Errorf("%d registered, want %d", got, count)
+	}
+	for i := range count {
+		m, err := replies.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		if _, text, isErr := events.ReplyError(m); isErr {
+			t.Errorf("answer %d: %s", i, text)
+		}
+	}
+}

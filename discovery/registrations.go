@@ -269,6 +269,11 @@ func (g *registrations) registered(ctx context.Context, m *nats.Msg, a events.An
 		g.ackReannounce(ctx, m, rec.Key(), a)
 		return
 	}
+	if t := g.records.owned.get(rec.Key()); t != nil && !g.records.members.owns(rec.ID) {
+		// The live nodes changed while its create was in flight: another
+		// node owns it now, and takes it in from the registry's watch.
+		g.records.owned.untrack(t)
+	}
 	g.m.announces("registered").Inc()
 	g.fresh = append(g.fresh, events.HeartbeatTarget(rec.Service, rec.ID, rec.Scoped))
 	g.pub.health(rec, "", "registered")
