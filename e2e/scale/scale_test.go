@@ -44,6 +44,7 @@ var (
 	connections  = flag.Int("connections", 8, "the swarm's NATS connections")
 	restart      = flag.Bool("restart", true, "restart a discovery node after the silence test")
 	natsRestarts = flag.Int("nats-restarts", 1, "NATS servers of the cluster restarted, one after the other, after the node restart")
+	servers      = flag.Int("servers", 3, "NATS servers: 3 (a cluster, hail_instances with 3 replicas) or 1 (the setup of the tables measured before [storm]; no NATS restart)")
 )
 
 var (
@@ -165,14 +166,15 @@ func (r *region) start(name, program string, env map[string]string) *proctest.Pr
 	return proctest.Start(r.b, name, filepath.Join(r.bins, program), env)
 }
 
-// startNATS runs a 3-node cluster of services/nats processes, with
-// monitoring, and waits until JetStream answers through it.
+// startNATS runs a 3-node cluster of services/nats processes (or one
+// server, -servers 1), with monitoring, and waits until JetStream answers
+// through it.
 func (r *region) startNATS() {
 	b := r.b
 	var urls, routes []string
 	type ports struct{ client, cluster, monitor int }
 	var ps []ports
-	for range 3 {
+	for range *servers {
 		p := ports{bustest.FreePort(b), bustest.FreePort(b), bustest.FreePort(b)}
 		ps = append(ps, p)
 		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", p.client))
@@ -181,9 +183,10 @@ func (r *region) startNATS() {
 	r.url = strings.Join(urls, ",")
 	for i, p := range ps {
 		env := map[string]string{"HAIL_NAME": fmt.Sprintf("nats-%d", i), "HAIL_LISTEN": fmt.Sprintf("127.0.0.1:%d", p.client),
-			"HAIL_STORE_DIR": b.TempDir(), "HAIL_LOG_LEVEL": "warn", "HAIL_MONITOR_PORT": strconv.Itoa(p.monitor),
-			"HAIL_CLUSTER_NAME": "hail-scale", "HAIL_CLUSTER_LISTEN": fmt.Sprintf("127.0.0.1:%d", p.cluster),
-			"HAIL_CLUSTER_ROUTES": strings.Join(routes, ",")}
+			"HAIL_STORE_DIR": b.TempDir(), "HAIL_LOG_LEVEL": "warn", "HAIL_MONITOR_PORT": strconv.Itoa(p.monitor)}
+		if len(ps) > 1 {
+			env["HAIL_CLUSTER_NAME"], env["HAIL_CLUSTER_LISTEN"], env["HAIL_CLUSTER_ROUTES"] = "hail-scale", fmt.Sprintf("127.0.0.1:%d", p.cluster), strings.Join(routes, ",")
+		}
 		r.natsEnv = append(r.natsEnv, env)
 		r.monitor = append(r.monitor, fmt.Sprintf("127.0.0.1:%d", p.monitor))
 		r.natsP = append(r.natsP, r.start(fmt.Sprintf("nats-%d", i), "nats", env))
@@ -207,7 +210,7 @@ func (r *region) startNATS() {
 			if err != nil {
 				return err
 			}
-			if v.Routes < 2 {
+			if v.Routes < len(ps)-1 {
 				return fmt.Errorf("nats-%d has %d routes", i, v.Routes)
 			}
 		}
@@ -412,8 +415,8 @@ func measure(b *testing.B, n int, v1 bool) {
 		}
 		return st.CachedInfo()
 	}
-	if rep := stream().Config.Replicas; rep != 3 {
-		b.Fatalf("hail_instances has %d replicas, want 3 on a 3-node cluster", rep)
+	if rep, want := stream().Config.Replicas, min(3, *servers); rep != want {
+		b.Fatalf("hail_instances has %d replicas, want %d on %d servers", rep, want, *servers)
 	}
 
 	w := &watch{silencedAt: map[string]time.Time{}, criticalAt: map[string]time.Time{}, whyCrit: map[string]int{}, origin: time.Now()}
@@ -436,8 +439,8 @@ func measure(b *testing.B, n int, v1 bool) {
 		// The region goes with the processes; deregistering tens of
 		// thousands at the end would only slow the stop.
 		"HAIL_DEREGISTER": "false"})
-	r.say("%s, %d instances (+%d silent, silenced %d during registration and %d after): 3 NATS servers, 3 discovery nodes; load %s",
-		mode, n, 2**silent, *silent, *silent, load())
+	r.say("%s, %d instances (+%d silent, silenced %d during registration and %d after): %d NATS servers, 3 discovery nodes; load %s",
+		mode, n, 2**silent, *silent, *silent, *servers, load())
 
 	// Registration. Registered is what the swarm has had acknowledged
 	// (or heartbeated: an answer lost to a timeout), read from its
@@ -584,7 +587,7 @@ func measure(b *testing.B, n int, v1 bool) {
 	if *restart {
 		r.restartNode(w, n, want, miss)
 	}
-	for range *natsRestarts {
+	for range restartsOf(*servers, *natsRestarts) {
 		r.restartNATS(w, total, miss)
 	}
 
@@ -1134,4 +1137,13 @@ func pct(sorted []time.Duration, p int) time.Duration {
 		return 0
 	}
 	return sorted[min(len(sorted)-1, len(sorted)*p/100)]
+}
+
+// restartsOf is how many NATS restarts a run makes: none on one server,
+// where a restart is an outage, not a cluster's failover.
+func restartsOf(servers, restarts int) int {
+	if servers < 3 {
+		return 0
+	}
+	return restarts
 }
