@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/identity"
 	"github.com/hailsd/hail/member"
 )
 
@@ -42,6 +43,14 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	Logger            *slog.Logger
 	Metrics           *metrics.Set
+	// Identity, when set, registers every service as its own identity
+	// (PROTOCOL v1.6): it gives the service's identity and a connection
+	// made as it (member.IdentityOptions with the service's secret),
+	// which the agent closes when the service goes. The service's id is
+	// the identity's (an entry's id must then be empty or that id), it
+	// is scoped, and its bridge serves on that connection. Nil: every
+	// service on the agent's own connection.
+	Identity func(ctx context.Context, service string) (*nats.Conn, *identity.Identity, error)
 }
 
 // Agent runs the services of its config.

@@ -79,7 +79,7 @@ func (b *bridge) serve(nc *nats.Conn) error {
 	subj := b.s.a.cfg.Subjects
 	for _, ep := range b.s.cfg.Bridge.Endpoints {
 		h := b.handler(ep)
-		inst := subj.InstOf(b.s.cfg.Name, b.s.id, ep.Name, b.s.cfg.Scoped)
+		inst := subj.InstOf(b.s.cfg.Name, b.s.id, ep.Name, b.s.scoped)
 		sub, err := nc.Subscribe(inst, h)
 		if err != nil {
 			return fmt.Errorf("subscribe %s: %w", inst, err)

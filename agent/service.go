@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/member"
 )
@@ -26,6 +28,11 @@ type service struct {
 	member *member.Member
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// nc is the service's own connection when it is an identity
+	// (Config.Identity), closed when it stops; nil on the agent's.
+	nc *nats.Conn
+	// scoped: the entry's, or an identity's (always scoped).
+	scoped bool
 }
 
 // startService runs the checks' first round, then joins the service as a
@@ -33,7 +40,14 @@ type service struct {
 // checks' loops.
 func (a *Agent) startService(ctx context.Context, cfg ServiceConfig, id string) (*service, error) {
 	now := time.Now()
-	s := &service{cfg: cfg, id: id, a: a}
+	s := &service{cfg: cfg, id: id, a: a, scoped: cfg.Scoped}
+	nc, conn := a.nc, a.conn
+	if a.cfg.Identity != nil {
+		var err error
+		if nc, conn, err = s.identity(ctx); err != nil {
+			return nil, err
+		}
+	}
 	for _, c := range cfg.Checks {
 		s.checks = append(s.checks, newCheck(c, a.m, now))
 	}
@@ -46,20 +60,22 @@ func (a *Agent) startService(ctx context.Context, cfg ServiceConfig, id string) 
 		b, err := newBridge(s)
 		if err == nil {
 			s.bridge = b
-			err = b.serve(a.nc)
+			err = b.serve(nc)
 		}
 		if err != nil {
 			s.release(ctx)
+			s.closeConn()
 			return nil, fmt.Errorf("bridge of %s: %w", cfg.Name, err)
 		}
 	}
-	m, err := a.conn.Join(member.Config{
-		Service: cfg.Name, ID: id, Scoped: cfg.Scoped,
+	m, err := conn.Join(member.Config{
+		Service: cfg.Name, ID: s.id, Scoped: s.scoped,
 		Announce: s.announceMsg, Report: s.report, Logger: a.log,
 	})
 	if err != nil {
 		s.release(ctx)
-		return nil, fmt.Errorf("join %s %s: %w", cfg.Name, id, err)
+		s.closeConn()
+		return nil, fmt.Errorf("join %s %s: %w", cfg.Name, s.id, err)
 	}
 	s.member = m
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -67,7 +83,7 @@ func (a *Agent) startService(ctx context.Context, cfg ServiceConfig, id string) 
 	for _, k := range s.checks {
 		s.wg.Go(func() { k.run(runCtx) })
 	}
-	a.log.Info("service joined", "service", cfg.Name, "instance_id", id, "status", events.WorstStatus(s.results(time.Now())), "checks", len(s.checks))
+	a.log.Info("service joined", "service", cfg.Name, "instance_id", s.id, "status", events.WorstStatus(s.results(time.Now())), "checks", len(s.checks))
 	return s, nil
 }
 
@@ -91,7 +107,7 @@ func (s *service) announceMsg() events.Announce {
 		Weight: s.cfg.weight(), AZ: s.cfg.AZ, Hostname: s.a.hostname, Metadata: s.cfg.Metadata,
 		Address: s.cfg.Address, Port: events.Port(s.cfg.Port), Tags: s.cfg.Tags,
 		Status: events.WorstStatus(checks), Checks: fitChecks(checks, events.MaxPayload-2048), TS: time.Now().UTC(),
-		Scoped: s.cfg.Scoped,
+		Scoped: s.scoped,
 	}
 }
 
@@ -129,9 +145,25 @@ func (s *service) stop(ctx context.Context, deregister bool) {
 	if err != nil {
 		s.a.log.Warn("leave", "service", s.cfg.Name, "instance_id", s.id, "err", err)
 	}
+	s.closeConn()
 	if deregister {
 		s.a.log.Info("service deregistered", "service", s.cfg.Name, "instance_id", s.id)
 	}
+}
+
+// identity connects the service as its own identity (Config.Identity):
+// its id is the identity's, and it is scoped.
+func (s *service) identity(ctx context.Context) (*nats.Conn, *member.Conn, error) {
+	nc, id, err := s.a.cfg.Identity(ctx, s.cfg.Name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("identity of %s: %w", s.cfg.Name, err)
+	}
+	if s.cfg.ID != "" && s.cfg.ID != id.ID() {
+		nc.Close()
+		return nil, nil, fmt.Errorf("identity of %s: its id is %s, its key's, not the entry's %s; leave id empty", s.cfg.Name, id.ID(), s.cfg.ID)
+	}
+	s.id, s.scoped, s.nc = id.ID(), true, nc
+	return nc, member.NewIdentityConn(nc, s.a.cfg.Subjects, s.a.cfg.HeartbeatInterval, s.cfg.Name, s.id), nil
 }
 
 // release finishes the bridged requests in flight (bounded by the
@@ -144,6 +176,13 @@ func (s *service) release(ctx context.Context) {
 	}
 	for _, k := range s.checks {
 		k.close()
+	}
+}
+
+// closeConn closes the service's own connection, if it has one.
+func (s *service) closeConn() {
+	if s.nc != nil {
+		s.nc.Close()
 	}
 }
 

@@ -2,12 +2,14 @@ package discovery_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,13 +31,12 @@ import (
 type identityFleet struct {
 	members []*instside.Member
 	conns   []*nats.Conn
-	// refused counts reconnects the server refused (an authorization
-	// error: its callout did not answer in time); timeouts those that
-	// timed out dialling or in the handshake (a starved machine).
-	refused, timeouts atomic.Int64
-	reconnected       atomic.Int64
-	mu                sync.Mutex
-	why               []string // the first of either
+	// failed counts reconnects that failed dialling (nats.go tells no
+	// more: a refusal in the handshake is the server's to count,
+	// identitytest.Region.Refused).
+	failed, reconnected atomic.Int64
+	mu                  sync.Mutex
+	why                 []string // the first failures
 }
 
 func startIdentityFleet(tb testing.TB, r *identitytest.Region, n int) *identityFleet {
@@ -88,18 +89,15 @@ func (f *identityFleet) start(url, secret string, i int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	opts := append(instside.IdentityOptions(id, "echo", secret), nats.ReconnectHandler(func(*nats.Conn) { f.reconnected.Add(1) }), nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
-		if s := strings.ToLower(err.Error()); strings.Contains(s, "authorization") || strings.Contains(s, "timeout") {
-			if strings.Contains(s, "authorization") {
-				f.refused.Add(1)
-			} else {
-				f.timeouts.Add(1)
-			}
-			f.mu.Lock()
-			if len(f.why) < 5 {
-				f.why = append(f.why, err.Error())
-			}
-			f.mu.Unlock()
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return // the server not listening yet
 		}
+		f.failed.Add(1)
+		f.mu.Lock()
+		if len(f.why) < 5 {
+			f.why = append(f.why, err.Error())
+		}
+		f.mu.Unlock()
 	}))
 	nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: url, Extra: opts})
 	if err != nil {
@@ -138,8 +136,8 @@ func (f *identityFleet) back(n *discovery.Node, since time.Time) error {
 		f.mu.Lock()
 		why := f.why
 		f.mu.Unlock()
-		return fmt.Errorf("%d of %d identities not heartbeated since, %d passing; %d reconnects, %d refused, %d timed out %q",
-			unheard, len(f.members), passing, f.reconnected.Load(), f.refused.Load(), f.timeouts.Load(), why)
+		return fmt.Errorf("%d of %d identities not heartbeated since, %d passing; %d reconnects, %d failed dialling %q",
+			unheard, len(f.members), passing, f.reconnected.Load(), f.failed.Load(), why)
 	}
 	return nil
 }
@@ -191,7 +189,8 @@ var restartFleet = func() int {
 
 // 2,000 identities reconnect after their server restarts (a restart of
 // the embedded server, its auth callout with it) and are heartbeated and
-// passing again; none is refused for the callout's load. How fast is
+// passing again; none is refused for the callout's load (at most 1 %:
+// those of the moment before the callout subscribes). How fast is
 // BenchmarkIdentitiesRestart's figure.
 func TestIdentitiesRestart(t *testing.T) {
 	if testing.Short() {
@@ -200,13 +199,20 @@ func TestIdentitiesRestart(t *testing.T) {
 	start := time.Now()
 	r, node, f := identitiesRegion(t, restartFleet)
 	t.Logf("%d identities passing %v after the start", restartFleet, time.Since(start).Round(time.Millisecond))
+	before := r.Refused()
 	took := restartIdentities(t, r, node, f, 3*time.Minute)
 	t.Logf("back and passing %v after the restart, load average %s", took.Round(time.Millisecond), loadavg())
-	if n := f.refused.Load(); n > 0 {
-		t.Errorf("%d reconnects refused: %q", n, f.why)
+	// A connect in the moment between the server taking clients and its
+	// callout subscribing waits out the authorization timeout and is
+	// refused (docs/PROTOCOL.md, v1.6 as built): a few of those, never
+	// the thousands a callout behind its queue refused.
+	n := r.Refused() - before
+	t.Logf("the server refused %d connects", n)
+	if n > int64(restartFleet/100) {
+		t.Errorf("the server refused %d connects of %d identities (its callout's answers too late)", n, restartFleet)
 	}
-	if n := f.timeouts.Load(); n > 0 {
-		t.Logf("%d reconnects timed out and were retried: %q", n, f.why)
+	if n := f.failed.Load(); n > 0 {
+		t.Logf("%d reconnects failed dialling and were retried: %q", n, f.why)
 	}
 }
 
@@ -218,15 +224,18 @@ func TestIdentitiesRestart(t *testing.T) {
 //	go test -run '^$' -bench BenchmarkIdentitiesRestart -benchtime 3x ./discovery/
 func BenchmarkIdentitiesRestart(b *testing.B) {
 	r, node, f := identitiesRegion(b, 2000)
-	var worst time.Duration
-	b.ResetTimer()
+	var worst, total time.Duration
+	before, n := r.Refused(), 0
 	for b.Loop() {
-		worst = max(worst, restartIdentities(b, r, node, f, 3*time.Minute))
+		took := restartIdentities(b, r, node, f, 3*time.Minute)
+		worst, total, n = max(worst, took), total+took, n+1
 	}
+	b.ReportMetric(total.Seconds()/float64(n), "s-to-passing")
 	b.ReportMetric(worst.Seconds(), "worst-s-to-passing")
-	b.ReportMetric(float64(f.refused.Load()), "refused")
-	b.ReportMetric(float64(f.timeouts.Load()), "timeouts")
-	b.Logf("2000 identities, load average %s", loadavg())
+	b.ReportMetric(float64(r.Refused()-before)/float64(n), "refused/restart")
+	if load, err := strconv.ParseFloat(strings.Fields(loadavg() + " 0")[0], 64); err == nil {
+		b.ReportMetric(load, "load-avg-1m") // the benchmark's own load in it
+	}
 }
 
 func loadavg() string {

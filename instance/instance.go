@@ -94,7 +94,7 @@ type Instance struct {
 	mu      sync.Mutex
 	started bool
 	stopped bool
-	svc     *bus.Service // the endpoints, as a NATS micro service; drained at shutdown
+	svc     endpoints // a NATS micro service, or an identity's subscriptions; drained at shutdown
 	member  *member.Member
 	weight  int
 
@@ -279,12 +279,12 @@ func (i *Instance) subscribe() error {
 			bus.Endpoint{Name: ep, Subject: s.Svc(i.cfg.Service, ep), Queue: s.QueueGroup(i.cfg.Service), Handler: h},
 			bus.Endpoint{Name: ep, Subject: s.InstOf(i.cfg.Service, i.id, ep, i.cfg.Scoped), Handler: h})
 	}
-	svc, err := bus.AddService(i.nc, micro.Config{
+	svc, err := serveEndpoints(i.nc, micro.Config{
 		Name:        bus.MicroName(i.cfg.Service),
 		Version:     i.cfg.Version,
 		Description: "hail instance of " + i.cfg.Service,
 		Metadata:    map[string]string{MetaID: i.id, MetaService: i.cfg.Service, "az": i.cfg.AZ},
-	}, eps)
+	}, eps, i.cfg.Identity != nil)
 	if err != nil {
 		return err
 	}

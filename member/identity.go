@@ -38,11 +38,11 @@ func IdentityOptions(id *identity.Identity, service, secret string) []nats.Optio
 }
 
 // ConnectTimeout bounds an identity's connect, its authorization by the
-// callout included (nats.go's default is 2 s). While a region comes back
-// the callout's queue may hold a connect longer; one given up on is
-// authorized all the same, and its retry asks again, which adds to the
-// queue it gave up on.
-const ConnectTimeout = 5 * time.Second
+// callout included (nats.go's default is 2 s): above the 5 s hail's
+// servers give an authorization (bus/embedded), so that the client does
+// not give up on a connect the server still waits for; one given up on
+// is authorized all the same, and its retry asks again.
+const ConnectTimeout = 6 * time.Second
 
 // IdentityBackoff is an identity's reconnect delay after the given number
 // of passes over its servers: a random time below FirstReconnectSpread,

@@ -8,10 +8,12 @@ package identitytest
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,7 +42,27 @@ type Region struct {
 	mu          sync.Mutex
 	srv         *server.Server
 	stopCallout func()
+	refused     refusals
 }
+
+// refusals is a server log handler that counts the connections the
+// server refused (its "authentication error" lines: a wrong secret, or
+// an authorization the callout did not answer in time).
+type refusals struct{ n atomic.Int64 }
+
+func (r *refusals) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelError }
+func (r *refusals) Handle(_ context.Context, rec slog.Record) error {
+	if strings.Contains(strings.ToLower(rec.Message), "authentication error") {
+		r.n.Add(1)
+	}
+	return nil
+}
+func (r *refusals) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *refusals) WithGroup(string) slog.Handler      { return r }
+
+// Refused is how many connections the server has refused since the
+// region started, across restarts.
+func (r *Region) Refused() int64 { return r.refused.n.Load() }
 
 // New starts a region whose services (their secrets) are services.
 func New(t testing.TB, services ...string) *Region {
@@ -62,7 +84,8 @@ func New(t testing.TB, services ...string) *Region {
 
 func (r *Region) start() {
 	r.T.Helper()
-	srv, err := embedded.StartServer(embedded.ServerOptions{Name: "identities", Port: r.port, StoreDir: r.store, Configure: r.configure})
+	srv, err := embedded.StartServer(embedded.ServerOptions{Name: "identities", Port: r.port, StoreDir: r.store, Configure: r.configure,
+		Logger: slog.New(&r.refused)})
 	if err != nil {
 		r.T.Fatalf("start NATS server: %v", err)
 	}

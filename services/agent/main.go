@@ -7,14 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/nats-io/nats.go"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hailsd/hail/admin"
@@ -22,7 +25,10 @@ import (
 	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/config"
 	"github.com/hailsd/hail/consul"
+	"github.com/hailsd/hail/credentials"
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/identity"
+	"github.com/hailsd/hail/member"
 	"github.com/hailsd/hail/program"
 )
 
@@ -50,6 +56,46 @@ type Config struct {
 	// APIScriptChecks allows checks with args registered through Consul's
 	// API (Consul's enable_script_checks). Default false: refused, 403.
 	APIScriptChecks bool `koanf:"api_script_checks"`
+	// Identities registers every service as its own identity (PROTOCOL
+	// v1.6), in a region set up with secure init --identities.
+	Identities Identities `koanf:"identities"`
+}
+
+// Identities are the agent's services' own identities.
+type Identities struct {
+	// SecretsDir holds the services' bootstrap secrets,
+	// svc-<name>.secret (secure init --identities --dir). Set, each
+	// service connects as its own identity with its service's secret,
+	// its seed kept in data_dir/identities/<name>.seed so that its id
+	// survives restarts (a service's id must then be empty: its id is
+	// its key's); the agent's own connection (nats.*) still reads the
+	// registry for Consul's interfaces. Default empty: every service on
+	// the agent's connection.
+	SecretsDir string `koanf:"secrets_dir"`
+}
+
+// identity connects service as its own identity, as Identities says.
+func (c *Config) identity(natsOpts []nats.Option, log *slog.Logger) func(context.Context, string) (*nats.Conn, *identity.Identity, error) {
+	return func(ctx context.Context, service string) (*nats.Conn, *identity.Identity, error) {
+		secret, err := member.ReadSecret(filepath.Join(c.Identities.SecretsDir, credentials.SecretFile(service)))
+		if err != nil {
+			return nil, nil, config.FieldError("identities.secrets_dir", "%v", err)
+		}
+		dir := filepath.Join(c.DataDir, "identities")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, nil, config.FieldError("data_dir", "%v", err)
+		}
+		id, err := member.LoadOrNew(filepath.Join(dir, service+".seed"))
+		if err != nil {
+			return nil, nil, err
+		}
+		nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: c.NATS.URL, Name: id.ID(), Logger: log.With("service", service),
+			Extra: append(slices.Clone(natsOpts), member.IdentityOptions(id, service, secret)...)})
+		if err != nil {
+			return nil, nil, err
+		}
+		return nc, id, nil
+	}
 }
 
 // defaultDataDir is hail-agent under the user's state directory
@@ -92,6 +138,13 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		add(config.FieldError("data_dir", "is empty"))
 	}
+	if c.Identities.SecretsDir != "" {
+		for i, svc := range c.Services {
+			if svc.ID != "" {
+				add(config.FieldError(fmt.Sprintf("services[%d].id", i), "is its identity's with identities.secrets_dir (derived from its key): leave it empty"))
+			}
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -131,9 +184,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	}
 	defer bus.Drain(nc, 5*time.Second)
 	set := metrics.NewSet()
-	a := agent.New(nc, agent.Config{
+	acfg := agent.Config{
 		Subjects: events.Subjects{Prefix: cfg.Prefix}, HeartbeatInterval: cfg.HeartbeatInterval, Logger: log, Metrics: set,
-	})
+	}
+	if cfg.Identities.SecretsDir != "" {
+		acfg.Identity = cfg.identity(natsOpts, log)
+	}
+	a := agent.New(nc, acfg)
 	var l net.Listener
 	if cfg.HTTP.Addr != "" {
 		if l, err = admin.Listen(cfg.HTTP.HTTP); err != nil {
