@@ -188,6 +188,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		Subjects: events.Subjects{Prefix: cfg.Prefix}, HeartbeatInterval: cfg.HeartbeatInterval, Logger: log, Metrics: set,
 	}
 	if cfg.Identities.SecretsDir != "" {
+		// The identities keep the section's TLS; their own user and
+		// secret come after, and so win.
+		natsOpts, err := cfg.NATS.Options()
+		if err != nil {
+			return err
+		}
 		acfg.Identity = cfg.identity(natsOpts, log)
 	}
 	a := agent.New(nc, acfg)
