@@ -108,9 +108,15 @@ func (r *region) health(id string) <-chan events.HealthEvent { return r.healthOf
 
 // healthOf delivers the health events of service's instance id.
 func (r *region) healthOf(service, id string) <-chan events.HealthEvent {
-	r.t.Helper()
+	return healthEvents(r.t, r.nc, service, id)
+}
+
+// healthEvents delivers the health events of service's instance id that
+// nc hears, until the test ends.
+func healthEvents(t testing.TB, nc *nats.Conn, service, id string) <-chan events.HealthEvent {
+	t.Helper()
 	ch := make(chan events.HealthEvent, 64)
-	sub, err := r.nc.Subscribe(events.Subjects{}.Health(service, id), func(m *nats.Msg) {
+	sub, err := nc.Subscribe(events.Subjects{}.Health(service, id), func(m *nats.Msg) {
 		if ev, err := events.DecodeHealthEvent(m.Data); err == nil {
 			select {
 			case ch <- ev:
@@ -119,11 +125,11 @@ func (r *region) healthOf(service, id string) <-chan events.HealthEvent {
 		}
 	})
 	if err != nil {
-		r.t.Fatal(err)
+		t.Fatal(err)
 	}
-	r.t.Cleanup(func() { _ = sub.Unsubscribe() })
-	if err := r.nc.Flush(); err != nil {
-		r.t.Fatal(err)
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
 	}
 	return ch
 }

@@ -134,24 +134,7 @@ func (r *identityRegion) passing(service, id string) error {
 
 // health delivers service's instance id's health events.
 func (r *identityRegion) health(service, id string) <-chan events.HealthEvent {
-	r.t.Helper()
-	ch := make(chan events.HealthEvent, 64)
-	sub, err := r.router.Subscribe(events.Subjects{}.Health(service, id), func(m *nats.Msg) {
-		if ev, err := events.DecodeHealthEvent(m.Data); err == nil {
-			select {
-			case ch <- ev:
-			default:
-			}
-		}
-	})
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	r.t.Cleanup(func() { _ = sub.Unsubscribe() })
-	if err := r.router.Flush(); err != nil {
-		r.t.Fatal(err)
-	}
-	return ch
+	return healthEvents(r.t, r.router, service, id)
 }
 
 // as connects with id's key as an identity of service with secret
