@@ -258,19 +258,14 @@ func TestIdentitiesEndToEnd(t *testing.T) {
 			t.Errorf("after the attacks: %v", err)
 		}
 	}
-	// admin deregisters b.
+	// admin deregisters b, with the README's nats CLI line.
 	hev := r.health("echo", b.ID())
-	admin, err := r.role(events.RoleAdmin)
+	out, err := r.adminCLI(t, b.ID())
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("the README's admin deregister: %v\n%s", err, out)
 	}
-	defer admin.Close()
-	m, err := admin.Request(s.Deregister("echo")+"."+b.ID(), mustMarshal(t, events.Deregister{ID: b.ID(), Service: "echo", Reason: "operator"}), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if code, text, isErr := events.ReplyError(m); isErr {
-		t.Fatalf("admin's deregister answered %d %s", code, text)
+	if strings.Contains(out, events.HeaderServiceErrorCode) {
+		t.Fatalf("admin's deregister refused:\n%s", out)
 	}
 	waitStatus(t, hev, events.Deregistered, 10*time.Second)
 }
@@ -321,3 +316,44 @@ func envFile(t testing.TB, path string) map[string]string {
 	}
 	return out
 }
+
+// adminReadmeLine says whether a README nats line is the operator's
+// deregistration as admin, which needs a region of identities:
+// TestIdentitiesEndToEnd runs it, not TestReadmeNatsCommands.
+func adminReadmeLine(l readmeLine) bool { return strings.Contains(l.cmd, "$HAIL_NATS_USER") }
+
+// adminCLI runs the README's admin deregistration line for echo's
+// instance id against r, with admin.env's values, and returns its output.
+func (r *identityRegion) adminCLI(t *testing.T, id string) (string, error) {
+	t.Helper()
+	lines, err := readmeShLines("../README.md", "nats ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line string
+	for _, l := range lines {
+		if adminReadmeLine(l) {
+			line = l.cmd
+		}
+	}
+	if line == "" {
+		t.Fatal("the README has no nats line deregistering as admin")
+	}
+	env := envFile(t, r.dir.File(events.RoleAdmin+".env"))
+	line = strings.ReplaceAll(line, "tls://127.0.0.1:4222", r.url)
+	line = strings.ReplaceAll(line, "<id>", id)
+	for k, v := range env {
+		line = strings.ReplaceAll(line, `"$`+k+`"`, shellQuote(v))
+	}
+	args, err := shellWords(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(natsCLIPath(t), args[1:]...)
+	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+	b, err := cmd.CombinedOutput()
+	return string(b), err
+}
+
+// shellQuote quotes s for shellWords.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
