@@ -119,17 +119,30 @@ func TestIdentityConnJoinsItsOwnInstanceAlone(t *testing.T) {
 	}
 }
 
-// Every reconnect after a disconnect waits a random time below
-// FirstReconnectSpread, spread over the whole of it.
+// A reconnect after a disconnect waits a random time below
+// FirstReconnectSpread, spread over the whole of it, on the first pass;
+// the window doubles with each pass after, up to ReconnectSpreadCap.
 func TestIdentityBackoff(t *testing.T) {
-	for _, attempts := range []int{0, 1, 2, 10} {
+	tests := []struct {
+		attempts int
+		window   time.Duration
+	}{
+		{0, member.FirstReconnectSpread},
+		{1, member.FirstReconnectSpread},
+		{2, 2 * member.FirstReconnectSpread},
+		{3, 4 * member.FirstReconnectSpread},
+		{4, member.ReconnectSpreadCap},
+		{10, member.ReconnectSpreadCap},
+		{1 << 30, member.ReconnectSpreadCap},
+	}
+	for _, tt := range tests {
 		var lo, hi time.Duration = time.Hour, 0
 		for range 1000 {
-			d := member.IdentityBackoff(attempts)
+			d := member.IdentityBackoff(tt.attempts)
 			lo, hi = min(lo, d), max(hi, d)
 		}
-		if lo < 0 || hi >= member.FirstReconnectSpread || hi-lo < member.FirstReconnectSpread/2 {
-			t.Errorf("attempts %d: delays %v..%v, want spread over [0, %v)", attempts, lo, hi, member.FirstReconnectSpread)
+		if lo < 0 || hi >= tt.window || hi-lo < tt.window/2 {
+			t.Errorf("attempts %d: delays %v..%v, want spread over [0, %v)", tt.attempts, lo, hi, tt.window)
 		}
 	}
 }
