@@ -57,24 +57,26 @@ func (d deregistrar) deregister(ctx context.Context, rec events.InstanceRecord) 
 }
 
 // deregisterHandler is POST /api/instances/{id}/deregister.
-func (r *Region) deregisterHandler(w http.ResponseWriter, req *http.Request) {
-	id := req.PathValue("id")
-	if err := events.ValidateID(id); err != nil {
-		r.refused.Inc()
-		writeError(w, fmt.Errorf("%w: %w", ErrBadInput, err))
-		return
+func deregisterHandler(r *Region) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		id := req.PathValue("id")
+		if err := events.ValidateID(id); err != nil {
+			r.refused.Inc()
+			writeError(w, fmt.Errorf("%w: %w", ErrBadInput, err))
+			return
+		}
+		rec, found := r.reg.ByID(id)
+		if !found {
+			writeError(w, fmt.Errorf("%w: no instance %s is registered", ErrNotFound, id))
+			return
+		}
+		if err := r.dereg.deregister(req.Context(), rec); err != nil {
+			r.log.Warn("deregistration refused", "service", rec.Service, "instance_id", id, "err", err)
+			writeError(w, err)
+			return
+		}
+		r.wrote.Inc()
+		r.log.Info("deregistered by an operator", "service", rec.Service, "instance_id", id)
+		writeJSON(w, http.StatusOK, map[string]string{"service": rec.Service, "id": id, "status": string(events.Deregistered)})
 	}
-	rec, found := r.reg.ByID(id)
-	if !found {
-		writeError(w, fmt.Errorf("%w: no instance %s is registered", ErrNotFound, id))
-		return
-	}
-	if err := r.dereg.deregister(req.Context(), rec); err != nil {
-		r.log.Warn("deregistration refused", "service", rec.Service, "instance_id", id, "err", err)
-		writeError(w, err)
-		return
-	}
-	r.wrote.Inc()
-	r.log.Info("deregistered by an operator", "service", rec.Service, "instance_id", id)
-	writeJSON(w, http.StatusOK, map[string]string{"service": rec.Service, "id": id, "status": string(events.Deregistered)})
 }

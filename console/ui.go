@@ -164,7 +164,7 @@ func (r *Region) Handler(g Guard) http.Handler {
 	}
 	mux.HandleFunc("POST /api/instances/{id}/drain", drain(true))
 	mux.HandleFunc("POST /api/instances/{id}/undrain", drain(false))
-	mux.HandleFunc("POST /api/instances/{id}/deregister", r.deregisterHandler)
+	mux.HandleFunc("POST /api/instances/{id}/deregister", deregisterHandler(r))
 	mux.HandleFunc("GET /api/timeline", func(w http.ResponseWriter, req *http.Request) {
 		q := req.URL.Query()
 		evs, err := r.Timeline(req.Context(), q.Get("service"), q.Get("id"), 50)

@@ -174,7 +174,7 @@ func (n *Node) markDisconnected(ctx context.Context, batch, who map[events.Conn]
 	var ts []*tracked
 	var reasons []string
 	for conn, reason := range batch {
-		on := n.instancesOn(conn, who[conn])
+		on := n.owned.instancesOn(conn, who[conn])
 		if len(on) == 0 {
 			n.disconnects.unknown.Inc()
 			continue

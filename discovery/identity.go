@@ -72,12 +72,12 @@ func checkKey(kind, subjectService, subjectID, service, id string) (string, erro
 // reply rule: the service an announce or deregister names, and the id
 // when it is an identity's; both "" for a query, or a subject that names
 // none (refused later, with its reason).
-func (n *Node) requester(kind requestKind, subject string) (service, id string) {
+func requester(s events.Subjects, kind requestKind, subject string) (service, id string) {
 	switch kind {
 	case kindAnnounce:
-		service, id, _ = controlSubject(n.cfg.Subjects, "announce", subject)
+		service, id, _ = controlSubject(s, "announce", subject)
 	case kindDeregister:
-		service, id, _ = controlSubject(n.cfg.Subjects, "deregister", subject)
+		service, id, _ = controlSubject(s, "deregister", subject)
 	}
 	return service, id
 }
@@ -115,11 +115,11 @@ func identityOf(data []byte) string {
 // the identity's own instance, key, when the advisory named one, unless
 // its record names a newer connection; else those whose records name
 // conn (PROTOCOL v1.4).
-func (n *Node) instancesOn(conn events.Conn, key string) []*tracked {
+func (o *ownedSet) instancesOn(conn events.Conn, key string) []*tracked {
 	if key == "" {
-		return n.owned.onConn(conn)
+		return o.onConn(conn)
 	}
-	t := n.owned.get(key)
+	t := o.get(key)
 	if t == nil {
 		return nil
 	}

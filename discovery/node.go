@@ -341,7 +341,7 @@ func (n *Node) subscribe(ctx context.Context) (*bus.Service, error) {
 	// anything else is dropped and counted before any work.
 	guard := func(kind requestKind, h nats.MsgHandler) nats.MsgHandler {
 		return func(m *nats.Msg) {
-			service, id := n.requester(kind, m.Subject)
+			service, id := requester(n.cfg.Subjects, kind, m.Subject)
 			if reason := n.replies.answers(kind, m.Reply, service, id); reason != "" {
 				n.m.rejected(reason).Inc()
 				n.reply.quiet.log(slog.LevelWarn, reason, "ignoring a request whose reply subject its sender cannot own",
