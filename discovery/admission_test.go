@@ -205,6 +205,7 @@ func runningNode(t *testing.T, cfg Config) (*Node, *nats.Conn) {
 	select {
 	case <-n.Serving():
 	case err := <-done:
+		done <- err // for the cleanup, which waits on it
 		t.Fatalf("node stopped before serving: %v", err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("node not serving within 10s")

@@ -193,6 +193,7 @@ func (r *Region) Discovery(cfg discovery.Config) (*discovery.Node, *bus.Buckets)
 	select {
 	case <-n.Serving():
 	case err := <-done:
+		done <- err // for the cleanup, which waits on it
 		r.T.Fatalf("discovery node stopped before serving: %v", err)
 	case <-time.After(30 * time.Second):
 		r.T.Fatal("discovery node not serving within 30s")
