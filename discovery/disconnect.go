@@ -84,6 +84,7 @@ func (d *disconnects) hear(log *slog.Logger) nats.MsgHandler {
 			log.Debug("ignoring a disconnect advisory", "subject", truncate(m.Subject), "err", err)
 			return
 		}
+		key := identityOf(m.Data) // read before the lock: it parses again
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		if d.probe != nil && *d.probe == ev.Conn {
@@ -100,7 +101,7 @@ func (d *disconnects) hear(log *slog.Logger) nats.MsgHandler {
 			return
 		}
 		d.pending[ev.Conn] = ev.Reason
-		if key := identityOf(m.Data); key != "" {
+		if key != "" {
 			d.who[ev.Conn] = key
 		}
 		select {
@@ -108,12 +109,6 @@ func (d *disconnects) hear(log *slog.Logger) nats.MsgHandler {
 		default:
 		}
 	}
-}
-
-// take returns the pending advisories and forgets them.
-func (d *disconnects) take() map[events.Conn]string {
-	out, _ := d.takeAll()
-	return out
 }
 
 // takeAll returns the pending advisories, and the identities of those

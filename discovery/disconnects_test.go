@@ -37,7 +37,7 @@ func TestDisconnectsPending(t *testing.T) {
 			for _, m := range tt.msgs {
 				hear(m)
 			}
-			got := d.take()
+			got, _ := d.takeAll()
 			if fmt.Sprint(got) != fmt.Sprint(tt.pending) {
 				t.Errorf("pending %v, want %v", got, tt.pending)
 			}
@@ -52,8 +52,8 @@ func TestDisconnectsPending(t *testing.T) {
 		for i := range maxPendingDisconnects + 10 {
 			hear(adv("N1", uint64(i+1), "Client Closed"))
 		}
-		if got := len(d.take()); got != maxPendingDisconnects {
-			t.Errorf("%d pending, want %d", got, maxPendingDisconnects)
+		if got, _ := d.takeAll(); len(got) != maxPendingDisconnects {
+			t.Errorf("%d pending, want %d", len(got), maxPendingDisconnects)
 		}
 		if d.dropped.Get() != 10 {
 			t.Errorf("%d dropped, want 10", d.dropped.Get())

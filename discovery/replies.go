@@ -3,7 +3,6 @@ package discovery
 import (
 	"strings"
 
-	"github.com/google/uuid"
 	"github.com/hailsd/hail/events"
 	"github.com/nats-io/nats.go"
 )
@@ -104,10 +103,4 @@ func (r replyRule) answers(kind requestKind, reply, service, identity string) st
 // isIdentity reports an inbox token that is an instance's identity
 // (PROTOCOL v1.6: _INBOX.<id>, a canonical UUID), never a nats.go
 // default inbox (_INBOX.<nuid>, 22 characters).
-func isIdentity(token string) bool {
-	if len(token) != 36 {
-		return false
-	}
-	_, err := uuid.Parse(token)
-	return err == nil
-}
+func isIdentity(token string) bool { return events.ValidateID(token) == nil }

@@ -188,9 +188,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		Subjects: events.Subjects{Prefix: cfg.Prefix}, HeartbeatInterval: cfg.HeartbeatInterval, Logger: log, Metrics: set,
 	}
 	if cfg.Identities.SecretsDir != "" {
-		// The identities keep the section's TLS; their own user and
-		// secret come after, and so win.
-		natsOpts, err := cfg.NATS.Options()
+		// The identities keep the section's servers and TLS, never the
+		// agent's own credentials: theirs are the identity's nkey and the
+		// service's secret (a creds file beside an nkey is refused).
+		tlsOnly := cfg.NATS
+		tlsOnly.User, tlsOnly.Password, tlsOnly.PasswordFile, tlsOnly.InboxPrefix = "", "", "", ""
+		tlsOnly.Token, tlsOnly.TokenFile, tlsOnly.NKey, tlsOnly.Creds = "", "", "", ""
+		natsOpts, err := tlsOnly.Options()
 		if err != nil {
 			return err
 		}
