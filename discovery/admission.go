@@ -253,10 +253,3 @@ func (q *admission) pending(key string) int {
 	}
 	return 0
 }
-
-// idle reports whether nothing is queued or being applied.
-func (q *admission) idle() bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return !q.scheduled
-}

@@ -44,6 +44,5 @@ func (g *registrations) liveOwner(node string) bool {
 	if node == "" || g.nodes == nil {
 		return false
 	}
-	_, live := g.nodes.Live()[node]
-	return live
+	return g.nodes.IsLive(node)
 }

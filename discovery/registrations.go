@@ -86,7 +86,7 @@ func (g *registrations) offerDeregister(ctx context.Context, m *nats.Msg) {
 		g.reply.reject(m, reason, err)
 		return
 	}
-	o, after, schedule := g.adm.offer(queued{m: m, key: events.InstanceKey(d.Service, d.ID), dereg: &d})
+	o, after, schedule := g.adm.offer(queued{m: m, key: events.InstanceKey(d.Service, d.ID), dereg: &d, size: len(m.Data)})
 	if o == refused {
 		g.busy(m, after, "discovery busy: too many announces queued; deregister again after retry_after_ms")
 	}
@@ -354,12 +354,14 @@ func (g *registrations) welcome() {
 		g.welcomeInbox = g.pub.nc.NewInbox()
 	}
 	data, _ := json.Marshal(events.Heartbeat{Node: g.records.self, TS: time.Now().UTC()}) // plain fields always encode
+	sent := 0
 	for _, target := range g.fresh {
 		if err := g.pub.nc.PublishMsg(&nats.Msg{Subject: g.pub.subjects.Heartbeat(target), Reply: g.welcomeInbox, Data: data}); err != nil {
 			g.log.Warn("welcome heartbeat", "err", err)
 			break
 		}
+		sent++
 	}
-	g.adm.welcomed.Add(len(g.fresh))
+	g.adm.welcomed.Add(sent)
 	g.fresh = g.fresh[:0]
 }

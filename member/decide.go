@@ -98,12 +98,6 @@ type Outcome struct {
 // ErrRefused wraps a final refusal of an announce.
 var ErrRefused = errors.New("announce refused")
 
-// retryAfterBody is the part of an error reply's body a member reads
-// beyond the code: how long a busy node asks it to wait.
-type retryAfterBody struct {
-	RetryAfterMS int64 `json:"retry_after_ms"`
-}
-
 // Classify reads discovery's answer to an announce: reply and err are what
 // the request returned.
 func Classify(reply *nats.Msg, err error) Outcome {
@@ -118,7 +112,7 @@ func Classify(reply *nats.Msg, err error) Outcome {
 		return Outcome{Kind: Refused, Code: code, Err: fmt.Errorf("%w: %d %s", ErrRefused, code, text)}
 	}
 	o := Outcome{Kind: Busy, Code: code, Err: fmt.Errorf("announce not taken now: %d %s", code, text)}
-	var b retryAfterBody
+	var b events.ErrorBody // beyond the code: how long a busy node asks it to wait
 	if json.Unmarshal(reply.Data, &b) == nil && b.RetryAfterMS > 0 {
 		o.RetryAfter = min(time.Duration(b.RetryAfterMS)*time.Millisecond, ReannounceCap)
 	}

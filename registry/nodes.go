@@ -66,6 +66,15 @@ func (n *Nodes) Live() map[string]events.NodeRecord {
 	return maps.Clone(n.live)
 }
 
+// IsLive reports whether node is live, without copying the set (the
+// announce fast path asks it for every re-announce).
+func (n *Nodes) IsLive(node string) bool {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	_, ok := n.live[node]
+	return ok
+}
+
 // IDs are the live nodes' ids, sorted.
 func (n *Nodes) IDs() []string {
 	n.mu.RLock()
