@@ -58,6 +58,11 @@ func ValidateService(s string) error {
 	if tokens > MaxServiceTokens {
 		return invalid("service name %q has %d tokens, over the limit of %d", s, tokens, MaxServiceTokens)
 	}
+	// PROTOCOL v1.6: hail.announce.<S>.<id> is read by its last token,
+	// an id when it is a canonical UUID; a service's may not be one.
+	if ValidateID(s[start:]) == nil {
+		return invalid("service name %q ends in a UUID, which PROTOCOL v1.6 reads as an instance id", s)
+	}
 	return nil
 }
 

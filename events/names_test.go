@@ -30,6 +30,9 @@ func TestValidateService(t *testing.T) {
 		{"max length", strings.Repeat("a", 128), ""},
 		{"non ascii", "échо", "non-ASCII"},
 		{"control", "a\x00b", "control byte"},
+		{"last token a uuid", "echo.0190f1b6-0000-7000-8000-000000000000", "ends in a UUID"},
+		{"a uuid alone", "0190f1b6-0000-7000-8000-000000000000", "ends in a UUID"},
+		{"a uuid before the last token", "0190f1b6-0000-7000-8000-000000000000.echo", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
