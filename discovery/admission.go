@@ -20,9 +20,9 @@ import (
 // therefore sent again three intervals later, and a region that drops
 // during a burst makes the burst come back. So the queue has two parts:
 //
-//   - the first answerMax announces are admitted: their senders wait, and
-//     each is answered when it is applied, within a fraction of an
-//     interval at the node's measured pace;
+//   - the first answerMax announces (a fixed 1,024, not yet scaled to
+//     the node's measured pace) are admitted: their senders wait, and
+//     each is answered when it is applied;
 //   - beyond them, up to holdMax items and holdBytes of announces, an
 //     announce is deferred: answered at once with a 503 whose
 //     retry_after_ms says when the queue should have drained to it, and

@@ -31,9 +31,9 @@ const minAnnounceTimeout = 2 * time.Second
 // AnnounceTimeout is how long a member waits for discovery's answer to an
 // announce or a deregister: one heartbeat interval, at least 2 s. A node
 // answers at once, with a 503 and retry_after_ms, an announce it cannot
-// answer in its turn (discovery's admission control), and admits no more
-// than it applies within a fraction of an interval, so waiting that long
-// hears the node's own answer rather than guessing; the floor is for short intervals (tests,
+// answer in its turn (discovery's admission control, which admits a
+// fixed 1,024 waiting), so waiting that long mostly hears the node's own
+// answer rather than guessing; the floor is for short intervals (tests,
 // 100-200 ms), where a replicated KV write on a loaded machine may take
 // longer than an interval, and an announce given up too early is only sent
 // again, adding to the load that delayed it. The same value for the SDK,
