@@ -208,6 +208,9 @@ func (q *admission) take(most int) []queued {
 	q.head += k
 	if q.head == len(q.items) {
 		q.items, q.head = q.items[:0], 0
+		if cap(q.items) > 4*maxBurst {
+			q.items = nil // a burst's array (up to holdMax items) is not kept for good
+		}
 	} else if q.head >= 1024 && q.head*2 >= len(q.items) {
 		q.items = append(q.items[:0], q.items[q.head:]...)
 		q.head = 0
