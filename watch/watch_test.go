@@ -90,10 +90,15 @@ func start(t *testing.T, initial map[string]string) *env {
 }
 
 func (e *env) bucket(values map[string]string) jetstream.KeyValue {
-	kv, err := e.js.CreateKeyValue(e.t.Context(), jetstream.KeyValueConfig{Bucket: "t"})
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	// Made again right after a delete, the server may still be removing
+	// the old stream's store (err_code 10049): tried again, as an
+	// operator would.
+	var kv jetstream.KeyValue
+	bustest.Eventually(e.t, 10*time.Second, func() error {
+		var err error
+		kv, err = e.js.CreateKeyValue(e.t.Context(), jetstream.KeyValueConfig{Bucket: "t"})
+		return err
+	})
 	for k, v := range values {
 		if _, err := kv.PutString(e.t.Context(), k, v); err != nil {
 			e.t.Fatal(err)
