@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -144,6 +145,74 @@ func TestIdentityBackoff(t *testing.T) {
 		if lo < 0 || hi >= tt.window || hi-lo < tt.window/2 {
 			t.Errorf("attempts %d: delays %v..%v, want spread over [0, %v)", tt.attempts, lo, hi, tt.window)
 		}
+	}
+}
+
+// An identity's reconnects are spread over FirstReconnectSpread, and over
+// a window doubled only after a pass that reached a server and was not
+// let in: a pass on which nothing listened (the server still starting)
+// leaves the window as it was; a new reconnect starts from the first.
+func TestReconnectPace(t *testing.T) {
+	listening, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listening.Close()
+	gone, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goneAddr := gone.Addr().String()
+	gone.Close()
+
+	base := member.FirstReconnectSpread
+	tests := []struct {
+		name    string
+		reached []bool // each pass of the reconnect: did its dial connect
+		again   bool   // then a new reconnect begins
+		window  time.Duration
+	}{
+		{name: "first pass", window: base},
+		{name: "no server listening", reached: []bool{false}, window: base},
+		{name: "no server listening, three passes", reached: []bool{false, false, false}, window: base},
+		{name: "reached, not let in", reached: []bool{true}, window: 2 * base},
+		{name: "reached twice", reached: []bool{true, true}, window: 4 * base},
+		{name: "reached, then no server listening", reached: []bool{true, false}, window: 2 * base},
+		{name: "reached four times: the cap", reached: []bool{true, true, true, true}, window: member.ReconnectSpreadCap},
+		{name: "a new reconnect", reached: []bool{true, true}, again: true, window: base},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := member.NewReconnectPace()
+			p.Delay(1)
+			for i, reach := range tt.reached {
+				addr := goneAddr
+				if reach {
+					addr = listening.Addr().String()
+				}
+				c, err := p.Dial("tcp", addr)
+				if (err == nil) != reach {
+					t.Fatalf("dial %s: %v", addr, err)
+				}
+				if c != nil {
+					c.Close()
+				}
+				p.Delay(i + 2)
+			}
+			attempts := len(tt.reached) + 2
+			if tt.again {
+				attempts = 1
+			}
+			// Delays with no dial between them keep the window.
+			var lo, hi time.Duration = time.Hour, 0
+			for range 1000 {
+				d := p.Delay(attempts)
+				lo, hi = min(lo, d), max(hi, d)
+			}
+			if lo < 0 || hi >= tt.window || hi-lo < tt.window/2 {
+				t.Errorf("delays %v..%v, want spread over [0, %v)", lo, hi, tt.window)
+			}
+		})
 	}
 }
 
