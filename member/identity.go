@@ -41,11 +41,11 @@ func IdentityOptions(id *identity.Identity, service, secret string) []nats.Optio
 }
 
 // ConnectTimeout bounds an identity's connect, its authorization by the
-// callout included (nats.go's default is 2 s): above the 5 s hail's
+// callout included (nats.go's default is 2 s): above the 10 s hail's
 // servers give an authorization (bus/embedded), so that the client does
 // not give up on a connect the server still waits for; one given up on
 // is authorized all the same, and its retry asks again.
-const ConnectTimeout = 6 * time.Second
+const ConnectTimeout = 11 * time.Second
 
 // ReconnectPace spreads an identity's reconnects: a random time below
 // FirstReconnectSpread before the first pass over its servers, and the

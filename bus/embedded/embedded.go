@@ -48,7 +48,22 @@ type ServerOptions struct {
 	Region string
 	// Leaf joins the region to others.
 	Leaf LeafOptions
+	// BeforeClients, when set, runs as soon as the starting server takes
+	// in-process connections, while it still recovers JetStream and
+	// before it listens for clients; it is tried again until it succeeds
+	// or clientsWait passes, when the start fails with its error. The
+	// auth callout starts there: a client whose connect reached the
+	// server before the callout subscribed waited out the whole
+	// authorization timeout and was refused, and its retry came a
+	// doubled reconnect window later (2,000 identities after a restart:
+	// about one such client a restart, each back after 10-21 s where the
+	// others were back in 6).
+	BeforeClients func(*server.Server) error
 }
+
+// clientsWait bounds the wait for a server to take in-process
+// connections, and then to be ready for clients.
+const clientsWait = 10 * time.Second
 
 // ClusterOptions places a server in a cluster.
 type ClusterOptions struct {
@@ -88,13 +103,17 @@ func StartServer(o ServerOptions) (*server.Server, error) {
 		// restart: PROTOCOL v1.6 "Reconnect storms") would otherwise fail
 		// on the server's first PING after ~2 s, before it is in.
 		DisableShortFirstPing: true,
-		// And the server waits 5 s, not 2, for an authorization: the
+		// And the server waits 10 s, not 2, for an authorization: the
 		// auth callout's queue may hold a connect that long while a
-		// region comes back, and a connect refused at 2 s comes back to
-		// the same queue. 2,000 identities after a restart, load 12 on
-		// 2 cores: all back in 7.6 s and none refused, against 29.5 s
-		// and 2,870 refused (discovery's TestIdentitiesRestart).
-		AuthTimeout: 5,
+		// region comes back, and a connect refused comes back to the
+		// same queue a doubled reconnect window later. 2,000 identities
+		// after a restart, load 12 on 2 cores, with 5 s: all back in
+		// 7.6 s and none refused, against 29.5 s and 2,870 refused with
+		// 2 s (discovery's TestIdentitiesRestart); with 5 s on a machine
+		// shared with a test run, 35 refused a restart and the last back
+		// after 21 s. A client that holds a connection without sending
+		// its CONNECT holds it that long too.
+		AuthTimeout: 10,
 	}
 	if o.Cluster.Name != "" {
 		opts.Cluster = server.ClusterOpts{Name: o.Cluster.Name, Host: o.Cluster.Host, Port: o.Cluster.Port, Advertise: o.Cluster.Advertise}
@@ -127,8 +146,14 @@ func StartServer(o ServerOptions) (*server.Server, error) {
 	if o.Logger != nil {
 		s.SetLoggerV2(serverLog{o.Logger.With("component", "nats-server")}, false, false, false)
 	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
+	if o.BeforeClients == nil {
+		s.Start()
+	} else if err := startBeforeClients(s, o.BeforeClients); err != nil {
+		s.Shutdown()
+		s.WaitForShutdown()
+		return nil, err
+	}
+	if !s.ReadyForConnections(clientsWait) {
 		s.Shutdown()
 		return nil, errors.New("NATS server not ready for connections after 10s")
 	}
@@ -143,6 +168,44 @@ func StartServer(o ServerOptions) (*server.Server, error) {
 		}
 	}
 	return s, nil
+}
+
+// startBeforeClients starts s and runs before as soon as s takes
+// in-process connections: Start enables JetStream (recovering its store)
+// before it listens for clients, and before runs meanwhile. It returns
+// when Start has, or with before's last error if it never succeeded.
+func startBeforeClients(s *server.Server, before func(*server.Server) error) error {
+	started := make(chan struct{})
+	go func() {
+		defer close(started)
+		s.Start()
+	}()
+	deadline := time.Now().Add(clientsWait)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	err := errors.New("the server never ran")
+	for {
+		over := false
+		select {
+		case <-started:
+			over = true // it listens, or it failed: one last try
+		default:
+		}
+		if s.Running() {
+			if err = before(s); err == nil {
+				<-started
+				return nil
+			}
+		}
+		if over || time.Now().After(deadline) {
+			<-started
+			return fmt.Errorf("before clients: %w", err)
+		}
+		select {
+		case <-tick.C:
+		case <-started:
+		}
+	}
 }
 
 // serverLog adapts slog to the server's logger.

@@ -84,15 +84,20 @@ func New(t testing.TB, services ...string) *Region {
 
 func (r *Region) start() {
 	r.T.Helper()
-	srv, err := embedded.StartServer(embedded.ServerOptions{Name: "identities", Port: r.port, StoreDir: r.store, Configure: r.configure,
-		Logger: slog.New(&r.refused)})
+	c, err := callout.NewInProcess(r.Dir.Path, nil)
 	if err != nil {
-		r.T.Fatalf("start NATS server: %v", err)
+		r.T.Fatalf("the auth callout: %v", err)
 	}
-	stop, err := callout.StartInProcess(srv, r.Dir.Path, nil)
+	// The callout listens before the server does (BeforeClients), as in
+	// services/nats.
+	var stop func()
+	srv, err := embedded.StartServer(embedded.ServerOptions{Name: "identities", Port: r.port, StoreDir: r.store, Configure: r.configure,
+		Logger: slog.New(&r.refused), BeforeClients: func(srv *server.Server) (err error) {
+			stop, err = c.Start(srv)
+			return err
+		}})
 	if err != nil {
-		srv.Shutdown()
-		r.T.Fatalf("start the auth callout: %v", err)
+		r.T.Fatalf("start NATS server and its auth callout: %v", err)
 	}
 	r.mu.Lock()
 	r.srv, r.stopCallout = srv, stop

@@ -270,21 +270,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		return fmt.Errorf("NATS server %s: %w", cfg.Name, err)
 	}
 	o.Configure = configure
+	stopCallout := func() {}
+	if probe.AuthCallout != nil {
+		// secure init wrote the callout's files beside auth.file. The
+		// callout listens before the server does: a client that
+		// connected first would wait out its authorization and be
+		// refused.
+		c, err := callout.NewInProcess(filepath.Dir(cfg.Auth.File), log)
+		if err != nil {
+			return fmt.Errorf("NATS server %s: %w", cfg.Name, err)
+		}
+		o.BeforeClients = func(srv *server.Server) (err error) {
+			stopCallout, err = c.Start(srv)
+			return err
+		}
+	}
 	srv, err := embedded.StartServer(o)
 	if err != nil {
 		return fmt.Errorf("NATS server %s: %w", cfg.Name, err)
 	}
-	if probe.AuthCallout != nil {
-		// secure init --identities wrote the callout's files beside
-		// auth.file.
-		stop, err := callout.StartInProcess(srv, filepath.Dir(cfg.Auth.File), log)
-		if err != nil {
-			srv.Shutdown()
-			srv.WaitForShutdown()
-			return fmt.Errorf("NATS server %s: %w", cfg.Name, err)
-		}
-		defer stop()
-	}
+	defer stopCallout()
 	log.Info("NATS server ready", "name", cfg.Name, "url", srv.ClientURL(), "cluster", cfg.clusterName(), "region", cfg.Region, "leafnodes_listen", cfg.Leafnodes.Listen, "leafnodes_remotes", len(cfg.Leafnodes.Remotes))
 	var fault error
 	select {
