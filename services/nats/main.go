@@ -275,8 +275,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		return fmt.Errorf("NATS server %s: %w", cfg.Name, err)
 	}
 	if probe.AuthCallout != nil {
-		// secure init --identities wrote the callout's files beside
-		// auth.file.
+		// secure init (identities, its default) wrote the callout's
+		// files beside auth.file.
 		stop, err := callout.StartInProcess(srv, filepath.Dir(cfg.Auth.File), log)
 		if err != nil {
 			srv.Shutdown()
