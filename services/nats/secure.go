@@ -48,6 +48,11 @@ func secureInit(args []string, out io.Writer) error {
 	if a.options.Identities {
 		kind = credentials.IdentitySet
 	}
+	if a.keep && !a.kindGiven && !a.options.Identities {
+		// Said, because a bare --keep would write identities into an
+		// empty directory: the operator learns why this one has none.
+		fmt.Fprintf(out, "%s holds shared service users, which --keep keeps; for identities (secure init's default), write a set into another --dir\n", a.dir)
+	}
 	if kept {
 		fmt.Fprintf(out, "kept the credentials in %s (%s)\n", a.dir, kind)
 		return nil

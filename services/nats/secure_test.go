@@ -277,10 +277,12 @@ func TestSecureInitFlags(t *testing.T) {
 }
 
 // secureInitIn runs secure init with args into dir, at bcrypt's lowest
-// cost.
-func secureInitIn(t *testing.T, dir string, args ...string) error {
+// cost, and returns what it printed.
+func secureInitIn(t *testing.T, dir string, args ...string) (string, error) {
 	t.Helper()
-	return run(t.Context(), append([]string{"secure", "init", "--dir", dir, "--services", "echo", "--hash-cost", "4"}, args...), nil, io.Discard)
+	var out strings.Builder
+	err := run(t.Context(), append([]string{"secure", "init", "--dir", dir, "--services", "echo", "--hash-cost", "4"}, args...), nil, &out)
+	return out.String(), err
 }
 
 // exists says whether dir holds the file name.
@@ -301,7 +303,7 @@ func TestSecureInitIdentitiesByDefault(t *testing.T) {
 	for _, args := range [][]string{nil, {"--identities"}, {"--scoped-only"}} {
 		t.Run(fmt.Sprint(args), func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "secure")
-			if err := secureInitIn(t, dir, args...); err != nil {
+			if _, err := secureInitIn(t, dir, args...); err != nil {
 				t.Fatal(err)
 			}
 			for _, f := range []string{"svc-echo.secret", "admin.env", "admin.password", credentials.CalloutIssuerFile, "callout.env", "callout.password", "auth.conf", "discovery.env", LeafPasswordFile} {
@@ -425,7 +427,7 @@ func TestSecureInitKeepKeepsTheKind(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "secure")
 			var ca []byte
 			if tt.before != nil {
-				if err := secureInitIn(t, dir, tt.before...); err != nil {
+				if _, err := secureInitIn(t, dir, tt.before...); err != nil {
 					t.Fatal(err)
 				}
 				if tt.remove != "" {
@@ -438,7 +440,11 @@ func TestSecureInitKeepKeepsTheKind(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			err := secureInitIn(t, dir, tt.keep...)
+			out, err := secureInitIn(t, dir, tt.keep...)
+			// A kind kept from the directory, not named, is said.
+			if said := strings.Contains(out, "holds shared service users, which --keep keeps"); said != (tt.kind == credentials.SharedUsers && tt.err == "" && !slices.Contains(tt.keep, "--shared-service-users")) {
+				t.Errorf("printed %q", out)
+			}
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Errorf("error %v, want one saying %q", err, tt.err)
