@@ -47,7 +47,7 @@ func (d deregistrar) deregister(ctx context.Context, rec events.InstanceRecord) 
 		return fmt.Errorf("%w: no discovery node hears %s", ErrUpstream, subject)
 	case err != nil:
 		// A publish the server refuses shows here as no answer.
-		return fmt.Errorf("%w: no answer to %s within %v (may the console's user publish it? set console.admin to the admin role of secure init --identities): %w",
+		return fmt.Errorf("%w: no answer to %s within %v (may the console's user publish it? set console.admin to the admin role, admin.env of secure init): %w",
 			ErrUpstream, subject, deregisterTimeout, err)
 	}
 	if code, text, isErr := events.ReplyError(reply); isErr {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -114,4 +115,55 @@ func readKeyFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("credentials: %s is larger than %d bytes", path, maxKeyFile)
 	}
 	return bytes.TrimSpace(buf), nil
+}
+
+// Kind is the kind of set a directory holds.
+type Kind int
+
+const (
+	// NoSet: the directory holds no set's files, or is not there.
+	NoSet Kind = iota
+	// SharedUsers: a set written without Options.Identities, v1.2's
+	// shared svc-<service> users.
+	SharedUsers
+	// IdentitySet: a set written with Options.Identities.
+	IdentitySet
+)
+
+func (k Kind) String() string {
+	switch k {
+	case SharedUsers:
+		return "shared service users"
+	case IdentitySet:
+		return "identities"
+	}
+	return "no set"
+}
+
+// KindOf is the kind of set in dir, read from its files whether or not
+// the set is complete: a set cut short, or written before one of its
+// files was part of a set, still says what it was, so that keeping it
+// (services/nats secure init --keep) does not make it the other kind.
+// Only a set with identities has CalloutIssuerFile or a SecretFile
+// (Write writes them before anything else of it); any other set has an
+// auth.conf or a <user>.env.
+func KindOf(dir string) (Kind, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return NoSet, nil
+	}
+	if err != nil {
+		return NoSet, fmt.Errorf("credentials %s: %w", dir, err)
+	}
+	kind := NoSet
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case name == CalloutIssuerFile || strings.HasPrefix(name, "svc-") && strings.HasSuffix(name, ".secret"):
+			return IdentitySet, nil
+		case name == AuthConfFile || strings.HasSuffix(name, ".env"):
+			kind = SharedUsers
+		}
+	}
+	return kind, nil
 }

@@ -74,3 +74,58 @@ func TestIdentitiesKept(t *testing.T) {
 		t.Error("a service added got no secret, or echo's changed")
 	}
 }
+
+// KindOf reads a set's kind from its files, also when the set is cut
+// short (a file removed, or one written before a file was part of a set):
+// keeping such a set must not make it the other kind.
+func TestKindOf(t *testing.T) {
+	write := func(identities bool, remove ...string) func(t *testing.T, dir string) {
+		return func(t *testing.T, dir string) {
+			o := credentials.Options{Services: []string{"echo"}, Hosts: []string{"127.0.0.1"}, HashCost: credentials.MinHashCost, Identities: identities}
+			if _, err := credentials.Write(dir, o); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range remove {
+				if err := os.Remove(filepath.Join(dir, f)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	for _, tt := range []struct {
+		name string
+		make func(t *testing.T, dir string)
+		want credentials.Kind
+	}{
+		{"not there", func(*testing.T, string) {}, credentials.NoSet},
+		{"empty", func(t *testing.T, dir string) { mkdir(t, dir) }, credentials.NoSet},
+		{"other files", func(t *testing.T, dir string) {
+			mkdir(t, dir)
+			if err := os.WriteFile(filepath.Join(dir, "notes.txt"), nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, credentials.NoSet},
+		{"shared users", write(false), credentials.SharedUsers},
+		{"shared users without console.tokens", write(false, credentials.ConsoleTokensFile), credentials.SharedUsers},
+		{"shared users without auth.conf", write(false, credentials.AuthConfFile), credentials.SharedUsers},
+		{"identities", write(true), credentials.IdentitySet},
+		{"identities without auth.conf", write(true, credentials.AuthConfFile), credentials.IdentitySet},
+		{"identities without the issuer", write(true, credentials.CalloutIssuerFile), credentials.IdentitySet},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "secure")
+			tt.make(t, dir)
+			got, err := credentials.KindOf(dir)
+			if err != nil || got != tt.want {
+				t.Errorf("KindOf: %v (%v), want %v", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func mkdir(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+}

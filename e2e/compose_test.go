@@ -237,8 +237,12 @@ func TestComposeFileConsistent(t *testing.T) {
 			initCmd = c
 		}
 	}
-	if !slices.Contains(initCmd, "--scoped-only") || !slices.Contains(initCmd, "--keep") {
-		t.Errorf("secure init %v: want --scoped-only and --keep", initCmd)
+	// The programs connect as svc-<S>, which secure init writes only with
+	// --shared-service-users (identities are its default).
+	for _, flag := range []string{"--shared-service-users", "--scoped-only", "--keep"} {
+		if !slices.Contains(initCmd, flag) {
+			t.Errorf("secure init %v: want %s", initCmd, flag)
+		}
 	}
 	if agentConf, err := os.ReadFile("../deploy/agent-compose.yaml"); err != nil || !strings.Contains(string(agentConf), "scoped: true") {
 		t.Errorf("the agent's services do not announce scoped (%v)", err)

@@ -25,10 +25,10 @@ import (
 	"github.com/hailsd/hail/member"
 )
 
-// identityRegion is a region set up as the README says with secure init
-// --identities (PROTOCOL v1.6): the nats program serving the set over
-// TLS and running its auth callout, and a discovery process; echo
-// processes join with their own identities.
+// identityRegion is a region set up as the README says with secure init,
+// whose default is identities (PROTOCOL v1.6): the nats program serving
+// the set over TLS and running its auth callout, and a discovery process;
+// echo processes join with their own identities.
 type identityRegion struct {
 	t   testing.TB
 	dir *credentials.Dir
@@ -40,9 +40,9 @@ type identityRegion struct {
 func startIdentityRegion(t testing.TB) *identityRegion {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "secure")
-	out, err := exec.Command(filepath.Join(bins, "nats"), "secure", "init", "--dir", dir, "--services", "echo,greeter", "--identities", "--hash-cost", "4").CombinedOutput()
+	out, err := exec.Command(filepath.Join(bins, "nats"), "secure", "init", "--dir", dir, "--services", "echo,greeter", "--hash-cost", "4").CombinedOutput()
 	if err != nil {
-		t.Fatalf("secure init --identities: %v\n%s", err, out)
+		t.Fatalf("secure init: %v\n%s", err, out)
 	}
 	d, err := credentials.Read(dir)
 	if err != nil {

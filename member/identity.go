@@ -124,7 +124,8 @@ const reconnectDoublings = 3
 const ReconnectSpreadCap = FirstReconnectSpread << reconnectDoublings
 
 // ReadSecret reads a service's bootstrap secret from file, as secure init
-// --identities writes it (svc-<S>.secret: the secret alone on one line).
+// writes it with identities, its default (svc-<S>.secret: the secret
+// alone on one line).
 // The error names the file, never what it holds.
 func ReadSecret(file string) (string, error) {
 	st, err := os.Stat(file)

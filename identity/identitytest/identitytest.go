@@ -1,6 +1,6 @@
 // Package identitytest runs a region whose instances connect as their own
 // identities (PROTOCOL v1.6) for tests: one embedded JetStream server
-// configured with the set secure init --identities writes (the auth.conf
+// configured with the set secure init writes by default (the auth.conf
 // with its auth_callout, the static roles as auth_users) and the auth
 // callout running in process, as services/nats runs it. Restart stops the
 // server and starts it again on the same port and store.

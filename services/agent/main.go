@@ -57,14 +57,15 @@ type Config struct {
 	// API (Consul's enable_script_checks). Default false: refused, 403.
 	APIScriptChecks bool `koanf:"api_script_checks"`
 	// Identities registers every service as its own identity (PROTOCOL
-	// v1.6), in a region set up with secure init --identities.
+	// v1.6), in a region set up with secure init's identities (its
+	// default).
 	Identities Identities `koanf:"identities"`
 }
 
 // Identities are the agent's services' own identities.
 type Identities struct {
 	// SecretsDir holds the services' bootstrap secrets,
-	// svc-<name>.secret (secure init --identities --dir). Set, each
+	// svc-<name>.secret (secure init's --dir). Set, each
 	// service connects as its own identity with its service's secret,
 	// its seed kept in data_dir/identities/<name>.seed so that its id
 	// survives restarts (a service's id must then be empty: its id is

@@ -72,9 +72,9 @@ type ConsoleConfig struct {
 	// shares the node's connection.
 	NATS ConsoleNATS `koanf:"nats"`
 	// Admin is the operator's user the page deregisters instances as
-	// (the admin role of PROTOCOL v1.6, admin.env of secure init
-	// --identities; its inbox prefix defaults to _INBOX.admin, where
-	// discovery answers it). Default none: the page deregisters on the
+	// (the admin role of PROTOCOL v1.6, admin.env of secure init with
+	// identities, its default; its inbox prefix defaults to
+	// _INBOX.admin, where discovery answers it). Default none: the page deregisters on the
 	// console's connection, which only an open region lets it.
 	Admin ConsoleNATS `koanf:"admin"`
 }

@@ -48,14 +48,14 @@ type Config struct {
 	Scoped bool        `koanf:"scoped"`
 	HTTP   config.HTTP `koanf:"http"`
 	// Identity connects the instance as its own identity (PROTOCOL v1.6),
-	// in a region set up with secure init --identities.
+	// in a region set up with secure init's identities (its default).
 	Identity Identity `koanf:"identity"`
 }
 
 // Identity is an instance's own identity.
 type Identity struct {
 	// SecretFile is the service's bootstrap secret, svc-<name>.secret of
-	// secure init --identities. Set, the instance connects with its own
+	// secure init (identities, its default). Set, the instance connects with its own
 	// nkey, the service's name and this secret (no nats user, token,
 	// nkey or creds), and is scoped. Default empty: no identity.
 	SecretFile string `koanf:"secret_file"`

@@ -14,7 +14,7 @@ import (
 	"github.com/hailsd/hail/identity"
 )
 
-// secure init --identities writes a secret per service (0600, the secret
+// secure init (--identities, the default) writes a secret per service (0600, the secret
 // alone on one line) and admin.env instead of svc-<S> users; the server
 // run with its auth.conf runs the callout, so an identity gets in with its
 // service's secret and its role holds; admin and the static roles keep

@@ -272,7 +272,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	o.Configure = configure
 	stopCallout := func() {}
 	if probe.AuthCallout != nil {
-		// secure init wrote the callout's files beside auth.file. The
+		// secure init (identities, its default) wrote the callout's
+		// files beside auth.file. The
 		// callout listens before the server does: a client that
 		// connected first would wait out its authorization and be
 		// refused.

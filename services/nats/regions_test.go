@@ -124,8 +124,9 @@ func TestSameRegionRefused(t *testing.T) {
 	nc.Close()
 }
 
-// On a secured server (secure init's files, with identities or without)
-// the regions' link authenticates as the leaf user over TLS.
+// On a secured server (secure init's files, with identities, the
+// default, or with shared service users) the regions' link authenticates
+// as the leaf user over TLS.
 func TestSecuredRegionsLinked(t *testing.T) {
 	for _, identities := range []bool{false, true} {
 		t.Run(fmt.Sprintf("identities=%v", identities), func(t *testing.T) { securedRegionsLinked(t, identities) })
@@ -135,8 +136,8 @@ func TestSecuredRegionsLinked(t *testing.T) {
 func securedRegionsLinked(t *testing.T, identities bool) {
 	dir := filepath.Join(t.TempDir(), "secure")
 	args := []string{"secure", "init", "--dir", dir, "--services", "echo", "--hash-cost", "4"}
-	if identities {
-		args = append(args, "--identities")
+	if !identities {
+		args = append(args, "--shared-service-users")
 	}
 	if err := run(t.Context(), args, nil, io.Discard); err != nil {
 		t.Fatal(err)
