@@ -273,10 +273,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	stopCallout := func() {}
 	if probe.AuthCallout != nil {
 		// secure init (identities, its default) wrote the callout's
-		// files beside auth.file. The
-		// callout listens before the server does: a client that
-		// connected first would wait out its authorization and be
-		// refused.
+		// files beside auth.file. The callout listens before the
+		// server does: a client that connected first would wait out
+		// its authorization and be refused.
 		c, err := callout.NewInProcess(filepath.Dir(cfg.Auth.File), log)
 		if err != nil {
 			return fmt.Errorf("NATS server %s: %w", cfg.Name, err)
