@@ -325,7 +325,11 @@ func TestAdvisoryFloodDoesNotStallHeartbeats(t *testing.T) {
 	for range 4 {
 		wg.Go(func() {
 			for range 250 {
-				nc, err := nats.Connect(e.URL)
+				// The flood's connects wait as long as the machine makes
+				// them: on two cores shared with a whole test run, 2 s
+				// was not always enough, and a connect given up on floods
+				// nothing.
+				nc, err := nats.Connect(e.URL, nats.Timeout(30*time.Second))
 				if err != nil {
 					t.Error(err)
 					return
