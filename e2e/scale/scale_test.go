@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -151,6 +152,7 @@ type region struct {
 	admin   []string // discovery nodes' HTTP addresses
 	swarm   string   // its HTTP address
 	swarmP  *proctest.Process
+	router  *proctest.Process
 	// nc is the benchmark's own connection, to server 0 alone: the
 	// restarted server is another, so no health event is missed.
 	nc *nats.Conn
@@ -398,7 +400,7 @@ func measure(b *testing.B, n int, v1 bool) {
 		r.admin = append(r.admin, addr)
 		r.nodes = append(r.nodes, r.start(fmt.Sprintf("discovery-%d", i), "discovery", env))
 	}
-	r.start("router", "router", map[string]string{"HAIL_NATS_URL": r.url, "HAIL_HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", bustest.FreePort(b)), "HAIL_LOG_LEVEL": "warn"})
+	r.router = r.start("router", "router", map[string]string{"HAIL_NATS_URL": r.url, "HAIL_HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", bustest.FreePort(b)), "HAIL_LOG_LEVEL": "warn"})
 	for i, a := range r.admin {
 		r.nodes[i].WaitReady(b, a)
 	}
@@ -433,6 +435,7 @@ func measure(b *testing.B, n int, v1 bool) {
 	total := n + 2**silent
 	r.swarm = fmt.Sprintf("127.0.0.1:%d", bustest.FreePort(b))
 	t0 := time.Now()
+	cpu0, machine0 := r.cpu(), machineCPU()
 	r.swarmP = r.start("swarm", "swarm", map[string]string{"HAIL_NATS_URL": r.url, "HAIL_HTTP_ADDR": r.swarm, "HAIL_INSTANCES": strconv.Itoa(n),
 		"HAIL_SILENT": strconv.Itoa(2 * *silent), "HAIL_SERVICES": strconv.Itoa(max(1, n/100)), "HAIL_CONNECTIONS": strconv.Itoa(*connections),
 		"HAIL_LOG_LEVEL": "warn", "HAIL_V1": strconv.FormatBool(v1),
@@ -483,6 +486,19 @@ func measure(b *testing.B, n int, v1 bool) {
 		return nil
 	})
 	registered := time.Since(t0)
+	// What registering cost, process by process: during it every
+	// program of the region works for the registrations at once.
+	cpu1, machine1 := r.cpu(), machineCPU()
+	cpu0["swarm"] = 0 // not started at t0
+	var used []string
+	var usedSum float64
+	for _, name := range slices.Sorted(maps.Keys(cpu1)) {
+		c := cpu1[name] - cpu0[name]
+		usedSum += c
+		used = append(used, fmt.Sprintf("%s %.2f", name, c/registered.Seconds()))
+	}
+	r.say("registration cores (CPU seconds a second while it lasted): %s; the region %.2f, the machine %.2f of %d; %.2f ms of the region's CPU per instance",
+		strings.Join(used, ", "), usedSum/registered.Seconds(), (machine1-machine0)/registered.Seconds(), runtime.NumCPU(), 1000*usedSum/float64(total))
 	// Passing in the registry: every instance but those silenced; asked
 	// only every 2 s (a query over the whole registry is work for a
 	// node, which would slow what is measured).
@@ -907,12 +923,25 @@ func (r *region) probe(other int, since time.Time) (stop func() []string) {
 
 // processes is the region's processes by name, with their pids.
 func (r *region) processes() map[string]int {
-	out := map[string]int{"swarm": r.swarmP.PID()}
+	out := map[string]int{"router": r.router.PID()}
+	if r.swarmP != nil {
+		out["swarm"] = r.swarmP.PID()
+	}
 	for i, p := range r.natsP {
 		out[fmt.Sprintf("nats-%d", i)] = p.PID()
 	}
 	for i, p := range r.nodes {
 		out[fmt.Sprintf("discovery-%d", i)] = p.PID()
+	}
+	return out
+}
+
+// cpu is the CPU seconds each of the region's processes has used, and
+// this benchmark's own (it follows the registry's events).
+func (r *region) cpu() map[string]float64 {
+	out := map[string]float64{"benchmark": procCPU(os.Getpid())}
+	for name, pid := range r.processes() {
+		out[name] = procCPU(pid)
 	}
 	return out
 }
