@@ -144,7 +144,8 @@ func (c *Callout) Answer(request []byte) ([]byte, error) {
 		return nil, fmt.Errorf("decode request: %w", err)
 	}
 	// The server waits for the answer until the request expires (its
-	// auth timeout: 5 s on hail's servers, bus/embedded); a later one is work nobody waits for, and
+	// auth timeout: 10 s on hail's servers, bus/embedded); a later one
+	// is work nobody waits for, and
 	// while a region comes back it would keep the fresh ones waiting
 	// past theirs (2,000 identities restarted: 11,414 connects refused
 	// answering so). exp is in whole seconds: only a request past the
