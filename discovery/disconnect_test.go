@@ -279,7 +279,8 @@ func (h *healthEvents) all(t *testing.T, status events.Status, n int, timeout ti
 }
 
 // A NATS server of the user's own, without the import of the disconnect
-// advisories: discovery says once what to add, and heartbeats alone judge.
+// advisories: discovery says once what to add (every server event), and
+// heartbeats alone judge.
 func TestServerWithoutAdvisoriesSaidOnce(t *testing.T) {
 	srv := bustest.RunServerWith(t, func(o *server.Options) {
 		o.Users = []*server.User{{Username: "anyone"}}
@@ -296,6 +297,14 @@ func TestServerWithoutAdvisoriesSaidOnce(t *testing.T) {
 		}
 		return nil
 	})
+	// What to add names every server event hail imports, the connect
+	// advisories (v1.6) among them.
+	line, _ := logs.Line(said)
+	for _, subject := range events.ServerEvents {
+		if !strings.Contains(line, subject) {
+			t.Errorf("the warning does not name %s: %s", subject, line)
+		}
+	}
 	nc, fs := e.onConn("echo", 1)
 	e.waitStatus(events.InstanceKey("echo", fs[0].ID), events.Passing, 10*time.Second)
 	h := e.watchHealth()
