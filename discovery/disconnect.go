@@ -63,6 +63,13 @@ type disconnects struct {
 	opts nats.Options
 	// sent: 1 once the probe's advisory came, 0 when it did not.
 	sent atomic.Int64
+	// connects counts the CONNECT advisories read, any user's; the
+	// probe's DISCONNECT finds it above 0 when the server sends them (the
+	// probe's own CONNECT came before), and sets probeConnect (under mu).
+	// connectsSent is 1 unless the probe found none.
+	connects     atomic.Int64
+	probeConnect bool
+	connectsSent atomic.Int64
 
 	marked, unknown, ignored, invalid, dropped, stillConnected, invalidConnects *metrics.Counter
 }
@@ -92,7 +99,9 @@ func newDisconnects(set *metrics.Set, opts nats.Options, live *liveConns) *disco
 	}
 	// 1 until the probe at start finds the server sends none.
 	d.sent.Store(1)
+	d.connectsSent.Store(1)
 	set.GetOrCreateGauge("hail_discovery_disconnect_advisories", func() float64 { return float64(d.sent.Load()) })
+	set.GetOrCreateGauge("hail_discovery_connect_advisories", func() float64 { return float64(d.connectsSent.Load()) })
 	return d
 }
 
@@ -117,6 +126,7 @@ func (d *disconnects) hear(log *slog.Logger) nats.MsgHandler {
 		defer d.mu.Unlock()
 		if d.probe != nil && *d.probe == ev.Conn {
 			d.probe = nil
+			d.probeConnect = d.connects.Load() > 0
 			d.heard <- struct{}{}
 			return
 		}
@@ -155,6 +165,7 @@ func (d *disconnects) hearConnect(log *slog.Logger) nats.MsgHandler {
 			log.Debug("ignoring a connect advisory", "subject", truncate(m.Subject), "err", err)
 			return
 		}
+		d.connects.Add(1)
 		if key := identityOf(ev.User); key != "" {
 			d.live.connect(key, ev.Conn)
 		}
@@ -316,9 +327,21 @@ func (n *Node) probeDisconnects(ctx context.Context) {
 		n.log.Warn("the NATS server sends no disconnect advisories to hail's account: a crashed instance is found by its heartbeats alone (seconds, not milliseconds). "+
 			"Give the server a system account that exports $SYS.ACCOUNT.*.DISCONNECT (and $SYS.ACCOUNT.*.CONNECT, so that an identity's old connection closing late does not mark it, and $SYS.SERVER.*.SHUTDOWN and $SYS.SERVER.*.LAMEDUCK, so that a server's clients are not judged while they reconnect) to hail's account, import them there without renaming, allow discovery to subscribe them, "+
 			"and deny every user of the account publish on $SYS.> (README: \"Your own NATS server\")", "err", err)
+	case !n.disconnects.heardProbeConnect():
+		n.disconnects.connectsSent.Store(0)
+		n.log.Warn("the NATS server sends no connect advisories to hail's account: an identity's old connection that closes after it reconnected marks it critical until its next answered heartbeat. " +
+			"Export $SYS.ACCOUNT.*.CONNECT from the system account to hail's account beside $SYS.ACCOUNT.*.DISCONNECT, import it there without renaming, and allow discovery to subscribe it (README: \"Your own NATS server\")")
 	default:
-		n.log.Debug("the NATS server sends disconnect advisories")
+		n.log.Debug("the NATS server sends connect and disconnect advisories")
 	}
+}
+
+// heardProbeConnect reports whether a CONNECT advisory came before the
+// probe's DISCONNECT.
+func (d *disconnects) heardProbeConnect() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.probeConnect
 }
 
 var errNoAdvisory = errors.New("no advisory for a connection that closed")

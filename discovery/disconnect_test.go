@@ -317,6 +317,65 @@ func TestServerWithoutAdvisoriesSaidOnce(t *testing.T) {
 	}
 }
 
+// A NATS server of the user's own that exports the disconnect advisories
+// but not the connect advisories (a config written before v1.6): discovery
+// says once that CONNECT is missing, sets its gauge to 0, and marks as
+// before.
+func TestServerWithoutConnectAdvisoriesSaidOnce(t *testing.T) {
+	conf := `
+system_account: SYS
+no_auth_user: hail
+accounts: {
+  SYS: { exports: [{stream: "$SYS.ACCOUNT.*.DISCONNECT", accounts: [HAIL]}] }
+  HAIL: {
+    jetstream: enabled
+    imports: [{stream: {account: SYS, subject: "$SYS.ACCOUNT.*.DISCONNECT"}}]
+    users: [{user: hail, permissions: {publish: {deny: ["$SYS.>"]}}}]
+  }
+}`
+	srv := bustest.RunServerWith(t, func(o *server.Options) {
+		var d server.Options
+		if err := d.ProcessConfigString(conf); err != nil {
+			t.Fatal(err)
+		}
+		o.Accounts, o.Users, o.NoAuthUser, o.SystemAccount = d.Accounts, d.Users, d.NoAuthUser, d.SystemAccount
+	})
+	e := envOn(t, srv.ClientURL(), bustest.Connect(t, srv.ClientURL()))
+	var logs testlog.Buffer
+	set := metrics.NewSet()
+	e.StartNode(discovery.Config{Metrics: set, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Timing: slowBeats})
+	const said = "sends no connect advisories"
+	bustest.Eventually(t, 20*time.Second, func() error {
+		if _, ok := logs.Line(said); !ok {
+			return errors.New("not said")
+		}
+		return nil
+	})
+	if line, _ := logs.Line(said); !strings.Contains(line, events.ConnectAll) {
+		t.Errorf("the warning does not name %s: %s", events.ConnectAll, line)
+	}
+	if got := counter(set, "hail_discovery_connect_advisories"); got != 0 {
+		t.Errorf("hail_discovery_connect_advisories = %v, want 0", got)
+	}
+	if got := counter(set, "hail_discovery_disconnect_advisories"); got != 1 {
+		t.Errorf("hail_discovery_disconnect_advisories = %v, want 1: those come", got)
+	}
+	if _, ok := logs.Line("sends no disconnect advisories"); ok {
+		t.Error("said the disconnect advisories are missing")
+	}
+	// Still marked at its disconnect.
+	nc, fs := e.onConn("echo", 1)
+	e.waitStatus(events.InstanceKey("echo", fs[0].ID), events.Passing, 10*time.Second)
+	h := e.watchHealth()
+	nc.Close()
+	if ev := h.wait(t, fs[0].ID, events.Critical, 10*time.Second); !strings.HasPrefix(ev.Reason, "disconnected: ") {
+		t.Errorf("critical for %q, want a disconnect", ev.Reason)
+	}
+	if n := strings.Count(logs.String(), said); n != 1 {
+		t.Errorf("said %d times, want once", n)
+	}
+}
+
 // Clients connecting and closing in a loop flood discovery with
 // advisories for connections it does not know: they are counted, and the
 // heartbeats of the instances it owns go on (none is found critical).
