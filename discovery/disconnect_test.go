@@ -279,7 +279,8 @@ func (h *healthEvents) all(t *testing.T, status events.Status, n int, timeout ti
 }
 
 // A NATS server of the user's own, without the import of the disconnect
-// advisories: discovery says once what to add, and heartbeats alone judge.
+// advisories: discovery says once what to add (every server event), and
+// heartbeats alone judge.
 func TestServerWithoutAdvisoriesSaidOnce(t *testing.T) {
 	srv := bustest.RunServerWith(t, func(o *server.Options) {
 		o.Users = []*server.User{{Username: "anyone"}}
@@ -296,12 +297,79 @@ func TestServerWithoutAdvisoriesSaidOnce(t *testing.T) {
 		}
 		return nil
 	})
+	// What to add names every server event hail imports, the connect
+	// advisories (v1.6) among them.
+	line, _ := logs.Line(said)
+	for _, subject := range events.ServerEvents {
+		if !strings.Contains(line, subject) {
+			t.Errorf("the warning does not name %s: %s", subject, line)
+		}
+	}
 	nc, fs := e.onConn("echo", 1)
 	e.waitStatus(events.InstanceKey("echo", fs[0].ID), events.Passing, 10*time.Second)
 	h := e.watchHealth()
 	nc.Close()
 	if ev := h.wait(t, fs[0].ID, events.Critical, 10*time.Second); !strings.Contains(ev.Reason, "heartbeats missed") {
 		t.Errorf("critical for %q, want missed heartbeats", ev.Reason)
+	}
+	if n := strings.Count(logs.String(), said); n != 1 {
+		t.Errorf("said %d times, want once", n)
+	}
+}
+
+// A NATS server of the user's own that exports the disconnect advisories
+// but not the connect advisories (a config written before v1.6): discovery
+// says once that CONNECT is missing, sets its gauge to 0, and marks as
+// before.
+func TestServerWithoutConnectAdvisoriesSaidOnce(t *testing.T) {
+	conf := `
+system_account: SYS
+no_auth_user: hail
+accounts: {
+  SYS: { exports: [{stream: "$SYS.ACCOUNT.*.DISCONNECT", accounts: [HAIL]}] }
+  HAIL: {
+    jetstream: enabled
+    imports: [{stream: {account: SYS, subject: "$SYS.ACCOUNT.*.DISCONNECT"}}]
+    users: [{user: hail, permissions: {publish: {deny: ["$SYS.>"]}}}]
+  }
+}`
+	srv := bustest.RunServerWith(t, func(o *server.Options) {
+		var d server.Options
+		if err := d.ProcessConfigString(conf); err != nil {
+			t.Fatal(err)
+		}
+		o.Accounts, o.Users, o.NoAuthUser, o.SystemAccount = d.Accounts, d.Users, d.NoAuthUser, d.SystemAccount
+	})
+	e := envOn(t, srv.ClientURL(), bustest.Connect(t, srv.ClientURL()))
+	var logs testlog.Buffer
+	set := metrics.NewSet()
+	e.StartNode(discovery.Config{Metrics: set, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Timing: slowBeats})
+	const said = "sends no connect advisories"
+	bustest.Eventually(t, 20*time.Second, func() error {
+		if _, ok := logs.Line(said); !ok {
+			return errors.New("not said")
+		}
+		return nil
+	})
+	if line, _ := logs.Line(said); !strings.Contains(line, events.ConnectAll) {
+		t.Errorf("the warning does not name %s: %s", events.ConnectAll, line)
+	}
+	if got := counter(set, "hail_discovery_connect_advisories"); got != 0 {
+		t.Errorf("hail_discovery_connect_advisories = %v, want 0", got)
+	}
+	if got := counter(set, "hail_discovery_disconnect_advisories"); got != 1 {
+		t.Errorf("hail_discovery_disconnect_advisories = %v, want 1: those come", got)
+	}
+	if _, ok := logs.Line("sends no disconnect advisories"); ok {
+		t.Error("said the disconnect advisories are missing")
+	}
+	// Still marked at its disconnect.
+	nc, fs := e.onConn("echo", 1)
+	e.waitStatus(events.InstanceKey("echo", fs[0].ID), events.Passing, 10*time.Second)
+	h := e.watchHealth()
+	nc.Close()
+	if ev := h.wait(t, fs[0].ID, events.Critical, 10*time.Second); !strings.HasPrefix(ev.Reason, "disconnected: ") {
+		t.Errorf("critical for %q, want a disconnect", ev.Reason)
 	}
 	if n := strings.Count(logs.String(), said); n != 1 {
 		t.Errorf("said %d times, want once", n)

@@ -1,7 +1,6 @@
 package discovery
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -82,28 +81,20 @@ func requester(s events.Subjects, kind requestKind, subject string) (service, id
 	return service, id
 }
 
-// An identity's connection is named by the server itself: its DISCONNECT
-// advisory's client.user is <S>.<id>, the name the auth callout gave the
-// identity (PROTOCOL v1.6), which no one else can take. So discovery
-// marks the identity's own instance critical when it closes, whatever
-// the instance announced as its conn. The announced conn serves only to
-// skip an advisory that came late: a record that names another
-// connection was announced from a newer one (or its instance lied about
-// itself, which harms it alone).
+// An identity's connection is named by the server itself: its CONNECT
+// and DISCONNECT advisories' client.user is <S>.<id>, the name the auth
+// callout gave the identity (PROTOCOL v1.6), which no one else can take.
+// So discovery knows an identity's live connections from the server
+// (connects.go) and marks its own instance critical when the last of
+// them closes, whatever the instance announced as its conn. Only for an
+// identity discovery never heard connect does the announced conn count,
+// as v1.4 says, to skip an advisory that came late: a record that names
+// another connection was announced from a newer one (or its instance
+// lied about itself, which harms it alone).
 
-// identityOf is the instance key of the identity a disconnect advisory
-// names (client.user = <S>.<id>), or "" for any other user. data was
-// checked by events.DecodeDisconnect first (its size bounded).
-func identityOf(data []byte) string {
-	var adv struct {
-		Client struct {
-			User string `json:"user"`
-		} `json:"client"`
-	}
-	if json.Unmarshal(data, &adv) != nil {
-		return ""
-	}
-	user := adv.Client.User
+// identityOf is the instance key of the identity an advisory's user
+// names (<S>.<id>), or "" for any other user.
+func identityOf(user string) string {
 	i := strings.LastIndexByte(user, '.')
 	if i < 0 || events.ValidateID(user[i+1:]) != nil || events.ValidateService(user[:i]) != nil {
 		return ""
@@ -112,18 +103,19 @@ func identityOf(data []byte) string {
 }
 
 // instancesOn are the owned instances the closed connection conn was:
-// the identity's own instance, key, when the advisory named one, unless
-// its record names a newer connection; else those whose records name
-// conn (PROTOCOL v1.4).
-func (o *ownedSet) instancesOn(conn events.Conn, key string) []*tracked {
-	if key == "" {
+// the identity's own instance when the advisory named one (v1.6), whose
+// record's conn counts only when discovery never heard the identity
+// connect (then a record that names another connection skips it); else
+// those whose records name conn (PROTOCOL v1.4).
+func (o *ownedSet) instancesOn(conn events.Conn, who closedIdentity) []*tracked {
+	if who.key == "" {
 		return o.onConn(conn)
 	}
-	t := o.get(key)
+	t := o.get(who.key)
 	if t == nil {
 		return nil
 	}
-	if c := t.rec.Conn; c != nil && *c != conn {
+	if c := t.rec.Conn; !who.heard && c != nil && *c != conn {
 		return nil
 	}
 	return []*tracked{t}

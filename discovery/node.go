@@ -70,7 +70,10 @@ type Node struct {
 	remote  *remote
 
 	disconnects *disconnects
-	pub         publisher
+	// live is every identity's live connections (connects.go): the
+	// advisories' reader writes it, the rounds read it.
+	live *liveConns
+	pub  publisher
 }
 
 // New makes a node; Run starts it.
@@ -104,7 +107,8 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 	n.reg = registry.NewFollower(kv.Instances, registry.FollowConfig{Logger: log, Metrics: cfg.Metrics, Invalid: func() { n.m.rejected(reasonBadRecord).Inc() }})
 	n.nodes = registry.NewNodes(kv.Nodes, registry.FollowConfig{Logger: log, Metrics: cfg.Metrics})
 	n.m = newNodeMetrics(cfg.Metrics, n.reg.Registry, n.Ready)
-	n.disconnects = newDisconnects(cfg.Metrics, nc.Opts)
+	n.live = newLiveConns(cfg.Metrics, maxLiveConns)
+	n.disconnects = newDisconnects(cfg.Metrics, nc.Opts, n.live)
 	n.store = recordStore{kv: kv, m: n.m, log: log, region: cfg.Region}
 	n.reply = replier{nc: nc, node: n.id, log: log, quiet: newQuietLog(log), m: n.m}
 	n.replies = newReplyRule(nc)
@@ -115,7 +119,7 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 		work: n.work, control: controlDecoder{subjects: cfg.Subjects, schemas: set}, reply: n.reply,
 		reg: n.reg, nodes: n.nodes, store: n.store, records: n.records, pub: pub, m: n.m, log: log, adm: newAdmission(cfg.Metrics),
 	}
-	n.rounds = &rounds{owned: n.owned, records: n.records, timing: n.timing, pub: pub, m: n.m, log: log, losses: newServerLosses(cfg.Metrics, nc.ConnectedServerId, log)}
+	n.rounds = &rounds{owned: n.owned, records: n.records, timing: n.timing, pub: pub, m: n.m, log: log, losses: newServerLosses(cfg.Metrics, nc.ConnectedServerId, log), live: n.live}
 	if n.remote, err = newRemote(nc, remoteConfig{region: cfg.Region, regions: cfg.RemoteRegions, stale: cfg.RemoteStale, replicas: kv.Replicas, log: log, set: cfg.Metrics}); err != nil {
 		return nil, err
 	}
@@ -198,8 +202,13 @@ func (n *Node) Run(ctx context.Context) error {
 	// Before subscribing: the handlers read the rule.
 	n.replies.ownInbox(tr.Inbox())
 
+	adv, err := n.subscribeAdvisories()
+	if err != nil {
+		stopRun()
+		return errors.Join(err, g.Wait())
+	}
 	g.Go(func() error { return n.loop(gctx) })
-	g.Go(func() error { return n.watchDisconnects(gctx) })
+	g.Go(func() error { return n.watchDisconnects(gctx, adv) })
 	g.Go(func() error { return n.watchServerLosses(gctx) })
 	g.Go(func() error { return n.guardBuckets(gctx) })
 	g.Go(func() error { return n.remote.run(gctx) })

@@ -26,6 +26,9 @@ type rounds struct {
 	log     *slog.Logger
 	// losses are the servers that went away (serverloss.go).
 	losses *serverLosses
+	// live is the identities' live connections (connects.go): the
+	// server an identity is on.
+	live *liveConns
 	// preserving: the node is in self-preservation.
 	preserving bool
 	// rtts is the last answered heartbeat's RTT of each owned instance,
@@ -49,7 +52,7 @@ func (r *rounds) RTTs() map[string]time.Duration {
 func (r *rounds) handle(ctx context.Context, start time.Time, results []heartbeat.Result) {
 	timing := r.timing.load()
 	lost := r.losses.snapshot(start, timing.Heartbeat.Interval+timing.Heartbeat.Timeout)
-	d := decideRound(roundInput{Results: results, Owned: r.owned.states(results), Timing: timing, Start: start, Lost: lost})
+	d := decideRound(roundInput{Results: results, Owned: r.owned.states(results, r.live.server), Timing: timing, Start: start, Lost: lost})
 	if r.log.Enabled(ctx, slog.LevelDebug) {
 		r.log.Debug("heartbeat round", "instances", len(results), "answered", len(d.RTTs), "took", time.Since(start).Round(time.Microsecond))
 	}

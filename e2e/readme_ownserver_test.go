@@ -12,12 +12,14 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/hailsd/hail/bus/embedded"
 	"github.com/hailsd/hail/events"
 )
 
 // The README's config block for a NATS server that is not hail's own
-// works as it says: a server started with it sends a client's disconnect
-// into hail's account, and a client of hail's account cannot forge one.
+// works as it says: a server started with it sends a client's connect and
+// disconnect into hail's account, and a client of hail's account cannot
+// forge either.
 func TestReadmeOwnServerConfig(t *testing.T) {
 	data, err := os.ReadFile("../README.md")
 	if err != nil {
@@ -75,6 +77,12 @@ func TestReadmeOwnServerConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// PROTOCOL v1.6: the connect advisories too (an identity's live
+	// connections).
+	connects, err := hail.SubscribeSync(events.ConnectAll)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := hail.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -96,22 +104,51 @@ func TestReadmeOwnServerConfig(t *testing.T) {
 	if err != nil || ev.Conn.Client != cid {
 		t.Fatalf("advisory %s: %+v %v, want client %d", m.Subject, ev, err, cid)
 	}
+	// The first may be hail's own connection's, sent as the
+	// subscription was made.
+	var c *nats.Msg
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		c, err = connects.NextMsg(time.Until(deadline))
+		if err != nil {
+			t.Fatalf("no connect advisory of client %d in hail's account: %v", cid, err)
+		}
+		cev, err := events.DecodeConnect(c.Data)
+		if err != nil {
+			t.Fatalf("connect advisory %s: %v", c.Subject, err)
+		}
+		if cev.Conn == ev.Conn {
+			if cev.User != embedded.NoAuthUser {
+				t.Errorf("connect advisory %+v, want user %s", cev, embedded.NoAuthUser)
+			}
+			break
+		}
+	}
 
-	if err := hail.Publish(strings.Replace(events.DisconnectAll, "*", "HAIL", 1), m.Data); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-violations:
-		t.Logf("forged advisory refused: %v", err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("a forged advisory was not refused")
-	}
-	// The server refused the publish before it answered the violation;
-	// a flush makes sure nothing it did deliver is still on the way.
-	if err := hail.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if n, _, _ := sub.Pending(); n != 0 {
-		t.Errorf("the forged advisory reached hail's account (%d pending)", n)
+	for _, forged := range []struct {
+		subject string
+		data    []byte
+		sub     *nats.Subscription
+	}{
+		{strings.Replace(events.DisconnectAll, "*", "HAIL", 1), m.Data, sub},
+		{strings.Replace(events.ConnectAll, "*", "HAIL", 1), c.Data, connects},
+	} {
+		if err := hail.Publish(forged.subject, forged.data); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-violations:
+			t.Logf("forged %s refused: %v", forged.subject, err)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("a forged %s was not refused", forged.subject)
+		}
+		// The server refused the publish before it answered the
+		// violation; a flush makes sure nothing it did deliver is still
+		// on the way.
+		if err := hail.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if n, _, _ := forged.sub.Pending(); n != 0 {
+			t.Errorf("the forged %s reached hail's account (%d pending)", forged.subject, n)
+		}
 	}
 }

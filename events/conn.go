@@ -70,8 +70,15 @@ const (
 	ServerLameDuckAll = "$SYS.SERVER.*.LAMEDUCK"
 )
 
+// ConnectAll is the subject of the servers' connect advisories,
+// $SYS.ACCOUNT.<account>.CONNECT, imported into hail's account beside
+// DisconnectAll: with identities (PROTOCOL v1.6) the advisory names the
+// instance (client.user = <S>.<id>), so discovery knows each identity's
+// live connections from the server rather than from its announces.
+const ConnectAll = "$SYS.ACCOUNT.*.CONNECT"
+
 // ServerEvents are the servers' events imported into hail's account.
-var ServerEvents = []string{DisconnectAll, ServerShutdownAll, ServerLameDuckAll}
+var ServerEvents = []string{DisconnectAll, ConnectAll, ServerShutdownAll, ServerLameDuckAll}
 
 // SysPublish is what no user of hail's account may publish: the server's
 // own subjects, among them the disconnect advisories discovery acts on.
@@ -85,41 +92,95 @@ const ReasonServerShutdown = "Server Shutdown"
 // in a health event's reason.
 const MaxDisconnectReason = 128
 
+// MaxAdvisoryUser bounds the user taken from an advisory: an identity's
+// is <service>.<id> (PROTOCOL v1.6), at most a service name, a dot and a
+// 36-character id. A longer user is no identity, and is read as none.
+const MaxAdvisoryUser = MaxServiceLen + 1 + 36
+
 // Disconnect is what hail reads of the server's
 // io.nats.server.advisory.v1.client_disconnect: which connection closed,
-// and why. Everything else in the advisory is ignored.
+// as which user, and why. Everything else in the advisory is ignored.
 type Disconnect struct {
 	Conn   Conn
+	User   string // "" when the advisory names none, or none readable
 	Reason string
 }
 
-// disconnectAdvisory is the part of the advisory that is read.
-type disconnectAdvisory struct {
+// Connect is what hail reads of the server's
+// io.nats.server.advisory.v1.client_connect: which connection opened, as
+// which user. Everything else in the advisory is ignored.
+type Connect struct {
+	Conn Conn
+	User string // "" when the advisory names none, or none readable
+}
+
+// clientAdvisory is the part of a connect or disconnect advisory that is
+// read (nats-server's ConnectEventMsg and DisconnectEventMsg).
+type clientAdvisory struct {
 	Server struct {
 		ID string `json:"id"`
 	} `json:"server"`
 	Client struct {
-		ID uint64 `json:"id"`
+		ID   uint64 `json:"id"`
+		User string `json:"user"`
 	} `json:"client"`
 	Reason string `json:"reason"`
 }
 
+// decodeClientAdvisory reads what and kind ("connect advisory",
+// "disconnect advisory") share: the size, the JSON and the conn.
+func decodeClientAdvisory(kind string, data []byte) (clientAdvisory, Conn, error) {
+	var adv clientAdvisory
+	if err := CheckSize(kind, data); err != nil {
+		return adv, Conn{}, err
+	}
+	if err := json.Unmarshal(data, &adv); err != nil {
+		return adv, Conn{}, invalid("%s: malformed JSON: %s", kind, jsonProblem(err))
+	}
+	c := Conn{Server: adv.Server.ID, Client: adv.Client.ID}
+	if err := c.Validate(); err != nil {
+		return adv, Conn{}, invalid("%s: %v", kind, err)
+	}
+	return adv, c, nil
+}
+
+// cleanUser keeps a user only when it is plain text of at most
+// MaxAdvisoryUser bytes: it is compared, never cut, so one that is not is
+// no one's. (encoding/json has already made invalid UTF-8 U+FFFD.)
+func cleanUser(s string) string {
+	if len(s) > MaxAdvisoryUser || !utf8.ValidString(s) {
+		return ""
+	}
+	for _, r := range s {
+		if r == utf8.RuneError || r < ' ' || r == 0x7f {
+			return ""
+		}
+	}
+	return s
+}
+
+// DecodeConnect reads a connect advisory, as DecodeDisconnect does a
+// disconnect: the server alone should publish it, but the bytes are still
+// outside input, so the size and ids are bounded and the user is kept
+// only when it is plain text within MaxAdvisoryUser.
+func DecodeConnect(data []byte) (Connect, error) {
+	adv, c, err := decodeClientAdvisory("connect advisory", data)
+	if err != nil {
+		return Connect{}, err
+	}
+	return Connect{Conn: c, User: cleanUser(adv.Client.User)}, nil
+}
+
 // DecodeDisconnect reads a disconnect advisory. The server alone should
 // publish it, but the bytes are still outside input: size, ids and reason
-// are bounded, and a reason that is not plain text is cut.
+// are bounded, a reason that is not plain text is cut, and the user is
+// kept only when it is plain text within MaxAdvisoryUser.
 func DecodeDisconnect(data []byte) (Disconnect, error) {
-	if err := CheckSize("disconnect advisory", data); err != nil {
+	adv, c, err := decodeClientAdvisory("disconnect advisory", data)
+	if err != nil {
 		return Disconnect{}, err
 	}
-	var adv disconnectAdvisory
-	if err := json.Unmarshal(data, &adv); err != nil {
-		return Disconnect{}, invalid("disconnect advisory: malformed JSON: %s", jsonProblem(err))
-	}
-	d := Disconnect{Conn: Conn{Server: adv.Server.ID, Client: adv.Client.ID}, Reason: cleanReason(adv.Reason)}
-	if err := d.Conn.Validate(); err != nil {
-		return Disconnect{}, invalid("disconnect advisory: %v", err)
-	}
-	return d, nil
+	return Disconnect{Conn: c, User: cleanUser(adv.Client.User), Reason: cleanReason(adv.Reason)}, nil
 }
 
 // cleanReason keeps a reason printable and at most MaxDisconnectReason

@@ -40,8 +40,8 @@ func AuthConf(rs []Role, hashed map[string]string) (string, error) {
 	return b.String(), nil
 }
 
-// sysAccount is the system account, exporting the servers' disconnect
-// advisories and their shutdown and lame duck events to HAIL, and
+// sysAccount is the system account, exporting the servers' disconnect and
+// connect advisories and their shutdown and lame duck events to HAIL, and
 // sysImport HAIL's import of them, not renamed (PROTOCOL v1.4).
 var sysAccount, sysImport = func() (string, string) {
 	var exports, imports []string

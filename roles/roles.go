@@ -95,8 +95,9 @@ func Discovery(s events.Subjects) Role {
 }
 
 // disconnects is what discovery hears the servers' disconnect advisories,
-// shutdowns and lame ducks on (PROTOCOL v1.4), imported into hail's
-// account.
+// shutdowns and lame ducks on (PROTOCOL v1.4), and their connect
+// advisories (an identity's live connections, v1.6), imported into
+// hail's account.
 var disconnects = events.ServerEvents
 
 // Router: routed requests in, instances' subjects out, the registry,

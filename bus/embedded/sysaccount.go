@@ -10,9 +10,10 @@ import (
 )
 
 // The accounts of a server hail starts without an auth file (PROTOCOL
-// v1.4): the system account SYS exports the servers' disconnect
-// advisories and their shutdown and lame duck events, hail's account HAIL imports them without renaming (so
-// discovery hears $SYS.ACCOUNT.*.DISCONNECT), keeps JetStream (hail's
+// v1.4): the system account SYS exports the servers' disconnect and
+// connect advisories and their shutdown and lame duck events, hail's
+// account HAIL imports them without renaming (so discovery hears
+// $SYS.ACCOUNT.*.DISCONNECT and .CONNECT), keeps JetStream (hail's
 // buckets live there), and takes every client that brings no credentials
 // (no_auth_user). The import alone would let a client of HAIL publish a
 // forged advisory on the imported subject, so its one user may publish
@@ -41,9 +42,10 @@ accounts: {
 
 // sysExports and sysImports are the export of every server event of
 // events.ServerEvents from SYS to HAIL, and HAIL's imports of them, not
-// renamed: the disconnect advisories, and a server's shutdown and lame
-// duck (discovery holds the judgement of its clients' silence while they
-// reconnect).
+// renamed: the disconnect advisories, the connect advisories (an
+// identity's live connections, PROTOCOL v1.6), and a server's shutdown
+// and lame duck (discovery holds the judgement of its clients' silence
+// while they reconnect).
 func sysExports() string {
 	return eachServerEvent(func(s string) string { return fmt.Sprintf("{stream: %q, accounts: [%s]}", s, HailAccount) })
 }

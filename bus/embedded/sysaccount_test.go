@@ -77,12 +77,13 @@ func TestDisconnectAdvisoriesReachHail(t *testing.T) {
 
 // A server's shutdown and lame duck events reach HAIL too (discovery holds
 // the judgement of that server's clients' silence on them), and nobody
-// there may forge one: every subject of events.ServerEvents is refused.
+// there may forge one: every subject of events.ServerEvents is refused,
+// the connect advisories (PROTOCOL v1.6) among them.
 func TestServerEventsCannotBeForged(t *testing.T) {
 	s := bustest.RunServer(t)
 	perm := make(chan error, 8)
 	nc := bustest.Connect(t, s.ClientURL(), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { perm <- err }))
-	for _, subject := range []string{"$SYS.SERVER." + s.ID() + ".SHUTDOWN", "$SYS.SERVER." + s.ID() + ".LAMEDUCK", "$SYS.ACCOUNT.HAIL.DISCONNECT"} {
+	for _, subject := range []string{"$SYS.SERVER." + s.ID() + ".SHUTDOWN", "$SYS.SERVER." + s.ID() + ".LAMEDUCK", "$SYS.ACCOUNT.HAIL.DISCONNECT", "$SYS.ACCOUNT.HAIL.CONNECT"} {
 		t.Run(subject, func(t *testing.T) {
 			if err := nc.Publish(subject, []byte("{}")); err != nil {
 				t.Fatal(err)

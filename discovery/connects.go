@@ -1,0 +1,170 @@
+package discovery
+
+import (
+	"slices"
+	"sync"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/hailsd/hail/events"
+)
+
+// PROTOCOL v1.6: with identities, an instance's connection is what the
+// server says, not what the instance announced. The server's CONNECT
+// advisory names the identity (client.user = <S>.<id>) as its DISCONNECT
+// does, so discovery keeps, per identity, the connections the servers
+// said opened and have not said closed. An identity's DISCONNECT then
+// marks its instance critical only when it leaves the identity no live
+// connection: the late DISCONNECT of an old connection, arriving after
+// the instance reconnected on a new one, marks nothing, whatever the
+// record says of its conn (and whether it says anything).
+//
+// A client holds one connection at a time to one server, so a connection
+// on another server than the identity's others means those have gone (it
+// reconnected elsewhere) or are going: they are forgotten then. This also
+// keeps a server that crashed, whose clients' DISCONNECTs never come,
+// from leaving its identities looking connected for ever. Two connections
+// of one identity at once (the old one of a reconnect not closed yet, or
+// a second one on purpose) are kept while they are on one server.
+//
+// An identity discovery never heard connect (it connected before the node
+// started, or its CONNECT was dropped beyond the bound) is judged as
+// before: its DISCONNECT marks its instance unless the record names
+// another connection (PROTOCOL v1.4).
+
+// maxLiveConns bounds the connections held, all identities together: a
+// region's identities (50,000 measured) and their reconnects, with room.
+// Beyond it a CONNECT is dropped, counted, and its identity forgotten (its
+// knowledge would be short of a connection), so it is judged as one never
+// heard.
+const maxLiveConns = 1 << 17
+
+// maxConnsPerIdentity bounds one identity's share: an instance holds one
+// connection, two while it reconnects. One that opens more is forgotten
+// and judged as one never heard.
+const maxConnsPerIdentity = 16
+
+// connVerdict is what an identity's DISCONNECT means for its instance.
+type connVerdict int
+
+const (
+	// connUnheard: discovery holds no live connection of the identity
+	// (it never heard it connect): the record's conn decides.
+	connUnheard connVerdict = iota
+	// connStillLive: the identity has another live connection; its
+	// instance is not marked.
+	connStillLive
+	// connLast: the identity's last live connection closed; its instance
+	// is marked, whatever its record says of its conn.
+	connLast
+)
+
+// liveConns is, per identity (its instance key, <S>.<id>), the
+// connections the servers said opened and have not said closed. The
+// advisories' reader writes it; a heartbeat round reads the server an
+// identity is on.
+type liveConns struct {
+	mu    sync.Mutex
+	byKey map[string]*identityConns
+	total int // connections held
+	max   int // maxLiveConns, or a test's
+
+	connected, dropped *metrics.Counter
+}
+
+// identityConns are one identity's live connections: all on one server.
+type identityConns struct {
+	server  string
+	clients []uint64
+}
+
+func newLiveConns(set *metrics.Set, max int) *liveConns {
+	l := &liveConns{byKey: map[string]*identityConns{}, max: max,
+		// connected: an identity's CONNECT taken in; dropped: beyond the
+		// bound (its identity forgotten).
+		connected: set.GetOrCreateCounter(`hail_discovery_identity_connects_total{outcome="connected"}`),
+		dropped:   set.GetOrCreateCounter(`hail_discovery_identity_connects_total{outcome="dropped"}`),
+	}
+	set.GetOrCreateGauge("hail_discovery_identity_connections", func() float64 {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return float64(l.total)
+	})
+	return l
+}
+
+// connect takes in identity key's CONNECT of conn.
+func (l *liveConns) connect(key string, conn events.Conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.byKey[key]
+	if e != nil && e.server != conn.Server {
+		// It moved to another server: what it held on the old one is
+		// gone or going.
+		l.total -= len(e.clients)
+		e.server, e.clients = conn.Server, e.clients[:0]
+	}
+	if e != nil && slices.Contains(e.clients, conn.Client) {
+		return
+	}
+	if l.total >= l.max || (e != nil && len(e.clients) >= maxConnsPerIdentity) {
+		l.dropped.Inc()
+		l.forget(key)
+		return
+	}
+	if e == nil {
+		e = &identityConns{server: conn.Server}
+		l.byKey[key] = e
+	}
+	e.clients = append(e.clients, conn.Client)
+	l.total++
+	l.connected.Inc()
+}
+
+// disconnect takes in identity key's DISCONNECT of conn, and says what it
+// means for its instance.
+func (l *liveConns) disconnect(key string, conn events.Conn) connVerdict {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.byKey[key]
+	if e == nil {
+		return connUnheard
+	}
+	if e.server == conn.Server {
+		if i := slices.Index(e.clients, conn.Client); i >= 0 {
+			e.clients = slices.Delete(e.clients, i, i+1)
+			l.total--
+		}
+	}
+	if len(e.clients) > 0 {
+		return connStillLive
+	}
+	delete(l.byKey, key)
+	return connLast
+}
+
+// forget drops what is held of identity key; l.mu is held.
+func (l *liveConns) forget(key string) {
+	if e := l.byKey[key]; e != nil {
+		l.total -= len(e.clients)
+		delete(l.byKey, key)
+	}
+}
+
+// server is the server identity key's live connections are on, "" when
+// discovery holds none.
+func (l *liveConns) server(key string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e := l.byKey[key]; e != nil {
+		return e.server
+	}
+	return ""
+}
+
+// len is the connections held.
+func (l *liveConns) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.total
+}
