@@ -45,6 +45,7 @@ var (
 	connections  = flag.Int("connections", 8, "the swarm's NATS connections")
 	restart      = flag.Bool("restart", true, "restart a discovery node after the silence test")
 	natsRestarts = flag.Int("nats-restarts", 1, "NATS servers of the cluster restarted, one after the other, after the node restart")
+	inFlight     = flag.Int("in-flight", 256, "sdk mode: the swarm's announces waiting for an answer at once (its in_flight); every SDK instance of a real fleet has its own one, so a fleet starting at once has as many as it has instances")
 	servers      = flag.Int("servers", 3, "NATS servers: 3 (a cluster, hail_instances with 3 replicas) or 1 (the setup of the tables measured before [storm]; no NATS restart)")
 )
 
@@ -438,7 +439,7 @@ func measure(b *testing.B, n int, v1 bool) {
 	cpu0, machine0 := r.cpu(), machineCPU()
 	r.swarmP = r.start("swarm", "swarm", map[string]string{"HAIL_NATS_URL": r.url, "HAIL_HTTP_ADDR": r.swarm, "HAIL_INSTANCES": strconv.Itoa(n),
 		"HAIL_SILENT": strconv.Itoa(2 * *silent), "HAIL_SERVICES": strconv.Itoa(max(1, n/100)), "HAIL_CONNECTIONS": strconv.Itoa(*connections),
-		"HAIL_LOG_LEVEL": "warn", "HAIL_V1": strconv.FormatBool(v1),
+		"HAIL_LOG_LEVEL": "warn", "HAIL_V1": strconv.FormatBool(v1), "HAIL_IN_FLIGHT": strconv.Itoa(*inFlight),
 		// The region goes with the processes; deregistering tens of
 		// thousands at the end would only slow the stop.
 		"HAIL_DEREGISTER": "false"})
