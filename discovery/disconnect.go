@@ -240,7 +240,7 @@ func (n *Node) watchDisconnects(ctx context.Context, a *advisorySubs) error {
 	var workers sync.WaitGroup
 	defer workers.Wait()
 	workers.Go(func() { d.read(ctx, a.msgs, a.connects, n.log) })
-	workers.Go(func() { n.probeDisconnects(ctx) })
+	workers.Go(func() { n.disconnects.probeAdvisories(ctx, n.nc.Servers(), n.log) })
 	for {
 		select {
 		case <-ctx.Done():
@@ -313,26 +313,26 @@ func (n *Node) markDisconnected(ctx context.Context, batch map[events.Conn]strin
 	}
 }
 
-// probeDisconnects opens a second connection like the node's own, closes
-// it, and waits for its advisory: a server that does not export them to
+// probeAdvisories opens a second connection like the node's own (to
+// servers), closes it, and waits for its advisory: a server that does not export them to
 // hail's account (a user's own NATS without the import, or discovery not
 // allowed to subscribe) is said once, with what to add, and the node runs
 // on heartbeats alone.
-func (n *Node) probeDisconnects(ctx context.Context) {
-	err := n.probe(ctx)
+func (d *disconnects) probeAdvisories(ctx context.Context, servers []string, log *slog.Logger) {
+	err := d.openProbe(ctx, servers)
 	switch {
 	case ctx.Err() != nil:
 	case err != nil:
-		n.disconnects.sent.Store(0)
-		n.log.Warn("the NATS server sends no disconnect advisories to hail's account: a crashed instance is found by its heartbeats alone (seconds, not milliseconds). "+
+		d.sent.Store(0)
+		log.Warn("the NATS server sends no disconnect advisories to hail's account: a crashed instance is found by its heartbeats alone (seconds, not milliseconds). "+
 			"Give the server a system account that exports $SYS.ACCOUNT.*.DISCONNECT (and $SYS.ACCOUNT.*.CONNECT, so that an identity's old connection closing late does not mark it, and $SYS.SERVER.*.SHUTDOWN and $SYS.SERVER.*.LAMEDUCK, so that a server's clients are not judged while they reconnect) to hail's account, import them there without renaming, allow discovery to subscribe them, "+
 			"and deny every user of the account publish on $SYS.> (README: \"Your own NATS server\")", "err", err)
-	case !n.disconnects.heardProbeConnect():
-		n.disconnects.connectsSent.Store(0)
-		n.log.Warn("the NATS server sends no connect advisories to hail's account: an identity's old connection that closes after it reconnected marks it critical until its next answered heartbeat. " +
+	case !d.heardProbeConnect():
+		d.connectsSent.Store(0)
+		log.Warn("the NATS server sends no connect advisories to hail's account: an identity's old connection that closes after it reconnected marks it critical until its next answered heartbeat. " +
 			"Export $SYS.ACCOUNT.*.CONNECT from the system account to hail's account beside $SYS.ACCOUNT.*.DISCONNECT, import it there without renaming, and allow discovery to subscribe it (README: \"Your own NATS server\")")
 	default:
-		n.log.Debug("the NATS server sends connect and disconnect advisories")
+		log.Debug("the NATS server sends connect and disconnect advisories")
 	}
 }
 
@@ -346,13 +346,14 @@ func (d *disconnects) heardProbeConnect() bool {
 
 var errNoAdvisory = errors.New("no advisory for a connection that closed")
 
-func (n *Node) probe(ctx context.Context) error {
-	d := n.disconnects
+// openProbe opens and closes the probe connection and waits for its
+// advisory.
+func (d *disconnects) openProbe(ctx context.Context, servers []string) error {
 	o := d.opts
 	o.Name = "hail-discovery-probe"
 	o.AllowReconnect, o.RetryOnFailedConnect = false, false
 	o.ConnectedCB, o.ReconnectedCB, o.DisconnectedErrCB, o.DisconnectedCB, o.ClosedCB, o.AsyncErrorCB = nil, nil, nil, nil, nil, nil
-	o.Servers = n.nc.Servers()
+	o.Servers = servers
 	pc, err := o.Connect()
 	if err != nil {
 		return fmt.Errorf("open a probe connection: %w", err)
