@@ -21,14 +21,16 @@ import (
 	"github.com/hailsd/hail/config"
 )
 
-// Profiles says whether a program's address serves Go's profiles: its
-// http.pprof.
+// Profiles says whether a program's address serves Go's profiles under
+// /debug/pprof/: its http.pprof. Off by default, because a profile shows
+// the program's internals, and /debug/pprof/cmdline its arguments, to
+// whoever reaches the address, which has no authentication of its own.
 type Profiles bool
 
 // Handler serves /metrics (the program's set plus process metrics),
-// /healthz (the process is up), /readyz (ready() is true), with
-// profiles Go's profiles under /debug/pprof/ (see Profiles), and, when ui
-// is not nil, ui for every other path.
+// /healthz (the process is up), /readyz (ready() is true), Go's profiles
+// when profiles is true (serveProfiles), and, when ui is not nil, ui for
+// every other path.
 func Handler(set *metrics.Set, ready func() bool, ui http.Handler, profiles Profiles) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
@@ -56,22 +58,22 @@ func Handler(set *metrics.Set, ready func() bool, ui http.Handler, profiles Prof
 // serveProfiles serves net/http/pprof's handlers under /debug/pprof/ on
 // mux when on: the index (which links every named profile: heap,
 // goroutine, allocs, block, mutex, threadcreate), cmdline, profile (CPU,
-// ?seconds=N), symbol and trace. It is off by default because a profile
-// shows the program's internals, and cmdline its arguments, to whoever
-// reaches the address, which has no authentication of its own.
+// ?seconds=N), symbol and trace.
 //
 // Off, the path answers 404 whatever ui is mounted at "/", so that no
 // handler behind it can serve it as if it were on. The handlers are
 // mounted on mux, never through http.DefaultServeMux, where importing
-// net/http/pprof (as nats-server does) registers them in every program:
-// no hail server serves http.DefaultServeMux.
+// net/http/pprof (here, and in nats-server) registers them in every
+// program that links it: no hail server serves http.DefaultServeMux.
 func serveProfiles(mux *http.ServeMux, on Profiles) {
 	if !on {
 		mux.Handle("/debug/pprof/", http.NotFoundHandler())
 		return
 	}
 	// Index serves the named profiles too: /debug/pprof/heap and the
-	// like.
+	// like. A CPU profile or trace of ?seconds=N may outlast ReadTimeout:
+	// net/http lifts the read deadline once a request's body is read, and
+	// Serve sets no write timeout.
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
