@@ -1,6 +1,6 @@
 // Package admin is what every hail program serves on its HTTP address:
-// Prometheus metrics and the health probes, and the server that serves
-// them. The operator's console, which discovery nodes and the dev stack
+// Prometheus metrics and the health probes (and, when http.pprof asks,
+// Go's profiles), and the server that serves them. The operator's console, which discovery nodes and the dev stack
 // mount beside them, is the console package: programs without it (the
 // router, echo) do not link it. Handlers are plain http.Handlers so a
 // middleware (auth, TLS termination) can wrap them.
@@ -14,16 +14,24 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/hailsd/hail/config"
 )
 
+// Profiles says whether a program's address serves Go's profiles under
+// /debug/pprof/: its http.pprof. Off by default, because a profile shows
+// the program's internals, and /debug/pprof/cmdline its arguments, to
+// whoever reaches the address, which has no authentication of its own.
+type Profiles bool
+
 // Handler serves /metrics (the program's set plus process metrics),
-// /healthz (the process is up), /readyz (ready() is true) and, when ui is
-// not nil, ui for every other path.
-func Handler(set *metrics.Set, ready func() bool, ui http.Handler) http.Handler {
+// /healthz (the process is up), /readyz (ready() is true), Go's profiles
+// when profiles is true (serveProfiles), and, when ui is not nil, ui for
+// every other path.
+func Handler(set *metrics.Set, ready func() bool, ui http.Handler, profiles Profiles) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
@@ -40,16 +48,43 @@ func Handler(set *metrics.Set, ready func() bool, ui http.Handler) http.Handler 
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	serveProfiles(mux, profiles)
 	if ui != nil {
 		mux.Handle("/", ui)
 	}
 	return mux
 }
 
+// serveProfiles serves net/http/pprof's handlers under /debug/pprof/ on
+// mux when on: the index (which links every named profile: heap,
+// goroutine, allocs, block, mutex, threadcreate), cmdline, profile (CPU,
+// ?seconds=N), symbol and trace.
+//
+// Off, the path answers 404 whatever ui is mounted at "/", so that no
+// handler behind it can serve it as if it were on. The handlers are
+// mounted on mux, never through http.DefaultServeMux, where importing
+// net/http/pprof (here, and in nats-server) registers them in every
+// program that links it: no hail server serves http.DefaultServeMux.
+func serveProfiles(mux *http.ServeMux, on Profiles) {
+	if !on {
+		mux.Handle("/debug/pprof/", http.NotFoundHandler())
+		return
+	}
+	// Index serves the named profiles too: /debug/pprof/heap and the
+	// like. A CPU profile or trace of ?seconds=N may outlast ReadTimeout:
+	// net/http lifts the read deadline once a request's body is read, and
+	// Serve sets no write timeout.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+}
+
 // Listen binds h.Addr (which may ask for port 0; the listener says which
 // it got), with TLS when h.TLS is set, so a program fails at start on an
 // address or certificate it cannot have.
-func Listen(h config.HTTP) (net.Listener, error) {
+func Listen(h config.Listener) (net.Listener, error) {
 	var tc *tls.Config
 	switch {
 	case h.TLS.Cert != "" && h.TLS.Key != "":

@@ -37,14 +37,14 @@ func selfSigned(t *testing.T) (cert, key string, pool *x509.CertPool) {
 
 func TestListenServesHTTPSWithACertificate(t *testing.T) {
 	cert, key, pool := selfSigned(t)
-	l, err := admin.Listen(config.HTTP{Addr: "127.0.0.1:0", TLS: config.HTTPTLS{Cert: cert, Key: key}})
+	l, err := admin.Listen(config.Listener{Addr: "127.0.0.1:0", TLS: config.HTTPTLS{Cert: cert, Key: key}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- admin.Serve(ctx, l, admin.Handler(nil, func() bool { return true }, nil), slog.New(slog.DiscardHandler))
+		done <- admin.Serve(ctx, l, admin.Handler(nil, func() bool { return true }, nil, false), slog.New(slog.DiscardHandler))
 	}()
 	defer func() {
 		cancel()
@@ -82,7 +82,7 @@ func TestListenRefusesHalfATLSConfig(t *testing.T) {
 		{"a key that is not a key", config.HTTPTLS{Cert: cert, Key: cert}, "http.tls"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l, err := admin.Listen(config.HTTP{Addr: "127.0.0.1:0", TLS: tc.tls})
+			l, err := admin.Listen(config.Listener{Addr: "127.0.0.1:0", TLS: tc.tls})
 			if err == nil {
 				l.Close()
 				t.Fatal("listening")

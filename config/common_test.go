@@ -51,6 +51,26 @@ func TestSquashedSectionKeys(t *testing.T) {
 			}
 			return nil
 		}},
+		// http.pprof is a key of the squashed Listener's section: a
+		// boolean flag alone is true.
+		{"http.pprof flag", []string{"--http-pprof", "--http-addr", "127.0.0.1:9"}, nil, func(c *squashedConfig) error {
+			if !c.HTTP.Pprof || c.HTTP.Addr != "127.0.0.1:9" {
+				return fmt.Errorf("got %+v", c.HTTP)
+			}
+			return nil
+		}},
+		{"http.pprof env", nil, map[string]string{"HAIL_HTTP_PPROF": "true", "HAIL_HTTP_TLS_CERT": "c.pem"}, func(c *squashedConfig) error {
+			if !c.HTTP.Pprof || c.HTTP.TLS.Cert != "c.pem" {
+				return fmt.Errorf("got %+v", c.HTTP)
+			}
+			return nil
+		}},
+		{"http.pprof default", nil, nil, func(c *squashedConfig) error {
+			if c.HTTP.Pprof {
+				return fmt.Errorf("got %+v, want profiles off", c.HTTP)
+			}
+			return nil
+		}},
 		{"file", []string{"--config", "testdata/squashed.yaml"}, nil, func(c *squashedConfig) error {
 			if c.NATS.URL != "nats://file:4222" || c.Prefix != "file" || c.Timing.Missed != 7 {
 				return fmt.Errorf("got %+v", c)
@@ -78,13 +98,13 @@ func TestSquashedSectionKeys(t *testing.T) {
 	if err := config.Print(&printed, squashedDefaults()); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"-nats-url", "HAIL_NATS_INBOX_PREFIX", "-prefix", "-log-level", "-timing-missed", "HAIL_TIMING_JITTER"} {
+	for _, want := range []string{"-nats-url", "HAIL_NATS_INBOX_PREFIX", "-prefix", "-log-level", "-timing-missed", "HAIL_TIMING_JITTER", "-http-pprof", "HAIL_HTTP_PPROF", "HAIL_HTTP_ADDR"} {
 		if !strings.Contains(usage.String(), want) {
 			t.Errorf("usage has no %s:\n%s", want, usage.String())
 		}
 	}
 	lines := strings.Split(printed.String(), "\n")
-	for _, want := range []string{"nats:", "prefix: hail", "log:", "http:", "timing:", "    missed: 0"} {
+	for _, want := range []string{"nats:", "prefix: hail", "log:", "http:", "    pprof: false", "timing:", "    missed: 0"} {
 		if !slices.Contains(lines, want) {
 			t.Errorf("--print-config has no line %q:\n%s", want, printed.String())
 		}

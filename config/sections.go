@@ -176,8 +176,21 @@ func (n NATS) Options() ([]nats.Option, error) {
 	return opts, nil
 }
 
-// HTTP is where a program serves /metrics, /healthz and /readyz.
+// HTTP is where a program serves /metrics, /healthz and /readyz: the
+// http section every program has.
 type HTTP struct {
+	Listener `koanf:",squash"`
+	// Pprof also serves Go's profiles (net/http/pprof) under
+	// /debug/pprof/ on Addr. Default false: a profile shows the
+	// program's internals, and /debug/pprof/cmdline its arguments, to
+	// whoever reaches the address.
+	Pprof bool `koanf:"pprof"`
+}
+
+// Listener is an address a program serves HTTP on, with its TLS: the
+// http section's, and those of other servers a program runs beside it
+// (the router's ingress, the dev stack's consul).
+type Listener struct {
 	// Addr to listen on, like 127.0.0.1:8081; empty serves no HTTP.
 	Addr string `koanf:"addr"`
 	// TLS serves HTTPS when its cert and key are set.

@@ -11,7 +11,7 @@ import (
 // HTTPConfig is the http section of a program that serves Consul's API
 // on it: the address and TLS every program has, and the API's own keys.
 type HTTPConfig struct {
-	config.HTTP `koanf:",squash,flatten"`
+	config.Listener `koanf:",squash,flatten"`
 	// TokensFile guards the API with tokens in the console's format
 	// ("<read|write> sha256:<hex>" lines): reads need a read token.
 	// Default none: open.

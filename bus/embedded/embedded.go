@@ -40,6 +40,12 @@ type ServerOptions struct {
 	Logger *slog.Logger
 	// HTTPHost is where monitoring listens; default 127.0.0.1.
 	HTTPHost string
+	// ProfPort, when not 0, serves nats-server's profiles (Go's
+	// net/http/pprof, under /debug/pprof/) on that port; -1 picks a free
+	// one (ProfilerAddr says which). nats-server binds it on Host, the
+	// client host, not on HTTPHost, and serves it to anyone who reaches
+	// it: no authorization guards it.
+	ProfPort int
 	// Configure, when set, finishes the server's options (TLS, accounts
 	// and users) before it starts.
 	Configure func(*server.Options)
@@ -93,6 +99,7 @@ func StartServer(o ServerOptions) (*server.Server, error) {
 		Port:       o.Port,
 		HTTPHost:   httpHost,
 		HTTPPort:   o.HTTPPort,
+		ProfPort:   o.ProfPort,
 		JetStream:  true,
 		StoreDir:   o.StoreDir,
 		NoSigs:     true,
@@ -156,6 +163,13 @@ func StartServer(o ServerOptions) (*server.Server, error) {
 	if !s.ReadyForConnections(clientsWait) {
 		s.Shutdown()
 		return nil, errors.New("NATS server not ready for connections after 10s")
+	}
+	// nats-server only logs a profiler port it cannot have, and serves
+	// on without it: asked for, it fails the start here instead.
+	if o.ProfPort != 0 && s.ProfilerAddr() == nil {
+		s.Shutdown()
+		s.WaitForShutdown()
+		return nil, fmt.Errorf("NATS server profiler: cannot listen on %s", net.JoinHostPort(host, strconv.Itoa(o.ProfPort)))
 	}
 	if o.Region != "" && o.Leaf.linked() {
 		log := o.Logger

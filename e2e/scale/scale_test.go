@@ -47,6 +47,7 @@ var (
 	natsRestarts = flag.Int("nats-restarts", 1, "NATS servers of the cluster restarted, one after the other, after the node restart")
 	inFlight     = flag.Int("in-flight", 256, "sdk mode: the swarm's announces waiting for an answer at once (its in_flight); every SDK instance of a real fleet has its own one, so a fleet starting at once has as many as it has instances")
 	servers      = flag.Int("servers", 3, "NATS servers: 3 (a cluster, hail_instances with 3 replicas) or 1 (the setup of the tables measured before [storm]; no NATS restart)")
+	profiles     = flag.Bool("pprof", false, "serve Go's profiles: http.pprof on the discovery nodes, the router and the swarm, a prof_port on each NATS server; their addresses are printed at the start")
 )
 
 var (
@@ -154,6 +155,9 @@ type region struct {
 	swarm   string   // its HTTP address
 	swarmP  *proctest.Process
 	router  *proctest.Process
+	// profiled are the processes serving their profiles under -pprof,
+	// "name host:port" each.
+	profiled []string
 	// nc is the benchmark's own connection, to server 0 alone: the
 	// restarted server is another, so no health event is missed.
 	nc *nats.Conn
@@ -169,16 +173,26 @@ func (r *region) start(name, program string, env map[string]string) *proctest.Pr
 	return proctest.Start(r.b, name, filepath.Join(r.bins, program), env)
 }
 
+// profile turns http.pprof on in env, a hail program's, under -pprof, and
+// notes its address.
+func (r *region) profile(name string, env map[string]string) map[string]string {
+	if *profiles {
+		env["HAIL_HTTP_PPROF"] = "true"
+		r.profiled = append(r.profiled, name+" "+env["HAIL_HTTP_ADDR"])
+	}
+	return env
+}
+
 // startNATS runs a 3-node cluster of services/nats processes (or one
 // server, -servers 1), with monitoring, and waits until JetStream answers
 // through it.
 func (r *region) startNATS() {
 	b := r.b
 	var urls, routes []string
-	type ports struct{ client, cluster, monitor int }
+	type ports struct{ client, cluster, monitor, prof int }
 	var ps []ports
 	for range *servers {
-		p := ports{bustest.FreePort(b), bustest.FreePort(b), bustest.FreePort(b)}
+		p := ports{bustest.FreePort(b), bustest.FreePort(b), bustest.FreePort(b), bustest.FreePort(b)}
 		ps = append(ps, p)
 		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", p.client))
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p.cluster))
@@ -189,6 +203,11 @@ func (r *region) startNATS() {
 			"HAIL_STORE_DIR": b.TempDir(), "HAIL_LOG_LEVEL": "warn", "HAIL_MONITOR_PORT": strconv.Itoa(p.monitor)}
 		if len(ps) > 1 {
 			env["HAIL_CLUSTER_NAME"], env["HAIL_CLUSTER_LISTEN"], env["HAIL_CLUSTER_ROUTES"] = "hail-scale", fmt.Sprintf("127.0.0.1:%d", p.cluster), strings.Join(routes, ",")
+		}
+		if *profiles {
+			// nats-server serves them on the client host, 127.0.0.1.
+			env["HAIL_PROF_PORT"] = strconv.Itoa(p.prof)
+			r.profiled = append(r.profiled, fmt.Sprintf("nats-%d 127.0.0.1:%d", i, p.prof))
 		}
 		r.natsEnv = append(r.natsEnv, env)
 		r.monitor = append(r.monitor, fmt.Sprintf("127.0.0.1:%d", p.monitor))
@@ -396,12 +415,14 @@ func measure(b *testing.B, n int, v1 bool) {
 	r.startNATS()
 	for i := range 3 {
 		addr := fmt.Sprintf("127.0.0.1:%d", bustest.FreePort(b))
-		env := map[string]string{"HAIL_NATS_URL": r.url, "HAIL_HTTP_ADDR": addr, "HAIL_LOG_LEVEL": "warn", "HAIL_NODE_AZ": fmt.Sprintf("az-%d", i)}
+		env := r.profile(fmt.Sprintf("discovery-%d", i),
+			map[string]string{"HAIL_NATS_URL": r.url, "HAIL_HTTP_ADDR": addr, "HAIL_LOG_LEVEL": "warn", "HAIL_NODE_AZ": fmt.Sprintf("az-%d", i)})
 		r.nodeEnv = append(r.nodeEnv, env)
 		r.admin = append(r.admin, addr)
 		r.nodes = append(r.nodes, r.start(fmt.Sprintf("discovery-%d", i), "discovery", env))
 	}
-	r.router = r.start("router", "router", map[string]string{"HAIL_NATS_URL": r.url, "HAIL_HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", bustest.FreePort(b)), "HAIL_LOG_LEVEL": "warn"})
+	r.router = r.start("router", "router", r.profile("router",
+		map[string]string{"HAIL_NATS_URL": r.url, "HAIL_HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", bustest.FreePort(b)), "HAIL_LOG_LEVEL": "warn"}))
 	for i, a := range r.admin {
 		r.nodes[i].WaitReady(b, a)
 	}
@@ -437,12 +458,15 @@ func measure(b *testing.B, n int, v1 bool) {
 	r.swarm = fmt.Sprintf("127.0.0.1:%d", bustest.FreePort(b))
 	t0 := time.Now()
 	cpu0, machine0 := r.cpu(), machineCPU()
-	r.swarmP = r.start("swarm", "swarm", map[string]string{"HAIL_NATS_URL": r.url, "HAIL_HTTP_ADDR": r.swarm, "HAIL_INSTANCES": strconv.Itoa(n),
+	r.swarmP = r.start("swarm", "swarm", r.profile("swarm", map[string]string{"HAIL_NATS_URL": r.url, "HAIL_HTTP_ADDR": r.swarm, "HAIL_INSTANCES": strconv.Itoa(n),
 		"HAIL_SILENT": strconv.Itoa(2 * *silent), "HAIL_SERVICES": strconv.Itoa(max(1, n/100)), "HAIL_CONNECTIONS": strconv.Itoa(*connections),
 		"HAIL_LOG_LEVEL": "warn", "HAIL_V1": strconv.FormatBool(v1), "HAIL_IN_FLIGHT": strconv.Itoa(*inFlight),
 		// The region goes with the processes; deregistering tens of
 		// thousands at the end would only slow the stop.
-		"HAIL_DEREGISTER": "false"})
+		"HAIL_DEREGISTER": "false"}))
+	if *profiles {
+		r.say("profiles (-pprof): go tool pprof 'http://<addr>/debug/pprof/profile?seconds=15', <addr> of %s", strings.Join(r.profiled, ", "))
+	}
 	r.say("%s, %d instances (+%d silent, silenced %d during registration and %d after): %d NATS servers, 3 discovery nodes; load %s",
 		mode, n, 2**silent, *silent, *silent, *servers, load())
 

@@ -160,7 +160,7 @@ func (r *Region) StartConsole(cfg console.RegionConfig) (*console.Region, *httpt
 		cfg.Metrics = metrics.NewSet()
 	}
 	region := console.NewRegion(r.Connect(), r.KV, cfg)
-	srv := httptest.NewServer(admin.Handler(cfg.Metrics, func() bool { return true }, region.Handler(console.Guard{})))
+	srv := httptest.NewServer(admin.Handler(cfg.Metrics, func() bool { return true }, region.Handler(console.Guard{}), false))
 	r.T.Cleanup(srv.Close)
 	r.Run("console", region.Run) // its cleanup runs before srv.Close
 	select {

@@ -44,7 +44,7 @@ type Config struct {
 	// HTTP serves the agent's API (/v1/checks, /v1/check/...), Consul's
 	// read API (PROTOCOL v1.3), /metrics, /healthz and /readyz. Default
 	// 127.0.0.1:8500, Consul's port; empty: off.
-	HTTP consul.HTTPConfig `koanf:"http"`
+	HTTP HTTPConfig `koanf:"http"`
 	// DNS answers Consul-style names (PROTOCOL v1.3). Default
 	// 127.0.0.1:8600, domain hail.
 	DNS      consul.DNSConfig      `koanf:"dns"`
@@ -111,11 +111,21 @@ func defaultDataDir() string {
 	return "hail-agent"
 }
 
+// HTTPConfig is the agent's http section: Consul's API, and the pprof of
+// every program's http section (config.HTTP), which Consul's section
+// elsewhere (the dev stack's consul) does not have.
+type HTTPConfig struct {
+	consul.HTTPConfig `koanf:",squash"`
+	// Pprof serves Go's profiles under /debug/pprof/ (config.HTTP.Pprof).
+	// Default false.
+	Pprof bool `koanf:"pprof"`
+}
+
 func defaults() *Config {
 	return &Config{
 		Common:            config.DefaultCommon(),
 		HeartbeatInterval: time.Second,
-		HTTP:              consul.HTTPConfig{HTTP: config.HTTP{Addr: "127.0.0.1:8500"}, MaxBlocking: consul.DefaultMaxBlocking},
+		HTTP:              HTTPConfig{HTTPConfig: consul.HTTPConfig{Listener: config.Listener{Addr: "127.0.0.1:8500"}, MaxBlocking: consul.DefaultMaxBlocking}},
 		DNS:               consul.DefaultDNS(),
 		DataDir:           defaultDataDir(),
 	}
@@ -204,7 +214,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	a := agent.New(nc, acfg)
 	var l net.Listener
 	if cfg.HTTP.Addr != "" {
-		if l, err = admin.Listen(cfg.HTTP.HTTP); err != nil {
+		if l, err = admin.Listen(cfg.HTTP.Listener); err != nil {
 			return err
 		}
 	}
@@ -260,7 +270,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 			api.Handle(p, reg.Handler())
 		}
 		api.Handle("/", consul.Handler(view, consulOpts))
-		g.Go(func() error { return admin.Serve(gctx, l, admin.Handler(set, nc.IsConnected, api), log) })
+		g.Go(func() error {
+			return admin.Serve(gctx, l, admin.Handler(set, nc.IsConnected, api, admin.Profiles(cfg.HTTP.Pprof)), log)
+		})
 	}
 	return g.Wait()
 }

@@ -39,7 +39,7 @@ func startConsul(ctx context.Context, cfg *Config, f *registry.Follower, dc stri
 			return p, err
 		}
 		opts.Metrics = set
-		if l, err := admin.Listen(cfg.Consul.HTTP); err != nil {
+		if l, err := admin.Listen(cfg.Consul.Listener); err != nil {
 			log.Warn("no Consul HTTP API", "err", err)
 		} else {
 			p.httpAt = l.Addr().String()

@@ -50,7 +50,7 @@ type Config struct {
 	HTTP config.HTTP `koanf:"http"`
 	// Ingress is the router's HTTP ingress. Default 127.0.0.1:8000;
 	// empty: off.
-	Ingress config.HTTP `koanf:"ingress"`
+	Ingress config.Listener `koanf:"ingress"`
 	// Greeter is the example HTTP service the dev stack runs behind an
 	// agent (which checks its /health).
 	Greeter GreeterConfig `koanf:"greeter"`
@@ -79,9 +79,9 @@ type GreeterConfig struct {
 }
 
 func defaults() *Config {
-	return &Config{NATS: config.NATS{URL: config.DefaultNATSURL}, Echo: 3, Discovery: 1, HTTP: config.HTTP{Addr: "127.0.0.1:8080"},
-		Ingress: config.HTTP{Addr: "127.0.0.1:8000"}, Greeter: GreeterConfig{Addr: "127.0.0.1:8090"}, Logged: config.Logged{Log: config.DefaultLog},
-		Consul: consul.HTTPConfig{HTTP: config.HTTP{Addr: "127.0.0.1:8500"}, MaxBlocking: consul.DefaultMaxBlocking}, DNS: consul.DefaultDNS()}
+	return &Config{NATS: config.NATS{URL: config.DefaultNATSURL}, Echo: 3, Discovery: 1, HTTP: config.HTTP{Listener: config.Listener{Addr: "127.0.0.1:8080"}},
+		Ingress: config.Listener{Addr: "127.0.0.1:8000"}, Greeter: GreeterConfig{Addr: "127.0.0.1:8090"}, Logged: config.Logged{Log: config.DefaultLog},
+		Consul: consul.HTTPConfig{Listener: config.Listener{Addr: "127.0.0.1:8500"}, MaxBlocking: consul.DefaultMaxBlocking}, DNS: consul.DefaultDNS()}
 }
 
 // Validate names every wrong field.
@@ -238,12 +238,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 				return err
 			}
 		}
-		if l, err := admin.Listen(cfg.HTTP); err != nil {
+		if l, err := admin.Listen(cfg.HTTP.Listener); err != nil {
 			log.Warn("no HTTP endpoints", "err", err)
 		} else {
 			consoleAt = l.Addr().String()
 			ready := func() bool { return nodes[0].Ready() && rt.Ready() && probe.Reachable() }
-			h := admin.Handler(set, ready, region.Handler(guard))
+			h := admin.Handler(set, ready, region.Handler(guard), admin.Profiles(cfg.HTTP.Pprof))
 			comps = append(comps, start(ctx, region.Run, stopped), start(ctx, probe.Run, stopped),
 				start(ctx, func(ctx context.Context) error { return admin.Serve(ctx, l, h, log) }, stopped))
 		}

@@ -345,7 +345,7 @@ func openConsole(ctx context.Context, cfg *Config, nc *nats.Conn, kv *bus.Bucket
 			return nil, owns, err
 		}
 	}
-	l, err := admin.Listen(cfg.HTTP)
+	l, err := admin.Listen(cfg.HTTP.Listener)
 	if err != nil {
 		return nil, owns, err
 	}
@@ -380,7 +380,7 @@ func openConsole(ctx context.Context, cfg *Config, nc *nats.Conn, kv *bus.Bucket
 		},
 		probe.Run,
 		func(ctx context.Context) error {
-			return admin.Serve(ctx, l, admin.Handler(set, ready, ui), log)
+			return admin.Serve(ctx, l, admin.Handler(set, ready, ui, admin.Profiles(cfg.HTTP.Pprof)), log)
 		},
 	}, owns, nil
 }

@@ -143,7 +143,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	// undo or join.
 	var l net.Listener
 	if cfg.HTTP.Addr != "" {
-		if l, err = admin.Listen(cfg.HTTP); err != nil {
+		if l, err = admin.Listen(cfg.HTTP.Listener); err != nil {
 			return err
 		}
 		defer l.Close() // a no-op once served
@@ -163,7 +163,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	g, gctx := errgroup.WithContext(ctx)
 	if l != nil {
 		ready := func() bool { return nc.IsConnected() }
-		g.Go(func() error { return admin.Serve(gctx, l, admin.Handler(set, ready, nil), log) })
+		g.Go(func() error {
+			return admin.Serve(gctx, l, admin.Handler(set, ready, nil, admin.Profiles(cfg.HTTP.Pprof)), log)
+		})
 	}
 	g.Go(func() error {
 		config.Watch[*Config]{

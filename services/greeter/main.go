@@ -37,7 +37,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	if loaded == nil || err != nil {
 		return err
 	}
-	l, err := admin.Listen(config.HTTP{Addr: cfg.Addr})
+	l, err := admin.Listen(config.Listener{Addr: cfg.Addr})
 	if err != nil {
 		return err
 	}

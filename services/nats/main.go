@@ -39,8 +39,14 @@ type Config struct {
 	// none. Default 0.
 	MonitorPort int `koanf:"monitor_port"`
 	// MonitorHost is where monitoring listens. Default 127.0.0.1.
-	MonitorHost string        `koanf:"monitor_host"`
-	Cluster     ClusterConfig `koanf:"cluster"`
+	MonitorHost string `koanf:"monitor_host"`
+	// ProfPort serves nats-server's own Go profiles (/debug/pprof/); 0
+	// serves none. nats-server binds it on listen's host, not on
+	// monitor_host, and no auth.file guards it: a profile shows the
+	// server's internals to whoever reaches it, so beyond loopback it
+	// needs insecure. Default 0.
+	ProfPort int           `koanf:"prof_port"`
+	Cluster  ClusterConfig `koanf:"cluster"`
 	// Region the server belongs to (PROTOCOL v1.5): its JetStream
 	// domain, and the cluster's name when cluster.routes are set.
 	// Default empty: no domain (programs then call the region local).
@@ -51,8 +57,9 @@ type Config struct {
 	Prefix string     `koanf:"prefix"`
 	TLS    TLSConfig  `koanf:"tls"`
 	Auth   AuthConfig `koanf:"auth"`
-	// Insecure lets the server listen beyond loopback without auth.file.
-	// Default false: it refuses to.
+	// Insecure lets the server listen beyond loopback without auth.file,
+	// take routes beyond loopback without TLS, and serve profiles
+	// (prof_port) beyond loopback. Default false: it refuses to.
 	Insecure      bool `koanf:"insecure"`
 	config.Logged `koanf:",squash"`
 }
@@ -141,6 +148,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MonitorPort < 0 || c.MonitorPort > 65535 {
 		errs = append(errs, config.FieldError("monitor_port", "%d is out of range 0..65535", c.MonitorPort))
+	}
+	if c.ProfPort < 0 || c.ProfPort > 65535 {
+		errs = append(errs, config.FieldError("prof_port", "%d is out of range 0..65535", c.ProfPort))
+	}
+	if host, _, err := hostPort(c.Listen); err == nil && c.ProfPort != 0 && !config.Loopback(host) && !c.Insecure {
+		errs = append(errs, config.FieldError("prof_port", "serves profiles on listen's host %s, beyond loopback, to anyone who reaches it (auth.file does not guard them); unset it or, knowingly, set insecure", host))
 	}
 	errs = append(errs, c.validateRegion()...)
 	if c.clusterName() != "" {
@@ -241,7 +254,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	}
 	log := loaded.Log
 	host, port, _ := hostPort(cfg.Listen) // validated
-	o := embedded.ServerOptions{Name: cfg.Name, Host: host, Port: port, StoreDir: cfg.StoreDir, HTTPPort: cfg.MonitorPort, HTTPHost: cfg.MonitorHost, Logger: log}
+	o := embedded.ServerOptions{Name: cfg.Name, Host: host, Port: port, StoreDir: cfg.StoreDir, HTTPPort: cfg.MonitorPort, HTTPHost: cfg.MonitorHost, ProfPort: cfg.ProfPort, Logger: log}
 	configure, err := embedded.Security{Cert: cfg.TLS.Cert, Key: cfg.TLS.Key, CA: cfg.TLS.CA, Verify: cfg.TLS.Verify, AuthFile: cfg.Auth.File}.Configure()
 	if err != nil {
 		return fmt.Errorf("NATS server %s: %w", cfg.Name, err)

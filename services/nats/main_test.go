@@ -1,8 +1,16 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/hailsd/hail/bus/bustest"
 )
 
 func TestValidateNamesTheField(t *testing.T) {
@@ -16,6 +24,9 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"empty name", func(c *Config) { c.Name = "" }, "name"},
 		{"empty store", func(c *Config) { c.StoreDir = "" }, "store_dir"},
 		{"monitor port", func(c *Config) { c.MonitorPort = 70000 }, "monitor_port"},
+		{"prof port above range", func(c *Config) { c.ProfPort = 65536 }, "prof_port"},
+		{"prof port negative", func(c *Config) { c.ProfPort = -1 }, "prof_port"},
+		{"profiles beyond loopback", func(c *Config) { c.ProfPort, c.Listen, c.Auth.File = 6060, "0.0.0.0:4222", "main.go" }, "prof_port"},
 		{"route scheme", func(c *Config) { c.Cluster.Name = "hail"; c.Cluster.Routes = "nats://a:6222" }, "cluster.routes"},
 		{"route port", func(c *Config) { c.Cluster.Name = "hail"; c.Cluster.Routes = "nats-route://a" }, "cluster.routes"},
 		{"cluster listen", func(c *Config) { c.Cluster.Name = "hail"; c.Cluster.Listen = ":" }, "cluster.listen"},
@@ -40,6 +51,17 @@ func TestValidateNamesTheField(t *testing.T) {
 				t.Errorf("Validate() = %v, want an error naming %s", err, tt.field)
 			}
 		})
+	}
+	for _, edit := range []func(*Config){
+		func(c *Config) { c.ProfPort = 6060 },
+		func(c *Config) { c.ProfPort = 65535 },
+		func(c *Config) { c.ProfPort, c.Listen, c.Auth.File, c.Insecure = 6060, "0.0.0.0:4222", "main.go", true },
+	} {
+		c := defaults()
+		edit(c)
+		if err := c.Validate(); err != nil {
+			t.Errorf("a good prof_port %d on %s: %v", c.ProfPort, c.Listen, err)
+		}
 	}
 	c := defaults()
 	c.Cluster = ClusterConfig{Name: "hail", Listen: "0.0.0.0:6222", Routes: "nats-route://nats-1:6222, nats-route://nats-2:6222"}
@@ -69,4 +91,31 @@ func FuzzValidate(f *testing.F) {
 			}
 		}
 	})
+}
+
+// prof_port reaches nats-server: its profiles are served there, on the
+// client host.
+func TestProfPortServed(t *testing.T) {
+	prof := bustest.FreePort(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--listen", fmt.Sprintf("127.0.0.1:%d", bustest.FreePort(t)), "--store-dir", t.TempDir(),
+			"--prof-port", strconv.Itoa(prof), "--log-level", "warn"}, func(string) string { return "" }, io.Discard)
+	}()
+	bustest.Eventually(t, 15*time.Second, func() error { // the server starting
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/cmdline", prof))
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET /debug/pprof/cmdline: %s", resp.Status)
+		}
+		return nil
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -45,7 +45,7 @@ type Config struct {
 	HTTP          config.HTTP   `koanf:"http"`
 	// Ingress takes plain HTTP: /<service>/<endpoint>[/<rest>] routed like
 	// hail.route.<service>.<endpoint>. Default empty: off.
-	Ingress config.HTTP `koanf:"ingress"`
+	Ingress config.Listener `koanf:"ingress"`
 	// AZ is the router's zone: requests stay in it while its instances
 	// carry their share (PROTOCOL v1.5). Default empty: one zone.
 	AZ string `koanf:"az"`
@@ -170,7 +170,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		if probe, err = bus.NewProbe(nc, 2*time.Second); err != nil {
 			return err
 		}
-		if l, err = admin.Listen(cfg.HTTP); err != nil {
+		if l, err = admin.Listen(cfg.HTTP.Listener); err != nil {
 			return err
 		}
 		defer l.Close()
@@ -193,7 +193,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	if l != nil {
 		ready := func() bool { return r.Ready() && probe.Reachable() }
 		g.Go(func() error { return probe.Run(gctx) })
-		g.Go(func() error { return admin.Serve(gctx, l, admin.Handler(set, ready, nil), log) })
+		g.Go(func() error {
+			return admin.Serve(gctx, l, admin.Handler(set, ready, nil, admin.Profiles(cfg.HTTP.Pprof)), log)
+		})
 	}
 	g.Go(func() error { return r.Run(gctx) })
 	return g.Wait()

@@ -119,7 +119,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.HTTP.Addr != "" {
-		l, err := admin.Listen(cfg.HTTP)
+		l, err := admin.Listen(cfg.HTTP.Listener)
 		if err != nil {
 			return err
 		}
@@ -147,7 +147,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 			fmt.Fprintln(w, "unsilenced")
 		})
 		ready := func() bool { return s.Registered() == cfg.Instances+cfg.Silent }
-		g.Go(func() error { return admin.Serve(gctx, l, admin.Handler(set, ready, mux), log) })
+		g.Go(func() error {
+			return admin.Serve(gctx, l, admin.Handler(set, ready, mux, admin.Profiles(cfg.HTTP.Pprof)), log)
+		})
 	}
 	log.Info("swarm starting", "instances", cfg.Instances, "silent", cfg.Silent, "services", cfg.Services, "connections", cfg.Connections, "v1", cfg.V1)
 	g.Go(func() error { return s.Run(gctx) })
