@@ -50,10 +50,6 @@ type keyQueued struct {
 	// last is the announce queued last, when the last item is one.
 	last     events.Announce
 	announce bool
-	// heard is when the instance last heard from the node, or spoke: its
-	// announce, or the hold heartbeat the node sent it while it waits
-	// (held).
-	heard time.Time
 }
 
 // queued is an item of the queue: a decoded announce, or a deregister.
@@ -116,9 +112,8 @@ type admission struct {
 
 	counts [refused + 1]*metrics.Counter
 	// fast counts announces answered by the fast path, welcomed the
-	// instances heartbeated at once on their registration, holds the
-	// heartbeats sent to instances waiting in the queue.
-	fast, welcomed, holds *metrics.Counter
+	// instances heartbeated at once on their registration.
+	fast, welcomed *metrics.Counter
 	// coalesced counts announces deferred without being queued: the same
 	// announce of the instance was queued already.
 	coalesced *metrics.Counter
@@ -131,7 +126,6 @@ func newAdmission(set *metrics.Set) *admission {
 	}
 	q.fast = set.GetOrCreateCounter("hail_discovery_announces_fast_total")
 	q.welcomed = set.GetOrCreateCounter("hail_discovery_welcome_heartbeats_total")
-	q.holds = set.GetOrCreateCounter("hail_discovery_hold_heartbeats_total")
 	q.coalesced = set.GetOrCreateCounter("hail_discovery_announces_coalesced_total")
 	set.GetOrCreateGauge("hail_discovery_announces_queued", func() float64 {
 		q.mu.Lock()
@@ -157,7 +151,6 @@ func (q *admission) offer(it queued) (o outcome, retryAfter time.Duration, sched
 		// burst would feed on itself.
 		q.counts[deferred].Inc()
 		q.coalesced.Inc()
-		k.heard = time.Now()
 		return deferred, q.retryAfter(n), false
 	}
 	switch {
@@ -189,7 +182,7 @@ func (q *admission) offer(it queued) (o outcome, retryAfter time.Duration, sched
 		q.byKey[it.key] = k
 	}
 	k.n++
-	k.last, k.announce, k.heard = it.a, it.dereg == nil, time.Now()
+	k.last, k.announce = it.a, it.dereg == nil
 	if !q.scheduled {
 		q.scheduled, schedule = true, true
 	}
@@ -252,31 +245,6 @@ func (q *admission) done(batch []queued, now time.Time) (more bool) {
 	}
 	q.lastDone = now
 	return true
-}
-
-// held returns the heartbeat targets of the instances whose announce is
-// queued or being applied and which have not heard from the node for
-// every, and marks them heard at now: the caller heartbeats them.
-//
-// A client that follows PROTOCOL v1 alone announces again after three
-// intervals without a heartbeat, whether or not its announce is still
-// waiting here; at 50,000 such clients a region spent itself on
-// 1.5 million announces in 3 minutes (e2e/scale, -modes v1), each
-// decoded, checked and answered 503, and registered 32,000. A heartbeat
-// to a waiting instance costs the node one publish and tells the client
-// what a registration's would: somebody is looking after it.
-func (q *admission) held(now time.Time, every time.Duration) []string {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	var targets []string
-	for _, k := range q.byKey {
-		if !k.announce || now.Sub(k.heard) < every {
-			continue
-		}
-		k.heard = now
-		targets = append(targets, events.HeartbeatTarget(k.last.Service, k.last.ID, k.last.Scoped))
-	}
-	return targets
 }
 
 // pending is how many items of key are queued or being applied.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -252,55 +251,5 @@ func TestAnnounceCoalesced(t *testing.T) {
 				t.Errorf("took %d, want %d", got, tt.queued)
 			}
 		})
-	}
-}
-
-// An instance whose announce waits in the queue for an interval without
-// hearing from the node is held: it gets a heartbeat (its target, scoped
-// or not), once per interval, until its item is done; one whose last item
-// is a deregister is not, nor one that announced again meanwhile.
-func TestHeldWhileQueued(t *testing.T) {
-	const every = time.Second
-	a := events.Announce{ID: uuid.NewString(), Service: "echo", Endpoints: []events.Endpoint{{Name: "say"}}, Weight: 100}
-	scoped := events.Announce{ID: uuid.NewString(), Service: "greeter", Endpoints: []events.Endpoint{{Name: "hi"}}, Weight: 100, Scoped: true}
-	announce := func(a events.Announce) queued {
-		return queued{m: &nats.Msg{Subject: "hail.announce." + a.Service}, key: events.InstanceKey(a.Service, a.ID), a: a}
-	}
-	dereg := queued{m: &nats.Msg{Subject: "hail.deregister.echo"}, key: events.InstanceKey(a.Service, a.ID), dereg: &events.Deregister{ID: a.ID, Service: a.Service}}
-	tests := []struct {
-		name   string
-		offers []queued
-		// after is how long after the offers held is asked, twice: at
-		// after, and at after plus again.
-		after, again time.Duration
-		first, then  []string
-	}{
-		{"not yet an interval", []queued{announce(a)}, every / 2, every, nil, []string{events.HeartbeatTarget(a.Service, a.ID, false)}},
-		{"an interval: held, then not before the next", []queued{announce(a)}, every, every / 2, []string{events.HeartbeatTarget(a.Service, a.ID, false)}, nil},
-		{"held every interval", []queued{announce(a)}, every, every, []string{events.HeartbeatTarget(a.Service, a.ID, false)}, []string{events.HeartbeatTarget(a.Service, a.ID, false)}},
-		{"scoped", []queued{announce(scoped)}, every, 0, []string{events.HeartbeatTarget(scoped.Service, scoped.ID, true)}, nil},
-		{"a deregister last", []queued{announce(a), dereg}, 2 * every, every, nil, nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			q := newAdmission(metrics.NewSet())
-			for _, it := range tt.offers {
-				q.offer(it)
-			}
-			start := time.Now()
-			if got := q.held(start.Add(tt.after), every); !slices.Equal(got, tt.first) {
-				t.Errorf("after %v: held %v, want %v", tt.after, got, tt.first)
-			}
-			if got := q.held(start.Add(tt.after+tt.again), every); !slices.Equal(got, tt.then) {
-				t.Errorf("after %v more: held %v, want %v", tt.again, got, tt.then)
-			}
-		})
-	}
-	// Done with its items, an instance is no longer held.
-	q := newAdmission(metrics.NewSet())
-	q.offer(announce(a))
-	q.done(q.take(maxBurst), time.Now())
-	if got := q.held(time.Now().Add(time.Hour), every); len(got) != 0 {
-		t.Errorf("held %v after its announce was applied", got)
 	}
 }

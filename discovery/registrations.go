@@ -337,40 +337,6 @@ func (g *registrations) handleDeregister(ctx context.Context, m *nats.Msg, d eve
 	g.reply.ack(m, d.ID)
 }
 
-// hold heartbeats, every half interval, the instances whose announce
-// has waited in the queue for an interval without hearing from the node
-// (admission.held), until ctx ends. It runs beside the loop: it reads
-// the queue under its lock and publishes, nothing else. The beats are
-// the tracker's kind (seq 0, which no round uses), answered to an inbox
-// nobody reads, as welcome's.
-func (g *registrations) hold(ctx context.Context, interval func() time.Duration) {
-	inbox := g.pub.nc.NewInbox()
-	for {
-		iv := interval()
-		t := time.NewTimer(iv / 2)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		targets := g.adm.held(time.Now(), iv)
-		if len(targets) == 0 {
-			continue
-		}
-		data, _ := json.Marshal(events.Heartbeat{Node: g.records.self, TS: time.Now().UTC()}) // plain fields always encode
-		sent := 0
-		for _, target := range targets {
-			if err := g.pub.nc.PublishMsg(&nats.Msg{Subject: g.pub.subjects.Heartbeat(target), Reply: inbox, Data: data}); err != nil {
-				g.log.Warn("hold heartbeat", "err", err)
-				break
-			}
-			sent++
-		}
-		g.adm.holds.Add(sent)
-	}
-}
-
 // welcome heartbeats the instances the batch just registered, at once,
 // rather than at their owner's next round (the owner may be another node,
 // which hears of them from the registry's watch): a client that follows PROTOCOL
