@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"maps"
@@ -46,6 +47,7 @@ var (
 	restart      = flag.Bool("restart", true, "restart a discovery node after the silence test")
 	natsRestarts = flag.Int("nats-restarts", 1, "NATS servers of the cluster restarted, one after the other, after the node restart")
 	inFlight     = flag.Int("in-flight", 256, "sdk mode: the swarm's announces waiting for an answer at once (its in_flight); every SDK instance of a real fleet has its own one, so a fleet starting at once has as many as it has instances")
+	programsFrom = flag.String("programs-from", "", "a directory of prebuilt programs (nats, discovery, router, swarm: go build -o DIR/ ./services/...), each found there used instead of this checkout's build: to measure one program of another commit beside the others of this one")
 	servers      = flag.Int("servers", 3, "NATS servers: 3 (a cluster, hail_instances with 3 replicas) or 1 (the setup of the tables measured before [storm]; no NATS restart)")
 	profiles     = flag.Bool("pprof", false, "serve Go's profiles: http.pprof on the discovery nodes, the router and the swarm, a prof_port on each NATS server; their addresses are printed at the start")
 )
@@ -65,11 +67,33 @@ func build(b *testing.B) string {
 		}
 		bins = dir
 		buildErr = proctest.Build("../..", dir+string(filepath.Separator), "./services/nats", "./services/discovery", "./services/router", "./services/swarm")
+		if buildErr == nil && *programsFrom != "" {
+			buildErr = useProgramsFrom(*programsFrom, dir)
+		}
 	})
 	if buildErr != nil {
 		b.Fatal(buildErr)
 	}
 	return bins
+}
+
+// useProgramsFrom copies over dir's builds the programs from that from
+// has, and says which.
+func useProgramsFrom(from, dir string) error {
+	for _, p := range []string{"nats", "discovery", "router", "swarm"} {
+		data, err := os.ReadFile(filepath.Join(from, p))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("-programs-from: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, p), data, 0o755); err != nil {
+			return fmt.Errorf("-programs-from: %w", err)
+		}
+		fmt.Printf("-programs-from: %s from %s\n", p, from)
+	}
+	return nil
 }
 
 func BenchmarkRegion(b *testing.B) {
