@@ -1,7 +1,6 @@
 package discovery_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -15,22 +14,16 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/discovery"
 	"github.com/hailsd/hail/events"
-	"github.com/hailsd/hail/identity"
 	"github.com/hailsd/hail/identity/identitytest"
-	instside "github.com/hailsd/hail/member"
 )
 
-// identityFleet is n instances of one service, each with its own identity
-// and connection (member.IdentityOptions: the first reconnect after a
-// restart spread over up to 5 s), announcing and answering heartbeats in
-// one process.
+// identityFleet is n identities of echo (identitytest.Fleet), with what
+// their reconnects did.
 type identityFleet struct {
-	members []*instside.Member
-	conns   []*nats.Conn
+	*identitytest.Fleet
 	// failed counts reconnects that failed dialling (nats.go tells no
 	// more: a refusal in the handshake is the server's to count,
 	// identitytest.Region.Refused).
@@ -41,103 +34,39 @@ type identityFleet struct {
 
 func startIdentityFleet(tb testing.TB, r *identitytest.Region, n int) *identityFleet {
 	tb.Helper()
-	f := &identityFleet{members: make([]*instside.Member, n), conns: make([]*nats.Conn, n)}
-	secret := r.Secret("echo")
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	next := atomic.Int64{}
-	for range 16 {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				if err := f.start(r.URL, secret, i); err != nil {
-					errs <- err
-					return
-				}
+	f := &identityFleet{}
+	f.Fleet = identitytest.StartFleet(tb, r.URL, "echo", r.Secret("echo"), n,
+		nats.ReconnectHandler(func(*nats.Conn) { f.reconnected.Add(1) }),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				return // the server not listening yet
 			}
-		})
-	}
-	wg.Wait()
-	tb.Cleanup(func() {
-		// In parallel, connections first: a connection in the middle
-		// of a reconnect holds its lock until its handshake ends.
-		var closing sync.WaitGroup
-		for i, c := range f.conns {
-			closing.Go(func() {
-				if c != nil {
-					c.Close()
-				}
-				if m := f.members[i]; m != nil {
-					_ = m.Close()
-				}
-			})
-		}
-		closing.Wait()
-	})
-	select {
-	case err := <-errs:
-		tb.Fatal(err)
-	default:
-	}
+			f.failed.Add(1)
+			f.mu.Lock()
+			if len(f.why) < 5 {
+				f.why = append(f.why, err.Error())
+			}
+			f.mu.Unlock()
+		}))
 	return f
-}
-
-func (f *identityFleet) start(url, secret string, i int) error {
-	id, err := identity.New()
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	opts := append(instside.IdentityOptions(id, "echo", secret), nats.ReconnectHandler(func(*nats.Conn) { f.reconnected.Add(1) }), nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			return // the server not listening yet
-		}
-		f.failed.Add(1)
-		f.mu.Lock()
-		if len(f.why) < 5 {
-			f.why = append(f.why, err.Error())
-		}
-		f.mu.Unlock()
-	}))
-	nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: url, Extra: opts})
-	if err != nil {
-		return fmt.Errorf("identity %d: %w", i, err)
-	}
-	f.conns[i] = nc
-	a := events.Announce{ID: id.ID(), Service: "echo", Version: "1.0.0", Endpoints: []events.Endpoint{{Name: "say"}}, Weight: 100, Scoped: true}
-	m, err := instside.NewIdentityConn(nc, events.Subjects{}, time.Second, "echo", id.ID()).Join(instside.Config{
-		Service: "echo", ID: id.ID(), Scoped: true,
-		Announce: func() events.Announce { return a },
-		Report:   func() events.HeartbeatReply { return events.HeartbeatReply{Status: events.Passing} },
-	})
-	if err != nil {
-		return fmt.Errorf("identity %d: %w", i, err)
-	}
-	f.members[i] = m
-	return nil
 }
 
 // back is nil once every identity has answered a heartbeat since
 // since and discovery's registry holds every one of them passing.
 func (f *identityFleet) back(n *discovery.Node, since time.Time) error {
-	unheard := 0
-	for _, m := range f.members {
-		if !m.LastBeat().After(since) {
-			unheard++
-		}
-	}
+	unheard := f.Unheard(since)
 	passing := 0
 	n.Registry().Each(func(rec events.InstanceRecord, _ uint64) {
 		if rec.Service == "echo" && rec.Status == events.Passing {
 			passing++
 		}
 	})
-	if unheard > 0 || passing < len(f.members) {
+	if unheard > 0 || passing < len(f.Members) {
 		f.mu.Lock()
 		why := f.why
 		f.mu.Unlock()
 		return fmt.Errorf("%d of %d identities not heartbeated since, %d passing; %d reconnects, %d failed dialling %q",
-			unheard, len(f.members), passing, f.reconnected.Load(), f.failed.Load(), why)
+			unheard, len(f.Members), passing, f.reconnected.Load(), f.failed.Load(), why)
 	}
 	return nil
 }

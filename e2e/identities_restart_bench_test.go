@@ -1,25 +1,21 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/hailsd/hail/bus"
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/credentials"
 	"github.com/hailsd/hail/events"
-	"github.com/hailsd/hail/identity"
+	"github.com/hailsd/hail/identity/identitytest"
 	"github.com/hailsd/hail/member"
 )
 
@@ -119,86 +115,18 @@ func BenchmarkIdentitiesRestartProcesses(b *testing.B) {
 	b.ReportMetric(float64(n), "identities")
 }
 
-// fleet is n identities of echo, each its own connection and member.
-type fleet struct {
-	members []*member.Member
-	conns   []*nats.Conn
-}
+// fleet is n identities of echo, asked about as discovery answers.
+type fleet struct{ *identitytest.Fleet }
 
-func startFleet(b *testing.B, url, secret string, n int) *fleet {
-	f := &fleet{members: make([]*member.Member, n), conns: make([]*nats.Conn, n)}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, 16)
-	for range 16 {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				if err := f.join(url, secret, i); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	b.Cleanup(func() {
-		var closing sync.WaitGroup
-		for i, c := range f.conns {
-			closing.Go(func() {
-				if c != nil {
-					c.Close()
-				}
-				if m := f.members[i]; m != nil {
-					_ = m.Close()
-				}
-			})
-		}
-		closing.Wait()
-	})
-	select {
-	case err := <-errs:
-		b.Fatal(err)
-	default:
-	}
-	return f
-}
-
-func (f *fleet) join(url, secret string, i int) error {
-	id, err := identity.New()
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	nc, err := bus.Connect(ctx, bus.ConnectOptions{URL: url, Extra: member.IdentityOptions(id, "echo", secret)})
-	if err != nil {
-		return fmt.Errorf("identity %d: %w", i, err)
-	}
-	f.conns[i] = nc
-	a := events.Announce{ID: id.ID(), Service: "echo", Version: "1.0.0", Endpoints: []events.Endpoint{{Name: "say"}}, Weight: 100, Scoped: true}
-	m, err := member.NewIdentityConn(nc, events.Subjects{}, time.Second, "echo", id.ID()).Join(member.Config{
-		Service: "echo", ID: id.ID(), Scoped: true,
-		Announce: func() events.Announce { return a },
-		Report:   func() events.HeartbeatReply { return events.HeartbeatReply{Status: events.Passing} },
-	})
-	if err != nil {
-		return fmt.Errorf("identity %d: %w", i, err)
-	}
-	f.members[i] = m
-	return nil
+func startFleet(b *testing.B, url, secret string, n int) fleet {
+	return fleet{identitytest.StartFleet(b, url, "echo", secret, n)}
 }
 
 // back is nil once every identity has answered a heartbeat since since
 // and discovery answers every one of them passing, asked page by page.
-func (f *fleet) back(caller *nats.Conn, since time.Time) error {
-	unheard := 0
-	for _, m := range f.members {
-		if !m.LastBeat().After(since) {
-			unheard++
-		}
-	}
-	if unheard > 0 {
-		return fmt.Errorf("%d of %d identities not heartbeated since", unheard, len(f.members))
+func (f fleet) back(caller *nats.Conn, since time.Time) error {
+	if unheard := f.Unheard(since); unheard > 0 {
+		return fmt.Errorf("%d of %d identities not heartbeated since", unheard, len(f.Members))
 	}
 	passing, after := 0, ""
 	for {
@@ -225,8 +153,8 @@ func (f *fleet) back(caller *nats.Conn, since time.Time) error {
 		}
 		after = recs[len(recs)-1].Key()
 	}
-	if passing < len(f.members) {
-		return fmt.Errorf("%d of %d passing in discovery's registry", passing, len(f.members))
+	if passing < len(f.Members) {
+		return fmt.Errorf("%d of %d passing in discovery's registry", passing, len(f.Members))
 	}
 	return nil
 }
