@@ -153,13 +153,23 @@ func (l *liveConns) forget(key string) {
 
 // server is the server identity key's live connections are on, "" when
 // discovery holds none.
-func (l *liveConns) server(key string) string {
+// servers runs f with a lookup of the server each identity's live
+// connections are on ("" for none), under one lock for a whole round; the
+// lookup is nil when no identity is held, so that a region without
+// identities pays nothing for it per instance.
+func (l *liveConns) servers(f func(on func(key string) string)) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if e := l.byKey[key]; e != nil {
-		return e.server
+	if len(l.byKey) == 0 {
+		f(nil)
+		return
 	}
-	return ""
+	f(func(key string) string {
+		if e := l.byKey[key]; e != nil {
+			return e.server
+		}
+		return ""
+	})
 }
 
 // len is the connections held.

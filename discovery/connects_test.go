@@ -69,7 +69,13 @@ func TestLiveConns(t *testing.T) {
 			if got := l.len(); got != tt.held {
 				t.Errorf("%d held, want %d", got, tt.held)
 			}
-			if got := l.server(a); got != tt.server {
+			var got string
+			l.servers(func(on func(string) string) {
+				if on != nil {
+					got = on(a)
+				}
+			})
+			if got != tt.server {
 				t.Errorf("%s on %q, want %q", a, got, tt.server)
 			}
 			if got := l.dropped.Get(); got != tt.dropped {

@@ -168,16 +168,19 @@ func (o *ownedSet) takeChange(t *tracked, rec events.InstanceRecord, rev uint64)
 // results, by id. liveOn is the server an identity's live connections are
 // on, "" when discovery holds none (connects.go): for an identity it
 // heard connect, that, not its record's conn, is where it is (PROTOCOL
-// v1.6).
+// v1.6). A nil liveOn holds no identity.
 func (o *ownedSet) states(results []heartbeat.Result, liveOn func(key string) string) map[string]instanceState {
 	owned := make(map[string]instanceState, len(o.byKey))
 	for _, r := range results {
 		if t := o.byID[r.ID]; t != nil {
 			st := instanceState{Judge: t.judge, CriticalSince: t.criticalSince, SilentSince: t.silentSince, SilentOn: t.silentOn, RegisteredAt: t.rec.RegisteredAt, Checks: t.rec.Checks, Answered: t.answered}
-			if s := liveOn(t.rec.Key()); s != "" {
-				st.Server = s
-			} else if t.rec.Conn != nil {
+			if t.rec.Conn != nil {
 				st.Server = t.rec.Conn.Server
+			}
+			if liveOn != nil {
+				if s := liveOn(t.rec.Key()); s != "" {
+					st.Server = s
+				}
 			}
 			owned[r.ID] = st
 		}

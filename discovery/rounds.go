@@ -52,7 +52,9 @@ func (r *rounds) RTTs() map[string]time.Duration {
 func (r *rounds) handle(ctx context.Context, start time.Time, results []heartbeat.Result) {
 	timing := r.timing.load()
 	lost := r.losses.snapshot(start, timing.Heartbeat.Interval+timing.Heartbeat.Timeout)
-	d := decideRound(roundInput{Results: results, Owned: r.owned.states(results, r.live.server), Timing: timing, Start: start, Lost: lost})
+	var owned map[string]instanceState
+	r.live.servers(func(on func(string) string) { owned = r.owned.states(results, on) })
+	d := decideRound(roundInput{Results: results, Owned: owned, Timing: timing, Start: start, Lost: lost})
 	if r.log.Enabled(ctx, slog.LevelDebug) {
 		r.log.Debug("heartbeat round", "instances", len(results), "answered", len(d.RTTs), "took", time.Since(start).Round(time.Microsecond))
 	}
