@@ -63,7 +63,11 @@ type ServerOptions struct {
 	// authorization timeout and was refused, and its retry came a
 	// doubled reconnect window later (2,000 identities after a restart:
 	// about one such client a restart, each back after 10-21 s where the
-	// others were back in 6).
+	// others were back in 6). nats-server has no hook between enabling
+	// JetStream and listening: BeforeClients wins that race by the time
+	// JetStream takes to start (its first try comes a millisecond after
+	// the server runs), it is not promised; a start that ends first
+	// still runs it once, right after.
 	BeforeClients func(*server.Server) error
 }
 
