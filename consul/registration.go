@@ -24,7 +24,7 @@ var hailNamespace = uuid.NewSHA1(uuid.NameSpaceURL, []byte("hail"))
 // API under id: id itself when it is a UUID, else UUIDv5(hail's
 // namespace, "consul:"+id), the same on every agent.
 func InstanceID(id string) string {
-	if events.ValidateID(id) == nil {
+	if events.IsID(id) {
 		return id
 	}
 	return uuid.NewSHA1(hailNamespace, []byte("consul:"+id)).String()

@@ -31,7 +31,7 @@ func controlSubject(s events.Subjects, kind, subject string) (service, id string
 	if kind == "deregister" {
 		parse = p.Deregister
 	}
-	if i := strings.LastIndexByte(subject, '.'); i >= 0 && events.ValidateID(subject[i+1:]) == nil {
+	if i := strings.LastIndexByte(subject, '.'); i >= 0 && events.IsID(subject[i+1:]) {
 		// The identity form: what precedes the id must itself be a
 		// valid subject of kind (P.<kind>.<service>).
 		service, err := parse(subject[:i])
@@ -96,7 +96,7 @@ func requester(s events.Subjects, kind requestKind, subject string) (service, id
 // names (<S>.<id>), or "" for any other user.
 func identityOf(user string) string {
 	i := strings.LastIndexByte(user, '.')
-	if i < 0 || events.ValidateID(user[i+1:]) != nil || events.ValidateService(user[:i]) != nil {
+	if i < 0 || !events.IsID(user[i+1:]) || events.ValidateService(user[:i]) != nil {
 		return ""
 	}
 	return events.InstanceKey(user[:i], user[i+1:])

@@ -103,4 +103,4 @@ func (r replyRule) answers(kind requestKind, reply, service, identity string) st
 // isIdentity reports an inbox token that is an instance's identity
 // (PROTOCOL v1.6: _INBOX.<id>, a canonical UUID), never a nats.go
 // default inbox (_INBOX.<nuid>, 22 characters).
-func isIdentity(token string) bool { return events.ValidateID(token) == nil }
+func isIdentity(token string) bool { return events.IsID(token) }

@@ -78,6 +78,9 @@ func TestValidateID(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			checkErr(t, ValidateID(tt.in), tt.wantErr)
+			if got := IsID(tt.in); got != (tt.wantErr == "") {
+				t.Errorf("IsID(%q) = %v, want %v", tt.in, got, tt.wantErr == "")
+			}
 		})
 	}
 }
@@ -141,6 +144,9 @@ func FuzzValidateID(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		if IsID(s) != (ValidateID(s) == nil) {
+			t.Fatalf("IsID(%q) = %v, but ValidateID says %v", s, IsID(s), ValidateID(s))
+		}
 		if ValidateID(s) != nil {
 			return
 		}

@@ -98,7 +98,7 @@ func (n *Nodes) synced() {
 
 func (n *Nodes) apply(e watch.Entry, invalid func()) {
 	rec, live := liveNode(e.Key, e.Value, e.Deleted)
-	if !live && !e.Deleted && events.ValidateID(e.Key) == nil {
+	if !live && !e.Deleted && events.IsID(e.Key) {
 		invalid()
 		n.log.Warn("ignoring an invalid hail_nodes entry; it counts as no node", "key", e.Key, "revision", e.Rev)
 	}
@@ -121,7 +121,7 @@ func (n *Nodes) apply(e watch.Entry, invalid func()) {
 // forged, garbage) counts as no node: it cannot take instances away from
 // the real ones.
 func liveNode(key string, value []byte, deleted bool) (events.NodeRecord, bool) {
-	if deleted || events.ValidateID(key) != nil {
+	if deleted || !events.IsID(key) {
 		return events.NodeRecord{}, false
 	}
 	rec, err := events.DecodeNodeRecord(value)
