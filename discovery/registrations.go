@@ -33,6 +33,8 @@ type registrations struct {
 	m       *nodeMetrics
 	log     *slog.Logger
 	adm     *admission
+	// repeats skips the checks of an announce decoded before.
+	repeats *repeats
 
 	// Loop-owned: the instances this node registered in the batch being
 	// applied, heartbeated at its end (welcome), and the reply subject of
@@ -52,14 +54,19 @@ const maxBurst = 256
 const workQueue = 1024
 
 // offerAnnounce takes an announce from its subscription: refused at once
-// if invalid, answered at once if it changes nothing (fastAck), else
+// if invalid (checked once: a repeat of an accepted one is known), answered at once if it changes nothing (fastAck), else
 // queued by admission control; a 503 with retry_after_ms when the node
 // cannot answer it in its turn.
 func (g *registrations) offerAnnounce(ctx context.Context, m *nats.Msg) {
-	a, reason, err := g.control.announce(m)
-	if err != nil {
-		g.reply.reject(m, reason, err)
-		return
+	a, k, seen := g.repeats.get(m.Subject, m.Data)
+	if !seen {
+		var reason string
+		var err error
+		if a, reason, err = g.control.announce(m); err != nil {
+			g.reply.reject(m, reason, err)
+			return
+		}
+		g.repeats.put(k, m.Subject, len(m.Data), a)
 	}
 	key := events.InstanceKey(a.Service, a.ID)
 	if g.fastAck(m, key, a) {
