@@ -341,3 +341,49 @@ func TestMembers(t *testing.T) {
 		t.Error("a node alone does not own every instance")
 	}
 }
+
+// In a storm (the node defers announces) young instances count toward
+// self-preservation: silences of a registering region are the bus's.
+// Out of one, the same round judges them, as TestDecideRound's "never
+// steady" row does.
+func TestDecideRoundInAStorm(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 20, 0, 0, 0, time.UTC)
+	timing := Timing{
+		Heartbeat:        Heartbeat{Interval: time.Second, Timeout: 500 * time.Millisecond, MissedToCritical: 3, AnsweredToPassing: 1},
+		DeregisterAfter:  time.Minute,
+		SelfPreservation: SelfPreservation{Share: 0.5, MinFailures: 5, MaxDuration: 30 * time.Second, SteadyAfter: time.Minute},
+	}
+	owned := map[string]instanceState{}
+	var results []heartbeat.Result
+	for i := range 10 {
+		id := fmt.Sprintf("y%d", i)
+		// Registered 6 s ago, answered, missed twice: a third miss is critical.
+		owned[id] = instanceState{Judge: heartbeat.State{Status: events.Passing, Failures: 2}, Answered: true, RegisteredAt: t0.Add(-6 * time.Second)}
+		results = append(results, heartbeat.Result{ID: id, Err: errors.New("timeout"), RTT: 500 * time.Millisecond})
+	}
+	for i := range 4 {
+		id := fmt.Sprintf("o%d", i)
+		owned[id] = instanceState{Judge: heartbeat.State{Status: events.Passing}, Answered: true, RegisteredAt: t0.Add(-6 * time.Second)}
+		results = append(results, heartbeat.Result{ID: id, RTT: time.Millisecond, Reply: events.HeartbeatReply{ID: id, Status: events.Passing}})
+	}
+	tests := []struct {
+		name            string
+		storm           bool
+		wantPreserve    bool
+		wantTransitions int
+	}{
+		{"in a storm: they count, the node preserves, none is judged", true, true, 0},
+		{"out of one: they count toward nothing and are judged critical", false, false, 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := decideRound(roundInput{Results: results, Owned: owned, Timing: timing, Start: t0, Storm: tt.storm})
+			if (d.Preserve != "") != tt.wantPreserve {
+				t.Errorf("preserve %q, want it %v", d.Preserve, tt.wantPreserve)
+			}
+			if len(d.Transitions) != tt.wantTransitions {
+				t.Errorf("%d transitions, want %d", len(d.Transitions), tt.wantTransitions)
+			}
+		})
+	}
+}
