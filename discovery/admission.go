@@ -189,14 +189,6 @@ func (q *admission) offer(it queued) (o outcome, retryAfter time.Duration, sched
 	return o, retryAfter, schedule
 }
 
-// deferring reports whether more announces are queued than the node
-// answers in their turn: it is answering 503s, in a storm.
-func (q *admission) deferring() bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.items)-q.head > q.answerMax
-}
-
 // retryAfter is how long the queue takes, at the measured pace, to
 // apply the first n items: bounded by minRetryAfter and maxRetryAfter.
 func (q *admission) retryAfter(n int) time.Duration {

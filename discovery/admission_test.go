@@ -253,33 +253,3 @@ func TestAnnounceCoalesced(t *testing.T) {
 		})
 	}
 }
-
-// A node is in a storm (deferring) while more items are queued than it
-// answers in their turn, and out of it once the queue is back within.
-func TestAdmissionDeferring(t *testing.T) {
-	var q *admission
-	offer := func(i int) {
-		id := uuid.Must(uuid.NewV7()).String()
-		a := events.Announce{ID: id, Service: "echo", Endpoints: []events.Endpoint{{Name: "say"}}}
-		q.offer(queued{m: &nats.Msg{Subject: "hail.announce.echo", Reply: fmt.Sprintf("_INBOX.x.%d", i)}, key: events.InstanceKey("echo", id), a: a})
-	}
-	tests := []struct {
-		queued int
-		want   bool
-	}{{0, false}, {2, false}, {3, true}, {10, true}}
-	for _, tt := range tests {
-		q = newAdmission(metrics.NewSet())
-		q.answerMax = 2
-		for i := range tt.queued {
-			offer(i)
-		}
-		if got := q.deferring(); got != tt.want {
-			t.Errorf("%d queued: deferring %v, want %v", tt.queued, got, tt.want)
-		}
-	}
-	batch := q.take(10)
-	q.done(batch, time.Now())
-	if q.deferring() {
-		t.Error("still deferring with the queue taken and done")
-	}
-}

@@ -92,10 +92,6 @@ type roundInput struct {
 	Start   time.Time // when the round's heartbeats went out
 	// Lost are the servers that went away lately, by id (serverloss.go).
 	Lost map[string]lossWindow
-	// Storm: the node defers announces (more are queued than it answers
-	// in their turn): the region is registering in bulk, and a silence
-	// then is as likely the bus's as the instance's, young or not.
-	Storm bool
 }
 
 // transition is a change to record: a status change (announced by a
@@ -165,12 +161,7 @@ type roundDecision struct {
 // while it lasts is judged MaxDuration after it fell silent, however the
 // others come and go. An instance that fell silent within SteadyAfter of
 // its registration counts toward nothing either (it is still held while
-// others make the node preserve), except in a storm (in.Storm: the node
-// defers announces). Then every instance is young, the bus is congested
-// by the storm, and answers that come seconds late would judge thousands
-// critical and write them twice (measured: 4,368 false critical on one
-// node under 50,000 v1 instances); self-preservation's MaxDuration still
-// bounds how long a real death goes unjudged.
+// others make the node preserve).
 //
 // An instance whose silence began on a server as it went away (in.Lost)
 // is held apart from all that, for serverLossGrace from the start of its
@@ -208,7 +199,7 @@ func decideRound(in roundInput) roundDecision {
 			// nor its own: it counts toward nothing.
 			continue
 		}
-		if !in.Storm && !sp.steady(st.RegisteredAt, silent) {
+		if !sp.steady(st.RegisteredAt, silent) {
 			continue
 		}
 		if !sp.held(silent, in.Start) {

@@ -37,8 +37,6 @@ type rounds struct {
 	writing bool
 	next    *pendingRound
 	onLoop  func(context.Context, func(context.Context))
-	// storm reports whether the node defers announces (admission).
-	storm func() bool
 	// rtts is the last answered heartbeat's RTT of each owned instance,
 	// replaced after every round.
 	rtts atomic.Pointer[map[string]time.Duration]
@@ -82,7 +80,7 @@ func (r *rounds) handle(ctx context.Context, start time.Time, results []heartbea
 	lost := r.losses.snapshot(start, timing.Heartbeat.Interval+timing.Heartbeat.Timeout)
 	var owned map[string]instanceState
 	r.live.servers(func(on func(string) string) { owned = r.owned.states(results, on) })
-	d := decideRound(roundInput{Results: results, Owned: owned, Timing: timing, Start: start, Lost: lost, Storm: r.storm != nil && r.storm()})
+	d := decideRound(roundInput{Results: results, Owned: owned, Timing: timing, Start: start, Lost: lost})
 	if r.log.Enabled(ctx, slog.LevelDebug) {
 		r.log.Debug("heartbeat round", "instances", len(results), "answered", len(d.RTTs), "took", time.Since(start).Round(time.Microsecond))
 	}
