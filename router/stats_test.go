@@ -53,13 +53,22 @@ func TestRouterPublishesTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
-	bustest.Eventually(t, 10*time.Second, func() error {
-		_, err := r.NC.Request("hail.route.echo.say", nil, time.Second)
-		return err
-	})
+	// Routed, not refused: an error reply (a 404 before the service is
+	// in the table) is a reply too.
+	routed := func(timeout time.Duration) error {
+		m, err := r.NC.Request("hail.route.echo.say", []byte("hi"), timeout)
+		if err != nil {
+			return err
+		}
+		if code := m.Header.Get("Nats-Service-Error-Code"); code != "" {
+			return fmt.Errorf("routing refused: %s %s", code, m.Header.Get("Nats-Service-Error"))
+		}
+		return nil
+	}
+	bustest.Eventually(t, 10*time.Second, func() error { return routed(time.Second) })
 	const n = 100
 	for range n {
-		if _, err := r.NC.Request("hail.route.echo.say", []byte("hi"), 2*time.Second); err != nil {
+		if err := routed(2 * time.Second); err != nil {
 			t.Fatal(err)
 		}
 	}
