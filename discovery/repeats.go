@@ -4,6 +4,8 @@ import (
 	"hash/maphash"
 	"sync"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/hailsd/hail/events"
 )
 
@@ -33,6 +35,8 @@ const (
 type repeats struct {
 	seeds [2]maphash.Seed
 	max   int
+	// hits counts the announces known (hail_discovery_announces_known_total).
+	hits *metrics.Counter
 
 	mu    sync.Mutex
 	bytes int
@@ -44,8 +48,9 @@ type repeat struct {
 	a       events.Announce
 }
 
-func newRepeats(maxBytes int) *repeats {
-	return &repeats{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, max: maxBytes, known: map[[2]uint64]repeat{}}
+func newRepeats(maxBytes int, set *metrics.Set) *repeats {
+	return &repeats{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, max: maxBytes, known: map[[2]uint64]repeat{},
+		hits: set.GetOrCreateCounter("hail_discovery_announces_known_total")}
 }
 
 // sum is the key of an announce: its hashes under both seeds.
@@ -72,6 +77,7 @@ func (r *repeats) get(subject string, data []byte) (events.Announce, [2]uint64, 
 	if !ok || e.subject != subject {
 		return events.Announce{}, k, false
 	}
+	r.hits.Inc()
 	return e.a, k, true
 }
 

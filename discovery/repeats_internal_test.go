@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/hailsd/hail/events"
 )
 
@@ -23,7 +25,7 @@ func TestRepeats(t *testing.T) {
 		{"a byte changed", "hail.announce.echo", []byte(strings.Replace(string(data), "echo", "ech0", 1)), false},
 		{"nothing", "hail.announce.echo", nil, false},
 	}
-	r := newRepeats(repeatBytes)
+	r := newRepeats(repeatBytes, metrics.NewSet())
 	if _, k, ok := r.get("hail.announce.echo", data); ok {
 		t.Fatal("known before it was put")
 	} else {
@@ -31,7 +33,11 @@ func TestRepeats(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			before := r.hits.Get()
 			got, _, ok := r.get(tt.subject, tt.data)
+			if hits := r.hits.Get() - before; hits != map[bool]uint64{true: 1}[ok] {
+				t.Errorf("counted %d known, want %d", hits, map[bool]uint64{true: 1}[ok])
+			}
 			if ok != tt.want {
 				t.Fatalf("known = %v, want %v", ok, tt.want)
 			}
@@ -45,7 +51,7 @@ func TestRepeats(t *testing.T) {
 func TestRepeatsBounded(t *testing.T) {
 	// Room for two: the third forgets everything before it.
 	cost := len("s") + 2*10 + repeatOverhead
-	r := newRepeats(2 * cost)
+	r := newRepeats(2*cost, metrics.NewSet())
 	put := func(data string) {
 		_, k, _ := r.get("s", []byte(data))
 		r.put(k, "s", len(data), events.Announce{ID: data})
