@@ -130,3 +130,52 @@ func holdLoop(t *testing.T, n *Node, release <-chan struct{}) {
 		}
 	})
 }
+
+// An announce's bytes sent again on the same subject are known (counted,
+// not decoded and checked again) and answered as the first was; bytes
+// that failed a check are checked, and refused, every time; the same
+// bytes on another service's subject are checked there, and refused.
+func TestRepeatedAnnounceKnown(t *testing.T) {
+	n, nc := runningNode(t, Config{})
+	a := events.Announce{ID: uuid.NewString(), Service: "echo", Endpoints: []events.Endpoint{{Name: "say"}}, Weight: 100}
+	good, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := []byte(`{"id":"` + a.ID + `","service":"echo"}`) // no endpoints
+	answer := func(subject string, data []byte) (ok bool, code string) {
+		t.Helper()
+		m, err := nc.Request(subject, data, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ack events.Ack
+		_ = json.Unmarshal(m.Data, &ack)
+		return ack.OK, m.Header.Get("Nats-Service-Error-Code")
+	}
+	subjects := events.Subjects{}
+	tests := []struct {
+		name      string
+		subject   string
+		data      []byte
+		wantOK    bool
+		wantCode  string
+		wantKnown uint64
+	}{
+		{"first: checked and registered", subjects.Announce("echo"), good, true, "", 0},
+		{"the same bytes again: known, answered alike", subjects.Announce("echo"), good, true, "", 1},
+		{"and again", subjects.Announce("echo"), good, true, "", 2},
+		{"invalid: refused", subjects.Announce("echo"), bad, false, "400", 2},
+		{"the same invalid bytes: refused again, not known", subjects.Announce("echo"), bad, false, "400", 2},
+		{"the good bytes on another service's subject: checked there and refused", subjects.Announce("other"), good, false, "400", 2},
+	}
+	for _, tt := range tests {
+		ok, code := answer(tt.subject, tt.data)
+		if ok != tt.wantOK || code != tt.wantCode {
+			t.Errorf("%s: answered ok=%v code %q, want ok=%v code %q", tt.name, ok, code, tt.wantOK, tt.wantCode)
+		}
+		if got := n.regs.repeats.hits.Get(); got != tt.wantKnown {
+			t.Errorf("%s: %d known, want %d", tt.name, got, tt.wantKnown)
+		}
+	}
+}
