@@ -193,7 +193,7 @@ func (c *Callout) authorize(req *jwt.AuthorizationRequestClaims) (string, error)
 		return "", errors.New("the connection name is not its key's id")
 	}
 	uc := jwt.NewUserClaims(req.UserNkey)
-	uc.Name = service + "." + id
+	uc.Name = events.InstanceKey(service, id) // what discovery reads back as the identity
 	uc.Audience = c.account
 	uc.Permissions = Permissions(roles.Identity(c.subjects, service, id))
 	token, err := uc.Encode(c.issuer)

@@ -151,8 +151,6 @@ func (l *liveConns) forget(key string) {
 	}
 }
 
-// server is the server identity key's live connections are on, "" when
-// discovery holds none.
 // servers runs f with a lookup of the server each identity's live
 // connections are on ("" for none), under one lock for a whole round; the
 // lookup is nil when no identity is held, so that a region without
@@ -170,11 +168,4 @@ func (l *liveConns) servers(f func(on func(key string) string)) {
 		}
 		return ""
 	})
-}
-
-// len is the connections held.
-func (l *liveConns) len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.total
 }

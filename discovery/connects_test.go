@@ -101,3 +101,10 @@ func TestLiveConns(t *testing.T) {
 func (v connVerdict) String() string {
 	return [...]string{"unheard", "still live", "last"}[v]
 }
+
+// len is the connections l holds.
+func (l *liveConns) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.total
+}

@@ -63,12 +63,11 @@ type disconnects struct {
 	opts nats.Options
 	// sent: 1 once the probe's advisory came, 0 when it did not.
 	sent atomic.Int64
-	// connects counts the CONNECT advisories read, any user's; the
-	// probe's DISCONNECT finds it above 0 when the server sends them (the
-	// probe's own CONNECT came before), and sets probeConnect (under mu).
+	// connects counts the CONNECT advisories read, any user's: above 0
+	// when the probe's DISCONNECT is heard if the server sends them (the
+	// probe's own CONNECT came before it, on the same reader).
 	// connectsSent is 1 unless the probe found none.
 	connects     atomic.Int64
-	probeConnect bool
 	connectsSent atomic.Int64
 
 	marked, unknown, ignored, invalid, dropped, stillConnected, invalidConnects *metrics.Counter
@@ -126,7 +125,6 @@ func (d *disconnects) hear(log *slog.Logger) nats.MsgHandler {
 		defer d.mu.Unlock()
 		if d.probe != nil && *d.probe == ev.Conn {
 			d.probe = nil
-			d.probeConnect = d.connects.Load() > 0
 			d.heard <- struct{}{}
 			return
 		}
@@ -327,21 +325,13 @@ func (d *disconnects) probeAdvisories(ctx context.Context, servers []string, log
 		log.Warn("the NATS server sends no disconnect advisories to hail's account: a crashed instance is found by its heartbeats alone (seconds, not milliseconds). "+
 			"Give the server a system account that exports $SYS.ACCOUNT.*.DISCONNECT (and $SYS.ACCOUNT.*.CONNECT, so that an identity's old connection closing late does not mark it, and $SYS.SERVER.*.SHUTDOWN and $SYS.SERVER.*.LAMEDUCK, so that a server's clients are not judged while they reconnect) to hail's account, import them there without renaming, allow discovery to subscribe them, "+
 			"and deny every user of the account publish on $SYS.> (README: \"Your own NATS server\")", "err", err)
-	case !d.heardProbeConnect():
+	case d.connects.Load() == 0:
 		d.connectsSent.Store(0)
 		log.Warn("the NATS server sends no connect advisories to hail's account: an identity's old connection that closes after it reconnected marks it critical until its next answered heartbeat. " +
 			"Export $SYS.ACCOUNT.*.CONNECT from the system account to hail's account beside $SYS.ACCOUNT.*.DISCONNECT, import it there without renaming, and allow discovery to subscribe it (README: \"Your own NATS server\")")
 	default:
 		log.Debug("the NATS server sends connect and disconnect advisories")
 	}
-}
-
-// heardProbeConnect reports whether a CONNECT advisory came before the
-// probe's DISCONNECT.
-func (d *disconnects) heardProbeConnect() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.probeConnect
 }
 
 var errNoAdvisory = errors.New("no advisory for a connection that closed")

@@ -99,7 +99,7 @@ func identityOf(user string) string {
 	if i < 0 || !events.IsID(user[i+1:]) || events.ValidateService(user[:i]) != nil {
 		return ""
 	}
-	return events.InstanceKey(user[:i], user[i+1:])
+	return user // <S>.<id> is the instance key
 }
 
 // instancesOn are the owned instances the closed connection conn was:

@@ -83,7 +83,7 @@ func NewReconnectPace() *ReconnectPace {
 // wait of ConnectTimeout is for the authorization after it, and a server
 // that does not answer the dial at all (a cut route) should cost a pass
 // over a cluster seconds, not 11 s a server.
-const dialTimeout = 2 * time.Second
+const dialTimeout = nats.DefaultTimeout
 
 // Dial is net.Dialer's, counting the dials that connect.
 func (p *ReconnectPace) Dial(network, address string) (net.Conn, error) {
