@@ -19,9 +19,6 @@ type nodeMetrics struct {
 	kvErrors   *metrics.Counter
 	void       *metrics.Counter
 	overloaded *metrics.Counter
-	// skipped counts rounds replaced, unjudged, by a newer one while the
-	// one before them was written.
-	skipped *metrics.Counter
 	// roundTook is a round's time from its first heartbeat to its
 	// judgement handled.
 	roundTook  *metrics.Summary
@@ -41,7 +38,6 @@ func newNodeMetrics(set *metrics.Set, reg *registry.Registry, ready func() bool)
 		kvErrors:   set.GetOrCreateCounter("hail_discovery_kv_errors_total"),
 		void:       set.GetOrCreateCounter("hail_discovery_heartbeats_void_total"),
 		overloaded: set.GetOrCreateCounter("hail_discovery_rounds_overloaded_total"),
-		skipped:    set.GetOrCreateCounter("hail_discovery_rounds_skipped_total"),
 		roundTook:  set.GetOrCreateSummary("hail_discovery_round_duration_seconds"),
 		rtt:        set.GetOrCreateHistogram("hail_discovery_heartbeat_rtt_seconds"),
 		rebalances: set.GetOrCreateCounter("hail_discovery_rebalances_total"),

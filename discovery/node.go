@@ -120,7 +120,7 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 		reg: n.reg, nodes: n.nodes, store: n.store, records: n.records, pub: pub, m: n.m, log: log, adm: newAdmission(cfg.Metrics),
 		repeats: newRepeats(repeatBytes, cfg.Metrics),
 	}
-	n.rounds = &rounds{owned: n.owned, records: n.records, timing: n.timing, pub: pub, m: n.m, log: log, losses: newServerLosses(cfg.Metrics, nc.ConnectedServerId, log), live: n.live, onLoop: n.submitUrgent}
+	n.rounds = &rounds{owned: n.owned, records: n.records, timing: n.timing, pub: pub, m: n.m, log: log, losses: newServerLosses(cfg.Metrics, nc.ConnectedServerId, log), live: n.live}
 	if n.remote, err = newRemote(nc, remoteConfig{region: cfg.Region, regions: cfg.RemoteRegions, stale: cfg.RemoteStale, replicas: kv.Replicas, log: log, set: cfg.Metrics}); err != nil {
 		return nil, err
 	}
@@ -315,14 +315,10 @@ func (n *Node) submitUrgent(ctx context.Context, f func(context.Context)) {
 }
 
 func (n *Node) loop(ctx context.Context) error {
-	// The tracker reads its targets once a round: they are published at
-	// most every publishEvery, not after each item (each publish lists
-	// every owned instance, and while a region registers the work queue
-	// empties after nearly every job). An instance registered meanwhile
-	// has had its welcome heartbeat already.
+	// The tracker reads its targets once a round: they are published when
+	// a burst of work is over, or every publishEvery within one, not after
+	// each item (each publish lists every owned instance).
 	const publishEvery = 100 * time.Millisecond
-	tick := time.NewTicker(publishEvery)
-	defer tick.Stop()
 	var published time.Time
 	for {
 		var j job
@@ -334,13 +330,12 @@ func (n *Node) loop(ctx context.Context) error {
 				return nil
 			case j.run = <-n.urgent:
 			case j = <-n.work:
-			case <-tick.C:
 			}
 		}
 		if j.run != nil {
 			j.run(ctx)
 		}
-		if now := time.Now(); now.Sub(published) >= publishEvery {
+		if now := time.Now(); len(n.work)+len(n.urgent) == 0 || now.Sub(published) >= publishEvery {
 			n.records.publishTargets()
 			published = now
 		}

@@ -143,89 +143,28 @@ type removed struct {
 	err    error
 }
 
-// roundWrites is a round's outcome to write: every transition's record
-// (with this node as owner) at once, then the removals of the instances
-// still tracked. It is made on the node's loop (prepareRound), written
-// off it (write: KV round trips alone, on copies, so the loop goes on
-// judging and registering meanwhile; on a KV slowed by a storm a round of
-// thousands of transitions took seconds, and the loop waiting on it
-// starved every other round and registration), and taken in on the loop
-// again (finishRound).
-type roundWrites struct {
-	ts   []*tracked
-	jobs []writeJob
-	outs []written
-	// The removals: each record and revision as tracked when prepared,
-	// its reason, and its delete's error.
-	rmRecs    []events.InstanceRecord
-	rmRevs    []uint64
-	rmReasons []string
-	rmErrs    []error
-}
-
-// prepareRound copies what a round's writes need. On the loop.
-func (r *records) prepareRound(ts []*tracked, transitions []transition, removals []removal) *roundWrites {
-	w := &roundWrites{ts: ts, jobs: make([]writeJob, len(ts))}
-	for i, t := range ts {
+// writeRound writes a round's outcome: every transition's record at once
+// (with this node as owner), then the removals of the instances still
+// tracked. It returns each transition's error, in order, and the removals
+// tried.
+func (r *records) writeRound(ctx context.Context, ts []*tracked, transitions []transition, removals []removal) ([]error, []removed) {
+	errs := r.updateAll(ctx, ts, func(i int) func(*events.InstanceRecord) {
 		c := transitions[i]
-		w.jobs[i] = writeJob{rec: t.rec, rev: t.rev, mutate: func(rec *events.InstanceRecord) {
+		return func(rec *events.InstanceRecord) {
 			rec.Status = c.Next.Judge.Status
 			if c.ChecksChanged {
 				rec.Checks = c.Next.Checks
 			}
 			r.setOwner(rec)
-		}}
-	}
+		}
+	})
+	var out []removed
 	for _, rm := range removals {
 		t := r.owned.id(rm.ID)
 		if t == nil {
-			continue
+			continue // gone during the writes
 		}
-		w.rmRecs = append(w.rmRecs, t.rec)
-		w.rmRevs = append(w.rmRevs, t.rev)
-		w.rmReasons = append(w.rmReasons, rm.Reason)
-	}
-	return w
-}
-
-// empty reports whether the round has nothing to write.
-func (w *roundWrites) empty() bool { return len(w.jobs) == 0 && len(w.rmRecs) == 0 }
-
-// write does the round's KV writes. Off the loop: it touches nothing but
-// w and the store.
-func (w *roundWrites) write(ctx context.Context, store recordStore) {
-	w.outs = store.writeAll(ctx, w.jobs)
-	w.rmErrs = make([]error, len(w.rmRecs))
-	for i, rec := range w.rmRecs {
-		w.rmErrs[i] = store.delete(ctx, rec.Key())
-	}
-}
-
-// finishRound takes a written round in: each transition's error, in
-// order, and the removals tried. On the loop. What changed meanwhile
-// wins: a record the watch brought newer, or an instance no longer
-// tracked (deregistered, handed over), is left as it is.
-func (r *records) finishRound(w *roundWrites) ([]error, []removed) {
-	errs := make([]error, len(w.ts))
-	for i, t := range w.ts {
-		out := w.outs[i]
-		if out.err == nil && !out.gone && (!r.owned.holds(t) || out.rev <= t.rev) {
-			r.reg.Put(out.rec, out.rev)
-			continue
-		}
-		errs[i] = r.apply(t, out)
-	}
-	out := make([]removed, len(w.rmRecs))
-	for i, rec := range w.rmRecs {
-		out[i] = removed{rec: rec, reason: w.rmReasons[i], err: w.rmErrs[i]}
-		if w.rmErrs[i] != nil {
-			continue
-		}
-		key := rec.Key()
-		r.reg.Delete(key, w.rmRevs[i])
-		if t := r.owned.get(key); t != nil {
-			r.owned.untrack(t)
-		}
+		out = append(out, removed{rec: t.rec, reason: rm.Reason, err: r.remove(ctx, t.rec, t.rev)})
 	}
 	return errs, out
 }

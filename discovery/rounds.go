@@ -31,12 +31,6 @@ type rounds struct {
 	live *liveConns
 	// preserving: the node is in self-preservation.
 	preserving bool
-	// writing: a round's writes are out; next is the newest round that
-	// came meanwhile. onLoop hands a function to the node's loop, ahead
-	// of other work, from another goroutine.
-	writing bool
-	next    *pendingRound
-	onLoop  func(context.Context, func(context.Context))
 	// rtts is the last answered heartbeat's RTT of each owned instance,
 	// replaced after every round.
 	rtts atomic.Pointer[map[string]time.Duration]
@@ -51,31 +45,11 @@ func (r *rounds) RTTs() map[string]time.Duration {
 	return nil
 }
 
-// pendingRound is a round that came while the one before was being
-// written.
-type pendingRound struct {
-	start   time.Time
-	results []heartbeat.Result
-}
-
 // handle judges one heartbeat round (decideRound) and carries the
 // decision out: all transitions of the round written at once, then the
 // removals, then their events published. In self-preservation only the
 // instances silent for longer than it holds are judged.
-//
-// The writes go out off the loop (roundWrites) and the rest is done on it
-// when they are written, so the loop registers and answers meanwhile.
-// Rounds are judged one at a time, each on what the one before wrote: a
-// round that comes while one is written waits, and a newer one replaces
-// it (counted as skipped: its silences are judged by the newer round).
 func (r *rounds) handle(ctx context.Context, start time.Time, results []heartbeat.Result) {
-	if r.writing {
-		if r.next != nil {
-			r.m.skipped.Inc()
-		}
-		r.next = &pendingRound{start: start, results: results}
-		return
-	}
 	timing := r.timing.load()
 	lost := r.losses.snapshot(start, timing.Heartbeat.Interval+timing.Heartbeat.Timeout)
 	var owned map[string]instanceState
@@ -84,6 +58,7 @@ func (r *rounds) handle(ctx context.Context, start time.Time, results []heartbea
 	if r.log.Enabled(ctx, slog.LevelDebug) {
 		r.log.Debug("heartbeat round", "instances", len(results), "answered", len(d.RTTs), "took", time.Since(start).Round(time.Microsecond))
 	}
+	defer r.m.roundTook.UpdateDuration(start)
 	r.rtts.Store(&d.RTTs)
 	r.m.void.Add(d.Void)
 	r.losses.held.Add(d.ServerHeld)
@@ -114,33 +89,8 @@ func (r *rounds) handle(ctx context.Context, start time.Time, results []heartbea
 		ts[i] = r.owned.id(c.ID)
 		prevs[i] = ts[i].rec.Status
 	}
-	w := r.records.prepareRound(ts, d.Transitions, d.Removals)
-	done := func(ctx context.Context) {
-		errs, removed := r.records.finishRound(w)
-		r.carryOut(d.Transitions, ts, prevs, errs, removed)
-		r.m.roundTook.UpdateDuration(start)
-		r.writing = false
-		if n := r.next; n != nil {
-			r.next = nil
-			r.handle(ctx, n.start, n.results)
-		}
-	}
-	if w.empty() {
-		done(ctx)
-		return
-	}
-	r.writing = true
-	go func() {
-		w.write(ctx, r.records.store)
-		r.onLoop(ctx, done)
-	}()
-}
-
-// carryOut takes a written round's transitions in and says what
-// happened: each judgement kept (or, when its write failed, left to the
-// next round to try again), the health events and the removals' events.
-func (r *rounds) carryOut(transitions []transition, ts []*tracked, prevs []events.Status, errs []error, removed []removed) {
-	for i, c := range transitions {
+	errs, removed := r.records.writeRound(ctx, ts, d.Transitions, d.Removals)
+	for i, c := range d.Transitions {
 		t, prev := ts[i], prevs[i]
 		status := c.Next.Judge.Status
 		if errs[i] != nil {
