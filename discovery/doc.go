@@ -14,9 +14,8 @@
 //     client announcing the same bytes again is not decoded again.
 //   - rounds (rounds.go): a heartbeat round judged by the pure function
 //     decideRound (round.go, tested by a table like heartbeat.Judge),
-//     self-preservation included, and its outcome carried out, its KV
-//     writes off the loop and one round at a time; it holds whether the
-//     node preserves and the last round's RTTs.
+//     self-preservation included, and its outcome carried out; it holds
+//     whether the node preserves and the last round's RTTs.
 //   - queries (queries.go): hail.discovery.* answered from memory.
 //   - records (records.go): every change to a record, written through
 //     recordStore (store.go: all KV I/O, revision-checked, batched when a
@@ -31,10 +30,9 @@
 //     what goes out as events, what comes in, what goes back.
 //
 // A round's path has no way back up: node.go's loop hands it to rounds,
-// which reads the owned set, decides, has records prepare its writes,
-// writes them off the loop (the store only), takes them in on the loop
-// again through records (registry and owned set), and publishes; no file
-// on the way calls into one above it.
+// which reads the owned set, decides, writes through records (store,
+// then registry and owned set), and publishes; no file on the way calls
+// into one above it (the store only applies the change it is handed).
 //
 // The registry is a registry.Follower and the live nodes a
 // registry.Nodes (both on the one watch, made again when it closes or
