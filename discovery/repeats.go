@@ -10,11 +10,15 @@ import (
 )
 
 // repeatBytes bounds what repeats holds: about the bytes of the
-// announces it remembers, each counted with its subject and what its
-// decoded form keeps (repeatOverhead).
+// announces it remembers, each counted with its subject, twice its size
+// and repeatOverhead (an events.Announce alone is some 250 bytes, its map
+// slot and key more). Only announces of at most repeatMaxSize are kept:
+// a v1 client's repeats are small, and a large announce of many small
+// metadata entries decodes to several times its size.
 const (
 	repeatBytes    = 32 << 20
-	repeatOverhead = 128
+	repeatOverhead = 512
+	repeatMaxSize  = 4 << 10
 )
 
 // repeats remembers the announces a node decoded and accepted, by their
@@ -84,7 +88,7 @@ func (r *repeats) get(subject string, data []byte) (events.Announce, [2]uint64, 
 // put remembers a, decoded and accepted from size bytes on subject.
 func (r *repeats) put(k [2]uint64, subject string, size int, a events.Announce) {
 	cost := len(subject) + 2*size + repeatOverhead
-	if cost > r.max {
+	if size > repeatMaxSize || cost > r.max {
 		return
 	}
 	r.mu.Lock()

@@ -74,4 +74,16 @@ func TestRepeatsBounded(t *testing.T) {
 	if known(huge) {
 		t.Fatal("an announce larger than the bound is kept")
 	}
+	// Within a large bound, an announce over repeatMaxSize is not kept.
+	r = newRepeats(repeatBytes, metrics.NewSet())
+	large := strings.Repeat("y", repeatMaxSize+1)
+	put(large)
+	if known(large) {
+		t.Fatal("an announce over repeatMaxSize is kept")
+	}
+	small := strings.Repeat("z", repeatMaxSize)
+	put(small)
+	if !known(small) {
+		t.Fatal("an announce of repeatMaxSize is not kept")
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/google/uuid"
 )
 
 func TestValidateService(t *testing.T) {
@@ -146,6 +148,13 @@ func FuzzValidateID(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		if IsID(s) != (ValidateID(s) == nil) {
 			t.Fatalf("IsID(%q) = %v, but ValidateID says %v", s, IsID(s), ValidateID(s))
+		}
+		// Against an independent reading: google/uuid's, in its own
+		// canonical form, version 4, 5 or 7, the RFC 9562 variant.
+		u, err := uuid.Parse(s)
+		want := err == nil && s == u.String() && (u.Version() == 4 || u.Version() == 5 || u.Version() == 7) && u.Variant() == uuid.RFC4122
+		if IsID(s) != want {
+			t.Fatalf("IsID(%q) = %v, google/uuid says %v", s, IsID(s), want)
 		}
 		if ValidateID(s) != nil {
 			return

@@ -2,6 +2,8 @@ package registry_test
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,6 +28,9 @@ func BenchmarkService(b *testing.B) {
 					Status: events.Passing, Node: "node", RegisteredAt: now, UpdatedAt: now,
 				}
 				r.Put(rec, uint64(i+1))
+			}
+			if got := r.Service("echo"); !slices.IsSortedFunc(got, func(a, b events.InstanceRecord) int { return strings.Compare(a.ID, b.ID) }) {
+				b.Fatal("records not ordered by id")
 			}
 			b.ReportAllocs()
 			for b.Loop() {
