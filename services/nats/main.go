@@ -143,16 +143,20 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if host, _, err := hostPort(c.Listen); err == nil && !config.Loopback(host) && c.Auth.File == "" && !c.Insecure {
+	host, _, listenErr := hostPort(c.Listen)
+	beyondLoopback := listenErr == nil && !config.Loopback(host)
+	if beyondLoopback && c.Auth.File == "" && !c.Insecure {
 		errs = append(errs, config.FieldError("listen", "%s is beyond loopback and no auth.file says who may connect; set auth.file (secure init writes one) or, knowingly, insecure", c.Listen))
 	}
-	if c.MonitorPort < 0 || c.MonitorPort > 65535 {
-		errs = append(errs, config.FieldError("monitor_port", "%d is out of range 0..65535", c.MonitorPort))
+	for _, p := range []struct {
+		key  string
+		port int
+	}{{"monitor_port", c.MonitorPort}, {"prof_port", c.ProfPort}} {
+		if p.port < 0 || p.port > 65535 {
+			errs = append(errs, config.FieldError(p.key, "%d is out of range 0..65535", p.port))
+		}
 	}
-	if c.ProfPort < 0 || c.ProfPort > 65535 {
-		errs = append(errs, config.FieldError("prof_port", "%d is out of range 0..65535", c.ProfPort))
-	}
-	if host, _, err := hostPort(c.Listen); err == nil && c.ProfPort != 0 && !config.Loopback(host) && !c.Insecure {
+	if beyondLoopback && c.ProfPort != 0 && !c.Insecure {
 		errs = append(errs, config.FieldError("prof_port", "serves profiles on listen's host %s, beyond loopback, to anyone who reaches it (auth.file does not guard them); unset it or, knowingly, set insecure", host))
 	}
 	errs = append(errs, c.validateRegion()...)
