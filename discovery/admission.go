@@ -32,6 +32,12 @@ import (
 //     finds itself registered, which the fast path answers at no cost.
 //
 // Beyond holdMax an announce is refused: the same 503, and dropped.
+//
+// While an announce waits, its instance is heartbeated every interval
+// (held): a v1 client counts three intervals from its last announce or
+// heartbeat, and one that waits its turn in a long queue would announce
+// again for nothing, which is the storm of [storm]. Hail's SDK takes the
+// beat as a sign of discovery, not as its announce taken (member.Beat).
 const (
 	answerMax = 1024
 	holdMax   = 64 << 10
@@ -50,6 +56,11 @@ type keyQueued struct {
 	// last is the announce queued last, when the last item is one.
 	last     events.Announce
 	announce bool
+	// target is last's events.HeartbeatTarget, and beat when its
+	// instance last heard from this node: when it was queued, or last
+	// held (held).
+	target string
+	beat   time.Time
 }
 
 // queued is an item of the queue: a decoded announce, or a deregister.
@@ -117,6 +128,9 @@ type admission struct {
 	// coalesced counts announces deferred without being queued: the same
 	// announce of the instance was queued already.
 	coalesced *metrics.Counter
+	// heldBeats counts the heartbeats sent to instances whose announce
+	// waits (held).
+	heldBeats *metrics.Counter
 }
 
 func newAdmission(set *metrics.Set) *admission {
@@ -127,6 +141,7 @@ func newAdmission(set *metrics.Set) *admission {
 	q.fast = set.GetOrCreateCounter("hail_discovery_announces_fast_total")
 	q.welcomed = set.GetOrCreateCounter("hail_discovery_welcome_heartbeats_total")
 	q.coalesced = set.GetOrCreateCounter("hail_discovery_announces_coalesced_total")
+	q.heldBeats = set.GetOrCreateCounter("hail_discovery_queued_heartbeats_total")
 	set.GetOrCreateGauge("hail_discovery_announces_queued", func() float64 {
 		q.mu.Lock()
 		defer q.mu.Unlock()
@@ -135,12 +150,12 @@ func newAdmission(set *metrics.Set) *admission {
 	return q
 }
 
-// offer queues it, an announce or a deregister, and reports what became
-// of it, how long its sender should wait before announcing again (for a
-// 503), and whether the caller must schedule a drain. A deregister is
-// never deferred: it waits its turn with its answer, or is refused when
-// the queue is full.
-func (q *admission) offer(it queued) (o outcome, retryAfter time.Duration, schedule bool) {
+// offer queues it, an announce or a deregister, sent at now, and reports
+// what became of it, how long its sender should wait before announcing
+// again (for a 503), and whether the caller must schedule a drain. A
+// deregister is never deferred: it waits its turn with its answer, or is
+// refused when the queue is full.
+func (q *admission) offer(it queued, now time.Time) (o outcome, retryAfter time.Duration, schedule bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	n := len(q.items) - q.head
@@ -183,6 +198,9 @@ func (q *admission) offer(it queued) (o outcome, retryAfter time.Duration, sched
 	}
 	k.n++
 	k.last, k.announce = it.a, it.dereg == nil
+	if k.announce {
+		k.target, k.beat = events.HeartbeatTarget(it.a.Service, it.a.ID, it.a.Scoped), now
+	}
 	if !q.scheduled {
 		q.scheduled, schedule = true, true
 	}
@@ -245,6 +263,25 @@ func (q *admission) done(batch []queued, now time.Time) (more bool) {
 	}
 	q.lastDone = now
 	return true
+}
+
+// held returns, appended to targets, the heartbeat targets of the
+// instances whose announce has waited in the queue (or is being applied)
+// for every or longer since they last heard from this node, and counts
+// them as heard now. The caller heartbeats them. An instance whose last
+// item is a deregister is not heartbeated.
+func (q *admission) held(now time.Time, every time.Duration, targets []string) []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := len(targets)
+	for _, k := range q.byKey {
+		if k.announce && now.Sub(k.beat) >= every {
+			targets = append(targets, k.target)
+			k.beat = now
+		}
+	}
+	q.heldBeats.Add(len(targets) - n)
+	return targets
 }
 
 // pending is how many items of key are queued or being applied.

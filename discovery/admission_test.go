@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -240,7 +241,7 @@ func TestAnnounceCoalesced(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			q := newAdmission(metrics.NewSet())
 			for i, it := range tt.offers {
-				if o, _, _ := q.offer(it); o != tt.want[i] {
+				if o, _, _ := q.offer(it, time.Now()); o != tt.want[i] {
 					t.Errorf("offer %d: %s, want %s", i, o, tt.want[i])
 				}
 			}
@@ -252,4 +253,107 @@ func TestAnnounceCoalesced(t *testing.T) {
 			}
 		})
 	}
+}
+
+// An instance whose announce waits in the queue is held: heartbeated
+// once every interval since it last heard from the node (its announce,
+// then each beat), at its scoped or unscoped target, until its items are
+// done; one whose last item is a deregister is not.
+func TestAdmissionHeld(t *testing.T) {
+	const every = time.Second
+	t0 := time.Unix(1_700_000_000, 0)
+	a := events.Announce{ID: uuid.NewString(), Service: "echo", Endpoints: []events.Endpoint{{Name: "say"}}, Weight: 100}
+	scoped := a
+	scoped.ID, scoped.Scoped = uuid.NewString(), true
+	announce := func(a events.Announce) queued {
+		return queued{m: &nats.Msg{Subject: "hail.announce.echo"}, key: events.InstanceKey(a.Service, a.ID), a: a}
+	}
+	dereg := func(a events.Announce) queued {
+		return queued{m: &nats.Msg{Subject: "hail.deregister.echo"}, key: events.InstanceKey(a.Service, a.ID), dereg: &events.Deregister{ID: a.ID, Service: a.Service}}
+	}
+	type step struct {
+		at   time.Duration // after t0
+		want []string
+	}
+	tests := []struct {
+		name   string
+		offers []queued
+		steps  []step
+	}{
+		{"unscoped, every interval", []queued{announce(a)}, []step{
+			{every / 2, nil}, {every, []string{a.ID}}, {every + every/2, nil}, {2 * every, []string{a.ID}}, {3*every + every/2, []string{a.ID}},
+		}},
+		{"scoped", []queued{announce(scoped)}, []step{{every, []string{"echo." + scoped.ID}}}},
+		{"deregister last", []queued{announce(a), dereg(a)}, []step{{every, nil}, {5 * every, nil}}},
+		{"announce after a deregister", []queued{announce(a), dereg(a), announce(a)}, []step{{every, []string{a.ID}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := newAdmission(metrics.NewSet())
+			for _, it := range tt.offers {
+				q.offer(it, t0)
+			}
+			sent := 0
+			for _, s := range tt.steps {
+				got := q.held(t0.Add(s.at), every, nil)
+				if !slices.Equal(got, s.want) {
+					t.Errorf("at %v: held %q, want %q", s.at, got, s.want)
+				}
+				sent += len(s.want)
+			}
+			if got := int(q.heldBeats.Get()); got != sent {
+				t.Errorf("hail_discovery_queued_heartbeats_total %d, want %d", got, sent)
+			}
+			q.done(q.take(maxBurst), t0)
+			if got := q.held(t0.Add(time.Hour), every, nil); len(got) != 0 {
+				t.Errorf("after its items are done: held %q", got)
+			}
+		})
+	}
+}
+
+// While the node's loop is busy, an instance whose announce waits in the
+// queue hears heartbeats from the node (held) before it is
+// registered: a v1 client, which announces again after three intervals
+// without one, has no reason to. Once the loop is free it is registered.
+func TestQueuedInstanceHeartbeated(t *testing.T) {
+	const interval = 100 * time.Millisecond
+	n, nc := runningNode(t, Config{Timing: Timing{Heartbeat: Heartbeat{Interval: interval, Timeout: interval / 2}}})
+	a := events.Announce{ID: uuid.NewString(), Service: "echo", Endpoints: []events.Endpoint{{Name: "say"}}, Weight: 100, Scoped: true}
+	beats := make(chan *nats.Msg, 64)
+	sub, err := nc.ChanSubscribe(events.Subjects{}.HeartbeatOf(a.Service, a.ID, true), beats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	release := make(chan struct{})
+	holdLoop(t, n, release)
+	data, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.PublishRequest(events.Subjects{}.Announce(a.Service), nc.NewInbox(), data); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		select {
+		case m := <-beats:
+			var hb events.Heartbeat
+			if err := json.Unmarshal(m.Data, &hb); err != nil || hb.Node != n.ID() || !hb.Queued || m.Reply == "" {
+				t.Fatalf("beat %d: %s (reply %q, err %v), want a queued heartbeat from node %s", i, m.Data, m.Reply, err, n.ID())
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d heartbeats in 10s while the announce waited, want 3", i)
+		}
+	}
+	if _, ok := n.Registry().Get(events.InstanceKey(a.Service, a.ID)); ok {
+		t.Fatal("registered while the loop was held")
+	}
+	close(release)
+	bustest.Eventually(t, 10*time.Second, func() error {
+		if _, ok := n.Registry().Get(events.InstanceKey(a.Service, a.ID)); !ok {
+			return fmt.Errorf("not registered once the loop is free")
+		}
+		return nil
+	})
 }

@@ -214,6 +214,7 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { return n.guardBuckets(gctx) })
 	g.Go(func() error { return n.remote.run(gctx) })
 	g.Go(func() error { return n.refreshNodeRecord(gctx) })
+	g.Go(func() error { n.regs.holdBeats(gctx, n.interval); return nil })
 	g.Go(func() error {
 		tr.Run(gctx, n.interval, n.owned.ids, func(start time.Time, rs []heartbeat.Result) {
 			n.submitUrgent(gctx, func(ctx context.Context) { n.rounds.handle(ctx, start, rs) })

@@ -72,7 +72,7 @@ func (g *registrations) offerAnnounce(ctx context.Context, m *nats.Msg) {
 	if g.fastAck(m, key, a) {
 		return
 	}
-	o, after, schedule := g.adm.offer(queued{m: m, key: key, a: a, size: len(m.Data)})
+	o, after, schedule := g.adm.offer(queued{m: m, key: key, a: a, size: len(m.Data)}, time.Now())
 	switch o {
 	case deferred:
 		g.busy(m, after, "discovery busy: the announce is queued and will be applied in its turn; announce again after retry_after_ms")
@@ -93,7 +93,7 @@ func (g *registrations) offerDeregister(ctx context.Context, m *nats.Msg) {
 		g.reply.reject(m, reason, err)
 		return
 	}
-	o, after, schedule := g.adm.offer(queued{m: m, key: events.InstanceKey(d.Service, d.ID), dereg: &d, size: len(m.Data)})
+	o, after, schedule := g.adm.offer(queued{m: m, key: events.InstanceKey(d.Service, d.ID), dereg: &d, size: len(m.Data)}, time.Now())
 	if o == refused {
 		g.busy(m, after, "discovery busy: too many announces queued; deregister again after retry_after_ms")
 	}
@@ -342,6 +342,43 @@ func (g *registrations) handleDeregister(ctx context.Context, m *nats.Msg, d eve
 	}
 	g.pub.deregistered(rec, why)
 	g.reply.ack(m, d.ID)
+}
+
+// holdBeats heartbeats, every half interval, the instances whose
+// announce has waited in the admission queue for an interval since they
+// last heard from this node (admission.held), until ctx ends: without a
+// beat a v1 client waiting its turn announces again after three
+// intervals. The beats are the welcome's, marked queued (heard, not
+// registered yet), answered to an inbox nobody reads: an instance still
+// queued is judged by nobody.
+func (g *registrations) holdBeats(ctx context.Context, interval func() time.Duration) {
+	inbox := g.pub.nc.NewInbox()
+	every := interval()
+	tick := time.NewTicker(every / 2)
+	defer tick.Stop()
+	var targets []string
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			if d := interval(); d != every {
+				every = d
+				tick.Reset(every / 2)
+			}
+			targets = g.adm.held(now, every, targets[:0])
+			if len(targets) == 0 {
+				continue
+			}
+			data, _ := json.Marshal(events.Heartbeat{Node: g.records.self, TS: now.UTC(), Queued: true}) // plain fields always encode
+			for _, target := range targets {
+				if err := g.pub.nc.PublishMsg(&nats.Msg{Subject: g.pub.subjects.Heartbeat(target), Reply: inbox, Data: data}); err != nil {
+					g.log.Warn("heartbeat a queued instance", "err", err)
+					break
+				}
+			}
+		}
+	}
 }
 
 // welcome heartbeats the instances the batch just registered, at once,

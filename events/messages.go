@@ -306,6 +306,10 @@ type Heartbeat struct {
 	Node string    `json:"node"`
 	Seq  uint64    `json:"seq"`
 	TS   time.Time `json:"ts,omitzero"`
+	// Queued: the instance's announce waits in the node's admission
+	// queue; it is heard, not registered yet. Answered as any heartbeat
+	// (the answer is not read).
+	Queued bool `json:"queued,omitempty"`
 }
 
 // HeartbeatReply is an instance's answer to a Heartbeat.

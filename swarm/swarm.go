@@ -335,8 +335,11 @@ func (s *Swarm) beat(m *nats.Msg) {
 	}
 	in.lastBeat.Store(time.Now().UnixNano())
 	// A heartbeat is discovery's word that it has the instance, even when
-	// the announce's answer was lost to a timeout.
-	s.registered(in)
+	// the announce's answer was lost to a timeout; one marked queued
+	// says only that its announce waits its turn.
+	if !in.acked.Load() && !queuedBeat(m.Data) {
+		s.registered(in)
+	}
 	if m.Respond(in.reply) == nil {
 		s.m.beats.Inc()
 	}
@@ -506,6 +509,13 @@ func (s *Swarm) announcer(ctx context.Context) {
 			in.queued.Store(false)
 		}
 	}
+}
+
+// queuedBeat says whether a heartbeat is one of a node whose admission
+// queue holds the instance's announce (events.Heartbeat.Queued).
+func queuedBeat(data []byte) bool {
+	var hb events.Heartbeat
+	return json.Unmarshal(data, &hb) == nil && hb.Queued
 }
 
 // registered counts in once: its announce was answered, or it was

@@ -128,3 +128,59 @@ func TestV1NoRespondersIsNoRegistration(t *testing.T) {
 		t.Errorf("%d registered with no discovery, want 0", r)
 	}
 }
+
+// A heartbeat marked queued (the node holds the announce in its
+// admission queue) is answered, but does not count the instance as
+// registered; an ordinary one does.
+func TestQueuedBeatIsNoRegistration(t *testing.T) {
+	for _, v1 := range []bool{true, false} {
+		t.Run(fmt.Sprintf("v1=%t", v1), func(t *testing.T) {
+			url := bustest.RunServer(t).ClientURL()
+			disc := bustest.Connect(t, url)
+			announces := make(chan events.Announce, 16)
+			if _, err := disc.Subscribe(events.Subjects{}.AnnounceAll(), func(m *nats.Msg) {
+				a, err := events.DecodeAnnounce(m.Data)
+				if err != nil {
+					t.Errorf("announce: %v", err)
+					return
+				}
+				announces <- a
+				busy := events.ErrorMsg(events.CodeUnavailable, "busy")
+				busy.Data = []byte(`{"ok":false,"error":"busy","code":503,"retry_after_ms":60000}`)
+				_ = m.RespondMsg(busy)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if err := disc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			sw, err := swarm.New([]*nats.Conn{bustest.Connect(t, url)}, swarm.Config{Instances: 1, Services: 1, Name: "queued",
+				HeartbeatInterval: time.Minute, V1: v1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			run(t, sw.Run)
+			var a events.Announce
+			select {
+			case a = <-announces:
+			case <-time.After(10 * time.Second):
+				t.Fatal("no announce in 10s")
+			}
+			beat := func(queued bool) {
+				t.Helper()
+				data, _ := json.Marshal(events.Heartbeat{Node: "5b3e6a52-9d0c-4b8a-a1f2-3c4d5e6f7a8b", Queued: queued})
+				if _, err := disc.Request(events.Subjects{}.HeartbeatOf(a.Service, a.ID, a.Scoped), data, 10*time.Second); err != nil {
+					t.Fatalf("heartbeat (queued %t) not answered: %v", queued, err)
+				}
+			}
+			beat(true)
+			if r := sw.Registered(); r != 0 {
+				t.Fatalf("%d registered after a queued heartbeat and a 503, want 0", r)
+			}
+			beat(false)
+			if r := sw.Registered(); r != 1 {
+				t.Fatalf("%d registered after an ordinary heartbeat, want 1", r)
+			}
+		})
+	}
+}
