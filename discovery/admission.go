@@ -33,10 +33,11 @@ import (
 //
 // Beyond holdMax an announce is refused: the same 503, and dropped.
 //
-// While an announce waits, its instance is heartbeated every interval
-// (held): a v1 client counts three intervals from its last announce or
-// heartbeat, and one that waits its turn in a long queue would announce
-// again for nothing, which is the storm of [storm]. Hail's SDK takes the
+// While an announce waits, its instance is heartbeated (held: soon after
+// it is queued, then every two intervals, registrations.holdBeats): a v1 client counts three intervals
+// from its last announce or heartbeat, and one that waits its turn in a
+// long queue would announce again for nothing, which is the storm of
+// [storm]. Hail's SDK takes the
 // beat as a sign of discovery, not as its announce taken (member.Beat).
 const (
 	answerMax = 1024
@@ -57,8 +58,9 @@ type keyQueued struct {
 	last     events.Announce
 	announce bool
 	// target is last's events.HeartbeatTarget, and beat when its
-	// instance last heard from this node: when it was queued, or last
-	// held (held).
+	// instance last heard from this node or announced: zero until it is
+	// first held, then when it announced the same again (coalesced) or
+	// was last held.
 	target string
 	beat   time.Time
 }
@@ -166,6 +168,7 @@ func (q *admission) offer(it queued, now time.Time) (o outcome, retryAfter time.
 		// burst would feed on itself.
 		q.counts[deferred].Inc()
 		q.coalesced.Inc()
+		k.beat = now // its sender counts its wait from this announce
 		return deferred, q.retryAfter(n), false
 	}
 	switch {
@@ -199,7 +202,10 @@ func (q *admission) offer(it queued, now time.Time) (o outcome, retryAfter time.
 	k.n++
 	k.last, k.announce = it.a, it.dereg == nil
 	if k.announce {
-		k.target, k.beat = events.HeartbeatTarget(it.a.Service, it.a.ID, it.a.Scoped), now
+		// Beaten at the next look: under a burst an announce may reach
+		// the queue seconds after it was sent, and its sender counts
+		// from the sending.
+		k.target, k.beat = events.HeartbeatTarget(it.a.Service, it.a.ID, it.a.Scoped), time.Time{}
 	}
 	if !q.scheduled {
 		q.scheduled, schedule = true, true
@@ -266,16 +272,17 @@ func (q *admission) done(batch []queued, now time.Time) (more bool) {
 }
 
 // held returns, appended to targets, the heartbeat targets of the
-// instances whose announce has waited in the queue (or is being applied)
-// for every or longer since they last heard from this node, and counts
-// them as heard now. The caller heartbeats them. An instance whose last
+// instances whose announce waits in the queue (or is being applied) and
+// that have not heard from this node since it was queued, or not for
+// every or longer since they last did or announced the same again; and
+// counts them as heard now. The caller heartbeats them. An instance whose last
 // item is a deregister is not heartbeated.
 func (q *admission) held(now time.Time, every time.Duration, targets []string) []string {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	n := len(targets)
 	for _, k := range q.byKey {
-		if k.announce && now.Sub(k.beat) >= every {
+		if k.announce && (k.beat.IsZero() || now.Sub(k.beat) >= every) {
 			targets = append(targets, k.target)
 			k.beat = now
 		}

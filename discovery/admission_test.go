@@ -255,10 +255,11 @@ func TestAnnounceCoalesced(t *testing.T) {
 	}
 }
 
-// An instance whose announce waits in the queue is held: heartbeated
-// once every interval since it last heard from the node (its announce,
-// then each beat), at its scoped or unscoped target, until its items are
-// done; one whose last item is a deregister is not.
+// An instance whose announce waits in the queue is held: heartbeated at
+// the first look after it is queued, then once every interval since it
+// last heard from the node or announced the same again, at its scoped or
+// unscoped target, until its items are done; one whose last item is a
+// deregister is not.
 func TestAdmissionHeld(t *testing.T) {
 	const every = time.Second
 	t0 := time.Unix(1_700_000_000, 0)
@@ -278,14 +279,19 @@ func TestAdmissionHeld(t *testing.T) {
 	tests := []struct {
 		name   string
 		offers []queued
-		steps  []step
+		// again, when set, offers the first item again at 2*every.
+		again bool
+		steps []step
 	}{
-		{"unscoped, every interval", []queued{announce(a)}, []step{
-			{every / 2, nil}, {every, []string{a.ID}}, {every + every/2, nil}, {2 * every, []string{a.ID}}, {3*every + every/2, []string{a.ID}},
+		{"unscoped, at once, then every interval", []queued{announce(a)}, false, []step{
+			{0, []string{a.ID}}, {every / 2, nil}, {every, []string{a.ID}}, {every + every/2, nil}, {2 * every, []string{a.ID}}, {3*every + every/2, []string{a.ID}},
 		}},
-		{"scoped", []queued{announce(scoped)}, []step{{every, []string{"echo." + scoped.ID}}}},
-		{"deregister last", []queued{announce(a), dereg(a)}, []step{{every, nil}, {5 * every, nil}}},
-		{"announce after a deregister", []queued{announce(a), dereg(a), announce(a)}, []step{{every, []string{a.ID}}}},
+		{"announced again", []queued{announce(a)}, true, []step{
+			{0, []string{a.ID}}, {2*every + every/2, nil}, {3 * every, []string{a.ID}},
+		}},
+		{"scoped", []queued{announce(scoped)}, false, []step{{0, []string{"echo." + scoped.ID}}}},
+		{"deregister last", []queued{announce(a), dereg(a)}, false, []step{{0, nil}, {5 * every, nil}}},
+		{"announce after a deregister", []queued{announce(a), dereg(a), announce(a)}, false, []step{{0, []string{a.ID}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -295,6 +301,12 @@ func TestAdmissionHeld(t *testing.T) {
 			}
 			sent := 0
 			for _, s := range tt.steps {
+				if tt.again && s.at > 2*every {
+					if o, _, _ := q.offer(tt.offers[0], t0.Add(2*every)); o != deferred {
+						t.Fatalf("the same announce again: %s, want deferred (coalesced)", o)
+					}
+					tt.again = false
+				}
 				got := q.held(t0.Add(s.at), every, nil)
 				if !slices.Equal(got, s.want) {
 					t.Errorf("at %v: held %q, want %q", s.at, got, s.want)

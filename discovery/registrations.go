@@ -344,17 +344,24 @@ func (g *registrations) handleDeregister(ctx context.Context, m *nats.Msg, d eve
 	g.reply.ack(m, d.ID)
 }
 
-// holdBeats heartbeats, every half interval, the instances whose
-// announce has waited in the admission queue for an interval since they
-// last heard from this node (admission.held), until ctx ends: without a
-// beat a v1 client waiting its turn announces again after three
-// intervals. The beats are the welcome's, marked queued (heard, not
-// registered yet), answered to an inbox nobody reads: an instance still
-// queued is judged by nobody.
+// holdBeats heartbeats the instances whose announce waits in the
+// admission queue (admission.held), looking heldLooks times an interval,
+// until ctx ends: at the first look after each is queued, then once it
+// has gone heldAfter intervals since it last heard from this node or
+// announced. Without a beat a v1 client waiting its turn announces again
+// after three intervals, counted from its sending, which in a burst may
+// be seconds before its announce is queued. A beat every two to two and a
+// quarter intervals leaves three quarters of one for it to arrive, and
+// costs the bus half of what one every interval would: a queue of tens
+// of thousands is beaten while the instances registered before it are
+// too. The beats are the welcome's, marked queued (heard, not registered
+// yet), answered to an inbox nobody reads: an instance still queued is
+// judged by nobody.
 func (g *registrations) holdBeats(ctx context.Context, interval func() time.Duration) {
+	const heldAfter, heldLooks = 2, 4
 	inbox := g.pub.nc.NewInbox()
 	every := interval()
-	tick := time.NewTicker(every / 2)
+	tick := time.NewTicker(every / heldLooks)
 	defer tick.Stop()
 	var targets []string
 	for {
@@ -364,9 +371,9 @@ func (g *registrations) holdBeats(ctx context.Context, interval func() time.Dura
 		case now := <-tick.C:
 			if d := interval(); d != every {
 				every = d
-				tick.Reset(every / 2)
+				tick.Reset(every / heldLooks)
 			}
-			targets = g.adm.held(now, every, targets[:0])
+			targets = g.adm.held(now, heldAfter*every, targets[:0])
 			if len(targets) == 0 {
 				continue
 			}
