@@ -9,7 +9,9 @@
 //
 //   - registrations (registrations.go): announces and deregisters, a
 //     burst of announces taken as one (their KV creates go out together),
-//     shedding what the node is too busy for, the answers to senders;
+//     admission control (admission.go: a bounded queue, 503s with
+//     retry_after_ms, the instances waiting in it heartbeated so that a
+//     v1 client does not announce again), the answers to senders;
 //     repeats (repeats.go) remembers the announces already checked, so a
 //     client announcing the same bytes again is not decoded again.
 //   - rounds (rounds.go): a heartbeat round judged by the pure function
