@@ -198,10 +198,24 @@ func (r *records) claim(ctx context.Context) {
 		return !r.owned.holds(t) || t.rec.Node == r.self
 	})
 	errs := r.updateAll(ctx, ts, func(int) func(*events.InstanceRecord) { return r.setOwner })
+	if ctx.Err() != nil {
+		// Stopping: the records keep the owner they name, which the
+		// nodes that stay take over as before.
+		return
+	}
+	// One line per batch, not per record: a KV that refuses a batch
+	// refuses all of it.
+	failed, first := 0, -1
 	for i, err := range errs {
 		if err != nil {
-			r.log.Warn("claim adopted record", "key", ts[i].rec.Key(), "err", err)
+			failed++
+			if first < 0 {
+				first = i
+			}
 		}
+	}
+	if failed > 0 {
+		r.log.Warn("claim adopted records", "failed", failed, "of", len(ts), "first_key", ts[first].rec.Key(), "err", errs[first])
 	}
 	if len(r.owned.unclaimed) > 0 && !r.claimLater {
 		r.claimLater = true
