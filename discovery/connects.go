@@ -27,10 +27,18 @@ import (
 // of one identity at once (the old one of a reconnect not closed yet, or
 // a second one on purpose) are kept while they are on one server.
 //
+// A server that crashes sends no DISCONNECT for its clients, and only the
+// node that was connected to it sees it go (serverloss.go); a dead
+// identity on it would be held as connected for ever. So what is held is
+// forgotten twice over: an identity's, when its instance's record goes
+// (a dead instance's goes deregister_after its silence); a server's,
+// when the window in which its loss holds judgement is over (its clients
+// that reconnect have said so elsewhere by then).
+//
 // An identity discovery never heard connect (it connected before the node
-// started, or its CONNECT was dropped beyond the bound) is judged as
-// before: its DISCONNECT marks its instance unless the record names
-// another connection (PROTOCOL v1.4).
+// started, or its CONNECT was dropped beyond the bound, or what was held
+// of it was forgotten) is judged as before: its DISCONNECT marks its
+// instance unless the record names another connection (PROTOCOL v1.4).
 
 // maxLiveConns bounds the connections held, all identities together: a
 // region's identities (50,000 measured) and their reconnects, with room.
@@ -69,7 +77,7 @@ type liveConns struct {
 	total int // connections held
 	max   int // maxLiveConns, or a test's
 
-	connected, dropped *metrics.Counter
+	connected, dropped, forgotten *metrics.Counter
 }
 
 // identityConns are one identity's live connections: all on one server.
@@ -84,6 +92,7 @@ func newLiveConns(set *metrics.Set, max int) *liveConns {
 		// bound (its identity forgotten).
 		connected: set.GetOrCreateCounter(`hail_discovery_identity_connects_total{outcome="connected"}`),
 		dropped:   set.GetOrCreateCounter(`hail_discovery_identity_connects_total{outcome="dropped"}`),
+		forgotten: set.GetOrCreateCounter("hail_discovery_identity_connections_forgotten_total"),
 	}
 	set.GetOrCreateGauge("hail_discovery_identity_connections", func() float64 {
 		l.mu.Lock()
@@ -149,6 +158,33 @@ func (l *liveConns) forget(key string) {
 		l.total -= len(e.clients)
 		delete(l.byKey, key)
 	}
+}
+
+// forgetKey forgets what is held of identity key: its instance's record
+// went.
+func (l *liveConns) forgetKey(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e := l.byKey[key]; e != nil {
+		l.forgotten.Add(len(e.clients))
+		l.forget(key)
+	}
+}
+
+// forgetServer forgets every connection held on server, whose loss is
+// over, and returns how many.
+func (l *liveConns) forgetServer(server string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for key, e := range l.byKey {
+		if e.server == server {
+			n += len(e.clients)
+			l.forget(key)
+		}
+	}
+	l.forgotten.Add(n)
+	return n
 }
 
 // servers runs f with a lookup of the server each identity's live

@@ -97,6 +97,37 @@ func TestLiveConns(t *testing.T) {
 	})
 }
 
+// What is held is forgotten when an identity's record goes, and when a
+// server's loss is over: what was on that server, not what moved off it
+// or is on another; an identity forgotten is judged as one never heard.
+func TestLiveConnsForgotten(t *testing.T) {
+	const a, b, c = "echo.a", "echo.b", "echo.c"
+	l := newLiveConns(metrics.NewSet(), maxLiveConns)
+	l.connect(a, events.Conn{Server: "N1", Client: 1})
+	l.connect(a, events.Conn{Server: "N1", Client: 2})
+	l.connect(b, events.Conn{Server: "N1", Client: 3})
+	l.connect(b, events.Conn{Server: "N2", Client: 4}) // b moved off N1
+	l.connect(c, events.Conn{Server: "N2", Client: 5})
+
+	if n := l.forgetServer("N1"); n != 2 {
+		t.Errorf("forgot %d connections on N1, want a's 2", n)
+	}
+	if got := l.disconnect(a, events.Conn{Server: "N1", Client: 1}); got != connUnheard {
+		t.Errorf("a, whose server's loss is over: %v, want %v", got, connUnheard)
+	}
+	if got := l.disconnect(b, events.Conn{Server: "N2", Client: 4}); got != connLast {
+		t.Errorf("b, moved to N2 before: %v, want %v", got, connLast)
+	}
+	l.forgetKey(c)
+	l.forgetKey("echo.never")
+	if got := l.disconnect(c, events.Conn{Server: "N2", Client: 5}); got != connUnheard {
+		t.Errorf("c, whose record went: %v, want %v", got, connUnheard)
+	}
+	if l.len() != 0 || l.forgotten.Get() != 3 {
+		t.Errorf("%d held, %d forgotten; want 0, 3", l.len(), l.forgotten.Get())
+	}
+}
+
 // String names a verdict in the test's messages.
 func (v connVerdict) String() string {
 	return [...]string{"unheard", "still live", "last"}[v]

@@ -159,6 +159,34 @@ func TestIdentityTwoConnections(t *testing.T) {
 	criticalAtOnce(t, heard)
 }
 
+// What discovery holds of an identity's connections goes with its
+// instance's record: deregistered while its connection stays open, the
+// identity is forgotten (a dead one's record goes deregister_after its
+// silence, and a crashed server sends no DISCONNECT to forget it by).
+func TestIdentityForgottenWhenItsRecordGoes(t *testing.T) {
+	r := identitytest.New(t, "echo")
+	set := metrics.NewSet()
+	r.Discovery(discovery.Config{Metrics: set, Timing: slowIdentityBeats})
+	id, err := identity.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := identityConn(t, r, id, r.URL)
+	announceIdentity(t, nc, id)
+	waitMetric(t, set, identityConns, 1)
+	m, err := nc.Request(events.Subjects{}.Deregister("echo")+"."+id.ID(), mustJSON(t, events.Deregister{ID: id.ID(), Service: "echo", Reason: "shutdown"}), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, text, isErr := events.ReplyError(m); isErr {
+		t.Fatalf("deregister answered %d %s", code, text)
+	}
+	waitMetric(t, set, "hail_discovery_identity_connections_forgotten_total", 1)
+	if got := counter(set, identityConns); got != 0 {
+		t.Errorf("%s = %v once its record went, want 0", identityConns, got)
+	}
+}
+
 // An identity that reconnects is never marked by its old connection's
 // DISCONNECT, which the server may send after the new connection's
 // CONNECT, though its record names no conn: it opens its new connection

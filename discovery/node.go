@@ -280,6 +280,9 @@ func (n *Node) loadInitial(ctx context.Context) error {
 	// subscribing covers those before. One seen both ways is applied
 	// twice, which revisions make harmless.
 	cancel := n.reg.Subscribe(func(c registry.Change) {
+		if c.Deleted {
+			n.live.forgetKey(c.Key) // connects.go: a dead identity's record goes
+		}
 		n.enqueue(ctx, job{run: func(ctx context.Context) { n.records.applyChange(ctx, c) }})
 	})
 	context.AfterFunc(ctx, cancel)
