@@ -33,12 +33,13 @@ import (
 //
 // Beyond holdMax an announce is refused: the same 503, and dropped.
 //
-// While an announce waits, its instance is heartbeated (held: soon after
-// it is queued, then every two intervals, registrations.holdBeats): a v1 client counts three intervals
-// from its last announce or heartbeat, and one that waits its turn in a
-// long queue would announce again for nothing, which is the storm of
-// [storm]. Hail's SDK takes the
-// beat as a sign of discovery, not as its announce taken (member.Beat).
+// While an announce of an instance not registered waits, the instance is
+// heartbeated (held: soon after it is queued, then every two intervals,
+// registrations.holdBeats): a v1 client counts three intervals from its
+// last announce or heartbeat, and one that waits its turn in a long queue
+// would announce again for nothing, which is the storm of [storm]. Hail's
+// SDK takes the beat as any heartbeat (member.Beat): discovery is there;
+// a change it has not had taken it still announces.
 const (
 	answerMax = 1024
 	holdMax   = 64 << 10
@@ -57,10 +58,14 @@ type keyQueued struct {
 	// last is the announce queued last, when the last item is one.
 	last     events.Announce
 	announce bool
+	// waiting is how many of the n are still queued (not taken).
+	waiting int
+	// hold: last is of an instance nothing else heartbeats (not
+	// registered), held while an item of it is queued.
+	hold bool
 	// target is last's events.HeartbeatTarget, and beat when its
-	// instance last heard from this node or announced: zero until it is
-	// first held, then when it announced the same again (coalesced) or
-	// was last held.
+	// instance last heard from this node: zero until it is first held,
+	// or again when it announced the same again (it heard nothing).
 	target string
 	beat   time.Time
 }
@@ -77,6 +82,8 @@ type queued struct {
 	// deferred: answered 503 when queued.
 	deferred bool
 	size     int
+	// hold: heartbeat its instance while it waits (admission.held).
+	hold bool
 }
 
 // outcome is what admission did with an announce.
@@ -168,7 +175,9 @@ func (q *admission) offer(it queued, now time.Time) (o outcome, retryAfter time.
 		// burst would feed on itself.
 		q.counts[deferred].Inc()
 		q.coalesced.Inc()
-		k.beat = now // its sender counts its wait from this announce
+		// It announced again because it heard nothing: beaten at the
+		// next look.
+		k.beat = time.Time{}
 		return deferred, q.retryAfter(n), false
 	}
 	switch {
@@ -200,7 +209,8 @@ func (q *admission) offer(it queued, now time.Time) (o outcome, retryAfter time.
 		q.byKey[it.key] = k
 	}
 	k.n++
-	k.last, k.announce = it.a, it.dereg == nil
+	k.waiting++
+	k.last, k.announce, k.hold = it.a, it.dereg == nil, it.hold
 	if k.announce {
 		// Beaten at the next look: under a burst an announce may reach
 		// the queue seconds after it was sent, and its sender counts
@@ -228,6 +238,9 @@ func (q *admission) take(most int) []queued {
 	k := min(most, len(q.items)-q.head)
 	batch := make([]queued, k)
 	copy(batch, q.items[q.head:q.head+k])
+	for _, it := range batch {
+		q.byKey[it.key].waiting-- // being applied: held no more
+	}
 	clear(q.items[q.head : q.head+k])
 	q.head += k
 	if q.head == len(q.items) {
@@ -272,22 +285,21 @@ func (q *admission) done(batch []queued, now time.Time) (more bool) {
 }
 
 // held returns, appended to targets, the heartbeat targets of the
-// instances whose announce waits in the queue (or is being applied) and
-// that have not heard from this node since it was queued, or not for
-// every or longer since they last did or announced the same again; and
-// counts them as heard now. The caller heartbeats them. An instance whose last
+// instances to hold: an announce of theirs waits in the queue (not yet
+// taken to be applied), they are not registered, and they have not heard
+// from this node since it was queued or since they announced the same
+// again, or not for every or longer; and counts them as heard now. The
+// caller heartbeats them (and counts heldBeats). An instance whose last
 // item is a deregister is not heartbeated.
 func (q *admission) held(now time.Time, every time.Duration, targets []string) []string {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	n := len(targets)
 	for _, k := range q.byKey {
-		if k.announce && (k.beat.IsZero() || now.Sub(k.beat) >= every) {
+		if k.announce && k.hold && k.waiting > 0 && (k.beat.IsZero() || now.Sub(k.beat) >= every) {
 			targets = append(targets, k.target)
 			k.beat = now
 		}
 	}
-	q.heldBeats.Add(len(targets) - n)
 	return targets
 }
 

@@ -257,9 +257,10 @@ func TestAnnounceCoalesced(t *testing.T) {
 
 // An instance whose announce waits in the queue is held: heartbeated at
 // the first look after it is queued, then once every interval since it
-// last heard from the node or announced the same again, at its scoped or
-// unscoped target, until its items are done; one whose last item is a
-// deregister is not.
+// last heard from the node, at its scoped or unscoped target, and at the
+// next look again once it announces the same again (it heard nothing);
+// not once its items are taken to be applied, nor if it is registered
+// (its owner beats it) or its last item is a deregister.
 func TestAdmissionHeld(t *testing.T) {
 	const every = time.Second
 	t0 := time.Unix(1_700_000_000, 0)
@@ -267,7 +268,12 @@ func TestAdmissionHeld(t *testing.T) {
 	scoped := a
 	scoped.ID, scoped.Scoped = uuid.NewString(), true
 	announce := func(a events.Announce) queued {
-		return queued{m: &nats.Msg{Subject: "hail.announce.echo"}, key: events.InstanceKey(a.Service, a.ID), a: a}
+		return queued{m: &nats.Msg{Subject: "hail.announce.echo"}, key: events.InstanceKey(a.Service, a.ID), a: a, hold: true}
+	}
+	registered := func(a events.Announce) queued {
+		it := announce(a)
+		it.hold = false
+		return it
 	}
 	dereg := func(a events.Announce) queued {
 		return queued{m: &nats.Msg{Subject: "hail.deregister.echo"}, key: events.InstanceKey(a.Service, a.ID), dereg: &events.Deregister{ID: a.ID, Service: a.Service}}
@@ -286,10 +292,11 @@ func TestAdmissionHeld(t *testing.T) {
 		{"unscoped, at once, then every interval", []queued{announce(a)}, false, []step{
 			{0, []string{a.ID}}, {every / 2, nil}, {every, []string{a.ID}}, {every + every/2, nil}, {2 * every, []string{a.ID}}, {3*every + every/2, []string{a.ID}},
 		}},
-		{"announced again", []queued{announce(a)}, true, []step{
-			{0, []string{a.ID}}, {2*every + every/2, nil}, {3 * every, []string{a.ID}},
+		{"announced again: at the next look", []queued{announce(a)}, true, []step{
+			{0, []string{a.ID}}, {every / 2, nil}, {2*every + every/4, []string{a.ID}}, {2*every + every/2, nil}, {3*every + every/4, []string{a.ID}},
 		}},
 		{"scoped", []queued{announce(scoped)}, false, []step{{0, []string{"echo." + scoped.ID}}}},
+		{"registered", []queued{registered(a)}, false, []step{{0, nil}, {5 * every, nil}}},
 		{"deregister last", []queued{announce(a), dereg(a)}, false, []step{{0, nil}, {5 * every, nil}}},
 		{"announce after a deregister", []queued{announce(a), dereg(a), announce(a)}, false, []step{{0, []string{a.ID}}}},
 	}
@@ -299,7 +306,6 @@ func TestAdmissionHeld(t *testing.T) {
 			for _, it := range tt.offers {
 				q.offer(it, t0)
 			}
-			sent := 0
 			for _, s := range tt.steps {
 				if tt.again && s.at > 2*every {
 					if o, _, _ := q.offer(tt.offers[0], t0.Add(2*every)); o != deferred {
@@ -311,13 +317,13 @@ func TestAdmissionHeld(t *testing.T) {
 				if !slices.Equal(got, s.want) {
 					t.Errorf("at %v: held %q, want %q", s.at, got, s.want)
 				}
-				sent += len(s.want)
 			}
-			if got := int(q.heldBeats.Get()); got != sent {
-				t.Errorf("hail_discovery_queued_heartbeats_total %d, want %d", got, sent)
-			}
-			q.done(q.take(maxBurst), t0)
+			batch := q.take(maxBurst)
 			if got := q.held(t0.Add(time.Hour), every, nil); len(got) != 0 {
+				t.Errorf("taken to be applied: held %q", got)
+			}
+			q.done(batch, t0)
+			if got := q.held(t0.Add(2*time.Hour), every, nil); len(got) != 0 {
 				t.Errorf("after its items are done: held %q", got)
 			}
 		})
@@ -327,7 +333,8 @@ func TestAdmissionHeld(t *testing.T) {
 // While the node's loop is busy, an instance whose announce waits in the
 // queue hears heartbeats from the node (held) before it is
 // registered: a v1 client, which announces again after three intervals
-// without one, has no reason to. Once the loop is free it is registered.
+// without one, has no reason to. Once the loop is free it is registered;
+// then a change of it that waits is not held (the rounds beat it).
 func TestQueuedInstanceHeartbeated(t *testing.T) {
 	const interval = 100 * time.Millisecond
 	n, nc := runningNode(t, Config{Timing: Timing{Heartbeat: Heartbeat{Interval: interval, Timeout: interval / 2}}})
@@ -361,6 +368,9 @@ func TestQueuedInstanceHeartbeated(t *testing.T) {
 	if _, ok := n.Registry().Get(events.InstanceKey(a.Service, a.ID)); ok {
 		t.Fatal("registered while the loop was held")
 	}
+	if got := n.regs.adm.heldBeats.Get(); got < 3 {
+		t.Errorf("hail_discovery_queued_heartbeats_total %d, want the 3 heard", got)
+	}
 	close(release)
 	bustest.Eventually(t, 10*time.Second, func() error {
 		if _, ok := n.Registry().Get(events.InstanceKey(a.Service, a.ID)); !ok {
@@ -368,4 +378,34 @@ func TestQueuedInstanceHeartbeated(t *testing.T) {
 		}
 		return nil
 	})
+
+	// Registered, its owner's rounds beat it: a change of it that waits
+	// in the queue is not held. The rounds' beats go on while the loop
+	// is held (their judgements wait), and the first look after the
+	// change is queued comes within a quarter interval: among the next
+	// six beats none is marked queued.
+	for len(beats) > 0 {
+		<-beats
+	}
+	release = make(chan struct{})
+	holdLoop(t, n, release)
+	defer close(release)
+	a.Weight = 50
+	if data, err = json.Marshal(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.PublishRequest(events.Subjects{}.Announce(a.Service), nc.NewInbox(), data); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		select {
+		case m := <-beats:
+			var hb events.Heartbeat
+			if err := json.Unmarshal(m.Data, &hb); err != nil || hb.Queued {
+				t.Fatalf("beat %d of a registered instance: %s (err %v), want a round's", i, m.Data, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d heartbeats in 10s, want the rounds' 6", i)
+		}
+	}
 }

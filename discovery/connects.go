@@ -3,6 +3,7 @@ package discovery
 import (
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -29,11 +30,13 @@ import (
 //
 // A server that crashes sends no DISCONNECT for its clients, and only the
 // node that was connected to it sees it go (serverloss.go); a dead
-// identity on it would be held as connected for ever. So what is held is
-// forgotten twice over: an identity's, when its instance's record goes
-// (a dead instance's goes deregister_after its silence); a server's,
-// when the window in which its loss holds judgement is over (its clients
-// that reconnect have said so elsewhere by then).
+// identity on it would be held as connected for ever. So an identity's
+// connections are forgotten when its instance's record has been gone for
+// deregister_after and has not come back (a dead instance's record goes
+// deregister_after its silence): not at once, as an instance still
+// connected when its record goes (an operator deregistered it, or it was
+// judged dead while hung) announces again on the same connection, and its
+// DISCONNECT should still be read by what the servers said.
 //
 // An identity discovery never heard connect (it connected before the node
 // started, or its CONNECT was dropped beyond the bound, or what was held
@@ -74,6 +77,9 @@ const (
 type liveConns struct {
 	mu    sync.Mutex
 	byKey map[string]*identityConns
+	// gone is when the record of each identity held went (recordGone),
+	// until sweep: at most one entry per identity held.
+	gone  map[string]time.Time
 	total int // connections held
 	max   int // maxLiveConns, or a test's
 
@@ -87,7 +93,7 @@ type identityConns struct {
 }
 
 func newLiveConns(set *metrics.Set, max int) *liveConns {
-	l := &liveConns{byKey: map[string]*identityConns{}, max: max,
+	l := &liveConns{byKey: map[string]*identityConns{}, gone: map[string]time.Time{}, max: max,
 		// connected: an identity's CONNECT taken in; dropped: beyond the
 		// bound (its identity forgotten).
 		connected: set.GetOrCreateCounter(`hail_discovery_identity_connects_total{outcome="connected"}`),
@@ -149,6 +155,7 @@ func (l *liveConns) disconnect(key string, conn events.Conn) connVerdict {
 		return connStillLive
 	}
 	delete(l.byKey, key)
+	delete(l.gone, key)
 	return connLast
 }
 
@@ -158,30 +165,57 @@ func (l *liveConns) forget(key string) {
 		l.total -= len(e.clients)
 		delete(l.byKey, key)
 	}
+	delete(l.gone, key)
 }
 
-// forgetKey forgets what is held of identity key: its instance's record
-// went.
-func (l *liveConns) forgetKey(key string) {
+// recordGone notes that identity key's instance record went at now.
+func (l *liveConns) recordGone(key string, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if e := l.byKey[key]; e != nil {
-		l.forgotten.Add(len(e.clients))
-		l.forget(key)
+	if l.byKey[key] != nil {
+		l.gone[key] = now
 	}
 }
 
-// forgetServer forgets every connection held on server, whose loss is
-// over, and returns how many.
-func (l *liveConns) forgetServer(server string) int {
+// sweep forgets the identities whose record went after or longer before
+// now and has no record again (hasRecord, called without l.mu held), and
+// returns how many connections it forgot. An identity whose record came
+// back is kept.
+func (l *liveConns) sweep(now time.Time, after time.Duration, hasRecord func(key string) bool) int {
+	type mark struct {
+		at   time.Time
+		back bool
+	}
+	l.mu.Lock()
+	due := map[string]mark{}
+	for key, at := range l.gone {
+		if now.Sub(at) >= after {
+			due[key] = mark{at: at}
+		}
+	}
+	l.mu.Unlock()
+	if len(due) == 0 {
+		return 0
+	}
+	for key, m := range due {
+		m.back = hasRecord(key)
+		due[key] = m
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := 0
-	for key, e := range l.byKey {
-		if e.server == server {
-			n += len(e.clients)
-			l.forget(key)
+	for key, m := range due {
+		if at, ok := l.gone[key]; !ok || !at.Equal(m.at) {
+			continue // forgotten, or gone again, meanwhile
 		}
+		if m.back {
+			delete(l.gone, key)
+			continue
+		}
+		if e := l.byKey[key]; e != nil {
+			n += len(e.clients)
+		}
+		l.forget(key)
 	}
 	l.forgotten.Add(n)
 	return n

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"testing"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -97,34 +98,48 @@ func TestLiveConns(t *testing.T) {
 	})
 }
 
-// What is held is forgotten when an identity's record goes, and when a
-// server's loss is over: what was on that server, not what moved off it
-// or is on another; an identity forgotten is judged as one never heard.
+// What is held of an identity is forgotten once its record has been
+// gone for the time given and has not come back; an identity whose
+// record comes back, or that was not held, or that goes again, is kept
+// until then; one forgotten is judged as one never heard.
 func TestLiveConnsForgotten(t *testing.T) {
-	const a, b, c = "echo.a", "echo.b", "echo.c"
+	const a, b, c, d = "echo.a", "echo.b", "echo.c", "echo.d"
+	const after = time.Minute
+	t0 := time.Unix(1_700_000_000, 0)
 	l := newLiveConns(metrics.NewSet(), maxLiveConns)
 	l.connect(a, events.Conn{Server: "N1", Client: 1})
 	l.connect(a, events.Conn{Server: "N1", Client: 2})
 	l.connect(b, events.Conn{Server: "N1", Client: 3})
-	l.connect(b, events.Conn{Server: "N2", Client: 4}) // b moved off N1
-	l.connect(c, events.Conn{Server: "N2", Client: 5})
+	l.connect(c, events.Conn{Server: "N2", Client: 4})
+	l.recordGone(a, t0)
+	l.recordGone(b, t0)              // comes back
+	l.recordGone(c, t0.Add(after/2)) // not yet due
+	l.recordGone(d, t0)              // not held: nothing to forget
+	records := map[string]bool{b: true}
+	hasRecord := func(key string) bool { return records[key] }
 
-	if n := l.forgetServer("N1"); n != 2 {
-		t.Errorf("forgot %d connections on N1, want a's 2", n)
+	if n := l.sweep(t0.Add(after-time.Second), after, hasRecord); n != 0 {
+		t.Errorf("forgot %d before any was due", n)
+	}
+	if n := l.sweep(t0.Add(after), after, hasRecord); n != 2 {
+		t.Errorf("forgot %d connections, want a's 2", n)
 	}
 	if got := l.disconnect(a, events.Conn{Server: "N1", Client: 1}); got != connUnheard {
-		t.Errorf("a, whose server's loss is over: %v, want %v", got, connUnheard)
+		t.Errorf("a, gone for good: %v, want %v", got, connUnheard)
 	}
-	if got := l.disconnect(b, events.Conn{Server: "N2", Client: 4}); got != connLast {
-		t.Errorf("b, moved to N2 before: %v, want %v", got, connLast)
+	// b's record came back: kept, and its mark is done with.
+	delete(records, b)
+	if n := l.sweep(t0.Add(3*after), after, hasRecord); n != 1 {
+		t.Errorf("forgot %d later, want c's 1 (b came back before its sweep)", n)
 	}
-	l.forgetKey(c)
-	l.forgetKey("echo.never")
-	if got := l.disconnect(c, events.Conn{Server: "N2", Client: 5}); got != connUnheard {
-		t.Errorf("c, whose record went: %v, want %v", got, connUnheard)
+	if got := l.disconnect(b, events.Conn{Server: "N1", Client: 3}); got != connLast {
+		t.Errorf("b, whose record came back: %v, want %v", got, connLast)
 	}
-	if l.len() != 0 || l.forgotten.Get() != 3 {
-		t.Errorf("%d held, %d forgotten; want 0, 3", l.len(), l.forgotten.Get())
+	if got := l.disconnect(c, events.Conn{Server: "N2", Client: 4}); got != connUnheard {
+		t.Errorf("c, gone for good: %v, want %v", got, connUnheard)
+	}
+	if l.len() != 0 || l.forgotten.Get() != 3 || len(l.gone) != 0 {
+		t.Errorf("%d held, %d forgotten, %d marks; want 0, 3, 0", l.len(), l.forgotten.Get(), len(l.gone))
 	}
 }
 

@@ -159,14 +159,18 @@ func TestIdentityTwoConnections(t *testing.T) {
 	criticalAtOnce(t, heard)
 }
 
-// What discovery holds of an identity's connections goes with its
-// instance's record: deregistered while its connection stays open, the
-// identity is forgotten (a dead one's record goes deregister_after its
-// silence, and a crashed server sends no DISCONNECT to forget it by).
+// What discovery holds of an identity's connections goes once its
+// instance's record has been gone for deregister_after: deregistered while
+// its connection stays open, and not announced again, the identity is
+// forgotten (a dead one's record goes deregister_after its silence, and a
+// crashed server sends no DISCONNECT to forget it by).
 func TestIdentityForgottenWhenItsRecordGoes(t *testing.T) {
 	r := identitytest.New(t, "echo")
 	set := metrics.NewSet()
-	r.Discovery(discovery.Config{Metrics: set, Timing: slowIdentityBeats})
+	r.Discovery(discovery.Config{Metrics: set, Timing: discovery.Timing{
+		Heartbeat:       discovery.Heartbeat{Interval: 100 * time.Millisecond, Timeout: 50 * time.Millisecond},
+		DeregisterAfter: 500 * time.Millisecond,
+	}})
 	id, err := identity.New()
 	if err != nil {
 		t.Fatal(err)

@@ -281,7 +281,7 @@ func (n *Node) loadInitial(ctx context.Context) error {
 	// twice, which revisions make harmless.
 	cancel := n.reg.Subscribe(func(c registry.Change) {
 		if c.Deleted {
-			n.live.forgetKey(c.Key) // connects.go: a dead identity's record goes
+			n.live.recordGone(c.Key, time.Now()) // connects.go: forgotten if it stays gone
 		}
 		n.enqueue(ctx, job{run: func(ctx context.Context) { n.records.applyChange(ctx, c) }})
 	})

@@ -72,7 +72,12 @@ func (g *registrations) offerAnnounce(ctx context.Context, m *nats.Msg) {
 	if g.fastAck(m, key, a) {
 		return
 	}
-	o, after, schedule := g.adm.offer(queued{m: m, key: key, a: a, size: len(m.Data)}, time.Now())
+	// Held while it waits (admission.held) only if nothing else beats it:
+	// a registered instance has its owner's rounds, and an id another
+	// service holds is refused in its turn.
+	_, registered := g.reg.Get(key)
+	_, taken := g.reg.OtherService(a.ID, a.Service)
+	o, after, schedule := g.adm.offer(queued{m: m, key: key, a: a, size: len(m.Data), hold: !registered && !taken}, time.Now())
 	switch o {
 	case deferred:
 		g.busy(m, after, "discovery busy: the announce is queued and will be applied in its turn; announce again after retry_after_ms")
@@ -374,18 +379,27 @@ func (g *registrations) holdBeats(ctx context.Context, interval func() time.Dura
 				tick.Reset(every / heldLooks)
 			}
 			targets = g.adm.held(now, heldAfter*every, targets[:0])
-			if len(targets) == 0 {
-				continue
-			}
-			data, _ := json.Marshal(events.Heartbeat{Node: g.records.self, TS: now.UTC(), Queued: true}) // plain fields always encode
-			for _, target := range targets {
-				if err := g.pub.nc.PublishMsg(&nats.Msg{Subject: g.pub.subjects.Heartbeat(target), Reply: inbox, Data: data}); err != nil {
-					g.log.Warn("heartbeat a queued instance", "err", err)
-					break
-				}
-			}
+			g.adm.heldBeats.Add(g.beat(targets, inbox, events.Heartbeat{Node: g.records.self, TS: now.UTC(), Queued: true}))
 		}
 	}
+}
+
+// beat sends hb to each target, answered to inbox, and returns how many
+// went out: a publish fails only when the connection is closed or its
+// buffer full, and then the rest would fail too.
+func (g *registrations) beat(targets []string, inbox string, hb events.Heartbeat) (sent int) {
+	if len(targets) == 0 {
+		return 0
+	}
+	data, _ := json.Marshal(hb) // plain fields always encode
+	for _, target := range targets {
+		if err := g.pub.nc.PublishMsg(&nats.Msg{Subject: g.pub.subjects.Heartbeat(target), Reply: inbox, Data: data}); err != nil {
+			g.log.Warn("heartbeat outside a round", "queued", hb.Queued, "unsent", len(targets)-sent, "err", err)
+			break
+		}
+		sent++
+	}
+	return sent
 }
 
 // welcome heartbeats the instances the batch just registered, at once,
@@ -404,15 +418,6 @@ func (g *registrations) welcome() {
 	if g.welcomeInbox == "" {
 		g.welcomeInbox = g.pub.nc.NewInbox()
 	}
-	data, _ := json.Marshal(events.Heartbeat{Node: g.records.self, TS: time.Now().UTC()}) // plain fields always encode
-	sent := 0
-	for _, target := range g.fresh {
-		if err := g.pub.nc.PublishMsg(&nats.Msg{Subject: g.pub.subjects.Heartbeat(target), Reply: g.welcomeInbox, Data: data}); err != nil {
-			g.log.Warn("welcome heartbeat", "err", err)
-			break
-		}
-		sent++
-	}
-	g.adm.welcomed.Add(sent)
+	g.adm.welcomed.Add(g.beat(g.fresh, g.welcomeInbox, events.Heartbeat{Node: g.records.self, TS: time.Now().UTC()}))
 	g.fresh = g.fresh[:0]
 }

@@ -52,11 +52,7 @@ func (r *rounds) RTTs() map[string]time.Duration {
 func (r *rounds) handle(ctx context.Context, start time.Time, results []heartbeat.Result) {
 	timing := r.timing.load()
 	lost := r.losses.snapshot(start, timing.Heartbeat.Interval+timing.Heartbeat.Timeout)
-	for _, server := range r.losses.takeEnded() {
-		if n := r.live.forgetServer(server); n > 0 {
-			r.log.Info("identities' connections on a server gone for good forgotten", "server", server, "connections", n)
-		}
-	}
+	r.live.sweep(start, timing.DeregisterAfter, r.records.known)
 	var owned map[string]instanceState
 	r.live.servers(func(on func(string) string) { owned = r.owned.states(results, on) })
 	d := decideRound(roundInput{Results: results, Owned: owned, Timing: timing, Start: start, Lost: lost})

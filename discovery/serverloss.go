@@ -73,9 +73,6 @@ func serverHeld(lost map[string]lossWindow, server string, silent, start time.Ti
 type serverLosses struct {
 	mu   sync.Mutex
 	lost map[string]lossWindow
-	// ended are the servers whose windows were found over, until
-	// takeEnded.
-	ended []string
 	// own is the server the node's connection was on at the last round,
 	// ownSeen when (connected: the node's connection's server now).
 	own       string
@@ -170,7 +167,6 @@ func (l *serverLosses) snapshot(start time.Time, slack time.Duration) map[string
 	for id, w := range l.lost {
 		if start.Sub(w.To) > serverLossGrace {
 			delete(l.lost, id)
-			l.ended = append(l.ended, id)
 		}
 	}
 	if len(l.lost) == 0 {
@@ -181,16 +177,6 @@ func (l *serverLosses) snapshot(start time.Time, slack time.Duration) map[string
 		out[id] = w
 	}
 	return out
-}
-
-// takeEnded returns the servers whose loss windows snapshot found over
-// since the last call.
-func (l *serverLosses) takeEnded() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	ended := l.ended
-	l.ended = nil
-	return ended
 }
 
 func minTime(a, b time.Time) time.Time {

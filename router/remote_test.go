@@ -82,9 +82,10 @@ func TestFailoverToOtherRegionAndBack(t *testing.T) {
 	regions := bustest.RemoteBucket(t, e.NC, "eu", "us")
 	// A request the router sends to an instance just killed may be lost
 	// with its connection (the server drops its interest a moment after
-	// the close): it is tried again after timeout_ms, well within the
+	// the close): with retry_on_timeout each of the two attempts has half
+	// of timeout_ms, so the second goes out after 750 ms, within the
 	// test's own 2 s wait for an answer.
-	e.putRoute("echo", `{"retries":1,"retry_on_timeout":true,"timeout_ms":700}`)
+	e.putRoute("echo", `{"retries":1,"retry_on_timeout":true,"timeout_ms":1500}`)
 	home := e.instance(fakeinst.Options{AnnounceConn: true})
 	eu, _ := e.abroad(regions["eu"])
 	us, usRec := e.abroad(regions["us"])
