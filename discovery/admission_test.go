@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -345,26 +346,43 @@ func TestQueuedInstanceHeartbeated(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	release := make(chan struct{})
-	holdLoop(t, n, release)
-	data, err := json.Marshal(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.PublishRequest(events.Subjects{}.Announce(a.Service), nc.NewInbox(), data); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 3 {
-		select {
-		case m := <-beats:
-			var hb events.Heartbeat
-			if err := json.Unmarshal(m.Data, &hb); err != nil || hb.Node != n.ID() || !hb.Queued || m.Reply == "" {
-				t.Fatalf("beat %d: %s (reply %q, err %v), want a queued heartbeat from node %s", i, m.Data, m.Reply, err, n.ID())
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("%d heartbeats in 10s while the announce waited, want 3", i)
+	// announce publishes a, not waiting for its answer; beaten takes the
+	// next k beats, each checked.
+	announce := func(a events.Announce) {
+		data, err := json.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.PublishRequest(events.Subjects{}.Announce(a.Service), nc.NewInbox(), data); err != nil {
+			t.Fatal(err)
 		}
 	}
+	beaten := func(k int, check func(m *nats.Msg, hb events.Heartbeat) error) {
+		for i := range k {
+			select {
+			case m := <-beats:
+				var hb events.Heartbeat
+				err := json.Unmarshal(m.Data, &hb)
+				if err == nil {
+					err = check(m, hb)
+				}
+				if err != nil {
+					t.Fatalf("beat %d: %s: %v", i, m.Data, err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%d heartbeats in 10s, want %d", i, k)
+			}
+		}
+	}
+	release := make(chan struct{})
+	holdLoop(t, n, release)
+	announce(a)
+	beaten(3, func(m *nats.Msg, hb events.Heartbeat) error {
+		if hb.Node != n.ID() || !hb.Queued || m.Reply == "" {
+			return fmt.Errorf("want a queued heartbeat from node %s, with a reply subject", n.ID())
+		}
+		return nil
+	})
 	if _, ok := n.Registry().Get(events.InstanceKey(a.Service, a.ID)); ok {
 		t.Fatal("registered while the loop was held")
 	}
@@ -391,21 +409,11 @@ func TestQueuedInstanceHeartbeated(t *testing.T) {
 	holdLoop(t, n, release)
 	defer close(release)
 	a.Weight = 50
-	if data, err = json.Marshal(a); err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.PublishRequest(events.Subjects{}.Announce(a.Service), nc.NewInbox(), data); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 6 {
-		select {
-		case m := <-beats:
-			var hb events.Heartbeat
-			if err := json.Unmarshal(m.Data, &hb); err != nil || hb.Queued {
-				t.Fatalf("beat %d of a registered instance: %s (err %v), want a round's", i, m.Data, err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("%d heartbeats in 10s, want the rounds' 6", i)
+	announce(a)
+	beaten(6, func(_ *nats.Msg, hb events.Heartbeat) error {
+		if hb.Queued {
+			return errors.New("a registered instance held, want its rounds' beats alone")
 		}
-	}
+		return nil
+	})
 }

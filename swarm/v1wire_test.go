@@ -47,23 +47,13 @@ func TestV1IgnoresRetryAfterAndSpread(t *testing.T) {
 			disc := bustest.Connect(t, url)
 			var mu sync.Mutex
 			var seen []events.Announce
-			if _, err := disc.Subscribe(events.Subjects{}.AnnounceAll(), func(m *nats.Msg) {
-				a, err := events.DecodeAnnounce(m.Data)
-				if err != nil {
-					t.Errorf("announce: %v", err)
-					return
-				}
+			fakeDiscovery(t, disc, func(a events.Announce) *nats.Msg {
 				mu.Lock()
 				seen = append(seen, a)
 				n := len(seen)
 				mu.Unlock()
-				_ = m.RespondMsg(tt.answer(n))
-			}); err != nil {
-				t.Fatal(err)
-			}
-			if err := disc.Flush(); err != nil {
-				t.Fatal(err)
-			}
+				return tt.answer(n)
+			})
 			sw, err := swarm.New([]*nats.Conn{bustest.Connect(t, url)}, swarm.Config{Instances: 1, Services: 1, Name: "v1",
 				HeartbeatInterval: tt.interval, V1: true})
 			if err != nil {
@@ -138,22 +128,12 @@ func TestQueuedBeatIsNoRegistration(t *testing.T) {
 			url := bustest.RunServer(t).ClientURL()
 			disc := bustest.Connect(t, url)
 			announces := make(chan events.Announce, 16)
-			if _, err := disc.Subscribe(events.Subjects{}.AnnounceAll(), func(m *nats.Msg) {
-				a, err := events.DecodeAnnounce(m.Data)
-				if err != nil {
-					t.Errorf("announce: %v", err)
-					return
-				}
+			fakeDiscovery(t, disc, func(a events.Announce) *nats.Msg {
 				announces <- a
 				busy := events.ErrorMsg(events.CodeUnavailable, "busy")
 				busy.Data = []byte(`{"ok":false,"error":"busy","code":503,"retry_after_ms":60000}`)
-				_ = m.RespondMsg(busy)
-			}); err != nil {
-				t.Fatal(err)
-			}
-			if err := disc.Flush(); err != nil {
-				t.Fatal(err)
-			}
+				return busy
+			})
 			sw, err := swarm.New([]*nats.Conn{bustest.Connect(t, url)}, swarm.Config{Instances: 1, Services: 1, Name: "queued",
 				HeartbeatInterval: time.Minute, V1: v1})
 			if err != nil {
@@ -182,5 +162,24 @@ func TestQueuedBeatIsNoRegistration(t *testing.T) {
 				t.Fatalf("%d registered after an ordinary heartbeat, want 1", r)
 			}
 		})
+	}
+}
+
+// fakeDiscovery answers every announce heard on nc with answer's reply
+// to it, from the time it returns.
+func fakeDiscovery(t *testing.T, nc *nats.Conn, answer func(events.Announce) *nats.Msg) {
+	t.Helper()
+	if _, err := nc.Subscribe(events.Subjects{}.AnnounceAll(), func(m *nats.Msg) {
+		a, err := events.DecodeAnnounce(m.Data)
+		if err != nil {
+			t.Errorf("announce: %v", err)
+			return
+		}
+		_ = m.RespondMsg(answer(a))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
 	}
 }
