@@ -349,11 +349,11 @@ func (g *registrations) handleDeregister(ctx context.Context, m *nats.Msg, d eve
 	g.reply.ack(m, d.ID)
 }
 
-// holdBeats heartbeats the instances whose announce waits in the
-// admission queue (admission.held), looking heldLooks times an interval,
-// until ctx ends: at the first look after each is queued, then once it
-// has gone heldAfter intervals since it last heard from this node or
-// announced. Without a beat a v1 client waiting its turn announces again
+// holdBeats heartbeats the instances not registered whose announce waits
+// in the admission queue (admission.held), looking heldLooks times an
+// interval, until ctx ends: at the first look after each is queued or
+// announces the same again, then once it has gone heldAfter intervals
+// without a beat. Without a beat a v1 client waiting its turn announces again
 // after three intervals, counted from its sending, which in a burst may
 // be seconds before its announce is queued. A beat every two to two and a
 // quarter intervals leaves three quarters of one for it to arrive, and
