@@ -448,11 +448,28 @@ func TestRegionsAsProcesses(t *testing.T) {
 
 	t.Run("failover abroad and home", func(t *testing.T) {
 		regs := eu.registered()
-		killed := time.Now()
-		for _, p := range []*proctest.Process{echoB, echoC} {
-			if err := syscall.Kill(p.PID(), syscall.SIGKILL); err != nil {
-				t.Fatal(err)
+		// eu-b first, and eu-c once eu-b is out: killed at once, a
+		// request caught by one's kill is tried again on the other,
+		// caught by its kill too, and the load's callers try once more
+		// only.
+		if err := syscall.Kill(echoB.PID(), syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		bustest.Eventually(t, 30*time.Second, func() error {
+			recs, err := eu.query(`{"service":"echo"}`)
+			if err != nil {
+				return err
 			}
+			for _, rec := range recs {
+				if rec.ID == idB && rec.Status == events.Passing {
+					return fmt.Errorf("eu-b's echo still passing after its kill")
+				}
+			}
+			return nil
+		})
+		killed := time.Now()
+		if err := syscall.Kill(echoC.PID(), syscall.SIGKILL); err != nil {
+			t.Fatal(err)
 		}
 		abroad := load.firstAnswer(t, idUS, "us's echo after eu's last was killed")
 		t.Logf("failover: eu's last echo killed, the first request answered in us %v after", abroad.Sub(killed).Round(time.Millisecond))
