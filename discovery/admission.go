@@ -58,8 +58,8 @@ type keyQueued struct {
 	// last is the announce queued last, when the last item is one.
 	last     events.Announce
 	announce bool
-	// waiting is how many of the n are still queued (not taken).
-	waiting int
+	// untaken is how many of the n are still queued (not taken).
+	untaken int
 	// hold: last is of an instance nothing else heartbeats (not
 	// registered), held while an item of it is queued.
 	hold bool
@@ -209,9 +209,9 @@ func (q *admission) offer(it queued, now time.Time) (o outcome, retryAfter time.
 		q.byKey[it.key] = k
 	}
 	k.n++
-	k.waiting++
-	k.last, k.announce, k.hold = it.a, it.dereg == nil, it.hold
-	if k.announce {
+	k.untaken++
+	k.last, k.announce, k.hold = it.a, it.dereg == nil, it.dereg == nil && it.hold
+	if k.hold {
 		// Beaten at the next look: under a burst an announce may reach
 		// the queue seconds after it was sent, and its sender counts
 		// from the sending.
@@ -239,7 +239,7 @@ func (q *admission) take(most int) []queued {
 	batch := make([]queued, k)
 	copy(batch, q.items[q.head:q.head+k])
 	for _, it := range batch {
-		q.byKey[it.key].waiting-- // being applied: held no more
+		q.byKey[it.key].untaken-- // being applied: held no more
 	}
 	clear(q.items[q.head : q.head+k])
 	q.head += k
@@ -295,7 +295,7 @@ func (q *admission) held(now time.Time, every time.Duration, targets []string) [
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, k := range q.byKey {
-		if k.announce && k.hold && k.waiting > 0 && (k.beat.IsZero() || now.Sub(k.beat) >= every) {
+		if k.hold && k.untaken > 0 && (k.beat.IsZero() || now.Sub(k.beat) >= every) {
 			targets = append(targets, k.target)
 			k.beat = now
 		}

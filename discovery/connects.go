@@ -187,6 +187,10 @@ func (l *liveConns) sweep(now time.Time, after time.Duration, hasRecord func(key
 		back bool
 	}
 	l.mu.Lock()
+	if len(l.gone) == 0 { // as in nearly every round: nothing to look at
+		l.mu.Unlock()
+		return 0
+	}
 	due := map[string]mark{}
 	for key, at := range l.gone {
 		if now.Sub(at) >= after {

@@ -17,21 +17,30 @@ import (
 // announces again because it heard no heartbeat, or a storm of them, is
 // answered at the cost of a map lookup. Anything else goes the slow way,
 // which answers the same when it finds nothing to change.
-func (g *registrations) fastAck(m *nats.Msg, key string, a events.Announce) bool {
-	if g.adm.pending(key) > 0 {
-		return false
-	}
-	rec, _, known := g.reg.GetRev(key)
-	if !known || !sameAnnounce(rec.Announce, a) || !g.liveOwner(rec.Node) {
-		return false
-	}
-	if _, taken := g.reg.OtherService(a.ID, a.Service); taken {
-		return false // refused the slow way, with its reason
+func (g *registrations) fastAck(m *nats.Msg, key string, a events.Announce, st standing) bool {
+	if g.adm.pending(key) > 0 || !st.known || st.taken || !sameAnnounce(st.rec.Announce, a) || !g.liveOwner(st.rec.Node) {
+		return false // an id taken is refused the slow way, with its reason
 	}
 	g.m.announces("unchanged").Inc()
 	g.adm.fast.Inc()
 	g.reply.ack(m, a.ID)
 	return true
+}
+
+// standing is what the registry holds of an announce's instance, read
+// once as it arrives: its record, and whether another service holds its
+// id. The fast path and admission (which holds only instances nothing
+// else heartbeats) both go by it.
+type standing struct {
+	rec   events.InstanceRecord
+	known bool
+	taken bool
+}
+
+func (g *registrations) standing(key string, a events.Announce) standing {
+	rec, _, known := g.reg.GetRev(key)
+	_, taken := g.reg.OtherService(a.ID, a.Service)
+	return standing{rec: rec, known: known, taken: taken}
 }
 
 // liveOwner reports whether node, a record's owner, is this node or a

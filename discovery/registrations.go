@@ -69,15 +69,14 @@ func (g *registrations) offerAnnounce(ctx context.Context, m *nats.Msg) {
 		g.repeats.put(k, m.Subject, len(m.Data), a)
 	}
 	key := events.InstanceKey(a.Service, a.ID)
-	if g.fastAck(m, key, a) {
+	st := g.standing(key, a)
+	if g.fastAck(m, key, a, st) {
 		return
 	}
 	// Held while it waits (admission.held) only if nothing else beats it:
 	// a registered instance has its owner's rounds, and an id another
 	// service holds is refused in its turn.
-	_, registered := g.reg.Get(key)
-	_, taken := g.reg.OtherService(a.ID, a.Service)
-	o, after, schedule := g.adm.offer(queued{m: m, key: key, a: a, size: len(m.Data), hold: !registered && !taken}, time.Now())
+	o, after, schedule := g.adm.offer(queued{m: m, key: key, a: a, size: len(m.Data), hold: !st.known && !st.taken}, time.Now())
 	switch o {
 	case deferred:
 		g.busy(m, after, "discovery busy: the announce is queued and will be applied in its turn; announce again after retry_after_ms")
