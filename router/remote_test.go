@@ -80,12 +80,7 @@ func (e *env) abroadReady(regions ...string) {
 func TestFailoverToOtherRegionAndBack(t *testing.T) {
 	e := newEnvWith(t, router.TableConfig{RemoteRegions: []string{"us", "eu"}, RemoteStale: 3 * time.Second})
 	regions := bustest.RemoteBucket(t, e.NC, "eu", "us")
-	// A request the router sends to an instance just killed may be lost
-	// with its connection (the server drops its interest a moment after
-	// the close): with retry_on_timeout each of the two attempts has half
-	// of timeout_ms, so the second goes out after 750 ms, within the
-	// test's own 2 s wait for an answer.
-	e.putRoute("echo", `{"retries":1,"retry_on_timeout":true,"timeout_ms":1500}`)
+	e.putRoute("echo", `{"retries":1,"retry_on_timeout":true,"timeout_ms":4000}`)
 	home := e.instance(fakeinst.Options{AnnounceConn: true})
 	eu, _ := e.abroad(regions["eu"])
 	us, usRec := e.abroad(regions["us"])
@@ -117,7 +112,11 @@ func TestFailoverToOtherRegionAndBack(t *testing.T) {
 		}
 		return nil
 	})
-	back := e.instance(fakeinst.Options{})
+	// Announcing its conn, as home does (PROTOCOL v1.4): a request sent
+	// to it as it is killed below ends at its disconnect and is tried
+	// again elsewhere, not held for the route's timeout, longer than the
+	// test's 2 s wait for an answer.
+	back := e.instance(fakeinst.Options{AnnounceConn: true})
 	bustest.Eventually(t, 15*time.Second, func() error {
 		l.mu.Lock()
 		defer l.mu.Unlock()
