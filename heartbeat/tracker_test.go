@@ -12,6 +12,7 @@ import (
 	"github.com/hailsd/hail/events"
 	"github.com/hailsd/hail/heartbeat"
 	"github.com/hailsd/hail/member"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
 
@@ -182,38 +183,48 @@ func TestBadReplies(t *testing.T) {
 // BenchmarkFanOut measures one heartbeat round over n instances answering
 // from another connection on an embedded server: the tracker's single
 // inbox against the plain NATS way, one concurrent Request per instance.
+// tracker-unrestricted is the tracker again on a server whose users have
+// no publish permissions: hail's accounts deny every user publish on
+// $SYS.> (PROTOCOL v1.4), and nats-server checks a client's every
+// publish against its permissions, caching the answer for 128 subjects.
+// A round's subjects (one heartbeat subject per instance, one reply
+// subject per heartbeat) miss that cache every time, so the two side by
+// side are what the deny costs the heartbeats.
 //
 //	go test -run '^$' -bench FanOut -benchtime 3s ./heartbeat/
 func BenchmarkFanOut(b *testing.B) {
 	for _, n := range []int{100, 1000} {
-		s := bustest.RunServer(b)
-		tnc := bustest.Connect(b, s.ClientURL())
-		inc := bustest.Connect(b, s.ClientURL())
 		ids := newIDs(n)
-		for _, id := range ids {
-			if _, err := member.Respond(inc, events.Subjects{}, id, func() events.HeartbeatReply {
-				return events.HeartbeatReply{Status: events.Passing}
-			}); err != nil {
-				b.Fatal(err)
-			}
-		}
-		inc.Flush()
-		b.Run(fmt.Sprintf("tracker/instances=%d", n), func(b *testing.B) {
-			tr, err := heartbeat.NewTracker(tnc, events.Subjects{}, uuid.NewString(), fixed(5*time.Second))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer tr.Close()
-			b.ReportAllocs()
-			for b.Loop() {
-				for _, r := range tr.Round(b.Context(), ids) {
-					if r.Err != nil {
-						b.Fatal(r.Err)
+		for _, srv := range []struct {
+			name      string
+			configure func(*server.Options)
+		}{
+			{"tracker", nil},
+			// An account of its own leaves hail's defaults out: clients
+			// without credentials land in the global account, unrestricted.
+			{"tracker-unrestricted", func(o *server.Options) { o.Accounts = []*server.Account{server.NewAccount("BENCH")} }},
+		} {
+			tnc, inc := fanOutServer(b, srv.configure)
+			answerAll(b, inc, ids)
+			b.Run(fmt.Sprintf("%s/instances=%d", srv.name, n), func(b *testing.B) {
+				tr, err := heartbeat.NewTracker(tnc, events.Subjects{}, uuid.NewString(), fixed(5*time.Second))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer tr.Close()
+				b.ReportAllocs()
+				for b.Loop() {
+					for _, r := range tr.Round(b.Context(), ids) {
+						if r.Err != nil {
+							b.Fatal(r.Err)
+						}
 					}
 				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/instance")
-		})
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/instance")
+			})
+		}
+		tnc, inc := fanOutServer(b, nil)
+		answerAll(b, inc, ids)
 		b.Run(fmt.Sprintf("plain_requests/instances=%d", n), func(b *testing.B) {
 			payload := []byte(`{"node":"bench","seq":1}`)
 			b.ReportAllocs()
@@ -230,6 +241,27 @@ func BenchmarkFanOut(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/instance")
 		})
+	}
+}
+
+// fanOutServer starts a server (configure as bustest.RunServerWith) and
+// connects the tracker's side and the instances' side to it.
+func fanOutServer(b *testing.B, configure func(*server.Options)) (tracker, instances *nats.Conn) {
+	s := bustest.RunServerWith(b, configure)
+	return bustest.Connect(b, s.ClientURL()), bustest.Connect(b, s.ClientURL())
+}
+
+// answerAll has every id answer heartbeats as passing on nc.
+func answerAll(b *testing.B, nc *nats.Conn, ids []string) {
+	for _, id := range ids {
+		if _, err := member.Respond(nc, events.Subjects{}, id, func() events.HeartbeatReply {
+			return events.HeartbeatReply{Status: events.Passing}
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		b.Fatal(err)
 	}
 }
 
