@@ -68,6 +68,15 @@ type keyQueued struct {
 	// or again when it announced the same again (it heard nothing).
 	target string
 	beat   time.Time
+	// looked: it is in admission.beatNow.
+	looked bool
+}
+
+// beatDue is a held key's place in admission.beatsDue: due again every
+// interval after at, if at is still its last beat.
+type beatDue struct {
+	k  *keyQueued
+	at time.Time
 }
 
 // queued is an item of the queue: a decoded announce, or a deregister.
@@ -121,6 +130,15 @@ type admission struct {
 	waiting int
 	bytes   int
 	byKey   map[string]*keyQueued
+	// beatNow and beatsDue are the held keys to look at, so that held
+	// does not walk every queued key four times an interval (tens of
+	// thousands in a burst): beatNow those whose beat was zeroed (held
+	// anew, or announced the same again), beatsDue those beaten, in the
+	// order of their beats, which is the order they fall due in. An
+	// entry whose key was beaten since, or holds no more, is dropped
+	// when reached.
+	beatNow  []*keyQueued
+	beatsDue []beatDue
 	// scheduled: a drain job is in the node's work queue, or running.
 	scheduled bool
 	// rate is the measured pace: items applied per second of wall time
@@ -177,7 +195,7 @@ func (q *admission) offer(it queued, now time.Time) (o outcome, retryAfter time.
 		q.coalesced.Inc()
 		// It announced again because it heard nothing: beaten at the
 		// next look.
-		k.beat = time.Time{}
+		q.beatAtNextLook(k)
 		return deferred, q.retryAfter(n), false
 	}
 	switch {
@@ -215,7 +233,8 @@ func (q *admission) offer(it queued, now time.Time) (o outcome, retryAfter time.
 		// Beaten at the next look: under a burst an announce may reach
 		// the queue seconds after it was sent, and its sender counts
 		// from the sending.
-		k.target, k.beat = events.HeartbeatTarget(it.a.Service, it.a.ID, it.a.Scoped), time.Time{}
+		k.target = events.HeartbeatTarget(it.a.Service, it.a.ID, it.a.Scoped)
+		q.beatAtNextLook(k)
 	}
 	if !q.scheduled {
 		q.scheduled, schedule = true, true
@@ -294,13 +313,44 @@ func (q *admission) done(batch []queued, now time.Time) (more bool) {
 func (q *admission) held(now time.Time, every time.Duration, targets []string) []string {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for _, k := range q.byKey {
-		if k.hold && k.untaken > 0 && (k.beat.IsZero() || now.Sub(k.beat) >= every) {
-			targets = append(targets, k.target)
-			k.beat = now
+	beat := func(k *keyQueued) {
+		targets = append(targets, k.target)
+		k.beat = now
+		q.beatsDue = append(q.beatsDue, beatDue{k: k, at: now})
+	}
+	for _, k := range q.beatNow {
+		k.looked = false
+		if k.hold && k.untaken > 0 && k.beat.IsZero() {
+			beat(k)
 		}
 	}
+	clear(q.beatNow)
+	q.beatNow = q.beatNow[:0]
+	// Beaten at the same every, so due in the order beaten: the walk
+	// stops at the first entry not yet due.
+	due := 0
+	for due < len(q.beatsDue) && now.Sub(q.beatsDue[due].at) >= every {
+		d := q.beatsDue[due]
+		due++
+		if d.k.hold && d.k.untaken > 0 && d.k.beat.Equal(d.at) {
+			beat(d.k)
+		}
+	}
+	if due > 0 {
+		rest := copy(q.beatsDue, q.beatsDue[due:])
+		clear(q.beatsDue[rest:])
+		q.beatsDue = q.beatsDue[:rest]
+	}
 	return targets
+}
+
+// beatAtNextLook zeroes k's beat and has held look at it next time.
+func (q *admission) beatAtNextLook(k *keyQueued) {
+	k.beat = time.Time{}
+	if !k.looked {
+		k.looked = true
+		q.beatNow = append(q.beatNow, k)
+	}
 }
 
 // pending is how many items of key are queued or being applied.
