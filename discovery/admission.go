@@ -199,7 +199,7 @@ func (q *admission) offer(it queued, now time.Time) (o outcome, retryAfter time.
 		return deferred, q.retryAfter(n), false
 	}
 	switch {
-	case it.dereg == nil && q.waiting < q.answerMax:
+	case it.dereg == nil && q.waiting < q.answerMax && q.bytes+it.size <= q.holdBytes:
 		o = admitted
 		q.waiting++
 	case n < q.holdMax && q.bytes+it.size <= q.holdBytes:
@@ -282,6 +282,11 @@ func (q *admission) done(batch []queued, now time.Time) (more bool) {
 	for _, it := range batch {
 		if k := q.byKey[it.key]; k.n > 1 {
 			k.n--
+			if it.dereg == nil {
+				// Registered now: its owner's rounds beat it while
+				// what follows of it waits.
+				k.hold = false
+			}
 		} else {
 			delete(q.byKey, it.key)
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hailsd/hail/bus/bustest"
 	"github.com/hailsd/hail/events"
+	"github.com/hailsd/hail/roles"
 )
 
 // A burst of announces past the admission bound, while the node's loop is
@@ -456,4 +457,131 @@ func BenchmarkAdmissionHeld(b *testing.B) {
 		b.Fatal("no beats")
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(beats), "ns/beat")
+}
+
+// An instance whose registration is applied while a change of it still
+// waits is held no more: its owner's rounds beat it from then on.
+func TestHeldNoMoreOnceRegistered(t *testing.T) {
+	q := newAdmission(metrics.NewSet())
+	a := events.Announce{ID: uuid.NewString(), Service: "echo", Endpoints: []events.Endpoint{{Name: "say"}}, Weight: 100}
+	c := a
+	c.Weight = 50
+	key := events.InstanceKey(a.Service, a.ID)
+	t0 := time.Unix(1_700_000_000, 0)
+	for _, an := range []events.Announce{a, c} {
+		q.offer(queued{m: &nats.Msg{Subject: "hail.announce.echo"}, key: key, a: an, hold: true}, t0)
+	}
+	if got := q.held(t0, time.Second, nil); len(got) != 1 {
+		t.Fatalf("both queued: held %q, want its target once", got)
+	}
+	q.done(q.take(1), t0) // its registration, applied
+	if got := q.held(t0.Add(time.Hour), time.Second, nil); len(got) != 0 {
+		t.Errorf("registered, its change waiting: held %q, want none", got)
+	}
+}
+
+// The queue's byte bound holds for announces answered in their turn as
+// for deferred ones, and counts what an announce takes decoded: a client
+// sending announces of thousands of tiny metadata entries (5.4 times
+// their size decoded) is refused once the bound is reached, however few
+// are queued.
+func TestAdmissionBoundsDecodedBytes(t *testing.T) {
+	n, nc := runningNode(t, Config{})
+	release := make(chan struct{})
+	holdLoop(t, n, release)
+	defer close(release)
+	body := func(id string) []byte {
+		var b strings.Builder
+		b.WriteString(`{"id":"` + id + `","service":"hog","endpoints":[{"name":"say"}],"metadata":{`)
+		for i := 0; b.Len() < 60<<10; i++ {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `"%x":""`, i)
+		}
+		b.WriteString(`}}`)
+		return []byte(b.String())
+	}
+	const sent = 100 // each charged over half a MiB: more than holdBytes in all
+	inbox, sub := replyInbox(t, nc)
+	for range sent {
+		if err := nc.PublishRequest(events.Subjects{}.Announce("hog"), inbox, body(uuid.NewString())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The loop is held: an admitted announce waits for its answer, a
+	// refused one has its 503 at once.
+	refusals := n.regs.adm.counts[refused]
+	var queued int
+	bustest.Eventually(t, 30*time.Second, func() error {
+		n.regs.adm.mu.Lock()
+		queued = len(n.regs.adm.items) - n.regs.adm.head
+		n.regs.adm.mu.Unlock()
+		if got := queued + int(refusals.Get()); got != sent {
+			return fmt.Errorf("%d queued and %d refused of %d sent", queued, refusals.Get(), sent)
+		}
+		return nil
+	})
+	n.regs.adm.mu.Lock()
+	bytes := n.regs.adm.bytes
+	n.regs.adm.mu.Unlock()
+	if bytes > holdBytes {
+		t.Errorf("the queue counts %d bytes, over its bound %d", bytes, holdBytes)
+	}
+	if refusals.Get() == 0 {
+		t.Fatalf("all %d queued (%d bytes counted), want the bound to refuse some", queued, bytes)
+	}
+	for i := range int(refusals.Get()) {
+		m, err := sub.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("refusal %d: %v", i, err)
+		}
+		if code, _, isErr := events.ReplyError(m); !isErr || code != 503 {
+			t.Errorf("refusal %d answered %s, want a 503", i, m.Data)
+		}
+	}
+}
+
+// An unscoped instance's heartbeat subject, hail.hb.<id>, names no
+// service. In a secured region a service's credential may not publish it,
+// so a node does not heartbeat an unscoped announce while it waits: else
+// a service could have it beat another service's instance by announcing
+// that id. A scoped one, whose subject names the announcing service, is
+// held as anywhere; in an open region, where anyone may publish either,
+// both are.
+func TestHeldUnscopedOnlyInOpenRegions(t *testing.T) {
+	s := events.Subjects{}
+	disc, svc := roles.Discovery(s), roles.Service(s, "attacker")
+	srv := bustest.RunSecured(t, disc, svc)
+	connect := func(r roles.Role) *nats.Conn {
+		return bustest.Connect(t, srv.ClientURL(), nats.UserInfo(r.Name, "pw-"+r.Name), nats.CustomInboxPrefix(r.InboxPrefix()))
+	}
+	dnc := connect(disc)
+	n, err := New(dnc, bustest.Buckets(t, dnc), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open, _, _ := idleNode(t)
+	for _, tt := range []struct {
+		name   string
+		g      *registrations
+		scoped bool
+		want   bool
+	}{
+		{"secured, unscoped", n.regs, false, false},
+		{"secured, scoped", n.regs, true, true},
+		{"open, unscoped", open.regs, false, true},
+		{"open, scoped", open.regs, true, true},
+	} {
+		a := events.Announce{ID: uuid.NewString(), Service: "attacker", Endpoints: []events.Endpoint{{Name: "say"}}, Scoped: tt.scoped}
+		if got := tt.g.holds(a, standing{}); got != tt.want {
+			t.Errorf("%s: held %v, want %v", tt.name, got, tt.want)
+		}
+		if got := tt.g.holds(a, standing{known: true}); got {
+			t.Errorf("%s, registered: held, want its owner's rounds alone", tt.name)
+		}
+		if got := tt.g.holds(a, standing{taken: true}); got {
+			t.Errorf("%s, id another service's: held", tt.name)
+		}
+	}
 }

@@ -12,13 +12,14 @@ import (
 // (sameAnnounce), whose owner (the record's node) is this node or another
 // live one, and of which nothing is queued or being applied (the
 // admission's count per key: a changed announce or a deregister of it in
-// flight keeps its place, and this one queues behind it). Such an announce
+// flight keeps its place, and this one queues behind it; pending is that
+// count, read before st). Such an announce
 // costs no KV write and no trip through the node's loop: a client that
 // announces again because it heard no heartbeat, or a storm of them, is
 // answered at the cost of a map lookup. Anything else goes the slow way,
 // which answers the same when it finds nothing to change.
-func (g *registrations) fastAck(m *nats.Msg, key string, a events.Announce, st standing) bool {
-	if g.adm.pending(key) > 0 || !st.known || st.taken || !sameAnnounce(st.rec.Announce, a) || !g.liveOwner(st.rec.Node) {
+func (g *registrations) fastAck(m *nats.Msg, key string, a events.Announce, pending int, st standing) bool {
+	if pending > 0 || !st.known || st.taken || !sameAnnounce(st.rec.Announce, a) || !g.liveOwner(st.rec.Node) {
 		return false // an id taken is refused the slow way, with its reason
 	}
 	g.m.announces("unchanged").Inc()

@@ -118,7 +118,7 @@ func New(nc *nats.Conn, kv *bus.Buckets, cfg Config) (*Node, error) {
 	n.regs = &registrations{
 		work: n.work, control: controlDecoder{subjects: cfg.Subjects, schemas: set}, reply: n.reply,
 		reg: n.reg, nodes: n.nodes, store: n.store, records: n.records, pub: pub, m: n.m, log: log, adm: newAdmission(cfg.Metrics),
-		repeats: newRepeats(repeatBytes, cfg.Metrics),
+		repeats: newRepeats(repeatBytes, cfg.Metrics), holdUnscoped: nc.Opts.InboxPrefix == "",
 	}
 	n.rounds = &rounds{owned: n.owned, records: n.records, timing: n.timing, pub: pub, m: n.m, log: log, losses: newServerLosses(cfg.Metrics, nc.ConnectedServerId, log), live: n.live}
 	if n.remote, err = newRemote(nc, remoteConfig{region: cfg.Region, regions: cfg.RemoteRegions, stale: cfg.RemoteStale, replicas: kv.Replicas, log: log, set: cfg.Metrics}); err != nil {

@@ -35,6 +35,10 @@ type registrations struct {
 	adm     *admission
 	// repeats skips the checks of an announce decoded before.
 	repeats *repeats
+	// holdUnscoped: the region is open (the node has no role's inbox
+	// prefix), where any client may publish an unscoped heartbeat
+	// subject (holds).
+	holdUnscoped bool
 
 	// Loop-owned: the instances this node registered in the batch being
 	// applied, heartbeated at its end (welcome), and the reply subject of
@@ -69,14 +73,14 @@ func (g *registrations) offerAnnounce(ctx context.Context, m *nats.Msg) {
 		g.repeats.put(k, m.Subject, len(m.Data), a)
 	}
 	key := events.InstanceKey(a.Service, a.ID)
+	// What is queued of the key first, the registry then: an item of it
+	// applied in between is in the registry read after.
+	pending := g.adm.pending(key)
 	st := g.standing(key, a)
-	if g.fastAck(m, key, a, st) {
+	if g.fastAck(m, key, a, pending, st) {
 		return
 	}
-	// Held while it waits (admission.held) only if nothing else beats it:
-	// a registered instance has its owner's rounds, and an id another
-	// service holds is refused in its turn.
-	o, after, schedule := g.adm.offer(queued{m: m, key: key, a: a, size: len(m.Data), hold: !st.known && !st.taken}, time.Now())
+	o, after, schedule := g.adm.offer(queued{m: m, key: key, a: a, size: announceCost(len(m.Data), a), hold: g.holds(a, st)}, time.Now())
 	switch o {
 	case deferred:
 		g.busy(m, after, "discovery busy: the announce is queued and will be applied in its turn; announce again after retry_after_ms")
@@ -86,6 +90,18 @@ func (g *registrations) offerAnnounce(ctx context.Context, m *nats.Msg) {
 	if schedule {
 		g.schedule(ctx)
 	}
+}
+
+// holds reports whether an instance is heartbeated while its announce
+// waits (admission.held): only if nothing else beats it (a registered
+// instance has its owner's rounds; an id another service holds is refused
+// in its turn), and, for an unscoped instance, only where every client
+// may publish its heartbeat subject anyway (an open region): there
+// hail.hb.<id> names no service, and a service's credential that may
+// not publish it could otherwise have the node beat another service's
+// instance by announcing its id.
+func (g *registrations) holds(a events.Announce, st standing) bool {
+	return !st.known && !st.taken && (a.Scoped || g.holdUnscoped)
 }
 
 // offerDeregister takes a deregister from its subscription: it is queued

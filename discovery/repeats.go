@@ -10,11 +10,10 @@ import (
 )
 
 // repeatBytes bounds what repeats holds: about the bytes of the
-// announces it remembers, each counted with its subject, twice its size
-// and repeatOverhead (an events.Announce alone is some 250 bytes, its map
-// slot and key more). Only announces of at most repeatMaxSize are kept:
-// a v1 client's repeats are small, and a large announce of many small
-// metadata entries decodes to several times its size.
+// announces it remembers, each counted with its subject, its
+// announceCost and repeatOverhead (an events.Announce alone is some 250
+// bytes, its map slot and key more). Only announces of at most
+// repeatMaxSize are kept: a v1 client's repeats are small.
 const (
 	repeatBytes    = 32 << 20
 	repeatOverhead = 512
@@ -87,7 +86,7 @@ func (r *repeats) get(subject string, data []byte) (events.Announce, [2]uint64, 
 
 // put remembers a, decoded and accepted from size bytes on subject.
 func (r *repeats) put(k [2]uint64, subject string, size int, a events.Announce) {
-	cost := len(subject) + 2*size + repeatOverhead
+	cost := len(subject) + announceCost(size, a) + repeatOverhead
 	if size > repeatMaxSize || cost > r.max {
 		return
 	}
@@ -102,4 +101,13 @@ func (r *repeats) put(k [2]uint64, subject string, size int, a events.Announce) 
 	}
 	r.known[k] = repeat{subject: subject, a: a}
 	r.bytes += cost
+}
+
+// announceCost is about the memory an announce of size bytes takes held
+// decoded beside its bytes: twice its size, and 64 bytes more for each
+// metadata entry, as a map entry of two short strings takes about 60 once
+// decoded: 64 KiB of entries like "k1":"" decode to 5.4 times their size,
+// where endpoints or long strings decode to about theirs.
+func announceCost(size int, a events.Announce) int {
+	return 2*size + 64*len(a.Metadata)
 }
