@@ -199,6 +199,7 @@ func (n *Node) Run(ctx context.Context) error {
 		return errors.Join(err, g.Wait())
 	}
 	defer tr.Close()
+	tr.Pace(beatPace)
 	n.records.kick = tr.Kick
 	// Before subscribing: the handlers read the rule.
 	n.replies.ownInbox(tr.Inbox())

@@ -11,6 +11,11 @@ import (
 	"github.com/hailsd/hail/heartbeat"
 )
 
+// beatPace is the most heartbeats a second a node's round sends
+// (heartbeat.Tracker.Pace): a third of 50,000 instances goes out over a
+// quarter second instead of at once; rounds of up to 512 are not paced.
+const beatPace = 50_000
+
 // rounds takes the heartbeat tracker's rounds: each is judged by the pure
 // decideRound on the owned instances' states, and its outcome carried
 // out: the judgements taken into the owned set, the transitions and

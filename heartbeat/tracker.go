@@ -94,6 +94,9 @@ type Tracker struct {
 	last   atomic.Pointer[round]
 	closed sync.Once
 	kick   chan struct{}
+	// pace, when not 0, is the most beats a second a round sends
+	// (Pace); read by Round only.
+	pace int
 	// replies are each instance's last answer, raw and decoded: most
 	// answer the same bytes round after round, and decoding is most of
 	// what reading an answer costs. Only onReply touches it (one
@@ -107,10 +110,13 @@ type lastReply struct {
 }
 
 type round struct {
-	seq       uint64
-	ids       []string
-	keys      []uint64 // each heartbeat's reply key, by index
+	seq  uint64
+	ids  []string
+	keys []uint64 // each heartbeat's reply key, by index
+	// start is when the first beat went out; a paced round's chunk c of
+	// paceChunk beats is sent gap*c after it.
 	start     time.Time
+	gap       time.Duration
 	mu        sync.Mutex
 	results   []Result
 	answered  []bool
@@ -141,6 +147,22 @@ func NewTracker(nc *nats.Conn, subjects events.Subjects, node string, timeout fu
 	t.sub = sub
 	return t, nil
 }
+
+// paceChunk is how many beats a paced round sends at once.
+const paceChunk = 512
+
+// Pace spreads each round's beats: at most perSecond a second, sent
+// paceChunk at a time, over up to half the round's timeout, the rest of
+// a large round then sent as fast as before. A round of thousands sent at
+// once reaches the servers and the instances as one burst, and the
+// answers at its tail wait behind it: on two shared cores the burst of
+// 16,000 beats takes longer to answer than the timeout. Spread, the same
+// beats meet less of a queue. Each beat's answer is timed from its own
+// chunk's sending, and the timeout runs from the last chunk's, so no
+// beat has less than the timeout to be answered; a round's judgement
+// comes that much later. 0 (the default) sends every beat at once.
+// Call it before Run.
+func (t *Tracker) Pace(perSecond int) { t.pace = max(perSecond, 0) }
 
 // Inbox is the prefix of the tracker's reply subjects, with its trailing
 // dot: every instance sees it, so nobody may have discovery answer there
@@ -191,6 +213,11 @@ func (t *Tracker) Round(ctx context.Context, targets []string) []Result {
 	}
 	connected, reconnects := t.nc.IsConnected(), t.nc.Stats().Reconnects
 	prefix := t.inbox + strconv.FormatUint(r.seq, 10) + "."
+	timeout := t.timeout()
+	if chunks := (n + paceChunk - 1) / paceChunk; t.pace > 0 && chunks > 1 {
+		spread := min(time.Duration(n)*time.Second/time.Duration(t.pace), timeout/2)
+		r.gap = spread / time.Duration(chunks-1)
+	}
 	r.start = time.Now() // before the round is visible to onReply, which reads it
 	prev := t.last.Load()
 	t.cur.Store(r)
@@ -199,7 +226,16 @@ func (t *Tracker) Round(ctx context.Context, targets []string) []Result {
 		r.keys[i] = t.keys.Uint64()
 	}
 	reply := make([]byte, 0, len(prefix)+32)
+	var wait *time.Timer
+	defer func() {
+		if wait != nil {
+			wait.Stop()
+		}
+	}()
 	for i, id := range ids {
+		if r.gap > 0 && i > 0 && i%paceChunk == 0 && !pauseUntil(ctx, &wait, r.sentAt(i)) {
+			break // ctx ended: the round's results are not judged
+		}
 		reply = strconv.AppendInt(append(reply[:0], prefix...), int64(i), 10)
 		reply = strconv.AppendUint(append(reply, '.'), r.keys[i], 36)
 		msg := &nats.Msg{Subject: t.subjects.Heartbeat(targets[i]), Reply: string(reply), Data: payload}
@@ -207,7 +243,6 @@ func (t *Tracker) Round(ctx context.Context, targets []string) []Result {
 			r.finish(i, Result{ID: id, Err: fmt.Errorf("publish heartbeat: %w", err)})
 		}
 	}
-	timeout := t.timeout()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
@@ -232,7 +267,7 @@ func (t *Tracker) Round(ctx context.Context, targets []string) []Result {
 	}
 	for i, ok := range r.answered {
 		if !ok {
-			r.results[i] = Result{ID: ids[i], Err: silence, RTT: time.Since(r.start)}
+			r.results[i] = Result{ID: ids[i], Err: silence, RTT: time.Since(r.sentAt(i))}
 		}
 	}
 	if prev != nil {
@@ -240,6 +275,31 @@ func (t *Tracker) Round(ctx context.Context, targets []string) []Result {
 	}
 	t.last.Store(r)
 	return r.results
+}
+
+// sentAt is when the beat of index idx was sent, to time its answer.
+func (r *round) sentAt(idx int) time.Time {
+	return r.start.Add(time.Duration(idx/paceChunk) * r.gap)
+}
+
+// pauseUntil waits until at on *w (made on first use); false if ctx
+// ends first.
+func pauseUntil(ctx context.Context, w **time.Timer, at time.Time) bool {
+	d := time.Until(at)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	if *w == nil {
+		*w = time.NewTimer(d)
+	} else {
+		(*w).Reset(d)
+	}
+	select {
+	case <-(*w).C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // lateTo marks the results that are not answers with the late answers r
@@ -315,7 +375,7 @@ func (t *Tracker) onReply(m *nats.Msg) {
 // readAnswer reads m, the answer to r's heartbeat number idx.
 func (t *Tracker) readAnswer(m *nats.Msg, r *round, idx int) Result {
 	id := r.ids[idx]
-	res := Result{ID: id, RTT: time.Since(r.start)}
+	res := Result{ID: id, RTT: time.Since(r.sentAt(idx))}
 	if _, text, isErr := events.ReplyError(m); isErr {
 		// Someone's error reply (a node's 400, say) is no sign of this
 		// instance's life.

@@ -1,6 +1,7 @@
 package heartbeat_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -392,5 +393,104 @@ func TestChangedAnswerReadAnew(t *testing.T) {
 		if r.Err != nil || r.Reply.Status != want || r.Reply.ID != id {
 			t.Errorf("round %d: %+v, want %s from %s", i+1, r, want, id)
 		}
+	}
+}
+
+// A paced round sends its beats paceChunk at a time over up to half its
+// timeout: every instance answers, the last chunk goes out no sooner than
+// its turn (so the round lasts at least the spread), and each answer is
+// timed from its own chunk's sending, not the round's start.
+func TestPacedRound(t *testing.T) {
+	s := bustest.RunServer(t)
+	tnc := bustest.Connect(t, s.ClientURL())
+	inc := bustest.Connect(t, s.ClientURL())
+	ids := newIDs(1200) // three chunks
+	var mu sync.Mutex
+	heard := map[string]time.Time{}
+	for _, id := range ids {
+		if _, err := member.Respond(inc, events.Subjects{}, id, func() events.HeartbeatReply {
+			mu.Lock()
+			heard[id] = time.Now()
+			mu.Unlock()
+			return events.HeartbeatReply{Status: events.Passing}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := inc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := heartbeat.NewTracker(tnc, events.Subjects{}, uuid.NewString(), fixed(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	// 1,200 beats at 2,000 a second: 600 ms, under half the timeout, so
+	// the chunks go out 300 ms apart.
+	const spread = 600 * time.Millisecond
+	tr.Pace(2000)
+	start := time.Now()
+	results := tr.Round(t.Context(), ids)
+	for i, r := range results {
+		if r.Err != nil {
+			t.Fatalf("result %d: %v", i, r.Err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	last := heard[ids[len(ids)-1]]
+	if got := last.Sub(start); got < spread {
+		t.Errorf("the last chunk answered %v after the round began, want no sooner than the spread %v", got, spread)
+	}
+	// The last chunk's answers are timed from its sending, 600 ms after
+	// the first's: their RTTs are shorter than the time since the start.
+	if rtt, since := results[len(ids)-1].RTT, last.Sub(start); rtt >= since {
+		t.Errorf("last beat's RTT %v, want it timed from its chunk (it answered %v after the round began)", rtt, since)
+	}
+}
+
+// A paced round whose context ends while chunks wait to be sent returns
+// then, without sending the rest.
+func TestPacedRoundStopsWithItsContext(t *testing.T) {
+	s := bustest.RunServer(t)
+	tnc := bustest.Connect(t, s.ClientURL())
+	inc := bustest.Connect(t, s.ClientURL())
+	ids := newIDs(1200)
+	first := make(chan struct{})
+	var answered sync.Map
+	var once sync.Once
+	for i, id := range ids {
+		if _, err := member.Respond(inc, events.Subjects{}, id, func() events.HeartbeatReply {
+			answered.Store(i, true)
+			once.Do(func() { close(first) })
+			return events.HeartbeatReply{Status: events.Passing}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := inc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := heartbeat.NewTracker(tnc, events.Subjects{}, uuid.NewString(), fixed(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	tr.Pace(1) // the second chunk would wait half an hour
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tr.Round(ctx, ids)
+	}()
+	<-first
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the round did not return once its context ended")
+	}
+	if _, ok := answered.Load(len(ids) - 1); ok {
+		t.Error("the last chunk was sent after the context ended")
 	}
 }
