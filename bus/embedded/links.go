@@ -178,9 +178,9 @@ const probeWait = time.Second
 
 // CheckLinks looks at s's leafnode links, with nc (a connection to s that
 // may use the probe subjects), and returns one error per fault: a link
-// over which the other side has interest in a subject of LeafDenies, a
-// deny probe answered from another region, a region probe answered by a
-// server of another region with this region's name.
+// whose subscriptions prove it is without the denies of LeafDenies (see
+// deniedInterest), a deny probe answered from another region, a region
+// probe answered by a server of another region with this region's name.
 func CheckLinks(s *server.Server, nc *nats.Conn, region, prefix string) []error {
 	var faults []error
 	lz, err := s.Leafz(&server.LeafzOptions{Subscriptions: true})
@@ -191,7 +191,7 @@ func CheckLinks(s *server.Server, nc *nats.Conn, region, prefix string) []error 
 	for _, l := range lz.Leafs {
 		for _, sub := range l.Subs {
 			subject, _, _ := strings.Cut(sub, " ")
-			if slices.ContainsFunc(denies, func(d string) bool { return server.SubjectsCollide(subject, d) }) {
+			if deniedInterest(subject, denies, !l.IsSpoke) {
 				faults = append(faults, fmt.Errorf("%w: the link with %s (%s:%d) carries %s", ErrLinkWithoutDenies, l.Name, l.IP, l.Port, subject))
 				break
 			}
@@ -209,6 +209,29 @@ func CheckLinks(s *server.Server, nc *nats.Conn, region, prefix string) []error 
 		}
 	}
 	return faults
+}
+
+// deniedInterest reports whether a subscription the other side of a link
+// sent over it proves the link is without hail's denies. A wildcard a
+// deny only overlaps (hail.>, or discovery's hail.node.> on a link this
+// server made) proves nothing: nats-server keeps it, and drops as it
+// delivers each message the link's denies match. Proof is
+//   - a literal subject under a deny: a leafnode refuses a literal
+//     subscription its side of the link may not publish, so this server
+//     keeps one only if it would send that subject across;
+//   - on a link this server accepted, a wildcard a deny covers whole too:
+//     the server that made the link sends one only if its deny-imports
+//     (which it asks this server to apply to what it sends) miss it. The
+//     accepting side sends all its interest, so on a link this server
+//     made such a wildcard proves nothing.
+//
+// A link is accepted where this server is not the spoke: hail makes no
+// link as a hub.
+func deniedInterest(subject string, denies []string, accepted bool) bool {
+	if !accepted && !server.IsValidLiteralSubject(subject) {
+		return false
+	}
+	return slices.ContainsFunc(denies, func(d string) bool { return server.SubjectMatchesFilter(subject, d) })
 }
 
 // ownServers are s and the servers of its cluster: its region's.
