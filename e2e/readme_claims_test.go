@@ -28,8 +28,16 @@ var natsClaims = map[string]natsClaim{
 	"nats kv ls hail_instances": func(_ *testing.T, d *devStack, out string) error {
 		return sameSet(strings.Fields(out), append(slices.Clone(d.keys), d.greeter))
 	},
-	"nats kv get hail_instances echo.<id>": func(_ *testing.T, d *devStack, out string) error {
-		return contains(out, d.keys[0], `{"id":"`+strings.TrimPrefix(d.keys[0], "echo.")+`","service":"echo"`)
+	"nats kv get hail_instances echo.<id> --raw": func(_ *testing.T, d *devStack, out string) error {
+		// The whole record: without --raw the CLI shows 120 bytes.
+		var r events.InstanceRecord
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			return fmt.Errorf("not one InstanceRecord: %w:\n%s", err, out)
+		}
+		if r.Key() != d.keys[0] {
+			return fmt.Errorf("record of %s, want %s", r.Key(), d.keys[0])
+		}
+		return nil
 	},
 	"nats kv watch hail_instances": func(_ *testing.T, d *devStack, out string) error {
 		return contains(out, append(slices.Clone(d.keys), d.greeter)...)
@@ -182,8 +190,8 @@ var natsClaims = map[string]natsClaim{
 		}
 		return nil
 	},
-	"nats kv get hail_instances greeter.<id>": func(_ *testing.T, d *devStack, out string) error {
-		return contains(out, d.greeter)
+	"nats kv get hail_instances greeter.<id> --raw": func(_ *testing.T, d *devStack, out string) error {
+		return contains(out, `"id":"`+strings.TrimPrefix(d.greeter, "greeter.")+`"`, `"address":"127.0.0.1"`, `"port":`, `"tags":[`, `"checks":[{"name":"health"`)
 	},
 	"nats request hail.svc.greeter.hello ''": func(_ *testing.T, _ *devStack, out string) error {
 		if _, body := natsReply(out); body != "hello, world, from greeter" {

@@ -398,7 +398,7 @@ func printTry(w io.Writer, url string) {
 	fmt.Fprintf(w, `
 Try, with the nats CLI:
   nats%[1]s kv ls %[2]s
-  nats%[1]s kv get %[2]s echo.<id>
+  nats%[1]s kv get %[2]s echo.<id> --raw
   nats%[1]s kv watch %[2]s
   nats%[1]s request %[7]s hi
   nats%[1]s kv put %[8]s %[9]s '{"strategy":"round_robin"}'
