@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -19,6 +20,7 @@ import (
 type consulParts struct {
 	comps         []*component
 	httpAt, dnsAt string
+	domain        string // DNS's, without the root's dot
 }
 
 // startConsul serves Consul's read API (consul.addr) and DNS (dns.addr)
@@ -52,6 +54,7 @@ func startConsul(ctx context.Context, cfg *Config, f *registry.Follower, dc stri
 			log.Warn("no DNS", "err", err)
 		} else {
 			p.dnsAt = pc.LocalAddr().String()
+			p.domain = strings.TrimSuffix(cfg.DNS.Domain, ".")
 			d := consul.NewDNS(view, cfg.DNS, set)
 			p.comps = append(p.comps, start(ctx, func(ctx context.Context) error { return d.Serve(ctx, pc, l, log) }, stopped))
 		}
@@ -59,13 +62,24 @@ func startConsul(ctx context.Context, cfg *Config, f *registry.Follower, dc stri
 	return p, nil
 }
 
-// print says where Consul's clients find the stack.
-func (p consulParts) print(w io.Writer) {
+// print says where Consul's clients find the stack, with examples that
+// show an instance: the greeter's when it runs. The echo instances speak
+// NATS only: the API lists them with no address and DNS, which answers
+// only instances with one, answers nothing for them.
+func (p consulParts) print(w io.Writer, greeter bool) {
 	if p.httpAt != "" {
-		fmt.Fprintf(w, "  consul api  http://%[1]s: curl http://%[1]s/v1/health/service/echo · CONSUL_HTTP_ADDR=%[1]s\n", p.httpAt)
+		svc := "echo"
+		if greeter {
+			svc = "greeter"
+		}
+		fmt.Fprintf(w, "  consul api  http://%[1]s: curl http://%[1]s/v1/health/service/%[2]s · CONSUL_HTTP_ADDR=%[1]s\n", p.httpAt, svc)
 	}
 	if p.dnsAt != "" {
 		host, port, _ := net.SplitHostPort(p.dnsAt)
-		fmt.Fprintf(w, "  dns         %s: dig @%s -p %s echo.service.hail SRV\n", p.dnsAt, host, port)
+		if greeter {
+			fmt.Fprintf(w, "  dns         %s: dig @%s -p %s greeter.service.%s SRV\n", p.dnsAt, host, port, p.domain)
+		} else {
+			fmt.Fprintf(w, "  dns         %s: dig @%s -p %s <service>.service.%s SRV (instances with an address: echo's have none)\n", p.dnsAt, host, port, p.domain)
+		}
 	}
 }

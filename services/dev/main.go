@@ -296,7 +296,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		ids[i] = n.ID()
 	}
 	printWelcome(out, url, storeDir, ids, len(insts), consoleAt, greeterAt, ingressAt)
-	cp.print(out)
+	cp.print(out, greeterAt != "")
 	if creds != nil {
 		printSecured(out, url, consoleAt, creds)
 	} else {
