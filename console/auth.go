@@ -75,8 +75,10 @@ func (g Guard) Wrap(h http.Handler) http.Handler {
 		}
 		if write && !isJSON(r.Header.Get("Content-Type")) {
 			// A form post from another site cannot set this type without a
-			// preflight, which same-origin answers refuse.
-			httpError(w, http.StatusUnsupportedMediaType, "writes take Content-Type: application/json")
+			// preflight, which same-origin answers refuse. Every write
+			// takes it, a DELETE or a POST without a body too: one rule,
+			// with no exception to reason about.
+			httpError(w, http.StatusUnsupportedMediaType, "writes take Content-Type: application/json (a DELETE or a POST without a body too)")
 			return
 		}
 		h.ServeHTTP(w, r)

@@ -119,6 +119,8 @@ func TestOpenGuard(t *testing.T) {
 		{"a cross-site drain is refused", req{method: "POST", path: "/api/instances/x/drain", host: local, site: "cross-site", ctype: "application/x-www-form-urlencoded"}, http.StatusForbidden},
 		{"a page of another port of the same host is refused", req{method: "POST", path: "/api/routes/echo", host: local, origin: "http://127.0.0.1:9000", site: "same-site", ctype: "application/json"}, http.StatusForbidden},
 		{"a write without JSON is refused", req{method: "POST", path: "/api/routes/echo", host: local, ctype: "text/plain"}, http.StatusUnsupportedMediaType},
+		{"a DELETE without the JSON type is refused", req{method: "DELETE", path: "/api/routes/echo", host: local}, http.StatusUnsupportedMediaType},
+		{"a DELETE with the JSON type is served, as the README's curl sends it", req{method: "DELETE", path: "/api/routes/echo", host: local, ctype: "application/json"}, http.StatusOK},
 		{"a rebound name is refused", req{method: "GET", path: "/api/services", host: "evil.example:8080"}, http.StatusMisdirectedRequest},
 		{"a rebound name's same-origin write is refused", req{method: "POST", path: "/api/routes/echo", host: "evil.example:8080", origin: "http://evil.example:8080", ctype: "application/json"}, http.StatusMisdirectedRequest},
 		{"localhost is served", req{method: "GET", path: "/api/services", host: "localhost:8080"}, http.StatusOK},

@@ -366,6 +366,20 @@ func TestTrafficFromRouters(t *testing.T) {
 		return got
 	}
 	state(console.TrafficIdle)
+	// A row has the keys the README's API table names.
+	var rows []map[string]any
+	e.GetJSON("/api/services", &rows)
+	for _, k := range []string{"service", "instances", "passing", "drained", "traffic"} {
+		if _, ok := rows[0][k]; !ok {
+			t.Errorf("a row of /api/services lacks %q: %v", k, rows[0])
+		}
+	}
+	traffic, _ := rows[0]["traffic"].(map[string]any)
+	for _, k := range []string{"state", "rps", "success", "p50_ms", "p99_ms", "spark"} {
+		if _, ok := traffic[k]; !ok {
+			t.Errorf("traffic lacks %q: %v", k, traffic)
+		}
+	}
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {

@@ -16,7 +16,8 @@ import (
 )
 
 // Every curl line of the README's sh blocks aimed at the dev stack's
-// ingress (127.0.0.1:8000) or greeter (127.0.0.1:8090) works as shown:
+// ingress (127.0.0.1:8000), greeter (127.0.0.1:8090) or console
+// (127.0.0.1:8080) works as shown:
 // 2xx, or the status its comment names. (The agent API's lines need an
 // agent with deploy/agent.yaml: TestAgentExample runs them.) The requests
 // are made with Go's client from the line's curl flags, so no curl is
@@ -29,10 +30,10 @@ func TestReadmeCurlCommands(t *testing.T) {
 	d := startDev(t)
 	ran := 0
 	for _, line := range lines {
-		if !strings.Contains(line, "127.0.0.1:8000") && !strings.Contains(line, "127.0.0.1:8090") {
+		if !strings.Contains(line, "127.0.0.1:8000") && !strings.Contains(line, "127.0.0.1:8090") && !strings.Contains(line, "127.0.0.1:8080") {
 			continue
 		}
-		if runCurlLine(t, line, strings.NewReplacer("127.0.0.1:8000", d.ingress, "127.0.0.1:8090", d.greeterAt), 0, 10*time.Second) {
+		if runCurlLine(t, line, strings.NewReplacer("127.0.0.1:8000", d.ingress, "127.0.0.1:8090", d.greeterAt, "127.0.0.1:8080", d.http), 0, 10*time.Second) {
 			ran++
 		}
 	}
