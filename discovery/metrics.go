@@ -47,7 +47,7 @@ func newNodeMetrics(set *metrics.Set, reg *registry.Registry, ready func() bool)
 	// Labelled series exist from the start, at 0, so that a dashboard or
 	// an alert on them has something to read before the first event.
 	for _, r := range []string{reasonTooLarge, reasonSubject, reasonMalformed, reasonInvalid, reasonSchema, reasonMismatch,
-		reasonBadQuery, reasonKV, reasonBadRecord, reasonBadReply, reasonIDTaken, reasonReplyTo, reasonForeignReply, reasonBusy} {
+		reasonBadQuery, reasonKV, reasonBadRecord, reasonBadReply, reasonIDTaken, reasonReplyTo, reasonForeignReply, reasonBusy, reasonIDMismatch} {
 		m.rejected(r)
 	}
 	for _, st := range []events.Status{events.Passing, events.Warning, events.Critical, events.Deregistered} {
