@@ -583,5 +583,18 @@ func TestHeldUnscopedOnlyInOpenRegions(t *testing.T) {
 		if got := tt.g.holds(a, standing{taken: true}); got {
 			t.Errorf("%s, id another service's: held", tt.name)
 		}
+		// And through the announce's way in, as its subscription hands
+		// it over: the queued key holds or not.
+		data, err := json.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tt.g.offerAnnounce(t.Context(), &nats.Msg{Subject: s.Announce(a.Service), Data: data})
+		tt.g.adm.mu.Lock()
+		k := tt.g.adm.byKey[events.InstanceKey(a.Service, a.ID)]
+		tt.g.adm.mu.Unlock()
+		if k == nil || k.hold != tt.want {
+			t.Errorf("%s, offered: queued %+v, want held %v", tt.name, k, tt.want)
+		}
 	}
 }

@@ -67,10 +67,10 @@ func (r Result) Verdict() Verdict {
 }
 
 // Tracker heartbeats many instances at once. Each round publishes every
-// heartbeat up front with a reply subject under one wildcard inbox and then
-// collects answers as they come, so one slow or dead instance costs the
-// others nothing and a round over a thousand instances costs one
-// subscription, not a thousand requests.
+// heartbeat (at once, or paced: Pace) with a reply subject under one
+// wildcard inbox and then collects answers as they come, so one slow or
+// dead instance costs the others nothing and a round over a thousand
+// instances costs one subscription, not a thousand requests.
 type Tracker struct {
 	nc       *nats.Conn
 	subjects events.Subjects
@@ -97,6 +97,9 @@ type Tracker struct {
 	// pace, when not 0, is the most beats a second a round sends
 	// (Pace); read by Round only.
 	pace int
+	// every is Run's interval, which bounds a paced round's spread; 0
+	// for rounds not run by Run.
+	every atomic.Int64
 	// replies are each instance's last answer, raw and decoded: most
 	// answer the same bytes round after round, and decoding is most of
 	// what reading an answer costs. Only onReply touches it (one
@@ -115,8 +118,12 @@ type round struct {
 	keys []uint64 // each heartbeat's reply key, by index
 	// start is when the first beat went out; a paced round's chunk c of
 	// paceChunk beats is sent gap*c after it.
-	start     time.Time
-	gap       time.Duration
+	start time.Time
+	gap   time.Duration
+	// closed: the beats of index below it are past their timeout (a
+	// paced round closes its chunks one by one), and an answer to one
+	// is late.
+	closed    int
 	mu        sync.Mutex
 	results   []Result
 	answered  []bool
@@ -151,17 +158,19 @@ func NewTracker(nc *nats.Conn, subjects events.Subjects, node string, timeout fu
 // paceChunk is how many beats a paced round sends at once.
 const paceChunk = 512
 
-// Pace spreads each round's beats: at most perSecond a second, sent
-// paceChunk at a time, over up to half the round's timeout, the rest of
-// a large round then sent as fast as before. A round of thousands sent at
-// once reaches the servers and the instances as one burst, and the
-// answers at its tail wait behind it: on two shared cores the burst of
-// 16,000 beats takes longer to answer than the timeout. Spread, the same
-// beats meet less of a queue. Each beat's answer is timed from its own
-// chunk's sending, and the timeout runs from the last chunk's, so no
-// beat has less than the timeout to be answered; a round's judgement
-// comes that much later. 0 (the default) sends every beat at once.
-// Call it before Run.
+// Pace spreads each round's beats, sent paceChunk at a time, over
+// n/perSecond, but over no more than half the round's timeout nor what
+// the interval leaves after the timeout (Run's): a round too large for
+// perSecond within that bound goes out faster, evenly over the bound. A
+// round of thousands sent at once reaches the servers and the instances
+// as one burst, and the answers at its tail wait behind it: on two shared
+// cores the burst of 16,000 beats takes longer to answer than the
+// timeout. Spread, the same beats meet less of a queue. Each chunk has
+// the timeout from its own sending (its answers timed from then, and
+// closed once it passes, unless answers wait unread: the node is then
+// what is late, as for a whole round); the round's judgement comes the
+// spread later. 0 (the default) sends every beat at once. Call it before
+// Run.
 func (t *Tracker) Pace(perSecond int) { t.pace = max(perSecond, 0) }
 
 // Inbox is the prefix of the tracker's reply subjects, with its trailing
@@ -214,8 +223,12 @@ func (t *Tracker) Round(ctx context.Context, targets []string) []Result {
 	connected, reconnects := t.nc.IsConnected(), t.nc.Stats().Reconnects
 	prefix := t.inbox + strconv.FormatUint(r.seq, 10) + "."
 	timeout := t.timeout()
-	if chunks := (n + paceChunk - 1) / paceChunk; t.pace > 0 && chunks > 1 {
+	chunks := (n + paceChunk - 1) / paceChunk
+	if t.pace > 0 && chunks > 1 {
 		spread := min(time.Duration(n)*time.Second/time.Duration(t.pace), timeout/2)
+		if every := time.Duration(t.every.Load()); every > 0 {
+			spread = min(spread, max(every-timeout, 0))
+		}
 		r.gap = spread / time.Duration(chunks-1)
 	}
 	r.start = time.Now() // before the round is visible to onReply, which reads it
@@ -233,7 +246,7 @@ func (t *Tracker) Round(ctx context.Context, targets []string) []Result {
 		}
 	}()
 	for i, id := range ids {
-		if r.gap > 0 && i > 0 && i%paceChunk == 0 && !pauseUntil(ctx, &wait, r.sentAt(i)) {
+		if r.gap > 0 && i > 0 && i%paceChunk == 0 && !pauseUntil(ctx, r.done, &wait, r.sentAt(i)) {
 			break // ctx ended: the round's results are not judged
 		}
 		reply = strconv.AppendInt(append(reply[:0], prefix...), int64(i), 10)
@@ -243,7 +256,20 @@ func (t *Tracker) Round(ctx context.Context, targets []string) []Result {
 			r.finish(i, Result{ID: id, Err: fmt.Errorf("publish heartbeat: %w", err)})
 		}
 	}
-	timer := time.NewTimer(timeout)
+	// A paced round's chunks but the last close at their timeouts, each
+	// only if no answer waits unread (else the node is what is late: the
+	// round's end decides, below).
+	for c := 0; r.gap > 0 && c < chunks-1; c++ {
+		if !pauseUntil(ctx, r.done, &wait, r.sentAt(c*paceChunk).Add(timeout)) {
+			break // all answered, or ctx ended
+		}
+		if pending, _, err := t.sub.Pending(); err == nil && pending == 0 {
+			r.mu.Lock()
+			r.closed = (c + 1) * paceChunk
+			r.mu.Unlock()
+		}
+	}
+	timer := time.NewTimer(time.Until(r.sentAt(n - 1).Add(timeout)))
 	defer timer.Stop()
 	select {
 	case <-r.done:
@@ -267,7 +293,11 @@ func (t *Tracker) Round(ctx context.Context, targets []string) []Result {
 	}
 	for i, ok := range r.answered {
 		if !ok {
-			r.results[i] = Result{ID: ids[i], Err: silence, RTT: time.Since(r.sentAt(i))}
+			err := silence
+			if i < r.closed && silence == ErrOverloaded {
+				err = ErrTimeout // its chunk closed with nothing unread
+			}
+			r.results[i] = Result{ID: ids[i], Err: err, RTT: time.Since(r.sentAt(i))}
 		}
 	}
 	if prev != nil {
@@ -283,11 +313,16 @@ func (r *round) sentAt(idx int) time.Time {
 }
 
 // pauseUntil waits until at on *w (made on first use); false if ctx
-// ends first.
-func pauseUntil(ctx context.Context, w **time.Timer, at time.Time) bool {
+// ends or done closes first.
+func pauseUntil(ctx context.Context, done <-chan struct{}, w **time.Timer, at time.Time) bool {
 	d := time.Until(at)
 	if d <= 0 {
-		return ctx.Err() == nil
+		select {
+		case <-done:
+			return false
+		default:
+			return ctx.Err() == nil
+		}
 	}
 	if *w == nil {
 		*w = time.NewTimer(d)
@@ -297,6 +332,8 @@ func pauseUntil(ctx context.Context, w **time.Timer, at time.Time) bool {
 	select {
 	case <-(*w).C:
 		return true
+	case <-done:
+		return false
 	case <-ctx.Done():
 		return false
 	}
@@ -435,15 +472,15 @@ func truncate(s string) string {
 	return s
 }
 
-// finish records an answer: the result, or, once the round is over, a
-// late answer.
+// finish records an answer: the result, or, once the round is over or
+// the beat's chunk closed, a late answer.
 func (r *round) finish(idx int, res Result) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.answered[idx] {
 		return
 	}
-	if r.over {
+	if r.over || idx < r.closed {
 		if res.Err == nil {
 			if r.late == nil {
 				r.late = make(map[int]events.Status)
@@ -472,6 +509,7 @@ func (t *Tracker) Run(ctx context.Context, interval func() time.Duration, target
 			every = d
 			ticker.Reset(every)
 		}
+		t.every.Store(int64(every))
 		start := time.Now()
 		results := t.Round(ctx, targets())
 		if ctx.Err() != nil {

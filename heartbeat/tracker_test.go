@@ -443,8 +443,9 @@ func TestPacedRound(t *testing.T) {
 		t.Errorf("the last chunk answered %v after the round began, want no sooner than the spread %v", got, spread)
 	}
 	// The last chunk's answers are timed from its sending, 600 ms after
-	// the first's: their RTTs are shorter than the time since the start.
-	if rtt, since := results[len(ids)-1].RTT, last.Sub(start); rtt >= since {
+	// the first's: their RTTs are shorter than the time since the start
+	// by more than a gap (300 ms).
+	if rtt, since := results[len(ids)-1].RTT, last.Sub(start); rtt >= since-spread/2 {
 		t.Errorf("last beat's RTT %v, want it timed from its chunk (it answered %v after the round began)", rtt, since)
 	}
 }
@@ -476,21 +477,70 @@ func TestPacedRoundStopsWithItsContext(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	tr.Pace(1) // the second chunk would wait half an hour
+	tr.Pace(1) // the second chunk would wait ten minutes
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		tr.Round(ctx, ids)
 	}()
-	<-first
+	select {
+	case <-first:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no answer to the first chunk in 30s")
+	}
 	cancel()
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the round did not return once its context ended")
 	}
-	if _, ok := answered.Load(len(ids) - 1); ok {
-		t.Error("the last chunk was sent after the context ended")
+	if sent := tnc.Stats().OutMsgs; sent > 512 {
+		t.Errorf("%d beats sent, want the first chunk's 512 alone", sent)
+	}
+}
+
+// Each chunk of a paced round has the timeout from its own sending: an
+// answer to the first chunk that comes after it (but before the round
+// ends, the spread later) is late, as one to the last chunk would be, not
+// an answer in time.
+func TestPacedChunkTimesOut(t *testing.T) {
+	s := bustest.RunServer(t)
+	tnc := bustest.Connect(t, s.ClientURL())
+	inc := bustest.Connect(t, s.ClientURL())
+	ids := newIDs(1024) // two chunks
+	const timeout = time.Second
+	// The first chunk's deadline is 1 s after the round starts, the
+	// round's end 1.5 s (the spread, half the timeout, then the
+	// timeout): the slow instance answers midway, 1.25 s after its beat.
+	const slowBy = 1250 * time.Millisecond
+	slow := ids[0]
+	for _, id := range ids {
+		if _, err := member.Respond(inc, events.Subjects{}, id, func() events.HeartbeatReply {
+			if id == slow {
+				time.Sleep(slowBy) // an instance slow to answer, not a wait for the test
+			}
+			return events.HeartbeatReply{Status: events.Passing}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := inc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := heartbeat.NewTracker(tnc, events.Subjects{}, uuid.NewString(), fixed(timeout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	tr.Pace(1) // the spread is its bound, half the timeout
+	results := tr.Round(t.Context(), ids)
+	if !errors.Is(results[0].Err, heartbeat.ErrTimeout) {
+		t.Errorf("the first chunk's slow answer: %+v, want a timeout (it came %v after its beat, the timeout %v)", results[0], slowBy, timeout)
+	}
+	for i, r := range results[1:] {
+		if r.Err != nil {
+			t.Fatalf("result %d: %v", i+1, r.Err)
+		}
 	}
 }

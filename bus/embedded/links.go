@@ -213,9 +213,10 @@ func CheckLinks(s *server.Server, nc *nats.Conn, region, prefix string) []error 
 
 // deniedInterest reports whether a subscription the other side of a link
 // sent over it proves the link is without hail's denies. A wildcard a
-// deny only overlaps (hail.>, or discovery's hail.node.> on a link this
-// server made) proves nothing: nats-server keeps it, and drops as it
-// delivers each message the link's denies match. Proof is
+// deny only overlaps (hail.>) proves nothing, nor, on a link this server
+// made, one a deny covers whole (discovery's hail.node.>): nats-server
+// keeps it, and drops as it delivers each message the link's denies
+// match. Proof is
 //   - a literal subject under a deny: a leafnode refuses a literal
 //     subscription its side of the link may not publish, so this server
 //     keeps one only if it would send that subject across;
