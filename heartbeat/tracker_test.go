@@ -247,22 +247,30 @@ func BenchmarkFanOut(b *testing.B) {
 
 // fanOutServer starts a server (configure as bustest.RunServerWith) and
 // connects the tracker's side and the instances' side to it.
-func fanOutServer(b *testing.B, configure func(*server.Options)) (tracker, instances *nats.Conn) {
-	s := bustest.RunServerWith(b, configure)
-	return bustest.Connect(b, s.ClientURL()), bustest.Connect(b, s.ClientURL())
+func fanOutServer(tb testing.TB, configure func(*server.Options)) (tracker, instances *nats.Conn) {
+	s := bustest.RunServerWith(tb, configure)
+	return bustest.Connect(tb, s.ClientURL()), bustest.Connect(tb, s.ClientURL())
 }
 
 // answerAll has every id answer heartbeats as passing on nc.
-func answerAll(b *testing.B, nc *nats.Conn, ids []string) {
-	for _, id := range ids {
+func answerAll(tb testing.TB, nc *nats.Conn, ids []string) {
+	answerEach(tb, nc, ids, func(int, string) {})
+}
+
+// answerEach has every id answer heartbeats as passing on nc, calling
+// seen with its index and id as it answers.
+func answerEach(tb testing.TB, nc *nats.Conn, ids []string, seen func(i int, id string)) {
+	tb.Helper()
+	for i, id := range ids {
 		if _, err := member.Respond(nc, events.Subjects{}, id, func() events.HeartbeatReply {
+			seen(i, id)
 			return events.HeartbeatReply{Status: events.Passing}
 		}); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 	}
 	if err := nc.Flush(); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 }
 
@@ -401,25 +409,15 @@ func TestChangedAnswerReadAnew(t *testing.T) {
 // its turn (so the round lasts at least the spread), and each answer is
 // timed from its own chunk's sending, not the round's start.
 func TestPacedRound(t *testing.T) {
-	s := bustest.RunServer(t)
-	tnc := bustest.Connect(t, s.ClientURL())
-	inc := bustest.Connect(t, s.ClientURL())
+	tnc, inc := fanOutServer(t, nil)
 	ids := newIDs(1200) // three chunks
 	var mu sync.Mutex
 	heard := map[string]time.Time{}
-	for _, id := range ids {
-		if _, err := member.Respond(inc, events.Subjects{}, id, func() events.HeartbeatReply {
-			mu.Lock()
-			heard[id] = time.Now()
-			mu.Unlock()
-			return events.HeartbeatReply{Status: events.Passing}
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := inc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	answerEach(t, inc, ids, func(_ int, id string) {
+		mu.Lock()
+		heard[id] = time.Now()
+		mu.Unlock()
+	})
 	tr, err := heartbeat.NewTracker(tnc, events.Subjects{}, uuid.NewString(), fixed(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -453,25 +451,11 @@ func TestPacedRound(t *testing.T) {
 // A paced round whose context ends while chunks wait to be sent returns
 // then, without sending the rest.
 func TestPacedRoundStopsWithItsContext(t *testing.T) {
-	s := bustest.RunServer(t)
-	tnc := bustest.Connect(t, s.ClientURL())
-	inc := bustest.Connect(t, s.ClientURL())
+	tnc, inc := fanOutServer(t, nil)
 	ids := newIDs(1200)
 	first := make(chan struct{})
-	var answered sync.Map
 	var once sync.Once
-	for i, id := range ids {
-		if _, err := member.Respond(inc, events.Subjects{}, id, func() events.HeartbeatReply {
-			answered.Store(i, true)
-			once.Do(func() { close(first) })
-			return events.HeartbeatReply{Status: events.Passing}
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := inc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	answerEach(t, inc, ids, func(int, string) { once.Do(func() { close(first) }) })
 	tr, err := heartbeat.NewTracker(tnc, events.Subjects{}, uuid.NewString(), fixed(time.Hour))
 	if err != nil {
 		t.Fatal(err)
@@ -505,9 +489,7 @@ func TestPacedRoundStopsWithItsContext(t *testing.T) {
 // ends, the spread later) is late, as one to the last chunk would be, not
 // an answer in time.
 func TestPacedChunkTimesOut(t *testing.T) {
-	s := bustest.RunServer(t)
-	tnc := bustest.Connect(t, s.ClientURL())
-	inc := bustest.Connect(t, s.ClientURL())
+	tnc, inc := fanOutServer(t, nil)
 	ids := newIDs(1024) // two chunks
 	const timeout = time.Second
 	// The first chunk's deadline is 1 s after the round starts, the
@@ -515,19 +497,11 @@ func TestPacedChunkTimesOut(t *testing.T) {
 	// timeout): the slow instance answers midway, 1.25 s after its beat.
 	const slowBy = 1250 * time.Millisecond
 	slow := ids[0]
-	for _, id := range ids {
-		if _, err := member.Respond(inc, events.Subjects{}, id, func() events.HeartbeatReply {
-			if id == slow {
-				time.Sleep(slowBy) // an instance slow to answer, not a wait for the test
-			}
-			return events.HeartbeatReply{Status: events.Passing}
-		}); err != nil {
-			t.Fatal(err)
+	answerEach(t, inc, ids, func(_ int, id string) {
+		if id == slow {
+			time.Sleep(slowBy) // an instance slow to answer, not a wait for the test
 		}
-	}
-	if err := inc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	})
 	tr, err := heartbeat.NewTracker(tnc, events.Subjects{}, uuid.NewString(), fixed(timeout))
 	if err != nil {
 		t.Fatal(err)
