@@ -276,15 +276,15 @@ func (q *admission) take(most int) []queued {
 
 // done records that batch, taken at the head, has been applied, and
 // reports whether items are left (the caller schedules the next drain).
-func (q *admission) done(batch []queued, now time.Time) (more bool) {
+// registered are the keys of its announces that are in the registry now:
+// what follows of them waits unheld, as their owner's rounds beat them.
+func (q *admission) done(batch []queued, now time.Time, registered map[string]bool) (more bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, it := range batch {
 		if k := q.byKey[it.key]; k.n > 1 {
 			k.n--
-			if it.dereg == nil {
-				// Registered now: its owner's rounds beat it while
-				// what follows of it waits.
+			if it.dereg == nil && registered[it.key] {
 				k.hold = false
 			}
 		} else {

@@ -324,7 +324,7 @@ func TestAdmissionHeld(t *testing.T) {
 			if got := q.held(t0.Add(time.Hour), every, nil); len(got) != 0 {
 				t.Errorf("taken to be applied: held %q", got)
 			}
-			q.done(batch, t0)
+			q.done(batch, t0, nil)
 			if got := q.held(t0.Add(2*time.Hour), every, nil); len(got) != 0 {
 				t.Errorf("after its items are done: held %q", got)
 			}
@@ -460,23 +460,30 @@ func BenchmarkAdmissionHeld(b *testing.B) {
 }
 
 // An instance whose registration is applied while a change of it still
-// waits is held no more: its owner's rounds beat it from then on.
+// waits is held no more: its owner's rounds beat it from then on. One
+// whose registration failed (a KV error) is not registered, and still is.
 func TestHeldNoMoreOnceRegistered(t *testing.T) {
-	q := newAdmission(metrics.NewSet())
-	a := events.Announce{ID: uuid.NewString(), Service: "echo", Endpoints: []events.Endpoint{{Name: "say"}}, Weight: 100}
-	c := a
-	c.Weight = 50
-	key := events.InstanceKey(a.Service, a.ID)
-	t0 := time.Unix(1_700_000_000, 0)
-	for _, an := range []events.Announce{a, c} {
-		q.offer(queued{m: &nats.Msg{Subject: "hail.announce.echo"}, key: key, a: an, hold: true}, t0)
-	}
-	if got := q.held(t0, time.Second, nil); len(got) != 1 {
-		t.Fatalf("both queued: held %q, want its target once", got)
-	}
-	q.done(q.take(1), t0) // its registration, applied
-	if got := q.held(t0.Add(time.Hour), time.Second, nil); len(got) != 0 {
-		t.Errorf("registered, its change waiting: held %q, want none", got)
+	for _, registered := range []bool{true, false} {
+		q := newAdmission(metrics.NewSet())
+		a := events.Announce{ID: uuid.NewString(), Service: "echo", Endpoints: []events.Endpoint{{Name: "say"}}, Weight: 100}
+		c := a
+		c.Weight = 50
+		key := events.InstanceKey(a.Service, a.ID)
+		t0 := time.Unix(1_700_000_000, 0)
+		for _, an := range []events.Announce{a, c} {
+			q.offer(queued{m: &nats.Msg{Subject: "hail.announce.echo"}, key: key, a: an, hold: true}, t0)
+		}
+		if got := q.held(t0, time.Second, nil); len(got) != 1 {
+			t.Fatalf("both queued: held %q, want its target once", got)
+		}
+		q.done(q.take(1), t0, map[string]bool{key: registered}) // its registration, applied
+		got := q.held(t0.Add(time.Hour), time.Second, nil)
+		if registered && len(got) != 0 {
+			t.Errorf("registered, its change waiting: held %q, want none", got)
+		}
+		if !registered && len(got) != 1 {
+			t.Errorf("its registration failed, its change waiting: held %q, want its target", got)
+		}
 	}
 }
 

@@ -161,7 +161,15 @@ func (g *registrations) applyBatch(ctx context.Context, batch []queued, from int
 		i = j
 	}
 	g.welcome()
-	if !g.adm.done(batch, time.Now()) {
+	// Read here, not under the queue's lock: a registration can fail (a
+	// KV error), and an instance not registered stays held.
+	registered := make(map[string]bool, len(batch))
+	for _, it := range batch {
+		if it.dereg == nil {
+			_, registered[it.key] = g.reg.Get(it.key)
+		}
+	}
+	if !g.adm.done(batch, time.Now(), registered) {
 		return
 	}
 	// On the loop, which alone reads the work queue: never block on it.
