@@ -117,9 +117,12 @@ type round struct {
 	ids  []string
 	keys []uint64 // each heartbeat's reply key, by index
 	// start is when the first beat went out; a paced round's chunk c of
-	// paceChunk beats is sent gap*c after it.
+	// paceChunk beats is due gap*c after it, and sent is when each chunk
+	// went out (Unix nanoseconds; 0 until then): later than due when the
+	// node is short of CPU, and each chunk's timeout runs from its own.
 	start time.Time
 	gap   time.Duration
+	sent  []atomic.Int64
 	// closed: the beats of index below it are past their timeout (a
 	// paced round closes its chunks one by one), and an answer to one
 	// is late.
@@ -231,6 +234,7 @@ func (t *Tracker) Round(ctx context.Context, targets []string) []Result {
 		}
 		r.gap = spread / time.Duration(chunks-1)
 	}
+	r.sent = make([]atomic.Int64, chunks)
 	r.start = time.Now() // before the round is visible to onReply, which reads it
 	prev := t.last.Load()
 	t.cur.Store(r)
@@ -246,8 +250,11 @@ func (t *Tracker) Round(ctx context.Context, targets []string) []Result {
 		}
 	}()
 	for i, id := range ids {
-		if r.gap > 0 && i > 0 && i%paceChunk == 0 && !pauseUntil(ctx, r.done, &wait, r.sentAt(i)) {
-			break // ctx ended: the round's results are not judged
+		if i%paceChunk == 0 {
+			if r.gap > 0 && i > 0 && !pauseUntil(ctx, r.done, &wait, r.start.Add(time.Duration(i/paceChunk)*r.gap)) {
+				break // ctx ended: the round's results are not judged
+			}
+			r.sent[i/paceChunk].Store(time.Now().UnixNano())
 		}
 		reply = strconv.AppendInt(append(reply[:0], prefix...), int64(i), 10)
 		reply = strconv.AppendUint(append(reply, '.'), r.keys[i], 36)
@@ -309,7 +316,10 @@ func (t *Tracker) Round(ctx context.Context, targets []string) []Result {
 
 // sentAt is when the beat of index idx was sent, to time its answer.
 func (r *round) sentAt(idx int) time.Time {
-	return r.start.Add(time.Duration(idx/paceChunk) * r.gap)
+	if ns := r.sent[idx/paceChunk].Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return r.start // not sent: the round ended first
 }
 
 // pauseUntil waits until at on *w (made on first use); false if ctx
