@@ -34,6 +34,19 @@ func TestConsoleDeregistersInOpenRegion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The announce is acknowledged once the node has written it; the
+	// console's own follower of hail_instances has it a moment later, as
+	// the page shows it to an operator before anyone can click.
+	bustest.Eventually(t, 10*time.Second, func() error {
+		var views []console.InstanceView
+		e.GetJSON("/api/instances?service=echo", &views)
+		for _, v := range views {
+			if v.ID == a.ID {
+				return nil
+			}
+		}
+		return fmt.Errorf("the console does not list %s yet", a.ID)
+	})
 	tests := []struct {
 		name, id string
 		code     int
