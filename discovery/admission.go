@@ -276,15 +276,17 @@ func (q *admission) take(most int) []queued {
 
 // done records that batch, taken at the head, has been applied, and
 // reports whether items are left (the caller schedules the next drain).
-// registered are the keys of its announces that are in the registry now:
-// what follows of them waits unheld, as their owner's rounds beat them.
-func (q *admission) done(batch []queued, now time.Time, registered map[string]bool) (more bool) {
+// registered says whether an announce's key is in the registry now (what
+// follows of it then waits unheld, as its owner's rounds beat it; one
+// whose create failed stays held); it is asked only of a key with more
+// queued, under the queue's lock: the registry never takes that lock.
+func (q *admission) done(batch []queued, now time.Time, registered func(key string) bool) (more bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, it := range batch {
 		if k := q.byKey[it.key]; k.n > 1 {
 			k.n--
-			if it.dereg == nil && registered[it.key] {
+			if it.dereg == nil && k.hold && registered(it.key) {
 				k.hold = false
 			}
 		} else {

@@ -324,7 +324,7 @@ func TestAdmissionHeld(t *testing.T) {
 			if got := q.held(t0.Add(time.Hour), every, nil); len(got) != 0 {
 				t.Errorf("taken to be applied: held %q", got)
 			}
-			q.done(batch, t0, nil)
+			q.done(batch, t0, func(string) bool { return false })
 			if got := q.held(t0.Add(2*time.Hour), every, nil); len(got) != 0 {
 				t.Errorf("after its items are done: held %q", got)
 			}
@@ -476,7 +476,7 @@ func TestHeldNoMoreOnceRegistered(t *testing.T) {
 		if got := q.held(t0, time.Second, nil); len(got) != 1 {
 			t.Fatalf("both queued: held %q, want its target once", got)
 		}
-		q.done(q.take(1), t0, map[string]bool{key: registered}) // its registration, applied
+		q.done(q.take(1), t0, func(string) bool { return registered }) // its registration, applied
 		got := q.held(t0.Add(time.Hour), time.Second, nil)
 		if registered && len(got) != 0 {
 			t.Errorf("registered, its change waiting: held %q, want none", got)

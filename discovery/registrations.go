@@ -161,15 +161,7 @@ func (g *registrations) applyBatch(ctx context.Context, batch []queued, from int
 		i = j
 	}
 	g.welcome()
-	// Read here, not under the queue's lock: a registration can fail (a
-	// KV error), and an instance not registered stays held.
-	registered := make(map[string]bool, len(batch))
-	for _, it := range batch {
-		if it.dereg == nil {
-			_, registered[it.key] = g.reg.Get(it.key)
-		}
-	}
-	if !g.adm.done(batch, time.Now(), registered) {
+	if !g.adm.done(batch, time.Now(), g.inRegistry) {
 		return
 	}
 	// On the loop, which alone reads the work queue: never block on it.
@@ -178,6 +170,12 @@ func (g *registrations) applyBatch(ctx context.Context, batch []queued, from int
 	default:
 		go g.schedule(ctx)
 	}
+}
+
+// inRegistry reports whether key is in the registry.
+func (g *registrations) inRegistry(key string) bool {
+	_, ok := g.reg.Get(key)
+	return ok
 }
 
 // onLoop hands f to the node's loop, from another goroutine.
